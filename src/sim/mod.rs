@@ -1,0 +1,1 @@
+//! MiniMax simulator (being written)
