@@ -1,0 +1,504 @@
+//! Layered configuration: flags > environment > config file > defaults.
+//! The look-up order is written once, in [`Settings::resolve`], which takes
+//! the environment as a function so tests drive it without touching the
+//! process environment.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Url;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::queue::{DbLocation, RetryPolicy};
+
+pub const MAINLAND_API_BASE: &str = "https://api.minimaxi.com";
+pub const INTERNATIONAL_API_BASE: &str = "https://api.minimax.io";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+    #[error("cannot read the API key file {path} (from {origin}): {source}")]
+    KeyFile {
+        path: PathBuf,
+        origin: String,
+        source: std::io::Error,
+    },
+    #[error("no home directory: set HOME or XDG_DATA_HOME, or give --db and --out")]
+    NoHome,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The config file as written. Every key optional; unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub api_base: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub database: Option<String>,
+    pub output_dir: Option<PathBuf>,
+    pub concurrency: Option<u32>,
+    pub requests_per_minute: Option<u32>,
+    pub max_attempts: Option<u32>,
+    pub segments: Option<u32>,
+    pub connect_timeout_secs: Option<u64>,
+    pub read_timeout_secs: Option<u64>,
+    pub probe_interval_secs: Option<u64>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl FileConfig {
+    pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })
+    }
+}
+
+/// What the command line says; `None` leaves the decision to lower layers.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub database: Option<String>,
+    pub output_dir: Option<PathBuf>,
+    pub concurrency: Option<u32>,
+    pub segments: Option<u32>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// Everything a command needs to know, resolved and validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub config_path: Option<PathBuf>,
+    pub api_base: Url,
+    /// Never printed: `SecretString`'s Debug shows `[REDACTED]`.
+    pub api_key: Option<SecretString>,
+    pub api_key_file: Option<PathBuf>,
+    pub database: DbLocation,
+    pub output_dir: PathBuf,
+    pub concurrency: u32,
+    pub requests_per_minute: u32,
+    pub retry: RetryPolicy,
+    pub segments: u32,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub probe_interval: Duration,
+    pub log_format: LogFormat,
+}
+
+pub const DEFAULT_CONCURRENCY: u32 = 4;
+/// One retrieve call a second: well inside the RPM limits MiniMax documents
+/// for its plans, and 3,600 files an hour.
+pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 60;
+pub const MAX_CONCURRENCY: u32 = 256;
+pub const MAX_SEGMENTS: u32 = 16;
+
+impl Settings {
+    /// Reads the config file (the one named, else the first default that
+    /// exists) and resolves every setting.
+    pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let (path, file) = match config_file_path(overrides, env) {
+            Some((path, required)) => match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let file = FileConfig::parse(&text, &path)?;
+                    (Some(path), file)
+                }
+                Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => (None, FileConfig::default()),
+                Err(source) => return Err(ConfigError::Read { path, source }),
+            },
+            None => (None, FileConfig::default()),
+        };
+        Settings::resolve(overrides, env, path, file)
+    }
+
+    /// The precedence rules: flag, then environment, then file, then default.
+    pub fn resolve(
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+        config_path: Option<PathBuf>,
+        file: FileConfig,
+    ) -> Result<Settings, ConfigError> {
+        let file_origin = |key: &str| match &config_path {
+            Some(p) => format!("config file {}: key `{key}`", p.display()),
+            None => format!("config key `{key}`"),
+        };
+        let env_nonempty = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+
+        let (api_base_raw, api_base_origin) = match env_nonempty("MINIMAX_API_BASE") {
+            Some(v) => (v, "environment variable MINIMAX_API_BASE".to_string()),
+            None => match file.api_base {
+                Some(v) => (v, file_origin("api_base")),
+                None => (MAINLAND_API_BASE.to_string(), "default api_base".to_string()),
+            },
+        };
+        let api_base = parse_api_base(&api_base_raw).map_err(|message| ConfigError::Invalid {
+            origin: api_base_origin,
+            message,
+        })?;
+
+        let api_key = match env("MINIMAX_API_KEY") {
+            Some(v) if !v.trim().is_empty() => Some(SecretString::from(v.trim().to_string())),
+            _ => match &file.api_key_file {
+                Some(path) => Some(read_key_file(path, &file_origin("api_key_file"))?),
+                None => None,
+            },
+        };
+
+        let database = match (&overrides.database, env_nonempty("MINIMAX_DL_DATABASE"), file.database) {
+            (Some(v), _, _) => v.clone(),
+            (None, Some(v), _) => v,
+            (None, None, Some(v)) => v,
+            (None, None, None) => data_dir(env)?.join("queue.db").to_string_lossy().into_owned(),
+        };
+
+        let output_dir = match (&overrides.output_dir, env_nonempty("MINIMAX_DL_OUTPUT_DIR"), file.output_dir) {
+            (Some(v), _, _) => v.clone(),
+            (None, Some(v), _) => PathBuf::from(v),
+            (None, None, Some(v)) => v,
+            (None, None, None) => data_dir(env)?.join("files"),
+        };
+        let output_dir = absolute(&output_dir);
+
+        let concurrency = layered_number(
+            overrides.concurrency,
+            env("MINIMAX_DL_CONCURRENCY"),
+            "MINIMAX_DL_CONCURRENCY",
+            file.concurrency,
+            &file_origin("concurrency"),
+            DEFAULT_CONCURRENCY,
+            1..=MAX_CONCURRENCY,
+        )?;
+        let requests_per_minute = layered_number(
+            None,
+            env("MINIMAX_DL_REQUESTS_PER_MINUTE"),
+            "MINIMAX_DL_REQUESTS_PER_MINUTE",
+            file.requests_per_minute,
+            &file_origin("requests_per_minute"),
+            DEFAULT_REQUESTS_PER_MINUTE,
+            1..=1_000_000,
+        )?;
+        let segments = layered_number(
+            overrides.segments,
+            None,
+            "",
+            file.segments,
+            &file_origin("segments"),
+            1,
+            1..=MAX_SEGMENTS,
+        )?;
+        let defaults = RetryPolicy::default();
+        let max_attempts = layered_number(
+            None,
+            None,
+            "",
+            file.max_attempts,
+            &file_origin("max_attempts"),
+            defaults.max_attempts,
+            1..=1000,
+        )?;
+        let seconds = |value: Option<u64>, key: &str, default: u64| -> Result<Duration, ConfigError> {
+            match value {
+                Some(0) => Err(ConfigError::Invalid {
+                    origin: file_origin(key),
+                    message: "must be at least 1 second".into(),
+                }),
+                Some(v) => Ok(Duration::from_secs(v)),
+                None => Ok(Duration::from_secs(default)),
+            }
+        };
+
+        Ok(Settings {
+            api_base,
+            api_key,
+            api_key_file: file.api_key_file,
+            database: DbLocation(database),
+            output_dir,
+            concurrency,
+            requests_per_minute,
+            retry: RetryPolicy {
+                max_attempts,
+                ..defaults
+            },
+            segments,
+            connect_timeout: seconds(file.connect_timeout_secs, "connect_timeout_secs", 10)?,
+            read_timeout: seconds(file.read_timeout_secs, "read_timeout_secs", 60)?,
+            probe_interval: seconds(file.probe_interval_secs, "probe_interval_secs", 60)?,
+            log_format: overrides.log_format.or(file.log_format).unwrap_or_default(),
+            config_path,
+        })
+    }
+}
+
+/// Which config file to read, and whether it must exist (it must when the
+/// user named it).
+fn config_file_path(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>) -> Option<(PathBuf, bool)> {
+    if let Some(path) = &overrides.config {
+        return Some((path.clone(), true));
+    }
+    if let Some(path) = env("MINIMAX_DL_CONFIG").filter(|v| !v.is_empty()) {
+        return Some((PathBuf::from(path), true));
+    }
+    let user = env("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".config")))
+        .map(|dir| dir.join("minimax-dl").join("config.toml"));
+    if let Some(path) = user.filter(|p| p.exists()) {
+        return Some((path, false));
+    }
+    Some((PathBuf::from("/etc/minimax-dl/config.toml"), false))
+}
+
+fn data_dir(env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, ConfigError> {
+    env("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            env("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local").join("share"))
+        })
+        .map(|d| d.join("minimax-dl"))
+        .ok_or(ConfigError::NoHome)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map(|cwd| cwd.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+fn read_key_file(path: &Path, origin: &str) -> Result<SecretString, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile {
+        path: path.to_path_buf(),
+        origin: origin.to_string(),
+        source,
+    })?;
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_string(),
+            message: format!("the API key file {} is empty", path.display()),
+        });
+    }
+    Ok(SecretString::from(key.to_string()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn layered_number(
+    flag: Option<u32>,
+    env_value: Option<String>,
+    env_name: &str,
+    file_value: Option<u32>,
+    file_origin: &str,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, ConfigError> {
+    let (value, origin) = if let Some(v) = flag {
+        (v, "command-line flag".to_string())
+    } else if let Some(raw) = env_value.filter(|v| !v.trim().is_empty()) {
+        let origin = format!("environment variable {env_name}");
+        let v = raw.trim().parse::<u32>().map_err(|_| ConfigError::Invalid {
+            origin: origin.clone(),
+            message: format!("{raw:?} is not a whole number"),
+        })?;
+        (v, origin)
+    } else if let Some(v) = file_value {
+        (v, file_origin.to_string())
+    } else {
+        return Ok(default);
+    };
+    if !range.contains(&value) {
+        return Err(ConfigError::Invalid {
+            origin,
+            message: format!("{value} is out of range ({}..={})", range.start(), range.end()),
+        });
+    }
+    Ok(value)
+}
+
+/// The API base must be an http(s) URL with a host. Plain http is allowed
+/// only for loopback hosts (the simulator): the key must not cross a network
+/// in clear text.
+pub fn parse_api_base(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw.trim()).map_err(|e| format!("{raw:?} is not a URL ({e})"))?;
+    let host = url.host_str().ok_or_else(|| format!("{raw:?} has no host"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(host) => {}
+        "http" => {
+            return Err(format!(
+                "{raw:?} uses plain http: the API key would cross the network unencrypted; use https \
+                 ({MAINLAND_API_BASE} or {INTERNATIONAL_API_BASE})"
+            ));
+        }
+        other => return Err(format!("{raw:?} has scheme {other:?}; expected https")),
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{raw:?} must not carry a query or fragment"));
+    }
+    Ok(url)
+}
+
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn file(text: &str) -> FileConfig {
+        FileConfig::parse(text, Path::new("/etc/minimax-dl/config.toml")).unwrap()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_said() {
+        let env = env_of(&[("HOME", "/home/u")]);
+        let s = Settings::resolve(&Overrides::default(), &env, None, FileConfig::default()).unwrap();
+        assert_eq!(s.api_base.as_str(), "https://api.minimaxi.com/");
+        assert_eq!(s.database.0, "/home/u/.local/share/minimax-dl/queue.db");
+        assert_eq!(s.output_dir, PathBuf::from("/home/u/.local/share/minimax-dl/files"));
+        assert_eq!(s.concurrency, DEFAULT_CONCURRENCY);
+        assert_eq!(s.requests_per_minute, DEFAULT_REQUESTS_PER_MINUTE);
+        assert_eq!(s.retry, RetryPolicy::default());
+        assert!(s.api_key.is_none());
+    }
+
+    #[test]
+    fn flags_beat_environment_beats_file() {
+        let f = || file("concurrency = 3\ndatabase = \"/file.db\"\noutput_dir = \"/file-out\"\n");
+        let env = env_of(&[("MINIMAX_DL_CONCURRENCY", "5"), ("MINIMAX_DL_DATABASE", "/env.db")]);
+        let s = Settings::resolve(&Overrides::default(), &env, None, f()).unwrap();
+        assert_eq!((s.concurrency, s.database.0.as_str()), (5, "/env.db"));
+        assert_eq!(s.output_dir, PathBuf::from("/file-out"));
+
+        let flags = Overrides {
+            concurrency: Some(7),
+            database: Some("/flag.db".into()),
+            ..Overrides::default()
+        };
+        let s = Settings::resolve(&flags, &env, None, f()).unwrap();
+        assert_eq!((s.concurrency, s.database.0.as_str()), (7, "/flag.db"));
+
+        let s = Settings::resolve(&Overrides::default(), &env_of(&[]), None, f()).unwrap();
+        assert_eq!((s.concurrency, s.database.0.as_str()), (3, "/file.db"));
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_the_key_and_file() {
+        let path = Path::new("/etc/minimax-dl/config.toml");
+        let err = FileConfig::parse("concurency = 3\n", path).unwrap_err().to_string();
+        assert!(err.contains("/etc/minimax-dl/config.toml") && err.contains("concurency"), "{err}");
+        let err = FileConfig::parse("concurrency = \"many\"\n", path).unwrap_err().to_string();
+        assert!(err.contains("concurrency") && err.contains("/etc/minimax-dl/config.toml"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_origin() {
+        let err = Settings::resolve(
+            &Overrides::default(),
+            &env_of(&[("HOME", "/h")]),
+            Some("/c.toml".into()),
+            file("concurrency = 0"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/c.toml") && err.contains("concurrency") && err.contains("out of range"), "{err}");
+        let err = Settings::resolve(
+            &Overrides::default(),
+            &env_of(&[("HOME", "/h"), ("MINIMAX_DL_REQUESTS_PER_MINUTE", "lots")]),
+            None,
+            FileConfig::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("MINIMAX_DL_REQUESTS_PER_MINUTE") && err.contains("lots"), "{err}");
+    }
+
+    #[test]
+    fn api_base_must_be_https_unless_loopback() {
+        assert!(parse_api_base("https://api.minimax.io").is_ok());
+        assert!(parse_api_base("http://127.0.0.1:8380").is_ok());
+        assert!(parse_api_base("http://localhost:1").is_ok());
+        assert!(parse_api_base("http://api.minimax.io").unwrap_err().contains("unencrypted"));
+        assert!(parse_api_base("ftp://x").is_err());
+        assert!(parse_api_base("not a url").is_err());
+    }
+
+    #[test]
+    fn environment_key_beats_key_file_and_never_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("key");
+        std::fs::write(&key_path, "file-secret\n").unwrap();
+        let f = || file(&format!("api_key_file = {:?}", key_path.to_str().unwrap()));
+        let s = Settings::resolve(&Overrides::default(), &env_of(&[("HOME", "/h")]), None, f()).unwrap();
+        assert_eq!(s.api_key.as_ref().unwrap().expose_secret(), "file-secret");
+        let s = Settings::resolve(
+            &Overrides::default(),
+            &env_of(&[("HOME", "/h"), ("MINIMAX_API_KEY", "env-secret")]),
+            None,
+            f(),
+        )
+        .unwrap();
+        assert_eq!(s.api_key.as_ref().unwrap().expose_secret(), "env-secret");
+        assert!(!format!("{s:?}").contains("env-secret"));
+    }
+
+    #[test]
+    fn a_missing_key_file_is_an_error_naming_it() {
+        let err = Settings::resolve(
+            &Overrides::default(),
+            &env_of(&[("HOME", "/h")]),
+            None,
+            file("api_key_file = \"/nonexistent/key\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/nonexistent/key"), "{err}");
+    }
+
+    #[test]
+    fn the_example_config_parses_and_matches_the_defaults() {
+        let text = include_str!("../config.example.toml");
+        let parsed = FileConfig::parse(text, Path::new("config.example.toml")).unwrap();
+        let env = env_of(&[("HOME", "/h")]);
+        let s = Settings::resolve(&Overrides::default(), &env, None, parsed).unwrap();
+        let d = Settings::resolve(&Overrides::default(), &env, None, FileConfig::default()).unwrap();
+        assert_eq!(s.api_base, d.api_base);
+        assert_eq!(s.concurrency, d.concurrency);
+        assert_eq!(s.requests_per_minute, d.requests_per_minute);
+        assert_eq!(s.retry, d.retry);
+        assert_eq!(s.segments, d.segments);
+        assert_eq!(s.read_timeout, d.read_timeout);
+        assert_eq!(s.connect_timeout, d.connect_timeout);
+        assert_eq!(s.probe_interval, d.probe_interval);
+    }
+}

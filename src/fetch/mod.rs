@@ -1,0 +1,499 @@
+//! Resumable, verified download of one file from its signed CDN URL.
+//!
+//! Bytes stream into a partial file under the output directory; progress is
+//! made durable at checkpoints (flush, fdatasync, then the queue records the
+//! length), and only that durable prefix is trusted on resume. The sha256 is
+//! computed while streaming, with resumed bytes re-hashed from disk. This
+//! client never carries the API key: the object store rejects requests that
+//! do, and the key belongs to the API host alone.
+
+pub mod file;
+pub mod naming;
+pub mod range;
+
+use std::future::Future;
+use std::io::SeekFrom;
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE, RETRY_AFTER};
+use reqwest::{Method, Url};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{USER_AGENT, describe_reqwest};
+use crate::queue::QueueError;
+use range::{Asked, Plan, ResponseHead};
+
+/// Where the size a file was verified against came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeSource {
+    /// retrieve reported `bytes > 0`.
+    Api,
+    /// retrieve said 0 (as it does for videos): the CDN's length, pinned on
+    /// the first response and checked on every resume.
+    Cdn,
+}
+
+impl SizeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SizeSource::Api => "api",
+            SizeSource::Cdn => "cdn",
+        }
+    }
+}
+
+/// What survives between attempts (it is stored in the job row).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// Length of the partial file known to be on disk (fsynced).
+    pub bytes_done: u64,
+    pub validator: Option<String>,
+    /// The object's length as the CDN first reported it.
+    pub total: Option<u64>,
+}
+
+/// A verified, fsynced partial file ready to be placed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub size: u64,
+    pub sha256: String,
+    pub size_source: SizeSource,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("the CDN refused the download URL (HTTP {status}); it has probably expired")]
+    UrlRejected { status: u16 },
+    #[error("the CDN answered HTTP {status}")]
+    Cdn { status: u16, retry_after: Option<Duration> },
+    #[error("download interrupted: {0}")]
+    Network(String),
+    #[error("size mismatch: expected {expected} bytes ({source_name} size), the CDN has {actual}")]
+    SizeMismatch {
+        expected: u64,
+        actual: u64,
+        source_name: &'static str,
+    },
+    #[error("the CDN did not say how long the file is, and retrieve reported no size to verify against")]
+    UnknownLength,
+    #[error("disk full: {detail}")]
+    DiskFull { detail: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("stopped")]
+    Cancelled,
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl FetchError {
+    fn io(context: impl Into<String>, source: std::io::Error) -> FetchError {
+        if file::is_disk_full(&source) {
+            FetchError::DiskFull {
+                detail: format!("{}: {source}", context.into()),
+            }
+        } else {
+            FetchError::Io {
+                context: context.into(),
+                source,
+            }
+        }
+    }
+}
+
+/// Told about progress. `checkpoint` is called after the partial file was
+/// fsynced, with the state to persist; `transferred` after every chunk, for
+/// progress bars.
+pub trait ProgressSink: Sync {
+    fn checkpoint(&self, state: &Resume) -> impl Future<Output = Result<(), QueueError>> + Send;
+    fn transferred(&self, _bytes: u64) {}
+}
+
+/// One file to fetch.
+#[derive(Clone, Copy, Debug)]
+pub struct Download<'a> {
+    pub file_id: i64,
+    pub url: &'a Url,
+    /// `bytes` from retrieve when it was > 0.
+    pub api_size: Option<u64>,
+    pub partial_path: &'a Path,
+}
+
+#[derive(Clone)]
+pub struct Fetcher {
+    http: reqwest::Client,
+    read_timeout: Duration,
+    checkpoint_interval: Duration,
+}
+
+/// Write buffer: large enough that each write to the kernel moves a
+/// meaningful amount, small enough to keep memory flat with 16 downloads.
+const WRITE_BUFFER: usize = 512 * 1024;
+
+impl Fetcher {
+    pub fn new(connect_timeout: Duration, read_timeout: Duration) -> Result<Fetcher, reqwest::Error> {
+        // No default headers, no cookies: nothing but the signed URL reaches
+        // the CDN. reqwest drops Authorization on cross-host redirects too,
+        // but this client never has one to drop.
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(connect_timeout)
+            .read_timeout(read_timeout)
+            .build()?;
+        Ok(Fetcher {
+            http,
+            read_timeout,
+            checkpoint_interval: Duration::from_secs(2),
+        })
+    }
+
+    pub fn with_checkpoint_interval(mut self, interval: Duration) -> Fetcher {
+        self.checkpoint_interval = interval;
+        self
+    }
+
+    /// Downloads (or resumes) `job` into its partial file and verifies it.
+    /// `state` is updated as durable progress is made, so on error the
+    /// caller knows how far it got.
+    pub async fn download<S: ProgressSink>(
+        &self,
+        job: &Download<'_>,
+        state: &mut Resume,
+        sink: &S,
+        cancel: &CancellationToken,
+    ) -> Result<Verified, FetchError> {
+        let partial = job.partial_path;
+        if let Some(dir) = partial.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| FetchError::io(format!("cannot create {}", dir.display()), e))?;
+        }
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(partial)
+            .await
+            .map_err(|e| FetchError::io(format!("cannot open {}", partial.display()), e))?;
+        let on_disk = file
+            .metadata()
+            .await
+            .map_err(|e| FetchError::io(format!("cannot stat {}", partial.display()), e))?
+            .len();
+        // Trust only the prefix that was fsynced before it was recorded.
+        state.bytes_done = state.bytes_done.min(on_disk);
+        if state.bytes_done == 0 {
+            state.validator = None;
+            state.total = None;
+        }
+        file.set_len(state.bytes_done)
+            .await
+            .map_err(|e| FetchError::io(format!("cannot truncate {}", partial.display()), e))?;
+        let mut hasher = Sha256::new();
+        if state.bytes_done > 0 {
+            let (path, len) = (partial.to_path_buf(), state.bytes_done);
+            hasher = tokio::task::spawn_blocking(move || {
+                let mut h = Sha256::new();
+                file::hash_prefix(&path, len, &mut h).map(|_| h)
+            })
+            .await
+            .map_err(|e| FetchError::Network(format!("hashing task failed: {e}")))?
+            .map_err(|e| FetchError::io(format!("cannot re-read {}", partial.display()), e))?;
+        }
+        let mut writer = BufWriter::with_capacity(WRITE_BUFFER, file);
+        writer
+            .seek(SeekFrom::Start(state.bytes_done))
+            .await
+            .map_err(|e| FetchError::io("cannot seek in the partial file", e))?;
+
+        let state_position = state.bytes_done;
+        let mut transfer = Transfer {
+            writer,
+            hasher,
+            state,
+            sink,
+            partial,
+            position: state_position,
+            last_checkpoint: Instant::now(),
+            checkpoint_interval: self.checkpoint_interval,
+        };
+        let mut stalled_requests = 0u32;
+        loop {
+            if cancel.is_cancelled() {
+                transfer.checkpoint().await?;
+                return Err(FetchError::Cancelled);
+            }
+            let start = transfer.state.bytes_done;
+            let outcome = self.one_request(job, &mut transfer, cancel).await;
+            let progressed = transfer.state.bytes_done > start;
+            match outcome {
+                Ok(RequestOutcome::Complete) => break,
+                Ok(RequestOutcome::Incomplete(why)) | Err(FetchError::Network(why)) => {
+                    // Resume at once while bytes keep coming; a request that
+                    // brought nothing twice in a row goes back to the worker.
+                    stalled_requests = if progressed { 0 } else { stalled_requests + 1 };
+                    if stalled_requests >= 2 {
+                        return Err(FetchError::Network(why));
+                    }
+                    tracing::debug!(file_id = job.file_id, offset = transfer.state.bytes_done, "resuming: {why}");
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        let size = transfer.state.bytes_done;
+        let (expected, size_source) = match (job.api_size, transfer.state.total) {
+            (Some(api), _) => (api, SizeSource::Api),
+            (None, Some(cdn)) => (cdn, SizeSource::Cdn),
+            (None, None) => return Err(FetchError::UnknownLength),
+        };
+        if size != expected {
+            return Err(FetchError::SizeMismatch {
+                expected,
+                actual: size,
+                source_name: size_source.as_str(),
+            });
+        }
+        transfer
+            .writer
+            .get_ref()
+            .sync_all()
+            .await
+            .map_err(|e| FetchError::io("cannot fsync the finished file", e))?;
+        Ok(Verified {
+            size,
+            sha256: hex::encode(transfer.hasher.finalize()),
+            size_source,
+        })
+    }
+
+    async fn one_request<S: ProgressSink>(
+        &self,
+        job: &Download<'_>,
+        transfer: &mut Transfer<'_, S>,
+        cancel: &CancellationToken,
+    ) -> Result<RequestOutcome, FetchError> {
+        let offset = transfer.state.bytes_done;
+        let mut request = self.http.get(job.url.clone());
+        if offset > 0 {
+            request = request.header(RANGE, format!("bytes={offset}-"));
+            if let Some(v) = &transfer.state.validator {
+                request = request.header(IF_RANGE, v.as_str());
+            }
+        }
+        let response = tokio::select! {
+            _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+            r = request.send() => r.map_err(|e| FetchError::Network(describe_reqwest(&e)))?,
+        };
+        let headers = response.headers();
+        let header = |name| headers.get(name).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok());
+        let head = ResponseHead {
+            status: response.status().as_u16(),
+            content_length: header(CONTENT_LENGTH).and_then(|v| v.trim().parse().ok()),
+            content_range: header(CONTENT_RANGE),
+            etag: header(ETAG),
+            last_modified: header(LAST_MODIFIED),
+        };
+        let asked = Asked {
+            offset,
+            validator: transfer.state.validator.as_deref(),
+            pinned_total: transfer.state.total,
+        };
+        let plan = range::plan_response(asked, &head);
+        let retry_after = header(RETRY_AFTER).and_then(|v| crate::api::classify::parse_retry_after(v, std::time::SystemTime::now()));
+        let (total, validator) = match plan {
+            Plan::Append { total, validator, .. } => (total, validator),
+            Plan::RestartWithBody {
+                total,
+                validator,
+                reason,
+            } => {
+                tracing::info!(file_id = job.file_id, "restarting from byte 0: {reason}");
+                transfer.restart().await?;
+                (total, validator)
+            }
+            Plan::RestartFresh { reason } => {
+                tracing::info!(file_id = job.file_id, "restarting from byte 0: {reason}");
+                transfer.restart().await?;
+                return Ok(RequestOutcome::Incomplete(reason));
+            }
+            Plan::AlreadyComplete { total } => {
+                transfer.state.total = Some(total);
+                return Ok(RequestOutcome::Complete);
+            }
+            Plan::UrlRejected { status } => return Err(FetchError::UrlRejected { status }),
+            Plan::Retry { status } => return Err(FetchError::Cdn { status, retry_after }),
+        };
+        if let (Some(api), Some(cdn)) = (job.api_size, total)
+            && api != cdn
+        {
+            return Err(FetchError::SizeMismatch {
+                expected: api,
+                actual: cdn,
+                source_name: "api",
+            });
+        }
+        transfer.state.total = total.or(transfer.state.total);
+        transfer.state.validator = validator;
+        let start = transfer.state.bytes_done;
+        if let Some(total) = transfer.state.total.or(job.api_size) {
+            check_free_space(job.partial_path, total.saturating_sub(start))?;
+        }
+
+        let mut body = response.bytes_stream();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    transfer.checkpoint().await?;
+                    return Err(FetchError::Cancelled);
+                }
+                next = tokio::time::timeout(self.read_timeout, body.next()) => next,
+            };
+            match next {
+                Ok(Some(Ok(chunk))) => {
+                    let at = transfer.position;
+                    if let Some(total) = transfer.state.total
+                        && at + chunk.len() as u64 > total
+                    {
+                        transfer.checkpoint().await?;
+                        transfer.restart().await?;
+                        return Ok(RequestOutcome::Incomplete(format!(
+                            "the CDN sent more than the {total} bytes it announced"
+                        )));
+                    }
+                    transfer.write(&chunk).await?;
+                }
+                Ok(Some(Err(e))) => {
+                    transfer.checkpoint().await?;
+                    return Err(FetchError::Network(describe_reqwest(&e)));
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    transfer.checkpoint().await?;
+                    return Err(FetchError::Network(format!(
+                        "no data for {}s",
+                        self.read_timeout.as_secs()
+                    )));
+                }
+            }
+        }
+        transfer.checkpoint().await?;
+        let done = transfer.state.bytes_done;
+        if transfer.state.total.is_none() && job.api_size.is_none() {
+            // A chunked answer with no length: ask for it before trusting the end.
+            transfer.state.total = self.head_length(job.url).await;
+        }
+        match transfer.state.total.or(job.api_size) {
+            Some(total) if done < total => Ok(RequestOutcome::Incomplete(format!(
+                "the body ended at byte {done} of {total}"
+            ))),
+            _ => Ok(RequestOutcome::Complete),
+        }
+    }
+
+    async fn head_length(&self, url: &Url) -> Option<u64> {
+        let response = self.http.request(Method::HEAD, url.clone()).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
+enum RequestOutcome {
+    Complete,
+    Incomplete(String),
+}
+
+fn check_free_space(partial: &Path, needed: u64) -> Result<(), FetchError> {
+    let dir = partial.parent().unwrap_or(partial);
+    match file::available_space(dir) {
+        Ok(available) if available < needed.saturating_add(file::FREE_SPACE_RESERVE) => Err(FetchError::DiskFull {
+            detail: format!(
+                "{} has {available} bytes free, {needed} more are needed (plus a {} MiB reserve)",
+                dir.display(),
+                file::FREE_SPACE_RESERVE >> 20
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The open partial file with its running hash.
+struct Transfer<'a, S> {
+    writer: BufWriter<tokio::fs::File>,
+    hasher: Sha256,
+    state: &'a mut Resume,
+    sink: &'a S,
+    partial: &'a Path,
+    /// Bytes written so far, buffered or not; `state.bytes_done` is the
+    /// durable part of it.
+    position: u64,
+    last_checkpoint: Instant,
+    checkpoint_interval: Duration,
+}
+
+impl<S: ProgressSink> Transfer<'_, S> {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), FetchError> {
+        self.writer
+            .write_all(chunk)
+            .await
+            .map_err(|e| FetchError::io(format!("cannot write {}", self.partial.display()), e))?;
+        self.hasher.update(chunk);
+        self.position += chunk.len() as u64;
+        self.sink.transferred(chunk.len() as u64);
+        if self.last_checkpoint.elapsed() >= self.checkpoint_interval {
+            self.checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable, then records it.
+    async fn checkpoint(&mut self) -> Result<(), FetchError> {
+        self.last_checkpoint = Instant::now();
+        if self.position != self.state.bytes_done {
+            self.writer
+                .flush()
+                .await
+                .map_err(|e| FetchError::io(format!("cannot write {}", self.partial.display()), e))?;
+            self.writer
+                .get_ref()
+                .sync_data()
+                .await
+                .map_err(|e| FetchError::io(format!("cannot fsync {}", self.partial.display()), e))?;
+            self.state.bytes_done = self.position;
+        }
+        self.sink.checkpoint(self.state).await?;
+        Ok(())
+    }
+
+    /// Throws the partial bytes away: they belong to another version of the
+    /// file, or the server would not resume them.
+    async fn restart(&mut self) -> Result<(), FetchError> {
+        let context = || format!("cannot truncate {}", self.partial.display());
+        self.writer.flush().await.map_err(|e| FetchError::io(context(), e))?;
+        self.writer.get_ref().set_len(0).await.map_err(|e| FetchError::io(context(), e))?;
+        self.writer
+            .seek(SeekFrom::Start(0))
+            .await
+            .map_err(|e| FetchError::io(context(), e))?;
+        self.hasher = Sha256::new();
+        self.position = 0;
+        *self.state = Resume::default();
+        self.sink.checkpoint(self.state).await?;
+        Ok(())
+    }
+}

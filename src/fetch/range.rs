@@ -1,0 +1,308 @@
+//! Reading a CDN's answer to a (possibly ranged) GET and deciding what the
+//! bytes mean. Pure: the table of cases is unit-tested without a server.
+
+/// `Content-Range: bytes a-b/total` (or `bytes */total` on a 416).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContentRange {
+    pub first: Option<u64>,
+    pub last: Option<u64>,
+    pub total: Option<u64>,
+}
+
+pub fn parse_content_range(value: &str) -> Option<ContentRange> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (span, total) = rest.split_once('/')?;
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    let (first, last) = match span.trim() {
+        "*" => (None, None),
+        s => {
+            let (a, b) = s.split_once('-')?;
+            let (a, b): (u64, u64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+            if b < a {
+                return None;
+            }
+            (Some(a), Some(b))
+        }
+    };
+    if let (Some(last), Some(total)) = (last, total)
+        && last >= total
+    {
+        return None;
+    }
+    Some(ContentRange { first, last, total })
+}
+
+/// A strong validator for `If-Range`: an ETag unless weak, else Last-Modified.
+pub fn choose_validator(etag: Option<&str>, last_modified: Option<&str>) -> Option<String> {
+    match etag {
+        Some(tag) if !tag.starts_with("W/") && !tag.is_empty() => Some(tag.to_string()),
+        _ => last_modified.filter(|v| !v.is_empty()).map(str::to_string),
+    }
+}
+
+/// The facts of one CDN response that matter for resuming.
+#[derive(Clone, Debug, Default)]
+pub struct ResponseHead<'a> {
+    pub status: u16,
+    pub content_length: Option<u64>,
+    pub content_range: Option<&'a str>,
+    pub etag: Option<&'a str>,
+    pub last_modified: Option<&'a str>,
+}
+
+/// What we knew before sending the request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Asked<'a> {
+    /// Bytes already on disk; a Range from here was asked when > 0.
+    pub offset: u64,
+    pub validator: Option<&'a str>,
+    /// The object's length pinned from the first response.
+    pub pinned_total: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Append this body at `offset`. `total` is the object's full length when
+    /// the server said it; `validator` the one to pin.
+    Append {
+        offset: u64,
+        total: Option<u64>,
+        validator: Option<String>,
+    },
+    /// The body is the whole object from byte 0 (the range was ignored or
+    /// the object changed): discard the partial bytes and write this body.
+    RestartWithBody {
+        total: Option<u64>,
+        validator: Option<String>,
+        reason: String,
+    },
+    /// Do not use this body: discard the partial bytes and ask again from 0.
+    RestartFresh { reason: String },
+    /// 416 confirming the partial file already holds the whole object.
+    AlreadyComplete { total: u64 },
+    /// The signed URL is expired or refused: get a fresh one from the API.
+    UrlRejected { status: u16 },
+    /// Try again later (5xx, 429, odd statuses).
+    Retry { status: u16 },
+}
+
+pub fn plan_response(asked: Asked<'_>, head: &ResponseHead<'_>) -> Plan {
+    let validator = choose_validator(head.etag, head.last_modified);
+    match head.status {
+        200 => {
+            let total = head.content_length;
+            if asked.offset > 0 {
+                return Plan::RestartWithBody {
+                    total,
+                    validator,
+                    reason: format!(
+                        "asked to resume at byte {} but the CDN sent the whole file (HTTP 200)",
+                        asked.offset
+                    ),
+                };
+            }
+            Plan::Append {
+                offset: 0,
+                total,
+                validator,
+            }
+        }
+        206 => {
+            let Some(range) = head.content_range.and_then(parse_content_range) else {
+                return Plan::RestartFresh {
+                    reason: "HTTP 206 without a valid Content-Range".into(),
+                };
+            };
+            if range.first != Some(asked.offset) {
+                return Plan::RestartFresh {
+                    reason: format!(
+                        "asked for bytes from {} but the CDN sent a range starting at {:?}",
+                        asked.offset, range.first
+                    ),
+                };
+            }
+            if let (Some(pinned), Some(total)) = (asked.pinned_total, range.total)
+                && pinned != total
+            {
+                return Plan::RestartFresh {
+                    reason: format!("the file's length changed from {pinned} to {total} bytes"),
+                };
+            }
+            if let (Some(had), Some(now)) = (asked.validator, validator.as_deref())
+                && had != now
+            {
+                return Plan::RestartFresh {
+                    reason: format!("the file changed on the CDN (validator {had} became {now})"),
+                };
+            }
+            Plan::Append {
+                offset: asked.offset,
+                total: range.total.or(asked.pinned_total),
+                validator: validator.or_else(|| asked.validator.map(str::to_string)),
+            }
+        }
+        416 => {
+            let total = head.content_range.and_then(parse_content_range).and_then(|r| r.total);
+            match total {
+                Some(total) if total == asked.offset && asked.pinned_total.is_none_or(|p| p == total) => {
+                    Plan::AlreadyComplete { total }
+                }
+                _ => Plan::RestartFresh {
+                    reason: format!(
+                        "range from byte {} not satisfiable (file length {})",
+                        asked.offset,
+                        total.map_or("unknown".to_string(), |t| t.to_string())
+                    ),
+                },
+            }
+        }
+        403 | 404 | 410 => Plan::UrlRejected { status: head.status },
+        status => Plan::Retry { status },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_forms() {
+        assert_eq!(
+            parse_content_range("bytes 100-199/1000"),
+            Some(ContentRange {
+                first: Some(100),
+                last: Some(199),
+                total: Some(1000)
+            })
+        );
+        assert_eq!(
+            parse_content_range("bytes */1000"),
+            Some(ContentRange {
+                first: None,
+                last: None,
+                total: Some(1000)
+            })
+        );
+        assert_eq!(parse_content_range("bytes 0-9/*").unwrap().total, None);
+        for bad in ["", "bytes", "bytes 5-1/10", "bytes 0-10/10", "items 0-1/2", "bytes a-b/c"] {
+            assert_eq!(parse_content_range(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn weak_etags_are_not_validators() {
+        assert_eq!(choose_validator(Some("\"abc\""), None).as_deref(), Some("\"abc\""));
+        assert_eq!(choose_validator(Some("W/\"abc\""), Some("Tue, 1 Jan")).as_deref(), Some("Tue, 1 Jan"));
+        assert_eq!(choose_validator(None, None), None);
+    }
+
+    fn head(status: u16, range: Option<&'static str>, etag: Option<&'static str>) -> ResponseHead<'static> {
+        ResponseHead {
+            status,
+            content_length: Some(1000),
+            content_range: range,
+            etag,
+            last_modified: None,
+        }
+    }
+
+    #[test]
+    fn a_fresh_200_pins_length_and_validator() {
+        let plan = plan_response(Asked::default(), &head(200, None, Some("\"v1\"")));
+        assert_eq!(
+            plan,
+            Plan::Append {
+                offset: 0,
+                total: Some(1000),
+                validator: Some("\"v1\"".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_good_206_appends() {
+        let asked = Asked {
+            offset: 400,
+            validator: Some("\"v1\""),
+            pinned_total: Some(1000),
+        };
+        let plan = plan_response(asked, &head(206, Some("bytes 400-999/1000"), Some("\"v1\"")));
+        assert_eq!(
+            plan,
+            Plan::Append {
+                offset: 400,
+                total: Some(1000),
+                validator: Some("\"v1\"".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_200_to_a_range_restarts_with_that_body() {
+        let asked = Asked {
+            offset: 400,
+            validator: Some("\"v1\""),
+            pinned_total: Some(1000),
+        };
+        assert!(matches!(
+            plan_response(asked, &head(200, None, Some("\"v2\""))),
+            Plan::RestartWithBody { total: Some(1000), .. }
+        ));
+    }
+
+    #[test]
+    fn inconsistent_206_answers_restart_fresh() {
+        let asked = Asked {
+            offset: 400,
+            validator: Some("\"v1\""),
+            pinned_total: Some(1000),
+        };
+        for (range, etag) in [
+            ("bytes 0-999/1000", "\"v1\""),
+            ("bytes 400-1199/1200", "\"v1\""),
+            ("bytes 400-999/1000", "\"v2\""),
+            ("nonsense", "\"v1\""),
+        ] {
+            let plan = plan_response(asked, &head(206, Some(range), Some(etag)));
+            assert!(matches!(plan, Plan::RestartFresh { .. }), "{range} {etag}: {plan:?}");
+        }
+    }
+
+    #[test]
+    fn a_416_at_the_exact_end_means_complete() {
+        let asked = Asked {
+            offset: 1000,
+            validator: None,
+            pinned_total: Some(1000),
+        };
+        assert_eq!(
+            plan_response(asked, &head(416, Some("bytes */1000"), None)),
+            Plan::AlreadyComplete { total: 1000 }
+        );
+        let asked = Asked {
+            offset: 1200,
+            validator: None,
+            pinned_total: Some(1200),
+        };
+        assert!(matches!(
+            plan_response(asked, &head(416, Some("bytes */1000"), None)),
+            Plan::RestartFresh { .. }
+        ));
+    }
+
+    #[test]
+    fn refused_urls_and_server_errors() {
+        for status in [403, 404, 410] {
+            assert_eq!(
+                plan_response(Asked::default(), &head(status, None, None)),
+                Plan::UrlRejected { status }
+            );
+        }
+        for status in [429, 500, 502, 503, 400] {
+            assert_eq!(plan_response(Asked::default(), &head(status, None, None)), Plan::Retry { status });
+        }
+    }
+}

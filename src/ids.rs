@@ -1,0 +1,106 @@
+//! Parsing file ids as users and the API give them. Pure: no I/O.
+
+/// Why a file id was refused. The message names the value and, for input
+/// read from a file, the line.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("invalid file id {value:?}{}: {reason}", line.map(|l| format!(" on line {l}")).unwrap_or_default())]
+    Invalid {
+        value: String,
+        line: Option<usize>,
+        reason: &'static str,
+    },
+}
+
+/// A file id is a decimal integer from 1 to i64::MAX (the API's int64).
+pub fn parse_file_id(raw: &str) -> Result<i64, &'static str> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err("empty");
+    }
+    if let Some(rest) = s.strip_prefix('-') {
+        return Err(if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+            "negative ids do not exist; ids run from 1 to 9223372036854775807"
+        } else {
+            "not a decimal integer"
+        });
+    }
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("not a decimal integer");
+    }
+    match digits.parse::<i64>() {
+        Ok(0) => Err("zero is not a file id; ids run from 1 to 9223372036854775807"),
+        Ok(id) => Ok(id),
+        Err(_) => Err("too large: ids run from 1 to 9223372036854775807 (int64)"),
+    }
+}
+
+/// Parses ids given as command-line arguments.
+pub fn parse_args(values: &[String]) -> Result<Vec<i64>, IdError> {
+    values
+        .iter()
+        .map(|v| {
+            parse_file_id(v).map_err(|reason| IdError::Invalid {
+                value: v.clone(),
+                line: None,
+                reason,
+            })
+        })
+        .collect()
+}
+
+/// Parses an id list: one id per line, blank lines and `#` comments ignored
+/// (a comment may also follow an id). The first bad line fails the whole list.
+pub fn parse_lines(text: &str) -> Result<Vec<i64>, IdError> {
+    let mut ids = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let content = line.split('#').next().unwrap_or("").trim();
+        if content.is_empty() {
+            continue;
+        }
+        let id = parse_file_id(content).map_err(|reason| IdError::Invalid {
+            value: content.to_string(),
+            line: Some(index + 1),
+            reason,
+        })?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_int64_range() {
+        assert_eq!(parse_file_id("1"), Ok(1));
+        assert_eq!(parse_file_id(" 305123456789012 "), Ok(305_123_456_789_012));
+        assert_eq!(parse_file_id("9223372036854775807"), Ok(i64::MAX));
+        assert_eq!(parse_file_id("+7"), Ok(7));
+    }
+
+    #[test]
+    fn refuses_everything_else_with_a_reason() {
+        for bad in ["0", "-1", "-0", "9223372036854775808", "abc", "12a", "1.5", "", "0x10", "1e3", "- 1"] {
+            assert!(parse_file_id(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_file_id("-5").unwrap_err().contains("negative"));
+        assert!(parse_file_id("0").unwrap_err().contains("zero"));
+        assert!(parse_file_id("99999999999999999999").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn lines_skip_blanks_and_comments_and_name_the_bad_line() {
+        let text = "# batch 1\n101\n\n  102  # retried\n#103\n104\n";
+        assert_eq!(parse_lines(text), Ok(vec![101, 102, 104]));
+        let err = parse_lines("1\n2\nthree\n4\n").unwrap_err();
+        assert_eq!(err.to_string(), "invalid file id \"three\" on line 3: not a decimal integer");
+    }
+
+    #[test]
+    fn crlf_lines_are_fine() {
+        assert_eq!(parse_lines("5\r\n6\r\n"), Ok(vec![5, 6]));
+    }
+}

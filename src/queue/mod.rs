@@ -1,0 +1,868 @@
+//! The durable job queue. Every state change is one short transaction; the
+//! rules deciding which change is allowed live in [`state`], the SQL here only
+//! applies them with compare-and-set updates so two processes never race.
+//!
+//! The queue never touches the network or the archive: it stores facts the
+//! worker reports.
+
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+pub use state::{CancelVerdict, JobState, RetryPolicy, RetryVerdict};
+
+/// Unix time in milliseconds, the unit of every timestamp in the database.
+pub type Millis = i64;
+
+pub fn now_millis() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn millis_after(from: Millis, delay: Duration) -> Millis {
+    from.saturating_add(delay.as_millis().min(i64::MAX as u128) as i64)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("cannot create the directory {path} for the queue database: {source}")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot open the queue database {location}: {source}. Check that the path is right, readable and writable, and is a minimax-dl SQLite database"
+    )]
+    Open { location: String, source: sqlx::Error },
+    #[error(
+        "the queue database {location} could not be migrated: {source}. Is it a minimax-dl database written by a newer version?"
+    )]
+    Migrate {
+        location: String,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("queue database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("job {0} is no longer leased by this worker (it was reclaimed or cancelled)")]
+    LeaseLost(i64),
+}
+
+/// Which database holds the queue: a SQLite file path or `sqlite:` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbLocation(pub String);
+
+impl DbLocation {
+    fn sqlite_path(&self) -> PathBuf {
+        let raw = self.0.as_str();
+        let stripped = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+            .unwrap_or(raw);
+        let stripped = stripped.split('?').next().unwrap_or(stripped);
+        PathBuf::from(stripped)
+    }
+}
+
+/// One file to download, as the queue knows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Job {
+    pub file_id: i64,
+    pub state: JobState,
+    pub attempts: u32,
+    pub next_attempt_at: Millis,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<Millis>,
+    pub cancel_requested: bool,
+    pub bytes_expected: Option<u64>,
+    pub size_source: Option<String>,
+    pub bytes_done: u64,
+    pub validator: Option<String>,
+    pub filename: Option<String>,
+    pub final_path: Option<String>,
+    pub sha256: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+impl Job {
+    pub fn lease_live(&self, now: Millis) -> bool {
+        self.lease_expires_at.is_some_and(|t| t > now)
+    }
+
+    fn from_row(row: &SqliteRow) -> Result<Job, sqlx::Error> {
+        let state: String = row.try_get("state")?;
+        let state = JobState::from_str(&state).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        let opt_u64 = |name: &str| -> Result<Option<u64>, sqlx::Error> {
+            Ok(row.try_get::<Option<i64>, _>(name)?.map(|v| v.max(0) as u64))
+        };
+        Ok(Job {
+            file_id: row.try_get("file_id")?,
+            state,
+            attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
+            next_attempt_at: row.try_get("next_attempt_at")?,
+            lease_owner: row.try_get("lease_owner")?,
+            lease_expires_at: row.try_get("lease_expires_at")?,
+            cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+            bytes_expected: opt_u64("bytes_expected")?,
+            size_source: row.try_get("size_source")?,
+            bytes_done: row.try_get::<i64, _>("bytes_done")?.max(0) as u64,
+            validator: row.try_get("validator")?,
+            filename: row.try_get("filename")?,
+            final_path: row.try_get("final_path")?,
+            sha256: row.try_get("sha256")?,
+            last_error: row.try_get("last_error")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+/// One line of a job's history.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobEvent {
+    pub at: Millis,
+    pub kind: String,
+    pub attempt: Option<u32>,
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EnqueueReport {
+    pub added: u64,
+    pub skipped: u64,
+}
+
+/// Job counts per state, plus the bytes downloaded so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StatusCounts {
+    pub queued: u64,
+    pub running: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    pub bytes_done: u64,
+}
+
+impl StatusCounts {
+    pub fn get(&self, state: JobState) -> u64 {
+        match state {
+            JobState::Queued => self.queued,
+            JobState::Running => self.running,
+            JobState::Done => self.done,
+            JobState::Failed => self.failed,
+            JobState::Cancelled => self.cancelled,
+        }
+    }
+}
+
+/// What a user verb (retry, cancel) did to one id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerbOutcome {
+    Applied,
+    /// cancel on a running job: its worker was asked to stop.
+    Requested,
+    Refused(String),
+    Unknown,
+}
+
+/// What the worker learned about the partial file; written at each checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub bytes_done: u64,
+    pub bytes_expected: Option<u64>,
+    pub size_source: Option<String>,
+    pub validator: Option<String>,
+}
+
+/// Rows per INSERT when enqueueing: SQLite allows 32766 bound variables.
+const ENQUEUE_CHUNK: usize = 4000;
+
+const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owner, lease_expires_at, \
+     cancel_requested, bytes_expected, size_source, bytes_done, validator, filename, final_path, \
+     sha256, last_error, created_at, updated_at";
+
+/// The queue store. Cheap to clone (a connection pool inside).
+#[derive(Clone, Debug)]
+pub struct Queue {
+    pool: SqlitePool,
+    location: String,
+}
+
+impl Queue {
+    /// Opens (creating if missing) the queue database and applies pending
+    /// migrations. A file that exists but is not a readable SQLite database
+    /// is an error, never silently replaced by a new queue.
+    pub async fn open(location: &DbLocation) -> Result<Queue, QueueError> {
+        let path = location.sqlite_path();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| QueueError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let display = path.display().to_string();
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before the CLI says "enqueued" or the
+            // worker moves on. See ARCHITECTURE.md.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(|source| QueueError::Open {
+                location: display.clone(),
+                source,
+            })?;
+        // The first real read is where a corrupt or foreign file shows itself.
+        sqlx::query("SELECT count(*) FROM sqlite_master")
+            .fetch_one(&pool)
+            .await
+            .map_err(|source| QueueError::Open {
+                location: display.clone(),
+                source,
+            })?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|source| QueueError::Migrate {
+                location: display.clone(),
+                source,
+            })?;
+        Ok(Queue {
+            pool,
+            location: display,
+        })
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A write transaction that takes SQLite's write lock up front, so a
+    /// read-then-write never fails on a stale snapshot.
+    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// Adds ids not yet in the queue; ids already present are counted as
+    /// skipped. All or nothing: one transaction for the whole call.
+    pub async fn enqueue(&self, ids: &[i64]) -> Result<EnqueueReport, QueueError> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        let mut added = 0u64;
+        for chunk in ids.chunks(ENQUEUE_CHUNK) {
+            let mut sql =
+                String::from("INSERT INTO jobs (file_id, state, next_attempt_at, created_at, updated_at) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?, 'queued', ?1, ?1, ?1)");
+            }
+            // Numbered and anonymous parameters do not mix well; number them all.
+            let mut sql = number_placeholders(&sql, chunk.len());
+            sql.push_str(" ON CONFLICT (file_id) DO NOTHING");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            added += query.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(EnqueueReport {
+            added,
+            skipped: ids.len() as u64 - added,
+        })
+    }
+
+    /// Leases the next due job to `owner`: a queued job whose time has come,
+    /// or a running job whose worker stopped renewing its lease. Atomic
+    /// across processes: the write lock is held from the choice to the update.
+    pub async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Job>, QueueError> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        let candidate = sqlx::query(
+            "SELECT file_id, state, lease_owner FROM jobs \
+             WHERE (state = 'queued' AND next_attempt_at <= ?1) \
+                OR (state = 'running' AND lease_expires_at < ?1) \
+             ORDER BY next_attempt_at, file_id LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(candidate) = candidate else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let file_id: i64 = candidate.try_get("file_id")?;
+        let was_running = candidate.try_get::<String, _>("state")? == "running";
+        let previous_owner: Option<String> = candidate.try_get("lease_owner")?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3 \
+             WHERE file_id = ?4 RETURNING {JOB_COLUMNS}"
+        )))
+        .bind(owner)
+        .bind(millis_after(now, lease))
+        .bind(now)
+        .bind(file_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let job = Job::from_row(&row)?;
+        let (kind, message) = if was_running {
+            (
+                "reclaimed",
+                Some(format!(
+                    "lease of {} expired; claimed by {owner}",
+                    previous_owner.as_deref().unwrap_or("an unknown worker")
+                )),
+            )
+        } else {
+            ("claimed", Some(format!("claimed by {owner}")))
+        };
+        insert_event(&mut tx, file_id, now, kind, Some(job.attempts + 1), message.as_deref()).await?;
+        tx.commit().await?;
+        Ok(Some(job))
+    }
+
+    /// Extends every lease `owner` holds and returns the ids whose
+    /// cancellation a user asked for.
+    pub async fn heartbeat(&self, owner: &str, lease: Duration) -> Result<Vec<i64>, QueueError> {
+        let now = now_millis();
+        let rows = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = ?1 WHERE state = 'running' AND lease_owner = ?2 \
+             RETURNING file_id, cancel_requested",
+        )
+        .bind(millis_after(now, lease))
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut cancelled = Vec::new();
+        for row in rows {
+            if row.try_get::<i64, _>("cancel_requested")? != 0 {
+                cancelled.push(row.try_get("file_id")?);
+            }
+        }
+        Ok(cancelled)
+    }
+
+    /// Records durable progress of the partial file.
+    pub async fn checkpoint(&self, file_id: i64, owner: &str, progress: &Progress) -> Result<(), QueueError> {
+        let result = sqlx::query(
+            "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?2, size_source = ?3, validator = ?4, updated_at = ?5 \
+             WHERE file_id = ?6 AND state = 'running' AND lease_owner = ?7",
+        )
+        .bind(progress.bytes_done as i64)
+        .bind(progress.bytes_expected.map(|v| v as i64))
+        .bind(progress.size_source.as_deref())
+        .bind(progress.validator.as_deref())
+        .bind(now_millis())
+        .bind(file_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        lease_held(result.rows_affected(), file_id)
+    }
+
+    /// Records the name the file will have in the archive, before any byte is
+    /// fetched, so a crash later knows where to look.
+    pub async fn set_destination(
+        &self,
+        file_id: i64,
+        owner: &str,
+        filename: &str,
+        final_path: &Path,
+    ) -> Result<(), QueueError> {
+        let result = sqlx::query(
+            "UPDATE jobs SET filename = ?1, final_path = ?2, updated_at = ?3 \
+             WHERE file_id = ?4 AND state = 'running' AND lease_owner = ?5",
+        )
+        .bind(filename)
+        .bind(final_path.to_string_lossy().as_ref())
+        .bind(now_millis())
+        .bind(file_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        lease_held(result.rows_affected(), file_id)
+    }
+
+    /// Records the verified size and digest of the complete partial file.
+    /// Written before the rename, so a crash after it can finish the job by
+    /// re-hashing instead of re-downloading, and never accepts other bytes.
+    pub async fn record_verified(
+        &self,
+        file_id: i64,
+        owner: &str,
+        size: u64,
+        size_source: &str,
+        sha256: &str,
+    ) -> Result<(), QueueError> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        let result = sqlx::query(
+            "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?1, size_source = ?2, sha256 = ?3, updated_at = ?4 \
+             WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
+        )
+        .bind(size as i64)
+        .bind(size_source)
+        .bind(sha256)
+        .bind(now)
+        .bind(file_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        lease_held(result.rows_affected(), file_id)?;
+        let message = format!("{size} bytes verified against the {size_source} size; sha256 {sha256}");
+        insert_event(&mut tx, file_id, now, "verified", None, Some(&message)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets a recorded digest whose file is gone or no longer matches.
+    pub async fn clear_verified(&self, file_id: i64, owner: &str, why: &str) -> Result<(), QueueError> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        let result = sqlx::query(
+            "UPDATE jobs SET sha256 = NULL, bytes_done = 0, validator = NULL, updated_at = ?1 \
+             WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3",
+        )
+        .bind(now)
+        .bind(file_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        lease_held(result.rows_affected(), file_id)?;
+        insert_event(&mut tx, file_id, now, "restarted", None, Some(why)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The file is verified and in place: the job is done.
+    pub async fn complete(&self, file_id: i64, owner: &str, final_path: &Path) -> Result<(), QueueError> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        let result = sqlx::query(
+            "UPDATE jobs SET state = 'done', final_path = ?1, lease_owner = NULL, lease_expires_at = NULL, \
+             last_error = NULL, cancel_requested = 0, updated_at = ?2 \
+             WHERE file_id = ?3 AND state = 'running' AND lease_owner = ?4",
+        )
+        .bind(final_path.to_string_lossy().as_ref())
+        .bind(now)
+        .bind(file_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        lease_held(result.rows_affected(), file_id)?;
+        let message = final_path.display().to_string();
+        insert_event(&mut tx, file_id, now, "done", None, Some(&message)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A failure that counts against the job's attempts. With `retry_at` the
+    /// job waits in `queued` until then; without, it ends `failed`.
+    pub async fn record_failure(
+        &self,
+        file_id: i64,
+        owner: &str,
+        error: &str,
+        retry_at: Option<Millis>,
+    ) -> Result<(), QueueError> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        let (state, next, kind) = match retry_at {
+            Some(at) => ("queued", at, "retry_scheduled"),
+            None => ("failed", now, "failed"),
+        };
+        let row = sqlx::query(
+            "UPDATE jobs SET state = ?1, attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?4 \
+             WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6 RETURNING attempts",
+        )
+        .bind(state)
+        .bind(next)
+        .bind(error)
+        .bind(now)
+        .bind(file_id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(QueueError::LeaseLost(file_id));
+        };
+        let attempt = row.try_get::<i64, _>("attempts")? as u32;
+        let message = match retry_at {
+            Some(at) => format!("{error}; next attempt in {}", describe_delay(at - now)),
+            None => error.to_string(),
+        };
+        insert_event(&mut tx, file_id, now, kind, Some(attempt), Some(&message)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives a job back to the queue without counting an attempt: shutdown,
+    /// rate limits, account-level pauses, a full disk, or a transfer that made
+    /// progress before failing. Partial bytes stay.
+    pub async fn release(
+        &self,
+        file_id: i64,
+        owner: &str,
+        reason: &str,
+        not_before: Millis,
+        set_last_error: bool,
+    ) -> Result<(), QueueError> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        let result = sqlx::query(
+            "UPDATE jobs SET state = 'queued', next_attempt_at = ?1, \
+             last_error = CASE WHEN ?2 THEN ?3 ELSE last_error END, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?4 \
+             WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
+        )
+        .bind(not_before)
+        .bind(set_last_error)
+        .bind(reason)
+        .bind(now)
+        .bind(file_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        lease_held(result.rows_affected(), file_id)?;
+        insert_event(&mut tx, file_id, now, "released", None, Some(reason)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The worker stopped a job whose cancellation was requested.
+    pub async fn confirm_cancelled(&self, file_id: i64, owner: &str) -> Result<(), QueueError> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        let result = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', cancel_requested = 0, lease_owner = NULL, \
+             lease_expires_at = NULL, updated_at = ?1 \
+             WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3",
+        )
+        .bind(now)
+        .bind(file_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        lease_held(result.rows_affected(), file_id)?;
+        insert_event(&mut tx, file_id, now, "cancelled", None, Some("stopped by its worker")).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `retry`: failed or cancelled jobs back to `queued`, attempts reset.
+    pub async fn retry(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
+        let mut outcomes = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let mut tx = self.write_tx().await?;
+            let Some(job) = fetch_job(&mut tx, id).await? else {
+                outcomes.push((id, VerbOutcome::Unknown));
+                continue;
+            };
+            let outcome = match state::retry_verdict(job.state) {
+                RetryVerdict::Refuse(why) => VerbOutcome::Refused(why.to_string()),
+                RetryVerdict::Requeue => {
+                    requeue_for_retry(&mut tx, id, job.state).await?;
+                    VerbOutcome::Applied
+                }
+            };
+            tx.commit().await?;
+            outcomes.push((id, outcome));
+        }
+        Ok(outcomes)
+    }
+
+    /// `retry --all-failed`: returns how many jobs went back to the queue.
+    pub async fn retry_all_failed(&self) -> Result<u64, QueueError> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO job_events (file_id, at, kind, message) \
+             SELECT file_id, ?1, 'retried', 'retry --all-failed: attempts reset' FROM jobs WHERE state = 'failed'",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let result = sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_at = ?1, last_error = NULL, \
+             cancel_requested = 0, updated_at = ?1 WHERE state = 'failed'",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(result.rows_affected())
+    }
+
+    /// `cancel`: queued jobs (and running ones whose worker died) are
+    /// cancelled at once; a live worker is asked to stop.
+    pub async fn cancel(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
+        let mut outcomes = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let now = now_millis();
+            let mut tx = self.write_tx().await?;
+            let Some(job) = fetch_job(&mut tx, id).await? else {
+                outcomes.push((id, VerbOutcome::Unknown));
+                continue;
+            };
+            let outcome = match state::cancel_verdict(job.state, job.lease_live(now)) {
+                CancelVerdict::Refuse(why) => VerbOutcome::Refused(why.to_string()),
+                CancelVerdict::CancelNow => {
+                    sqlx::query(
+                        "UPDATE jobs SET state = 'cancelled', cancel_requested = 0, lease_owner = NULL, \
+                         lease_expires_at = NULL, updated_at = ?1 WHERE file_id = ?2 AND state = ?3",
+                    )
+                    .bind(now)
+                    .bind(id)
+                    .bind(job.state.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    insert_event(&mut tx, id, now, "cancelled", None, Some("cancelled by the user")).await?;
+                    VerbOutcome::Applied
+                }
+                CancelVerdict::AskWorker => {
+                    sqlx::query(
+                        "UPDATE jobs SET cancel_requested = 1, updated_at = ?1 WHERE file_id = ?2 AND state = 'running'",
+                    )
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    insert_event(&mut tx, id, now, "cancel_requested", None, Some("asked its worker to stop")).await?;
+                    VerbOutcome::Requested
+                }
+            };
+            tx.commit().await?;
+            outcomes.push((id, outcome));
+        }
+        Ok(outcomes)
+    }
+
+    pub async fn status(&self) -> Result<StatusCounts, QueueError> {
+        let rows = sqlx::query("SELECT state, count(*) AS n, coalesce(sum(bytes_done), 0) AS b FROM jobs GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts = StatusCounts::default();
+        for row in rows {
+            let state: String = row.try_get("state")?;
+            let n = row.try_get::<i64, _>("n")? as u64;
+            counts.bytes_done += row.try_get::<i64, _>("b")?.max(0) as u64;
+            match JobState::from_str(&state) {
+                Ok(JobState::Queued) => counts.queued = n,
+                Ok(JobState::Running) => counts.running = n,
+                Ok(JobState::Done) => counts.done = n,
+                Ok(JobState::Failed) => counts.failed = n,
+                Ok(JobState::Cancelled) => counts.cancelled = n,
+                Err(_) => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    pub async fn list(&self, state: Option<JobState>, limit: Option<u64>) -> Result<Vec<Job>, QueueError> {
+        let limit = limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64);
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) ORDER BY file_id LIMIT ?2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(state.map(JobState::as_str))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Job::from_row(r).map_err(QueueError::from)).collect()
+    }
+
+    pub async fn get(&self, file_id: i64) -> Result<Option<Job>, QueueError> {
+        let mut conn = self.pool.acquire().await?;
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE file_id = ?1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(file_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(row.as_ref().map(Job::from_row).transpose()?)
+    }
+
+    pub async fn events(&self, file_id: i64) -> Result<Vec<JobEvent>, QueueError> {
+        let rows = sqlx::query("SELECT at, kind, attempt, message FROM job_events WHERE file_id = ?1 ORDER BY id")
+            .bind(file_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(JobEvent {
+                    at: row.try_get("at")?,
+                    kind: row.try_get("kind")?,
+                    attempt: row.try_get::<Option<i64>, _>("attempt")?.map(|a| a as u32),
+                    message: row.try_get("message")?,
+                })
+            })
+            .collect()
+    }
+
+    /// When the earliest queued job becomes due (None when nothing is
+    /// queued), so an idle worker can sleep until then.
+    pub async fn next_due(&self) -> Result<Option<Millis>, QueueError> {
+        let row = sqlx::query("SELECT min(next_attempt_at) AS t FROM jobs WHERE state = 'queued'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("t")?)
+    }
+
+    /// Counts one API call against the cap of `per_minute` calls in any
+    /// `window`, if the cap allows it now. Returns `None` when the call may
+    /// go, or when the oldest call in the window leaves it.
+    pub async fn reserve_api_call(&self, per_minute: u32, window: Duration) -> Result<Option<Millis>, QueueError> {
+        let now = now_millis();
+        let window_ms = window.as_millis() as i64;
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM api_calls WHERE at <= ?1")
+            .bind(now - window_ms)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query("SELECT count(*) AS n, min(at) AS oldest FROM api_calls")
+            .fetch_one(&mut *tx)
+            .await?;
+        let count: i64 = row.try_get("n")?;
+        let oldest: Option<i64> = row.try_get("oldest")?;
+        let verdict = if count < i64::from(per_minute) {
+            sqlx::query("INSERT INTO api_calls (at) VALUES (?1)")
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            None
+        } else {
+            Some(oldest.unwrap_or(now) + window_ms + 1)
+        };
+        tx.commit().await?;
+        Ok(verdict)
+    }
+
+    /// Appends a note to a job's history without changing its state.
+    pub async fn note(&self, file_id: i64, kind: &str, message: &str) -> Result<(), QueueError> {
+        let mut tx = self.write_tx().await?;
+        insert_event(&mut tx, file_id, now_millis(), kind, None, Some(message)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Raw access for tests and benchmarks that need to stage unusual states.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn lease_held(rows_affected: u64, file_id: i64) -> Result<(), QueueError> {
+    if rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(QueueError::LeaseLost(file_id))
+    }
+}
+
+/// `(?, 'queued', ?1, ...)` repeated: turn each bare `?` into `?2`, `?3`, ...
+/// so it can sit beside the shared `?1` timestamp.
+fn number_placeholders(sql: &str, rows: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + rows * 6);
+    let mut next = 2;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '?' && !chars.peek().is_some_and(|n| n.is_ascii_digit()) {
+            out.push_str(&next.to_string());
+            next += 1;
+        }
+    }
+    out
+}
+
+async fn fetch_job(tx: &mut Transaction<'static, Sqlite>, file_id: i64) -> Result<Option<Job>, sqlx::Error> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE file_id = ?1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(file_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(Job::from_row).transpose()
+}
+
+async fn requeue_for_retry(
+    tx: &mut Transaction<'static, Sqlite>,
+    file_id: i64,
+    from: JobState,
+) -> Result<(), sqlx::Error> {
+    let now = now_millis();
+    sqlx::query(
+        "UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_at = ?1, last_error = NULL, \
+         cancel_requested = 0, updated_at = ?1 WHERE file_id = ?2 AND state = ?3",
+    )
+    .bind(now)
+    .bind(file_id)
+    .bind(from.as_str())
+    .execute(&mut **tx)
+    .await?;
+    insert_event(tx, file_id, now, "retried", None, Some("retry requested by the user: attempts reset")).await
+}
+
+async fn insert_event(
+    tx: &mut Transaction<'static, Sqlite>,
+    file_id: i64,
+    at: Millis,
+    kind: &str,
+    attempt: Option<u32>,
+    message: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO job_events (file_id, at, kind, attempt, message) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .bind(file_id)
+        .bind(at)
+        .bind(kind)
+        .bind(attempt.map(i64::from))
+        .bind(message)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// "in 2m 30s" style text for event messages.
+pub fn describe_delay(millis: i64) -> String {
+    let secs = (millis.max(0) as u64).div_ceil(1000);
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_after_the_shared_first() {
+        assert_eq!(
+            number_placeholders("(?, 'queued', ?1),(?, 'queued', ?1)", 2),
+            "(?2, 'queued', ?1),(?3, 'queued', ?1)"
+        );
+    }
+
+    #[test]
+    fn sqlite_locations_accept_paths_and_urls() {
+        assert_eq!(DbLocation("/tmp/q.db".into()).sqlite_path(), PathBuf::from("/tmp/q.db"));
+        assert_eq!(DbLocation("sqlite:///tmp/q.db".into()).sqlite_path(), PathBuf::from("/tmp/q.db"));
+        assert_eq!(DbLocation("sqlite:q.db?mode=rwc".into()).sqlite_path(), PathBuf::from("q.db"));
+    }
+}

@@ -1,0 +1,226 @@
+//! Pure rules about jobs: their states, which user verbs apply to which
+//! state, and the retry schedule. No I/O here, so every rule is unit-tested
+//! directly; the store applies the verdicts with compare-and-set updates.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use serde::Serialize;
+
+/// Where a job is in its life. Only the worker holding a job's lease moves it
+/// out of `Running`; users move jobs between the other states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 5] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Done,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown job state {s:?}: expected one of queued, running, done, failed, cancelled")
+            })
+    }
+}
+
+/// What `retry` may do to a job in a given state.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RetryVerdict {
+    /// Back to `queued` with attempts reset.
+    Requeue,
+    /// Nothing to do; the message says why.
+    Refuse(&'static str),
+}
+
+pub fn retry_verdict(state: JobState) -> RetryVerdict {
+    match state {
+        JobState::Failed | JobState::Cancelled => RetryVerdict::Requeue,
+        JobState::Queued => RetryVerdict::Refuse("already queued"),
+        JobState::Running => RetryVerdict::Refuse("running now"),
+        JobState::Done => RetryVerdict::Refuse("already done"),
+    }
+}
+
+/// What `cancel` may do to a job in a given state.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CancelVerdict {
+    /// Cancelled at once: nobody is working on it.
+    CancelNow,
+    /// A live worker holds it: ask that worker to stop (it notices within a
+    /// heartbeat) and let it record the cancellation.
+    AskWorker,
+    Refuse(&'static str),
+}
+
+pub fn cancel_verdict(state: JobState, lease_live: bool) -> CancelVerdict {
+    match state {
+        JobState::Queued => CancelVerdict::CancelNow,
+        JobState::Running if lease_live => CancelVerdict::AskWorker,
+        // The worker died holding it: nobody else will record anything.
+        JobState::Running => CancelVerdict::CancelNow,
+        JobState::Done => CancelVerdict::Refuse("already done"),
+        JobState::Failed => CancelVerdict::Refuse("already failed (retry it or leave it)"),
+        JobState::Cancelled => CancelVerdict::Refuse("already cancelled"),
+    }
+}
+
+/// How long to wait between counted failures, and how many are allowed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// Generous, like Sidekiq's 25 retries: a batch must come through a flaky
+    /// night on its own. Delays double from 15 s up to 12 h, so the 25th
+    /// attempt comes after about a week in the worst case.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 25,
+            base_delay: Duration::from_secs(15),
+            max_delay: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+/// Failures of unknown kind (codes MiniMax has not documented) are retried,
+/// but no more than this many times: they may well be permanent.
+pub const UNKNOWN_ERROR_ATTEMPT_CAP: u32 = 5;
+
+impl RetryPolicy {
+    /// The capped exponential delay before retry number `attempt` (1-based),
+    /// before jitter.
+    pub fn base_delay_for(&self, attempt: u32) -> Duration {
+        ExponentialBuilder::default()
+            .with_min_delay(self.base_delay)
+            .with_max_delay(self.max_delay)
+            .with_factor(2.0)
+            .without_max_times()
+            .build()
+            .nth(attempt.saturating_sub(1) as usize)
+            .unwrap_or(self.max_delay)
+    }
+
+    /// Full jitter (AWS's recommendation): a uniform draw in (0, base], so a
+    /// batch that failed together does not retry together. `unit` is the
+    /// random draw in [0, 1); passing it in keeps this function pure. Never
+    /// less than one second.
+    pub fn delay_for(&self, attempt: u32, unit: f64) -> Duration {
+        let base = self.base_delay_for(attempt);
+        let jittered = base.mul_f64(unit.clamp(0.0, 1.0));
+        jittered.max(Duration::from_secs(1)).min(base.max(Duration::from_secs(1)))
+    }
+
+    /// After `attempts` counted failures, is the job out of attempts?
+    pub fn exhausted(&self, attempts: u32, cap: Option<u32>) -> bool {
+        let limit = cap.map_or(self.max_attempts, |c| c.min(self.max_attempts));
+        attempts >= limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for state in JobState::ALL {
+            assert_eq!(state.as_str().parse::<JobState>().unwrap(), state);
+        }
+        let err = "finished".parse::<JobState>().unwrap_err();
+        assert!(err.contains("finished") && err.contains("queued"));
+    }
+
+    #[test]
+    fn retry_applies_only_to_failed_and_cancelled() {
+        assert_eq!(retry_verdict(JobState::Failed), RetryVerdict::Requeue);
+        assert_eq!(retry_verdict(JobState::Cancelled), RetryVerdict::Requeue);
+        for state in [JobState::Queued, JobState::Running, JobState::Done] {
+            assert!(matches!(retry_verdict(state), RetryVerdict::Refuse(_)));
+        }
+    }
+
+    #[test]
+    fn cancel_rules() {
+        assert_eq!(cancel_verdict(JobState::Queued, false), CancelVerdict::CancelNow);
+        assert_eq!(cancel_verdict(JobState::Running, true), CancelVerdict::AskWorker);
+        assert_eq!(cancel_verdict(JobState::Running, false), CancelVerdict::CancelNow);
+        for state in [JobState::Done, JobState::Failed, JobState::Cancelled] {
+            assert!(matches!(cancel_verdict(state, true), CancelVerdict::Refuse(_)));
+        }
+    }
+
+    #[test]
+    fn delays_double_then_cap() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.base_delay_for(1), Duration::from_secs(15));
+        assert_eq!(policy.base_delay_for(2), Duration::from_secs(30));
+        assert_eq!(policy.base_delay_for(3), Duration::from_secs(60));
+        assert_eq!(policy.base_delay_for(25), Duration::from_secs(12 * 3600));
+        assert_eq!(policy.base_delay_for(1000), Duration::from_secs(12 * 3600));
+    }
+
+    #[test]
+    fn jitter_stays_within_zero_and_base() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.delay_for(3, 0.5), Duration::from_secs(30));
+        assert_eq!(policy.delay_for(3, 0.0), Duration::from_secs(1));
+        assert_eq!(policy.delay_for(3, 0.999_999), Duration::from_secs(60).mul_f64(0.999_999));
+        assert_eq!(policy.delay_for(3, 7.0), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn default_budget_spans_days_not_minutes() {
+        let policy = RetryPolicy::default();
+        let worst_case: Duration = (1..policy.max_attempts).map(|a| policy.base_delay_for(a)).sum();
+        assert!(worst_case > Duration::from_secs(5 * 24 * 3600), "{worst_case:?}");
+    }
+
+    #[test]
+    fn exhaustion_honours_the_cap_for_unknown_errors() {
+        let policy = RetryPolicy::default();
+        assert!(!policy.exhausted(24, None));
+        assert!(policy.exhausted(25, None));
+        assert!(policy.exhausted(UNKNOWN_ERROR_ATTEMPT_CAP, Some(UNKNOWN_ERROR_ATTEMPT_CAP)));
+        assert!(!policy.exhausted(UNKNOWN_ERROR_ATTEMPT_CAP - 1, Some(UNKNOWN_ERROR_ATTEMPT_CAP)));
+    }
+}
