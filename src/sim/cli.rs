@@ -1,0 +1,121 @@
+//! `minimax-dl sim`: run the simulator as a stand-alone process, so a
+//! deployment can be tried end to end without spending credits.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, Faults, SimConfig, Simulator};
+
+/// Command-line options of the simulator.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct SimArgs {
+    /// Address of the fake API host (loopback only).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8380")]
+    pub listen: SocketAddr,
+
+    /// Address of the fake CDN host (loopback only; a different origin from
+    /// the API, as in production).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8381")]
+    pub cdn_listen: SocketAddr,
+
+    /// Seed of the generated content, ETags and URL signatures.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Size of every file, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub file_size: u64,
+
+    /// Require this API key (`Authorization: Bearer KEY`); any key is accepted
+    /// when absent.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+
+    /// Advertise the real size in `file.bytes` (the real API says 0 for videos).
+    #[arg(long)]
+    pub report_bytes: bool,
+
+    /// Lifetime of issued download URLs, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub url_ttl: u64,
+
+    /// Answer every n-th retrieve call with status 1002 (rate limited).
+    #[arg(long, value_name = "N")]
+    pub rate_limit_every: Option<u32>,
+
+    /// Abort every n-th CDN body half way through the file.
+    #[arg(long, value_name = "N")]
+    pub drop_every: Option<u32>,
+
+    /// Throttle each CDN connection to this many bytes per second.
+    #[arg(long, value_name = "BYTES_PER_SEC")]
+    pub bandwidth: Option<u64>,
+}
+
+impl Default for SimArgs {
+    fn default() -> Self {
+        SimArgs {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8380)),
+            cdn_listen: SocketAddr::from(([127, 0, 0, 1], 8381)),
+            seed: 42,
+            file_size: 1 << 20,
+            api_key: None,
+            report_bytes: false,
+            url_ttl: 3600,
+            rate_limit_every: None,
+            drop_every: None,
+            bandwidth: None,
+        }
+    }
+}
+
+impl SimArgs {
+    /// The simulator configuration these options describe.
+    pub fn to_config(&self) -> SimConfig {
+        let mut faults = Faults {
+            bandwidth_bytes_per_sec: self.bandwidth,
+            ..Faults::default()
+        };
+        if let Some(n) = self.rate_limit_every {
+            faults.api.push(
+                ApiFaultRule::new(ApiFault::Code(1002, "rate limit exceeded(RPM)".into())).every(n),
+            );
+        }
+        if let Some(n) = self.drop_every {
+            // "Half way" through the file; a resumed request for less than
+            // that completes normally.
+            faults
+                .cdn
+                .push(CdnFaultRule::new(CdnFault::DropAfter(self.file_size / 2)).every(n));
+        }
+        SimConfig {
+            seed: self.seed,
+            api_key: self.api_key.clone(),
+            default_file_size: self.file_size,
+            report_bytes: self.report_bytes,
+            url_ttl: Duration::from_secs(self.url_ttl),
+            faults,
+            ..SimConfig::default()
+        }
+    }
+}
+
+/// Runs the simulator until `shutdown` is cancelled.
+///
+/// Prints one line, `minimax-dl simulator: api http://…, cdn http://…`, to
+/// stdout once both listeners are bound, so scripts can wait for it.
+/// Refuses non-loopback addresses.
+pub async fn run_cli(args: SimArgs, shutdown: CancellationToken) -> io::Result<()> {
+    let sim = Simulator::start_on(args.to_config(), args.listen, args.cdn_listen).await?;
+    println!(
+        "minimax-dl simulator: api {}, cdn {}",
+        sim.api_base(),
+        sim.cdn_base()
+    );
+    shutdown.cancelled().await;
+    sim.shutdown_and_wait(Duration::from_secs(5)).await;
+    Ok(())
+}
