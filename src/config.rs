@@ -18,7 +18,10 @@ pub const INTERNATIONAL_API_BASE: &str = "https://api.minimax.io";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{origin}: {message}")]
@@ -110,14 +113,19 @@ pub const MAX_SEGMENTS: u32 = 16;
 impl Settings {
     /// Reads the config file (the one named, else the first default that
     /// exists) and resolves every setting.
-    pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    pub fn load(
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
         let (path, file) = match config_file_path(overrides, env) {
             Some((path, required)) => match std::fs::read_to_string(&path) {
                 Ok(text) => {
                     let file = FileConfig::parse(&text, &path)?;
                     (Some(path), file)
                 }
-                Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => (None, FileConfig::default()),
+                Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                    (None, FileConfig::default())
+                }
                 Err(source) => return Err(ConfigError::Read { path, source }),
             },
             None => (None, FileConfig::default()),
@@ -142,7 +150,10 @@ impl Settings {
             Some(v) => (v, "environment variable MINIMAX_API_BASE".to_string()),
             None => match file.api_base {
                 Some(v) => (v, file_origin("api_base")),
-                None => (MAINLAND_API_BASE.to_string(), "default api_base".to_string()),
+                None => (
+                    MAINLAND_API_BASE.to_string(),
+                    "default api_base".to_string(),
+                ),
             },
         };
         let api_base = parse_api_base(&api_base_raw).map_err(|message| ConfigError::Invalid {
@@ -158,14 +169,25 @@ impl Settings {
             },
         };
 
-        let database = match (&overrides.database, env_nonempty("MINIMAX_DL_DATABASE"), file.database) {
+        let database = match (
+            &overrides.database,
+            env_nonempty("MINIMAX_DL_DATABASE"),
+            file.database,
+        ) {
             (Some(v), _, _) => v.clone(),
             (None, Some(v), _) => v,
             (None, None, Some(v)) => v,
-            (None, None, None) => data_dir(env)?.join("queue.db").to_string_lossy().into_owned(),
+            (None, None, None) => data_dir(env)?
+                .join("queue.db")
+                .to_string_lossy()
+                .into_owned(),
         };
 
-        let output_dir = match (&overrides.output_dir, env_nonempty("MINIMAX_DL_OUTPUT_DIR"), file.output_dir) {
+        let output_dir = match (
+            &overrides.output_dir,
+            env_nonempty("MINIMAX_DL_OUTPUT_DIR"),
+            file.output_dir,
+        ) {
             (Some(v), _, _) => v.clone(),
             (None, Some(v), _) => PathBuf::from(v),
             (None, None, Some(v)) => v,
@@ -210,16 +232,17 @@ impl Settings {
             defaults.max_attempts,
             1..=1000,
         )?;
-        let seconds = |value: Option<u64>, key: &str, default: u64| -> Result<Duration, ConfigError> {
-            match value {
-                Some(0) => Err(ConfigError::Invalid {
-                    origin: file_origin(key),
-                    message: "must be at least 1 second".into(),
-                }),
-                Some(v) => Ok(Duration::from_secs(v)),
-                None => Ok(Duration::from_secs(default)),
-            }
-        };
+        let seconds =
+            |value: Option<u64>, key: &str, default: u64| -> Result<Duration, ConfigError> {
+                match value {
+                    Some(0) => Err(ConfigError::Invalid {
+                        origin: file_origin(key),
+                        message: "must be at least 1 second".into(),
+                    }),
+                    Some(v) => Ok(Duration::from_secs(v)),
+                    None => Ok(Duration::from_secs(default)),
+                }
+            };
 
         Ok(Settings {
             api_base,
@@ -245,7 +268,10 @@ impl Settings {
 
 /// Which config file to read, and whether it must exist (it must when the
 /// user named it).
-fn config_file_path(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>) -> Option<(PathBuf, bool)> {
+fn config_file_path(
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<(PathBuf, bool)> {
     if let Some(path) = &overrides.config {
         return Some((path.clone(), true));
     }
@@ -255,7 +281,11 @@ fn config_file_path(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>)
     let user = env("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| env("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".config")))
+        .or_else(|| {
+            env("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        })
         .map(|dir| dir.join("minimax-dl").join("config.toml"));
     if let Some(path) = user.filter(|p| p.exists()) {
         return Some((path, false));
@@ -280,7 +310,9 @@ fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().map(|cwd| cwd.join(path)).unwrap_or_else(|_| path.to_path_buf())
+        std::env::current_dir()
+            .map(|cwd| cwd.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
     }
 }
 
@@ -314,10 +346,13 @@ fn layered_number(
         (v, "command-line flag".to_string())
     } else if let Some(raw) = env_value.filter(|v| !v.trim().is_empty()) {
         let origin = format!("environment variable {env_name}");
-        let v = raw.trim().parse::<u32>().map_err(|_| ConfigError::Invalid {
-            origin: origin.clone(),
-            message: format!("{raw:?} is not a whole number"),
-        })?;
+        let v = raw
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| ConfigError::Invalid {
+                origin: origin.clone(),
+                message: format!("{raw:?} is not a whole number"),
+            })?;
         (v, origin)
     } else if let Some(v) = file_value {
         (v, file_origin.to_string())
@@ -327,7 +362,11 @@ fn layered_number(
     if !range.contains(&value) {
         return Err(ConfigError::Invalid {
             origin,
-            message: format!("{value} is out of range ({}..={})", range.start(), range.end()),
+            message: format!(
+                "{value} is out of range ({}..={})",
+                range.start(),
+                range.end()
+            ),
         });
     }
     Ok(value)
@@ -338,7 +377,9 @@ fn layered_number(
 /// in clear text.
 pub fn parse_api_base(raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw.trim()).map_err(|e| format!("{raw:?} is not a URL ({e})"))?;
-    let host = url.host_str().ok_or_else(|| format!("{raw:?} has no host"))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("{raw:?} has no host"))?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback_host(host) => {}
@@ -371,7 +412,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -382,10 +426,14 @@ mod tests {
     #[test]
     fn defaults_apply_when_nothing_is_said() {
         let env = env_of(&[("HOME", "/home/u")]);
-        let s = Settings::resolve(&Overrides::default(), &env, None, FileConfig::default()).unwrap();
+        let s =
+            Settings::resolve(&Overrides::default(), &env, None, FileConfig::default()).unwrap();
         assert_eq!(s.api_base.as_str(), "https://api.minimaxi.com/");
         assert_eq!(s.database.0, "/home/u/.local/share/minimax-dl/queue.db");
-        assert_eq!(s.output_dir, PathBuf::from("/home/u/.local/share/minimax-dl/files"));
+        assert_eq!(
+            s.output_dir,
+            PathBuf::from("/home/u/.local/share/minimax-dl/files")
+        );
         assert_eq!(s.concurrency, DEFAULT_CONCURRENCY);
         assert_eq!(s.requests_per_minute, DEFAULT_REQUESTS_PER_MINUTE);
         assert_eq!(s.retry, RetryPolicy::default());
@@ -395,7 +443,10 @@ mod tests {
     #[test]
     fn flags_beat_environment_beats_file() {
         let f = || file("concurrency = 3\ndatabase = \"/file.db\"\noutput_dir = \"/file-out\"\n");
-        let env = env_of(&[("MINIMAX_DL_CONCURRENCY", "5"), ("MINIMAX_DL_DATABASE", "/env.db")]);
+        let env = env_of(&[
+            ("MINIMAX_DL_CONCURRENCY", "5"),
+            ("MINIMAX_DL_DATABASE", "/env.db"),
+        ]);
         let s = Settings::resolve(&Overrides::default(), &env, None, f()).unwrap();
         assert_eq!((s.concurrency, s.database.0.as_str()), (5, "/env.db"));
         assert_eq!(s.output_dir, PathBuf::from("/file-out"));
@@ -415,10 +466,20 @@ mod tests {
     #[test]
     fn unknown_keys_and_wrong_types_name_the_key_and_file() {
         let path = Path::new("/etc/minimax-dl/config.toml");
-        let err = FileConfig::parse("concurency = 3\n", path).unwrap_err().to_string();
-        assert!(err.contains("/etc/minimax-dl/config.toml") && err.contains("concurency"), "{err}");
-        let err = FileConfig::parse("concurrency = \"many\"\n", path).unwrap_err().to_string();
-        assert!(err.contains("concurrency") && err.contains("/etc/minimax-dl/config.toml"), "{err}");
+        let err = FileConfig::parse("concurency = 3\n", path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/etc/minimax-dl/config.toml") && err.contains("concurency"),
+            "{err}"
+        );
+        let err = FileConfig::parse("concurrency = \"many\"\n", path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("concurrency") && err.contains("/etc/minimax-dl/config.toml"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -431,7 +492,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("/c.toml") && err.contains("concurrency") && err.contains("out of range"), "{err}");
+        assert!(
+            err.contains("/c.toml") && err.contains("concurrency") && err.contains("out of range"),
+            "{err}"
+        );
         let err = Settings::resolve(
             &Overrides::default(),
             &env_of(&[("HOME", "/h"), ("MINIMAX_DL_REQUESTS_PER_MINUTE", "lots")]),
@@ -440,7 +504,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("MINIMAX_DL_REQUESTS_PER_MINUTE") && err.contains("lots"), "{err}");
+        assert!(
+            err.contains("MINIMAX_DL_REQUESTS_PER_MINUTE") && err.contains("lots"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -448,7 +515,11 @@ mod tests {
         assert!(parse_api_base("https://api.minimax.io").is_ok());
         assert!(parse_api_base("http://127.0.0.1:8380").is_ok());
         assert!(parse_api_base("http://localhost:1").is_ok());
-        assert!(parse_api_base("http://api.minimax.io").unwrap_err().contains("unencrypted"));
+        assert!(
+            parse_api_base("http://api.minimax.io")
+                .unwrap_err()
+                .contains("unencrypted")
+        );
         assert!(parse_api_base("ftp://x").is_err());
         assert!(parse_api_base("not a url").is_err());
     }
@@ -459,7 +530,8 @@ mod tests {
         let key_path = dir.path().join("key");
         std::fs::write(&key_path, "file-secret\n").unwrap();
         let f = || file(&format!("api_key_file = {:?}", key_path.to_str().unwrap()));
-        let s = Settings::resolve(&Overrides::default(), &env_of(&[("HOME", "/h")]), None, f()).unwrap();
+        let s = Settings::resolve(&Overrides::default(), &env_of(&[("HOME", "/h")]), None, f())
+            .unwrap();
         assert_eq!(s.api_key.as_ref().unwrap().expose_secret(), "file-secret");
         let s = Settings::resolve(
             &Overrides::default(),
@@ -491,7 +563,8 @@ mod tests {
         let parsed = FileConfig::parse(text, Path::new("config.example.toml")).unwrap();
         let env = env_of(&[("HOME", "/h")]);
         let s = Settings::resolve(&Overrides::default(), &env, None, parsed).unwrap();
-        let d = Settings::resolve(&Overrides::default(), &env, None, FileConfig::default()).unwrap();
+        let d =
+            Settings::resolve(&Overrides::default(), &env, None, FileConfig::default()).unwrap();
         assert_eq!(s.api_base, d.api_base);
         assert_eq!(s.concurrency, d.concurrency);
         assert_eq!(s.requests_per_minute, d.requests_per_minute);

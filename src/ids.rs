@@ -19,11 +19,13 @@ pub fn parse_file_id(raw: &str) -> Result<i64, &'static str> {
         return Err("empty");
     }
     if let Some(rest) = s.strip_prefix('-') {
-        return Err(if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
-            "negative ids do not exist; ids run from 1 to 9223372036854775807"
-        } else {
-            "not a decimal integer"
-        });
+        return Err(
+            if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+                "negative ids do not exist; ids run from 1 to 9223372036854775807"
+            } else {
+                "not a decimal integer"
+            },
+        );
     }
     let digits = s.strip_prefix('+').unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -83,12 +85,28 @@ mod tests {
 
     #[test]
     fn refuses_everything_else_with_a_reason() {
-        for bad in ["0", "-1", "-0", "9223372036854775808", "abc", "12a", "1.5", "", "0x10", "1e3", "- 1"] {
+        for bad in [
+            "0",
+            "-1",
+            "-0",
+            "9223372036854775808",
+            "abc",
+            "12a",
+            "1.5",
+            "",
+            "0x10",
+            "1e3",
+            "- 1",
+        ] {
             assert!(parse_file_id(bad).is_err(), "{bad:?} accepted");
         }
         assert!(parse_file_id("-5").unwrap_err().contains("negative"));
         assert!(parse_file_id("0").unwrap_err().contains("zero"));
-        assert!(parse_file_id("99999999999999999999").unwrap_err().contains("too large"));
+        assert!(
+            parse_file_id("99999999999999999999")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]
@@ -96,7 +114,10 @@ mod tests {
         let text = "# batch 1\n101\n\n  102  # retried\n#103\n104\n";
         assert_eq!(parse_lines(text), Ok(vec![101, 102, 104]));
         let err = parse_lines("1\n2\nthree\n4\n").unwrap_err();
-        assert_eq!(err.to_string(), "invalid file id \"three\" on line 3: not a decimal integer");
+        assert_eq!(
+            err.to_string(),
+            "invalid file id \"three\" on line 3: not a decimal integer"
+        );
     }
 
     #[test]

@@ -12,8 +12,14 @@
 //! - [`cli`] and [`commands`]: the command line, kept apart from the engine.
 
 pub mod api;
+pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod fetch;
 pub mod ids;
+pub mod progress;
 pub mod queue;
 pub mod sim;
+pub mod worker;

@@ -1,1 +1,70 @@
-fn main(){}
+//! `minimax-dl`: parse the command line, set up logging, load settings, hand
+//! over to the library, and turn the result into an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use minimax_dl::cli::{Cli, Command};
+use minimax_dl::commands::{self, exit};
+use minimax_dl::config::{LogFormat, Settings};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(&commands::overrides(&cli), &commands::process_env) {
+        Ok(s) => Some(s),
+        // demo and sim need no configuration of their own.
+        Err(_) if matches!(cli.command, Command::Demo { .. } | Command::Sim(_)) => None,
+        Err(e) => {
+            eprintln!("minimax-dl: error: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let format = cli
+        .log_format
+        .or(settings.as_ref().map(|s| s.log_format))
+        .unwrap_or_default();
+    init_logging(&cli, format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("minimax-dl: error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let result = runtime.block_on(commands::dispatch(cli, settings));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("minimax-dl: error: {e:#}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli, format: LogFormat) {
+    let busy = matches!(
+        cli.command,
+        Command::Run { .. } | Command::Fetch { .. } | Command::Demo { .. } | Command::Sim(_)
+    );
+    let default = match (cli.verbose, busy) {
+        (0, true) => "minimax_dl=info",
+        (0, false) => "minimax_dl=warn",
+        (1, _) => "minimax_dl=debug",
+        _ => "minimax_dl=trace",
+    };
+    let filter =
+        EnvFilter::try_from_env("MINIMAX_DL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}

@@ -23,7 +23,10 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     pub fn counts_as_attempt(self) -> bool {
-        matches!(self, ErrorClass::Transient | ErrorClass::Unknown | ErrorClass::Permanent)
+        matches!(
+            self,
+            ErrorClass::Transient | ErrorClass::Unknown | ErrorClass::Permanent
+        )
     }
 }
 
@@ -63,7 +66,11 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
         return Some(Duration::from_secs(secs.min(24 * 3600)));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(Duration::from_secs(24 * 3600)))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(24 * 3600)),
+    )
 }
 
 #[cfg(test)]
@@ -119,10 +126,16 @@ mod tests {
     #[test]
     fn http_statuses_from_the_api_host() {
         let ra = Some(Duration::from_secs(7));
-        assert_eq!(classify_api_http(429, ra), ErrorClass::RateLimited { retry_after: ra });
+        assert_eq!(
+            classify_api_http(429, ra),
+            ErrorClass::RateLimited { retry_after: ra }
+        );
         assert_eq!(classify_api_http(502, None), ErrorClass::Transient);
         assert_eq!(classify_api_http(503, None), ErrorClass::Transient);
-        assert_eq!(classify_api_http(401, None), ErrorClass::Account { pause: None });
+        assert_eq!(
+            classify_api_http(401, None),
+            ErrorClass::Account { pause: None }
+        );
         assert_eq!(classify_api_http(418, None), ErrorClass::Unknown);
     }
 
@@ -131,8 +144,14 @@ mod tests {
         let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(parse_retry_after("5", now), Some(Duration::from_secs(5)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(90)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(90))
+        );
         assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("99999999", now), Some(Duration::from_secs(24 * 3600)));
+        assert_eq!(
+            parse_retry_after("99999999", now),
+            Some(Duration::from_secs(24 * 3600))
+        );
     }
 }

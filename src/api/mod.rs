@@ -47,17 +47,24 @@ pub enum ApiError {
         trace_id: Option<String>,
     },
     #[error("unreadable answer from the MiniMax API: {detail}{}", trace(.trace_id))]
-    Malformed { detail: String, trace_id: Option<String> },
+    Malformed {
+        detail: String,
+        trace_id: Option<String>,
+    },
     #[error("cannot reach the MiniMax API: {0}")]
     Transport(String),
 }
 
 fn trace(id: &Option<String>) -> String {
-    id.as_ref().map(|t| format!(" [Trace-Id {t}]")).unwrap_or_default()
+    id.as_ref()
+        .map(|t| format!(" [Trace-Id {t}]"))
+        .unwrap_or_default()
 }
 
 fn retry(after: &Option<Duration>) -> String {
-    after.map(|d| format!(", Retry-After {}s", d.as_secs())).unwrap_or_default()
+    after
+        .map(|d| format!(", Retry-After {}s", d.as_secs()))
+        .unwrap_or_default()
 }
 
 impl ApiError {
@@ -65,16 +72,20 @@ impl ApiError {
         match self {
             ApiError::NoKey => ErrorClass::Account { pause: None },
             ApiError::Status { code, .. } => classify::classify_status_code(*code),
-            ApiError::Http { status, retry_after, .. } => classify::classify_api_http(*status, *retry_after),
+            ApiError::Http {
+                status,
+                retry_after,
+                ..
+            } => classify::classify_api_http(*status, *retry_after),
             ApiError::Malformed { .. } | ApiError::Transport(_) => ErrorClass::Transient,
         }
     }
 
     pub fn trace_id(&self) -> Option<&str> {
         match self {
-            ApiError::Status { trace_id, .. } | ApiError::Http { trace_id, .. } | ApiError::Malformed { trace_id, .. } => {
-                trace_id.as_deref()
-            }
+            ApiError::Status { trace_id, .. }
+            | ApiError::Http { trace_id, .. }
+            | ApiError::Malformed { trace_id, .. } => trace_id.as_deref(),
             _ => None,
         }
     }
@@ -120,14 +131,20 @@ impl FlexibleId {
 
 /// Parses a retrieve answer body. Pure, so every malformed shape is tested
 /// without a server.
-pub fn parse_retrieve(requested: i64, body: &[u8], trace_id: Option<String>) -> Result<FileInfo, ApiError> {
+pub fn parse_retrieve(
+    requested: i64,
+    body: &[u8],
+    trace_id: Option<String>,
+) -> Result<FileInfo, ApiError> {
     let malformed = |detail: String| ApiError::Malformed {
         detail,
         trace_id: trace_id.clone(),
     };
     let parsed: RetrieveBody = serde_json::from_slice(body).map_err(|e| {
         let start = String::from_utf8_lossy(&body[..body.len().min(80)]).replace('\n', " ");
-        malformed(format!("not the expected JSON ({e}); body starts {start:?}"))
+        malformed(format!(
+            "not the expected JSON ({e}); body starts {start:?}"
+        ))
     })?;
     let base = parsed
         .base_resp
@@ -148,7 +165,9 @@ pub fn parse_retrieve(requested: i64, body: &[u8], trace_id: Option<String>) -> 
         .and_then(FlexibleId::value)
         .ok_or_else(|| malformed("file.file_id missing or not an integer".into()))?;
     if file_id != requested {
-        return Err(malformed(format!("asked for file {requested}, got file {file_id}")));
+        return Err(malformed(format!(
+            "asked for file {requested}, got file {file_id}"
+        )));
     }
     let raw_url = file
         .download_url
@@ -216,9 +235,14 @@ impl ApiClient {
             .base
             .join("v1/files/retrieve")
             .map_err(|e| ApiError::Transport(format!("bad API base {}: {e}", self.base)))?;
-        url.query_pairs_mut().append_pair("file_id", &file_id.to_string());
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
-            .map_err(|_| ApiError::Transport("the API key contains characters not allowed in a header".into()))?;
+        url.query_pairs_mut()
+            .append_pair("file_id", &file_id.to_string());
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(|_| {
+                ApiError::Transport(
+                    "the API key contains characters not allowed in a header".into(),
+                )
+            })?;
         auth.set_sensitive(true);
         let response = self
             .http
@@ -300,7 +324,8 @@ mod tests {
 
     #[test]
     fn non_zero_status_codes_become_status_errors() {
-        let body = br#"{"file":null,"base_resp":{"status_code":1004,"status_msg":"invalid api key"}}"#;
+        let body =
+            br#"{"file":null,"base_resp":{"status_code":1004,"status_msg":"invalid api key"}}"#;
         let err = parse_retrieve(1, body, Some("abc".into())).unwrap_err();
         assert!(matches!(err, ApiError::Status { code: 1004, .. }));
         assert_eq!(err.class(), ErrorClass::Account { pause: None });
@@ -322,7 +347,10 @@ mod tests {
         for (body, expected) in cases {
             let err = parse_retrieve(1, body, None).unwrap_err();
             assert_eq!(err.class(), ErrorClass::Transient, "{err}");
-            assert!(err.to_string().contains(expected), "{err} should mention {expected}");
+            assert!(
+                err.to_string().contains(expected),
+                "{err} should mention {expected}"
+            );
         }
     }
 }

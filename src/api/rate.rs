@@ -26,7 +26,9 @@ pub const MAX_COOLDOWN: Duration = Duration::from_secs(300);
 /// (1-based). `Retry-After` is honoured when it asks for longer.
 pub fn cooldown_for(streak: u32, retry_after: Option<Duration>) -> Duration {
     let exponent = streak.saturating_sub(1).min(16);
-    let backoff = FIRST_COOLDOWN.saturating_mul(1 << exponent).min(MAX_COOLDOWN);
+    let backoff = FIRST_COOLDOWN
+        .saturating_mul(1 << exponent)
+        .min(MAX_COOLDOWN);
     retry_after.map_or(backoff, |ra| ra.max(backoff.min(FIRST_COOLDOWN)))
 }
 
@@ -142,8 +144,14 @@ mod tests {
 
     #[test]
     fn retry_after_is_honoured_when_longer() {
-        assert_eq!(cooldown_for(1, Some(Duration::from_secs(30))), Duration::from_secs(30));
-        assert_eq!(cooldown_for(1, Some(Duration::from_secs(1))), Duration::from_secs(5));
+        assert_eq!(
+            cooldown_for(1, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            cooldown_for(1, Some(Duration::from_secs(1))),
+            Duration::from_secs(5)
+        );
     }
 
     #[tokio::test]
@@ -154,6 +162,9 @@ mod tests {
         assert!(remaining > Duration::from_secs(25) && remaining <= Duration::from_secs(30));
         let cancel = CancellationToken::new();
         cancel.cancel();
-        assert!(matches!(gate.acquire(&cancel).await, Err(GateError::Cancelled)));
+        assert!(matches!(
+            gate.acquire(&cancel).await,
+            Err(GateError::Cancelled)
+        ));
     }
 }

@@ -12,8 +12,10 @@ pub const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
 
 /// Is this I/O error the disk being full (or over quota)?
 pub fn is_disk_full(error: &io::Error) -> bool {
-    matches!(error.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
-        || error.raw_os_error() == Some(28)
+    matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) || error.raw_os_error() == Some(28)
 }
 
 /// Feeds the first `len` bytes of `path` to `hasher`. Resumed bytes are
@@ -75,7 +77,10 @@ mod tests {
         std::fs::write(&path, b"hello world").unwrap();
         let (len, sha) = hash_file(&path).unwrap();
         assert_eq!(len, 11);
-        assert_eq!(sha, "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
+        assert_eq!(
+            sha,
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
         let mut h = Sha256::new();
         assert!(hash_prefix(&path, 12, &mut h).is_err());
     }

@@ -17,7 +17,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE, RETRY_AFTER};
+use reqwest::header::{
+    CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE, RETRY_AFTER,
+};
 use reqwest::{Method, Url};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
@@ -70,7 +72,10 @@ pub enum FetchError {
     #[error("the CDN refused the download URL (HTTP {status}); it has probably expired")]
     UrlRejected { status: u16 },
     #[error("the CDN answered HTTP {status}")]
-    Cdn { status: u16, retry_after: Option<Duration> },
+    Cdn {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     #[error("download interrupted: {0}")]
     Network(String),
     #[error("size mismatch: expected {expected} bytes ({source_name} size), the CDN has {actual}")]
@@ -79,7 +84,9 @@ pub enum FetchError {
         actual: u64,
         source_name: &'static str,
     },
-    #[error("the CDN did not say how long the file is, and retrieve reported no size to verify against")]
+    #[error(
+        "the CDN did not say how long the file is, and retrieve reported no size to verify against"
+    )]
     UnknownLength,
     #[error("disk full: {detail}")]
     DiskFull { detail: String },
@@ -139,7 +146,10 @@ pub struct Fetcher {
 const WRITE_BUFFER: usize = 512 * 1024;
 
 impl Fetcher {
-    pub fn new(connect_timeout: Duration, read_timeout: Duration) -> Result<Fetcher, reqwest::Error> {
+    pub fn new(
+        connect_timeout: Duration,
+        read_timeout: Duration,
+    ) -> Result<Fetcher, reqwest::Error> {
         // No default headers, no cookies: nothing but the signed URL reaches
         // the CDN. reqwest drops Authorization on cross-host redirects too,
         // but this client never has one to drop.
@@ -244,7 +254,11 @@ impl Fetcher {
                     if stalled_requests >= 2 {
                         return Err(FetchError::Network(why));
                     }
-                    tracing::debug!(file_id = job.file_id, offset = transfer.state.bytes_done, "resuming: {why}");
+                    tracing::debug!(
+                        file_id = job.file_id,
+                        offset = transfer.state.bytes_done,
+                        "resuming: {why}"
+                    );
                 }
                 Err(other) => return Err(other),
             }
@@ -294,7 +308,11 @@ impl Fetcher {
             r = request.send() => r.map_err(|e| FetchError::Network(describe_reqwest(&e)))?,
         };
         let headers = response.headers();
-        let header = |name| headers.get(name).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok());
+        let header = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+        };
         let head = ResponseHead {
             status: response.status().as_u16(),
             content_length: header(CONTENT_LENGTH).and_then(|v| v.trim().parse().ok()),
@@ -308,9 +326,12 @@ impl Fetcher {
             pinned_total: transfer.state.total,
         };
         let plan = range::plan_response(asked, &head);
-        let retry_after = header(RETRY_AFTER).and_then(|v| crate::api::classify::parse_retry_after(v, std::time::SystemTime::now()));
+        let retry_after = header(RETRY_AFTER)
+            .and_then(|v| crate::api::classify::parse_retry_after(v, std::time::SystemTime::now()));
         let (total, validator) = match plan {
-            Plan::Append { total, validator, .. } => (total, validator),
+            Plan::Append {
+                total, validator, ..
+            } => (total, validator),
             Plan::RestartWithBody {
                 total,
                 validator,
@@ -330,7 +351,12 @@ impl Fetcher {
                 return Ok(RequestOutcome::Complete);
             }
             Plan::UrlRejected { status } => return Err(FetchError::UrlRejected { status }),
-            Plan::Retry { status } => return Err(FetchError::Cdn { status, retry_after }),
+            Plan::Retry { status } => {
+                return Err(FetchError::Cdn {
+                    status,
+                    retry_after,
+                });
+            }
         };
         if let (Some(api), Some(cdn)) = (job.api_size, total)
             && api != cdn
@@ -401,7 +427,12 @@ impl Fetcher {
     }
 
     async fn head_length(&self, url: &Url) -> Option<u64> {
-        let response = self.http.request(Method::HEAD, url.clone()).send().await.ok()?;
+        let response = self
+            .http
+            .request(Method::HEAD, url.clone())
+            .send()
+            .await
+            .ok()?;
         if !response.status().is_success() {
             return None;
         }
@@ -421,13 +452,15 @@ enum RequestOutcome {
 fn check_free_space(partial: &Path, needed: u64) -> Result<(), FetchError> {
     let dir = partial.parent().unwrap_or(partial);
     match file::available_space(dir) {
-        Ok(available) if available < needed.saturating_add(file::FREE_SPACE_RESERVE) => Err(FetchError::DiskFull {
-            detail: format!(
-                "{} has {available} bytes free, {needed} more are needed (plus a {} MiB reserve)",
-                dir.display(),
-                file::FREE_SPACE_RESERVE >> 20
-            ),
-        }),
+        Ok(available) if available < needed.saturating_add(file::FREE_SPACE_RESERVE) => {
+            Err(FetchError::DiskFull {
+                detail: format!(
+                    "{} has {available} bytes free, {needed} more are needed (plus a {} MiB reserve)",
+                    dir.display(),
+                    file::FREE_SPACE_RESERVE >> 20
+                ),
+            })
+        }
         _ => Ok(()),
     }
 }
@@ -465,15 +498,12 @@ impl<S: ProgressSink> Transfer<'_, S> {
     async fn checkpoint(&mut self) -> Result<(), FetchError> {
         self.last_checkpoint = Instant::now();
         if self.position != self.state.bytes_done {
-            self.writer
-                .flush()
-                .await
-                .map_err(|e| FetchError::io(format!("cannot write {}", self.partial.display()), e))?;
-            self.writer
-                .get_ref()
-                .sync_data()
-                .await
-                .map_err(|e| FetchError::io(format!("cannot fsync {}", self.partial.display()), e))?;
+            self.writer.flush().await.map_err(|e| {
+                FetchError::io(format!("cannot write {}", self.partial.display()), e)
+            })?;
+            self.writer.get_ref().sync_data().await.map_err(|e| {
+                FetchError::io(format!("cannot fsync {}", self.partial.display()), e)
+            })?;
             self.state.bytes_done = self.position;
         }
         self.sink.checkpoint(self.state).await?;
@@ -484,8 +514,15 @@ impl<S: ProgressSink> Transfer<'_, S> {
     /// file, or the server would not resume them.
     async fn restart(&mut self) -> Result<(), FetchError> {
         let context = || format!("cannot truncate {}", self.partial.display());
-        self.writer.flush().await.map_err(|e| FetchError::io(context(), e))?;
-        self.writer.get_ref().set_len(0).await.map_err(|e| FetchError::io(context(), e))?;
+        self.writer
+            .flush()
+            .await
+            .map_err(|e| FetchError::io(context(), e))?;
+        self.writer
+            .get_ref()
+            .set_len(0)
+            .await
+            .map_err(|e| FetchError::io(context(), e))?;
         self.writer
             .seek(SeekFrom::Start(0))
             .await

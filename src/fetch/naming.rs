@@ -29,7 +29,9 @@ pub fn sanitize_filename(raw: &str) -> Option<String> {
     while name.contains("..") {
         name = name.replace("..", ".");
     }
-    let name = name.trim_start_matches(['.', ' ', '_']).trim_end_matches(['.', ' ']);
+    let name = name
+        .trim_start_matches(['.', ' ', '_'])
+        .trim_end_matches(['.', ' ']);
     if name.is_empty() || name.chars().all(|c| c == '_') {
         return None;
     }
@@ -105,7 +107,10 @@ mod tests {
             assert_eq!(path.parent(), Some(out), "{name:?} -> {path:?}");
             let file = path.file_name().unwrap().to_str().unwrap();
             assert!(file.starts_with("42"), "{file}");
-            assert!(!file.contains('/') && !file.contains('\\') && !file.contains(".."), "{file}");
+            assert!(
+                !file.contains('/') && !file.contains('\\') && !file.contains(".."),
+                "{file}"
+            );
             assert!(!file.chars().any(char::is_control), "{file:?}");
             assert!(!file.ends_with('.') && !file.ends_with(' '), "{file:?}");
         }

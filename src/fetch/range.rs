@@ -145,9 +145,14 @@ pub fn plan_response(asked: Asked<'_>, head: &ResponseHead<'_>) -> Plan {
             }
         }
         416 => {
-            let total = head.content_range.and_then(parse_content_range).and_then(|r| r.total);
+            let total = head
+                .content_range
+                .and_then(parse_content_range)
+                .and_then(|r| r.total);
             match total {
-                Some(total) if total == asked.offset && asked.pinned_total.is_none_or(|p| p == total) => {
+                Some(total)
+                    if total == asked.offset && asked.pinned_total.is_none_or(|p| p == total) =>
+                {
                     Plan::AlreadyComplete { total }
                 }
                 _ => Plan::RestartFresh {
@@ -159,7 +164,9 @@ pub fn plan_response(asked: Asked<'_>, head: &ResponseHead<'_>) -> Plan {
                 },
             }
         }
-        403 | 404 | 410 => Plan::UrlRejected { status: head.status },
+        403 | 404 | 410 => Plan::UrlRejected {
+            status: head.status,
+        },
         status => Plan::Retry { status },
     }
 }
@@ -187,19 +194,36 @@ mod tests {
             })
         );
         assert_eq!(parse_content_range("bytes 0-9/*").unwrap().total, None);
-        for bad in ["", "bytes", "bytes 5-1/10", "bytes 0-10/10", "items 0-1/2", "bytes a-b/c"] {
+        for bad in [
+            "",
+            "bytes",
+            "bytes 5-1/10",
+            "bytes 0-10/10",
+            "items 0-1/2",
+            "bytes a-b/c",
+        ] {
             assert_eq!(parse_content_range(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn weak_etags_are_not_validators() {
-        assert_eq!(choose_validator(Some("\"abc\""), None).as_deref(), Some("\"abc\""));
-        assert_eq!(choose_validator(Some("W/\"abc\""), Some("Tue, 1 Jan")).as_deref(), Some("Tue, 1 Jan"));
+        assert_eq!(
+            choose_validator(Some("\"abc\""), None).as_deref(),
+            Some("\"abc\"")
+        );
+        assert_eq!(
+            choose_validator(Some("W/\"abc\""), Some("Tue, 1 Jan")).as_deref(),
+            Some("Tue, 1 Jan")
+        );
         assert_eq!(choose_validator(None, None), None);
     }
 
-    fn head(status: u16, range: Option<&'static str>, etag: Option<&'static str>) -> ResponseHead<'static> {
+    fn head(
+        status: u16,
+        range: Option<&'static str>,
+        etag: Option<&'static str>,
+    ) -> ResponseHead<'static> {
         ResponseHead {
             status,
             content_length: Some(1000),
@@ -229,7 +253,10 @@ mod tests {
             validator: Some("\"v1\""),
             pinned_total: Some(1000),
         };
-        let plan = plan_response(asked, &head(206, Some("bytes 400-999/1000"), Some("\"v1\"")));
+        let plan = plan_response(
+            asked,
+            &head(206, Some("bytes 400-999/1000"), Some("\"v1\"")),
+        );
         assert_eq!(
             plan,
             Plan::Append {
@@ -249,7 +276,10 @@ mod tests {
         };
         assert!(matches!(
             plan_response(asked, &head(200, None, Some("\"v2\""))),
-            Plan::RestartWithBody { total: Some(1000), .. }
+            Plan::RestartWithBody {
+                total: Some(1000),
+                ..
+            }
         ));
     }
 
@@ -267,7 +297,10 @@ mod tests {
             ("nonsense", "\"v1\""),
         ] {
             let plan = plan_response(asked, &head(206, Some(range), Some(etag)));
-            assert!(matches!(plan, Plan::RestartFresh { .. }), "{range} {etag}: {plan:?}");
+            assert!(
+                matches!(plan, Plan::RestartFresh { .. }),
+                "{range} {etag}: {plan:?}"
+            );
         }
     }
 
@@ -302,7 +335,10 @@ mod tests {
             );
         }
         for status in [429, 500, 502, 503, 400] {
-            assert_eq!(plan_response(Asked::default(), &head(status, None, None)), Plan::Retry { status });
+            assert_eq!(
+                plan_response(Asked::default(), &head(status, None, None)),
+                Plan::Retry { status }
+            );
         }
     }
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 
@@ -36,11 +37,17 @@ pub fn millis_after(from: Millis, delay: Duration) -> Millis {
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("cannot create the directory {path} for the queue database: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "cannot open the queue database {location}: {source}. Check that the path is right, readable and writable, and is a minimax-dl SQLite database"
     )]
-    Open { location: String, source: sqlx::Error },
+    Open {
+        location: String,
+        source: sqlx::Error,
+    },
     #[error(
         "the queue database {location} could not be migrated: {source}. Is it a minimax-dl database written by a newer version?"
     )]
@@ -101,7 +108,9 @@ impl Job {
         let state: String = row.try_get("state")?;
         let state = JobState::from_str(&state).map_err(|e| sqlx::Error::Decode(e.into()))?;
         let opt_u64 = |name: &str| -> Result<Option<u64>, sqlx::Error> {
-            Ok(row.try_get::<Option<i64>, _>(name)?.map(|v| v.max(0) as u64))
+            Ok(row
+                .try_get::<Option<i64>, _>(name)?
+                .map(|v| v.max(0) as u64))
         };
         Ok(Job {
             file_id: row.try_get("file_id")?,
@@ -268,8 +277,9 @@ impl Queue {
         let mut tx = self.write_tx().await?;
         let mut added = 0u64;
         for chunk in ids.chunks(ENQUEUE_CHUNK) {
-            let mut sql =
-                String::from("INSERT INTO jobs (file_id, state, next_attempt_at, created_at, updated_at) VALUES ");
+            let mut sql = String::from(
+                "INSERT INTO jobs (file_id, state, next_attempt_at, created_at, updated_at) VALUES ",
+            );
             for i in 0..chunk.len() {
                 if i > 0 {
                     sql.push(',');
@@ -296,17 +306,51 @@ impl Queue {
     /// or a running job whose worker stopped renewing its lease. Atomic
     /// across processes: the write lock is held from the choice to the update.
     pub async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Job>, QueueError> {
+        self.claim_where(owner, lease, None).await
+    }
+
+    /// Claims one particular job now (`fetch ID`), even if its retry time
+    /// has not come: a user asked for it.
+    pub async fn claim_id(
+        &self,
+        file_id: i64,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Job>, QueueError> {
+        self.claim_where(owner, lease, Some(file_id)).await
+    }
+
+    async fn claim_where(
+        &self,
+        owner: &str,
+        lease: Duration,
+        only: Option<i64>,
+    ) -> Result<Option<Job>, QueueError> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
-        let candidate = sqlx::query(
-            "SELECT file_id, state, lease_owner FROM jobs \
-             WHERE (state = 'queued' AND next_attempt_at <= ?1) \
-                OR (state = 'running' AND lease_expires_at < ?1) \
-             ORDER BY next_attempt_at, file_id LIMIT 1",
-        )
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let candidate = match only {
+            None => {
+                sqlx::query(
+                    "SELECT file_id, state, lease_owner FROM jobs \
+                     WHERE (state = 'queued' AND next_attempt_at <= ?1) \
+                        OR (state = 'running' AND lease_expires_at < ?1) \
+                     ORDER BY next_attempt_at, file_id LIMIT 1",
+                )
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            Some(id) => {
+                sqlx::query(
+                    "SELECT file_id, state, lease_owner FROM jobs WHERE file_id = ?2 \
+                     AND (state = 'queued' OR (state = 'running' AND lease_expires_at < ?1))",
+                )
+                .bind(now)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+        };
         let Some(candidate) = candidate else {
             tx.commit().await?;
             return Ok(None);
@@ -336,7 +380,15 @@ impl Queue {
         } else {
             ("claimed", Some(format!("claimed by {owner}")))
         };
-        insert_event(&mut tx, file_id, now, kind, Some(job.attempts + 1), message.as_deref()).await?;
+        insert_event(
+            &mut tx,
+            file_id,
+            now,
+            kind,
+            Some(job.attempts + 1),
+            message.as_deref(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(job))
     }
@@ -363,7 +415,12 @@ impl Queue {
     }
 
     /// Records durable progress of the partial file.
-    pub async fn checkpoint(&self, file_id: i64, owner: &str, progress: &Progress) -> Result<(), QueueError> {
+    pub async fn checkpoint(
+        &self,
+        file_id: i64,
+        owner: &str,
+        progress: &Progress,
+    ) -> Result<(), QueueError> {
         let result = sqlx::query(
             "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?2, size_source = ?3, validator = ?4, updated_at = ?5 \
              WHERE file_id = ?6 AND state = 'running' AND lease_owner = ?7",
@@ -429,14 +486,20 @@ impl Queue {
         .execute(&mut *tx)
         .await?;
         lease_held(result.rows_affected(), file_id)?;
-        let message = format!("{size} bytes verified against the {size_source} size; sha256 {sha256}");
+        let message =
+            format!("{size} bytes verified against the {size_source} size; sha256 {sha256}");
         insert_event(&mut tx, file_id, now, "verified", None, Some(&message)).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Forgets a recorded digest whose file is gone or no longer matches.
-    pub async fn clear_verified(&self, file_id: i64, owner: &str, why: &str) -> Result<(), QueueError> {
+    pub async fn clear_verified(
+        &self,
+        file_id: i64,
+        owner: &str,
+        why: &str,
+    ) -> Result<(), QueueError> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
         let result = sqlx::query(
@@ -455,7 +518,12 @@ impl Queue {
     }
 
     /// The file is verified and in place: the job is done.
-    pub async fn complete(&self, file_id: i64, owner: &str, final_path: &Path) -> Result<(), QueueError> {
+    pub async fn complete(
+        &self,
+        file_id: i64,
+        owner: &str,
+        final_path: &Path,
+    ) -> Result<(), QueueError> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
         let result = sqlx::query(
@@ -565,7 +633,15 @@ impl Queue {
         .execute(&mut *tx)
         .await?;
         lease_held(result.rows_affected(), file_id)?;
-        insert_event(&mut tx, file_id, now, "cancelled", None, Some("stopped by its worker")).await?;
+        insert_event(
+            &mut tx,
+            file_id,
+            now,
+            "cancelled",
+            None,
+            Some("stopped by its worker"),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -637,7 +713,15 @@ impl Queue {
                     .bind(job.state.as_str())
                     .execute(&mut *tx)
                     .await?;
-                    insert_event(&mut tx, id, now, "cancelled", None, Some("cancelled by the user")).await?;
+                    insert_event(
+                        &mut tx,
+                        id,
+                        now,
+                        "cancelled",
+                        None,
+                        Some("cancelled by the user"),
+                    )
+                    .await?;
                     VerbOutcome::Applied
                 }
                 CancelVerdict::AskWorker => {
@@ -648,7 +732,15 @@ impl Queue {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                    insert_event(&mut tx, id, now, "cancel_requested", None, Some("asked its worker to stop")).await?;
+                    insert_event(
+                        &mut tx,
+                        id,
+                        now,
+                        "cancel_requested",
+                        None,
+                        Some("asked its worker to stop"),
+                    )
+                    .await?;
                     VerbOutcome::Requested
                 }
             };
@@ -679,7 +771,11 @@ impl Queue {
         Ok(counts)
     }
 
-    pub async fn list(&self, state: Option<JobState>, limit: Option<u64>) -> Result<Vec<Job>, QueueError> {
+    pub async fn list(
+        &self,
+        state: Option<JobState>,
+        limit: Option<u64>,
+    ) -> Result<Vec<Job>, QueueError> {
         let limit = limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64);
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) ORDER BY file_id LIMIT ?2"
@@ -689,7 +785,9 @@ impl Queue {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| Job::from_row(r).map_err(QueueError::from)).collect()
+        rows.iter()
+            .map(|r| Job::from_row(r).map_err(QueueError::from))
+            .collect()
     }
 
     pub async fn get(&self, file_id: i64) -> Result<Option<Job>, QueueError> {
@@ -703,10 +801,12 @@ impl Queue {
     }
 
     pub async fn events(&self, file_id: i64) -> Result<Vec<JobEvent>, QueueError> {
-        let rows = sqlx::query("SELECT at, kind, attempt, message FROM job_events WHERE file_id = ?1 ORDER BY id")
-            .bind(file_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT at, kind, attempt, message FROM job_events WHERE file_id = ?1 ORDER BY id",
+        )
+        .bind(file_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(JobEvent {
@@ -731,7 +831,11 @@ impl Queue {
     /// Counts one API call against the cap of `per_minute` calls in any
     /// `window`, if the cap allows it now. Returns `None` when the call may
     /// go, or when the oldest call in the window leaves it.
-    pub async fn reserve_api_call(&self, per_minute: u32, window: Duration) -> Result<Option<Millis>, QueueError> {
+    pub async fn reserve_api_call(
+        &self,
+        per_minute: u32,
+        window: Duration,
+    ) -> Result<Option<Millis>, QueueError> {
         let now = now_millis();
         let window_ms = window.as_millis() as i64;
         let mut tx = self.write_tx().await?;
@@ -795,7 +899,10 @@ fn number_placeholders(sql: &str, rows: usize) -> String {
     out
 }
 
-async fn fetch_job(tx: &mut Transaction<'static, Sqlite>, file_id: i64) -> Result<Option<Job>, sqlx::Error> {
+async fn fetch_job(
+    tx: &mut Transaction<'static, Sqlite>,
+    file_id: i64,
+) -> Result<Option<Job>, sqlx::Error> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE file_id = ?1");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(file_id)
@@ -819,7 +926,15 @@ async fn requeue_for_retry(
     .bind(from.as_str())
     .execute(&mut **tx)
     .await?;
-    insert_event(tx, file_id, now, "retried", None, Some("retry requested by the user: attempts reset")).await
+    insert_event(
+        tx,
+        file_id,
+        now,
+        "retried",
+        None,
+        Some("retry requested by the user: attempts reset"),
+    )
+    .await
 }
 
 async fn insert_event(
@@ -830,14 +945,16 @@ async fn insert_event(
     attempt: Option<u32>,
     message: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO job_events (file_id, at, kind, attempt, message) VALUES (?1, ?2, ?3, ?4, ?5)")
-        .bind(file_id)
-        .bind(at)
-        .bind(kind)
-        .bind(attempt.map(i64::from))
-        .bind(message)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO job_events (file_id, at, kind, attempt, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .bind(file_id)
+    .bind(at)
+    .bind(kind)
+    .bind(attempt.map(i64::from))
+    .bind(message)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -861,8 +978,17 @@ mod tests {
 
     #[test]
     fn sqlite_locations_accept_paths_and_urls() {
-        assert_eq!(DbLocation("/tmp/q.db".into()).sqlite_path(), PathBuf::from("/tmp/q.db"));
-        assert_eq!(DbLocation("sqlite:///tmp/q.db".into()).sqlite_path(), PathBuf::from("/tmp/q.db"));
-        assert_eq!(DbLocation("sqlite:q.db?mode=rwc".into()).sqlite_path(), PathBuf::from("q.db"));
+        assert_eq!(
+            DbLocation("/tmp/q.db".into()).sqlite_path(),
+            PathBuf::from("/tmp/q.db")
+        );
+        assert_eq!(
+            DbLocation("sqlite:///tmp/q.db".into()).sqlite_path(),
+            PathBuf::from("/tmp/q.db")
+        );
+        assert_eq!(
+            DbLocation("sqlite:q.db?mode=rwc".into()).sqlite_path(),
+            PathBuf::from("q.db")
+        );
     }
 }

@@ -147,7 +147,9 @@ impl RetryPolicy {
     pub fn delay_for(&self, attempt: u32, unit: f64) -> Duration {
         let base = self.base_delay_for(attempt);
         let jittered = base.mul_f64(unit.clamp(0.0, 1.0));
-        jittered.max(Duration::from_secs(1)).min(base.max(Duration::from_secs(1)))
+        jittered
+            .max(Duration::from_secs(1))
+            .min(base.max(Duration::from_secs(1)))
     }
 
     /// After `attempts` counted failures, is the job out of attempts?
@@ -181,11 +183,23 @@ mod tests {
 
     #[test]
     fn cancel_rules() {
-        assert_eq!(cancel_verdict(JobState::Queued, false), CancelVerdict::CancelNow);
-        assert_eq!(cancel_verdict(JobState::Running, true), CancelVerdict::AskWorker);
-        assert_eq!(cancel_verdict(JobState::Running, false), CancelVerdict::CancelNow);
+        assert_eq!(
+            cancel_verdict(JobState::Queued, false),
+            CancelVerdict::CancelNow
+        );
+        assert_eq!(
+            cancel_verdict(JobState::Running, true),
+            CancelVerdict::AskWorker
+        );
+        assert_eq!(
+            cancel_verdict(JobState::Running, false),
+            CancelVerdict::CancelNow
+        );
         for state in [JobState::Done, JobState::Failed, JobState::Cancelled] {
-            assert!(matches!(cancel_verdict(state, true), CancelVerdict::Refuse(_)));
+            assert!(matches!(
+                cancel_verdict(state, true),
+                CancelVerdict::Refuse(_)
+            ));
         }
     }
 
@@ -204,15 +218,23 @@ mod tests {
         let policy = RetryPolicy::default();
         assert_eq!(policy.delay_for(3, 0.5), Duration::from_secs(30));
         assert_eq!(policy.delay_for(3, 0.0), Duration::from_secs(1));
-        assert_eq!(policy.delay_for(3, 0.999_999), Duration::from_secs(60).mul_f64(0.999_999));
+        assert_eq!(
+            policy.delay_for(3, 0.999_999),
+            Duration::from_secs(60).mul_f64(0.999_999)
+        );
         assert_eq!(policy.delay_for(3, 7.0), Duration::from_secs(60));
     }
 
     #[test]
     fn default_budget_spans_days_not_minutes() {
         let policy = RetryPolicy::default();
-        let worst_case: Duration = (1..policy.max_attempts).map(|a| policy.base_delay_for(a)).sum();
-        assert!(worst_case > Duration::from_secs(5 * 24 * 3600), "{worst_case:?}");
+        let worst_case: Duration = (1..policy.max_attempts)
+            .map(|a| policy.base_delay_for(a))
+            .sum();
+        assert!(
+            worst_case > Duration::from_secs(5 * 24 * 3600),
+            "{worst_case:?}"
+        );
     }
 
     #[test]
@@ -221,6 +243,9 @@ mod tests {
         assert!(!policy.exhausted(24, None));
         assert!(policy.exhausted(25, None));
         assert!(policy.exhausted(UNKNOWN_ERROR_ATTEMPT_CAP, Some(UNKNOWN_ERROR_ATTEMPT_CAP)));
-        assert!(!policy.exhausted(UNKNOWN_ERROR_ATTEMPT_CAP - 1, Some(UNKNOWN_ERROR_ATTEMPT_CAP)));
+        assert!(!policy.exhausted(
+            UNKNOWN_ERROR_ATTEMPT_CAP - 1,
+            Some(UNKNOWN_ERROR_ATTEMPT_CAP)
+        ));
     }
 }

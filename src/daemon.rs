@@ -1,0 +1,289 @@
+//! The worker pool behind `run` and `fetch`: claims jobs up to the
+//! concurrency, heartbeats their leases, passes user cancels to them, pauses
+//! the whole pool on account-level errors or a full disk, and stops cleanly on
+//! one cancellation token.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::fetch::file::{FREE_SPACE_RESERVE, available_space};
+use crate::queue::{QueueError, now_millis};
+use crate::worker::{self, Engine, HostProblem, JobControl, LEASE, Outcome};
+
+/// Longest sleep of an idle pool between looks at the queue: a job enqueued
+/// by another process starts within about this long.
+pub const IDLE_POLL_MAX: Duration = Duration::from_millis(1000);
+const IDLE_POLL_MIN: Duration = Duration::from_millis(25);
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Free space wanted (beyond the reserve) before a disk-full pause lifts.
+pub const DISK_RESUME_MARGIN: u64 = 64 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub concurrency: u32,
+    pub exit_when_idle: bool,
+    /// `fetch ID`: work this one job and stop.
+    pub only: Option<i64>,
+    pub probe_interval: Duration,
+}
+
+/// Why `run` returned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunEnd {
+    /// `--exit-when-idle`: nothing left queued or running.
+    Idle,
+    /// The shutdown token was cancelled.
+    Stopped,
+    /// `--exit-when-idle` (or `fetch`) met a host-level problem.
+    Blocked(HostProblem),
+    /// `fetch ID`: that job's outcome.
+    Single(Outcome),
+}
+
+/// A change of settings delivered on SIGHUP: a new API client (key) and
+/// concurrency.
+#[derive(Clone)]
+pub struct Reload {
+    pub api: crate::api::ApiClient,
+    pub concurrency: u32,
+}
+
+type Running = Arc<Mutex<HashMap<i64, JobControl>>>;
+
+pub async fn run(
+    engine: Engine,
+    options: RunOptions,
+    shutdown: CancellationToken,
+    mut reloads: Option<watch::Receiver<Option<Reload>>>,
+) -> Result<RunEnd, QueueError> {
+    let tracker = TaskTracker::new();
+    let running: Running = Arc::default();
+    let mut concurrency = options.concurrency.max(1);
+    let permits = Arc::new(Semaphore::new(concurrency as usize));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(i64, Result<Outcome, QueueError>)>();
+    let heartbeat_stop = CancellationToken::new();
+    tracker.spawn(heartbeat(
+        engine.clone(),
+        running.clone(),
+        heartbeat_stop.clone(),
+    ));
+
+    let mut idle = IDLE_POLL_MIN;
+    let mut pause: Option<(HostProblem, tokio::time::Instant)> = None;
+    let mut single_outcome: Option<Outcome> = None;
+    let end = loop {
+        // Outcomes first: a pause must stop claiming before the next claim.
+        while let Ok((file_id, outcome)) = done_rx.try_recv() {
+            match outcome {
+                Ok(Outcome::Paused(problem)) => {
+                    if pause.is_none() {
+                        error!(file_id, "pausing all work: {}", problem.message());
+                    }
+                    let wait = match &problem {
+                        HostProblem::Account { pause: Some(p), .. } => *p,
+                        _ => options.probe_interval,
+                    };
+                    pause = Some((problem, tokio::time::Instant::now() + wait));
+                }
+                Ok(other) if options.only == Some(file_id) => single_outcome = Some(other),
+                Ok(_) => {}
+                Err(e) => error!(file_id, "queue error while recording a job: {e}"),
+            }
+        }
+        if let Some(outcome) = single_outcome.take() {
+            break RunEnd::Single(outcome);
+        }
+        if shutdown.is_cancelled() {
+            break RunEnd::Stopped;
+        }
+        if let Some(Some(reload)) = reloads.as_mut().and_then(|r| {
+            r.has_changed()
+                .ok()
+                .filter(|c| *c)
+                .map(|_| r.borrow_and_update().clone())
+        }) {
+            engine.replace_api(reload.api);
+            let wanted = reload.concurrency.max(1);
+            if wanted > concurrency {
+                permits.add_permits((wanted - concurrency) as usize);
+            } else if wanted < concurrency {
+                permits.forget_permits((concurrency - wanted) as usize);
+            }
+            info!(concurrency = wanted, "configuration reloaded");
+            concurrency = wanted;
+            if pause.take().is_some() {
+                info!("resuming after reload");
+            }
+        }
+        if let Some((problem, probe_at)) = &pause {
+            if options.exit_when_idle || options.only.is_some() {
+                break RunEnd::Blocked(problem.clone());
+            }
+            let now = tokio::time::Instant::now();
+            if now < *probe_at {
+                let reload_changed = async {
+                    match reloads.as_mut() {
+                        Some(r) => {
+                            let _ = r.changed().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep_until(*probe_at) => {}
+                    _ = reload_changed => {}
+                }
+                continue;
+            }
+            if probe(&engine, problem).await {
+                info!("the problem is gone; resuming work");
+                pause = None;
+            } else {
+                error!(
+                    "still paused: {} (next check in {}s)",
+                    problem.message(),
+                    options.probe_interval.as_secs()
+                );
+                let next = tokio::time::Instant::now() + options.probe_interval;
+                pause = Some((problem.clone(), next));
+            }
+            continue;
+        }
+
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => continue,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break RunEnd::Stopped,
+            },
+        };
+        let claimed = match options.only {
+            Some(id) => engine.queue.claim_id(id, &engine.owner, LEASE).await?,
+            None => engine.queue.claim(&engine.owner, LEASE).await?,
+        };
+        match claimed {
+            Some(job) => {
+                idle = IDLE_POLL_MIN;
+                let control = JobControl::new(&shutdown);
+                running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(job.file_id, control.clone());
+                let (engine, running, done_tx) = (engine.clone(), running.clone(), done_tx.clone());
+                tracker.spawn(async move {
+                    let file_id = job.file_id;
+                    let outcome = worker::process(&engine, job, &control).await;
+                    running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&file_id);
+                    drop(permit);
+                    let _ = done_tx.send((file_id, outcome));
+                });
+            }
+            None => {
+                drop(permit);
+                let in_flight = running.lock().unwrap_or_else(|p| p.into_inner()).len();
+                if in_flight == 0 && (options.exit_when_idle || options.only.is_some()) {
+                    let counts = engine.queue.status().await?;
+                    if options.only.is_some() || (counts.queued == 0 && counts.running == 0) {
+                        break RunEnd::Idle;
+                    }
+                }
+                let mut wait = idle;
+                if let Some(due) = engine.queue.next_due().await? {
+                    let until_due = Duration::from_millis((due - now_millis()).max(0) as u64);
+                    wait = wait.min(until_due.max(IDLE_POLL_MIN));
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    Some(message) = done_rx.recv() => {
+                        // Put it back for the top of the loop to handle.
+                        let _ = done_tx.send(message);
+                    }
+                }
+                idle = (idle * 2).min(IDLE_POLL_MAX);
+            }
+        }
+    };
+    // Stop every job still running: each checkpoints and gives its lease back.
+    for control in running.lock().unwrap_or_else(|p| p.into_inner()).values() {
+        control.cancel.cancel();
+    }
+    tracker.close();
+    heartbeat_stop.cancel();
+    tracker.wait().await;
+    while let Ok((_, outcome)) = done_rx.try_recv() {
+        if let Err(e) = outcome {
+            warn!("queue error while stopping: {e}");
+        }
+    }
+    Ok(end)
+}
+
+/// Renews the leases of running jobs every second and passes on user
+/// cancellations recorded in the queue.
+async fn heartbeat(engine: Engine, running: Running, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(HEARTBEAT) => {}
+        }
+        if running.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            continue;
+        }
+        match engine.queue.heartbeat(&engine.owner, LEASE).await {
+            Ok(cancelled) => {
+                let running = running.lock().unwrap_or_else(|p| p.into_inner());
+                for id in cancelled {
+                    if let Some(control) = running.get(&id) {
+                        info!(file_id = id, "cancel requested; stopping the download");
+                        control.cancel_by_user();
+                    }
+                }
+            }
+            Err(e) => warn!("lease heartbeat failed: {e}"),
+        }
+    }
+}
+
+/// Is the host problem gone? Account: one retrieve call succeeds (or fails
+/// for a reason that is not the account's). Disk: space is back.
+async fn probe(engine: &Engine, problem: &HostProblem) -> bool {
+    match problem {
+        HostProblem::DiskFull { .. } => available_space(&engine.output_dir)
+            .map(|free| free > FREE_SPACE_RESERVE + DISK_RESUME_MARGIN)
+            .unwrap_or(false),
+        HostProblem::Account { .. } => {
+            let Ok(jobs) = engine
+                .queue
+                .list(Some(crate::queue::JobState::Queued), Some(1))
+                .await
+            else {
+                return false;
+            };
+            let Some(job) = jobs.first() else { return true };
+            if engine
+                .gate
+                .acquire(&CancellationToken::new())
+                .await
+                .is_err()
+            {
+                return false;
+            }
+            match engine.api().retrieve(job.file_id).await {
+                Ok(_) => true,
+                Err(e) => !matches!(e.class(), crate::api::ErrorClass::Account { .. }),
+            }
+        }
+    }
+}

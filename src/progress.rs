@@ -1,0 +1,178 @@
+//! Showing work to a person: indicatif bars when stderr is a terminal, plain
+//! periodic log lines when it is not (systemd, pipes, CI).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing::info;
+
+use crate::worker::{Observer, Outcome};
+
+/// Bars: one per running download, plus an overall one when the total job
+/// count is known.
+pub struct Bars {
+    multi: MultiProgress,
+    overall: Option<ProgressBar>,
+    jobs: Mutex<HashMap<i64, ProgressBar>>,
+}
+
+fn bytes_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{prefix:>20} [{bar:30.cyan/blue}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} ETA {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}
+
+impl Bars {
+    pub fn new(total_jobs: Option<u64>) -> Bars {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let overall = total_jobs.map(|n| {
+            let bar = multi.add(ProgressBar::new(n));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>20} [{bar:30.green/white}] {pos}/{len} files {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_prefix("all files");
+            bar
+        });
+        Bars {
+            multi,
+            overall,
+            jobs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Prints a line above the bars without tearing them.
+    pub fn println(&self, line: &str) {
+        let _ = self.multi.println(line);
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.overall {
+            bar.finish();
+        }
+        let _ = self.multi.clear();
+    }
+
+    fn bar(&self, file_id: i64) -> Option<ProgressBar> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&file_id)
+            .cloned()
+    }
+}
+
+impl Observer for Bars {
+    fn started(&self, file_id: i64, bytes_done: u64) {
+        let bar = self.multi.add(ProgressBar::no_length());
+        bar.set_style(bytes_style());
+        bar.set_prefix(file_id.to_string());
+        bar.set_position(bytes_done);
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(file_id, bar);
+    }
+
+    fn size_known(&self, file_id: i64, total: u64) {
+        if let Some(bar) = self.bar(file_id) {
+            bar.set_length(total);
+        }
+    }
+
+    fn transferred(&self, file_id: i64, bytes: u64) {
+        if let Some(bar) = self.bar(file_id) {
+            bar.inc(bytes);
+        }
+    }
+
+    fn finished(&self, file_id: i64, outcome: &Outcome) {
+        if let Some(bar) = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&file_id)
+        {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+        if let Some(overall) = &self.overall {
+            match outcome {
+                Outcome::Done { .. } | Outcome::Failed { .. } | Outcome::Cancelled => {
+                    overall.inc(1)
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Log lines every few seconds per download, for terminals that are not.
+pub struct LogLines {
+    every: Duration,
+    jobs: Mutex<HashMap<i64, (u64, Option<u64>, Instant)>>,
+}
+
+impl LogLines {
+    pub fn new(every: Duration) -> LogLines {
+        LogLines {
+            every,
+            jobs: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Observer for LogLines {
+    fn started(&self, file_id: i64, bytes_done: u64) {
+        info!(file_id, bytes_done, "downloading");
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(file_id, (bytes_done, None, Instant::now()));
+    }
+
+    fn size_known(&self, file_id: i64, total: u64) {
+        if let Some(entry) = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&file_id)
+        {
+            entry.1 = Some(total);
+        }
+    }
+
+    fn transferred(&self, file_id: i64, bytes: u64) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((done, total, last)) = jobs.get_mut(&file_id) {
+            *done += bytes;
+            if last.elapsed() >= self.every {
+                *last = Instant::now();
+                match total {
+                    Some(t) => info!(
+                        file_id,
+                        bytes_done = *done,
+                        total = *t,
+                        "progress {}%",
+                        *done * 100 / (*t).max(1)
+                    ),
+                    None => info!(file_id, bytes_done = *done, "progress"),
+                }
+            }
+        }
+    }
+
+    fn finished(&self, file_id: i64, _outcome: &Outcome) {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&file_id);
+    }
+}

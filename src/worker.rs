@@ -1,0 +1,753 @@
+//! One job, from a claimed lease to a verified file in the archive (or a
+//! recorded reason why not). Only the worker holding a job's lease moves it
+//! out of `running`; every write below is conditional on that lease.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, warn};
+
+use crate::api::rate::GateError;
+use crate::api::{ApiClient, ApiError, ErrorClass, RateGate};
+use crate::fetch::naming;
+use crate::fetch::{
+    Download, FetchError, Fetcher, ProgressSink, Resume, SizeSource, Verified, file,
+};
+use crate::queue::state::UNKNOWN_ERROR_ATTEMPT_CAP;
+use crate::queue::{Job, Progress, Queue, QueueError, RetryPolicy, millis_after, now_millis};
+
+/// How long a lease lasts without a heartbeat. Heartbeats come every second,
+/// so a killed worker's jobs are claimable again after this long.
+pub const LEASE: Duration = Duration::from_secs(30);
+
+/// Fresh download URLs asked for within one claim before giving up on it.
+const URL_REFRESHES: u32 = 3;
+
+/// Everything workers share. Cheap to clone (handles inside).
+#[derive(Clone)]
+pub struct Engine {
+    pub queue: Queue,
+    api: Arc<RwLock<ApiClient>>,
+    pub gate: Arc<RateGate>,
+    pub fetcher: Fetcher,
+    pub output_dir: PathBuf,
+    pub policy: RetryPolicy,
+    /// This process's name in `lease_owner`: host, pid and a random tag.
+    pub owner: String,
+    pub observer: Arc<dyn Observer>,
+}
+
+impl Engine {
+    pub fn new(
+        queue: Queue,
+        api: ApiClient,
+        gate: Arc<RateGate>,
+        fetcher: Fetcher,
+        output_dir: PathBuf,
+        policy: RetryPolicy,
+        observer: Arc<dyn Observer>,
+    ) -> Engine {
+        Engine {
+            queue,
+            api: Arc::new(RwLock::new(api)),
+            gate,
+            fetcher,
+            output_dir,
+            policy,
+            owner: worker_identity(),
+            observer,
+        }
+    }
+
+    pub fn api(&self) -> ApiClient {
+        self.api.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Swaps the API client (a reloaded key) for every later call.
+    pub fn replace_api(&self, api: ApiClient) {
+        *self.api.write().unwrap_or_else(|p| p.into_inner()) = api;
+    }
+}
+
+/// `host:pid:tag`, unique per process run, readable in `show`.
+pub fn worker_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    let tag: u32 = (now_millis() as u32) ^ std::process::id().rotate_left(16);
+    format!("{host}:{}:{tag:08x}", std::process::id())
+}
+
+/// Hears what workers do, for progress bars and status lines.
+pub trait Observer: Send + Sync {
+    fn started(&self, _file_id: i64, _bytes_done: u64) {}
+    fn size_known(&self, _file_id: i64, _total: u64) {}
+    fn transferred(&self, _file_id: i64, _bytes: u64) {}
+    fn finished(&self, _file_id: i64, _outcome: &Outcome) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// How one job's turn ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Done {
+        path: PathBuf,
+        size: u64,
+        sha256: String,
+    },
+    /// A counted failure; the job waits in `queued` for its next attempt.
+    RetryLater {
+        error: String,
+        delay: Duration,
+    },
+    Failed {
+        error: String,
+    },
+    /// Back to `queued` without counting an attempt.
+    Requeued {
+        reason: String,
+    },
+    Cancelled,
+    /// Shutdown: back to `queued`, partial bytes kept.
+    Stopped,
+    /// The host cannot work any job until something changes.
+    Paused(HostProblem),
+    /// Another worker took the job over (our lease had expired).
+    LeaseLost,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum HostProblem {
+    /// Bad key, no balance, quota: the operator must act.
+    Account {
+        message: String,
+        pause: Option<Duration>,
+    },
+    DiskFull {
+        message: String,
+    },
+}
+
+impl HostProblem {
+    pub fn message(&self) -> &str {
+        match self {
+            HostProblem::Account { message, .. } | HostProblem::DiskFull { message } => message,
+        }
+    }
+}
+
+/// A job's stop signals: shutdown (the parent token) or a user's cancel.
+#[derive(Clone)]
+pub struct JobControl {
+    pub cancel: CancellationToken,
+    pub user_cancelled: Arc<AtomicBool>,
+}
+
+impl JobControl {
+    pub fn new(shutdown: &CancellationToken) -> JobControl {
+        JobControl {
+            cancel: shutdown.child_token(),
+            user_cancelled: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A user ran `cancel` on this job.
+    pub fn cancel_by_user(&self) {
+        self.user_cancelled.store(true, Ordering::SeqCst);
+        self.cancel.cancel();
+    }
+}
+
+/// What to do with a job after a failure. Pure.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Decision {
+    Fail,
+    /// Counted: the next attempt waits this long.
+    RetryAfter(Duration),
+    /// Not counted: back to the queue, due after this long.
+    Requeue(Duration),
+    /// Not counted: the job goes back at once and the pool pauses.
+    PauseHost,
+}
+
+/// After a transfer that made progress, try again this soon.
+pub const PROGRESS_REQUEUE_DELAY: Duration = Duration::from_secs(1);
+
+pub fn decide(
+    class: ErrorClass,
+    attempts_before: u32,
+    policy: &RetryPolicy,
+    progressed: bool,
+    cooldown: Duration,
+    jitter_unit: f64,
+) -> Decision {
+    match class {
+        ErrorClass::Permanent => Decision::Fail,
+        ErrorClass::RateLimited { .. } => Decision::Requeue(cooldown),
+        ErrorClass::Account { .. } => Decision::PauseHost,
+        ErrorClass::Transient | ErrorClass::Unknown if progressed => {
+            Decision::Requeue(PROGRESS_REQUEUE_DELAY)
+        }
+        ErrorClass::Transient | ErrorClass::Unknown => {
+            let attempts = attempts_before + 1;
+            let cap = (class == ErrorClass::Unknown).then_some(UNKNOWN_ERROR_ATTEMPT_CAP);
+            if policy.exhausted(attempts, cap) {
+                Decision::Fail
+            } else {
+                Decision::RetryAfter(policy.delay_for(attempts, jitter_unit))
+            }
+        }
+    }
+}
+
+/// How the worker classifies a download failure.
+pub fn classify_fetch(error: &FetchError) -> ErrorClass {
+    match error {
+        FetchError::SizeMismatch { .. } => ErrorClass::Permanent,
+        _ => ErrorClass::Transient,
+    }
+}
+
+/// A uniform draw in [0, 1) for retry jitter.
+fn jitter_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(now_millis());
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Test hook: `MINIMAX_DL_CRASH_AT=<point>` aborts the process there, so the
+/// tests can prove each crash point recovers. Inert unless set.
+fn crash_point(point: &str) {
+    if std::env::var("MINIMAX_DL_CRASH_AT").is_ok_and(|v| v == point) {
+        eprintln!("minimax-dl: crashing at {point} (MINIMAX_DL_CRASH_AT)");
+        std::process::abort();
+    }
+}
+
+struct JobSink<'a> {
+    engine: &'a Engine,
+    file_id: i64,
+    api_size: Option<u64>,
+}
+
+impl ProgressSink for JobSink<'_> {
+    async fn checkpoint(&self, state: &Resume) -> Result<(), QueueError> {
+        let expected = self.api_size.or(state.total);
+        let source = match (self.api_size, state.total) {
+            (Some(_), _) => Some(SizeSource::Api),
+            (None, Some(_)) => Some(SizeSource::Cdn),
+            (None, None) => None,
+        };
+        if let Some(total) = expected {
+            self.engine.observer.size_known(self.file_id, total);
+        }
+        let progress = Progress {
+            bytes_done: state.bytes_done,
+            bytes_expected: expected,
+            size_source: source.map(|s| s.as_str().to_string()),
+            validator: state.validator.clone(),
+        };
+        self.engine
+            .queue
+            .checkpoint(self.file_id, &self.engine.owner, &progress)
+            .await
+    }
+
+    fn transferred(&self, bytes: u64) {
+        self.engine.observer.transferred(self.file_id, bytes);
+    }
+}
+
+enum Failure {
+    Api(ApiError),
+    Fetch(FetchError),
+    UrlRefused(u16),
+    Stopped,
+}
+
+/// Works one claimed job to its outcome and records it.
+pub async fn process(
+    engine: &Engine,
+    job: Job,
+    control: &JobControl,
+) -> Result<Outcome, QueueError> {
+    let span = tracing::info_span!("job", file_id = job.file_id);
+    let file_id = job.file_id;
+    let outcome = process_inner(engine, job, control).instrument(span).await;
+    match &outcome {
+        Ok(o) => engine.observer.finished(file_id, o),
+        Err(QueueError::LeaseLost(_)) => engine.observer.finished(file_id, &Outcome::LeaseLost),
+        Err(_) => {}
+    }
+    match outcome {
+        Err(QueueError::LeaseLost(_)) => Ok(Outcome::LeaseLost),
+        other => other,
+    }
+}
+
+async fn process_inner(
+    engine: &Engine,
+    job: Job,
+    control: &JobControl,
+) -> Result<Outcome, QueueError> {
+    engine.observer.started(job.file_id, job.bytes_done);
+    if job.sha256.is_some()
+        && let Some(outcome) = recover_verified(engine, &job).await?
+    {
+        return Ok(outcome);
+    }
+    let partial = naming::partial_path(&engine.output_dir, job.file_id);
+    let mut resume = Resume {
+        bytes_done: job.bytes_done,
+        validator: job.validator.clone(),
+        total: job.bytes_expected,
+    };
+    let started_at = resume.bytes_done;
+    let mut recorded_path = job.final_path.clone();
+    let mut refusals = 0u32;
+    let result = loop {
+        match engine.gate.acquire(&control.cancel).await {
+            Ok(()) => {}
+            Err(GateError::Cancelled) => break Err(Failure::Stopped),
+            Err(GateError::Queue(e)) => return Err(e),
+        }
+        let info = match engine.api().retrieve(job.file_id).await {
+            Ok(info) => {
+                engine.gate.succeeded();
+                info
+            }
+            Err(e) => {
+                warn!(
+                    trace_id = e.trace_id().unwrap_or(""),
+                    "retrieve failed: {e}"
+                );
+                break Err(Failure::Api(e));
+            }
+        };
+        let final_path =
+            naming::final_path(&engine.output_dir, job.file_id, info.filename.as_deref());
+        let final_text = final_path.to_string_lossy().into_owned();
+        if recorded_path.as_deref() != Some(final_text.as_str()) {
+            let name = info.filename.as_deref().unwrap_or("");
+            engine
+                .queue
+                .set_destination(job.file_id, &engine.owner, name, &final_path)
+                .await?;
+            recorded_path = Some(final_text);
+        }
+        let download = Download {
+            file_id: job.file_id,
+            url: &info.download_url,
+            api_size: info.bytes,
+            partial_path: &partial,
+        };
+        let sink = JobSink {
+            engine,
+            file_id: job.file_id,
+            api_size: info.bytes,
+        };
+        match engine
+            .fetcher
+            .download(&download, &mut resume, &sink, &control.cancel)
+            .await
+        {
+            Ok(verified) => break Ok((verified, final_path)),
+            Err(FetchError::UrlRejected { status }) => {
+                refusals += 1;
+                if refusals >= URL_REFRESHES {
+                    break Err(Failure::UrlRefused(status));
+                }
+                info!("download URL refused (HTTP {status}); asking the API for a fresh one");
+            }
+            Err(FetchError::Cancelled) => break Err(Failure::Stopped),
+            Err(e) => break Err(Failure::Fetch(e)),
+        }
+    };
+    match result {
+        Ok((verified, final_path)) => finish(engine, &job, &partial, &final_path, verified).await,
+        Err(failure) => {
+            let progressed = resume.bytes_done > started_at;
+            settle(engine, &job, &partial, failure, progressed, control).await
+        }
+    }
+}
+
+/// Verified bytes → recorded digest → atomic rename → done. Each step is
+/// durable before the next, so a crash anywhere recovers in
+/// [`recover_verified`] without a second download.
+async fn finish(
+    engine: &Engine,
+    job: &Job,
+    partial: &Path,
+    final_path: &Path,
+    verified: Verified,
+) -> Result<Outcome, QueueError> {
+    let owner = &engine.owner;
+    engine
+        .queue
+        .record_verified(
+            job.file_id,
+            owner,
+            verified.size,
+            verified.size_source.as_str(),
+            &verified.sha256,
+        )
+        .await?;
+    crash_point("after-verified");
+    let (from, to) = (partial.to_path_buf(), final_path.to_path_buf());
+    let placed = tokio::task::spawn_blocking(move || file::place(&from, &to)).await;
+    match placed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let error = format!(
+                "cannot move the verified file to {}: {e}",
+                final_path.display()
+            );
+            return settle_error(engine, job, &error, ErrorClass::Transient, false).await;
+        }
+        Err(e) => {
+            let error = format!("placing the file failed: {e}");
+            return settle_error(engine, job, &error, ErrorClass::Transient, false).await;
+        }
+    }
+    crash_point("after-rename");
+    engine
+        .queue
+        .complete(job.file_id, owner, final_path)
+        .await?;
+    info!(
+        size = verified.size,
+        sha256 = %verified.sha256,
+        size_source = verified.size_source.as_str(),
+        path = %final_path.display(),
+        "done"
+    );
+    Ok(Outcome::Done {
+        path: final_path.to_path_buf(),
+        size: verified.size,
+        sha256: verified.sha256,
+    })
+}
+
+/// A previous worker recorded a verified digest and then stopped. Finish
+/// its work if the bytes on disk still match; otherwise start over.
+async fn recover_verified(engine: &Engine, job: &Job) -> Result<Option<Outcome>, QueueError> {
+    let (Some(sha), Some(size)) = (job.sha256.clone(), job.bytes_expected) else {
+        return Ok(None);
+    };
+    let partial = naming::partial_path(&engine.output_dir, job.file_id);
+    let final_path = job.final_path.as_ref().map(PathBuf::from);
+    let candidates: Vec<PathBuf> = final_path
+        .iter()
+        .cloned()
+        .chain([partial.clone()])
+        .collect();
+    for candidate in candidates {
+        let path = candidate.clone();
+        let hashed = tokio::task::spawn_blocking(move || file::hash_file(&path)).await;
+        let Ok(Ok((len, digest))) = hashed else {
+            continue;
+        };
+        if len != size || digest != sha {
+            continue;
+        }
+        let Some(final_path) = &final_path else { break };
+        if candidate == partial {
+            let (from, to) = (partial.clone(), final_path.clone());
+            if !matches!(
+                tokio::task::spawn_blocking(move || file::place(&from, &to)).await,
+                Ok(Ok(()))
+            ) {
+                break;
+            }
+        }
+        engine
+            .queue
+            .complete(job.file_id, &engine.owner, final_path)
+            .await?;
+        engine
+            .queue
+            .note(
+                job.file_id,
+                "recovered",
+                "verified file found intact after a restart",
+            )
+            .await?;
+        info!("recovered a verified file after a restart");
+        return Ok(Some(Outcome::Done {
+            path: final_path.clone(),
+            size,
+            sha256: sha,
+        }));
+    }
+    let _ = std::fs::remove_file(&partial);
+    engine
+        .queue
+        .clear_verified(
+            job.file_id,
+            &engine.owner,
+            "the recorded verified file is missing or changed; downloading again",
+        )
+        .await?;
+    Ok(None)
+}
+
+async fn settle(
+    engine: &Engine,
+    job: &Job,
+    partial: &Path,
+    failure: Failure,
+    progressed: bool,
+    control: &JobControl,
+) -> Result<Outcome, QueueError> {
+    let owner = &engine.owner;
+    let (class, error) = match failure {
+        Failure::Stopped => {
+            if control.user_cancelled.load(Ordering::SeqCst) {
+                engine.queue.confirm_cancelled(job.file_id, owner).await?;
+                return Ok(Outcome::Cancelled);
+            }
+            engine
+                .queue
+                .release(
+                    job.file_id,
+                    owner,
+                    "stopped by shutdown; partial bytes kept",
+                    now_millis(),
+                    false,
+                )
+                .await?;
+            return Ok(Outcome::Stopped);
+        }
+        Failure::Fetch(FetchError::Queue(e)) => return Err(e),
+        Failure::Fetch(FetchError::DiskFull { detail }) => {
+            let message = format!("disk full: {detail}");
+            engine
+                .queue
+                .release(job.file_id, owner, &message, now_millis(), true)
+                .await?;
+            return Ok(Outcome::Paused(HostProblem::DiskFull { message }));
+        }
+        Failure::Fetch(e) => {
+            let class = classify_fetch(&e);
+            if class == ErrorClass::Permanent {
+                let _ = std::fs::remove_file(partial);
+            }
+            (class, e.to_string())
+        }
+        Failure::UrlRefused(status) => (
+            ErrorClass::Transient,
+            format!("the CDN refused {URL_REFRESHES} fresh download URLs in a row (HTTP {status})"),
+        ),
+        Failure::Api(e) => {
+            let class = e.class();
+            if let ErrorClass::RateLimited { retry_after } = class {
+                let wait = engine.gate.rate_limited(retry_after);
+                warn!(
+                    "rate limited by the API; the whole pool waits {}s",
+                    wait.as_secs()
+                );
+            }
+            (class, e.to_string())
+        }
+    };
+    settle_error(engine, job, &error, class, progressed).await
+}
+
+async fn settle_error(
+    engine: &Engine,
+    job: &Job,
+    error: &str,
+    class: ErrorClass,
+    progressed: bool,
+) -> Result<Outcome, QueueError> {
+    let owner = &engine.owner;
+    let cooldown = engine.gate.cooldown_remaining().unwrap_or(Duration::ZERO);
+    let now = now_millis();
+    match decide(
+        class,
+        job.attempts,
+        &engine.policy,
+        progressed,
+        cooldown,
+        jitter_unit(),
+    ) {
+        Decision::Fail => {
+            engine
+                .queue
+                .record_failure(job.file_id, owner, error, None)
+                .await?;
+            warn!("failed: {error}");
+            Ok(Outcome::Failed {
+                error: error.to_string(),
+            })
+        }
+        Decision::RetryAfter(delay) => {
+            engine
+                .queue
+                .record_failure(job.file_id, owner, error, Some(millis_after(now, delay)))
+                .await?;
+            warn!(
+                "attempt {} failed, retrying in {}s: {error}",
+                job.attempts + 1,
+                delay.as_secs()
+            );
+            Ok(Outcome::RetryLater {
+                error: error.to_string(),
+                delay,
+            })
+        }
+        Decision::Requeue(after) => {
+            engine
+                .queue
+                .release(job.file_id, owner, error, millis_after(now, after), true)
+                .await?;
+            Ok(Outcome::Requeued {
+                reason: error.to_string(),
+            })
+        }
+        Decision::PauseHost => {
+            engine
+                .queue
+                .release(job.file_id, owner, error, now, true)
+                .await?;
+            let pause = match class {
+                ErrorClass::Account { pause } => pause,
+                _ => None,
+            };
+            Ok(Outcome::Paused(HostProblem::Account {
+                message: error.to_string(),
+                pause,
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NO_COOLDOWN: Duration = Duration::ZERO;
+
+    #[test]
+    fn permanent_errors_fail_at_once() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            decide(ErrorClass::Permanent, 0, &p, false, NO_COOLDOWN, 0.5),
+            Decision::Fail
+        );
+        assert_eq!(
+            decide(ErrorClass::Permanent, 0, &p, true, NO_COOLDOWN, 0.5),
+            Decision::Fail
+        );
+    }
+
+    #[test]
+    fn transient_errors_back_off_until_the_budget_is_spent() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            decide(ErrorClass::Transient, 0, &p, false, NO_COOLDOWN, 0.5),
+            Decision::RetryAfter(p.delay_for(1, 0.5))
+        );
+        assert_eq!(
+            decide(ErrorClass::Transient, 23, &p, false, NO_COOLDOWN, 0.5),
+            Decision::RetryAfter(p.delay_for(24, 0.5))
+        );
+        assert_eq!(
+            decide(ErrorClass::Transient, 24, &p, false, NO_COOLDOWN, 0.5),
+            Decision::Fail
+        );
+    }
+
+    #[test]
+    fn unknown_errors_get_a_smaller_budget() {
+        let p = RetryPolicy::default();
+        assert!(matches!(
+            decide(
+                ErrorClass::Unknown,
+                UNKNOWN_ERROR_ATTEMPT_CAP - 2,
+                &p,
+                false,
+                NO_COOLDOWN,
+                0.5
+            ),
+            Decision::RetryAfter(_)
+        ));
+        assert_eq!(
+            decide(
+                ErrorClass::Unknown,
+                UNKNOWN_ERROR_ATTEMPT_CAP - 1,
+                &p,
+                false,
+                NO_COOLDOWN,
+                0.5
+            ),
+            Decision::Fail
+        );
+    }
+
+    #[test]
+    fn progress_rate_limits_and_account_errors_never_burn_attempts() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            decide(ErrorClass::Transient, 24, &p, true, NO_COOLDOWN, 0.5),
+            Decision::Requeue(PROGRESS_REQUEUE_DELAY)
+        );
+        let cooldown = Duration::from_secs(20);
+        assert_eq!(
+            decide(
+                ErrorClass::RateLimited { retry_after: None },
+                24,
+                &p,
+                false,
+                cooldown,
+                0.5
+            ),
+            Decision::Requeue(cooldown)
+        );
+        assert_eq!(
+            decide(
+                ErrorClass::Account { pause: None },
+                24,
+                &p,
+                false,
+                NO_COOLDOWN,
+                0.5
+            ),
+            Decision::PauseHost
+        );
+    }
+
+    #[test]
+    fn size_mismatch_is_permanent_and_network_trouble_is_not() {
+        let mismatch = FetchError::SizeMismatch {
+            expected: 1,
+            actual: 2,
+            source_name: "api",
+        };
+        assert_eq!(classify_fetch(&mismatch), ErrorClass::Permanent);
+        assert_eq!(
+            classify_fetch(&FetchError::Network("reset".into())),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            classify_fetch(&FetchError::UrlRejected { status: 403 }),
+            ErrorClass::Transient
+        );
+    }
+
+    #[test]
+    fn jitter_draws_are_in_the_unit_interval() {
+        for _ in 0..100 {
+            let u = jitter_unit();
+            assert!((0.0..1.0).contains(&u));
+        }
+    }
+}
