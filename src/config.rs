@@ -165,7 +165,14 @@ impl Settings {
             Some(v) if !v.trim().is_empty() => Some(SecretString::from(v.trim().to_string())),
             _ => match &file.api_key_file {
                 Some(path) => Some(read_key_file(path, &file_origin("api_key_file"))?),
-                None => None,
+                // systemd's LoadCredential=api_key:... puts it here.
+                None => match env_nonempty("CREDENTIALS_DIRECTORY") {
+                    Some(dir) if Path::new(&dir).join("api_key").exists() => Some(read_key_file(
+                        &Path::new(&dir).join("api_key"),
+                        "systemd credential api_key",
+                    )?),
+                    _ => None,
+                },
             },
         };
 
@@ -542,6 +549,29 @@ mod tests {
         .unwrap();
         assert_eq!(s.api_key.as_ref().unwrap().expose_secret(), "env-secret");
         assert!(!format!("{s:?}").contains("env-secret"));
+    }
+
+    #[test]
+    fn a_systemd_credential_is_the_last_resort_for_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("api_key"), "cred-secret\n").unwrap();
+        let creds = dir.path().to_str().unwrap();
+        let s = Settings::resolve(
+            &Overrides::default(),
+            &env_of(&[("HOME", "/h"), ("CREDENTIALS_DIRECTORY", creds)]),
+            None,
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(s.api_key.as_ref().unwrap().expose_secret(), "cred-secret");
+        let s = Settings::resolve(
+            &Overrides::default(),
+            &env_of(&[("HOME", "/h"), ("CREDENTIALS_DIRECTORY", creds), ("MINIMAX_API_KEY", "env")]),
+            None,
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(s.api_key.as_ref().unwrap().expose_secret(), "env");
     }
 
     #[test]

@@ -1,0 +1,5 @@
+//! One integration test binary (it links once): each module drives the real
+//! `minimax-dl` binary against temporary databases and, where it downloads,
+//! the in-process simulator on 127.0.0.1.
+
+mod support;

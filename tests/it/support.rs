@@ -1,0 +1,206 @@
+//! Shared helpers: a temporary home for one test, the binary, the simulator.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use minimax_dl::sim::{SimConfig, Simulator};
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_minimax-dl");
+pub const TEST_KEY: &str = "test-key-0123456789";
+
+/// A private world for one test: database, archive, config, home.
+pub struct World {
+    pub dir: TempDir,
+    pub db: PathBuf,
+    pub out: PathBuf,
+    pub config: PathBuf,
+    /// API base and key given to the binary (from a simulator), if any.
+    pub api: Option<(String, String)>,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl World {
+    pub fn new() -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "").expect("write empty config");
+        World {
+            db: dir.path().join("queue.db"),
+            out: dir.path().join("archive"),
+            config,
+            dir,
+            api: None,
+            extra_env: Vec::new(),
+        }
+    }
+
+    /// Points the binary at a simulator with the right key.
+    pub fn with_sim(mut self, sim: &Simulator) -> World {
+        self.api = Some((sim.api_base(), TEST_KEY.to_string()));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> World {
+        self.extra_env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The binary with a clean environment: nothing from the developer's
+    /// own config or key can leak in.
+    pub fn command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg-config"))
+            .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
+            .env("MINIMAX_DL_CONFIG", &self.config)
+            // Tests are not about the rate cap unless they say so.
+            .env("MINIMAX_DL_REQUESTS_PER_MINUTE", "100000")
+            .arg("--db")
+            .arg(&self.db)
+            .arg("--out")
+            .arg(&self.out)
+            .kill_on_drop(true);
+        if let Some((base, key)) = &self.api {
+            cmd.env("MINIMAX_API_BASE", base).env("MINIMAX_API_KEY", key);
+        }
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs the binary to completion (bounded: a hang fails the test).
+    pub async fn run(&self, args: &[&str]) -> Output {
+        run_bounded(self.command().args(args), Duration::from_secs(120)).await
+    }
+
+    pub async fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        use tokio::io::AsyncWriteExt;
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn minimax-dl");
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(stdin).await.expect("write stdin");
+        drop(input);
+        tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+            .await
+            .expect("minimax-dl did not finish in 120 s")
+            .expect("wait")
+    }
+
+    /// `status --json` as a JSON value.
+    pub async fn status(&self) -> serde_json::Value {
+        let out = self.run(&["status", "--json"]).await;
+        assert_success(&out);
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+
+    /// `list --json` as JSON values, one per job.
+    pub async fn jobs(&self) -> Vec<serde_json::Value> {
+        let out = self.run(&["list", "--json"]).await;
+        assert_success(&out);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("list --json lines are JSON"))
+            .collect()
+    }
+
+    pub async fn job(&self, id: i64) -> serde_json::Value {
+        let out = self.run(&["show", &id.to_string(), "--json"]).await;
+        assert_success(&out);
+        serde_json::from_slice(&out.stdout).expect("show --json is JSON")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+pub async fn run_bounded(cmd: &mut tokio::process::Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn minimax-dl");
+    tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("minimax-dl did not finish in {limit:?}"))
+        .expect("wait")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "minimax-dl exited {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    );
+}
+
+#[track_caller]
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// A simulator requiring [`TEST_KEY`], with small files by default.
+pub async fn sim(config: SimConfig) -> Simulator {
+    Simulator::start(SimConfig {
+        api_key: Some(TEST_KEY.into()),
+        ..config
+    })
+    .await
+    .expect("start simulator")
+}
+
+pub fn small_files() -> SimConfig {
+    SimConfig {
+        default_file_size: 64 * 1024,
+        ..SimConfig::default()
+    }
+}
+
+/// sha256 of a file on disk, lower hex.
+pub fn sha256_of(path: &Path) -> String {
+    minimax_dl::fetch::file::hash_file(path).expect("hash file").1
+}
+
+/// Asserts a done job's file exists inside the archive and matches the
+/// simulator's content.
+#[track_caller]
+pub fn assert_verified(world: &World, sim: &Simulator, job: &serde_json::Value) {
+    let id = job["file_id"].as_i64().expect("file_id");
+    assert_eq!(job["state"], "done", "job {id}: {job}");
+    let path = PathBuf::from(job["path"].as_str().expect("done job has a path"));
+    assert!(path.is_absolute(), "{path:?}");
+    assert!(path.starts_with(&world.out), "{path:?} outside {:?}", world.out);
+    let expected = sim.expected_sha256(id);
+    assert_eq!(job["sha256"].as_str(), Some(expected.as_str()), "recorded sha256 of {id}");
+    assert_eq!(sha256_of(&path), expected, "content of {path:?}");
+}
