@@ -63,6 +63,10 @@ pub async fn run(
     shutdown: CancellationToken,
     mut reloads: Option<watch::Receiver<Option<Reload>>>,
 ) -> Result<RunEnd, QueueError> {
+    let freed = engine.queue.expire_leases_of_dead_owners(worker::owner_is_dead).await?;
+    if freed > 0 {
+        info!(jobs = freed, "resuming jobs left running by a worker that died on this host");
+    }
     let tracker = TaskTracker::new();
     let running: Running = Arc::default();
     let mut concurrency = options.concurrency.max(1);
@@ -103,24 +107,12 @@ pub async fn run(
         if shutdown.is_cancelled() {
             break RunEnd::Stopped;
         }
-        if let Some(Some(reload)) = reloads.as_mut().and_then(|r| {
-            r.has_changed()
-                .ok()
-                .filter(|c| *c)
-                .map(|_| r.borrow_and_update().clone())
-        }) {
-            engine.replace_api(reload.api);
-            let wanted = reload.concurrency.max(1);
-            if wanted > concurrency {
-                permits.add_permits((wanted - concurrency) as usize);
-            } else if wanted < concurrency {
-                permits.forget_permits((concurrency - wanted) as usize);
-            }
-            info!(concurrency = wanted, "configuration reloaded");
-            concurrency = wanted;
+        if let Some(reload) = reloads.as_mut().and_then(take_reload) {
+            apply_reload(&engine, &permits, &mut concurrency, reload);
             if pause.take().is_some() {
                 info!("resuming after reload");
             }
+            continue;
         }
         if let Some((problem, probe_at)) = &pause {
             if options.exit_when_idle || options.only.is_some() {
@@ -128,9 +120,11 @@ pub async fn run(
             }
             let now = tokio::time::Instant::now();
             if now < *probe_at {
+                // Wakes on a reload without consuming it: the top of the loop applies it.
                 let reload_changed = async {
-                    match reloads.as_mut() {
+                    match reloads.as_ref() {
                         Some(r) => {
+                            let mut r = r.clone();
                             let _ = r.changed().await;
                         }
                         None => std::future::pending().await,
@@ -228,6 +222,34 @@ pub async fn run(
         }
     }
     Ok(end)
+}
+
+/// The newest reload not yet applied, if any.
+fn take_reload(reloads: &mut watch::Receiver<Option<Reload>>) -> Option<Reload> {
+    if reloads.has_changed().unwrap_or(false) {
+        reloads.borrow_and_update().clone()
+    } else {
+        None
+    }
+}
+
+fn apply_reload(engine: &Engine, permits: &Arc<Semaphore>, concurrency: &mut u32, reload: Reload) {
+    engine.replace_api(reload.api);
+    let wanted = reload.concurrency.max(1);
+    if wanted > *concurrency {
+        permits.add_permits((wanted - *concurrency) as usize);
+    } else if wanted < *concurrency {
+        // Take the surplus permits out of circulation as running jobs return them.
+        let surplus = *concurrency - wanted;
+        let permits = permits.clone();
+        tokio::spawn(async move {
+            if let Ok(taken) = permits.acquire_many_owned(surplus).await {
+                taken.forget();
+            }
+        });
+    }
+    *concurrency = wanted;
+    info!(concurrency = wanted, "configuration reloaded");
 }
 
 /// Renews the leases of running jobs every second and passes on user

@@ -72,13 +72,51 @@ impl Engine {
     }
 }
 
-/// `host:pid:tag`, unique per process run, readable in `show`.
+/// `host:pidns:pid:tag`, unique per process run and readable in `show`.
+/// Host and pid namespace let a restarted daemon tell that a lease's owner
+/// is a dead process on this same machine (see [`owner_is_dead`]).
 pub fn worker_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
     let tag: u32 = (now_millis() as u32) ^ std::process::id().rotate_left(16);
-    format!("{host}:{}:{tag:08x}", std::process::id())
+    format!("{}:{}:{}:{tag:08x}", host_name(), pid_namespace(), std::process::id())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().replace(':', "_"))
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|l| {
+            let text = l.to_string_lossy().into_owned();
+            text.split(['[', ']']).nth(1).map(str::to_string)
+        })
+        .unwrap_or_else(|| "0".into())
+}
+
+/// The `(host, pid namespace, pid)` a lease owner names, if it has that form.
+pub fn parse_owner(owner: &str) -> Option<(&str, &str, u32)> {
+    let mut parts = owner.split(':');
+    let (host, ns, pid, _tag) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((host, ns, pid.parse().ok()?))
+}
+
+/// Is `owner` a process of this host and pid namespace that no longer
+/// exists? Only then may its leases be taken before they expire; an owner
+/// elsewhere (another host sharing the queue) is always waited for.
+pub fn owner_is_dead(owner: &str) -> bool {
+    let Some((host, ns, pid)) = parse_owner(owner) else {
+        return false;
+    };
+    host == host_name()
+        && ns == pid_namespace()
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Hears what workers do, for progress bars and status lines.
@@ -741,6 +779,28 @@ mod tests {
             classify_fetch(&FetchError::UrlRejected { status: 403 }),
             ErrorClass::Transient
         );
+    }
+
+    #[test]
+    fn owners_name_host_namespace_and_pid() {
+        let me = worker_identity();
+        let (host, ns, pid) = parse_owner(&me).unwrap();
+        assert_eq!((host, ns, pid), (host_name().as_str(), pid_namespace().as_str(), std::process::id()));
+        assert!(!owner_is_dead(&me), "this process is alive");
+        assert_eq!(parse_owner("a:b:c"), None);
+        assert_eq!(parse_owner("a:b:notapid:t"), None);
+    }
+
+    #[test]
+    fn only_dead_local_owners_are_dead() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let dead = format!("{}:{}:{pid}:00000000", host_name(), pid_namespace());
+        assert!(owner_is_dead(&dead));
+        let elsewhere = format!("another-host:{}:{pid}:00000000", pid_namespace());
+        assert!(!owner_is_dead(&elsewhere));
+        assert!(!owner_is_dead("garbage"));
     }
 
     #[test]

@@ -1,0 +1,462 @@
+//! Crash points, leases, signals and the pool: nothing enqueued is lost and
+//! nothing verified is downloaded twice.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use minimax_dl::queue::{DbLocation, JobState, Queue};
+use minimax_dl::sim::{ApiFault, ApiFaultRule, Faults, SimConfig};
+
+use crate::support::{self, World, assert_exit, assert_success, assert_verified};
+
+async fn queue(world: &World) -> Queue {
+    Queue::open(&DbLocation(world.db.to_string_lossy().into_owned())).await.expect("open queue")
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().expect("kill");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+/// Polls `check` every 50 ms until it returns Some, failing after `limit`.
+async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn spawn(world: &World, args: &[&str]) -> tokio::process::Child {
+    world
+        .command()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn minimax-dl")
+}
+
+async fn finish(child: tokio::process::Child, limit: Duration) -> std::process::Output {
+    tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("minimax-dl did not exit within {limit:?}"))
+        .expect("wait")
+}
+
+async fn crash_then_recover(point: &str) {
+    let sim = support::sim(SimConfig {
+        default_file_size: 700_000,
+        ..SimConfig::default()
+    })
+    .await;
+    let world = World::new().with_sim(&sim);
+    let crashed = world.command().env("MINIMAX_DL_CRASH_AT", point).args(["fetch", "42"]).output().await.unwrap();
+    assert!(!crashed.status.success(), "the crash hook must abort the process");
+    let q = queue(&world).await;
+    let job = q.get(42).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Running, "killed mid-job");
+    assert_eq!(job.sha256.as_deref(), Some(sim.expected_sha256(42).as_str()), "digest recorded before the rename");
+    let sent_before = sim.stats().cdn_bytes_sent;
+    assert_eq!(sent_before, 700_000);
+
+    let out = world.run(&["run", "--exit-when-idle"]).await;
+    assert_success(&out);
+    let job = world.job(42).await;
+    assert_verified(&world, &sim, &job);
+    assert_eq!(sim.stats().cdn_bytes_sent, sent_before, "a verified file is never downloaded again");
+    let events: Vec<&str> = job["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(events.contains(&"recovered"), "{events:?}");
+    assert!(!world.out.join(".minimax-dl-partial/42.part").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_digest_is_recorded_finishes_without_downloading_again() {
+    crash_then_recover("after-verified").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_rename_finishes_without_downloading_again() {
+    crash_then_recover("after-rename").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_verified_file_is_downloaded_again_not_accepted() {
+    let sim = support::sim(support::small_files()).await;
+    let world = World::new().with_sim(&sim);
+    let crashed = world.command().env("MINIMAX_DL_CRASH_AT", "after-rename").args(["fetch", "9"]).output().await.unwrap();
+    assert!(!crashed.status.success());
+    let path = world.out.join("9-output_aigc.mp4");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_success(&world.run(&["run", "--exit-when-idle"]).await);
+    assert_verified(&world, &sim, &world.job(9).await);
+    assert_eq!(sim.stats().cdn_bytes_sent, 2 * 64 * 1024);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_daemon_is_resumed_from_its_durable_bytes_not_from_zero() {
+    let size = 4 * 1024 * 1024;
+    let sim = support::sim(SimConfig {
+        default_file_size: size,
+        faults: Faults {
+            bandwidth_bytes_per_sec: Some(1024 * 1024),
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    let world = World::new().with_sim(&sim);
+    assert_success(&world.run(&["enqueue", "5"]).await);
+    let mut child = spawn(&world, &["run"]);
+    let q = queue(&world).await;
+    let durable = wait_for(Duration::from_secs(20), "a checkpoint", || async {
+        q.get(5).await.unwrap().filter(|j| j.bytes_done > 0).map(|j| j.bytes_done)
+    })
+    .await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let job = q.get(5).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Running, "SIGKILL leaves the lease behind");
+    let durable = durable.max(job.bytes_done);
+
+    sim.set_faults(Faults::default());
+    let before = sim.stats().cdn_bytes_by_file.get(&5).copied().unwrap_or(0);
+    let started = Instant::now();
+    assert_success(&world.run(&["run", "--exit-when-idle"]).await);
+    // The dead owner's lease was taken at once, not after 30 s.
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    let job = world.job(5).await;
+    assert_verified(&world, &sim, &job);
+    let resent = sim.stats().cdn_bytes_by_file[&5] - before;
+    assert!(resent <= size - durable, "re-sent {resent} bytes; {durable} were durable of {size}");
+    let kinds: Vec<&str> = job["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"reclaimed"), "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_foreign_lease_is_respected_until_it_expires() {
+    let sim = support::sim(support::small_files()).await;
+    let world = World::new().with_sim(&sim);
+    assert_success(&world.run(&["enqueue", "11"]).await);
+    let q = queue(&world).await;
+    let far = minimax_dl::queue::now_millis() + 600_000;
+    sqlx::query("UPDATE jobs SET state = 'running', lease_owner = 'other-host:1:1:aa', lease_expires_at = ?1")
+        .bind(far)
+        .execute(q.pool())
+        .await
+        .unwrap();
+    let child = spawn(&world, &["run"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sim.stats().api_requests, 0, "a lease held by a live worker elsewhere is not stolen");
+    sqlx::query("UPDATE jobs SET lease_expires_at = 1").execute(q.pool()).await.unwrap();
+    wait_for(Duration::from_secs(10), "the expired lease to be reclaimed", || async {
+        q.get(11).await.unwrap().filter(|j| j.state == JobState::Done).map(|_| ())
+    })
+    .await;
+    signal(child.id().unwrap(), "-TERM");
+    assert_success(&finish(child, Duration::from_secs(30)).await);
+    let job = world.job(11).await;
+    assert_verified(&world, &sim, &job);
+    let reclaimed = job["events"].as_array().unwrap().iter().any(|e| {
+        e["kind"] == "reclaimed" && e["message"].as_str().unwrap_or("").contains("other-host")
+    });
+    assert!(reclaimed, "{job}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_daemons_on_one_database_never_download_the_same_file() {
+    let sim = support::sim(SimConfig {
+        default_file_size: 32 * 1024,
+        ..SimConfig::default()
+    })
+    .await;
+    let world = World::new().with_sim(&sim);
+    let ids: Vec<String> = (1..=120).map(|i| i.to_string()).collect();
+    let mut args = vec!["enqueue"];
+    args.extend(ids.iter().map(String::as_str));
+    assert_success(&world.run(&args).await);
+    let a = spawn(&world, &["run", "--exit-when-idle", "--concurrency", "4"]);
+    let b = spawn(&world, &["run", "--exit-when-idle", "--concurrency", "4"]);
+    let (a, b) = tokio::join!(finish(a, Duration::from_secs(120)), finish(b, Duration::from_secs(120)));
+    assert_success(&a);
+    assert_success(&b);
+    let stats = sim.stats();
+    for id in 1..=120i64 {
+        assert_eq!(stats.api_requests_by_file.get(&id), Some(&1), "file {id} resolved more than once");
+        assert_eq!(stats.cdn_bytes_by_file.get(&id), Some(&(32 * 1024)), "file {id} downloaded more than once");
+    }
+    let q = queue(&world).await;
+    let owners: HashMap<String, usize> = sqlx::query_scalar::<_, String>(
+        "SELECT message FROM job_events WHERE kind = 'claimed'",
+    )
+    .fetch_all(q.pool())
+    .await
+    .unwrap()
+    .into_iter()
+    .fold(HashMap::new(), |mut m, msg| {
+        *m.entry(msg).or_default() += 1;
+        m
+    });
+    assert_eq!(owners.values().sum::<usize>(), 120, "exactly one claim per job");
+    assert_eq!(owners.len(), 2, "both daemons worked: {owners:?}");
+    assert_eq!(world.status().await["done"], 120);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_checkpoints_releases_and_exits_zero() {
+    let size = 8 * 1024 * 1024;
+    let sim = support::sim(SimConfig {
+        default_file_size: size,
+        faults: Faults {
+            bandwidth_bytes_per_sec: Some(2 * 1024 * 1024),
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    let world = World::new().with_sim(&sim);
+    assert_success(&world.run(&["enqueue", "1", "2"]).await);
+    let child = spawn(&world, &["run", "--concurrency", "2"]);
+    let q = queue(&world).await;
+    wait_for(Duration::from_secs(20), "both downloads to be under way", || async {
+        let a = q.get(1).await.unwrap()?;
+        let b = q.get(2).await.unwrap()?;
+        (a.bytes_done > 0 && b.bytes_done > 0).then_some(())
+    })
+    .await;
+    let asked = Instant::now();
+    signal(child.id().unwrap(), "-TERM");
+    let out = finish(child, Duration::from_secs(30)).await;
+    let took = asked.elapsed();
+    eprintln!("SIGTERM to exit: {took:?}");
+    assert_exit(&out, 0);
+    for id in [1i64, 2] {
+        let job = q.get(id).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Queued, "{job:?}");
+        assert_eq!(job.lease_owner, None);
+        assert_eq!(job.attempts, 0, "a shutdown is not a failed attempt");
+        let partial = world.out.join(format!(".minimax-dl-partial/{id}.part"));
+        let on_disk = std::fs::metadata(&partial).unwrap().len();
+        assert!(job.bytes_done > 0 && job.bytes_done == on_disk, "{} recorded, {on_disk} on disk", job.bytes_done);
+    }
+    // And the checkpoint is good: the rest comes by Range.
+    sim.set_faults(Faults::default());
+    let before = sim.stats().cdn_bytes_sent;
+    assert_success(&world.run(&["run", "--exit-when-idle"]).await);
+    let resent = sim.stats().cdn_bytes_sent - before;
+    assert!(resent < 2 * size, "resumed, not restarted: {resent}");
+    for job in world.jobs().await {
+        assert_verified(&world, &sim, &job);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_stops_a_running_download_within_seconds() {
+    let sim = support::sim(SimConfig {
+        default_file_size: 64 * 1024 * 1024,
+        faults: Faults {
+            bandwidth_bytes_per_sec: Some(1024 * 1024),
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    let world = World::new().with_sim(&sim);
+    assert_success(&world.run(&["enqueue", "77"]).await);
+    let child = spawn(&world, &["run"]);
+    let q = queue(&world).await;
+    wait_for(Duration::from_secs(20), "the download to start", || async {
+        q.get(77).await.unwrap().filter(|j| j.state == JobState::Running && j.bytes_done > 0).map(|_| ())
+    })
+    .await;
+    let asked = Instant::now();
+    let out = world.run(&["cancel", "77"]).await;
+    assert_success(&out);
+    eprintln!("cancel confirmed after {:?}", asked.elapsed());
+    assert!(support::stdout(&out).contains("77: cancelled"), "{}", support::stdout(&out));
+    assert_eq!(q.get(77).await.unwrap().unwrap().state, JobState::Cancelled);
+    let sent = sim.stats().cdn_bytes_sent;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sim.stats().cdn_bytes_sent, sent, "no bytes flow after the cancel");
+    signal(child.id().unwrap(), "-TERM");
+    assert_success(&finish(child, Duration::from_secs(30)).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_enqueued_while_the_daemon_idles_is_picked_up() {
+    let sim = support::sim(support::small_files()).await;
+    let world = World::new().with_sim(&sim);
+    let child = spawn(&world, &["run"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let enqueued = Instant::now();
+    assert_success(&world.run(&["enqueue", "31"]).await);
+    let q = queue(&world).await;
+    wait_for(Duration::from_secs(10), "the new job to be done", || async {
+        q.get(31).await.unwrap().filter(|j| j.state == JobState::Done).map(|_| ())
+    })
+    .await;
+    eprintln!("enqueue to done: {:?}", enqueued.elapsed());
+    let first_call = sim.stats().api_request_times[0];
+    let lag = first_call.duration_since(std::time::SystemTime::now() - enqueued.elapsed()).unwrap_or_default();
+    eprintln!("enqueue to first API call: {lag:?}");
+    signal(child.id().unwrap(), "-TERM");
+    assert_success(&finish(child, Duration::from_secs(30)).await);
+    assert_verified(&world, &sim, &world.job(31).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_retry_time_survives_a_restart() {
+    let sim = support::sim(support::small_files()).await;
+    let world = World::new().with_sim(&sim);
+    assert_success(&world.run(&["enqueue", "8"]).await);
+    let q = queue(&world).await;
+    let due = minimax_dl::queue::now_millis() + 3000;
+    sqlx::query("UPDATE jobs SET attempts = 2, next_attempt_at = ?1, last_error = 'earlier failure'")
+        .bind(due)
+        .execute(q.pool())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let out = world.run(&["run", "--exit-when-idle"]).await;
+    assert_success(&out);
+    let times = sim.stats().api_request_times;
+    assert_eq!(times.len(), 1);
+    let first = times[0]
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(first >= due, "retried {} ms before its stored time", due - first);
+    assert!(started.elapsed() >= Duration::from_millis(2500));
+    let job = world.job(8).await;
+    assert_verified(&world, &sim, &job);
+    assert_eq!(job["attempts"], 2, "success does not add an attempt");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_per_minute_cap_counts_calls_made_before_a_restart() {
+    let sim = support::sim(support::small_files()).await;
+    let world = World::new().with_sim(&sim).env("MINIMAX_DL_REQUESTS_PER_MINUTE", "60");
+    assert_success(&world.run(&["enqueue", "1", "2", "3"]).await);
+    let q = queue(&world).await;
+    // A previous run made 59 calls 56 seconds ago: one more is allowed now,
+    // the next only when those leave the window.
+    let earlier = minimax_dl::queue::now_millis() - 56_000;
+    for _ in 0..59 {
+        sqlx::query("INSERT INTO api_calls (at) VALUES (?1)").bind(earlier).execute(q.pool()).await.unwrap();
+    }
+    assert_success(&world.run(&["run", "--exit-when-idle"]).await);
+    let times: Vec<i64> = sim
+        .stats()
+        .api_request_times
+        .iter()
+        .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64)
+        .collect();
+    assert_eq!(times.len(), 3);
+    let window = 60_000;
+    assert!(times[1] > earlier + window, "second call {} ms too early", earlier + window - times[1]);
+    // Spacing: 60 per minute is one a second.
+    assert!(times[2] - times[1] >= 900, "{:?}", times);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limit_answer_cools_down_the_whole_pool() {
+    let sim = support::sim(SimConfig {
+        faults: Faults {
+            api: vec![ApiFaultRule::new(ApiFault::Code(1002, "rate limit exceeded(RPM)".into())).limit(1)],
+            ..Faults::default()
+        },
+        ..support::small_files()
+    })
+    .await;
+    let world = World::new().with_sim(&sim);
+    let ids: Vec<String> = (1..=8).map(|i| i.to_string()).collect();
+    let mut args = vec!["enqueue"];
+    args.extend(ids.iter().map(String::as_str));
+    assert_success(&world.run(&args).await);
+    assert_success(&world.run(&["run", "--exit-when-idle", "--concurrency", "4"]).await);
+    let times = sim.stats().api_request_times;
+    let limited_at = times[0];
+    let hammering: Vec<Duration> = times
+        .iter()
+        .filter_map(|t| t.duration_since(limited_at).ok())
+        .filter(|d| *d > Duration::from_millis(300) && *d < Duration::from_millis(4500))
+        .collect();
+    assert!(hammering.is_empty(), "calls during the cooldown: {hammering:?}");
+    for job in world.jobs().await {
+        assert_verified(&world, &sim, &job);
+        assert_eq!(job["attempts"], 0, "a rate limit is not a failed attempt");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_error_pauses_the_pool_until_the_key_works() {
+    let sim = support::sim(support::small_files()).await;
+    sim.set_api_key(Some("the-real-key".into()));
+    let world = World::new().with_sim(&sim);
+    std::fs::write(&world.config, "probe_interval_secs = 1\n").unwrap();
+    assert_success(&world.run(&["enqueue", "1", "2", "3"]).await);
+    let child = spawn(&world, &["run", "--concurrency", "2"]);
+    let q = queue(&world).await;
+    wait_for(Duration::from_secs(10), "the 1004 to be recorded", || async {
+        q.get(1).await.unwrap().filter(|j| j.last_error.as_deref().is_some_and(|e| e.contains("1004"))).map(|_| ())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let calls_while_paused = sim.stats().api_requests;
+    assert!(calls_while_paused <= 6, "paused pool keeps probing gently: {calls_while_paused} calls");
+    for job in q.list(None, None).await.unwrap() {
+        assert_eq!(job.state, JobState::Queued);
+        assert_eq!(job.attempts, 0, "account errors do not burn attempts");
+    }
+    // The operator fixes the key on the API side (a top-up works the same way).
+    sim.set_api_key(Some(support::TEST_KEY.into()));
+    wait_for(Duration::from_secs(10), "work to resume", || async {
+        let counts = q.status().await.unwrap();
+        (counts.done == 3).then_some(())
+    })
+    .await;
+    signal(child.id().unwrap(), "-TERM");
+    assert_success(&finish(child, Duration::from_secs(30)).await);
+    for job in world.jobs().await {
+        assert_verified(&world, &sim, &job);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_a_fixed_key_and_resumes_at_once() {
+    let sim = support::sim(support::small_files()).await;
+    let world = World::new().with_sim(&sim);
+    let key_file = world.path("api_key");
+    std::fs::write(&key_file, "wrong-key\n").unwrap();
+    std::fs::write(&world.config, format!("api_key_file = {:?}\nprobe_interval_secs = 3600\n", key_file)).unwrap();
+    assert_success(&world.run(&["enqueue", "4"]).await);
+    let mut cmd = world.command();
+    cmd.env_remove("MINIMAX_API_KEY").args(["run"]);
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let q = queue(&world).await;
+    wait_for(Duration::from_secs(10), "the pause", || async {
+        q.get(4).await.unwrap().filter(|j| j.last_error.is_some()).map(|_| ())
+    })
+    .await;
+    std::fs::write(&key_file, format!("{}\n", support::TEST_KEY)).unwrap();
+    signal(child.id().unwrap(), "-HUP");
+    wait_for(Duration::from_secs(10), "work to resume after SIGHUP", || async {
+        q.get(4).await.unwrap().filter(|j| j.state == JobState::Done).map(|_| ())
+    })
+    .await;
+    signal(child.id().unwrap(), "-TERM");
+    assert_success(&finish(child, Duration::from_secs(30)).await);
+}
