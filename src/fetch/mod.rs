@@ -296,6 +296,9 @@ impl Fetcher {
         cancel: &CancellationToken,
     ) -> Result<RequestOutcome, FetchError> {
         let offset = transfer.state.bytes_done;
+        if let Some(total) = transfer.state.total.or(job.api_size) {
+            check_free_space(job.partial_path, total.saturating_sub(offset))?;
+        }
         let mut request = self.http.get(job.url.clone());
         if offset > 0 {
             request = request.header(RANGE, format!("bytes={offset}-"));
@@ -325,6 +328,7 @@ impl Fetcher {
             validator: transfer.state.validator.as_deref(),
             pinned_total: transfer.state.total,
         };
+        let size_known_before = asked.pinned_total.or(job.api_size);
         let plan = range::plan_response(asked, &head);
         let retry_after = header(RETRY_AFTER)
             .and_then(|v| crate::api::classify::parse_retry_after(v, std::time::SystemTime::now()));
@@ -369,9 +373,8 @@ impl Fetcher {
         }
         transfer.state.total = total.or(transfer.state.total);
         transfer.state.validator = validator;
-        let start = transfer.state.bytes_done;
-        if let Some(total) = transfer.state.total.or(job.api_size) {
-            check_free_space(job.partial_path, total.saturating_sub(start))?;
+        if let (None, Some(total)) = (size_known_before, transfer.state.total) {
+            check_free_space(job.partial_path, total.saturating_sub(transfer.state.bytes_done))?;
         }
 
         let mut body = response.bytes_stream();
