@@ -34,31 +34,40 @@ pub fn millis_after(from: Millis, delay: Duration) -> Millis {
     from.saturating_add(delay.as_millis().min(i64::MAX as u128) as i64)
 }
 
+/// Each message already says what went wrong underneath, so the underlying
+/// error is kept as a plain field (`cause`), not as the error's `source()`:
+/// `{:#}` would otherwise print it two or three times over.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    #[error("cannot create the directory {path} for the queue database: {source}")]
+    #[error("cannot create the directory {path} for the queue database: {cause}")]
     CreateDir {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
-        "cannot open the queue database {location}: {source}. Check that the path is right, readable and writable, and is a minimax-dl SQLite database"
+        "cannot open the queue database {location}: {cause}. Check that the path is right, readable and writable, and is a minimax-dl SQLite database"
     )]
     Open {
         location: String,
-        source: sqlx::Error,
+        cause: sqlx::Error,
     },
     #[error(
-        "the queue database {location} could not be migrated: {source}. Is it a minimax-dl database written by a newer version?"
+        "the queue database {location} could not be migrated: {cause}. Is it a minimax-dl database written by a newer version?"
     )]
     Migrate {
         location: String,
-        source: sqlx::migrate::MigrateError,
+        cause: sqlx::migrate::MigrateError,
     },
     #[error("queue database error: {0}")]
-    Sql(#[from] sqlx::Error),
+    Sql(sqlx::Error),
     #[error("job {0} is no longer leased by this worker (it was reclaimed or cancelled)")]
     LeaseLost(i64),
+}
+
+impl From<sqlx::Error> for QueueError {
+    fn from(e: sqlx::Error) -> QueueError {
+        QueueError::Sql(e)
+    }
 }
 
 /// Which database holds the queue: a SQLite file path or `sqlite:` URL.
@@ -212,9 +221,9 @@ impl Queue {
     pub async fn open(location: &DbLocation) -> Result<Queue, QueueError> {
         let path = location.sqlite_path();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| QueueError::CreateDir {
+            std::fs::create_dir_all(parent).map_err(|cause| QueueError::CreateDir {
                 path: parent.to_path_buf(),
-                source,
+                cause,
             })?;
         }
         let display = path.display().to_string();
@@ -231,24 +240,24 @@ impl Queue {
             .max_connections(8)
             .connect_with(options)
             .await
-            .map_err(|source| QueueError::Open {
+            .map_err(|cause| QueueError::Open {
                 location: display.clone(),
-                source,
+                cause,
             })?;
         // The first real read is where a corrupt or foreign file shows itself.
         sqlx::query("SELECT count(*) FROM sqlite_master")
             .fetch_one(&pool)
             .await
-            .map_err(|source| QueueError::Open {
+            .map_err(|cause| QueueError::Open {
                 location: display.clone(),
-                source,
+                cause,
             })?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
-            .map_err(|source| QueueError::Migrate {
+            .map_err(|cause| QueueError::Migrate {
                 location: display.clone(),
-                source,
+                cause,
             })?;
         Ok(Queue {
             pool,

@@ -2,4 +2,5 @@
 //! `minimax-dl` binary against temporary databases and, where it downloads,
 //! the in-process simulator on 127.0.0.1.
 
+mod cli;
 mod support;

@@ -1,0 +1,1320 @@
+//! The queue and the CLI contract, driven through the real binary: enqueue
+//! and its id rules, status/list/show shapes, retry and cancel rules, the
+//! database's safety, configuration layers, exit codes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use minimax_dl::queue::{DbLocation, Queue};
+use serde_json::Value;
+use tokio::process::Command;
+
+use crate::support::{self, World, assert_exit, assert_success, stderr, stdout};
+
+/// Every form of a bad id the issue names, and a few more.
+const BAD_IDS: &[&str] = &[
+    "abc",
+    "-1",
+    "-42",
+    "0",
+    "-0",
+    "9223372036854775808",
+    "99999999999999999999",
+    "1.5",
+    "0x10",
+    "1e3",
+    "12a",
+];
+
+const LIST_KEYS: &[&str] = &[
+    "file_id",
+    "state",
+    "attempts",
+    "bytes_expected",
+    "bytes_done",
+    "path",
+    "sha256",
+    "last_error",
+    "filename",
+    "created_at",
+    "updated_at",
+];
+
+const STAGE_FAILED: &str =
+    "UPDATE jobs SET state='failed', attempts=3, last_error='x' WHERE file_id=?";
+const STAGE_DONE: &str = "UPDATE jobs SET state='done', attempts=1, bytes_expected=100, \
+     bytes_done=100, size_source='api', filename='clip.mp4', \
+     final_path='/archive/' || file_id || '-clip.mp4', \
+     sha256='aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' WHERE file_id=?";
+const STAGE_CANCELLED: &str = "UPDATE jobs SET state='cancelled' WHERE file_id=?";
+/// Running, held by a worker whose lease is live for centuries.
+const STAGE_RUNNING_LIVE: &str = "UPDATE jobs SET state='running', lease_owner='worker-test', \
+     lease_expires_at=32503680000000, bytes_done=7 WHERE file_id=?";
+/// Running, but its worker died long ago (the lease expired).
+const STAGE_RUNNING_DEAD: &str = "UPDATE jobs SET state='running', lease_owner='worker-dead', \
+     lease_expires_at=1 WHERE file_id=?";
+
+/// Applies one staging UPDATE to each id, directly in the database.
+async fn stage(world: &World, sql: &'static str, ids: &[i64]) {
+    let queue = Queue::open(&DbLocation(world.db.to_string_lossy().into_owned()))
+        .await
+        .expect("open the queue to stage jobs");
+    for &id in ids {
+        let result = sqlx::query(sql)
+            .bind(id)
+            .execute(queue.pool())
+            .await
+            .expect("stage a job");
+        assert_eq!(result.rows_affected(), 1, "staging {id}: no such job");
+    }
+    queue.close().await;
+}
+
+async fn enqueue(world: &World, ids: &[i64]) {
+    let args: Vec<String> = std::iter::once("enqueue".to_string())
+        .chain(ids.iter().map(i64::to_string))
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = world.run(&args).await;
+    assert_success(&out);
+}
+
+fn ids_of(jobs: &[Value]) -> Vec<i64> {
+    jobs.iter()
+        .map(|j| j["file_id"].as_i64().expect("file_id is an integer"))
+        .collect()
+}
+
+async fn list_ids(world: &World, args: &[&str]) -> Vec<i64> {
+    let mut all = vec!["list", "--json"];
+    all.extend_from_slice(args);
+    let out = world.run(&all).await;
+    assert_success(&out);
+    stdout(&out)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("JSON line");
+            v["file_id"].as_i64().expect("file_id")
+        })
+        .collect()
+}
+
+async fn state_of(world: &World, id: i64) -> String {
+    world.job(id).await["state"]
+        .as_str()
+        .expect("state is a string")
+        .to_string()
+}
+
+#[track_caller]
+fn assert_nothing_enqueued(status: &Value) {
+    for state in ["queued", "running", "done", "failed", "cancelled"] {
+        assert_eq!(status[state], 0, "{state} in {status}");
+    }
+}
+
+fn keys(value: &Value) -> BTreeSet<String> {
+    value
+        .as_object()
+        .expect("a JSON object")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Deterministic bytes that are not a SQLite database.
+fn garbage(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- enqueue
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enqueue_is_idempotent_and_reports_counts() {
+    let world = World::new();
+    let out = world.run(&["enqueue", "1", "2", "3"]).await;
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("enqueued 3 new, skipped 0"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Existing ids (and a duplicate within the call) are skipped, not errors.
+    let out = world.run(&["enqueue", "2", "3", "4", "4"]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("enqueued 1 new, skipped 3"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = world.run(&["enqueue", "1", "2", "3", "4"]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("enqueued 0 new, skipped 4"),
+        "{}",
+        stdout(&out)
+    );
+
+    let jobs = world.jobs().await;
+    assert_eq!(ids_of(&jobs), vec![1, 2, 3, 4], "no duplicates in list");
+    for job in &jobs {
+        assert_eq!(job["state"], "queued", "{job}");
+        assert_eq!(job["attempts"], 0, "{job}");
+    }
+    assert_eq!(world.status().await["queued"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enqueue_accepts_the_whole_int64_range() {
+    let world = World::new();
+    let max = i64::MAX.to_string();
+    let out = world
+        .run(&["enqueue", "1", &max, "+7", "305123456789012"])
+        .await;
+    assert_success(&out);
+    assert_eq!(
+        list_ids(&world, &[]).await,
+        vec![1, 7, 305_123_456_789_012, i64::MAX]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_bad_id_alone_is_refused_naming_the_value() {
+    let world = World::new();
+    let mut cases: Vec<&str> = BAD_IDS.to_vec();
+    cases.push("");
+    for bad in cases {
+        let out = world.run(&["enqueue", bad]).await;
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{bad:?}")),
+            "message for {bad:?} does not name the value: {err}"
+        );
+    }
+    // The reason is specific where it can be.
+    let w = &world;
+    let reason = |bad: &'static str| async move { stderr(&w.run(&["enqueue", bad]).await) };
+    assert!(reason("-5").await.contains("negative"));
+    assert!(reason("0").await.contains("zero"));
+    assert!(reason("9223372036854775808").await.contains("too large"));
+    assert!(reason("abc").await.contains("not a decimal integer"));
+
+    assert_nothing_enqueued(&world.status().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_id_among_good_ones_enqueues_nothing() {
+    let world = World::new();
+    enqueue(&world, &[10]).await;
+    for bad in BAD_IDS {
+        let out = world.run(&["enqueue", "11", bad, "12"]).await;
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains(&format!("{bad:?}")),
+            "{}",
+            stderr(&out)
+        );
+        // Bad id first and last, too.
+        assert_exit(&world.run(&["enqueue", bad, "13"]).await, 2);
+        assert_exit(&world.run(&["enqueue", "14", bad]).await, 2);
+    }
+    assert_eq!(list_ids(&world, &[]).await, vec![10]);
+    let status = world.status().await;
+    assert_eq!(status["queued"], 1, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_ids_in_a_from_file_name_the_line_and_value() {
+    let world = World::new();
+    let file = world.path("ids.txt");
+    for bad in BAD_IDS {
+        std::fs::write(&file, format!("# batch\n1\n\n2 # second\n{bad}\n3\n")).unwrap();
+        let out = world
+            .run(&["enqueue", "--from", file.to_str().unwrap()])
+            .await;
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(err.contains(&format!("{bad:?}")), "value of {bad:?}: {err}");
+        assert!(err.contains("line 5"), "line of {bad:?}: {err}");
+        assert!(
+            err.contains(file.to_str().unwrap()),
+            "file of {bad:?}: {err}"
+        );
+
+        // With a trailing comment the value is still named, without it.
+        std::fs::write(&file, format!("{bad}   # oops\n")).unwrap();
+        let out = world
+            .run(&["enqueue", "--from", file.to_str().unwrap()])
+            .await;
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains(&format!("{bad:?} on line 1")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_nothing_enqueued(&world.status().await);
+
+    // Good arguments with a bad file, and a good file with a bad argument:
+    // nothing from either call.
+    std::fs::write(&file, "5\nnope\n").unwrap();
+    let out = world
+        .run(&["enqueue", "--from", file.to_str().unwrap(), "7"])
+        .await;
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+    std::fs::write(&file, "5\n6\n").unwrap();
+    let out = world
+        .run(&["enqueue", "--from", file.to_str().unwrap(), "-7"])
+        .await;
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("\"-7\""), "{}", stderr(&out));
+    assert_nothing_enqueued(&world.status().await);
+
+    // Both good: both enqueued.
+    let out = world
+        .run(&["enqueue", "--from", file.to_str().unwrap(), "7"])
+        .await;
+    assert_success(&out);
+    assert_eq!(list_ids(&world, &[]).await, vec![5, 6, 7]);
+}
+
+/// Flags written after the ids must still be flags. `allow_hyphen_values`
+/// on the id positionals in src/cli.rs makes clap swallow every later
+/// argument as an id (`enqueue 7 --from FILE` fails with
+/// `invalid file id "--from"`); `allow_negative_numbers` would not.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "src/cli.rs: allow_hyphen_values swallows flags after the ids (see the comment)"]
+async fn flags_after_the_ids_are_still_flags() {
+    let world = World::new();
+    let file = world.path("ids.txt");
+    std::fs::write(&file, "5\n6\n").unwrap();
+    let out = world
+        .run(&["enqueue", "7", "--from", file.to_str().unwrap()])
+        .await;
+    assert_success(&out);
+    assert_eq!(list_ids(&world, &[]).await, vec![5, 6, 7]);
+
+    // A negative id before a flag is still named as the bad value.
+    let out = world
+        .run(&["enqueue", "-8", "--from", file.to_str().unwrap()])
+        .await;
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("\"-8\""), "{}", stderr(&out));
+
+    // Global flags after the ids.
+    let out = world.run(&["cancel", "7", "-v"]).await;
+    assert_success(&out);
+    let out = world
+        .run(&["retry", "7", "--db", world.db.to_str().unwrap()])
+        .await;
+    assert_success(&out);
+    assert_eq!(state_of(&world, 7).await, "queued");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enqueue_from_stdin_skips_comments_and_blank_lines() {
+    let world = World::new();
+    let input = b"# batch of 2024-05-01\n\n101\n  102  # retried\n\t\n#103\n104\r\n105";
+    let out = world
+        .run_with_stdin(&["enqueue", "--from", "-"], input)
+        .await;
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("enqueued 4 new, skipped 0"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(list_ids(&world, &[]).await, vec![101, 102, 104, 105]);
+
+    // A bad line on stdin: named, and nothing from the call enqueued.
+    let out = world
+        .run_with_stdin(&["enqueue", "--from", "-"], b"106\n# c\nx7\n107\n")
+        .await;
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("\"x7\"") && err.contains("line 3"), "{err}");
+    assert_eq!(list_ids(&world, &[]).await, vec![101, 102, 104, 105]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enqueue_from_a_file_of_100k_ids() {
+    let world = World::new();
+    let file = world.path("many.txt");
+    let mut text = String::from("# a large batch\n");
+    for id in 1..=50_000i64 {
+        text.push_str(&format!("{id}\n"));
+    }
+    text.push('\n');
+    for id in (i64::MAX - 49_999)..=i64::MAX {
+        text.push_str(&format!("{id}\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+
+    let started = Instant::now();
+    let out = world
+        .run(&["enqueue", "--from", file.to_str().unwrap()])
+        .await;
+    let elapsed = started.elapsed();
+    eprintln!("enqueue --from with 100,000 ids took {elapsed:?}");
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("enqueued 100000 new, skipped 0"),
+        "{}",
+        stdout(&out)
+    );
+
+    let status = world.status().await;
+    assert_eq!(status["queued"], 100_000, "{status}");
+
+    let queue = Queue::open(&DbLocation(world.db.to_string_lossy().into_owned()))
+        .await
+        .unwrap();
+    let (count, distinct, low, high): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT file_id), min(file_id), max(file_id) FROM jobs \
+         WHERE state = 'queued' AND attempts = 0",
+    )
+    .fetch_one(queue.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        (count, distinct, low, high),
+        (100_000, 100_000, 1, i64::MAX)
+    );
+    let (first_half,): (i64,) = sqlx::query_as("SELECT count(*) FROM jobs WHERE file_id <= 50000")
+        .fetch_one(queue.pool())
+        .await
+        .unwrap();
+    assert_eq!(first_half, 50_000);
+    queue.close().await;
+
+    let started = Instant::now();
+    let out = world
+        .run(&["enqueue", "--from", file.to_str().unwrap()])
+        .await;
+    eprintln!(
+        "re-enqueueing the same 100,000 ids took {:?}",
+        started.elapsed()
+    );
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("enqueued 0 new, skipped 100000"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(world.status().await["queued"], 100_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enqueue_without_ids_is_a_usage_error() {
+    let world = World::new();
+    let out = world.run(&["enqueue"]).await;
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("no file ids"), "{}", stderr(&out));
+
+    let file = world.path("only-comments.txt");
+    std::fs::write(&file, "# nothing yet\n\n   \n").unwrap();
+    let out = world
+        .run(&["enqueue", "--from", file.to_str().unwrap()])
+        .await;
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("no file ids"), "{}", stderr(&out));
+
+    let out = world.run_with_stdin(&["enqueue", "--from", "-"], b"").await;
+    assert_exit(&out, 2);
+
+    let missing = world.path("no-such-list.txt");
+    let out = world
+        .run(&["enqueue", "--from", missing.to_str().unwrap()])
+        .await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains(missing.to_str().unwrap()),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing went wrong in a way that created a queue.
+    assert!(!world.db.exists(), "a usage error created the database");
+}
+
+// ------------------------------------------------------- status, list, show
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_counts_every_state_and_the_bytes() {
+    let world = World::new();
+    let empty = world.status().await;
+    let expected_keys: BTreeSet<String> = [
+        "queued",
+        "running",
+        "done",
+        "failed",
+        "cancelled",
+        "bytes_done",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(keys(&empty), expected_keys, "{empty}");
+    assert_nothing_enqueued(&empty);
+    assert_eq!(empty["bytes_done"], 0);
+
+    enqueue(&world, &[1, 2, 3, 4, 5, 6]).await;
+    stage(&world, STAGE_DONE, &[2]).await;
+    stage(&world, STAGE_FAILED, &[3]).await;
+    stage(&world, STAGE_CANCELLED, &[4]).await;
+    stage(&world, STAGE_RUNNING_LIVE, &[5]).await;
+
+    let status = world.status().await;
+    assert_eq!(
+        status,
+        serde_json::json!({"queued": 2, "running": 1, "done": 1, "failed": 1, "cancelled": 1, "bytes_done": 107})
+    );
+
+    let out = world.run(&["status"]).await;
+    assert_success(&out);
+    let text: BTreeMap<String, String> = stdout(&out)
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            Some((parts.next()?.to_string(), parts.next()?.to_string()))
+        })
+        .collect();
+    for (state, n) in [
+        ("queued", "2"),
+        ("running", "1"),
+        ("done", "1"),
+        ("failed", "1"),
+        ("cancelled", "1"),
+        ("bytes", "107"),
+    ] {
+        assert_eq!(text.get(state).map(String::as_str), Some(n), "{text:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_json_lines_have_the_documented_keys() {
+    let world = World::new();
+    enqueue(&world, &[3, 1, 2]).await;
+    stage(&world, STAGE_DONE, &[2]).await;
+    stage(&world, STAGE_FAILED, &[3]).await;
+
+    let jobs = world.jobs().await;
+    assert_eq!(ids_of(&jobs), vec![1, 2, 3], "ordered by file id");
+    let expected: BTreeSet<String> = LIST_KEYS.iter().map(|s| s.to_string()).collect();
+    for job in &jobs {
+        assert_eq!(keys(job), expected, "{job}");
+        for stamp in ["created_at", "updated_at"] {
+            let t = job[stamp].as_str().expect("timestamp is a string");
+            assert!(
+                humantime::parse_rfc3339(t).is_ok(),
+                "{stamp} {t:?} is not RFC 3339"
+            );
+        }
+    }
+
+    let queued = &jobs[0];
+    assert_eq!(queued["state"], "queued");
+    assert_eq!(queued["attempts"], 0);
+    assert_eq!(queued["bytes_done"], 0);
+    for none in ["bytes_expected", "path", "sha256", "last_error", "filename"] {
+        assert!(queued[none].is_null(), "{none} of a fresh job: {queued}");
+    }
+
+    let done = &jobs[1];
+    assert_eq!(done["state"], "done");
+    assert_eq!(done["path"], "/archive/2-clip.mp4");
+    assert_eq!(done["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(done["filename"], "clip.mp4");
+    assert_eq!(
+        (done["bytes_done"].as_u64(), done["bytes_expected"].as_u64()),
+        (Some(100), Some(100))
+    );
+
+    let failed = &jobs[2];
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(failed["attempts"], 3);
+    assert_eq!(failed["last_error"], "x");
+
+    // The table: a header, one row per job, the path of done jobs and the
+    // error of failed ones.
+    let out = world.run(&["list"]).await;
+    assert_success(&out);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[0].contains("FILE_ID") && lines[0].contains("STATE"),
+        "{text}"
+    );
+    let row = |id: &str| {
+        lines[1..]
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .unwrap_or_else(|| panic!("no row for {id}: {text}"))
+            .to_string()
+    };
+    assert!(row("1").contains("queued"), "{text}");
+    assert!(
+        row("2").contains("done") && row("2").contains("/archive/2-clip.mp4"),
+        "{text}"
+    );
+    assert!(
+        row("3").contains("failed") && row("3").split_whitespace().last() == Some("x"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_filters_by_state_and_limits() {
+    let world = World::new();
+    enqueue(&world, &(1..=10).collect::<Vec<_>>()).await;
+    assert_success(&world.run(&["cancel", "2", "4", "6"]).await);
+    stage(&world, STAGE_FAILED, &[9]).await;
+
+    assert_eq!(
+        list_ids(&world, &["--state", "cancelled"]).await,
+        vec![2, 4, 6]
+    );
+    assert_eq!(list_ids(&world, &["--state", "failed"]).await, vec![9]);
+    assert_eq!(
+        list_ids(&world, &["--state", "done"]).await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        list_ids(&world, &["--state", "queued"]).await,
+        vec![1, 3, 5, 7, 8, 10]
+    );
+    assert_eq!(
+        list_ids(&world, &["--state", "queued", "--limit", "3"]).await,
+        vec![1, 3, 5]
+    );
+    assert_eq!(list_ids(&world, &["--limit", "4"]).await, vec![1, 2, 3, 4]);
+    assert_eq!(list_ids(&world, &["--limit", "0"]).await, Vec::<i64>::new());
+    assert_eq!(list_ids(&world, &["--limit", "1000"]).await.len(), 10);
+
+    let out = world.run(&["list", "--limit", "2"]).await;
+    assert_success(&out);
+    assert_eq!(stdout(&out).lines().count(), 3, "header and two rows");
+
+    let out = world.run(&["list", "--state", "finished"]).await;
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("finished"), "{}", stderr(&out));
+    let out = world.run(&["list", "--limit", "-1"]).await;
+    assert_exit(&out, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn show_gives_the_job_and_its_history() {
+    let world = World::new();
+    enqueue(&world, &[42]).await;
+    assert_success(&world.run(&["cancel", "42"]).await);
+    assert_success(&world.run(&["retry", "42"]).await);
+
+    let job = world.job(42).await;
+    let all = keys(&job);
+    for key in LIST_KEYS.iter().chain(&["events"]) {
+        assert!(all.contains(*key), "show --json lacks {key}: {job}");
+    }
+    assert_eq!(job["file_id"], 42);
+    assert_eq!(job["state"], "queued");
+    let events = job["events"].as_array().expect("events is an array");
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, vec!["cancelled", "retried"], "{job}");
+    for event in events {
+        let k = keys(event);
+        for key in ["at", "kind", "attempt", "message"] {
+            assert!(k.contains(key), "event lacks {key}: {event}");
+        }
+        assert!(humantime::parse_rfc3339(event["at"].as_str().unwrap()).is_ok());
+    }
+
+    let out = world.run(&["show", "42"]).await;
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(text.lines().next().unwrap().contains("42"), "{text}");
+    assert!(text.contains("state          queued"), "{text}");
+    assert!(text.contains("history:"), "{text}");
+    let history = text.split("history:").nth(1).unwrap();
+    let enqueued = history.find("enqueued").expect("enqueued in history");
+    let cancelled = history.find("cancelled").expect("cancelled in history");
+    let retried = history.find("retried").expect("retried in history");
+    assert!(enqueued < cancelled && cancelled < retried, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn show_of_an_unknown_or_bad_id_fails() {
+    let world = World::new();
+    let out = world.run(&["show", "999"]).await;
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("999") && err.contains("not in the queue"),
+        "{err}"
+    );
+
+    enqueue(&world, &[1]).await;
+    let out = world.run(&["show", "999", "--json"]).await;
+    assert_exit(&out, 2);
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+
+    for bad in ["abc", "0", "-3"] {
+        let out = world.run(&["show", bad]).await;
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains(&format!("{bad:?}")),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+// ---------------------------------------------------------- retry, cancel
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_requeues_failed_and_cancelled_jobs_only() {
+    let world = World::new();
+    enqueue(&world, &[1, 2, 3, 4, 5]).await;
+    stage(&world, STAGE_FAILED, &[1]).await;
+    stage(&world, STAGE_CANCELLED, &[2]).await;
+    stage(&world, STAGE_DONE, &[4]).await;
+    stage(&world, STAGE_RUNNING_LIVE, &[5]).await;
+
+    let out = world.run(&["retry", "1", "2"]).await;
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("1: requeued"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("2: requeued"), "{}", stdout(&out));
+    for id in [1, 2] {
+        let job = world.job(id).await;
+        assert_eq!(job["state"], "queued", "{job}");
+        assert_eq!(job["attempts"], 0, "{job}");
+        assert!(job["last_error"].is_null(), "{job}");
+        let kinds: Vec<&str> = job["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds.last(), Some(&"retried"), "{job}");
+    }
+
+    for (id, why) in [(3, "already queued"), (4, "already done"), (5, "running")] {
+        let before = world.job(id).await;
+        let out = world.run(&["retry", &id.to_string()]).await;
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(err.contains(&id.to_string()) && err.contains(why), "{err}");
+        let after = world.job(id).await;
+        assert_eq!(before["state"], after["state"], "retry changed {id}");
+        assert_eq!(before["events"], after["events"], "retry changed {id}");
+    }
+
+    let out = world.run(&["retry", "999"]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("999: not in the queue"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = world.run(&["retry"]).await;
+    assert_exit(&out, 2);
+    let out = world.run(&["retry", "abc"]).await;
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("\"abc\""), "{}", stderr(&out));
+
+    // A bad id form changes nothing, even beside a retryable job.
+    stage(&world, STAGE_FAILED, &[1]).await;
+    let out = world.run(&["retry", "1", "zero"]).await;
+    assert_exit(&out, 2);
+    assert_eq!(state_of(&world, 1).await, "failed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_all_failed_requeues_every_failed_job_and_nothing_else() {
+    let world = World::new();
+    enqueue(&world, &[1, 2, 3, 4, 5, 6]).await;
+    stage(&world, STAGE_FAILED, &[1, 2, 3]).await;
+    stage(&world, STAGE_DONE, &[4]).await;
+    stage(&world, STAGE_CANCELLED, &[5]).await;
+
+    let out = world.run(&["retry", "--all-failed"]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("requeued 3 failed jobs"),
+        "{}",
+        stdout(&out)
+    );
+    for id in [1, 2, 3] {
+        let job = world.job(id).await;
+        assert_eq!(
+            (&job["state"], &job["attempts"]),
+            (&Value::from("queued"), &Value::from(0)),
+            "{job}"
+        );
+        assert!(job["last_error"].is_null(), "{job}");
+        assert!(
+            job["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "retried"),
+            "{job}"
+        );
+    }
+    assert_eq!(state_of(&world, 4).await, "done");
+    assert_eq!(state_of(&world, 5).await, "cancelled");
+    assert_eq!(state_of(&world, 6).await, "queued");
+    let status = world.status().await;
+    assert_eq!(
+        (status["queued"].as_u64(), status["failed"].as_u64()),
+        (Some(4), Some(0))
+    );
+
+    let out = world.run(&["retry", "--all-failed"]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("requeued 0 failed jobs"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = world.run(&["retry", "--all-failed", "1"]).await;
+    assert_exit(&out, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_rules() {
+    let world = World::new();
+    enqueue(&world, &[1, 2, 3, 4, 5, 10]).await;
+    stage(&world, STAGE_DONE, &[2]).await;
+    stage(&world, STAGE_FAILED, &[3]).await;
+    stage(&world, STAGE_RUNNING_DEAD, &[4]).await;
+
+    // A queued job is cancelled at once.
+    let out = world.run(&["cancel", "1"]).await;
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("1: cancelled"), "{}", stdout(&out));
+    let job = world.job(1).await;
+    assert_eq!(job["state"], "cancelled");
+    assert_eq!(job["events"][0]["kind"], "cancelled", "{job}");
+
+    // Cancelling it again makes no sense.
+    let out = world.run(&["cancel", "1"]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("already cancelled"),
+        "{}",
+        stderr(&out)
+    );
+
+    for (id, why) in [(2, "already done"), (3, "already failed")] {
+        let out = world.run(&["cancel", &id.to_string()]).await;
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains(&format!("{id}: not cancelled: {why}")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(state_of(&world, 2).await, "done");
+    assert_eq!(state_of(&world, 3).await, "failed");
+
+    // Running, but nobody holds a live lease: cancelled at once.
+    let out = world.run(&["cancel", "4"]).await;
+    assert_exit(&out, 0);
+    assert_eq!(state_of(&world, 4).await, "cancelled");
+    assert!(world.job(4).await["lease_owner"].is_null());
+
+    let out = world.run(&["cancel", "999"]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("999: not in the queue"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Per id: the queued one is cancelled, the unknown one reported.
+    let out = world.run(&["cancel", "5", "998"]).await;
+    assert_exit(&out, 2);
+    assert!(stdout(&out).contains("5: cancelled"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("998"), "{}", stderr(&out));
+    assert_eq!(state_of(&world, 5).await, "cancelled");
+
+    assert_exit(&world.run(&["cancel"]).await, 2);
+    let out = world.run(&["cancel", "10", "-10"]).await;
+    assert_exit(&out, 2);
+    assert_eq!(
+        state_of(&world, 10).await,
+        "queued",
+        "bad id form changed nothing"
+    );
+
+    // Cancelled jobs can be retried.
+    assert_success(&world.run(&["retry", "1"]).await);
+    assert_eq!(state_of(&world, 1).await, "queued");
+}
+
+// ------------------------------------------------------------- database
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_database_is_refused_and_left_unchanged() {
+    let mut header_then_garbage = b"SQLite format 3\0".to_vec();
+    header_then_garbage.extend(garbage(4096 - 16));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("4 KiB of garbage", garbage(4096)),
+        (
+            "a text file",
+            b"file_id\n1\n2\nthis is my shopping list, not a database\n".to_vec(),
+        ),
+        ("a SQLite header over garbage", header_then_garbage),
+    ];
+    let commands: &[&[&str]] = &[
+        &["status"],
+        &["enqueue", "1"],
+        &["list"],
+        &["show", "1"],
+        &["retry", "--all-failed"],
+        &["cancel", "1"],
+    ];
+    for (what, bytes) in cases {
+        let world = World::new();
+        std::fs::write(&world.db, &bytes).unwrap();
+        for args in commands {
+            let out = world.run(args).await;
+            assert_exit(&out, 2);
+            let err = stderr(&out);
+            assert!(
+                err.contains(world.db.to_str().unwrap()),
+                "{what}, {args:?}: message does not name the path: {err}"
+            );
+            assert!(!err.contains("panicked"), "{what}, {args:?}: {err}");
+            assert!(
+                err.matches("(code: ").count() <= 1,
+                "{what}, {args:?}: the cause is repeated: {err}"
+            );
+            assert_eq!(
+                std::fs::read(&world.db).unwrap(),
+                bytes,
+                "{what}, {args:?}: the file changed"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_path_that_is_a_directory_is_refused() {
+    let world = World::new();
+    std::fs::create_dir(&world.db).unwrap();
+    let out = world.run(&["status"]).await;
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains(world.db.to_str().unwrap()), "{err}");
+    assert!(
+        err.matches("(code: ").count() <= 1,
+        "the cause is repeated: {err}"
+    );
+
+    // A parent that cannot be created: a regular file stands in its way.
+    let mut world = World::new();
+    std::fs::write(world.path("blocker"), "not a directory").unwrap();
+    world.db = world.path("blocker/sub/queue.db");
+    let out = world.run(&["enqueue", "1"]).await;
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains(world.path("blocker/sub").to_str().unwrap()),
+        "{err}"
+    );
+    assert!(
+        err.matches("os error").count() <= 1,
+        "the cause is repeated: {err}"
+    );
+    assert_eq!(
+        std::fs::read(world.path("blocker")).unwrap(),
+        b"not a directory"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_in_a_missing_nested_directory_is_created() {
+    let mut world = World::new();
+    world.db = world.path("a/b/c/queue.db");
+    enqueue(&world, &[1, 2]).await;
+    assert!(world.db.is_file());
+    assert_eq!(world.status().await["queued"], 2);
+
+    // The same through a sqlite:// URL.
+    let mut world = World::new();
+    let path = world.path("x/y/queue.db");
+    world.db = PathBuf::from(format!("sqlite://{}", path.display()));
+    enqueue(&world, &[3]).await;
+    assert!(path.is_file(), "{path:?}");
+    assert_eq!(world.status().await["queued"], 1);
+}
+
+// -------------------------------------------------------------- config
+
+/// The binary with nothing but HOME and PATH: the test decides every layer.
+fn bare(home: &Path) -> Command {
+    let mut cmd = Command::new(support::BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn run_bare(cmd: &mut Command, args: &[&str]) -> Output {
+    support::run_bounded(cmd.args(args), Duration::from_secs(60)).await
+}
+
+/// The database files a world may end up with, by name.
+const CANDIDATES: &[&str] = &[
+    "a.db",
+    "b.db",
+    "c.db",
+    "a2.db",
+    "a3.db",
+    "xdg-data/minimax-dl/queue.db",
+    ".local/share/minimax-dl/queue.db",
+];
+
+/// Runs `enqueue 1` and says which candidate databases exist afterwards.
+async fn created(world: &World, cmd: &mut Command) -> Vec<&'static str> {
+    let out = run_bare(cmd, &["enqueue", "1"]).await;
+    assert_success(&out);
+    CANDIDATES
+        .iter()
+        .copied()
+        .filter(|name| world.path(name).exists())
+        .collect()
+}
+
+fn write_config(world: &World, relative: &str, database: &str) -> PathBuf {
+    let path = world.path(relative);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        format!("database = {:?}\n", world.path(database).to_str().unwrap()),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flags_beat_environment_beats_config_file_beats_defaults() {
+    // File only.
+    let world = World::new();
+    let cfg = write_config(&world, "layered.toml", "a.db");
+    let mut cmd = bare(world.dir.path());
+    cmd.arg("--config").arg(&cfg);
+    assert_eq!(created(&world, &mut cmd).await, vec!["a.db"]);
+
+    // Environment over file.
+    let world = World::new();
+    let cfg = write_config(&world, "layered.toml", "a.db");
+    let mut cmd = bare(world.dir.path());
+    cmd.env("MINIMAX_DL_DATABASE", world.path("b.db"))
+        .arg("--config")
+        .arg(&cfg);
+    assert_eq!(created(&world, &mut cmd).await, vec!["b.db"]);
+
+    // Flag over environment over file.
+    let world = World::new();
+    let cfg = write_config(&world, "layered.toml", "a.db");
+    let mut cmd = bare(world.dir.path());
+    cmd.env("MINIMAX_DL_DATABASE", world.path("b.db"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--db")
+        .arg(world.path("c.db"));
+    assert_eq!(created(&world, &mut cmd).await, vec!["c.db"]);
+
+    // An empty environment variable says nothing: the file decides.
+    let world = World::new();
+    let cfg = write_config(&world, "layered.toml", "a.db");
+    let mut cmd = bare(world.dir.path());
+    cmd.env("MINIMAX_DL_DATABASE", "").arg("--config").arg(&cfg);
+    assert_eq!(created(&world, &mut cmd).await, vec!["a.db"]);
+
+    // Defaults: $XDG_DATA_HOME, else ~/.local/share.
+    let world = World::new();
+    let mut cmd = bare(world.dir.path());
+    cmd.env("XDG_DATA_HOME", world.path("xdg-data"));
+    assert_eq!(
+        created(&world, &mut cmd).await,
+        vec!["xdg-data/minimax-dl/queue.db"]
+    );
+    let world = World::new();
+    let mut cmd = bare(world.dir.path());
+    assert_eq!(
+        created(&world, &mut cmd).await,
+        vec![".local/share/minimax-dl/queue.db"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_config_file_is_found_in_the_documented_order() {
+    // $MINIMAX_DL_CONFIG.
+    let world = World::new();
+    let cfg = write_config(&world, "env.toml", "a.db");
+    let mut cmd = bare(world.dir.path());
+    cmd.env("MINIMAX_DL_CONFIG", &cfg);
+    assert_eq!(created(&world, &mut cmd).await, vec!["a.db"]);
+
+    // --config beats $MINIMAX_DL_CONFIG.
+    let world = World::new();
+    let env_cfg = write_config(&world, "env.toml", "a.db");
+    let flag_cfg = write_config(&world, "flag.toml", "a2.db");
+    let mut cmd = bare(world.dir.path());
+    cmd.env("MINIMAX_DL_CONFIG", &env_cfg)
+        .arg("--config")
+        .arg(&flag_cfg);
+    assert_eq!(created(&world, &mut cmd).await, vec!["a2.db"]);
+
+    // $XDG_CONFIG_HOME/minimax-dl/config.toml.
+    let world = World::new();
+    write_config(&world, "xdg/minimax-dl/config.toml", "a3.db");
+    let mut cmd = bare(world.dir.path());
+    cmd.env("XDG_CONFIG_HOME", world.path("xdg"));
+    assert_eq!(created(&world, &mut cmd).await, vec!["a3.db"]);
+
+    // $MINIMAX_DL_CONFIG beats $XDG_CONFIG_HOME.
+    let world = World::new();
+    write_config(&world, "xdg/minimax-dl/config.toml", "a3.db");
+    let cfg = write_config(&world, "env.toml", "a.db");
+    let mut cmd = bare(world.dir.path());
+    cmd.env("XDG_CONFIG_HOME", world.path("xdg"))
+        .env("MINIMAX_DL_CONFIG", &cfg);
+    assert_eq!(created(&world, &mut cmd).await, vec!["a.db"]);
+
+    // Without $XDG_CONFIG_HOME: ~/.config/minimax-dl/config.toml.
+    let world = World::new();
+    write_config(&world, ".config/minimax-dl/config.toml", "a3.db");
+    let mut cmd = bare(world.dir.path());
+    assert_eq!(created(&world, &mut cmd).await, vec!["a3.db"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_named_config_file_that_is_missing_is_an_error() {
+    let world = World::new();
+    let missing = world.path("nowhere/config.toml");
+    let out = world
+        .run(&["--config", missing.to_str().unwrap(), "status"])
+        .await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains(missing.to_str().unwrap()),
+        "{}",
+        stderr(&out)
+    );
+
+    let world = World::new().env("MINIMAX_DL_CONFIG", missing.to_str().unwrap());
+    let out = world.run(&["status"]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains(missing.to_str().unwrap()),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!world.db.exists(), "a config error created the database");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_file_errors_name_the_key_and_the_file() {
+    let cases = [
+        ("concurency = 3\n", "concurency"),
+        ("concurrency = \"many\"\n", "concurrency"),
+        ("database = 5\n", "database"),
+        ("requests_per_minute = -1\n", "requests_per_minute"),
+        ("log_format = \"xml\"\n", "log_format"),
+        ("concurrency = 0\n", "concurrency"),
+        ("max_attempts = 5000\n", "max_attempts"),
+        ("read_timeout_secs = 0\n", "read_timeout_secs"),
+        ("api_base = \"http://api.minimax.io\"\n", "api_base"),
+        ("[api]\nkey = \"x\"\n", "api"),
+    ];
+    for (text, key) in cases {
+        let world = World::new();
+        std::fs::write(&world.config, text).unwrap();
+        let out = world.run(&["enqueue", "1"]).await;
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(
+            err.contains(key),
+            "{text:?}: message does not name {key}: {err}"
+        );
+        assert!(
+            err.contains(world.config.to_str().unwrap()),
+            "{text:?}: message does not name the file: {err}"
+        );
+        assert!(
+            !world.db.exists(),
+            "{text:?}: a config error created the database"
+        );
+    }
+
+    // Not TOML at all.
+    let world = World::new();
+    std::fs::write(&world.config, "this is = = not toml\n").unwrap();
+    let out = world.run(&["status"]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains(world.config.to_str().unwrap()),
+        "{}",
+        stderr(&out)
+    );
+
+    // The example config is valid as shipped.
+    let world = World::new();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml"),
+        &world.config,
+    )
+    .unwrap();
+    assert_success(&world.run(&["status"]).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn environment_errors_name_the_variable() {
+    let cases = [
+        ("MINIMAX_DL_CONCURRENCY", "abc"),
+        ("MINIMAX_DL_CONCURRENCY", "0"),
+        ("MINIMAX_DL_REQUESTS_PER_MINUTE", "lots"),
+        ("MINIMAX_API_BASE", "http://api.minimax.io"),
+        ("MINIMAX_API_BASE", "ftp://api.minimax.io"),
+        ("MINIMAX_API_BASE", "not a url"),
+    ];
+    for (name, value) in cases {
+        let world = World::new().env(name, value);
+        let out = world.run(&["enqueue", "1"]).await;
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(err.contains(name), "{name}={value}: {err}");
+        assert!(
+            !world.db.exists(),
+            "{name}={value}: the database was created"
+        );
+    }
+    let world = World::new().env("MINIMAX_API_BASE", "http://api.minimax.io");
+    let err = stderr(&world.run(&["status"]).await);
+    assert!(err.contains("https"), "{err}");
+
+    // Plain http is fine on loopback (the simulator), and good values pass.
+    for (name, value) in [
+        ("MINIMAX_API_BASE", "http://127.0.0.1:9"),
+        ("MINIMAX_API_BASE", "http://localhost:9"),
+        ("MINIMAX_API_BASE", "https://api.minimax.io"),
+        ("MINIMAX_DL_CONCURRENCY", "8"),
+        ("MINIMAX_DL_OUTPUT_DIR", "/tmp/somewhere"),
+    ] {
+        let world = World::new().env(name, value);
+        let out = world.run(&["status"]).await;
+        assert_success(&out);
+    }
+
+    // The environment beats the file for numbers too: a bad file value that
+    // the environment overrides is never read.
+    let world = World::new().env("MINIMAX_DL_CONCURRENCY", "abc");
+    std::fs::write(&world.config, "concurrency = 3\n").unwrap();
+    assert_exit(&world.run(&["status"]).await, 2);
+    let world = World::new().env("MINIMAX_DL_CONCURRENCY", "5");
+    std::fs::write(&world.config, "concurrency = 0\n").unwrap();
+    assert_success(&world.run(&["status"]).await);
+}
+
+// ------------------------------------------------------- usage and output
+
+#[tokio::test(flavor = "multi_thread")]
+async fn help_lists_the_exit_codes() {
+    let out = run_bare(&mut bare(Path::new("/nonexistent")), &["--help"]).await;
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(text.contains("Exit codes:"), "{text}");
+    for (code, words) in [
+        ("0", "success"),
+        ("1", "failed"),
+        ("2", "usage"),
+        ("3", "account"),
+        ("4", "disk"),
+    ] {
+        assert!(
+            text.lines().any(|l| {
+                let l = l.trim_start();
+                l.starts_with(&format!("{code} ")) && l.contains(words)
+            }),
+            "exit code {code} ({words}) missing: {text}"
+        );
+    }
+    for verb in [
+        "enqueue", "run", "status", "list", "show", "retry", "cancel",
+    ] {
+        assert!(text.contains(verb), "{verb} missing from --help: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_errors_exit_2() {
+    let world = World::new();
+    for args in [
+        &["frobnicate"][..],
+        &[][..],
+        &["status", "--bogus"][..],
+        &["show"][..],
+        &["list", "--limit", "many"][..],
+    ] {
+        let out = world.run(args).await;
+        assert_exit(&out, 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_into_a_closed_pipe_does_not_panic() {
+    use tokio::io::AsyncReadExt;
+
+    let world = World::new();
+    let file = world.path("ids.txt");
+    let text: String = (1..=20_000).map(|id| format!("{id}\n")).collect();
+    std::fs::write(&file, text).unwrap();
+    assert_success(
+        &world
+            .run(&["enqueue", "--from", file.to_str().unwrap()])
+            .await,
+    );
+
+    for args in [&["list"][..], &["list", "--json"][..]] {
+        // Far more than a pipe holds: the writer must meet the closed end.
+        let mut child = world
+            .command()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut reader = child.stdout.take().unwrap();
+        let mut first = [0u8; 64];
+        let n = reader.read(&mut first).await.unwrap();
+        assert!(n > 0);
+        drop(reader);
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("list did not end after its reader went away")
+            .unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
