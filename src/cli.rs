@@ -52,7 +52,7 @@ pub enum Command {
     /// Add file ids to the queue (ids already present are skipped).
     Enqueue {
         /// File ids (decimal, 1 to 9223372036854775807).
-        #[arg(value_name = "ID", allow_hyphen_values = true)]
+        #[arg(value_name = "ID", allow_negative_numbers = true)]
         ids: Vec<String>,
         /// Read ids from FILE, one per line ('-' for stdin; blank lines and # comments ignored).
         #[arg(long, value_name = "FILE")]
@@ -86,7 +86,7 @@ pub enum Command {
     },
     /// One job with its attempt history.
     Show {
-        #[arg(value_name = "ID", allow_hyphen_values = true)]
+        #[arg(value_name = "ID", allow_negative_numbers = true)]
         id: String,
         #[arg(long)]
         json: bool,
@@ -95,7 +95,7 @@ pub enum Command {
     Retry {
         #[arg(
             value_name = "ID",
-            allow_hyphen_values = true,
+            allow_negative_numbers = true,
             required_unless_present = "all_failed"
         )]
         ids: Vec<String>,
@@ -105,12 +105,12 @@ pub enum Command {
     },
     /// Cancel queued jobs; running ones stop within about two seconds.
     Cancel {
-        #[arg(value_name = "ID", required = true, allow_hyphen_values = true)]
+        #[arg(value_name = "ID", required = true, allow_negative_numbers = true)]
         ids: Vec<String>,
     },
     /// Download one file now, in the foreground, with a progress bar.
     Fetch {
-        #[arg(value_name = "ID", allow_hyphen_values = true)]
+        #[arg(value_name = "ID", allow_negative_numbers = true)]
         id: String,
     },
     /// See it work: the built-in simulator, a batch with faults, verified files. No key, no network.

@@ -566,7 +566,11 @@ mod tests {
         assert_eq!(s.api_key.as_ref().unwrap().expose_secret(), "cred-secret");
         let s = Settings::resolve(
             &Overrides::default(),
-            &env_of(&[("HOME", "/h"), ("CREDENTIALS_DIRECTORY", creds), ("MINIMAX_API_KEY", "env")]),
+            &env_of(&[
+                ("HOME", "/h"),
+                ("CREDENTIALS_DIRECTORY", creds),
+                ("MINIMAX_API_KEY", "env"),
+            ]),
             None,
             FileConfig::default(),
         )

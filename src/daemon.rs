@@ -63,9 +63,15 @@ pub async fn run(
     shutdown: CancellationToken,
     mut reloads: Option<watch::Receiver<Option<Reload>>>,
 ) -> Result<RunEnd, QueueError> {
-    let freed = engine.queue.expire_leases_of_dead_owners(worker::owner_is_dead).await?;
+    let freed = engine
+        .queue
+        .expire_leases_of_dead_owners(worker::owner_is_dead)
+        .await?;
     if freed > 0 {
-        info!(jobs = freed, "resuming jobs left running by a worker that died on this host");
+        info!(
+            jobs = freed,
+            "resuming jobs left running by a worker that died on this host"
+        );
     }
     let tracker = TaskTracker::new();
     let running: Running = Arc::default();

@@ -77,7 +77,12 @@ impl Engine {
 /// is a dead process on this same machine (see [`owner_is_dead`]).
 pub fn worker_identity() -> String {
     let tag: u32 = (now_millis() as u32) ^ std::process::id().rotate_left(16);
-    format!("{}:{}:{}:{tag:08x}", host_name(), pid_namespace(), std::process::id())
+    format!(
+        "{}:{}:{}:{tag:08x}",
+        host_name(),
+        pid_namespace(),
+        std::process::id()
+    )
 }
 
 fn host_name() -> String {
@@ -785,7 +790,14 @@ mod tests {
     fn owners_name_host_namespace_and_pid() {
         let me = worker_identity();
         let (host, ns, pid) = parse_owner(&me).unwrap();
-        assert_eq!((host, ns, pid), (host_name().as_str(), pid_namespace().as_str(), std::process::id()));
+        assert_eq!(
+            (host, ns, pid),
+            (
+                host_name().as_str(),
+                pid_namespace().as_str(),
+                std::process::id()
+            )
+        );
         assert!(!owner_is_dead(&me), "this process is alive");
         assert_eq!(parse_owner("a:b:c"), None);
         assert_eq!(parse_owner("a:b:notapid:t"), None);

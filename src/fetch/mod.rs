@@ -374,7 +374,10 @@ impl Fetcher {
         transfer.state.total = total.or(transfer.state.total);
         transfer.state.validator = validator;
         if let (None, Some(total)) = (size_known_before, transfer.state.total) {
-            check_free_space(job.partial_path, total.saturating_sub(transfer.state.bytes_done))?;
+            check_free_space(
+                job.partial_path,
+                total.saturating_sub(transfer.state.bytes_done),
+            )?;
         }
 
         let mut body = response.bytes_stream();

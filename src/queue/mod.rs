@@ -405,18 +405,23 @@ impl Queue {
     /// Expires at once the leases of owners `is_dead` says are gone (a
     /// daemon killed on this host), so its jobs resume without waiting out
     /// the lease. Returns how many jobs were freed.
-    pub async fn expire_leases_of_dead_owners(&self, is_dead: impl Fn(&str) -> bool) -> Result<u64, QueueError> {
+    pub async fn expire_leases_of_dead_owners(
+        &self,
+        is_dead: impl Fn(&str) -> bool,
+    ) -> Result<u64, QueueError> {
         let owners: Vec<String> =
             sqlx::query_scalar("SELECT DISTINCT lease_owner FROM jobs WHERE state = 'running' AND lease_owner IS NOT NULL")
                 .fetch_all(&self.pool)
                 .await?;
         let mut freed = 0;
         for owner in owners.iter().filter(|o| is_dead(o)) {
-            freed += sqlx::query("UPDATE jobs SET lease_expires_at = 0 WHERE state = 'running' AND lease_owner = ?1")
-                .bind(owner)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+            freed += sqlx::query(
+                "UPDATE jobs SET lease_expires_at = 0 WHERE state = 'running' AND lease_owner = ?1",
+            )
+            .bind(owner)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         }
         Ok(freed)
     }

@@ -53,6 +53,11 @@ pub struct SimArgs {
     /// Throttle each CDN connection to this many bytes per second.
     #[arg(long, value_name = "BYTES_PER_SEC")]
     pub bandwidth: Option<u64>,
+
+    /// Hand out download URLs `URL/{file_id}.bin` on another server (e.g. a
+    /// local nginx for benchmarks) instead of the built-in CDN.
+    #[arg(long, value_name = "URL")]
+    pub external_cdn: Option<String>,
 }
 
 impl Default for SimArgs {
@@ -68,6 +73,7 @@ impl Default for SimArgs {
             rate_limit_every: None,
             drop_every: None,
             bandwidth: None,
+            external_cdn: None,
         }
     }
 }
@@ -98,6 +104,7 @@ impl SimArgs {
             report_bytes: self.report_bytes,
             url_ttl: Duration::from_secs(self.url_ttl),
             faults,
+            external_cdn: self.external_cdn.clone(),
             ..SimConfig::default()
         }
     }

@@ -27,6 +27,10 @@ pub struct SimConfig {
     pub url_ttl: Duration,
     /// Faults to inject; can be replaced at run time with `Simulator::set_faults`.
     pub faults: Faults,
+    /// Hand out download URLs `{external_cdn}/{file_id}.bin` on another
+    /// server (the benchmarks' nginx) instead of this simulator's CDN. CDN
+    /// faults and counters then do not apply.
+    pub external_cdn: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -39,6 +43,7 @@ impl Default for SimConfig {
             report_bytes: false,
             url_ttl: Duration::from_secs(3600),
             faults: Faults::default(),
+            external_cdn: None,
         }
     }
 }

@@ -79,6 +79,7 @@ pub(crate) struct Shared {
     report_bytes: bool,
     url_ttl: Duration,
     cdn_base: String,
+    external_cdn: Option<String>,
     api_key: Mutex<Option<String>>,
     faults: Mutex<FaultState>,
     versions: Mutex<HashMap<i64, u64>>,
@@ -118,6 +119,12 @@ impl Shared {
     }
 
     fn download_url(&self, file_id: i64, expires: u64) -> String {
+        if let Some(external) = &self.external_cdn {
+            return format!(
+                "{}/{file_id}.bin?Expires={expires}",
+                external.trim_end_matches('/')
+            );
+        }
         format!(
             "{}/{file_id}/{}?Expires={expires}&OSSAccessKeyId={}&Signature={}",
             self.cdn_base,
@@ -242,6 +249,7 @@ impl Simulator {
             report_bytes,
             url_ttl,
             faults,
+            external_cdn,
         } = config;
         let shared = Arc::new(Shared {
             seed,
@@ -250,6 +258,7 @@ impl Simulator {
             report_bytes,
             url_ttl,
             cdn_base: base_url(cdn_addr),
+            external_cdn,
             api_key: Mutex::new(api_key),
             faults: Mutex::new(FaultState::new(faults)),
             versions: Mutex::new(HashMap::new()),

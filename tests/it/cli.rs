@@ -292,12 +292,9 @@ async fn bad_ids_in_a_from_file_name_the_line_and_value() {
     assert_eq!(list_ids(&world, &[]).await, vec![5, 6, 7]);
 }
 
-/// Flags written after the ids must still be flags. `allow_hyphen_values`
-/// on the id positionals in src/cli.rs makes clap swallow every later
-/// argument as an id (`enqueue 7 --from FILE` fails with
-/// `invalid file id "--from"`); `allow_negative_numbers` would not.
+/// Flags written after the ids must still be flags (`enqueue 7 --from FILE`),
+/// while `-7` still reaches our own "negative" message.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "src/cli.rs: allow_hyphen_values swallows flags after the ids (see the comment)"]
 async fn flags_after_the_ids_are_still_flags() {
     let world = World::new();
     let file = world.path("ids.txt");

@@ -28,7 +28,9 @@ impl SmallDisk {
             eprintln!("SKIPPED: cannot mount a tmpfs here (needs root, as in CI)");
             return None;
         }
-        Some(SmallDisk { path: path.to_path_buf() })
+        Some(SmallDisk {
+            path: path.to_path_buf(),
+        })
     }
 
     fn grow(&self, size_mib: u64) {
@@ -43,7 +45,10 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
     }
 }
 
@@ -76,19 +81,40 @@ async fn a_disk_that_fills_mid_stream_stops_the_batch_with_exit_4_and_loses_noth
     };
     world.out = disk.path.join("archive");
     assert_success(&world.run(&["enqueue", "1", "2"]).await);
-    let out = world.run(&["run", "--exit-when-idle", "--concurrency", "1"]).await;
+    let out = world
+        .run(&["run", "--exit-when-idle", "--concurrency", "1"])
+        .await;
     assert_exit(&out, 4);
-    assert!(support::stderr(&out).contains("disk full"), "{}", support::stderr(&out));
-    let q = Queue::open(&DbLocation(world.db.to_string_lossy().into_owned())).await.unwrap();
+    assert!(
+        support::stderr(&out).contains("disk full"),
+        "{}",
+        support::stderr(&out)
+    );
+    let q = Queue::open(&DbLocation(world.db.to_string_lossy().into_owned()))
+        .await
+        .unwrap();
     for job in q.list(None, None).await.unwrap() {
         assert_eq!(job.state, JobState::Queued, "{job:?}");
         assert_eq!(job.attempts, 0, "a full disk burns no attempts");
         if job.file_id == 1 {
-            assert!(job.last_error.as_deref().unwrap_or("").contains("disk full"), "{job:?}");
+            assert!(
+                job.last_error
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("disk full"),
+                "{job:?}"
+            );
         }
     }
-    assert!(archive_files(&world.out).is_empty(), "nothing at any final path");
-    assert_eq!(sim.stats().api_requests_by_file.get(&2), None, "the pool stopped claiming");
+    assert!(
+        archive_files(&world.out).is_empty(),
+        "nothing at any final path"
+    );
+    assert_eq!(
+        sim.stats().api_requests_by_file.get(&2),
+        None,
+        "the pool stopped claiming"
+    );
 
     disk.grow(512);
     assert_success(&world.run(&["run", "--exit-when-idle"]).await);
@@ -113,7 +139,11 @@ async fn a_known_size_that_cannot_fit_is_refused_before_downloading() {
     assert_success(&world.run(&["enqueue", "3"]).await);
     let out = world.run(&["run", "--exit-when-idle"]).await;
     assert_exit(&out, 4);
-    assert_eq!(sim.stats().cdn_bytes_sent, 0, "nothing fetched for a file that cannot fit");
+    assert_eq!(
+        sim.stats().cdn_bytes_sent,
+        0,
+        "nothing fetched for a file that cannot fit"
+    );
     let job = world.job(3).await;
     assert_eq!(job["state"], "queued");
     assert_eq!(job["attempts"], 0);
@@ -140,20 +170,34 @@ async fn the_daemon_resumes_by_itself_once_space_is_freed() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let q = Queue::open(&DbLocation(world.db.to_string_lossy().into_owned())).await.unwrap();
+    let q = Queue::open(&DbLocation(world.db.to_string_lossy().into_owned()))
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while q.get(6).await.unwrap().and_then(|j| j.last_error).is_none() {
-        assert!(std::time::Instant::now() < deadline, "no disk-full pause recorded");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no disk-full pause recorded"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     disk.grow(256);
     while q.get(6).await.unwrap().map(|j| j.state) != Some(JobState::Done) {
-        assert!(std::time::Instant::now() < deadline, "did not resume after space was freed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not resume after space was freed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     assert_success(&out);
     assert_verified(&world, &sim, &world.job(6).await);
 }

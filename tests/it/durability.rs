@@ -10,11 +10,16 @@ use minimax_dl::sim::{ApiFault, ApiFaultRule, Faults, SimConfig};
 use crate::support::{self, World, assert_exit, assert_success, assert_verified};
 
 async fn queue(world: &World) -> Queue {
-    Queue::open(&DbLocation(world.db.to_string_lossy().into_owned())).await.expect("open queue")
+    Queue::open(&DbLocation(world.db.to_string_lossy().into_owned()))
+        .await
+        .expect("open queue")
 }
 
 fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().expect("kill");
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success(), "kill {sig} {pid}");
 }
 
@@ -29,7 +34,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -58,12 +66,25 @@ async fn crash_then_recover(point: &str) {
     })
     .await;
     let world = World::new().with_sim(&sim);
-    let crashed = world.command().env("MINIMAX_DL_CRASH_AT", point).args(["fetch", "42"]).output().await.unwrap();
-    assert!(!crashed.status.success(), "the crash hook must abort the process");
+    let crashed = world
+        .command()
+        .env("MINIMAX_DL_CRASH_AT", point)
+        .args(["fetch", "42"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        !crashed.status.success(),
+        "the crash hook must abort the process"
+    );
     let q = queue(&world).await;
     let job = q.get(42).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Running, "killed mid-job");
-    assert_eq!(job.sha256.as_deref(), Some(sim.expected_sha256(42).as_str()), "digest recorded before the rename");
+    assert_eq!(
+        job.sha256.as_deref(),
+        Some(sim.expected_sha256(42).as_str()),
+        "digest recorded before the rename"
+    );
     let sent_before = sim.stats().cdn_bytes_sent;
     assert_eq!(sent_before, 700_000);
 
@@ -71,8 +92,17 @@ async fn crash_then_recover(point: &str) {
     assert_success(&out);
     let job = world.job(42).await;
     assert_verified(&world, &sim, &job);
-    assert_eq!(sim.stats().cdn_bytes_sent, sent_before, "a verified file is never downloaded again");
-    let events: Vec<&str> = job["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        sim.stats().cdn_bytes_sent,
+        sent_before,
+        "a verified file is never downloaded again"
+    );
+    let events: Vec<&str> = job["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert!(events.contains(&"recovered"), "{events:?}");
     assert!(!world.out.join(".minimax-dl-partial/42.part").exists());
 }
@@ -91,7 +121,13 @@ async fn a_crash_after_the_rename_finishes_without_downloading_again() {
 async fn a_tampered_verified_file_is_downloaded_again_not_accepted() {
     let sim = support::sim(support::small_files()).await;
     let world = World::new().with_sim(&sim);
-    let crashed = world.command().env("MINIMAX_DL_CRASH_AT", "after-rename").args(["fetch", "9"]).output().await.unwrap();
+    let crashed = world
+        .command()
+        .env("MINIMAX_DL_CRASH_AT", "after-rename")
+        .args(["fetch", "9"])
+        .output()
+        .await
+        .unwrap();
     assert!(!crashed.status.success());
     let path = world.out.join("9-output_aigc.mp4");
     let mut bytes = std::fs::read(&path).unwrap();
@@ -119,13 +155,21 @@ async fn a_killed_daemon_is_resumed_from_its_durable_bytes_not_from_zero() {
     let mut child = spawn(&world, &["run"]);
     let q = queue(&world).await;
     let durable = wait_for(Duration::from_secs(20), "a checkpoint", || async {
-        q.get(5).await.unwrap().filter(|j| j.bytes_done > 0).map(|j| j.bytes_done)
+        q.get(5)
+            .await
+            .unwrap()
+            .filter(|j| j.bytes_done > 0)
+            .map(|j| j.bytes_done)
     })
     .await;
     child.start_kill().unwrap();
     let _ = child.wait().await;
     let job = q.get(5).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Running, "SIGKILL leaves the lease behind");
+    assert_eq!(
+        job.state,
+        JobState::Running,
+        "SIGKILL leaves the lease behind"
+    );
     let durable = durable.max(job.bytes_done);
 
     sim.set_faults(Faults::default());
@@ -133,12 +177,24 @@ async fn a_killed_daemon_is_resumed_from_its_durable_bytes_not_from_zero() {
     let started = Instant::now();
     assert_success(&world.run(&["run", "--exit-when-idle"]).await);
     // The dead owner's lease was taken at once, not after 30 s.
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     let job = world.job(5).await;
     assert_verified(&world, &sim, &job);
     let resent = sim.stats().cdn_bytes_by_file[&5] - before;
-    assert!(resent <= size - durable, "re-sent {resent} bytes; {durable} were durable of {size}");
-    let kinds: Vec<&str> = job["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(
+        resent <= size - durable,
+        "re-sent {resent} bytes; {durable} were durable of {size}"
+    );
+    let kinds: Vec<&str> = job["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert!(kinds.contains(&"reclaimed"), "{kinds:?}");
 }
 
@@ -156,11 +212,26 @@ async fn a_live_foreign_lease_is_respected_until_it_expires() {
         .unwrap();
     let child = spawn(&world, &["run"]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(sim.stats().api_requests, 0, "a lease held by a live worker elsewhere is not stolen");
-    sqlx::query("UPDATE jobs SET lease_expires_at = 1").execute(q.pool()).await.unwrap();
-    wait_for(Duration::from_secs(10), "the expired lease to be reclaimed", || async {
-        q.get(11).await.unwrap().filter(|j| j.state == JobState::Done).map(|_| ())
-    })
+    assert_eq!(
+        sim.stats().api_requests,
+        0,
+        "a lease held by a live worker elsewhere is not stolen"
+    );
+    sqlx::query("UPDATE jobs SET lease_expires_at = 1")
+        .execute(q.pool())
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "the expired lease to be reclaimed",
+        || async {
+            q.get(11)
+                .await
+                .unwrap()
+                .filter(|j| j.state == JobState::Done)
+                .map(|_| ())
+        },
+    )
     .await;
     signal(child.id().unwrap(), "-TERM");
     assert_success(&finish(child, Duration::from_secs(30)).await);
@@ -186,27 +257,41 @@ async fn two_daemons_on_one_database_never_download_the_same_file() {
     assert_success(&world.run(&args).await);
     let a = spawn(&world, &["run", "--exit-when-idle", "--concurrency", "4"]);
     let b = spawn(&world, &["run", "--exit-when-idle", "--concurrency", "4"]);
-    let (a, b) = tokio::join!(finish(a, Duration::from_secs(120)), finish(b, Duration::from_secs(120)));
+    let (a, b) = tokio::join!(
+        finish(a, Duration::from_secs(120)),
+        finish(b, Duration::from_secs(120))
+    );
     assert_success(&a);
     assert_success(&b);
     let stats = sim.stats();
     for id in 1..=120i64 {
-        assert_eq!(stats.api_requests_by_file.get(&id), Some(&1), "file {id} resolved more than once");
-        assert_eq!(stats.cdn_bytes_by_file.get(&id), Some(&(32 * 1024)), "file {id} downloaded more than once");
+        assert_eq!(
+            stats.api_requests_by_file.get(&id),
+            Some(&1),
+            "file {id} resolved more than once"
+        );
+        assert_eq!(
+            stats.cdn_bytes_by_file.get(&id),
+            Some(&(32 * 1024)),
+            "file {id} downloaded more than once"
+        );
     }
     let q = queue(&world).await;
-    let owners: HashMap<String, usize> = sqlx::query_scalar::<_, String>(
-        "SELECT message FROM job_events WHERE kind = 'claimed'",
-    )
-    .fetch_all(q.pool())
-    .await
-    .unwrap()
-    .into_iter()
-    .fold(HashMap::new(), |mut m, msg| {
-        *m.entry(msg).or_default() += 1;
-        m
-    });
-    assert_eq!(owners.values().sum::<usize>(), 120, "exactly one claim per job");
+    let owners: HashMap<String, usize> =
+        sqlx::query_scalar::<_, String>("SELECT message FROM job_events WHERE kind = 'claimed'")
+            .fetch_all(q.pool())
+            .await
+            .unwrap()
+            .into_iter()
+            .fold(HashMap::new(), |mut m, msg| {
+                *m.entry(msg).or_default() += 1;
+                m
+            });
+    assert_eq!(
+        owners.values().sum::<usize>(),
+        120,
+        "exactly one claim per job"
+    );
     assert_eq!(owners.len(), 2, "both daemons worked: {owners:?}");
     assert_eq!(world.status().await["done"], 120);
 }
@@ -227,11 +312,15 @@ async fn sigterm_checkpoints_releases_and_exits_zero() {
     assert_success(&world.run(&["enqueue", "1", "2"]).await);
     let child = spawn(&world, &["run", "--concurrency", "2"]);
     let q = queue(&world).await;
-    wait_for(Duration::from_secs(20), "both downloads to be under way", || async {
-        let a = q.get(1).await.unwrap()?;
-        let b = q.get(2).await.unwrap()?;
-        (a.bytes_done > 0 && b.bytes_done > 0).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "both downloads to be under way",
+        || async {
+            let a = q.get(1).await.unwrap()?;
+            let b = q.get(2).await.unwrap()?;
+            (a.bytes_done > 0 && b.bytes_done > 0).then_some(())
+        },
+    )
     .await;
     let asked = Instant::now();
     signal(child.id().unwrap(), "-TERM");
@@ -246,7 +335,11 @@ async fn sigterm_checkpoints_releases_and_exits_zero() {
         assert_eq!(job.attempts, 0, "a shutdown is not a failed attempt");
         let partial = world.out.join(format!(".minimax-dl-partial/{id}.part"));
         let on_disk = std::fs::metadata(&partial).unwrap().len();
-        assert!(job.bytes_done > 0 && job.bytes_done == on_disk, "{} recorded, {on_disk} on disk", job.bytes_done);
+        assert!(
+            job.bytes_done > 0 && job.bytes_done == on_disk,
+            "{} recorded, {on_disk} on disk",
+            job.bytes_done
+        );
     }
     // And the checkpoint is good: the rest comes by Range.
     sim.set_faults(Faults::default());
@@ -275,18 +368,30 @@ async fn cancel_stops_a_running_download_within_seconds() {
     let child = spawn(&world, &["run"]);
     let q = queue(&world).await;
     wait_for(Duration::from_secs(20), "the download to start", || async {
-        q.get(77).await.unwrap().filter(|j| j.state == JobState::Running && j.bytes_done > 0).map(|_| ())
+        q.get(77)
+            .await
+            .unwrap()
+            .filter(|j| j.state == JobState::Running && j.bytes_done > 0)
+            .map(|_| ())
     })
     .await;
     let asked = Instant::now();
     let out = world.run(&["cancel", "77"]).await;
     assert_success(&out);
     eprintln!("cancel confirmed after {:?}", asked.elapsed());
-    assert!(support::stdout(&out).contains("77: cancelled"), "{}", support::stdout(&out));
+    assert!(
+        support::stdout(&out).contains("77: cancelled"),
+        "{}",
+        support::stdout(&out)
+    );
     assert_eq!(q.get(77).await.unwrap().unwrap().state, JobState::Cancelled);
     let sent = sim.stats().cdn_bytes_sent;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(sim.stats().cdn_bytes_sent, sent, "no bytes flow after the cancel");
+    assert_eq!(
+        sim.stats().cdn_bytes_sent,
+        sent,
+        "no bytes flow after the cancel"
+    );
     signal(child.id().unwrap(), "-TERM");
     assert_success(&finish(child, Duration::from_secs(30)).await);
 }
@@ -300,13 +405,23 @@ async fn a_job_enqueued_while_the_daemon_idles_is_picked_up() {
     let enqueued = Instant::now();
     assert_success(&world.run(&["enqueue", "31"]).await);
     let q = queue(&world).await;
-    wait_for(Duration::from_secs(10), "the new job to be done", || async {
-        q.get(31).await.unwrap().filter(|j| j.state == JobState::Done).map(|_| ())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the new job to be done",
+        || async {
+            q.get(31)
+                .await
+                .unwrap()
+                .filter(|j| j.state == JobState::Done)
+                .map(|_| ())
+        },
+    )
     .await;
     eprintln!("enqueue to done: {:?}", enqueued.elapsed());
     let first_call = sim.stats().api_request_times[0];
-    let lag = first_call.duration_since(std::time::SystemTime::now() - enqueued.elapsed()).unwrap_or_default();
+    let lag = first_call
+        .duration_since(std::time::SystemTime::now() - enqueued.elapsed())
+        .unwrap_or_default();
     eprintln!("enqueue to first API call: {lag:?}");
     signal(child.id().unwrap(), "-TERM");
     assert_success(&finish(child, Duration::from_secs(30)).await);
@@ -320,11 +435,13 @@ async fn a_stored_retry_time_survives_a_restart() {
     assert_success(&world.run(&["enqueue", "8"]).await);
     let q = queue(&world).await;
     let due = minimax_dl::queue::now_millis() + 3000;
-    sqlx::query("UPDATE jobs SET attempts = 2, next_attempt_at = ?1, last_error = 'earlier failure'")
-        .bind(due)
-        .execute(q.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE jobs SET attempts = 2, next_attempt_at = ?1, last_error = 'earlier failure'",
+    )
+    .bind(due)
+    .execute(q.pool())
+    .await
+    .unwrap();
     let started = Instant::now();
     let out = world.run(&["run", "--exit-when-idle"]).await;
     assert_success(&out);
@@ -334,7 +451,11 @@ async fn a_stored_retry_time_survives_a_restart() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    assert!(first >= due, "retried {} ms before its stored time", due - first);
+    assert!(
+        first >= due,
+        "retried {} ms before its stored time",
+        due - first
+    );
     assert!(started.elapsed() >= Duration::from_millis(2500));
     let job = world.job(8).await;
     assert_verified(&world, &sim, &job);
@@ -344,14 +465,20 @@ async fn a_stored_retry_time_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_per_minute_cap_counts_calls_made_before_a_restart() {
     let sim = support::sim(support::small_files()).await;
-    let world = World::new().with_sim(&sim).env("MINIMAX_DL_REQUESTS_PER_MINUTE", "60");
+    let world = World::new()
+        .with_sim(&sim)
+        .env("MINIMAX_DL_REQUESTS_PER_MINUTE", "60");
     assert_success(&world.run(&["enqueue", "1", "2", "3"]).await);
     let q = queue(&world).await;
     // A previous run made 59 calls 56 seconds ago: one more is allowed now,
     // the next only when those leave the window.
     let earlier = minimax_dl::queue::now_millis() - 56_000;
     for _ in 0..59 {
-        sqlx::query("INSERT INTO api_calls (at) VALUES (?1)").bind(earlier).execute(q.pool()).await.unwrap();
+        sqlx::query("INSERT INTO api_calls (at) VALUES (?1)")
+            .bind(earlier)
+            .execute(q.pool())
+            .await
+            .unwrap();
     }
     assert_success(&world.run(&["run", "--exit-when-idle"]).await);
     let times: Vec<i64> = sim
@@ -362,7 +489,11 @@ async fn the_per_minute_cap_counts_calls_made_before_a_restart() {
         .collect();
     assert_eq!(times.len(), 3);
     let window = 60_000;
-    assert!(times[1] > earlier + window, "second call {} ms too early", earlier + window - times[1]);
+    assert!(
+        times[1] > earlier + window,
+        "second call {} ms too early",
+        earlier + window - times[1]
+    );
     // Spacing: 60 per minute is one a second.
     assert!(times[2] - times[1] >= 900, "{:?}", times);
 }
@@ -371,7 +502,9 @@ async fn the_per_minute_cap_counts_calls_made_before_a_restart() {
 async fn a_rate_limit_answer_cools_down_the_whole_pool() {
     let sim = support::sim(SimConfig {
         faults: Faults {
-            api: vec![ApiFaultRule::new(ApiFault::Code(1002, "rate limit exceeded(RPM)".into())).limit(1)],
+            api: vec![
+                ApiFaultRule::new(ApiFault::Code(1002, "rate limit exceeded(RPM)".into())).limit(1),
+            ],
             ..Faults::default()
         },
         ..support::small_files()
@@ -382,7 +515,11 @@ async fn a_rate_limit_answer_cools_down_the_whole_pool() {
     let mut args = vec!["enqueue"];
     args.extend(ids.iter().map(String::as_str));
     assert_success(&world.run(&args).await);
-    assert_success(&world.run(&["run", "--exit-when-idle", "--concurrency", "4"]).await);
+    assert_success(
+        &world
+            .run(&["run", "--exit-when-idle", "--concurrency", "4"])
+            .await,
+    );
     let times = sim.stats().api_request_times;
     let limited_at = times[0];
     let hammering: Vec<Duration> = times
@@ -390,7 +527,10 @@ async fn a_rate_limit_answer_cools_down_the_whole_pool() {
         .filter_map(|t| t.duration_since(limited_at).ok())
         .filter(|d| *d > Duration::from_millis(300) && *d < Duration::from_millis(4500))
         .collect();
-    assert!(hammering.is_empty(), "calls during the cooldown: {hammering:?}");
+    assert!(
+        hammering.is_empty(),
+        "calls during the cooldown: {hammering:?}"
+    );
     for job in world.jobs().await {
         assert_verified(&world, &sim, &job);
         assert_eq!(job["attempts"], 0, "a rate limit is not a failed attempt");
@@ -406,13 +546,24 @@ async fn an_account_error_pauses_the_pool_until_the_key_works() {
     assert_success(&world.run(&["enqueue", "1", "2", "3"]).await);
     let child = spawn(&world, &["run", "--concurrency", "2"]);
     let q = queue(&world).await;
-    wait_for(Duration::from_secs(10), "the 1004 to be recorded", || async {
-        q.get(1).await.unwrap().filter(|j| j.last_error.as_deref().is_some_and(|e| e.contains("1004"))).map(|_| ())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the 1004 to be recorded",
+        || async {
+            q.get(1)
+                .await
+                .unwrap()
+                .filter(|j| j.last_error.as_deref().is_some_and(|e| e.contains("1004")))
+                .map(|_| ())
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let calls_while_paused = sim.stats().api_requests;
-    assert!(calls_while_paused <= 6, "paused pool keeps probing gently: {calls_while_paused} calls");
+    assert!(
+        calls_while_paused <= 6,
+        "paused pool keeps probing gently: {calls_while_paused} calls"
+    );
     for job in q.list(None, None).await.unwrap() {
         assert_eq!(job.state, JobState::Queued);
         assert_eq!(job.attempts, 0, "account errors do not burn attempts");
@@ -437,7 +588,14 @@ async fn sighup_reloads_a_fixed_key_and_resumes_at_once() {
     let world = World::new().with_sim(&sim);
     let key_file = world.path("api_key");
     std::fs::write(&key_file, "wrong-key\n").unwrap();
-    std::fs::write(&world.config, format!("api_key_file = {:?}\nprobe_interval_secs = 3600\n", key_file)).unwrap();
+    std::fs::write(
+        &world.config,
+        format!(
+            "api_key_file = {:?}\nprobe_interval_secs = 3600\n",
+            key_file
+        ),
+    )
+    .unwrap();
     assert_success(&world.run(&["enqueue", "4"]).await);
     let mut cmd = world.command();
     cmd.env_remove("MINIMAX_API_KEY").args(["run"]);
@@ -448,14 +606,26 @@ async fn sighup_reloads_a_fixed_key_and_resumes_at_once() {
         .unwrap();
     let q = queue(&world).await;
     wait_for(Duration::from_secs(10), "the pause", || async {
-        q.get(4).await.unwrap().filter(|j| j.last_error.is_some()).map(|_| ())
+        q.get(4)
+            .await
+            .unwrap()
+            .filter(|j| j.last_error.is_some())
+            .map(|_| ())
     })
     .await;
     std::fs::write(&key_file, format!("{}\n", support::TEST_KEY)).unwrap();
     signal(child.id().unwrap(), "-HUP");
-    wait_for(Duration::from_secs(10), "work to resume after SIGHUP", || async {
-        q.get(4).await.unwrap().filter(|j| j.state == JobState::Done).map(|_| ())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "work to resume after SIGHUP",
+        || async {
+            q.get(4)
+                .await
+                .unwrap()
+                .filter(|j| j.state == JobState::Done)
+                .map(|_| ())
+        },
+    )
     .await;
     signal(child.id().unwrap(), "-TERM");
     assert_success(&finish(child, Duration::from_secs(30)).await);

@@ -2,5 +2,8 @@
 //! `minimax-dl` binary against temporary databases and, where it downloads,
 //! the in-process simulator on 127.0.0.1.
 
+mod chaos;
 mod cli;
+mod disk;
+mod durability;
 mod support;

@@ -67,7 +67,8 @@ impl World {
             .arg(&self.out)
             .kill_on_drop(true);
         if let Some((base, key)) = &self.api {
-            cmd.env("MINIMAX_API_BASE", base).env("MINIMAX_API_KEY", key);
+            cmd.env("MINIMAX_API_BASE", base)
+                .env("MINIMAX_API_KEY", key);
         }
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
@@ -188,7 +189,9 @@ pub fn small_files() -> SimConfig {
 
 /// sha256 of a file on disk, lower hex.
 pub fn sha256_of(path: &Path) -> String {
-    minimax_dl::fetch::file::hash_file(path).expect("hash file").1
+    minimax_dl::fetch::file::hash_file(path)
+        .expect("hash file")
+        .1
 }
 
 /// Asserts a done job's file exists inside the archive and matches the
@@ -199,8 +202,16 @@ pub fn assert_verified(world: &World, sim: &Simulator, job: &serde_json::Value) 
     assert_eq!(job["state"], "done", "job {id}: {job}");
     let path = PathBuf::from(job["path"].as_str().expect("done job has a path"));
     assert!(path.is_absolute(), "{path:?}");
-    assert!(path.starts_with(&world.out), "{path:?} outside {:?}", world.out);
+    assert!(
+        path.starts_with(&world.out),
+        "{path:?} outside {:?}",
+        world.out
+    );
     let expected = sim.expected_sha256(id);
-    assert_eq!(job["sha256"].as_str(), Some(expected.as_str()), "recorded sha256 of {id}");
+    assert_eq!(
+        job["sha256"].as_str(),
+        Some(expected.as_str()),
+        "recorded sha256 of {id}"
+    );
     assert_eq!(sha256_of(&path), expected, "content of {path:?}");
 }
