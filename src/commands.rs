@@ -364,7 +364,8 @@ pub fn engine(settings: &Settings, queue: Queue, observer: Arc<dyn Observer>) ->
         Some(queue.clone()),
     ));
     let fetcher = Fetcher::new(settings.connect_timeout, settings.read_timeout)
-        .context("cannot set up the HTTP client")?;
+        .context("cannot set up the HTTP client")?
+        .with_segments(settings.segments);
     std::fs::create_dir_all(&settings.output_dir).with_context(|| {
         format!(
             "cannot create the output directory {}",

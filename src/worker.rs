@@ -296,6 +296,7 @@ impl ProgressSink for JobSink<'_> {
             bytes_expected: expected,
             size_source: source.map(|s| s.as_str().to_string()),
             validator: state.validator.clone(),
+            pieces: state.pieces.clone(),
         };
         self.engine
             .queue
@@ -351,6 +352,7 @@ async fn process_inner(
         bytes_done: job.bytes_done,
         validator: job.validator.clone(),
         total: job.bytes_expected,
+        pieces: job.pieces.clone(),
     };
     let started_at = resume.bytes_done;
     let mut recorded_path = job.final_path.clone();

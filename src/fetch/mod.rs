@@ -9,7 +9,9 @@
 
 pub mod file;
 pub mod naming;
+pub mod pieces;
 pub mod range;
+mod segmented;
 
 use std::future::Future;
 use std::io::SeekFrom;
@@ -57,6 +59,8 @@ pub struct Resume {
     pub validator: Option<String>,
     /// The object's length as the CDN first reported it.
     pub total: Option<u64>,
+    /// Segmented downloads: the complete, fsynced pieces (see [`pieces`]).
+    pub pieces: Option<String>,
 }
 
 /// A verified, fsynced partial file ready to be placed.
@@ -139,6 +143,8 @@ pub struct Fetcher {
     http: reqwest::Client,
     read_timeout: Duration,
     checkpoint_interval: Duration,
+    /// Connections per large file (1: one stream).
+    segments: u32,
 }
 
 /// Write buffer: large enough that each write to the kernel moves a
@@ -162,7 +168,14 @@ impl Fetcher {
             http,
             read_timeout,
             checkpoint_interval: Duration::from_secs(2),
+            segments: 1,
         })
+    }
+
+    /// Fetch large files over this many connections at once.
+    pub fn with_segments(mut self, segments: u32) -> Fetcher {
+        self.segments = segments.max(1);
+        self
     }
 
     pub fn with_checkpoint_interval(mut self, interval: Duration) -> Fetcher {
@@ -186,6 +199,14 @@ impl Fetcher {
                 .await
                 .map_err(|e| FetchError::io(format!("cannot create {}", dir.display()), e))?;
         }
+        if self.segments > 1
+            && let Some(verified) = self.download_segmented(job, state, sink, cancel).await?
+        {
+            return Ok(verified);
+        }
+        // One stream from here: a piece map from an earlier segmented run is
+        // reduced to its contiguous prefix.
+        state.pieces = None;
         let file = tokio::fs::OpenOptions::new()
             .read(true)
             .write(true)

@@ -100,6 +100,8 @@ pub struct Job {
     pub size_source: Option<String>,
     pub bytes_done: u64,
     pub validator: Option<String>,
+    /// Segmented downloads: complete pieces (see `fetch::pieces`).
+    pub pieces: Option<String>,
     pub filename: Option<String>,
     pub final_path: Option<String>,
     pub sha256: Option<String>,
@@ -133,6 +135,7 @@ impl Job {
             size_source: row.try_get("size_source")?,
             bytes_done: row.try_get::<i64, _>("bytes_done")?.max(0) as u64,
             validator: row.try_get("validator")?,
+            pieces: row.try_get("pieces")?,
             filename: row.try_get("filename")?,
             final_path: row.try_get("final_path")?,
             sha256: row.try_get("sha256")?,
@@ -198,13 +201,14 @@ pub struct Progress {
     pub bytes_expected: Option<u64>,
     pub size_source: Option<String>,
     pub validator: Option<String>,
+    pub pieces: Option<String>,
 }
 
 /// Rows per INSERT when enqueueing: SQLite allows 32766 bound variables.
 const ENQUEUE_CHUNK: usize = 4000;
 
 const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owner, lease_expires_at, \
-     cancel_requested, bytes_expected, size_source, bytes_done, validator, filename, final_path, \
+     cancel_requested, bytes_expected, size_source, bytes_done, validator, pieces, filename, final_path, \
      sha256, last_error, created_at, updated_at";
 
 /// The queue store. Cheap to clone (a connection pool inside).
@@ -455,7 +459,8 @@ impl Queue {
         progress: &Progress,
     ) -> Result<(), QueueError> {
         let result = sqlx::query(
-            "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?2, size_source = ?3, validator = ?4, updated_at = ?5 \
+            "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?2, size_source = ?3, validator = ?4, \
+             pieces = ?8, updated_at = ?5 \
              WHERE file_id = ?6 AND state = 'running' AND lease_owner = ?7",
         )
         .bind(progress.bytes_done as i64)
@@ -465,6 +470,7 @@ impl Queue {
         .bind(now_millis())
         .bind(file_id)
         .bind(owner)
+        .bind(progress.pieces.as_deref())
         .execute(&self.pool)
         .await?;
         lease_held(result.rows_affected(), file_id)
@@ -507,7 +513,7 @@ impl Queue {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
         let result = sqlx::query(
-            "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?1, size_source = ?2, sha256 = ?3, updated_at = ?4 \
+            "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?1, size_source = ?2, sha256 = ?3, pieces = NULL, updated_at = ?4 \
              WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
         )
         .bind(size as i64)
@@ -536,7 +542,7 @@ impl Queue {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
         let result = sqlx::query(
-            "UPDATE jobs SET sha256 = NULL, bytes_done = 0, validator = NULL, updated_at = ?1 \
+            "UPDATE jobs SET sha256 = NULL, bytes_done = 0, validator = NULL, pieces = NULL, updated_at = ?1 \
              WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3",
         )
         .bind(now)

@@ -6,4 +6,5 @@ mod chaos;
 mod cli;
 mod disk;
 mod durability;
+mod segments;
 mod support;

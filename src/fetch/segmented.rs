@@ -1,0 +1,490 @@
+//! Segmented download: one large file over several connections, like
+//! `aria2c -x`. The file is cut into pieces handed out lowest first, so the
+//! completed region stays nearly contiguous and the sha256 (which must be
+//! computed in order) follows right behind the transfer, re-reading each
+//! byte from disk. Each piece is one Range request checked against the
+//! pinned length and validator; a piece is recorded only once it is
+//! complete and fsynced, so a resume loses at most the pieces in flight.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::Url;
+use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::pieces::{PieceMap, piece_size_for};
+use super::range::{choose_validator, parse_content_range};
+use super::{
+    Download, FetchError, Fetcher, ProgressSink, Resume, SizeSource, Verified, check_free_space,
+};
+use crate::api::describe_reqwest;
+
+/// Bytes buffered per connection before a positioned write.
+const PIECE_WRITE_BUFFER: usize = 1024 * 1024;
+/// Failed requests in a row on one connection before the download gives up.
+const CONNECTION_FAILURES: u32 = 3;
+
+enum PieceError {
+    /// Give up on the whole download with this error.
+    Fatal(FetchError),
+    /// Put the piece back and try again.
+    Retry(String),
+    /// The object is not the one the pieces came from (or ranges are not
+    /// honoured): the partial bytes must go.
+    Changed(String),
+    Cancelled,
+}
+
+struct Plan {
+    total: u64,
+    validator: Option<String>,
+}
+
+struct Shared {
+    map: PieceMap,
+    in_flight: BTreeSet<usize>,
+}
+
+impl Shared {
+    fn next_piece(&mut self) -> Option<usize> {
+        let next = self.map.pending().find(|i| !self.in_flight.contains(i))?;
+        self.in_flight.insert(next);
+        Some(next)
+    }
+}
+
+struct Connection {
+    http: reqwest::Client,
+    url: Url,
+    file: Arc<std::fs::File>,
+    validator: Option<String>,
+    total: u64,
+    read_timeout: Duration,
+    transferred: Arc<AtomicU64>,
+    cancel: CancellationToken,
+    shared: Arc<Mutex<Shared>>,
+}
+
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Fetcher {
+    /// Downloads `job` over `segments` connections. `Ok(None)` when the file
+    /// is better fetched as one stream (small, or the CDN ignores ranges).
+    pub(super) async fn download_segmented<S: ProgressSink>(
+        &self,
+        job: &Download<'_>,
+        state: &mut Resume,
+        sink: &S,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Verified>, FetchError> {
+        let Some(plan) = self.probe(job, cancel).await? else {
+            return Ok(None);
+        };
+        if let Some(api) = job.api_size
+            && api != plan.total
+        {
+            return Err(FetchError::SizeMismatch {
+                expected: api,
+                actual: plan.total,
+                source_name: "api",
+            });
+        }
+        let piece_size = piece_size_for(plan.total, self.segments);
+        if plan.total < 2 * piece_size {
+            return Ok(None);
+        }
+        // Earlier progress counts only if it came from this very object.
+        let same_object = state.total == Some(plan.total)
+            && state.validator == plan.validator
+            && plan.validator.is_some();
+        let map = match (&state.pieces, same_object) {
+            (Some(text), true) => PieceMap::decode(text).filter(|m| m.total() == plan.total),
+            (None, true) => Some(PieceMap::with_prefix(
+                plan.total,
+                piece_size,
+                state.bytes_done,
+            )),
+            _ => None,
+        }
+        .unwrap_or_else(|| PieceMap::new(plan.total, piece_size));
+        check_free_space(job.partial_path, plan.total - map.done_bytes())?;
+
+        let partial = job.partial_path.to_path_buf();
+        let total = plan.total;
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&partial)?;
+            if file.metadata()?.len() != total {
+                file.set_len(total)?;
+            }
+            Ok(file)
+        })
+        .await
+        .map_err(|e| FetchError::Network(format!("file task failed: {e}")))?
+        .map_err(|e| FetchError::io(format!("cannot open {}", job.partial_path.display()), e))?;
+        let file = Arc::new(file);
+
+        state.total = Some(plan.total);
+        state.validator = plan.validator.clone();
+        state.bytes_done = map.contiguous_bytes();
+        state.pieces = Some(map.encode());
+        let shared = Arc::new(Mutex::new(Shared {
+            map,
+            in_flight: BTreeSet::new(),
+        }));
+        let transferred = Arc::new(AtomicU64::new(0));
+        let stop = cancel.child_token();
+        let mut connections = JoinSet::new();
+        for _ in 0..self.segments {
+            let connection = Connection {
+                http: self.http.clone(),
+                url: job.url.clone(),
+                file: file.clone(),
+                validator: plan.validator.clone(),
+                total: plan.total,
+                read_timeout: self.read_timeout,
+                transferred: transferred.clone(),
+                cancel: stop.clone(),
+                shared: shared.clone(),
+            };
+            connections.spawn(connection.run());
+        }
+
+        let mut hasher = Some(Sha256::new());
+        let mut hashed = 0u64;
+        let mut hashing: Option<tokio::task::JoinHandle<std::io::Result<(Sha256, u64)>>> = None;
+        let mut reported = 0u64;
+        let mut ticks = 0u32;
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut failure: Option<PieceError> = None;
+        loop {
+            let contiguous = lock(&shared).map.contiguous_bytes();
+            if hashing.is_none() && contiguous > hashed {
+                let (file, mut h, from) = (file.clone(), hasher.take().unwrap_or_default(), hashed);
+                hashing = Some(tokio::task::spawn_blocking(move || {
+                    hash_range(&file, from, contiguous, &mut h)?;
+                    Ok((h, contiguous))
+                }));
+            }
+            if connections.is_empty() && hashing.is_none() {
+                break;
+            }
+            let hash_done = async {
+                match hashing.as_mut() {
+                    Some(h) => h.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                joined = connections.join_next(), if !connections.is_empty() => {
+                    match joined {
+                        Some(Ok(Ok(()))) | None => {}
+                        Some(Ok(Err(e))) => {
+                            failure.get_or_insert(e);
+                            stop.cancel();
+                        }
+                        Some(Err(e)) => {
+                            failure.get_or_insert(PieceError::Retry(format!("download task failed: {e}")));
+                            stop.cancel();
+                        }
+                    }
+                }
+                done = hash_done => {
+                    hashing = None;
+                    match done {
+                        Ok(Ok((h, upto))) => {
+                            hasher = Some(h);
+                            hashed = upto;
+                        }
+                        Ok(Err(e)) => {
+                            stop.cancel();
+                            connections.shutdown().await;
+                            return Err(FetchError::io("cannot re-read the partial file to hash it", e));
+                        }
+                        Err(e) => {
+                            stop.cancel();
+                            connections.shutdown().await;
+                            return Err(FetchError::Network(format!("hashing task failed: {e}")));
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = transferred.load(Ordering::Relaxed);
+                    sink.transferred(now - reported);
+                    reported = now;
+                    ticks += 1;
+                    if ticks % 10 == 0 {
+                        checkpoint(&file, &shared, state, sink).await?;
+                    }
+                }
+            }
+        }
+        sink.transferred(transferred.load(Ordering::Relaxed) - reported);
+        checkpoint(&file, &shared, state, sink).await?;
+        match failure {
+            None => {}
+            Some(PieceError::Fatal(e)) => return Err(e),
+            Some(PieceError::Retry(why)) => return Err(FetchError::Network(why)),
+            Some(PieceError::Cancelled) => return Err(FetchError::Cancelled),
+            Some(PieceError::Changed(why)) => {
+                let path = job.partial_path.to_path_buf();
+                let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
+                *state = Resume::default();
+                sink.checkpoint(state).await?;
+                return Err(FetchError::Network(format!(
+                    "restarting from byte 0: {why}"
+                )));
+            }
+        }
+        if cancel.is_cancelled() {
+            return Err(FetchError::Cancelled);
+        }
+        if hashed != plan.total {
+            return Err(FetchError::Network(format!(
+                "only {hashed} of {} bytes arrived",
+                plan.total
+            )));
+        }
+        let sync = file.clone();
+        tokio::task::spawn_blocking(move || sync.sync_all())
+            .await
+            .map_err(|e| FetchError::Network(format!("fsync task failed: {e}")))?
+            .map_err(|e| FetchError::io("cannot fsync the finished file", e))?;
+        Ok(Some(Verified {
+            size: plan.total,
+            sha256: hex::encode(hasher.unwrap_or_default().finalize()),
+            size_source: if job.api_size.is_some() {
+                SizeSource::Api
+            } else {
+                SizeSource::Cdn
+            },
+        }))
+    }
+
+    /// Asks for byte 0 only: learns the length and validator, and whether
+    /// ranges are honoured at all.
+    async fn probe(
+        &self,
+        job: &Download<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Plan>, FetchError> {
+        let request = self.http.get(job.url.clone()).header(RANGE, "bytes=0-0");
+        let response = tokio::select! {
+            _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+            r = request.send() => r.map_err(|e| FetchError::Network(describe_reqwest(&e)))?,
+        };
+        let status = response.status().as_u16();
+        match status {
+            206 => {}
+            200 => return Ok(None),
+            403 | 404 | 410 => return Err(FetchError::UrlRejected { status }),
+            _ => {
+                return Err(FetchError::Cdn {
+                    status,
+                    retry_after: None,
+                });
+            }
+        }
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+        };
+        let total = header(CONTENT_RANGE)
+            .and_then(parse_content_range)
+            .and_then(|r| r.total);
+        let validator = choose_validator(header(ETAG), header(LAST_MODIFIED));
+        Ok(total.map(|total| Plan { total, validator }))
+    }
+}
+
+/// fsyncs the file, then records the pieces that were complete before it.
+async fn checkpoint<S: ProgressSink>(
+    file: &Arc<std::fs::File>,
+    shared: &Arc<Mutex<Shared>>,
+    state: &mut Resume,
+    sink: &S,
+) -> Result<(), FetchError> {
+    let snapshot = lock(shared).map.clone();
+    let sync = file.clone();
+    tokio::task::spawn_blocking(move || sync.sync_data())
+        .await
+        .map_err(|e| FetchError::Network(format!("fsync task failed: {e}")))?
+        .map_err(|e| FetchError::io("cannot fsync the partial file", e))?;
+    state.bytes_done = snapshot.contiguous_bytes();
+    state.pieces = Some(snapshot.encode());
+    sink.checkpoint(state).await?;
+    Ok(())
+}
+
+fn hash_range(
+    file: &std::fs::File,
+    from: u64,
+    to: u64,
+    hasher: &mut Sha256,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < to {
+        let want = ((to - at) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..want], at)?;
+        hasher.update(&buf[..want]);
+        at += want as u64;
+    }
+    Ok(())
+}
+
+impl Connection {
+    /// Takes pieces, lowest first, until none are left.
+    async fn run(self) -> Result<(), PieceError> {
+        let mut failures = 0;
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(PieceError::Cancelled);
+            }
+            let Some(index) = lock(&self.shared).next_piece() else {
+                return Ok(());
+            };
+            let (start, end) = lock(&self.shared).map.range(index);
+            let result = self.fetch_piece(start, end).await;
+            let mut shared = lock(&self.shared);
+            shared.in_flight.remove(&index);
+            match result {
+                Ok(()) => {
+                    shared.map.mark_done(index);
+                    failures = 0;
+                }
+                Err(PieceError::Retry(why)) => {
+                    failures += 1;
+                    if failures >= CONNECTION_FAILURES {
+                        return Err(PieceError::Retry(why));
+                    }
+                    tracing::debug!(start, "piece failed, retrying: {why}");
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    async fn fetch_piece(&self, start: u64, end: u64) -> Result<(), PieceError> {
+        let mut request = self
+            .http
+            .get(self.url.clone())
+            .header(RANGE, format!("bytes={start}-{}", end - 1));
+        if let Some(v) = &self.validator {
+            request = request.header(IF_RANGE, v.as_str());
+        }
+        let response = tokio::select! {
+            _ = self.cancel.cancelled() => return Err(PieceError::Cancelled),
+            r = request.send() => r.map_err(|e| PieceError::Retry(describe_reqwest(&e)))?,
+        };
+        let status = response.status().as_u16();
+        match status {
+            206 => {}
+            200 => {
+                return Err(PieceError::Changed(
+                    "the CDN answered a range with the whole file".into(),
+                ));
+            }
+            403 | 404 | 410 => return Err(PieceError::Fatal(FetchError::UrlRejected { status })),
+            _ => return Err(PieceError::Retry(format!("the CDN answered HTTP {status}"))),
+        }
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+        };
+        let range = header(CONTENT_RANGE).and_then(parse_content_range);
+        if range.map(|r| (r.first, r.last, r.total))
+            != Some((Some(start), Some(end - 1), Some(self.total)))
+        {
+            return Err(PieceError::Changed(format!(
+                "asked for bytes {start}-{} of {}, got {:?}",
+                end - 1,
+                self.total,
+                header(CONTENT_RANGE)
+            )));
+        }
+        let validator = choose_validator(header(ETAG), header(LAST_MODIFIED));
+        if let (Some(had), Some(now)) = (&self.validator, &validator)
+            && had != now
+        {
+            return Err(PieceError::Changed(format!("validator {had} became {now}")));
+        }
+        let mut body = response.bytes_stream();
+        let mut buffer = Vec::with_capacity(PIECE_WRITE_BUFFER);
+        let mut written = start;
+        loop {
+            let next = tokio::select! {
+                _ = self.cancel.cancelled() => return Err(PieceError::Cancelled),
+                next = tokio::time::timeout(self.read_timeout, body.next()) => next,
+            };
+            match next {
+                Ok(Some(Ok(chunk))) => {
+                    if written + (buffer.len() + chunk.len()) as u64 > end {
+                        return Err(PieceError::Changed(
+                            "the CDN sent more bytes than asked for".into(),
+                        ));
+                    }
+                    buffer.extend_from_slice(&chunk);
+                    self.transferred
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    if buffer.len() >= PIECE_WRITE_BUFFER {
+                        let len = buffer.len() as u64;
+                        buffer = self.write(buffer, written).await?;
+                        written += len;
+                    }
+                }
+                Ok(Some(Err(e))) => return Err(PieceError::Retry(describe_reqwest(&e))),
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(PieceError::Retry(format!(
+                        "no data for {}s",
+                        self.read_timeout.as_secs()
+                    )));
+                }
+            }
+        }
+        if !buffer.is_empty() {
+            let len = buffer.len() as u64;
+            self.write(buffer, written).await?;
+            written += len;
+        }
+        if written != end {
+            return Err(PieceError::Retry(format!(
+                "the body ended at byte {written} of {end}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes `buffer` at `at` off the async threads; returns it emptied for reuse.
+    async fn write(&self, mut buffer: Vec<u8>, at: u64) -> Result<Vec<u8>, PieceError> {
+        let file = self.file.clone();
+        let (result, buffer) = tokio::task::spawn_blocking(move || {
+            let result = file.write_all_at(&buffer, at);
+            buffer.clear();
+            (result, buffer)
+        })
+        .await
+        .map_err(|e| PieceError::Retry(format!("write task failed: {e}")))?;
+        result
+            .map_err(|e| PieceError::Fatal(FetchError::io("cannot write the partial file", e)))?;
+        Ok(buffer)
+    }
+}
