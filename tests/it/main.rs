@@ -6,5 +6,6 @@ mod chaos;
 mod cli;
 mod disk;
 mod durability;
+mod engine;
 mod segments;
 mod support;
