@@ -97,8 +97,14 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
     }
 }
 
+/// The queue for a user verb: every commit is on disk before we report it.
 async fn open_queue(settings: &Settings) -> Result<Queue> {
     Ok(Queue::open(&settings.database).await?)
+}
+
+/// The queue for a worker pool (`run`, `fetch`): see `CommitSync::Normal`.
+pub async fn open_queue_for_workers(settings: &Settings) -> Result<Queue> {
+    Ok(Queue::open_for_workers(&settings.database).await?)
 }
 
 fn file_ids(values: &[String]) -> Result<Vec<i64>> {
@@ -391,7 +397,7 @@ fn host_problem_exit(problem: &HostProblem) -> u8 {
 }
 
 async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> Result<u8> {
-    let queue = open_queue(&settings).await?;
+    let queue = open_queue_for_workers(&settings).await?;
     if settings.api_key.is_none() {
         warn!(
             "no API key configured (MINIMAX_API_KEY or api_key_file): every retrieve call will pause the pool"
@@ -467,7 +473,7 @@ async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> 
 
 async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
     let id = file_ids(&[raw.to_string()])?[0];
-    let queue = open_queue(settings).await?;
+    let queue = open_queue_for_workers(settings).await?;
     queue.enqueue(&[id]).await?;
     if let Some(job) = queue.get(id).await? {
         match job.state {

@@ -165,6 +165,11 @@ pub async fn run(
                 Err(_) => break RunEnd::Stopped,
             },
         };
+        if !done_rx.is_empty() {
+            // An outcome came in while we waited: handle it before claiming.
+            drop(permit);
+            continue;
+        }
         let claimed = match options.only {
             Some(id) => engine.queue.claim_id(id, &engine.owner, LEASE).await?,
             None => engine.queue.claim(&engine.owner, LEASE).await?,
@@ -185,8 +190,10 @@ pub async fn run(
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&file_id);
-                    drop(permit);
+                    // Outcome first, then the permit: the claim loop must see a
+                    // pause (or fetch's result) before it can claim again.
                     let _ = done_tx.send((file_id, outcome));
+                    drop(permit);
                 });
             }
             None => {

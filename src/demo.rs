@@ -154,7 +154,7 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
         println!("    - {note}");
     }
 
-    let queue = Queue::open(&settings.database).await?;
+    let queue = Queue::open_for_workers(&settings.database).await?;
     queue.enqueue(&ids).await?;
     let bars = std::io::stderr()
         .is_terminal()

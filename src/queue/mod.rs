@@ -70,6 +70,20 @@ impl From<sqlx::Error> for QueueError {
     }
 }
 
+/// When a commit reaches the disk. Both keep the database consistent
+/// through a crash or power loss; they differ in what a power loss may undo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitSync {
+    /// Every commit is fsynced before it returns: for user verbs (`enqueue`,
+    /// `retry`, `cancel`), whose success the user is told about.
+    Full,
+    /// Commits are fsynced at the next WAL checkpoint: for worker state
+    /// changes, every one of which is safe to lose on power loss (a claim
+    /// reverts to queued, a checkpoint to an earlier length that was itself
+    /// fsynced, a completion to a recorded digest that is re-verified).
+    Normal,
+}
+
 /// Which database holds the queue: a SQLite file path or `sqlite:` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DbLocation(pub String);
@@ -223,6 +237,16 @@ impl Queue {
     /// migrations. A file that exists but is not a readable SQLite database
     /// is an error, never silently replaced by a new queue.
     pub async fn open(location: &DbLocation) -> Result<Queue, QueueError> {
+        Queue::open_with(location, CommitSync::Full).await
+    }
+
+    /// Opens the queue for a worker pool, whose commits need not each wait
+    /// for the disk (see [`CommitSync::Normal`]).
+    pub async fn open_for_workers(location: &DbLocation) -> Result<Queue, QueueError> {
+        Queue::open_with(location, CommitSync::Normal).await
+    }
+
+    pub async fn open_with(location: &DbLocation, sync: CommitSync) -> Result<Queue, QueueError> {
         let path = location.sqlite_path();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|cause| QueueError::CreateDir {
@@ -235,9 +259,10 @@ impl Queue {
             .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk before the CLI says "enqueued" or the
-            // worker moves on. See ARCHITECTURE.md.
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(match sync {
+                CommitSync::Full => SqliteSynchronous::Full,
+                CommitSync::Normal => SqliteSynchronous::Normal,
+            })
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
@@ -308,6 +333,10 @@ impl Queue {
             }
             added += query.execute(&mut *tx).await?.rows_affected();
         }
+        sqlx::query("UPDATE job_counts SET jobs = jobs + ?1 WHERE state = 'queued'")
+            .bind(added as i64)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(EnqueueReport {
             added,
@@ -789,25 +818,24 @@ impl Queue {
         Ok(outcomes)
     }
 
+    /// Counts per state from `job_counts` (kept by triggers): constant time
+    /// however long the queue.
     pub async fn status(&self) -> Result<StatusCounts, QueueError> {
-        let rows = sqlx::query("SELECT state, count(*) AS n, coalesce(sum(bytes_done), 0) AS b FROM jobs GROUP BY state")
+        let rows = sqlx::query("SELECT state, jobs, bytes FROM job_counts")
             .fetch_all(&self.pool)
             .await?;
-        let mut counts = StatusCounts::default();
-        for row in rows {
-            let state: String = row.try_get("state")?;
-            let n = row.try_get::<i64, _>("n")? as u64;
-            counts.bytes_done += row.try_get::<i64, _>("b")?.max(0) as u64;
-            match JobState::from_str(&state) {
-                Ok(JobState::Queued) => counts.queued = n,
-                Ok(JobState::Running) => counts.running = n,
-                Ok(JobState::Done) => counts.done = n,
-                Ok(JobState::Failed) => counts.failed = n,
-                Ok(JobState::Cancelled) => counts.cancelled = n,
-                Err(_) => {}
-            }
-        }
-        Ok(counts)
+        fold_counts(&rows)
+    }
+
+    /// The same counts computed from the jobs themselves (a full scan), to
+    /// check `status` against.
+    pub async fn status_by_scan(&self) -> Result<StatusCounts, QueueError> {
+        let rows = sqlx::query(
+            "SELECT state, count(*) AS jobs, coalesce(sum(bytes_done), 0) AS bytes FROM jobs GROUP BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        fold_counts(&rows)
     }
 
     pub async fn list(
@@ -912,6 +940,25 @@ impl Queue {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// Rows of `(state, jobs, bytes)` into counts.
+fn fold_counts(rows: &[SqliteRow]) -> Result<StatusCounts, QueueError> {
+    let mut counts = StatusCounts::default();
+    for row in rows {
+        let state: String = row.try_get("state")?;
+        let n = row.try_get::<i64, _>("jobs")?.max(0) as u64;
+        counts.bytes_done += row.try_get::<i64, _>("bytes")?.max(0) as u64;
+        match JobState::from_str(&state) {
+            Ok(JobState::Queued) => counts.queued = n,
+            Ok(JobState::Running) => counts.running = n,
+            Ok(JobState::Done) => counts.done = n,
+            Ok(JobState::Failed) => counts.failed = n,
+            Ok(JobState::Cancelled) => counts.cancelled = n,
+            Err(_) => {}
+        }
+    }
+    Ok(counts)
 }
 
 fn lease_held(rows_affected: u64, file_id: i64) -> Result<(), QueueError> {

@@ -94,6 +94,16 @@ async fn sigkill_at_random_moments_loses_nothing() {
     assert_success(&out);
     let status = world.status().await;
     assert_eq!(status["done"], files, "{status}");
+    let q = minimax_dl::queue::Queue::open(&minimax_dl::queue::DbLocation(
+        world.db.to_string_lossy().into_owned(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        q.status().await.unwrap(),
+        q.status_by_scan().await.unwrap(),
+        "trigger-kept counts drifted"
+    );
     assert_eq!(status["running"], 0);
     for job in world.jobs().await {
         assert_verified(&world, &sim, &job);

@@ -476,14 +476,10 @@ async fn an_unknown_code_is_retried_with_a_capped_budget() {
     assert_eq!(sim.stats().cdn_requests, 0);
 }
 
-/// `fetch ID` whose attempt fails with a counted error should make exactly
-/// one attempt and exit 1 ("it stays queued"). It can make two: in
-/// `daemon::run` a finished job task drops its concurrency permit *before*
-/// sending its outcome, and the loop, woken by the permit, claims again
-/// (`claim_id` ignores the retry time) before it reads the outcome. The
-/// same window lets `run` claim one more job after a `Paused` outcome.
+/// `fetch ID` whose attempt fails with a counted error makes exactly one
+/// attempt and exits 1 ("it stays queued"): the pool reads a job's outcome
+/// before its permit lets it claim again (`claim_id` ignores retry times).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "daemon.rs race: permit released before the outcome is sent (see doc comment)"]
 async fn fetch_makes_one_attempt_per_invocation() {
     let sim = support::sim(SimConfig {
         faults: Faults {

@@ -1,0 +1,295 @@
+//! Case 4 of the benchmark: the SQLite queue alone, in process, through the
+//! library API (no network, no files). Run it with
+//!
+//! ```sh
+//! cargo bench --bench queue                  # full sizes (1,000,000 ids)
+//! cargo bench --bench queue -- --smoke       # tiny sizes, for CI
+//! cargo bench --bench queue -- --csv out.csv # also append the results to a CSV
+//! ```
+//!
+//! `benches/run.sh` runs it and appends to its `results.csv`. Databases are
+//! created under `$TMPDIR` (the same disk as the downloads in `run.sh`), with
+//! the queue's real settings: WAL, `synchronous=FULL`.
+//!
+//! Measured:
+//! - claim→complete cycles per second, 16 tokio tasks claiming like the pool
+//!   at concurrency 16, downloads being no-ops;
+//! - the same with every queue write a real download makes per file (claim,
+//!   API-call window, destination, checkpoint, verified digest, done);
+//! - claim→complete on a 1,000,000-job database (the claim query's cost
+//!   grows with the queue);
+//! - enqueue of 1,000,000 ids in one call (target < 10 s);
+//! - `status` on the 1,000,000-job database (target < 100 ms).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use minimax_dl::queue::{DbLocation, Progress, Queue};
+
+const LEASE: Duration = Duration::from_secs(30);
+const TASKS: usize = 16;
+
+struct Sizes {
+    cycle_jobs: usize,
+    big_queue: usize,
+    big_cycles: usize,
+    status_calls: usize,
+}
+
+struct Report {
+    csv: Option<PathBuf>,
+    mode: &'static str,
+}
+
+impl Report {
+    /// One result: a line on stdout, a row in the CSV.
+    fn line(&self, metric: &str, value: f64, unit: &str, target: &str, verdict: &str) {
+        println!(
+            "queue {metric:<34} {value:>14.3} {unit:<10} target {target:<10} {verdict}",
+            target = if target.is_empty() { "-" } else { target },
+            verdict = if verdict.is_empty() { "" } else { verdict },
+        );
+        if let Some(path) = &self.csv {
+            let new = !path.exists()
+                || std::fs::metadata(path)
+                    .map(|m| m.len() == 0)
+                    .unwrap_or(true);
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+            if new {
+                writeln!(file, "{}", CSV_HEADER).unwrap();
+            }
+            writeln!(
+                file,
+                "4-queue,minimax-dl,{},{},{},{},{},{},{},{}",
+                self.mode, metric, "", "", value, unit, target, verdict
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// The same columns as `benches/run.sh` writes to `results.csv`.
+const CSV_HEADER: &str = "case,tool,mode,metric,files,file_bytes,value,unit,target,verdict";
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+async fn open(dir: &Path, name: &str) -> Queue {
+    let path = dir.join(name);
+    Queue::open(&DbLocation(path.to_string_lossy().into_owned()))
+        .await
+        .expect("open the queue")
+}
+
+/// `TASKS` tasks claim and complete until the queue is empty or `limit`
+/// cycles were done; `full` adds the other writes a real download makes.
+async fn cycles(queue: &Queue, limit: usize, full: bool) -> (usize, Duration) {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let (queue, done) = (queue.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("bench:0:{}:{t:08x}", std::process::id());
+            loop {
+                if done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= limit {
+                    return;
+                }
+                let Some(job) = queue.claim(&owner, LEASE).await.expect("claim") else {
+                    return;
+                };
+                let path = PathBuf::from(format!("/nonexistent/{}-output_aigc.mp4", job.file_id));
+                if full {
+                    queue
+                        .reserve_api_call(u32::MAX, Duration::from_secs(61))
+                        .await
+                        .expect("api window");
+                    queue
+                        .set_destination(job.file_id, &owner, "output_aigc.mp4", &path)
+                        .await
+                        .expect("destination");
+                    let progress = Progress {
+                        bytes_done: 1 << 20,
+                        bytes_expected: Some(1 << 20),
+                        size_source: Some("cdn".into()),
+                        validator: Some("\"etag\"".into()),
+                        ..Progress::default()
+                    };
+                    queue
+                        .checkpoint(job.file_id, &owner, &progress)
+                        .await
+                        .expect("checkpoint");
+                    queue
+                        .record_verified(job.file_id, &owner, 1 << 20, "cdn", &"0".repeat(64))
+                        .await
+                        .expect("verified");
+                }
+                queue
+                    .complete(job.file_id, &owner, &path)
+                    .await
+                    .expect("complete");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let elapsed = start.elapsed();
+    let status = queue.status().await.expect("status");
+    (status.done as usize, elapsed)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let mut smoke = false;
+    let mut csv = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--smoke" => smoke = true,
+            "--csv" => csv = args.next().map(PathBuf::from),
+            _ => {} // `cargo bench` passes --bench; filters are not supported
+        }
+    }
+    let sizes = if smoke {
+        Sizes {
+            cycle_jobs: 400,
+            big_queue: 20_000,
+            big_cycles: 50,
+            status_calls: 5,
+        }
+    } else {
+        Sizes {
+            cycle_jobs: 8_000,
+            big_queue: 1_000_000,
+            big_cycles: 400,
+            status_calls: 20,
+        }
+    };
+    let report = Report {
+        csv,
+        mode: if smoke { "smoke" } else { "full" },
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("minimax-dl-queue-bench")
+        .tempdir()
+        .expect("temporary directory");
+    println!(
+        "queue benchmark ({}): databases in {}, {TASKS} tasks, {} worker threads",
+        report.mode,
+        dir.path().display(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    // claim -> complete, no-op downloads.
+    for (full, metric) in [
+        (false, "claim_complete_per_s"),
+        (true, "full_job_writes_per_s"),
+    ] {
+        let queue = open(dir.path(), &format!("{metric}.db")).await;
+        let ids: Vec<i64> = (1..=sizes.cycle_jobs as i64)
+            .map(|i| 300_000_000_000_000 + i)
+            .collect();
+        queue.enqueue(&ids).await.expect("enqueue");
+        let (n, elapsed) = cycles(&queue, usize::MAX, full).await;
+        assert_eq!(n, sizes.cycle_jobs, "every job done exactly once");
+        report.line(metric, n as f64 / elapsed.as_secs_f64(), "jobs/s", "", "");
+        queue.close().await;
+    }
+
+    // enqueue of the big queue in one call.
+    let queue = open(dir.path(), "big.db").await;
+    let ids: Vec<i64> = (1..=sizes.big_queue as i64)
+        .map(|i| 300_000_000_000_000 + i)
+        .collect();
+    let start = Instant::now();
+    let added = queue.enqueue(&ids).await.expect("enqueue").added;
+    let enqueue = start.elapsed();
+    assert_eq!(added as usize, sizes.big_queue);
+    let enqueue_target = 10.0 * sizes.big_queue as f64 / 1_000_000.0;
+    report.line(
+        &format!("enqueue_{}_ids_s", sizes.big_queue),
+        enqueue.as_secs_f64(),
+        "s",
+        &format!("<{enqueue_target}"),
+        verdict(enqueue.as_secs_f64() < enqueue_target),
+    );
+    report.line(
+        "enqueue_ids_per_s",
+        sizes.big_queue as f64 / enqueue.as_secs_f64(),
+        "ids/s",
+        "",
+        "",
+    );
+
+    // status on it: the first call of a freshly opened pool, then the median.
+    queue.close().await;
+    let queue = open(dir.path(), "big.db").await;
+    let mut times = Vec::new();
+    for _ in 0..sizes.status_calls {
+        let start = Instant::now();
+        let counts = queue.status().await.expect("status");
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(counts.queued as usize, sizes.big_queue);
+    }
+    let first = times[0];
+    let med = median(times);
+    report.line(
+        &format!("status_{}_jobs_ms", sizes.big_queue),
+        med,
+        "ms",
+        "<100",
+        verdict(med < 100.0),
+    );
+    report.line(
+        &format!("status_{}_jobs_first_ms", sizes.big_queue),
+        first,
+        "ms",
+        "",
+        "",
+    );
+
+    // claim -> complete when the queue is big.
+    let (n, elapsed) = cycles(&queue, sizes.big_cycles, false).await;
+    report.line(
+        &format!("claim_complete_{}_jobs_per_s", sizes.big_queue),
+        n as f64 / elapsed.as_secs_f64(),
+        "jobs/s",
+        "",
+        "",
+    );
+    // One claim alone on the big queue (no contention).
+    let mut times = Vec::new();
+    for _ in 0..sizes.status_calls {
+        let start = Instant::now();
+        let job = queue
+            .claim("bench:0:1:00000000", LEASE)
+            .await
+            .expect("claim")
+            .expect("a job");
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        queue
+            .complete(job.file_id, "bench:0:1:00000000", Path::new("/nonexistent"))
+            .await
+            .expect("complete");
+    }
+    report.line(
+        &format!("claim_{}_jobs_ms", sizes.big_queue),
+        median(times),
+        "ms",
+        "",
+        "",
+    );
+    queue.close().await;
+}
