@@ -114,10 +114,14 @@ impl Observer for Bars {
     }
 }
 
+/// What is known of one running download: bytes so far, total if known,
+/// when it was last logged.
+type Logged = (u64, Option<u64>, Instant);
+
 /// Log lines every few seconds per download, for terminals that are not.
 pub struct LogLines {
     every: Duration,
-    jobs: Mutex<HashMap<i64, (u64, Option<u64>, Instant)>>,
+    jobs: Mutex<HashMap<i64, Logged>>,
 }
 
 impl LogLines {

@@ -226,7 +226,7 @@ impl Fetcher {
                     sink.transferred(now - reported);
                     reported = now;
                     ticks += 1;
-                    if ticks % 10 == 0 {
+                    if ticks.is_multiple_of(10) {
                         checkpoint(&file, &shared, state, sink).await?;
                     }
                 }
