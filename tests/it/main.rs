@@ -4,6 +4,7 @@
 
 mod chaos;
 mod cli;
+mod daemon;
 mod disk;
 mod durability;
 mod engine;
