@@ -420,6 +420,7 @@ async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> 
                 )
                 .unwrap_or(api_template.clone()),
                 concurrency: fresh.concurrency,
+                requests_per_minute: fresh.requests_per_minute,
             })
         }
     };

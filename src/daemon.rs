@@ -53,6 +53,7 @@ pub enum RunEnd {
 pub struct Reload {
     pub api: crate::api::ApiClient,
     pub concurrency: u32,
+    pub requests_per_minute: u32,
 }
 
 type Running = Arc<Mutex<HashMap<i64, JobControl>>>;
@@ -248,6 +249,7 @@ fn take_reload(reloads: &mut watch::Receiver<Option<Reload>>) -> Option<Reload> 
 
 fn apply_reload(engine: &Engine, permits: &Arc<Semaphore>, concurrency: &mut u32, reload: Reload) {
     engine.replace_api(reload.api);
+    engine.gate.set_per_minute(reload.requests_per_minute);
     let wanted = reload.concurrency.max(1);
     if wanted > *concurrency {
         permits.add_permits((wanted - *concurrency) as usize);
@@ -262,7 +264,11 @@ fn apply_reload(engine: &Engine, permits: &Arc<Semaphore>, concurrency: &mut u32
         });
     }
     *concurrency = wanted;
-    info!(concurrency = wanted, "configuration reloaded");
+    info!(
+        concurrency = wanted,
+        requests_per_minute = reload.requests_per_minute,
+        "configuration reloaded"
+    );
 }
 
 /// Renews the leases of running jobs every second and passes on user

@@ -4,7 +4,8 @@
 //! and a cooldown shared by the whole pool after the API says "too many".
 
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -39,8 +40,9 @@ struct Cooldown {
 }
 
 pub struct RateGate {
-    limiter: DefaultDirectRateLimiter,
-    per_minute: u32,
+    /// Replaced whole when the rate is reloaded (governor quotas are fixed).
+    limiter: Mutex<Arc<DefaultDirectRateLimiter>>,
+    per_minute: AtomicU32,
     window: Option<Queue>,
     cooldown: Mutex<Cooldown>,
 }
@@ -58,20 +60,24 @@ impl RateGate {
     /// restarts; `None` keeps it in memory only.
     pub fn new(per_minute: u32, window: Option<Queue>) -> RateGate {
         let per_minute = per_minute.max(1);
-        let period = Duration::from_secs(60).div_f64(f64::from(per_minute));
-        let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
-            .expect("a non-zero period")
-            .allow_burst(NonZeroU32::MIN);
         RateGate {
-            limiter: RateLimiter::direct(quota),
-            per_minute,
+            limiter: Mutex::new(Arc::new(spacing(per_minute))),
+            per_minute: AtomicU32::new(per_minute),
             window,
             cooldown: Mutex::new(Cooldown::default()),
         }
     }
 
     pub fn per_minute(&self) -> u32 {
-        self.per_minute
+        self.per_minute.load(Ordering::Relaxed)
+    }
+
+    /// A new cap (SIGHUP), effective for the next call.
+    pub fn set_per_minute(&self, per_minute: u32) {
+        let per_minute = per_minute.max(1);
+        if self.per_minute.swap(per_minute, Ordering::Relaxed) != per_minute {
+            *self.limiter.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(spacing(per_minute));
+        }
     }
 
     /// Waits until one more retrieve call is allowed, and counts it.
@@ -81,14 +87,15 @@ impl RateGate {
                 sleep_or_cancel(wait, cancel).await?;
                 continue;
             }
+            let limiter = self.current_limiter();
             tokio::select! {
                 _ = cancel.cancelled() => return Err(GateError::Cancelled),
-                _ = self.limiter.until_ready() => {}
+                _ = limiter.until_ready() => {}
             }
             let Some(queue) = &self.window else {
                 return Ok(());
             };
-            match queue.reserve_api_call(self.per_minute, WINDOW).await? {
+            match queue.reserve_api_call(self.per_minute(), WINDOW).await? {
                 None => return Ok(()),
                 Some(retry_at) => {
                     let wait = Duration::from_millis((retry_at - now_millis()).max(1) as u64);
@@ -96,6 +103,13 @@ impl RateGate {
                 }
             }
         }
+    }
+
+    fn current_limiter(&self) -> Arc<DefaultDirectRateLimiter> {
+        self.limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The API said "too many": every worker waits. Returns the cooldown.
@@ -121,6 +135,15 @@ impl RateGate {
             .and_then(|u| u.checked_duration_since(Instant::now()))
             .filter(|d| !d.is_zero())
     }
+}
+
+/// Even spacing of `per_minute` calls: a bucket of one token.
+fn spacing(per_minute: u32) -> DefaultDirectRateLimiter {
+    let period = Duration::from_secs(60).div_f64(f64::from(per_minute.max(1)));
+    let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
+        .expect("a non-zero period")
+        .allow_burst(NonZeroU32::MIN);
+    RateLimiter::direct(quota)
 }
 
 async fn sleep_or_cancel(wait: Duration, cancel: &CancellationToken) -> Result<(), GateError> {
@@ -152,6 +175,19 @@ mod tests {
             cooldown_for(1, Some(Duration::from_secs(1))),
             Duration::from_secs(5)
         );
+    }
+
+    #[tokio::test]
+    async fn a_reloaded_rate_applies_to_the_next_call() {
+        let gate = RateGate::new(1, None);
+        let cancel = CancellationToken::new();
+        gate.acquire(&cancel).await.unwrap();
+        let second = tokio::time::timeout(Duration::from_millis(300), gate.acquire(&cancel)).await;
+        assert!(second.is_err(), "one a minute: the second call waits");
+        gate.set_per_minute(600_000);
+        assert_eq!(gate.per_minute(), 600_000);
+        let third = tokio::time::timeout(Duration::from_millis(300), gate.acquire(&cancel)).await;
+        assert!(third.is_ok(), "the new rate lets it through");
     }
 
     #[tokio::test]
