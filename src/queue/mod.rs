@@ -540,25 +540,20 @@ impl Queue {
         sha256: &str,
     ) -> Result<(), QueueError> {
         let now = now_millis();
-        let mut tx = self.write_tx().await?;
-        let result = sqlx::query(
-            "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?1, size_source = ?2, sha256 = ?3, pieces = NULL, updated_at = ?4 \
-             WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
+        let update = sqlx::query(
+            "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?1, size_source = ?2, sha256 = ?3, pieces = NULL, \
+             updated_at = ?4 WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
         )
         .bind(size as i64)
         .bind(size_source)
         .bind(sha256)
         .bind(now)
         .bind(file_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        lease_held(result.rows_affected(), file_id)?;
+        .bind(owner);
         let message =
             format!("{size} bytes verified against the {size_source} size; sha256 {sha256}");
-        insert_event(&mut tx, file_id, now, "verified", None, Some(&message)).await?;
-        tx.commit().await?;
-        Ok(())
+        self.leased_transition(file_id, now, update, "verified", &message)
+            .await
     }
 
     /// Forgets a recorded digest whose file is gone or no longer matches.
@@ -569,20 +564,15 @@ impl Queue {
         why: &str,
     ) -> Result<(), QueueError> {
         let now = now_millis();
-        let mut tx = self.write_tx().await?;
-        let result = sqlx::query(
+        let update = sqlx::query(
             "UPDATE jobs SET sha256 = NULL, bytes_done = 0, validator = NULL, pieces = NULL, updated_at = ?1 \
              WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3",
         )
         .bind(now)
         .bind(file_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        lease_held(result.rows_affected(), file_id)?;
-        insert_event(&mut tx, file_id, now, "restarted", None, Some(why)).await?;
-        tx.commit().await?;
-        Ok(())
+        .bind(owner);
+        self.leased_transition(file_id, now, update, "restarted", why)
+            .await
     }
 
     /// The file is verified and in place: the job is done.
@@ -593,23 +583,18 @@ impl Queue {
         final_path: &Path,
     ) -> Result<(), QueueError> {
         let now = now_millis();
-        let mut tx = self.write_tx().await?;
-        let result = sqlx::query(
+        let path = final_path.to_string_lossy().into_owned();
+        let update = sqlx::query(
             "UPDATE jobs SET state = 'done', final_path = ?1, lease_owner = NULL, lease_expires_at = NULL, \
              last_error = NULL, cancel_requested = 0, updated_at = ?2 \
              WHERE file_id = ?3 AND state = 'running' AND lease_owner = ?4",
         )
-        .bind(final_path.to_string_lossy().as_ref())
+        .bind(path.clone())
         .bind(now)
         .bind(file_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        lease_held(result.rows_affected(), file_id)?;
-        let message = final_path.display().to_string();
-        insert_event(&mut tx, file_id, now, "done", None, Some(&message)).await?;
-        tx.commit().await?;
-        Ok(())
+        .bind(owner);
+        self.leased_transition(file_id, now, update, "done", &path)
+            .await
     }
 
     /// A failure that counts against the job's attempts. With `retry_at` the
@@ -665,8 +650,7 @@ impl Queue {
         set_last_error: bool,
     ) -> Result<(), QueueError> {
         let now = now_millis();
-        let mut tx = self.write_tx().await?;
-        let result = sqlx::query(
+        let update = sqlx::query(
             "UPDATE jobs SET state = 'queued', next_attempt_at = ?1, \
              last_error = CASE WHEN ?2 THEN ?3 ELSE last_error END, \
              lease_owner = NULL, lease_expires_at = NULL, updated_at = ?4 \
@@ -677,39 +661,40 @@ impl Queue {
         .bind(reason)
         .bind(now)
         .bind(file_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        lease_held(result.rows_affected(), file_id)?;
-        insert_event(&mut tx, file_id, now, "released", None, Some(reason)).await?;
-        tx.commit().await?;
-        Ok(())
+        .bind(owner);
+        self.leased_transition(file_id, now, update, "released", reason)
+            .await
     }
 
     /// The worker stopped a job whose cancellation was requested.
     pub async fn confirm_cancelled(&self, file_id: i64, owner: &str) -> Result<(), QueueError> {
         let now = now_millis();
-        let mut tx = self.write_tx().await?;
-        let result = sqlx::query(
+        let update = sqlx::query(
             "UPDATE jobs SET state = 'cancelled', cancel_requested = 0, lease_owner = NULL, \
              lease_expires_at = NULL, updated_at = ?1 \
              WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3",
         )
         .bind(now)
         .bind(file_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
+        .bind(owner);
+        self.leased_transition(file_id, now, update, "cancelled", "stopped by its worker")
+            .await
+    }
+
+    /// Runs a worker's update (which must match only while `owner` holds the
+    /// lease) and appends its history line, in one transaction.
+    async fn leased_transition(
+        &self,
+        file_id: i64,
+        now: Millis,
+        update: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), QueueError> {
+        let mut tx = self.write_tx().await?;
+        let result = update.execute(&mut *tx).await?;
         lease_held(result.rows_affected(), file_id)?;
-        insert_event(
-            &mut tx,
-            file_id,
-            now,
-            "cancelled",
-            None,
-            Some("stopped by its worker"),
-        )
-        .await?;
+        insert_event(&mut tx, file_id, now, kind, None, Some(message)).await?;
         tx.commit().await?;
         Ok(())
     }
