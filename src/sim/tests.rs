@@ -1053,31 +1053,3 @@ fn cli_args_parse_and_map() {
     );
     assert_eq!(c.faults.bandwidth_bytes_per_sec, Some(5000));
 }
-
-/// A multi-gigabyte download streams (flat memory) and verifies.
-/// Run with `cargo test --release --lib sim -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "slow: 2.5 GiB over loopback"]
-async fn large_download_streams_and_verifies() {
-    let size = (5u64 << 30) / 2 + 12_345;
-    let sim = start_sized(size).await;
-    let c = client();
-    let t0 = Instant::now();
-    let resp = c.get(sim.download_url(1)).send().await.unwrap();
-    assert_eq!(resp.content_length(), Some(size));
-    let mut hasher = Sha256::new();
-    let mut resp = resp;
-    let mut got = 0u64;
-    while let Some(chunk) = resp.chunk().await.unwrap() {
-        got += chunk.len() as u64;
-        hasher.update(&chunk);
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    eprintln!(
-        "downloaded {got} bytes in {secs:.1} s ({:.2} GB/s incl. hashing)",
-        got as f64 / secs / 1e9
-    );
-    assert_eq!(got, size);
-    assert_eq!(hex::encode(hasher.finalize()), sim.expected_sha256(1));
-    assert_eq!(sim.stats().cdn_bytes_sent, size);
-}
