@@ -17,7 +17,9 @@ use crate::fetch::{
     Download, FetchError, Fetcher, ProgressSink, Resume, SizeSource, Verified, file,
 };
 use crate::queue::state::UNKNOWN_ERROR_ATTEMPT_CAP;
-use crate::queue::{Job, Progress, Queue, QueueError, RetryPolicy, millis_after, now_millis};
+use crate::queue::{
+    Job, Progress, Queue, QueueError, RetryPolicy, VerifiedFile, millis_after, now_millis,
+};
 
 /// How long a lease lasts without a heartbeat. Heartbeats come every second,
 /// so a killed worker's jobs are claimable again after this long.
@@ -355,7 +357,6 @@ async fn process_inner(
         pieces: job.pieces.clone(),
     };
     let started_at = resume.bytes_done;
-    let mut recorded_path = job.final_path.clone();
     let mut refusals = 0u32;
     let result = loop {
         match engine.gate.acquire(&control.cancel).await {
@@ -378,15 +379,6 @@ async fn process_inner(
         };
         let final_path =
             naming::final_path(&engine.output_dir, job.file_id, info.filename.as_deref());
-        let final_text = final_path.to_string_lossy().into_owned();
-        if recorded_path.as_deref() != Some(final_text.as_str()) {
-            let name = info.filename.as_deref().unwrap_or("");
-            engine
-                .queue
-                .set_destination(job.file_id, &engine.owner, name, &final_path)
-                .await?;
-            recorded_path = Some(final_text);
-        }
         let download = Download {
             file_id: job.file_id,
             url: &info.download_url,
@@ -403,7 +395,7 @@ async fn process_inner(
             .download(&download, &mut resume, &sink, &control.cancel)
             .await
         {
-            Ok(verified) => break Ok((verified, final_path)),
+            Ok(verified) => break Ok((verified, final_path, info.filename)),
             Err(FetchError::UrlRejected { status }) => {
                 refusals += 1;
                 if refusals >= URL_REFRESHES {
@@ -416,12 +408,27 @@ async fn process_inner(
         }
     };
     match result {
-        Ok((verified, final_path)) => finish(engine, &job, &partial, &final_path, verified).await,
+        Ok((verified, final_path, filename)) => {
+            let destination = Destination {
+                partial: &partial,
+                final_path: &final_path,
+                filename: filename.as_deref(),
+            };
+            finish(engine, &job, destination, verified).await
+        }
         Err(failure) => {
             let progressed = resume.bytes_done > started_at;
             settle(engine, &job, &partial, failure, progressed, control).await
         }
     }
+}
+
+/// Where a verified file is and where it goes.
+#[derive(Clone, Copy)]
+struct Destination<'a> {
+    partial: &'a Path,
+    final_path: &'a Path,
+    filename: Option<&'a str>,
 }
 
 /// Verified bytes → recorded digest → atomic rename → done. Each step is
@@ -430,20 +437,25 @@ async fn process_inner(
 async fn finish(
     engine: &Engine,
     job: &Job,
-    partial: &Path,
-    final_path: &Path,
+    destination: Destination<'_>,
     verified: Verified,
 ) -> Result<Outcome, QueueError> {
     let owner = &engine.owner;
+    let Destination {
+        partial,
+        final_path,
+        filename,
+    } = destination;
+    let record = VerifiedFile {
+        size: verified.size,
+        size_source: verified.size_source.as_str(),
+        sha256: &verified.sha256,
+        filename,
+        final_path,
+    };
     engine
         .queue
-        .record_verified(
-            job.file_id,
-            owner,
-            verified.size,
-            verified.size_source.as_str(),
-            &verified.sha256,
-        )
+        .record_verified(job.file_id, owner, &record)
         .await?;
     crash_point("after-verified");
     let (from, to) = (partial.to_path_buf(), final_path.to_path_buf());

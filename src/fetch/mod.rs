@@ -439,17 +439,24 @@ impl Fetcher {
                 }
             }
         }
-        transfer.checkpoint().await?;
-        let done = transfer.state.bytes_done;
+        let done = transfer.position;
         if transfer.state.total.is_none() && job.api_size.is_none() {
             // A chunked answer with no length: ask for it before trusting the end.
             transfer.state.total = self.head_length(job.url).await;
         }
         match transfer.state.total.or(job.api_size) {
-            Some(total) if done < total => Ok(RequestOutcome::Incomplete(format!(
-                "the body ended at byte {done} of {total}"
-            ))),
-            _ => Ok(RequestOutcome::Complete),
+            Some(total) if done < total => {
+                transfer.checkpoint().await?;
+                Ok(RequestOutcome::Incomplete(format!(
+                    "the body ended at byte {done} of {total}"
+                )))
+            }
+            _ => {
+                // Complete: the caller verifies and fsyncs once; no
+                // checkpoint is needed for bytes about to be recorded whole.
+                transfer.flush().await?;
+                Ok(RequestOutcome::Complete)
+            }
         }
     }
 
@@ -518,6 +525,17 @@ impl<S: ProgressSink> Transfer<'_, S> {
         if self.last_checkpoint.elapsed() >= self.checkpoint_interval {
             self.checkpoint().await?;
         }
+        Ok(())
+    }
+
+    /// Hands buffered bytes to the kernel (no fsync); `state.bytes_done`
+    /// then counts them, for the caller to verify and fsync.
+    async fn flush(&mut self) -> Result<(), FetchError> {
+        self.writer
+            .flush()
+            .await
+            .map_err(|e| FetchError::io(format!("cannot write {}", self.partial.display()), e))?;
+        self.state.bytes_done = self.position;
         Ok(())
     }
 

@@ -208,6 +208,17 @@ pub enum VerbOutcome {
     Unknown,
 }
 
+/// A complete file about to be placed: what `record_verified` stores.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifiedFile<'a> {
+    pub size: u64,
+    pub size_source: &'a str,
+    pub sha256: &'a str,
+    /// The name the API gave (before sanitising).
+    pub filename: Option<&'a str>,
+    pub final_path: &'a Path,
+}
+
 /// What the worker learned about the partial file; written at each checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -505,51 +516,37 @@ impl Queue {
         lease_held(result.rows_affected(), file_id)
     }
 
-    /// Records the name the file will have in the archive, before any byte is
-    /// fetched, so a crash later knows where to look.
-    pub async fn set_destination(
-        &self,
-        file_id: i64,
-        owner: &str,
-        filename: &str,
-        final_path: &Path,
-    ) -> Result<(), QueueError> {
-        let result = sqlx::query(
-            "UPDATE jobs SET filename = ?1, final_path = ?2, updated_at = ?3 \
-             WHERE file_id = ?4 AND state = 'running' AND lease_owner = ?5",
-        )
-        .bind(filename)
-        .bind(final_path.to_string_lossy().as_ref())
-        .bind(now_millis())
-        .bind(file_id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        lease_held(result.rows_affected(), file_id)
-    }
-
-    /// Records the verified size and digest of the complete partial file.
-    /// Written before the rename, so a crash after it can finish the job by
-    /// re-hashing instead of re-downloading, and never accepts other bytes.
+    /// Records the verified size and digest of the complete partial file,
+    /// and where it goes. Written before the rename, so a crash after it can
+    /// finish the job by re-hashing instead of re-downloading, and never
+    /// accepts other bytes.
     pub async fn record_verified(
         &self,
         file_id: i64,
         owner: &str,
-        size: u64,
-        size_source: &str,
-        sha256: &str,
+        verified: &VerifiedFile<'_>,
     ) -> Result<(), QueueError> {
         let now = now_millis();
+        let VerifiedFile {
+            size,
+            size_source,
+            sha256,
+            filename,
+            final_path,
+        } = *verified;
         let update = sqlx::query(
             "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?1, size_source = ?2, sha256 = ?3, pieces = NULL, \
-             updated_at = ?4 WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
+             filename = ?7, final_path = ?8, updated_at = ?4 \
+             WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
         )
         .bind(size as i64)
         .bind(size_source)
         .bind(sha256)
         .bind(now)
         .bind(file_id)
-        .bind(owner);
+        .bind(owner)
+        .bind(filename)
+        .bind(final_path.to_string_lossy().into_owned());
         let message =
             format!("{size} bytes verified against the {size_source} size; sha256 {sha256}");
         self.leased_transition(file_id, now, update, "verified", &message)
