@@ -314,7 +314,7 @@ impl ProgressSink for JobSink<'_> {
 enum Failure {
     Api(ApiError),
     Fetch(FetchError),
-    UrlRefused(u16),
+    UrlRefused(String),
     Stopped,
 }
 
@@ -396,12 +396,12 @@ async fn process_inner(
             .await
         {
             Ok(verified) => break Ok((verified, final_path, info.filename)),
-            Err(FetchError::UrlRejected { status }) => {
+            Err(e @ (FetchError::UrlRejected { .. } | FetchError::UrlExpired)) => {
                 refusals += 1;
                 if refusals >= URL_REFRESHES {
-                    break Err(Failure::UrlRefused(status));
+                    break Err(Failure::UrlRefused(e.to_string()));
                 }
-                info!("download URL refused (HTTP {status}); asking the API for a fresh one");
+                info!("{e}; asking the API for a fresh one");
             }
             Err(FetchError::Cancelled) => break Err(Failure::Stopped),
             Err(e) => break Err(Failure::Fetch(e)),
@@ -599,9 +599,9 @@ async fn settle(
             }
             (class, e.to_string())
         }
-        Failure::UrlRefused(status) => (
+        Failure::UrlRefused(last) => (
             ErrorClass::Transient,
-            format!("the CDN refused {URL_REFRESHES} fresh download URLs in a row (HTTP {status})"),
+            format!("{URL_REFRESHES} fresh download URLs in a row did not work; last: {last}"),
         ),
         Failure::Api(e) => {
             let class = e.class();

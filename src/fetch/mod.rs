@@ -75,6 +75,8 @@ pub struct Verified {
 pub enum FetchError {
     #[error("the CDN refused the download URL (HTTP {status}); it has probably expired")]
     UrlRejected { status: u16 },
+    #[error("the download URL has expired")]
+    UrlExpired,
     #[error("the CDN answered HTTP {status}")]
     Cdn {
         status: u16,
@@ -317,6 +319,9 @@ impl Fetcher {
         cancel: &CancellationToken,
     ) -> Result<RequestOutcome, FetchError> {
         let offset = transfer.state.bytes_done;
+        if range::url_expired(job.url, unix_now()) {
+            return Err(FetchError::UrlExpired);
+        }
         if let Some(total) = transfer.state.total.or(job.api_size) {
             check_free_space(job.partial_path, total.saturating_sub(offset))?;
         }
@@ -476,6 +481,12 @@ impl Fetcher {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok())
     }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 enum RequestOutcome {

@@ -35,6 +35,20 @@ pub fn parse_content_range(value: &str) -> Option<ContentRange> {
     Some(ContentRange { first, last, total })
 }
 
+/// When a signed URL stops working: the OSS-style `Expires=<unix seconds>`
+/// query parameter MiniMax's download URLs carry. `None` when it has none.
+pub fn url_expires_at(url: &reqwest::Url) -> Option<u64> {
+    url.query_pairs()
+        .find(|(k, _)| k.eq_ignore_ascii_case("expires"))
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// Has the URL expired at `now` (Unix seconds)? A URL is asked for again
+/// instead of being sent to the CDN just to be refused.
+pub fn url_expired(url: &reqwest::Url, now: u64) -> bool {
+    url_expires_at(url).is_some_and(|at| at <= now)
+}
+
 /// A strong validator for `If-Range`: an ETag unless weak, else Last-Modified.
 pub fn choose_validator(etag: Option<&str>, last_modified: Option<&str>) -> Option<String> {
     match etag {
@@ -204,6 +218,21 @@ mod tests {
         ] {
             assert_eq!(parse_content_range(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn signed_urls_expire_at_their_expires_parameter() {
+        let url = reqwest::Url::parse(
+            "https://b.oss.example/x/output_aigc.mp4?Expires=1700000000&Signature=s",
+        )
+        .unwrap();
+        assert_eq!(url_expires_at(&url), Some(1_700_000_000));
+        assert!(!url_expired(&url, 1_699_999_999));
+        assert!(url_expired(&url, 1_700_000_000));
+        let plain = reqwest::Url::parse("https://cdn.example/x.mp4").unwrap();
+        assert!(!url_expired(&plain, u64::MAX));
+        let garbage = reqwest::Url::parse("https://cdn.example/x.mp4?Expires=soon").unwrap();
+        assert!(!url_expired(&garbage, 0));
     }
 
     #[test]

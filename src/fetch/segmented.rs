@@ -381,6 +381,9 @@ impl Connection {
     }
 
     async fn fetch_piece(&self, start: u64, end: u64) -> Result<(), PieceError> {
+        if super::range::url_expired(&self.url, super::unix_now()) {
+            return Err(PieceError::Fatal(FetchError::UrlExpired));
+        }
         let mut request = self
             .http
             .get(self.url.clone())

@@ -726,6 +726,37 @@ async fn an_expired_url_mid_download_gets_a_fresh_one_and_keeps_the_bytes() {
     assert_no_key_on_cdn(&sim);
 }
 
+/// A URL whose `Expires` has passed is not even sent to the CDN: the resume
+/// after a drop asks retrieve for a fresh one first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_url_past_its_expires_time_is_refreshed_before_the_cdn_refuses_it() {
+    const SIZE: u64 = 3 * MIB;
+    let sim = support::sim(SimConfig {
+        sizes: sizes(&[(1, SIZE)]),
+        url_ttl: Duration::from_secs(1),
+        faults: Faults {
+            cdn: vec![CdnFaultRule::new(CdnFault::DropAfter(2 * MIB + 1)).limit(1)],
+            bandwidth_bytes_per_sec: Some(MIB),
+            ..Faults::default()
+        },
+        ..support::small_files()
+    })
+    .await;
+    let world = World::new().with_sim(&sim);
+    enqueue(&world, &ids(1..=1)).await;
+    assert_success(&run_idle(&world, 1).await);
+    let job = done_and_verified(&world, &sim, 1).await;
+    assert_eq!(job["attempts"], 0);
+    let stats = sim.stats();
+    assert_eq!(api_calls(&sim, 1), 2, "a fresh URL for the resume");
+    assert_eq!(
+        stats.cdn_requests, 2,
+        "the expired URL never reached the CDN: {stats:?}"
+    );
+    assert_eq!(cdn_bytes(&sim, 1), SIZE);
+    assert_no_key_on_cdn(&sim);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cdn_server_errors_are_retried_to_done() {
     let sim = support::sim(SimConfig {
@@ -771,7 +802,7 @@ async fn a_cdn_404_gets_fresh_urls_then_counts_a_failure() {
     assert_eq!(job["attempts"], 1, "{job}");
     let error = job["last_error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("refused 3 fresh download URLs") && error.contains("HTTP 404"),
+        error.contains("3 fresh download URLs") && error.contains("HTTP 404"),
         "{error}"
     );
     assert_eq!(api_calls(&sim, 1), 3, "one retrieve per fresh URL");
