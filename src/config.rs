@@ -401,6 +401,13 @@ pub fn parse_api_base(raw: &str) -> Result<Url, String> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!("{raw:?} must not carry a query or fragment"));
     }
+    // A base with a path (a proxy prefix) must end in '/', or joining
+    // "v1/files/retrieve" would replace its last segment.
+    let mut url = url;
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
     Ok(url)
 }
 
@@ -528,6 +535,14 @@ mod tests {
                 .contains("unencrypted")
         );
         assert!(parse_api_base("ftp://x").is_err());
+        assert_eq!(
+            parse_api_base("https://proxy.example/minimax")
+                .unwrap()
+                .join("v1/files/retrieve")
+                .unwrap()
+                .as_str(),
+            "https://proxy.example/minimax/v1/files/retrieve"
+        );
         assert!(parse_api_base("not a url").is_err());
     }
 

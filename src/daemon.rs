@@ -56,7 +56,8 @@ pub struct Reload {
     pub requests_per_minute: u32,
 }
 
-type Running = Arc<Mutex<HashMap<i64, JobControl>>>;
+/// Jobs this pool is working: their lease owner name and stop signals.
+type Running = Arc<Mutex<HashMap<i64, (String, JobControl)>>>;
 
 pub async fn run(
     engine: Engine,
@@ -144,7 +145,7 @@ pub async fn run(
                 }
                 continue;
             }
-            if probe(&engine, problem).await {
+            if probe(&engine, problem, &shutdown).await {
                 info!("the problem is gone; resuming work");
                 pause = None;
             } else {
@@ -171,26 +172,46 @@ pub async fn run(
             drop(permit);
             continue;
         }
+        let owner = engine.next_owner();
         let claimed = match options.only {
-            Some(id) => engine.queue.claim_id(id, &engine.owner, LEASE).await?,
-            None => engine.queue.claim(&engine.owner, LEASE).await?,
+            Some(id) => engine.queue.claim_id(id, &owner, LEASE).await,
+            None => engine.queue.claim(&owner, LEASE).await,
+        };
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                // A busy or briefly failing database: wait and try again
+                // rather than abandon the jobs in flight.
+                drop(permit);
+                warn!("cannot claim a job: {e}; retrying shortly");
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(IDLE_POLL_MAX) => {}
+                }
+                continue;
+            }
         };
         match claimed {
             Some(job) => {
                 idle = IDLE_POLL_MIN;
+                // This pool may have just reclaimed a job whose lease it lost
+                // (heartbeats failed for a whole lease): stop the old task
+                // before a new one touches the same partial file.
+                stop_previous_task(&running, job.file_id).await;
                 let control = JobControl::new(&shutdown);
                 running
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(job.file_id, control.clone());
+                    .insert(job.file_id, (owner.clone(), control.clone()));
                 let (engine, running, done_tx) = (engine.clone(), running.clone(), done_tx.clone());
                 tracker.spawn(async move {
                     let file_id = job.file_id;
                     let outcome = worker::process(&engine, job, &control).await;
-                    running
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&file_id);
+                    let mut map = running.lock().unwrap_or_else(|p| p.into_inner());
+                    if map.get(&file_id).is_some_and(|(o, _)| *o == owner) {
+                        map.remove(&file_id);
+                    }
+                    drop(map);
                     // Outcome first, then the permit: the claim loop must see a
                     // pause (or fetch's result) before it can claim again.
                     let _ = done_tx.send((file_id, outcome));
@@ -224,7 +245,7 @@ pub async fn run(
         }
     };
     // Stop every job still running: each checkpoints and gives its lease back.
-    for control in running.lock().unwrap_or_else(|p| p.into_inner()).values() {
+    for (_, control) in running.lock().unwrap_or_else(|p| p.into_inner()).values() {
         control.cancel.cancel();
     }
     tracker.close();
@@ -236,6 +257,26 @@ pub async fn run(
         }
     }
     Ok(end)
+}
+
+/// Tells a task still working `file_id` under an older lease to stop, and
+/// waits (up to a few seconds) until it has.
+async fn stop_previous_task(running: &Running, file_id: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let previous = running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&file_id)
+            .map(|(_, c)| c.clone());
+        let Some(previous) = previous else { return };
+        previous.lose_lease();
+        if tokio::time::Instant::now() >= deadline {
+            warn!(file_id, "an earlier task on this job has not stopped yet");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The newest reload not yet applied, if any.
@@ -279,14 +320,29 @@ async fn heartbeat(engine: Engine, running: Running, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(HEARTBEAT) => {}
         }
-        if running.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+        let leases: Vec<(i64, String)> = running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, (owner, _))| (*id, owner.clone()))
+            .collect();
+        if leases.is_empty() {
             continue;
         }
-        match engine.queue.heartbeat(&engine.owner, LEASE).await {
-            Ok(cancelled) => {
+        match engine.queue.heartbeat(&leases, LEASE).await {
+            Ok(report) => {
                 let running = running.lock().unwrap_or_else(|p| p.into_inner());
-                for id in cancelled {
-                    if let Some(control) = running.get(&id) {
+                for id in report.lost {
+                    if let Some((_, control)) = running.get(&id) {
+                        warn!(
+                            file_id = id,
+                            "lease lost to another worker; stopping this download"
+                        );
+                        control.lose_lease();
+                    }
+                }
+                for id in report.cancel {
+                    if let Some((_, control)) = running.get(&id) {
                         info!(file_id = id, "cancel requested; stopping the download");
                         control.cancel_by_user();
                     }
@@ -299,10 +355,10 @@ async fn heartbeat(engine: Engine, running: Running, stop: CancellationToken) {
 
 /// Is the host problem gone? Account: one retrieve call succeeds (or fails
 /// for a reason that is not the account's). Disk: space is back.
-async fn probe(engine: &Engine, problem: &HostProblem) -> bool {
+async fn probe(engine: &Engine, problem: &HostProblem, shutdown: &CancellationToken) -> bool {
     match problem {
-        HostProblem::DiskFull { .. } => available_space(&engine.output_dir)
-            .map(|free| free > FREE_SPACE_RESERVE + DISK_RESUME_MARGIN)
+        HostProblem::DiskFull { needed, .. } => available_space(&engine.output_dir)
+            .map(|free| free > FREE_SPACE_RESERVE + (*needed).max(DISK_RESUME_MARGIN))
             .unwrap_or(false),
         HostProblem::Account { .. } => {
             let Ok(jobs) = engine
@@ -312,16 +368,18 @@ async fn probe(engine: &Engine, problem: &HostProblem) -> bool {
             else {
                 return false;
             };
-            let Some(job) = jobs.first() else { return true };
-            if engine
-                .gate
-                .acquire(&CancellationToken::new())
-                .await
-                .is_err()
-            {
+            let Some(job) = jobs.first() else {
+                return true;
+            };
+            if engine.gate.acquire(shutdown).await.is_err() {
                 return false;
             }
-            match engine.api().retrieve(job.file_id).await {
+            let api = engine.api();
+            let answer = tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                answer = api.retrieve(job.file_id) => answer,
+            };
+            match answer {
                 Ok(_) => true,
                 Err(e) => !matches!(e.class(), crate::api::ErrorClass::Account { .. }),
             }

@@ -37,8 +37,11 @@ pub struct Engine {
     pub fetcher: Fetcher,
     pub output_dir: PathBuf,
     pub policy: RetryPolicy,
-    /// This process's name in `lease_owner`: host, pid and a random tag.
-    pub owner: String,
+    /// This process's part of every `lease_owner` it writes: host, pid
+    /// namespace, pid and a random tag; [`Engine::next_owner`] adds a
+    /// sequence number, so each claim holds a lease of its own.
+    owner_prefix: String,
+    claims: Arc<std::sync::atomic::AtomicU64>,
     pub observer: Arc<dyn Observer>,
 }
 
@@ -59,9 +62,17 @@ impl Engine {
             fetcher,
             output_dir,
             policy,
-            owner: worker_identity(),
+            owner_prefix: worker_identity(),
+            claims: Arc::default(),
             observer,
         }
+    }
+
+    /// A lease owner name for one claim. Unique per claim, so a job this
+    /// process reclaims after losing it is never confused with the old task.
+    pub fn next_owner(&self) -> String {
+        let n = self.claims.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.owner_prefix)
     }
 
     pub fn api(&self) -> ApiClient {
@@ -87,10 +98,34 @@ pub fn worker_identity() -> String {
     )
 }
 
+/// The host's name (`gethostname`, which works where `/proc/sys` is hidden)
+/// and the start of `/etc/machine-id`, which tells apart hosts that share a
+/// name.
 fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().replace(':', "_"))
-        .unwrap_or_else(|_| "localhost".into())
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it on success (and we stop at the first NUL regardless).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name = if rc == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "localhost".to_string()
+    };
+    let machine = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+    let machine: String = machine.trim().chars().take(12).collect();
+    format!("{name}.{machine}").replace(':', "_")
+}
+
+/// Does process `pid` exist? `kill(pid, 0)` answers even where `/proc`
+/// hides other users' processes: EPERM means it exists.
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 performs the permission and existence checks only.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 fn pid_namespace() -> String {
@@ -123,7 +158,7 @@ pub fn owner_is_dead(owner: &str) -> bool {
     host == host_name()
         && ns == pid_namespace()
         && pid != std::process::id()
-        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !process_exists(pid)
 }
 
 /// Hears what workers do, for progress bars and status lines.
@@ -174,17 +209,22 @@ pub enum HostProblem {
         message: String,
         pause: Option<Duration>,
     },
-    DiskFull {
-        message: String,
-    },
+    /// The archive is full (or not writable): wait until `needed` bytes
+    /// (plus the reserve) are free.
+    DiskFull { message: String, needed: u64 },
 }
 
 impl HostProblem {
     pub fn message(&self) -> &str {
         match self {
-            HostProblem::Account { message, .. } | HostProblem::DiskFull { message } => message,
+            HostProblem::Account { message, .. } | HostProblem::DiskFull { message, .. } => message,
         }
     }
+}
+
+/// The owner name under which this worker holds `job`'s lease.
+fn lease_owner(job: &Job) -> &str {
+    job.lease_owner.as_deref().unwrap_or_default()
 }
 
 /// A job's stop signals: shutdown (the parent token) or a user's cancel.
@@ -192,6 +232,7 @@ impl HostProblem {
 pub struct JobControl {
     pub cancel: CancellationToken,
     pub user_cancelled: Arc<AtomicBool>,
+    pub lease_lost: Arc<AtomicBool>,
 }
 
 impl JobControl {
@@ -199,7 +240,15 @@ impl JobControl {
         JobControl {
             cancel: shutdown.child_token(),
             user_cancelled: Arc::new(AtomicBool::new(false)),
+            lease_lost: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The heartbeat found the lease gone (another worker took the job):
+    /// stop at once and write nothing more about the job.
+    pub fn lose_lease(&self) {
+        self.lease_lost.store(true, Ordering::SeqCst);
+        self.cancel.cancel();
     }
 
     /// A user ran `cancel` on this job.
@@ -254,7 +303,7 @@ pub fn decide(
 /// How the worker classifies a download failure.
 pub fn classify_fetch(error: &FetchError) -> ErrorClass {
     match error {
-        FetchError::SizeMismatch { .. } => ErrorClass::Permanent,
+        FetchError::SizeMismatch { .. } | FetchError::TooLarge { .. } => ErrorClass::Permanent,
         _ => ErrorClass::Transient,
     }
 }
@@ -278,6 +327,7 @@ fn crash_point(point: &str) {
 
 struct JobSink<'a> {
     engine: &'a Engine,
+    owner: &'a str,
     file_id: i64,
     api_size: Option<u64>,
 }
@@ -302,7 +352,7 @@ impl ProgressSink for JobSink<'_> {
         };
         self.engine
             .queue
-            .checkpoint(self.file_id, &self.engine.owner, &progress)
+            .checkpoint(self.file_id, self.owner, &progress)
             .await
     }
 
@@ -364,7 +414,12 @@ async fn process_inner(
             Err(GateError::Cancelled) => break Err(Failure::Stopped),
             Err(GateError::Queue(e)) => return Err(e),
         }
-        let info = match engine.api().retrieve(job.file_id).await {
+        let api = engine.api();
+        let retrieved = tokio::select! {
+            _ = control.cancel.cancelled() => break Err(Failure::Stopped),
+            r = api.retrieve(job.file_id) => r,
+        };
+        let info = match retrieved {
             Ok(info) => {
                 engine.gate.succeeded();
                 info
@@ -387,6 +442,7 @@ async fn process_inner(
         };
         let sink = JobSink {
             engine,
+            owner: lease_owner(&job),
             file_id: job.file_id,
             api_size: info.bytes,
         };
@@ -440,12 +496,23 @@ async fn finish(
     destination: Destination<'_>,
     verified: Verified,
 ) -> Result<Outcome, QueueError> {
-    let owner = &engine.owner;
+    let owner = lease_owner(job);
     let Destination {
         partial,
         final_path,
         filename,
     } = destination;
+    // The bytes on disk must still be the ones hashed.
+    let on_disk = tokio::fs::metadata(partial).await.map(|m| m.len()).ok();
+    if on_disk != Some(verified.size) {
+        let error = format!(
+            "the partial file changed after it was verified ({} bytes on disk, {} verified)",
+            on_disk.map_or("no".to_string(), |n| n.to_string()),
+            verified.size
+        );
+        let _ = tokio::fs::remove_file(partial).await;
+        return settle_error(engine, job, &error, ErrorClass::Transient, false).await;
+    }
     let record = VerifiedFile {
         size: verified.size,
         size_source: verified.size_source.as_str(),
@@ -518,16 +585,18 @@ async fn recover_verified(engine: &Engine, job: &Job) -> Result<Option<Outcome>,
         let Some(final_path) = &final_path else { break };
         if candidate == partial {
             let (from, to) = (partial.clone(), final_path.clone());
-            if !matches!(
-                tokio::task::spawn_blocking(move || file::place(&from, &to)).await,
-                Ok(Ok(()))
-            ) {
-                break;
+            let placed = tokio::task::spawn_blocking(move || file::place(&from, &to)).await;
+            if !matches!(placed, Ok(Ok(()))) {
+                // Keep the verified file: this is worth another try later.
+                let error = format!("cannot move the verified file to {}", final_path.display());
+                return settle_error(engine, job, &error, ErrorClass::Transient, false)
+                    .await
+                    .map(Some);
             }
         }
         engine
             .queue
-            .complete(job.file_id, &engine.owner, final_path)
+            .complete(job.file_id, lease_owner(job), final_path)
             .await?;
         engine
             .queue
@@ -549,7 +618,7 @@ async fn recover_verified(engine: &Engine, job: &Job) -> Result<Option<Outcome>,
         .queue
         .clear_verified(
             job.file_id,
-            &engine.owner,
+            lease_owner(job),
             "the recorded verified file is missing or changed; downloading again",
         )
         .await?;
@@ -564,7 +633,16 @@ async fn settle(
     progressed: bool,
     control: &JobControl,
 ) -> Result<Outcome, QueueError> {
-    let owner = &engine.owner;
+    let owner = lease_owner(job);
+    if control.lease_lost.load(Ordering::SeqCst) {
+        return Ok(Outcome::LeaseLost);
+    }
+    // Whatever failed while we were being stopped failed because of it.
+    let failure = if control.cancel.is_cancelled() {
+        Failure::Stopped
+    } else {
+        failure
+    };
     let (class, error) = match failure {
         Failure::Stopped => {
             if control.user_cancelled.load(Ordering::SeqCst) {
@@ -584,13 +662,15 @@ async fn settle(
             return Ok(Outcome::Stopped);
         }
         Failure::Fetch(FetchError::Queue(e)) => return Err(e),
-        Failure::Fetch(FetchError::DiskFull { detail }) => {
-            let message = format!("disk full: {detail}");
+        Failure::Fetch(FetchError::Storage {
+            detail: message,
+            needed,
+        }) => {
             engine
                 .queue
                 .release(job.file_id, owner, &message, now_millis(), true)
                 .await?;
-            return Ok(Outcome::Paused(HostProblem::DiskFull { message }));
+            return Ok(Outcome::Paused(HostProblem::DiskFull { message, needed }));
         }
         Failure::Fetch(e) => {
             let class = classify_fetch(&e);
@@ -625,7 +705,7 @@ async fn settle_error(
     class: ErrorClass,
     progressed: bool,
 ) -> Result<Outcome, QueueError> {
-    let owner = &engine.owner;
+    let owner = lease_owner(job);
     let cooldown = engine.gate.cooldown_remaining().unwrap_or(Duration::ZERO);
     let now = now_millis();
     match decide(

@@ -49,11 +49,14 @@ pub fn classify_status_code(code: i64) -> ErrorClass {
 
 /// Classifies an HTTP status from the API host (gateways answer these
 /// before MiniMax's own JSON errors).
+/// MiniMax reports its own errors as HTTP 200 with a `base_resp` code, so
+/// an HTTP error status comes from the host itself: a redirect, 400, 404 or
+/// 405 means `api_base` does not point at the MiniMax API, which no retry of
+/// any job can fix: the operator must act, like for a bad key.
 pub fn classify_api_http(status: u16, retry_after: Option<Duration>) -> ErrorClass {
     match status {
         429 => ErrorClass::RateLimited { retry_after },
-        401 | 403 => ErrorClass::Account { pause: None },
-        404 => ErrorClass::Permanent,
+        300..=399 | 400 | 401 | 403 | 404 | 405 => ErrorClass::Account { pause: None },
         408 | 500..=599 => ErrorClass::Transient,
         _ => ErrorClass::Unknown,
     }

@@ -40,9 +40,16 @@ pub enum ApiError {
         message: String,
         trace_id: Option<String>,
     },
-    #[error("MiniMax API answered HTTP {status}{}{}", retry(.retry_after), trace(.trace_id))]
+    #[error(
+        "{endpoint} answered HTTP {status}{}{}{}",
+        retry(.retry_after),
+        trace(.trace_id),
+        hint(*.status)
+    )]
     Http {
         status: u16,
+        /// The URL called, without its query.
+        endpoint: String,
         retry_after: Option<Duration>,
         trace_id: Option<String>,
     },
@@ -53,6 +60,16 @@ pub enum ApiError {
     },
     #[error("cannot reach the MiniMax API: {0}")]
     Transport(String),
+}
+
+fn hint(status: u16) -> &'static str {
+    match status {
+        300..=399 | 400 | 404 | 405 => {
+            "; check api_base (MINIMAX_API_BASE): it does not look like the MiniMax API"
+        }
+        401 | 403 => "; check the API key and that it belongs to this api_base's region",
+        _ => "",
+    }
 }
 
 fn trace(id: &Option<String>) -> String {
@@ -235,6 +252,7 @@ impl ApiClient {
             .base
             .join("v1/files/retrieve")
             .map_err(|e| ApiError::Transport(format!("bad API base {}: {e}", self.base)))?;
+        let endpoint = url.as_str().to_string();
         url.query_pairs_mut()
             .append_pair("file_id", &file_id.to_string());
         let mut auth =
@@ -264,27 +282,58 @@ impl ApiClient {
                 .and_then(|v| classify::parse_retry_after(v, SystemTime::now()));
             return Err(ApiError::Http {
                 status: status.as_u16(),
+                endpoint,
                 retry_after,
                 trace_id,
             });
         }
-        let body = response.bytes().await.map_err(|e| ApiError::Malformed {
-            detail: format!("body cut short: {}", describe_reqwest(&e)),
-            trace_id: trace_id.clone(),
-        })?;
+        let body = read_capped(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|detail| ApiError::Malformed {
+                detail,
+                trace_id: trace_id.clone(),
+            })?;
         parse_retrieve(file_id, &body, trace_id)
     }
 }
 
-/// reqwest's Display hides the cause; walk the chain for a useful message.
+/// A retrieve answer is a few hundred bytes; anything past this is not one.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Reads a body, refusing to buffer more than `limit` bytes.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("body cut short: {}", describe_reqwest(&e)))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("answer larger than {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// What went wrong with a request, with its cause chain, and without the
+/// URL: reqwest's own Display appends it, and a signed download URL is a
+/// credential that must not end up in logs or in the queue's history.
 pub fn describe_reqwest(error: &reqwest::Error) -> String {
     let mut text = if error.is_timeout() {
-        "timed out".to_string()
+        "timed out"
     } else if error.is_connect() {
-        "connection failed".to_string()
+        "connection failed"
+    } else if error.is_body() {
+        "the body was cut short"
+    } else if error.is_decode() {
+        "the body could not be decoded"
+    } else if error.is_redirect() {
+        "too many redirects"
     } else {
-        error.to_string()
-    };
+        "request failed"
+    }
+    .to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         let cause_text = cause.to_string();
@@ -305,6 +354,20 @@ mod tests {
         format!(
             r#"{{"file":{{"file_id":{id},"bytes":{bytes},"created_at":1700469398,"filename":"output_aigc.mp4","purpose":"video_generation","download_url":"https://cdn.example/x/output_aigc.mp4?Expires=1"}},"base_resp":{{"status_code":0,"status_msg":"success"}}}}"#
         )
+    }
+
+    #[tokio::test]
+    async fn transport_errors_never_carry_the_url() {
+        // Nothing listens on port 9 of loopback: the connection is refused.
+        let url =
+            "http://127.0.0.1:9/x/output_aigc.mp4?Expires=1&OSSAccessKeyId=k&Signature=SECRETSIG";
+        let error = reqwest::get(url).await.unwrap_err();
+        let text = describe_reqwest(&error);
+        assert!(text.starts_with("connection failed"), "{text}");
+        assert!(
+            !text.contains("SECRETSIG") && !text.contains("127.0.0.1:9/x"),
+            "{text}"
+        );
     }
 
     #[test]

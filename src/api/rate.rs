@@ -30,7 +30,7 @@ pub fn cooldown_for(streak: u32, retry_after: Option<Duration>) -> Duration {
     let backoff = FIRST_COOLDOWN
         .saturating_mul(1 << exponent)
         .min(MAX_COOLDOWN);
-    retry_after.map_or(backoff, |ra| ra.max(backoff.min(FIRST_COOLDOWN)))
+    retry_after.map_or(backoff, |ra| ra.max(backoff))
 }
 
 #[derive(Default)]
@@ -174,6 +174,11 @@ mod tests {
         assert_eq!(
             cooldown_for(1, Some(Duration::from_secs(1))),
             Duration::from_secs(5)
+        );
+        // A server that keeps saying "1 s" still gets the growing backoff.
+        assert_eq!(
+            cooldown_for(3, Some(Duration::from_secs(1))),
+            Duration::from_secs(20)
         );
     }
 

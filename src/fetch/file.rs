@@ -18,6 +18,14 @@ pub fn is_disk_full(error: &io::Error) -> bool {
     ) || error.raw_os_error() == Some(28)
 }
 
+/// Is this I/O error the archive refusing writes (read-only, permissions)?
+pub fn is_unwritable(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied
+    )
+}
+
 /// Feeds the first `len` bytes of `path` to `hasher`. Resumed bytes are
 /// re-hashed from disk, never trusted from memory of an earlier run.
 pub fn hash_prefix(path: &Path, len: u64, hasher: &mut Sha256) -> io::Result<()> {
@@ -100,5 +108,8 @@ mod tests {
     fn enospc_is_recognised() {
         assert!(is_disk_full(&io::Error::from_raw_os_error(28)));
         assert!(!is_disk_full(&io::Error::from_raw_os_error(13)));
+        assert!(is_unwritable(&io::Error::from_raw_os_error(13)));
+        assert!(is_unwritable(&io::Error::from_raw_os_error(30)));
+        assert!(!is_unwritable(&io::Error::from_raw_os_error(28)));
     }
 }

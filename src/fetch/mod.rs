@@ -94,8 +94,18 @@ pub enum FetchError {
         "the CDN did not say how long the file is, and retrieve reported no size to verify against"
     )]
     UnknownLength,
-    #[error("disk full: {detail}")]
-    DiskFull { detail: String },
+    /// The archive cannot take the bytes now: full, or not writable. A
+    /// host-level condition: the pool waits until `needed` bytes are free.
+    #[error("{detail}")]
+    Storage { detail: String, needed: u64 },
+    #[error(
+        "the file ({size} bytes) is larger than the whole filesystem of {dir} ({capacity} bytes)"
+    )]
+    TooLarge {
+        size: u64,
+        capacity: u64,
+        dir: String,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -110,8 +120,14 @@ pub enum FetchError {
 impl FetchError {
     fn io(context: impl Into<String>, source: std::io::Error) -> FetchError {
         if file::is_disk_full(&source) {
-            FetchError::DiskFull {
-                detail: format!("{}: {source}", context.into()),
+            FetchError::Storage {
+                detail: format!("disk full: {}: {source}", context.into()),
+                needed: 0,
+            }
+        } else if file::is_unwritable(&source) {
+            FetchError::Storage {
+                detail: format!("the archive is not writable: {}: {source}", context.into()),
+                needed: 0,
             }
         } else {
             FetchError::Io {
@@ -447,7 +463,10 @@ impl Fetcher {
         let done = transfer.position;
         if transfer.state.total.is_none() && job.api_size.is_none() {
             // A chunked answer with no length: ask for it before trusting the end.
-            transfer.state.total = self.head_length(job.url).await;
+            transfer.state.total = tokio::select! {
+                _ = cancel.cancelled() => return Err(FetchError::Cancelled),
+                total = self.head_length(job.url) => total,
+            };
         }
         match transfer.state.total.or(job.api_size) {
             Some(total) if done < total => {
@@ -494,16 +513,28 @@ enum RequestOutcome {
     Incomplete(String),
 }
 
+/// Is there room for `needed` more bytes (plus the reserve)? A file larger
+/// than the whole filesystem can never fit: that fails the job, not the host.
 fn check_free_space(partial: &Path, needed: u64) -> Result<(), FetchError> {
     let dir = partial.parent().unwrap_or(partial);
+    if let Ok(capacity) = fs4::total_space(dir)
+        && needed > capacity
+    {
+        return Err(FetchError::TooLarge {
+            size: needed,
+            capacity,
+            dir: dir.display().to_string(),
+        });
+    }
     match file::available_space(dir) {
         Ok(available) if available < needed.saturating_add(file::FREE_SPACE_RESERVE) => {
-            Err(FetchError::DiskFull {
+            Err(FetchError::Storage {
                 detail: format!(
-                    "{} has {available} bytes free, {needed} more are needed (plus a {} MiB reserve)",
+                    "disk full: {} has {available} bytes free, {needed} more are needed (plus a {} MiB reserve)",
                     dir.display(),
                     file::FREE_SPACE_RESERVE >> 20
                 ),
+                needed,
             })
         }
         _ => Ok(()),

@@ -98,6 +98,12 @@ impl Fetcher {
                 source_name: "api",
             });
         }
+        // Before anything is sized by the CDN's word: a length that cannot
+        // fit on this filesystem fails here.
+        check_free_space(
+            job.partial_path,
+            plan.total.saturating_sub(state.bytes_done),
+        )?;
         let piece_size = piece_size_for(plan.total, self.segments);
         if plan.total < 2 * piece_size {
             return Ok(None);

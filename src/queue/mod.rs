@@ -198,6 +198,15 @@ impl StatusCounts {
     }
 }
 
+/// What a heartbeat found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Leases no longer held: the job was reclaimed or cancelled outright.
+    pub lost: Vec<i64>,
+    /// Jobs whose cancellation a user asked for.
+    pub cancel: Vec<i64>,
+}
+
 /// What a user verb (retry, cancel) did to one id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VerbOutcome {
@@ -381,17 +390,31 @@ impl Queue {
     ) -> Result<Option<Job>, QueueError> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
+        // Two indexed look-ups rather than one OR: abandoned leases first
+        // (few, and the oldest work), then the earliest due queued job.
         let candidate = match only {
             None => {
-                sqlx::query(
+                let abandoned = sqlx::query(
                     "SELECT file_id, state, lease_owner FROM jobs \
-                     WHERE (state = 'queued' AND next_attempt_at <= ?1) \
-                        OR (state = 'running' AND lease_expires_at < ?1) \
+                     WHERE state = 'running' AND lease_expires_at < ?1 \
                      ORDER BY next_attempt_at, file_id LIMIT 1",
                 )
                 .bind(now)
                 .fetch_optional(&mut *tx)
-                .await?
+                .await?;
+                match abandoned {
+                    Some(row) => Some(row),
+                    None => {
+                        sqlx::query(
+                            "SELECT file_id, state, lease_owner FROM jobs \
+                             WHERE state = 'queued' AND next_attempt_at <= ?1 \
+                             ORDER BY next_attempt_at, file_id LIMIT 1",
+                        )
+                        .bind(now)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    }
+                }
             }
             Some(id) => {
                 sqlx::query(
@@ -470,25 +493,37 @@ impl Queue {
         Ok(freed)
     }
 
-    /// Extends every lease `owner` holds and returns the ids whose
-    /// cancellation a user asked for.
-    pub async fn heartbeat(&self, owner: &str, lease: Duration) -> Result<Vec<i64>, QueueError> {
-        let now = now_millis();
-        let rows = sqlx::query(
-            "UPDATE jobs SET lease_expires_at = ?1 WHERE state = 'running' AND lease_owner = ?2 \
-             RETURNING file_id, cancel_requested",
-        )
-        .bind(millis_after(now, lease))
-        .bind(owner)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut cancelled = Vec::new();
-        for row in rows {
-            if row.try_get::<i64, _>("cancel_requested")? != 0 {
-                cancelled.push(row.try_get("file_id")?);
+    /// Extends the leases this worker pool holds, one `(file_id, owner)` per
+    /// running job. Reports the jobs whose lease is gone (another worker
+    /// took them: their task must stop) and those a user asked to cancel.
+    pub async fn heartbeat(
+        &self,
+        leases: &[(i64, String)],
+        lease: Duration,
+    ) -> Result<Heartbeat, QueueError> {
+        let until = millis_after(now_millis(), lease);
+        let mut report = Heartbeat::default();
+        let mut tx = self.write_tx().await?;
+        for (file_id, owner) in leases {
+            let row = sqlx::query(
+                "UPDATE jobs SET lease_expires_at = ?1 WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3 \
+                 RETURNING cancel_requested",
+            )
+            .bind(until)
+            .bind(file_id)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match row {
+                None => report.lost.push(*file_id),
+                Some(row) if row.try_get::<i64, _>("cancel_requested")? != 0 => {
+                    report.cancel.push(*file_id)
+                }
+                Some(_) => {}
             }
         }
-        Ok(cancelled)
+        tx.commit().await?;
+        Ok(report)
     }
 
     /// Records durable progress of the partial file.

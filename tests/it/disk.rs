@@ -25,6 +25,11 @@ impl SmallDisk {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
+            // CI runs as root and must run these; elsewhere say so loudly.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "cannot mount a tmpfs in CI"
+            );
             eprintln!("SKIPPED: cannot mount a tmpfs here (needs root, as in CI)");
             return None;
         }
@@ -123,19 +128,27 @@ async fn a_disk_that_fills_mid_stream_stops_the_batch_with_exit_4_and_loses_noth
     }
 }
 
+/// Fills a tmpfs until `free` bytes are left.
+fn leave_free(disk: &SmallDisk, free: u64) {
+    let now = minimax_dl::fetch::file::available_space(&disk.path).unwrap();
+    let filler = vec![0u8; (now - free) as usize];
+    std::fs::write(disk.path.join("filler"), filler).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_known_size_that_cannot_fit_is_refused_before_downloading() {
+async fn a_known_size_that_cannot_fit_now_is_refused_before_downloading() {
     let sim = support::sim(SimConfig {
-        default_file_size: 100 * MIB,
+        default_file_size: 30 * MIB,
         report_bytes: true,
         ..SimConfig::default()
     })
     .await;
     let mut world = World::new().with_sim(&sim);
-    let Some(disk) = SmallDisk::mount(&world.dir.path().join("small"), 32) else {
+    let Some(disk) = SmallDisk::mount(&world.dir.path().join("small"), 64) else {
         return;
     };
     world.out = disk.path.join("archive");
+    leave_free(&disk, 24 * MIB);
     assert_success(&world.run(&["enqueue", "3"]).await);
     let out = world.run(&["run", "--exit-when-idle"]).await;
     assert_exit(&out, 4);
@@ -147,20 +160,57 @@ async fn a_known_size_that_cannot_fit_is_refused_before_downloading() {
     let job = world.job(3).await;
     assert_eq!(job["state"], "queued");
     assert_eq!(job["attempts"], 0);
+    assert!(
+        job["last_error"].as_str().unwrap().contains("disk full"),
+        "{job}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_larger_than_the_whole_filesystem_fails_instead_of_pausing() {
+    // A lying Content-Length or a huge file: waiting for space would wait forever.
+    let sim = support::sim(SimConfig {
+        default_file_size: 100 * MIB,
+        ..SimConfig::default()
+    })
+    .await;
+    let mut world = World::new().with_sim(&sim);
+    let Some(disk) = SmallDisk::mount(&world.dir.path().join("small"), 32) else {
+        return;
+    };
+    world.out = disk.path.join("archive");
+    assert_success(&world.run(&["enqueue", "3"]).await);
+    for segments in ["1", "4"] {
+        let out = world
+            .run(&["run", "--exit-when-idle", "--segments", segments])
+            .await;
+        assert_exit(&out, 1);
+        let job = world.job(3).await;
+        assert_eq!(job["state"], "failed", "{job}");
+        assert!(
+            job["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("larger than the whole filesystem"),
+            "{job}"
+        );
+        assert_success(&world.run(&["retry", "3"]).await);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daemon_resumes_by_itself_once_space_is_freed() {
     let sim = support::sim(SimConfig {
-        default_file_size: 48 * MIB,
+        default_file_size: 40 * MIB,
         ..SimConfig::default()
     })
     .await;
     let mut world = World::new().with_sim(&sim);
-    let Some(disk) = SmallDisk::mount(&world.dir.path().join("small"), 40) else {
+    let Some(disk) = SmallDisk::mount(&world.dir.path().join("small"), 128) else {
         return;
     };
     world.out = disk.path.join("archive");
+    leave_free(&disk, 28 * MIB);
     std::fs::write(&world.config, "probe_interval_secs = 1\n").unwrap();
     assert_success(&world.run(&["enqueue", "6"]).await);
     let child = world
@@ -181,7 +231,7 @@ async fn the_daemon_resumes_by_itself_once_space_is_freed() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    disk.grow(256);
+    std::fs::remove_file(disk.path.join("filler")).unwrap();
     while q.get(6).await.unwrap().map(|j| j.state) != Some(JobState::Done) {
         assert!(
             std::time::Instant::now() < deadline,
