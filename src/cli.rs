@@ -11,10 +11,13 @@ use crate::queue::JobState;
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  some jobs failed (run --exit-when-idle, fetch, demo)
-  2  usage, configuration or database error (nothing was changed)
-  3  stopped by an account-level API error (bad key, no balance, quota); jobs stay queued
-  4  stopped because the disk is full; jobs stay queued
+  1  some jobs failed (run --exit-when-idle, fetch, demo), or a running job's
+     worker has not yet confirmed a cancel
+  2  usage, configuration or database error; an id that is unknown or in the wrong
+     state for retry/cancel (the other ids of the call are still applied)
+  3  stopped by an account-level API error (bad key, no balance, quota, an api_base
+     that is not the MiniMax API); jobs stay queued, attempts untouched
+  4  stopped because the archive disk is full or not writable; jobs stay queued
 
 Environment: MINIMAX_API_KEY, MINIMAX_API_BASE, MINIMAX_DL_DATABASE, MINIMAX_DL_OUTPUT_DIR,
 MINIMAX_DL_CONCURRENCY, MINIMAX_DL_REQUESTS_PER_MINUTE, MINIMAX_DL_CONFIG, MINIMAX_DL_LOG (log filter).";
@@ -23,7 +26,7 @@ MINIMAX_DL_CONCURRENCY, MINIMAX_DL_REQUESTS_PER_MINUTE, MINIMAX_DL_CONFIG, MINIM
 #[derive(Debug, Parser)]
 #[command(name = "minimax-dl", version, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// Config file (default: $XDG_CONFIG_HOME/minimax-dl/config.toml, then /etc/minimax-dl/config.toml).
+    /// Config file (default: $MINIMAX_DL_CONFIG, else $XDG_CONFIG_HOME/minimax-dl/config.toml, else /etc/minimax-dl/config.toml).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 

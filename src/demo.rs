@@ -46,11 +46,13 @@ fn demo_faults(ids: &[i64]) -> (Faults, Vec<String>) {
         "an HTML 502 from the API gateway for file {}",
         pick(3)
     ));
-    faults.cdn.push(
-        CdnFaultRule::new(CdnFault::DropAfter(300_000))
-            .for_files([pick(1), pick(5)])
-            .limit(2),
-    );
+    for file in [pick(1), pick(5)] {
+        faults.cdn.push(
+            CdnFaultRule::new(CdnFault::DropAfter(300_000))
+                .for_files([file])
+                .limit(1),
+        );
+    }
     notes.push(format!(
         "connections dropped mid-body for files {} and {} (resumed with Range)",
         pick(1),
@@ -103,6 +105,8 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
         .context("cannot create a temporary directory")?;
     let kept = keep_dir.is_some();
     let dir = keep_dir.unwrap_or_else(|| temp.path().to_path_buf());
+    let dir =
+        std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
 
     let ids: Vec<i64> = (0..i64::from(files)).map(|i| FIRST_ID + i).collect();
@@ -178,9 +182,16 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
         b.finish();
     }
     let elapsed = started.elapsed();
-    if end != RunEnd::Idle {
-        println!("demo interrupted: {end:?}");
-        return Ok(exit::OK);
+    match &end {
+        RunEnd::Idle => {}
+        RunEnd::Stopped | RunEnd::Single(_) => {
+            println!("demo interrupted");
+            return Ok(exit::JOB_FAILURES);
+        }
+        RunEnd::Blocked(problem) => {
+            eprintln!("minimax-dl demo: stopped: {}", problem.message());
+            return Ok(exit::JOB_FAILURES);
+        }
     }
 
     let mut verified = 0u64;
