@@ -539,7 +539,12 @@ async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
                 eprintln!("minimax-dl: {}", problem.message());
                 break host_problem_exit(&problem);
             }
-            RunEnd::Single(Outcome::Stopped) | RunEnd::Stopped => break exit::OK,
+            RunEnd::Single(Outcome::Stopped) | RunEnd::Stopped => {
+                eprintln!(
+                    "minimax-dl: interrupted; file {id} stays queued and resumes from its last checkpoint"
+                );
+                break exit::OK;
+            }
             RunEnd::Single(Outcome::LeaseLost) | RunEnd::Idle => {
                 let state = queue.get(id).await?.map(|j| j.state);
                 if state == Some(JobState::Done) {

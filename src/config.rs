@@ -203,7 +203,7 @@ impl Settings {
         let output_dir = absolute(&output_dir);
 
         let concurrency = layered_number(
-            overrides.concurrency,
+            overrides.concurrency.map(|v| (v, "--concurrency")),
             env("MINIMAX_DL_CONCURRENCY"),
             "MINIMAX_DL_CONCURRENCY",
             file.concurrency,
@@ -221,7 +221,7 @@ impl Settings {
             1..=1_000_000,
         )?;
         let segments = layered_number(
-            overrides.segments,
+            overrides.segments.map(|v| (v, "--segments")),
             None,
             "",
             file.segments,
@@ -341,7 +341,7 @@ fn read_key_file(path: &Path, origin: &str) -> Result<SecretString, ConfigError>
 
 #[allow(clippy::too_many_arguments)]
 fn layered_number(
-    flag: Option<u32>,
+    flag: Option<(u32, &str)>,
     env_value: Option<String>,
     env_name: &str,
     file_value: Option<u32>,
@@ -349,8 +349,8 @@ fn layered_number(
     default: u32,
     range: std::ops::RangeInclusive<u32>,
 ) -> Result<u32, ConfigError> {
-    let (value, origin) = if let Some(v) = flag {
-        (v, "command-line flag".to_string())
+    let (value, origin) = if let Some((v, name)) = flag {
+        (v, format!("command-line flag {name}"))
     } else if let Some(raw) = env_value.filter(|v| !v.trim().is_empty()) {
         let origin = format!("environment variable {env_name}");
         let v = raw

@@ -222,13 +222,19 @@ pub async fn run(
                 drop(permit);
                 let in_flight = running.lock().unwrap_or_else(|p| p.into_inner()).len();
                 if in_flight == 0 && (options.exit_when_idle || options.only.is_some()) {
-                    let counts = engine.queue.status().await?;
-                    if options.only.is_some() || (counts.queued == 0 && counts.running == 0) {
+                    if options.only.is_some() {
                         break RunEnd::Idle;
+                    }
+                    match engine.queue.status().await {
+                        Ok(counts) if counts.queued == 0 && counts.running == 0 => {
+                            break RunEnd::Idle;
+                        }
+                        Ok(_) => {}
+                        Err(e) => warn!("cannot read the queue's counts: {e}"),
                     }
                 }
                 let mut wait = idle;
-                if let Some(due) = engine.queue.next_due().await? {
+                if let Ok(Some(due)) = engine.queue.next_due().await {
                     let until_due = Duration::from_millis((due - now_millis()).max(0) as u64);
                     wait = wait.min(until_due.max(IDLE_POLL_MIN));
                 }
