@@ -199,22 +199,47 @@ async fn a_killed_daemon_is_resumed_from_its_durable_bytes_not_from_zero() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_live_foreign_lease_is_respected_until_it_expires() {
-    let sim = support::sim(support::small_files()).await;
+async fn a_live_foreign_lease_is_respected_and_an_expired_one_resumed() {
+    // A worker on another host got 1+ MiB in and then went silent.
+    let size = 4 * 1024 * 1024;
+    let sim = support::sim(SimConfig {
+        default_file_size: size,
+        faults: Faults {
+            bandwidth_bytes_per_sec: Some(1024 * 1024),
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
     let world = World::new().with_sim(&sim);
     assert_success(&world.run(&["enqueue", "11"]).await);
+    let mut first = spawn(&world, &["run"]);
     let q = queue(&world).await;
+    wait_for(Duration::from_secs(20), "a checkpoint", || async {
+        q.get(11)
+            .await
+            .unwrap()
+            .filter(|j| j.bytes_done > 0)
+            .map(|_| ())
+    })
+    .await;
+    first.start_kill().unwrap();
+    let _ = first.wait().await;
     let far = minimax_dl::queue::now_millis() + 600_000;
-    sqlx::query("UPDATE jobs SET state = 'running', lease_owner = 'other-host:1:1:aa', lease_expires_at = ?1")
+    sqlx::query("UPDATE jobs SET lease_owner = 'other-host:1:1:aa', lease_expires_at = ?1")
         .bind(far)
         .execute(q.pool())
         .await
         .unwrap();
+    let durable = q.get(11).await.unwrap().unwrap().bytes_done;
+    sim.set_faults(Faults::default());
+    let before = sim.stats();
+
     let child = spawn(&world, &["run"]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         sim.stats().api_requests,
-        0,
+        before.api_requests,
         "a lease held by a live worker elsewhere is not stolen"
     );
     sqlx::query("UPDATE jobs SET lease_expires_at = 1")
@@ -241,6 +266,11 @@ async fn a_live_foreign_lease_is_respected_until_it_expires() {
         e["kind"] == "reclaimed" && e["message"].as_str().unwrap_or("").contains("other-host")
     });
     assert!(reclaimed, "{job}");
+    let resent = sim.stats().cdn_bytes_sent - before.cdn_bytes_sent;
+    assert!(
+        resent <= size - durable,
+        "resumed from {durable}: re-sent {resent} of {size}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
