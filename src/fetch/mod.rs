@@ -8,6 +8,7 @@
 //! do, and the key belongs to the API host alone.
 
 pub mod file;
+mod hashing;
 pub mod naming;
 pub mod pieces;
 pub mod range;
@@ -267,7 +268,7 @@ impl Fetcher {
         let state_position = state.bytes_done;
         let mut transfer = Transfer {
             writer,
-            hasher,
+            hasher: hashing::HashPipe::start(hasher),
             state,
             sink,
             partial,
@@ -321,9 +322,14 @@ impl Fetcher {
             .sync_all()
             .await
             .map_err(|e| FetchError::io("cannot fsync the finished file", e))?;
+        let sha256 = transfer
+            .hasher
+            .finish()
+            .await
+            .map_err(|e| FetchError::Network(format!("hashing task failed: {e}")))?;
         Ok(Verified {
             size,
-            sha256: hex::encode(transfer.hasher.finalize()),
+            sha256,
             size_source,
         })
     }
@@ -444,7 +450,7 @@ impl Fetcher {
                             "the CDN sent more than the {total} bytes it announced"
                         )));
                     }
-                    transfer.write(&chunk).await?;
+                    transfer.write(chunk).await?;
                 }
                 Ok(Some(Err(e))) => {
                     transfer.checkpoint().await?;
@@ -544,7 +550,7 @@ fn check_free_space(partial: &Path, needed: u64) -> Result<(), FetchError> {
 /// The open partial file with its running hash.
 struct Transfer<'a, S> {
     writer: BufWriter<tokio::fs::File>,
-    hasher: Sha256,
+    hasher: hashing::HashPipe,
     state: &'a mut Resume,
     sink: &'a S,
     partial: &'a Path,
@@ -556,14 +562,15 @@ struct Transfer<'a, S> {
 }
 
 impl<S: ProgressSink> Transfer<'_, S> {
-    async fn write(&mut self, chunk: &[u8]) -> Result<(), FetchError> {
+    async fn write(&mut self, chunk: bytes::Bytes) -> Result<(), FetchError> {
         self.writer
-            .write_all(chunk)
+            .write_all(&chunk)
             .await
             .map_err(|e| FetchError::io(format!("cannot write {}", self.partial.display()), e))?;
-        self.hasher.update(chunk);
-        self.position += chunk.len() as u64;
-        self.sink.transferred(chunk.len() as u64);
+        let len = chunk.len() as u64;
+        self.hasher.update(chunk).await;
+        self.position += len;
+        self.sink.transferred(len);
         if self.last_checkpoint.elapsed() >= self.checkpoint_interval {
             self.checkpoint().await?;
         }
@@ -614,7 +621,7 @@ impl<S: ProgressSink> Transfer<'_, S> {
             .seek(SeekFrom::Start(0))
             .await
             .map_err(|e| FetchError::io(context(), e))?;
-        self.hasher = Sha256::new();
+        self.hasher.reset().await;
         self.position = 0;
         *self.state = Resume::default();
         self.sink.checkpoint(self.state).await?;
