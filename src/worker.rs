@@ -637,12 +637,6 @@ async fn settle(
     if control.lease_lost.load(Ordering::SeqCst) {
         return Ok(Outcome::LeaseLost);
     }
-    // Whatever failed while we were being stopped failed because of it.
-    let failure = if control.cancel.is_cancelled() {
-        Failure::Stopped
-    } else {
-        failure
-    };
     let (class, error) = match failure {
         Failure::Stopped => {
             if control.user_cancelled.load(Ordering::SeqCst) {

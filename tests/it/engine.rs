@@ -522,7 +522,11 @@ async fn account_case(world: &World, sim: &Simulator, needle: &str) {
                 assert!(error.contains(needle), "{error}");
                 explained += 1;
             }
-            None => assert_eq!(api_calls(sim, id), 0, "{job}"),
+            // ...or was stopped mid-call when the pool stopped for the others.
+            None => assert!(
+                api_calls(sim, id) == 0 || job.to_string().contains("stopped by shutdown"),
+                "{job}"
+            ),
         }
     }
     assert!(explained >= 1);
