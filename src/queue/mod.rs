@@ -245,10 +245,14 @@ const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owne
      cancel_requested, bytes_expected, size_source, bytes_done, validator, pieces, filename, final_path, \
      sha256, last_error, created_at, updated_at";
 
-/// The queue store. Cheap to clone (a connection pool inside).
+/// The queue store. Cheap to clone (connection pools inside).
 #[derive(Clone, Debug)]
 pub struct Queue {
     pool: SqlitePool,
+    /// One connection for every write of this process: writers queue here,
+    /// in order, instead of colliding on SQLite's lock and sleeping in its
+    /// busy handler. Other processes still meet at the lock.
+    writer: SqlitePool,
     location: String,
 }
 
@@ -287,7 +291,7 @@ impl Queue {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|cause| QueueError::Open {
                 location: display.clone(),
@@ -308,8 +312,17 @@ impl Queue {
                 location: display.clone(),
                 cause,
             })?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|cause| QueueError::Open {
+                location: display.clone(),
+                cause,
+            })?;
         Ok(Queue {
             pool,
+            writer,
             location: display,
         })
     }
@@ -319,13 +332,14 @@ impl Queue {
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
     /// A write transaction that takes SQLite's write lock up front, so a
     /// read-then-write never fails on a stale snapshot.
     async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+        self.writer.begin_with("BEGIN IMMEDIATE").await
     }
 
     /// Adds ids not yet in the queue; ids already present are counted as
@@ -486,7 +500,7 @@ impl Queue {
                 "UPDATE jobs SET lease_expires_at = 0 WHERE state = 'running' AND lease_owner = ?1",
             )
             .bind(owner)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         }
@@ -546,7 +560,7 @@ impl Queue {
         .bind(file_id)
         .bind(owner)
         .bind(progress.pieces.as_deref())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         lease_held(result.rows_affected(), file_id)
     }
