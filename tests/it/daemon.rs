@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use minimax_dl::sim::{Faults, SimConfig};
 use tokio::net::UnixDatagram;
 
-use crate::support::{self, World, assert_success, assert_verified};
+use crate::support::{self, World, assert_success, assert_verified, signal};
 
-fn spawn(world: &World, args: &[&str], envs: &[(&str, &str)]) -> tokio::process::Child {
+fn spawn_with_env(world: &World, args: &[&str], envs: &[(&str, &str)]) -> tokio::process::Child {
     let mut cmd = world.command();
     cmd.args(args);
     for (k, v) in envs {
@@ -18,16 +18,6 @@ fn spawn(world: &World, args: &[&str], envs: &[(&str, &str)]) -> tokio::process:
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn minimax-dl")
-}
-
-fn signal(pid: u32, sig: &str) {
-    assert!(
-        std::process::Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
 }
 
 async fn next_message(socket: &UnixDatagram, limit: Duration) -> String {
@@ -45,7 +35,7 @@ async fn it_speaks_the_systemd_notify_protocol() {
     let world = World::new().with_sim(&sim);
     let socket_path = world.path("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    let child = spawn(
+    let child = spawn_with_env(
         &world,
         &["run"],
         &[
@@ -89,7 +79,7 @@ async fn a_second_signal_exits_at_once_and_still_loses_nothing() {
     .await;
     let world = World::new().with_sim(&sim);
     assert_success(&world.run(&["enqueue", "1"]).await);
-    let child = spawn(&world, &["run"], &[]);
+    let child = spawn_with_env(&world, &["run"], &[]);
     let q = minimax_dl::queue::Queue::open(&minimax_dl::queue::DbLocation(
         world.db.to_string_lossy().into_owned(),
     ))
@@ -141,7 +131,7 @@ async fn json_logs_carry_the_file_id_of_each_job() {
 async fn an_idle_daemon_costs_almost_nothing() {
     let sim = support::sim(support::small_files()).await;
     let world = World::new().with_sim(&sim);
-    let child = spawn(&world, &["run"], &[]);
+    let child = spawn_with_env(&world, &["run"], &[]);
     let pid = child.id().unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let ticks = |pid: u32| -> u64 {

@@ -4,60 +4,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use minimax_dl::queue::{DbLocation, JobState, Queue};
+use minimax_dl::queue::JobState;
 use minimax_dl::sim::{ApiFault, ApiFaultRule, Faults, SimConfig};
 
-use crate::support::{self, World, assert_exit, assert_success, assert_verified};
-
-async fn queue(world: &World) -> Queue {
-    Queue::open(&DbLocation(world.db.to_string_lossy().into_owned()))
-        .await
-        .expect("open queue")
-}
-
-fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {sig} {pid}");
-}
-
-/// Polls `check` every 50 ms until it returns Some, failing after `limit`.
-async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn spawn(world: &World, args: &[&str]) -> tokio::process::Child {
-    world
-        .command()
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn minimax-dl")
-}
-
-async fn finish(child: tokio::process::Child, limit: Duration) -> std::process::Output {
-    tokio::time::timeout(limit, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("minimax-dl did not exit within {limit:?}"))
-        .expect("wait")
-}
+use crate::support::{
+    self, World, assert_exit, assert_success, assert_verified, finish, queue, signal, spawn,
+    wait_for,
+};
 
 async fn crash_then_recover(point: &str) {
     let sim = support::sim(SimConfig {

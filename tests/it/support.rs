@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use minimax_dl::queue::{DbLocation, Queue};
 use minimax_dl::sim::{SimConfig, Simulator};
 use tempfile::TempDir;
 
@@ -214,4 +215,54 @@ pub fn assert_verified(world: &World, sim: &Simulator, job: &serde_json::Value) 
         "recorded sha256 of {id}"
     );
     assert_eq!(sha256_of(&path), expected, "content of {path:?}");
+}
+
+pub async fn queue(world: &World) -> Queue {
+    Queue::open(&DbLocation(world.db.to_string_lossy().into_owned()))
+        .await
+        .expect("open queue")
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+/// Polls `check` every 50 ms until it returns Some, failing after `limit`.
+pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn spawn(world: &World, args: &[&str]) -> tokio::process::Child {
+    world
+        .command()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn minimax-dl")
+}
+
+pub async fn finish(child: tokio::process::Child, limit: Duration) -> std::process::Output {
+    tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("minimax-dl did not exit within {limit:?}"))
+        .expect("wait")
 }
