@@ -13,10 +13,15 @@
 #   --results DIR     where the CSV, chart and tables go
 #                     (full: benches/results, smoke: a temporary directory, printed)
 #   --no-build        use the existing target/release/minimax-dl
+#   --profile         where minimax-dl's time goes, cases 1-3 at full size: each
+#                     minimax-dl run is repeated under `perf stat`, `perf record -g`
+#                     and `strace -c`; peers do not run. Reports in benches/results/profile/.
 # Environment:
 #   MINIMAX_DL_BIN    binary to benchmark (implies --no-build)
 #   TMPDIR            work directory parent (must be a real disk, not tmpfs: fsync costs are part of the story)
 #   BENCH_KEEP=1      keep the work directory
+#   BENCH_INJECT_FAULT=corrupt-output|fail-peer
+#                     tests of the harness: it must then exit 1
 #
 # Exit status: 0 when every tool succeeded and every minimax-dl output file
 # matched its source's sha256 (performance targets never fail the run);
@@ -29,6 +34,7 @@ REPS=
 CASES="1 2 3 4 5"
 RESULTS=
 BUILD=1
+PROFILE=0
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,13 +43,18 @@ while [ $# -gt 0 ]; do
     --cases) CASES=$2; shift ;;
     --results) RESULTS=$2; shift ;;
     --no-build) BUILD=0 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --profile) PROFILE=1 ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
 MiB=$((1024 * 1024))
+if [ "$PROFILE" = 1 ]; then
+  : "${REPS:=1}"
+  [ "$CASES" = "1 2 3 4 5" ] && CASES="1 2 3"
+fi
 if [ "$MODE" = smoke ]; then
   : "${REPS:=1}"
   BIG_SIZES="$((64 * MiB)) $((16 * MiB))"   # case 1 (stands for 4 GiB and 256 MiB)
@@ -64,6 +75,7 @@ CONCURRENCY=16
 SEGMENTS=8
 CAP_RATE=8m          # nginx limit_rate for case 3: 8 MiB/s per connection
 RPM=1000000          # minimax-dl's API rate cap, set out of the way
+SETTLE_SECS=3        # pause before each timed run (see measure)
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'run.sh: %s\n' "$*" >&2; exit "${2:-1}"; }
@@ -79,6 +91,10 @@ install_missing() {
   command -v gnuplot >/dev/null 2>&1 || need+=(gnuplot-nox)
   command -v ss >/dev/null 2>&1 || need+=(iproute2)
   command -v sha256sum >/dev/null 2>&1 || need+=(coreutils)
+  if [ "$PROFILE" = 1 ]; then
+    command -v perf >/dev/null 2>&1 || need+=(linux-perf)
+    command -v strace >/dev/null 2>&1 || need+=(strace)
+  fi
   if [ ${#need[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "missing ${need[*]}: install them (apt-get install -y ${need[*]}) or run as root" 2
     log "installing ${need[*]}"
@@ -101,11 +117,30 @@ if [ "$BUILD" = 1 ]; then
   (cd "$ROOT" && cargo build --release --locked --bin minimax-dl >&2) || die "build failed" 2
 fi
 [ -x "$BIN" ] || die "no binary at $BIN (build it or set MINIMAX_DL_BIN)" 2
+QUEUE_BENCH=
+if has 4; then
+  log "cargo bench --bench queue --no-run"
+  QUEUE_BENCH=$(cd "$ROOT" && cargo bench --locked --bench queue --no-run --message-format=json-render-diagnostics \
+    | grep '"kind":\["bench"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1) \
+    || die "build of the queue benchmark failed" 2
+  [ -x "$QUEUE_BENCH" ] || die "build of the queue benchmark failed" 2
+fi
+BENCH_START=$SECONDS
+
+BENCH_START=$SECONDS
 
 # --- work directory, processes, cleanup ----------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/minimax-dl-bench.XXXXXX")
 chmod 755 "$TMP"
 PIDS=()
+# Work on copies: a rebuild in the checkout during the run must not swap binaries.
+mkdir -p "$TMP/bin"
+cp "$BIN" "$TMP/bin/minimax-dl"
+BIN=$TMP/bin/minimax-dl
+if [ -n "$QUEUE_BENCH" ]; then
+  cp "$QUEUE_BENCH" "$TMP/bin/queue-bench"
+  QUEUE_BENCH=$TMP/bin/queue-bench
+fi
 cleanup() {
   local rc=$?
   for pid in "${PIDS[@]}"; do
@@ -125,14 +160,18 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [ -z "$RESULTS" ]; then
-  if [ "$MODE" = smoke ]; then RESULTS=$TMP/results; else RESULTS=$ROOT/benches/results; fi
+  if [ "$MODE" = smoke ]; then RESULTS=$TMP/results
+  elif [ "$PROFILE" = 1 ]; then RESULTS=$ROOT/benches/results/profile
+  else RESULTS=$ROOT/benches/results; fi
 fi
 mkdir -p "$RESULTS" "$TMP/src" "$TMP/logs"
 : > "$TMP/config.toml"   # an empty config file: no host settings leak in
 RUNS=$RESULTS/runs.csv
 SUMMARY=$RESULTS/summary.csv
 RESULTS_CSV=$RESULTS/results.csv
-echo "case,tool,files,file_bytes,concurrency,rep,wall_s,user_s,sys_s,max_rss_kib" > "$RUNS"
+# machine_cpu_s: busy CPU seconds of the whole machine during the run (the
+# tool, nginx, the simulator, and anything else: a check on interference).
+echo "case,tool,files,file_bytes,concurrency,rep,wall_s,user_s,sys_s,max_rss_kib,machine_cpu_s" > "$RUNS"
 echo "case,tool,mode,metric,files,file_bytes,value,unit,target,verdict" > "$RESULTS_CSV"
 
 fs_type=$(df -PT "$TMP" | awk 'NR == 2 { print $2 }')
@@ -146,7 +185,11 @@ fs_type=$(df -PT "$TMP" | awk 'NR == 2 { print $2 }')
   echo "memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
   echo "kernel: $(uname -r)"
   echo "work disk: $fs_type ($(df -P "$TMP" | awk 'NR == 2 { print $1 }'))"
-  echo "minimax-dl: $("$BIN" --version) (git $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown))"
+  if [ -n "${MINIMAX_DL_BIN:-}" ]; then
+    echo "minimax-dl: $("$BIN" --version) ($MINIMAX_DL_BIN)"
+  else
+    echo "minimax-dl: $("$BIN" --version) (git $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown))"
+  fi
   echo "curl: $(curl --version | head -1)"
   echo "aria2c: $(aria2c --version | head -1)"
   echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //')"
@@ -244,34 +287,67 @@ start_sim files files
 start_sim capped capped
 log "simulators: $SIM_files (-> /files), $SIM_capped (-> /capped)"
 
+# Busy CPU time of the whole machine so far, in ticks (all cores).
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+# Waits (up to two minutes) until the machine is quiet: other work running
+# during a timed run would be charged to whichever tool is being timed.
+wait_quiet() {
+  local b0 b1 pct hz
+  [ "$MODE" = smoke ] && return   # timings of the smoke run mean nothing anyway
+  hz=$(getconf CLK_TCK)
+  for _ in $(seq 24); do
+    b0=$(busy_ticks); sleep 1; b1=$(busy_ticks)
+    pct=$(( (b1 - b0) * 100 / hz ))
+    [ "$pct" -lt 25 ] && return
+    log "the machine is busy (${pct}% of a core used by other processes); waiting"
+    sleep 4
+  done
+  log "warning: the machine stayed busy; timing anyway"
+}
+
 # measure CASE TOOL FILES FILE_BYTES CONC REP -- COMMAND...: one timed run.
 measure() {
   local case=$1 tool=$2 files=$3 bytes=$4 conc=$5 rep=$6
   shift 7
   local logf=$TMP/logs/$case-${tool//[^A-Za-z0-9_.+-]/_}-$files-$rep.log
   sync
-  local t0 t1 rc=0
+  # Freed memory goes back to the hypervisor a couple of seconds after it is
+  # freed (virtio-balloon free page reporting on the machine of BENCHMARKS.md),
+  # and writing into such memory again costs a fault in the host: let that
+  # settle so that every run starts from the same state.
+  [ "$MODE" = smoke ] || sleep "$SETTLE_SECS"
+  wait_quiet
+  local t0 t1 rc=0 b0 b1
+  b0=$(busy_ticks)
   t0=$(date +%s%N)
   "$TIME" -f '%U %S %M' -o "$TMP/time.out" "$@" > "$logf" 2>&1 || rc=$?
   t1=$(date +%s%N)
+  b1=$(busy_ticks)
   if [ "$rc" != 0 ]; then
     echo "---- $tool failed (exit $rc): $*" >&2
     tail -20 "$logf" >&2
     die "$tool failed in case $case (log above)"
   fi
-  local wall user sys rss
+  local wall user sys rss machine
   wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
   read -r user sys rss < <(tail -1 "$TMP/time.out")
-  echo "$case,$tool,$files,$bytes,$conc,$rep,$wall,$user,$sys,$rss" >> "$RUNS"
+  machine=$(awk -v b="$((b1 - b0))" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", b / hz }')
+  echo "$case,$tool,$files,$bytes,$conc,$rep,$wall,$user,$sys,$rss,$machine" >> "$RUNS"
   printf '   %-10s %-26s %5s files  rep %s  %8.2f s  cpu %6.2f s  rss %6.1f MiB\n' \
     "$case" "$tool" "$files" "$rep" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" \
     "$(awk -v r="$rss" 'BEGIN { print r / 1024 }')" >&2
 }
 
-# verify DIR IDSFILE NAMING [sha|size]: every id's file in DIR matches its source.
-# NAMING is "mdl" ({id}-{name}, minimax-dl's archive) or "bin" ({id}.bin).
+# verify DIR IDSFILE NAMING sha|size: every id's file in DIR matches its source
+# (sha256, or the size). NAMING is "mdl" ({id}-{name}, minimax-dl's archive)
+# or "bin" ({id}.bin, the peers).
+declare -A SHA=()
 verify() {
-  local dir=$1 idsf=$2 naming=$3 how=$4 id f want n=0
+  local dir=$1 idsf=$2 naming=$3 how=$4 id f n=0 line
+  if [ ${#SHA[@]} -eq 0 ] || [ "$(wc -l < "$TMP/src.sha256")" != "${#SHA[@]}" ]; then
+    while read -r line; do SHA[${line#* }]=${line%% *}; done < "$TMP/src.sha256"
+  fi
+  : > "$TMP/check"
   while read -r id; do
     if [ "$naming" = mdl ]; then
       f=$(compgen -G "$dir/$id-*" | head -1 || true)
@@ -280,14 +356,20 @@ verify() {
     fi
     [ -n "$f" ] && [ -f "$f" ] || die "verification: no output file for $id in $dir"
     if [ "$how" = sha ]; then
-      want=$(awk -v id="$id" '$2 == id { print $1 }' "$TMP/src.sha256")
-      [ "$(sha256sum < "$f" | cut -d' ' -f1)" = "$want" ] || die "verification: $f does not match the sha256 of $id.bin"
+      echo "${SHA[$id]}  $f" >> "$TMP/check"
     else
-      [ "$(stat -c %s "$f")" = "$(stat -c %s "$TMP/src/$id.bin")" ] || die "verification: $f has the wrong size"
+      echo "$f $TMP/src/$id.bin" >> "$TMP/check"
     fi
     n=$((n + 1))
   done < "$idsf"
   [ "$n" -gt 0 ] || die "verification: no ids in $idsf"
+  [ "$(find "$dir" -maxdepth 1 -type f | wc -l)" = "$n" ] || die "verification: $dir holds other files than the $n expected"
+  if [ "$how" = sha ]; then
+    sha256sum --quiet --strict -c "$TMP/check" >&2 || die "verification: sha256 mismatch in $dir (see above)"
+  else
+    awk '{ print $1; print $2 }' "$TMP/check" | xargs -d '\n' stat -c %s | paste - - \
+      | awk '$1 != $2 { bad++ } END { exit bad > 0 }' || die "verification: a file in $dir has the wrong size"
+  fi
 }
 
 # mdl_env API COMMAND...: minimax-dl's environment, as a command /usr/bin/time can run.
@@ -299,10 +381,18 @@ mdl_env_cmd() {
 }
 
 # run_mdl CASE TOOL IDSFILE CONC SEGMENTS API REP: enqueue (not timed), then time `run`.
+# fresh_start IDSFILE: the same state before every timed run, whichever tool
+# ran before: no earlier output left (its page cache freed), the sources of
+# this run in the page cache (nginx serves them from memory).
+fresh_start() {
+  rm -rf "$TMP/mdl" "$TMP/peer"
+  sed "s|.*|$TMP/src/&.bin|" "$1" | xargs cat > /dev/null
+}
+
 run_mdl() {
   local case=$1 tool=$2 idsf=$3 conc=$4 segs=$5 api=$6 rep=$7 n bytes
   local w=$TMP/mdl
-  rm -rf "$w"
+  fresh_start "$idsf"
   mkdir -p "$w/out"
   n=$(wc -l < "$idsf")
   bytes=$(stat -c %s "$TMP/src/$(head -1 "$idsf").bin")
@@ -316,7 +406,49 @@ run_mdl() {
   local done_count
   done_count=$(mdl_env "$api" "$BIN" --db "$w/q.db" status --json | sed -n 's/.*"done":\([0-9]*\).*/\1/p')
   [ "$done_count" = "$n" ] || die "minimax-dl finished $done_count of $n jobs"
+  if [ "${BENCH_INJECT_FAULT:-}" = corrupt-output ]; then
+    # Test of the harness itself: the verification below must catch this.
+    f=$(find "$w/out" -maxdepth 1 -type f | head -1)
+    printf 'X' | dd of="$f" bs=1 seek=100 conv=notrunc status=none
+  fi
   verify "$w/out" "$idsf" mdl sha
+  [ "$PROFILE" = 1 ] && profile_mdl "$case" "$tool" "$idsf" "$api" "${seg_args[@]}" -- \
+    run --exit-when-idle --concurrency "$conc" "${seg_args[@]}"
+  return 0
+}
+
+# profile_mdl CASE TOOL IDSFILE API ... -- RUN_ARGS...: the same run three more
+# times, under perf stat, perf record and strace (each from a fresh queue).
+profile_mdl() {
+  local case=$1 tool=$2 idsf=$3 api=$4 w=$TMP/mdl n mib
+  while [ "$1" != -- ]; do shift; done
+  shift
+  n=$(wc -l < "$idsf")
+  mib=$(( $(stat -c %s "$TMP/src/$(head -1 "$idsf").bin") / MiB ))
+  local p=$RESULTS name
+  name=case$case-${n}x${mib}MiB-${tool//[^A-Za-z0-9]/_}
+  mkdir -p "$p"
+  mdl_env_cmd "$api"
+  for how in stat record strace; do
+    fresh_start "$idsf"
+    mkdir -p "$w/out"
+    mdl_env "$api" "$BIN" --db "$w/q.db" --out "$w/out" enqueue --from "$idsf" > /dev/null 2>&1
+    sync
+    sleep "$SETTLE_SECS"
+    case $how in
+      stat) perf stat -o "$p/$name.perf-stat.txt" -e task-clock,context-switches,cpu-migrations,page-faults \
+              -- "${MDL_ENV[@]}" "$BIN" --db "$w/q.db" --out "$w/out" "$@" > /dev/null 2>&1 || die "perf stat failed" ;;
+      record) perf record -q -g -F 499 -o "$TMP/perf.data" \
+                -- "${MDL_ENV[@]}" "$BIN" --db "$w/q.db" --out "$w/out" "$@" > /dev/null 2>&1 || die "perf record failed"
+              perf report -i "$TMP/perf.data" --no-children -g none --sort dso,sym --stdio 2> /dev/null \
+                | grep -E '^ +[0-9]' | head -40 > "$p/$name.perf-report.txt" || true
+              perf report -i "$TMP/perf.data" --no-children -g none --sort comm --stdio 2> /dev/null \
+                | grep -E '^ +[0-9]' > "$p/$name.perf-threads.txt" || true ;;
+      strace) strace -f -c -o "$p/$name.strace.txt" \
+                -- "${MDL_ENV[@]}" "$BIN" --db "$w/q.db" --out "$w/out" "$@" > /dev/null 2>&1 || die "strace failed" ;;
+    esac
+    echo "   profile ($how): $p/$name.*" >&2
+  done
 }
 
 # run_peer CASE TOOL IDSFILE CONC REP VERIFY -- COMMAND (with @OUT@ for the output dir).
@@ -324,12 +456,15 @@ run_peer() {
   local case=$1 tool=$2 idsf=$3 conc=$4 rep=$5 how=$6 n bytes
   shift 7
   local w=$TMP/peer
-  rm -rf "$w"
+  fresh_start "$idsf"
   mkdir -p "$w/out"
   n=$(wc -l < "$idsf")
   bytes=$(stat -c %s "$TMP/src/$(head -1 "$idsf").bin")
+  [ "$PROFILE" = 1 ] && return 0   # profiles are of minimax-dl alone
   local args=() a
   for a in "$@"; do args+=("${a//@OUT@/$w/out}"); done
+  # Test of the harness itself: a failing tool must fail the run.
+  [ "${BENCH_INJECT_FAULT:-}" = fail-peer ] && args=(false)
   measure "$case" "$tool" "$n" "$bytes" "$conc" "$rep" -- "${args[@]}"
   verify "$w/out" "$idsf" bin "$how"
 }
@@ -478,7 +613,7 @@ if has 4; then
   log "case 4: the queue alone (cargo bench --bench queue)"
   smoke_arg=()
   [ "$MODE" = smoke ] && smoke_arg=(--smoke)
-  (cd "$ROOT" && TMPDIR=$TMP cargo bench --locked --bench queue -- "${smoke_arg[@]}" --csv "$RESULTS_CSV") \
+  TMPDIR=$TMP "$QUEUE_BENCH" --bench "${smoke_arg[@]}" --csv "$RESULTS_CSV" \
     > "$TMP/logs/queue.log" 2> "$TMP/logs/queue.err" \
     || { tail -30 "$TMP/logs/queue.err" >&2; die "the queue benchmark failed"; }
   grep '^queue ' "$TMP/logs/queue.log" >&2
@@ -491,7 +626,9 @@ if has 5; then
   mkdir -p "$w/out"
   ids 305000000000000 "$LATENCY_PROBES" > "$w/probe.ids"
   while read -r id; do make_file "$id" "$MiB"; done < "$w/probe.ids"
-  mdl_env "$SIM_files" "$BIN" --db "$w/q.db" --out "$w/out" run --concurrency "$CONCURRENCY" > "$w/daemon.log" 2>&1 &
+  mdl_env_cmd "$SIM_files"
+  # env execs minimax-dl: $! is the daemon itself.
+  "${MDL_ENV[@]}" "$BIN" --db "$w/q.db" --out "$w/out" run --concurrency "$CONCURRENCY" > "$w/daemon.log" 2>&1 &
   daemon=$!
   PIDS+=("$daemon")
   sleep 3
@@ -543,7 +680,12 @@ if has 5; then
 fi
 
 # --- summary: CSVs, tables, chart ----------------------------------------------------------
+if [ "$PROFILE" = 1 ]; then
+  rm -f "$RESULTS_CSV"
+  log "profiles in $RESULTS ($((SECONDS - BENCH_START)) s after the build)"
+  exit 0
+fi
 "$ROOT/benches/summarize.sh" "$RESULTS" "$MODE" "$PENDING_SEGMENTS"
 [ -f "$TMP/case3-requests" ] && cp "$TMP/case3-requests" "$RESULTS/case3-requests.txt"
 cat "$RESULTS/summary.md"
-log "results in $RESULTS"
+log "results in $RESULTS ($((SECONDS - BENCH_START)) s after the build)"
