@@ -17,7 +17,8 @@
 //! - claim→complete cycles per second, 16 tokio tasks claiming like the pool
 //!   at concurrency 16, downloads being no-ops; again with the other writes a
 //!   real download makes (the API-call window, the verified digest); again
-//!   with every commit fsynced (`synchronous=FULL`);
+//!   with every commit fsynced (`synchronous=FULL`); and with one task alone
+//!   (no contention for the write lock);
 //! - enqueue of 1,000,000 ids in one call (target < 10 s);
 //! - `status` on the 1,000,000-job database (target < 100 ms);
 //! - claim→complete and a lone claim on that database (the claim query's
@@ -97,20 +98,20 @@ async fn open(dir: &Path, name: &str, workers: bool) -> Queue {
     .expect("open the queue")
 }
 
-/// `TASKS` tasks claim and complete until the queue is empty or `limit`
+/// `tasks` tasks claim and complete until the queue is empty or `limit`
 /// cycles were started; `full` adds the other writes a real download makes.
 /// Returns the jobs done, the time, and the queue errors met (each retried;
 /// "database is locked" means a writer waited out the 30 s busy timeout).
-async fn cycles(queue: &Queue, limit: usize, full: bool) -> (usize, Duration, usize) {
+async fn cycles(queue: &Queue, tasks: usize, limit: usize, full: bool) -> (usize, Duration, usize) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let started = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for t in 0..TASKS {
+    let mut handles = Vec::new();
+    for t in 0..tasks {
         let (queue, started, errors) = (queue.clone(), started.clone(), errors.clone());
-        tasks.push(tokio::spawn(async move {
+        handles.push(tokio::spawn(async move {
             let owner = format!("bench:0:{}:{t:08x}", std::process::id());
             // Retries a queue write until it succeeds, counting failures.
             macro_rules! retry {
@@ -158,8 +159,8 @@ async fn cycles(queue: &Queue, limit: usize, full: bool) -> (usize, Duration, us
             }
         }));
     }
-    for task in tasks {
-        task.await.expect("task");
+    for handle in handles {
+        handle.await.expect("task");
     }
     let elapsed = start.elapsed();
     let status = queue.status().await.expect("status");
@@ -223,17 +224,20 @@ async fn main() {
     );
 
     // claim -> complete, no-op downloads.
-    for (workers, full, metric) in [
-        (true, false, "claim_complete_per_s"),
-        (true, true, "claim_complete_with_worker_writes_per_s"),
-        (false, false, "claim_complete_synchronous_full_per_s"),
+    // The last row: one task alone, without contention for SQLite's write
+    // lock (a waiting writer sleeps in SQLite's busy handler).
+    for (workers, full, tasks, metric) in [
+        (true, false, TASKS, "claim_complete_per_s"),
+        (true, true, TASKS, "claim_complete_with_worker_writes_per_s"),
+        (false, false, TASKS, "claim_complete_synchronous_full_per_s"),
+        (true, false, 1, "claim_complete_one_task_per_s"),
     ] {
         let queue = open(dir.path(), &format!("{metric}.db"), workers).await;
         let ids: Vec<i64> = (1..=sizes.cycle_jobs as i64)
             .map(|i| 300_000_000_000_000 + i)
             .collect();
         queue.enqueue(&ids).await.expect("enqueue");
-        let (n, elapsed, errors) = cycles(&queue, usize::MAX, full).await;
+        let (n, elapsed, errors) = cycles(&queue, tasks, usize::MAX, full).await;
         assert_eq!(n, sizes.cycle_jobs, "every job done exactly once");
         report.line(metric, n as f64 / elapsed.as_secs_f64(), "jobs/s", "", "");
         if errors > 0 {
@@ -301,7 +305,7 @@ async fn main() {
     );
 
     // claim -> complete when the queue is big.
-    let (n, elapsed, errors) = cycles(&queue, sizes.big_cycles, false).await;
+    let (n, elapsed, errors) = cycles(&queue, TASKS, sizes.big_cycles, false).await;
     report.line(
         &format!("claim_complete_{}_jobs_per_s", sizes.big_queue),
         n as f64 / elapsed.as_secs_f64(),
