@@ -19,6 +19,8 @@
 //!   real download makes (the API-call window, the verified digest); again
 //!   with every commit fsynced (`synchronous=FULL`); and with one task alone
 //!   (no contention for the write lock);
+//! - the pool's shape: one claim loop handing jobs to 16 tasks that make the
+//!   worker's writes (the ceiling the queue puts on a batch of small files);
 //! - enqueue of 1,000,000 ids in one call (target < 10 s);
 //! - `status` on the 1,000,000-job database (target < 100 ms);
 //! - claim→complete and a lone claim on that database (the claim query's
@@ -171,6 +173,50 @@ async fn cycles(queue: &Queue, tasks: usize, limit: usize, full: bool) -> (usize
     )
 }
 
+/// The shape of `run --concurrency 16` without the network: one claim loop
+/// (claims one at a time, as the daemon does) handing each job to a task
+/// that makes the worker's other writes, at most `TASKS` at once. Returns
+/// jobs per second: the ceiling the queue puts on a batch of small files.
+async fn pool_shaped(queue: &Queue) -> f64 {
+    use std::sync::Arc;
+    let permits = Arc::new(tokio::sync::Semaphore::new(TASKS));
+    let owner = format!("bench:0:{}:pool", std::process::id());
+    let start = Instant::now();
+    let mut n = 0usize;
+    loop {
+        let permit = permits.clone().acquire_owned().await.expect("permit");
+        let Some(job) = queue.claim(&owner, LEASE).await.expect("claim") else {
+            break;
+        };
+        n += 1;
+        let (queue, owner) = (queue.clone(), owner.clone());
+        tokio::spawn(async move {
+            let id = job.file_id;
+            let path = PathBuf::from(format!("/nonexistent/{id}-output_aigc.mp4"));
+            queue
+                .reserve_api_call(u32::MAX, Duration::from_secs(61))
+                .await
+                .expect("api window");
+            let digest = "0".repeat(64);
+            let verified = VerifiedFile {
+                size: 1 << 20,
+                size_source: "cdn",
+                sha256: &digest,
+                filename: Some("output_aigc.mp4"),
+                final_path: &path,
+            };
+            queue
+                .record_verified(id, &owner, &verified)
+                .await
+                .expect("verified");
+            queue.complete(id, &owner, &path).await.expect("complete");
+            drop(permit);
+        });
+    }
+    let _all = permits.acquire_many(TASKS as u32).await.expect("permits");
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -251,6 +297,20 @@ async fn main() {
         }
         queue.close().await;
     }
+
+    // The pool's shape: one claim loop, 16 workers.
+    let queue = open(dir.path(), "pool_shaped.db", true).await;
+    let ids: Vec<i64> = (1..=sizes.cycle_jobs as i64)
+        .map(|i| 300_000_000_000_000 + i)
+        .collect();
+    queue.enqueue(&ids).await.expect("enqueue");
+    let rate = pool_shaped(&queue).await;
+    assert_eq!(
+        queue.status().await.expect("status").done as usize,
+        sizes.cycle_jobs
+    );
+    report.line("pool_shaped_jobs_per_s", rate, "jobs/s", "", "");
+    queue.close().await;
 
     // enqueue of the big queue in one call.
     let queue = open(dir.path(), "big.db", false).await;
