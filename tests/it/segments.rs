@@ -1,12 +1,12 @@
 //! Segmented downloads (`run --segments N`): several Range requests for one
 //! large file, each piece checked and resumable, the digest still exact.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use minimax_dl::queue::{DbLocation, Queue};
-use minimax_dl::sim::{CdnFault, CdnFaultRule, Faults, SimConfig};
+use minimax_dl::fetch::pieces::PieceMap;
+use minimax_dl::sim::{CdnFault, CdnFaultRule, Faults, SimConfig, Simulator};
 
-use crate::support::{self, World, assert_success, assert_verified};
+use crate::support::{self, World, assert_success, assert_verified, queue, wait_for};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -67,20 +67,15 @@ async fn dropped_pieces_are_fetched_again_and_nothing_else_is() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_killed_segmented_download_keeps_its_fsynced_pieces() {
-    let size = 48 * MIB;
-    let sim = support::sim(SimConfig {
-        default_file_size: size,
-        faults: Faults {
-            bandwidth_bytes_per_sec: Some(4 * MIB),
-            ..Faults::default()
-        },
-        ..SimConfig::default()
-    })
-    .await;
-    let world = World::new().with_sim(&sim);
-    assert_success(&world.run(&["enqueue", "3"]).await);
+/// A throttled 48 MiB download over 4 connections, SIGKILLed once its first
+/// piece is recorded. Returns the job as it was then, and the piece map the
+/// queue holds after the kill; faults are cleared for the next run.
+async fn killed_after_the_first_piece(
+    sim: &Simulator,
+    world: &World,
+    id: i64,
+) -> (PieceMap, PieceMap) {
+    assert_success(&world.run(&["enqueue", &id.to_string()]).await);
     let mut child = world
         .command()
         .args(["run", "--segments", "4"])
@@ -88,31 +83,45 @@ async fn a_killed_segmented_download_keeps_its_fsynced_pieces() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let q = Queue::open(&DbLocation(world.db.to_string_lossy().into_owned()))
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let recorded = loop {
-        let job = q.get(3).await.unwrap().unwrap();
-        let pieces = job.pieces.clone().unwrap_or_default();
-        if pieces.split('/').nth(2).is_some_and(|r| !r.is_empty()) {
-            break job;
-        }
-        assert!(Instant::now() < deadline, "no piece recorded: {job:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let q = queue(world).await;
+    // "piece_size/total/ranges": recorded once the ranges are not empty.
+    let recorded = wait_for(Duration::from_secs(30), "a recorded piece", || async {
+        q.get(id)
+            .await
+            .unwrap()
+            .and_then(|j| j.pieces)
+            .filter(|p| !p.ends_with('/'))
+    })
+    .await;
     child.start_kill().unwrap();
     let _ = child.wait().await;
-    let job = q.get(3).await.unwrap().unwrap();
-    let map = minimax_dl::fetch::pieces::PieceMap::decode(job.pieces.as_deref().unwrap()).unwrap();
-    assert!(
-        map.done_bytes()
-            >= minimax_dl::fetch::pieces::PieceMap::decode(recorded.pieces.as_deref().unwrap())
-                .unwrap()
-                .done_bytes()
-    );
-
+    let after = q.get(id).await.unwrap().unwrap().pieces.unwrap();
     sim.set_faults(Faults::default());
+    (
+        PieceMap::decode(&recorded).unwrap(),
+        PieceMap::decode(&after).unwrap(),
+    )
+}
+
+fn throttled_48_mib() -> SimConfig {
+    SimConfig {
+        default_file_size: 48 * MIB,
+        faults: Faults {
+            bandwidth_bytes_per_sec: Some(4 * MIB),
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_segmented_download_keeps_its_fsynced_pieces() {
+    let size = 48 * MIB;
+    let sim = support::sim(throttled_48_mib()).await;
+    let world = World::new().with_sim(&sim);
+    let (recorded, map) = killed_after_the_first_piece(&sim, &world, 3).await;
+    assert!(map.done_bytes() >= recorded.done_bytes());
+
     let before = sim.stats().cdn_bytes_sent;
     assert_success(
         &world
@@ -151,45 +160,10 @@ async fn a_cdn_that_ignores_ranges_falls_back_to_one_stream() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pieces_of_an_older_version_are_never_mixed_with_a_newer_one() {
-    let size = 48 * MIB;
-    let sim = support::sim(SimConfig {
-        default_file_size: size,
-        faults: Faults {
-            bandwidth_bytes_per_sec: Some(4 * MIB),
-            ..Faults::default()
-        },
-        ..SimConfig::default()
-    })
-    .await;
+    let sim = support::sim(throttled_48_mib()).await;
     let world = World::new().with_sim(&sim);
-    assert_success(&world.run(&["enqueue", "5"]).await);
-    let mut child = world
-        .command()
-        .args(["run", "--segments", "4"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let q = Queue::open(&DbLocation(world.db.to_string_lossy().into_owned()))
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    // Until at least one piece is recorded ("size/total/ranges" with ranges).
-    while q
-        .get(5)
-        .await
-        .unwrap()
-        .unwrap()
-        .pieces
-        .is_none_or(|p| p.ends_with('/'))
-    {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
+    killed_after_the_first_piece(&sim, &world, 5).await;
     sim.bump_version(5);
-    sim.set_faults(Faults::default());
     assert_success(
         &world
             .run(&["run", "--exit-when-idle", "--segments", "4"])
