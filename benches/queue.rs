@@ -33,6 +33,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use minimax_dl::daemon::gather_permits;
 use minimax_dl::queue::{DbLocation, Queue, VerifiedFile};
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -144,18 +145,7 @@ async fn cycles(queue: &Queue, tasks: usize, limit: usize, full: bool) -> (usize
                 let id = job.file_id;
                 let path = PathBuf::from(format!("/nonexistent/{id}-output_aigc.mp4"));
                 if full {
-                    // What the worker writes besides: the API-call window
-                    // (rate gate) and the verified digest before the rename.
-                    retry!(queue.reserve_api_call(u32::MAX, Duration::from_secs(61)));
-                    let digest = "0".repeat(64);
-                    let verified = VerifiedFile {
-                        size: 1 << 20,
-                        size_source: "cdn",
-                        sha256: &digest,
-                        filename: Some("output_aigc.mp4"),
-                        final_path: &path,
-                    };
-                    retry!(queue.record_verified(id, &owner, &verified));
+                    worker_writes(&queue, id, &owner, &path).await;
                 }
                 retry!(queue.complete(id, &owner, &path));
             }
@@ -174,47 +164,69 @@ async fn cycles(queue: &Queue, tasks: usize, limit: usize, full: bool) -> (usize
 }
 
 /// The shape of `run --concurrency 16` without the network: one claim loop
-/// (claims one at a time, as the daemon does) handing each job to a task
-/// that makes the worker's other writes, at most `TASKS` at once. Returns
-/// jobs per second: the ceiling the queue puts on a batch of small files.
-async fn pool_shaped(queue: &Queue) -> f64 {
+/// that claims, in one transaction, a job for every free worker (as the
+/// daemon does), handing each to a task that completes it, at most `TASKS`
+/// at once; `full` adds the other writes a real download makes. Returns the
+/// jobs done and the time.
+async fn pool_shaped(queue: &Queue, workers: usize, full: bool) -> (usize, Duration, usize) {
     use std::sync::Arc;
-    let permits = Arc::new(tokio::sync::Semaphore::new(TASKS));
+    let permits = Arc::new(tokio::sync::Semaphore::new(workers));
     let owner = format!("bench:0:{}:pool", std::process::id());
     let start = Instant::now();
-    let mut n = 0usize;
+    let (mut n, mut claims) = (0usize, 0usize);
     loop {
-        let permit = permits.clone().acquire_owned().await.expect("permit");
-        let Some(job) = queue.claim(&owner, LEASE).await.expect("claim") else {
+        let first = permits.clone().acquire_owned().await.expect("permit");
+        let batch = gather_permits(&permits, first, workers).await;
+        let jobs = queue
+            .claim_batch(&owner, LEASE, batch.len())
+            .await
+            .expect("claim");
+        claims += 1;
+        if jobs.is_empty() {
             break;
-        };
-        n += 1;
-        let (queue, owner) = (queue.clone(), owner.clone());
-        tokio::spawn(async move {
-            let id = job.file_id;
-            let path = PathBuf::from(format!("/nonexistent/{id}-output_aigc.mp4"));
-            queue
-                .reserve_api_call(u32::MAX, Duration::from_secs(61))
-                .await
-                .expect("api window");
-            let digest = "0".repeat(64);
-            let verified = VerifiedFile {
-                size: 1 << 20,
-                size_source: "cdn",
-                sha256: &digest,
-                filename: Some("output_aigc.mp4"),
-                final_path: &path,
-            };
-            queue
-                .record_verified(id, &owner, &verified)
-                .await
-                .expect("verified");
-            queue.complete(id, &owner, &path).await.expect("complete");
-            drop(permit);
-        });
+        }
+        n += jobs.len();
+        for (job, permit) in jobs.into_iter().zip(batch) {
+            let (queue, owner) = (queue.clone(), owner.clone());
+            tokio::spawn(async move {
+                let id = job.file_id;
+                let path = PathBuf::from(format!("/nonexistent/{id}-output_aigc.mp4"));
+                if full {
+                    worker_writes(&queue, id, &owner, &path).await;
+                }
+                queue.complete(id, &owner, &path).await.expect("complete");
+                drop(permit);
+            });
+        }
     }
-    let _all = permits.acquire_many(TASKS as u32).await.expect("permits");
-    n as f64 / start.elapsed().as_secs_f64()
+    let _all = permits.acquire_many(workers as u32).await.expect("permits");
+    (n, start.elapsed(), claims)
+}
+
+/// What the worker writes besides claim and complete: the API-call window
+/// (rate gate) and the verified digest before the rename.
+async fn worker_writes(queue: &Queue, id: i64, owner: &str, path: &Path) {
+    queue
+        .reserve_api_call(u32::MAX, Duration::from_secs(61))
+        .await
+        .expect("api window");
+    let digest = "0".repeat(64);
+    let verified = VerifiedFile {
+        size: 1 << 20,
+        size_source: "cdn",
+        sha256: &digest,
+        filename: Some("output_aigc.mp4"),
+        final_path: path,
+    };
+    queue
+        .record_verified(id, owner, &verified)
+        .await
+        .expect("verified");
+}
+
+/// `n` distinct file ids of the same magnitude as real ones.
+fn bench_ids(n: usize) -> Vec<i64> {
+    (1..=n as i64).map(|i| 300_000_000_000_000 + i).collect()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -269,21 +281,62 @@ async fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
-    // claim -> complete, no-op downloads.
-    // The last row: one task alone, without contention for SQLite's write
-    // lock (a waiting writer sleeps in SQLite's busy handler).
-    for (workers, full, tasks, metric) in [
-        (true, false, TASKS, "claim_complete_per_s"),
-        (true, true, TASKS, "claim_complete_with_worker_writes_per_s"),
-        (false, false, TASKS, "claim_complete_synchronous_full_per_s"),
-        (true, false, 1, "claim_complete_one_task_per_s"),
+    // claim -> complete, no-op downloads, in the daemon's shape: one claim
+    // loop claiming for every free worker, 16 workers completing (their
+    // completions group-committed).
+    for (workers, full, metric, pool_sync_normal) in [
+        (TASKS, false, "claim_complete_per_s", true),
+        (64, false, "claim_complete_64_workers_per_s", true),
+        (TASKS, true, "claim_complete_with_worker_writes_per_s", true),
+        (TASKS, false, "claim_complete_synchronous_full_per_s", false),
     ] {
-        let queue = open(dir.path(), &format!("{metric}.db"), workers).await;
-        let ids: Vec<i64> = (1..=sizes.cycle_jobs as i64)
-            .map(|i| 300_000_000_000_000 + i)
-            .collect();
-        queue.enqueue(&ids).await.expect("enqueue");
-        let (n, elapsed, errors) = cycles(&queue, tasks, usize::MAX, full).await;
+        let queue = open(dir.path(), &format!("{metric}.db"), pool_sync_normal).await;
+        queue
+            .enqueue(&bench_ids(sizes.cycle_jobs))
+            .await
+            .expect("enqueue");
+        let (n, elapsed, claims) = pool_shaped(&queue, workers, full).await;
+        assert_eq!(
+            queue.status().await.expect("status").done as usize,
+            sizes.cycle_jobs,
+            "every job done exactly once"
+        );
+        assert_eq!(n, sizes.cycle_jobs);
+        let rate = n as f64 / elapsed.as_secs_f64();
+        let (target, ok) = if metric == "claim_complete_per_s" {
+            (">=10000", rate >= 10_000.0)
+        } else {
+            ("", true)
+        };
+        report.line(
+            metric,
+            rate,
+            "jobs/s",
+            target,
+            if target.is_empty() { "" } else { verdict(ok) },
+        );
+        report.line(
+            &format!("{metric}_jobs_per_claim"),
+            n as f64 / claims as f64,
+            "jobs",
+            "",
+            "",
+        );
+        queue.close().await;
+    }
+
+    // For comparison: 16 tasks each claiming one job at a time (no batched
+    // claims), and one task alone (nothing to batch at all).
+    for (tasks, metric) in [
+        (TASKS, "claim_one_at_a_time_16_tasks_per_s"),
+        (1, "claim_complete_one_task_per_s"),
+    ] {
+        let queue = open(dir.path(), &format!("{metric}.db"), true).await;
+        queue
+            .enqueue(&bench_ids(sizes.cycle_jobs))
+            .await
+            .expect("enqueue");
+        let (n, elapsed, errors) = cycles(&queue, tasks, usize::MAX, false).await;
         assert_eq!(n, sizes.cycle_jobs, "every job done exactly once");
         report.line(metric, n as f64 / elapsed.as_secs_f64(), "jobs/s", "", "");
         if errors > 0 {
@@ -298,25 +351,9 @@ async fn main() {
         queue.close().await;
     }
 
-    // The pool's shape: one claim loop, 16 workers.
-    let queue = open(dir.path(), "pool_shaped.db", true).await;
-    let ids: Vec<i64> = (1..=sizes.cycle_jobs as i64)
-        .map(|i| 300_000_000_000_000 + i)
-        .collect();
-    queue.enqueue(&ids).await.expect("enqueue");
-    let rate = pool_shaped(&queue).await;
-    assert_eq!(
-        queue.status().await.expect("status").done as usize,
-        sizes.cycle_jobs
-    );
-    report.line("pool_shaped_jobs_per_s", rate, "jobs/s", "", "");
-    queue.close().await;
-
     // enqueue of the big queue in one call.
     let queue = open(dir.path(), "big.db", false).await;
-    let ids: Vec<i64> = (1..=sizes.big_queue as i64)
-        .map(|i| 300_000_000_000_000 + i)
-        .collect();
+    let ids = bench_ids(sizes.big_queue);
     let start = Instant::now();
     let added = queue.enqueue(&ids).await.expect("enqueue").added;
     let enqueue = start.elapsed();

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -20,6 +20,8 @@ use crate::worker::{self, Engine, HostProblem, JobControl, LEASE, Outcome};
 /// by another process starts within about this long.
 pub const IDLE_POLL_MAX: Duration = Duration::from_millis(1000);
 const IDLE_POLL_MIN: Duration = Duration::from_millis(25);
+/// Most jobs claimed in one transaction.
+const CLAIM_BATCH_MAX: usize = 64;
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Free space wanted (beyond the reserve) before a disk-full pause lifts.
@@ -172,17 +174,31 @@ pub async fn run(
             drop(permit);
             continue;
         }
+        // Claim for every free worker at once: one statement for the batch.
+        let batch_permits = match options.only {
+            Some(_) => vec![permit],
+            None => gather_permits(&permits, permit, CLAIM_BATCH_MAX).await,
+        };
         let owner = engine.next_owner();
         let claimed = match options.only {
-            Some(id) => engine.queue.claim_id(id, &owner, LEASE).await,
-            None => engine.queue.claim(&owner, LEASE).await,
+            Some(id) => engine
+                .queue
+                .claim_id(id, &owner, LEASE)
+                .await
+                .map(Vec::from_iter),
+            None => {
+                engine
+                    .queue
+                    .claim_batch(&owner, LEASE, batch_permits.len())
+                    .await
+            }
         };
         let claimed = match claimed {
             Ok(claimed) => claimed,
             Err(e) => {
                 // A busy or briefly failing database: wait and try again
                 // rather than abandon the jobs in flight.
-                drop(permit);
+                drop(batch_permits);
                 warn!("cannot claim a job: {e}; retrying shortly");
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
@@ -191,35 +207,40 @@ pub async fn run(
                 continue;
             }
         };
-        match claimed {
-            Some(job) => {
+        if !claimed.is_empty() {
+            {
                 idle = IDLE_POLL_MIN;
-                // This pool may have just reclaimed a job whose lease it lost
-                // (heartbeats failed for a whole lease): stop the old task
-                // before a new one touches the same partial file.
-                stop_previous_task(&running, job.file_id).await;
-                let control = JobControl::new(&shutdown);
-                running
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(job.file_id, (owner.clone(), control.clone()));
-                let (engine, running, done_tx) = (engine.clone(), running.clone(), done_tx.clone());
-                tracker.spawn(async move {
-                    let file_id = job.file_id;
-                    let outcome = worker::process(&engine, job, &control).await;
-                    let mut map = running.lock().unwrap_or_else(|p| p.into_inner());
-                    if map.get(&file_id).is_some_and(|(o, _)| *o == owner) {
-                        map.remove(&file_id);
-                    }
-                    drop(map);
-                    // Outcome first, then the permit: the claim loop must see a
-                    // pause (or fetch's result) before it can claim again.
-                    let _ = done_tx.send((file_id, outcome));
-                    drop(permit);
-                });
+                for (job, permit) in claimed.into_iter().zip(batch_permits) {
+                    // This pool may have just reclaimed a job whose lease it
+                    // lost (heartbeats failed for a whole lease): stop the old
+                    // task before a new one touches the same partial file.
+                    stop_previous_task(&running, job.file_id).await;
+                    let control = JobControl::new(&shutdown);
+                    running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(job.file_id, (owner.clone(), control.clone()));
+                    let (engine, running, done_tx) =
+                        (engine.clone(), running.clone(), done_tx.clone());
+                    let owner = owner.clone();
+                    tracker.spawn(async move {
+                        let file_id = job.file_id;
+                        let outcome = worker::process(&engine, job, &control).await;
+                        let mut map = running.lock().unwrap_or_else(|p| p.into_inner());
+                        if map.get(&file_id).is_some_and(|(o, _)| *o == owner) {
+                            map.remove(&file_id);
+                        }
+                        drop(map);
+                        // Outcome first, then the permit: the claim loop must
+                        // see a pause (or fetch's result) before it can claim again.
+                        let _ = done_tx.send((file_id, outcome));
+                        drop(permit);
+                    });
+                }
             }
-            None => {
-                drop(permit);
+        } else {
+            {
+                drop(batch_permits);
                 let in_flight = running.lock().unwrap_or_else(|p| p.into_inner()).len();
                 if in_flight == 0 && (options.exit_when_idle || options.only.is_some()) {
                     if options.only.is_some() {
@@ -291,6 +312,35 @@ fn take_reload(reloads: &mut watch::Receiver<Option<Reload>>) -> Option<Reload> 
         reloads.borrow_and_update().clone()
     } else {
         None
+    }
+}
+
+/// Takes, besides `first`, every permit free now or given back while
+/// workers keep finishing (up to `max` in all), so one claim serves every
+/// worker that finished at the same moment instead of one claim each. Waits
+/// only for tasks that are already runnable, never for a timer.
+pub async fn gather_permits(
+    permits: &Arc<Semaphore>,
+    first: OwnedSemaphorePermit,
+    max: usize,
+) -> Vec<OwnedSemaphorePermit> {
+    let mut batch = vec![first];
+    loop {
+        while batch.len() < max {
+            match permits.clone().try_acquire_owned() {
+                Ok(permit) => batch.push(permit),
+                Err(_) => break,
+            }
+        }
+        if batch.len() >= max {
+            return batch;
+        }
+        // One turn for workers finishing right now; stop once a turn
+        // brings no permit back.
+        tokio::task::yield_now().await;
+        if permits.available_permits() == 0 {
+            return batch;
+        }
     }
 }
 
@@ -390,5 +440,36 @@ async fn probe(engine: &Engine, problem: &HostProblem, shutdown: &CancellationTo
                 Err(e) => !matches!(e.class(), crate::api::ErrorClass::Account { .. }),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_claim_gathers_every_free_permit_up_to_its_limit() {
+        let permits = Arc::new(Semaphore::new(5));
+        let first = permits.clone().acquire_owned().await.unwrap();
+        let batch = gather_permits(&permits, first, 3).await;
+        assert_eq!((batch.len(), permits.available_permits()), (3, 2));
+        drop(batch);
+
+        let first = permits.clone().acquire_owned().await.unwrap();
+        let batch = gather_permits(&permits, first, CLAIM_BATCH_MAX).await;
+        assert_eq!((batch.len(), permits.available_permits()), (5, 0));
+        drop(batch);
+        assert_eq!(permits.available_permits(), 5, "every permit goes back");
+    }
+
+    #[tokio::test]
+    async fn a_worker_finishing_during_the_gathering_joins_the_claim() {
+        let permits = Arc::new(Semaphore::new(2));
+        let held = permits.clone().acquire_owned().await.unwrap();
+        // A worker that is runnable now and gives its permit back when it runs.
+        tokio::spawn(async move { drop(held) });
+        let first = permits.clone().acquire_owned().await.unwrap();
+        let batch = gather_permits(&permits, first, CLAIM_BATCH_MAX).await;
+        assert_eq!(batch.len(), 2);
     }
 }

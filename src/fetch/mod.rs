@@ -7,15 +7,14 @@
 //! client never carries the API key: the object store rejects requests that
 //! do, and the key belongs to the API host alone.
 
+mod disk_writer;
 pub mod file;
-mod hashing;
 pub mod naming;
 pub mod pieces;
 pub mod range;
 mod segmented;
 
 use std::future::Future;
-use std::io::SeekFrom;
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,12 +24,12 @@ use reqwest::header::{
 };
 use reqwest::{Method, Url};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{USER_AGENT, describe_reqwest};
 use crate::queue::QueueError;
+use disk_writer::{DiskError, DiskWriter};
 use range::{Asked, Plan, ResponseHead};
 
 /// Where the size a file was verified against came from.
@@ -166,10 +165,6 @@ pub struct Fetcher {
     segments: u32,
 }
 
-/// Write buffer: large enough that each write to the kernel moves a
-/// meaningful amount, small enough to keep memory flat with 16 downloads.
-const WRITE_BUFFER: usize = 512 * 1024;
-
 impl Fetcher {
     pub fn new(
         connect_timeout: Duration,
@@ -259,23 +254,47 @@ impl Fetcher {
             .map_err(|e| FetchError::Network(format!("hashing task failed: {e}")))?
             .map_err(|e| FetchError::io(format!("cannot re-read {}", partial.display()), e))?;
         }
-        let mut writer = BufWriter::with_capacity(WRITE_BUFFER, file);
-        writer
-            .seek(SeekFrom::Start(state.bytes_done))
-            .await
-            .map_err(|e| FetchError::io("cannot seek in the partial file", e))?;
-
-        let state_position = state.bytes_done;
+        let position = state.bytes_done;
         let mut transfer = Transfer {
-            writer,
-            hasher: hashing::HashPipe::start(hasher),
+            disk: DiskWriter::start(file.into_std().await, hasher, position),
             state,
             sink,
             partial,
-            position: state_position,
+            position,
             last_checkpoint: Instant::now(),
             checkpoint_interval: self.checkpoint_interval,
         };
+        let streamed = self.stream_whole_file(job, &mut transfer, cancel).await;
+        let verified = streamed.and_then(|()| verify_size(job, transfer.state));
+        let (size, size_source) = match verified {
+            Ok(verified) => verified,
+            Err(error) => {
+                // No queued write may land after we return (the next attempt
+                // reopens the file); the error that ended us is the one to report.
+                let _ = transfer.disk.close().await;
+                return Err(error);
+            }
+        };
+        let sha256 = transfer
+            .disk
+            .finish()
+            .await
+            .map_err(|e| transfer.disk_error(e))?;
+        Ok(Verified {
+            size,
+            sha256,
+            size_source,
+        })
+    }
+
+    /// Requests the rest of the file until it is complete, resuming at once
+    /// while bytes keep coming.
+    async fn stream_whole_file<S: ProgressSink>(
+        &self,
+        job: &Download<'_>,
+        transfer: &mut Transfer<'_, S>,
+        cancel: &CancellationToken,
+    ) -> Result<(), FetchError> {
         let mut stalled_requests = 0u32;
         loop {
             if cancel.is_cancelled() {
@@ -283,13 +302,13 @@ impl Fetcher {
                 return Err(FetchError::Cancelled);
             }
             let start = transfer.state.bytes_done;
-            let outcome = self.one_request(job, &mut transfer, cancel).await;
+            let outcome = self.one_request(job, transfer, cancel).await;
             let progressed = transfer.state.bytes_done > start;
             match outcome {
-                Ok(RequestOutcome::Complete) => break,
+                Ok(RequestOutcome::Complete) => return Ok(()),
                 Ok(RequestOutcome::Incomplete(why)) | Err(FetchError::Network(why)) => {
-                    // Resume at once while bytes keep coming; a request that
-                    // brought nothing twice in a row goes back to the worker.
+                    // A request that brought nothing twice in a row goes
+                    // back to the worker.
                     stalled_requests = if progressed { 0 } else { stalled_requests + 1 };
                     if stalled_requests >= 2 {
                         return Err(FetchError::Network(why));
@@ -303,35 +322,6 @@ impl Fetcher {
                 Err(other) => return Err(other),
             }
         }
-        let size = transfer.state.bytes_done;
-        let (expected, size_source) = match (job.api_size, transfer.state.total) {
-            (Some(api), _) => (api, SizeSource::Api),
-            (None, Some(cdn)) => (cdn, SizeSource::Cdn),
-            (None, None) => return Err(FetchError::UnknownLength),
-        };
-        if size != expected {
-            return Err(FetchError::SizeMismatch {
-                expected,
-                actual: size,
-                source_name: size_source.as_str(),
-            });
-        }
-        transfer
-            .writer
-            .get_ref()
-            .sync_all()
-            .await
-            .map_err(|e| FetchError::io("cannot fsync the finished file", e))?;
-        let sha256 = transfer
-            .hasher
-            .finish()
-            .await
-            .map_err(|e| FetchError::Network(format!("hashing task failed: {e}")))?;
-        Ok(Verified {
-            size,
-            sha256,
-            size_source,
-        })
     }
 
     async fn one_request<S: ProgressSink>(
@@ -514,6 +504,25 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The size of a fully received file against the size it must have: the
+/// API's when it gave one, else the CDN's pinned length.
+fn verify_size(job: &Download<'_>, state: &Resume) -> Result<(u64, SizeSource), FetchError> {
+    let size = state.bytes_done;
+    let (expected, size_source) = match (job.api_size, state.total) {
+        (Some(api), _) => (api, SizeSource::Api),
+        (None, Some(cdn)) => (cdn, SizeSource::Cdn),
+        (None, None) => return Err(FetchError::UnknownLength),
+    };
+    if size != expected {
+        return Err(FetchError::SizeMismatch {
+            expected,
+            actual: size,
+            source_name: size_source.as_str(),
+        });
+    }
+    Ok((size, size_source))
+}
+
 enum RequestOutcome {
     Complete,
     Incomplete(String),
@@ -547,14 +556,13 @@ fn check_free_space(partial: &Path, needed: u64) -> Result<(), FetchError> {
     }
 }
 
-/// The open partial file with its running hash.
+/// The open partial file, written and hashed by its own thread.
 struct Transfer<'a, S> {
-    writer: BufWriter<tokio::fs::File>,
-    hasher: hashing::HashPipe,
+    disk: DiskWriter,
     state: &'a mut Resume,
     sink: &'a S,
     partial: &'a Path,
-    /// Bytes written so far, buffered or not; `state.bytes_done` is the
+    /// Bytes handed to the disk thread so far; `state.bytes_done` is the
     /// durable part of it.
     position: u64,
     last_checkpoint: Instant,
@@ -563,12 +571,11 @@ struct Transfer<'a, S> {
 
 impl<S: ProgressSink> Transfer<'_, S> {
     async fn write(&mut self, chunk: bytes::Bytes) -> Result<(), FetchError> {
-        self.writer
-            .write_all(&chunk)
-            .await
-            .map_err(|e| FetchError::io(format!("cannot write {}", self.partial.display()), e))?;
         let len = chunk.len() as u64;
-        self.hasher.update(chunk).await;
+        self.disk
+            .write(chunk)
+            .await
+            .map_err(|e| self.disk_error(e))?;
         self.position += len;
         self.sink.transferred(len);
         if self.last_checkpoint.elapsed() >= self.checkpoint_interval {
@@ -577,13 +584,10 @@ impl<S: ProgressSink> Transfer<'_, S> {
         Ok(())
     }
 
-    /// Hands buffered bytes to the kernel (no fsync); `state.bytes_done`
+    /// Waits until every byte is written (no fsync); `state.bytes_done`
     /// then counts them, for the caller to verify and fsync.
     async fn flush(&mut self) -> Result<(), FetchError> {
-        self.writer
-            .flush()
-            .await
-            .map_err(|e| FetchError::io(format!("cannot write {}", self.partial.display()), e))?;
+        self.disk.flush().await.map_err(|e| self.disk_error(e))?;
         self.state.bytes_done = self.position;
         Ok(())
     }
@@ -592,12 +596,7 @@ impl<S: ProgressSink> Transfer<'_, S> {
     async fn checkpoint(&mut self) -> Result<(), FetchError> {
         self.last_checkpoint = Instant::now();
         if self.position != self.state.bytes_done {
-            self.writer.flush().await.map_err(|e| {
-                FetchError::io(format!("cannot write {}", self.partial.display()), e)
-            })?;
-            self.writer.get_ref().sync_data().await.map_err(|e| {
-                FetchError::io(format!("cannot fsync {}", self.partial.display()), e)
-            })?;
+            self.disk.sync().await.map_err(|e| self.disk_error(e))?;
             self.state.bytes_done = self.position;
         }
         self.sink.checkpoint(self.state).await?;
@@ -607,24 +606,17 @@ impl<S: ProgressSink> Transfer<'_, S> {
     /// Throws the partial bytes away: they belong to another version of the
     /// file, or the server would not resume them.
     async fn restart(&mut self) -> Result<(), FetchError> {
-        let context = || format!("cannot truncate {}", self.partial.display());
-        self.writer
-            .flush()
-            .await
-            .map_err(|e| FetchError::io(context(), e))?;
-        self.writer
-            .get_ref()
-            .set_len(0)
-            .await
-            .map_err(|e| FetchError::io(context(), e))?;
-        self.writer
-            .seek(SeekFrom::Start(0))
-            .await
-            .map_err(|e| FetchError::io(context(), e))?;
-        self.hasher.reset().await;
+        self.disk.restart().await.map_err(|e| self.disk_error(e))?;
         self.position = 0;
         *self.state = Resume::default();
         self.sink.checkpoint(self.state).await?;
         Ok(())
+    }
+
+    fn disk_error(&self, error: DiskError) -> FetchError {
+        FetchError::io(
+            format!("cannot {} {}", error.operation, self.partial.display()),
+            error.source,
+        )
     }
 }
