@@ -33,7 +33,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use minimax_dl::daemon::gather_permits;
+use minimax_dl::daemon::{CLAIM_LINGER, gather_permits};
 use minimax_dl::queue::{DbLocation, Queue, VerifiedFile};
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -176,7 +176,7 @@ async fn pool_shaped(queue: &Queue, workers: usize, full: bool) -> (usize, Durat
     let (mut n, mut claims) = (0usize, 0usize);
     loop {
         let first = permits.clone().acquire_owned().await.expect("permit");
-        let batch = gather_permits(&permits, first, workers).await;
+        let batch = gather_permits(&permits, first, workers, CLAIM_LINGER).await;
         let jobs = queue
             .claim_batch(&owner, LEASE, batch.len())
             .await

@@ -182,11 +182,12 @@ async fn list(
     limit: Option<u64>,
     as_json: bool,
 ) -> Result<u8> {
+    use futures_util::StreamExt;
     let queue = open_queue(settings).await?;
-    let jobs = queue.list(state, limit).await?;
+    let mut jobs = queue.list_stream(state, limit);
     if as_json {
-        for job in &jobs {
-            out!("{}", job_json(job));
+        while let Some(job) = jobs.next().await {
+            out!("{}", job_json(&job?));
         }
         return Ok(exit::OK);
     }
@@ -197,7 +198,8 @@ async fn list(
         "TRY",
         "BYTES"
     );
-    for job in &jobs {
+    while let Some(job) = jobs.next().await {
+        let job = job?;
         let bytes = match job.bytes_expected {
             Some(total) => format!("{}/{}", job.bytes_done, total),
             None => job.bytes_done.to_string(),

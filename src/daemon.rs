@@ -20,8 +20,10 @@ use crate::worker::{self, Engine, HostProblem, JobControl, LEASE, Outcome};
 /// by another process starts within about this long.
 pub const IDLE_POLL_MAX: Duration = Duration::from_millis(1000);
 const IDLE_POLL_MIN: Duration = Duration::from_millis(25);
-/// Most jobs claimed in one transaction.
+/// Most jobs claimed in one statement.
 const CLAIM_BATCH_MAX: usize = 64;
+/// How long a claim waits for more workers to finish (see [`gather_permits`]).
+pub const CLAIM_LINGER: Duration = Duration::from_millis(1);
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Free space wanted (beyond the reserve) before a disk-full pause lifts.
@@ -177,7 +179,10 @@ pub async fn run(
         // Claim for every free worker at once: one statement for the batch.
         let batch_permits = match options.only {
             Some(_) => vec![permit],
-            None => gather_permits(&permits, permit, CLAIM_BATCH_MAX).await,
+            None => {
+                let max = (concurrency as usize).min(CLAIM_BATCH_MAX);
+                gather_permits(&permits, permit, max, CLAIM_LINGER).await
+            }
         };
         let owner = engine.next_owner();
         let claimed = match options.only {
@@ -315,33 +320,32 @@ fn take_reload(reloads: &mut watch::Receiver<Option<Reload>>) -> Option<Reload> 
     }
 }
 
-/// Takes, besides `first`, every permit free now or given back while
-/// workers keep finishing (up to `max` in all), so one claim serves every
-/// worker that finished at the same moment instead of one claim each. Waits
-/// only for tasks that are already runnable, never for a timer.
+/// Takes, besides `first`, every permit that is free or given back within
+/// `linger` (up to `max` in all), so that one claim serves every worker that
+/// finishes at about the same moment instead of one claim each: claims are
+/// one statement whatever their size, and on a queue of small files that is
+/// what sets the pace. A millisecond is nothing to a download, and the wait
+/// ends at once when `max` permits are in hand.
 pub async fn gather_permits(
     permits: &Arc<Semaphore>,
     first: OwnedSemaphorePermit,
     max: usize,
+    linger: Duration,
 ) -> Vec<OwnedSemaphorePermit> {
+    let deadline = tokio::time::Instant::now() + linger;
     let mut batch = vec![first];
-    loop {
-        while batch.len() < max {
-            match permits.clone().try_acquire_owned() {
-                Ok(permit) => batch.push(permit),
-                Err(_) => break,
+    while batch.len() < max {
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => batch.push(permit),
+            Err(_) => {
+                match tokio::time::timeout_at(deadline, permits.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => batch.push(permit),
+                    _ => break,
+                }
             }
         }
-        if batch.len() >= max {
-            return batch;
-        }
-        // One turn for workers finishing right now; stop once a turn
-        // brings no permit back.
-        tokio::task::yield_now().await;
-        if permits.available_permits() == 0 {
-            return batch;
-        }
     }
+    batch
 }
 
 fn apply_reload(engine: &Engine, permits: &Arc<Semaphore>, concurrency: &mut u32, reload: Reload) {
@@ -447,29 +451,39 @@ async fn probe(engine: &Engine, problem: &HostProblem, shutdown: &CancellationTo
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_claim_gathers_every_free_permit_up_to_its_limit() {
         let permits = Arc::new(Semaphore::new(5));
         let first = permits.clone().acquire_owned().await.unwrap();
-        let batch = gather_permits(&permits, first, 3).await;
+        let batch = gather_permits(&permits, first, 3, CLAIM_LINGER).await;
         assert_eq!((batch.len(), permits.available_permits()), (3, 2));
         drop(batch);
 
+        // Every permit free: no wait for the linger.
+        let started = tokio::time::Instant::now();
         let first = permits.clone().acquire_owned().await.unwrap();
-        let batch = gather_permits(&permits, first, CLAIM_BATCH_MAX).await;
+        let batch = gather_permits(&permits, first, 5, Duration::from_secs(60)).await;
         assert_eq!((batch.len(), permits.available_permits()), (5, 0));
+        assert_eq!(started.elapsed(), Duration::ZERO);
         drop(batch);
         assert_eq!(permits.available_permits(), 5, "every permit goes back");
     }
 
-    #[tokio::test]
-    async fn a_worker_finishing_during_the_gathering_joins_the_claim() {
-        let permits = Arc::new(Semaphore::new(2));
-        let held = permits.clone().acquire_owned().await.unwrap();
-        // A worker that is runnable now and gives its permit back when it runs.
-        tokio::spawn(async move { drop(held) });
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_finishing_within_the_linger_joins_the_claim_and_a_busy_one_does_not() {
+        let permits = Arc::new(Semaphore::new(3));
+        let soon = permits.clone().acquire_owned().await.unwrap();
+        let busy = permits.clone().acquire_owned().await.unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            drop(soon);
+        });
+        let linger = Duration::from_millis(10);
+        let started = tokio::time::Instant::now();
         let first = permits.clone().acquire_owned().await.unwrap();
-        let batch = gather_permits(&permits, first, CLAIM_BATCH_MAX).await;
-        assert_eq!(batch.len(), 2);
+        let batch = gather_permits(&permits, first, 3, linger).await;
+        assert_eq!(batch.len(), 2, "the busy worker's permit is not waited for");
+        assert_eq!(started.elapsed(), linger, "no longer than the linger");
+        drop(busy);
     }
 }

@@ -300,6 +300,24 @@ pub fn decide(
     }
 }
 
+/// Longest wait a CDN's `Retry-After` can impose: past it the signed URL has
+/// expired anyway, and the next attempt asks the API for a fresh one.
+pub const MAX_CDN_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// A CDN that said when to come back (`Retry-After` on a 429 or 503) is not
+/// asked again sooner, up to [`MAX_CDN_RETRY_AFTER`]; never sooner than the
+/// retry schedule says either.
+pub fn honour_retry_after(decision: Decision, retry_after: Option<Duration>) -> Decision {
+    let Some(wait) = retry_after.map(|w| w.min(MAX_CDN_RETRY_AFTER)) else {
+        return decision;
+    };
+    match decision {
+        Decision::RetryAfter(delay) => Decision::RetryAfter(delay.max(wait)),
+        Decision::Requeue(delay) => Decision::Requeue(delay.max(wait)),
+        other => other,
+    }
+}
+
 /// How the worker classifies a download failure.
 pub fn classify_fetch(error: &FetchError) -> ErrorClass {
     match error {
@@ -511,7 +529,7 @@ async fn finish(
             verified.size
         );
         let _ = tokio::fs::remove_file(partial).await;
-        return settle_error(engine, job, &error, ErrorClass::Transient, false).await;
+        return settle_error(engine, job, &error, ErrorClass::Transient, false, None).await;
     }
     let record = VerifiedFile {
         size: verified.size,
@@ -534,11 +552,11 @@ async fn finish(
                 "cannot move the verified file to {}: {e}",
                 final_path.display()
             );
-            return settle_error(engine, job, &error, ErrorClass::Transient, false).await;
+            return settle_error(engine, job, &error, ErrorClass::Transient, false, None).await;
         }
         Err(e) => {
             let error = format!("placing the file failed: {e}");
-            return settle_error(engine, job, &error, ErrorClass::Transient, false).await;
+            return settle_error(engine, job, &error, ErrorClass::Transient, false, None).await;
         }
     }
     crash_point("after-rename");
@@ -589,7 +607,7 @@ async fn recover_verified(engine: &Engine, job: &Job) -> Result<Option<Outcome>,
             if !matches!(placed, Ok(Ok(()))) {
                 // Keep the verified file: this is worth another try later.
                 let error = format!("cannot move the verified file to {}", final_path.display());
-                return settle_error(engine, job, &error, ErrorClass::Transient, false)
+                return settle_error(engine, job, &error, ErrorClass::Transient, false, None)
                     .await
                     .map(Some);
             }
@@ -671,6 +689,14 @@ async fn settle(
             if class == ErrorClass::Permanent {
                 let _ = std::fs::remove_file(partial);
             }
+            if let FetchError::Cdn {
+                retry_after: Some(wait),
+                ..
+            } = e
+            {
+                let error = e.to_string();
+                return settle_error(engine, job, &error, class, progressed, Some(wait)).await;
+            }
             (class, e.to_string())
         }
         Failure::UrlRefused(last) => (
@@ -689,7 +715,7 @@ async fn settle(
             (class, e.to_string())
         }
     };
-    settle_error(engine, job, &error, class, progressed).await
+    settle_error(engine, job, &error, class, progressed, None).await
 }
 
 async fn settle_error(
@@ -698,18 +724,20 @@ async fn settle_error(
     error: &str,
     class: ErrorClass,
     progressed: bool,
+    retry_after: Option<Duration>,
 ) -> Result<Outcome, QueueError> {
     let owner = lease_owner(job);
     let cooldown = engine.gate.cooldown_remaining().unwrap_or(Duration::ZERO);
     let now = now_millis();
-    match decide(
+    let decision = decide(
         class,
         job.attempts,
         &engine.policy,
         progressed,
         cooldown,
         jitter_unit(),
-    ) {
+    );
+    match honour_retry_after(decision, retry_after) {
         Decision::Fail => {
             engine
                 .queue
@@ -766,6 +794,40 @@ mod tests {
     use super::*;
 
     const NO_COOLDOWN: Duration = Duration::ZERO;
+
+    #[test]
+    fn a_cdn_retry_after_delays_the_next_attempt_but_never_shortens_it() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            honour_retry_after(Decision::RetryAfter(Duration::from_secs(15)), Some(minute)),
+            Decision::RetryAfter(minute)
+        );
+        assert_eq!(
+            honour_retry_after(Decision::RetryAfter(minute * 10), Some(minute)),
+            Decision::RetryAfter(minute * 10),
+            "the retry schedule's longer delay stands"
+        );
+        assert_eq!(
+            honour_retry_after(Decision::Requeue(PROGRESS_REQUEUE_DELAY), Some(minute)),
+            Decision::Requeue(minute)
+        );
+        assert_eq!(
+            honour_retry_after(
+                Decision::RetryAfter(minute),
+                Some(Duration::from_secs(86_400))
+            ),
+            Decision::RetryAfter(MAX_CDN_RETRY_AFTER),
+            "capped: the URL would have expired by then"
+        );
+        assert_eq!(
+            honour_retry_after(Decision::Fail, Some(minute)),
+            Decision::Fail
+        );
+        assert_eq!(
+            honour_retry_after(Decision::RetryAfter(minute), None),
+            Decision::RetryAfter(minute)
+        );
+    }
 
     #[test]
     fn permanent_errors_fail_at_once() {

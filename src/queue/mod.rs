@@ -970,23 +970,34 @@ impl Queue {
         fold_counts(&rows)
     }
 
+    /// Jobs in `file_id` order, as they are read: `list` on a queue of
+    /// millions prints its first line at once and holds one row at a time.
+    pub fn list_stream(
+        &self,
+        state: Option<JobState>,
+        limit: Option<u64>,
+    ) -> futures_util::stream::BoxStream<'_, Result<Job, QueueError>> {
+        use futures_util::StreamExt;
+        let limit = limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64);
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) ORDER BY file_id LIMIT ?2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(state.map(JobState::as_str))
+            .bind(limit)
+            .fetch(&self.pool)
+            .map(|row| Job::from_row(&row?).map_err(QueueError::from))
+            .boxed()
+    }
+
+    /// [`Queue::list_stream`], collected.
     pub async fn list(
         &self,
         state: Option<JobState>,
         limit: Option<u64>,
     ) -> Result<Vec<Job>, QueueError> {
-        let limit = limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64);
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) ORDER BY file_id LIMIT ?2"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(state.map(JobState::as_str))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| Job::from_row(r).map_err(QueueError::from))
-            .collect()
+        use futures_util::TryStreamExt;
+        self.list_stream(state, limit).try_collect().await
     }
 
     pub async fn get(&self, file_id: i64) -> Result<Option<Job>, QueueError> {
