@@ -2,11 +2,12 @@
 -- Their history lines are written here, by triggers, so that each is a
 -- single UPDATE (atomic on its own, one round trip to the database thread)
 -- instead of a transaction of several statements. The texts are the ones the
--- code wrote before.
+-- code wrote before. Only a claim sets lease_owner on a running job (the
+-- heartbeat renews lease_expires_at alone), so a claim is what fires the
+-- first trigger, even when a restarted daemon reuses an owner name.
 
 CREATE TRIGGER job_events_on_claim AFTER UPDATE OF lease_owner ON jobs
 WHEN NEW.state = 'running' AND NEW.lease_owner IS NOT NULL
-     AND NEW.lease_owner IS NOT OLD.lease_owner
 BEGIN
     INSERT INTO job_events (file_id, at, kind, attempt, message)
     VALUES (

@@ -184,6 +184,12 @@ pub async fn run(
                 gather_permits(&permits, permit, max, CLAIM_LINGER).await
             }
         };
+        if !done_rx.is_empty() {
+            // A worker that reported (a pause, say) gave its permit back
+            // while we gathered: its outcome comes before any claim.
+            drop(batch_permits);
+            continue;
+        }
         let owner = engine.next_owner();
         let claimed = match options.only {
             Some(id) => engine
@@ -215,11 +221,16 @@ pub async fn run(
         if !claimed.is_empty() {
             {
                 idle = IDLE_POLL_MIN;
+                // This pool may have just reclaimed jobs whose lease it lost
+                // (heartbeats failed for a whole lease): stop the old tasks,
+                // all at once, before new ones touch the same partial files.
+                futures_util::future::join_all(
+                    claimed
+                        .iter()
+                        .map(|job| stop_previous_task(&running, job.file_id)),
+                )
+                .await;
                 for (job, permit) in claimed.into_iter().zip(batch_permits) {
-                    // This pool may have just reclaimed a job whose lease it
-                    // lost (heartbeats failed for a whole lease): stop the old
-                    // task before a new one touches the same partial file.
-                    stop_previous_task(&running, job.file_id).await;
                     let control = JobControl::new(&shutdown);
                     running
                         .lock()

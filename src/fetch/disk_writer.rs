@@ -1,11 +1,12 @@
 //! The disk side of a single-stream download, on a thread of its own.
 //!
-//! The async task only receives; this thread hashes each chunk while it is
-//! still in the CPU cache and writes it to the partial file straight from
-//! the network's buffer (no copy into a write buffer, no hop through
-//! `tokio::fs`). Receiving and writing then use both cores instead of taking
-//! turns on one, which is what lets a verified, fsynced download keep pace
-//! with `curl`.
+//! The async task receives and hashes (the chunk is still in the CPU cache);
+//! this thread writes each chunk to the partial file straight from the
+//! network's buffer (no copy into a write buffer, no hop through
+//! `tokio::fs`). Writing into the page cache is the costliest step on the
+//! machines measured (BENCHMARKS.md), and receive + hash cost about as much:
+//! on two threads they overlap, which is what lets a verified, fsynced
+//! download outpace `curl`.
 //!
 //! Every few MiB the thread asks the kernel to start writing the new bytes
 //! back (`sync_file_range`, as RocksDB's `bytes_per_sync` does), so dirty
@@ -15,14 +16,15 @@
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 /// Chunks in flight to the thread; beyond this the download waits, so
 /// memory stays bounded if the disk falls behind.
-const IN_FLIGHT: usize = 16;
+const IN_FLIGHT: usize = 4;
 
 /// Bytes written between two writeback kicks.
 const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
@@ -49,29 +51,40 @@ enum Durability {
 enum Command {
     Data(Bytes),
     Barrier(Durability, oneshot::Sender<()>),
-    /// Truncate to zero and forget the hash: the download starts over.
+    /// Truncate to zero: the download starts over.
     Restart(oneshot::Sender<()>),
 }
 
 pub struct DiskWriter {
     sender: Option<mpsc::Sender<Command>>,
-    thread: Option<tokio::task::JoinHandle<Result<Sha256, DiskError>>>,
+    thread: Option<tokio::task::JoinHandle<Result<(), DiskError>>>,
+    /// Set when the writer is dropped without `close`: the thread then
+    /// writes nothing more, so no queued chunk lands after its owner is gone.
+    abandoned: Arc<AtomicBool>,
+}
+
+impl Drop for DiskWriter {
+    fn drop(&mut self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+    }
 }
 
 impl DiskWriter {
-    /// Appends at `position` of `file`, hashing from `hasher` (the state
-    /// after the resumed prefix).
-    pub fn start(file: File, hasher: Sha256, position: u64) -> DiskWriter {
+    /// Appends to `file` from `position` on.
+    pub fn start(file: File, position: u64) -> DiskWriter {
         let (sender, receiver) = mpsc::channel(IN_FLIGHT);
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let stop = abandoned.clone();
         let thread =
-            tokio::task::spawn_blocking(move || write_loop(file, hasher, position, receiver));
+            tokio::task::spawn_blocking(move || write_loop(file, position, receiver, &stop));
         DiskWriter {
             sender: Some(sender),
             thread: Some(thread),
+            abandoned,
         }
     }
 
-    /// Queues a chunk; it is hashed and written in order.
+    /// Queues a chunk; chunks are written in order.
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), DiskError> {
         self.send(Command::Data(chunk)).await
     }
@@ -86,24 +99,22 @@ impl DiskWriter {
         self.barrier(Durability::Data).await
     }
 
-    /// Throws away everything written and hashed.
+    /// Throws away everything written.
     pub async fn restart(&mut self) -> Result<(), DiskError> {
         let (reply, done) = oneshot::channel();
         self.send(Command::Restart(reply)).await?;
         self.wait(done).await
     }
 
-    /// Makes the file fully durable (`fsync`) and returns the sha256 of all
-    /// its bytes, lower hex.
-    pub async fn finish(&mut self) -> Result<String, DiskError> {
+    /// Makes the file fully durable (`fsync`) and stops the thread.
+    pub async fn finish(&mut self) -> Result<(), DiskError> {
         self.barrier(Durability::All).await?;
-        let hasher = self.close().await?;
-        Ok(hex::encode(hasher.finalize()))
+        self.close().await
     }
 
     /// Stops the thread and waits for it, so no queued write can land after
     /// the caller moves on (and perhaps reopens the file). Idempotent.
-    pub async fn close(&mut self) -> Result<Sha256, DiskError> {
+    pub async fn close(&mut self) -> Result<(), DiskError> {
         self.sender = None;
         match self.thread.take() {
             Some(thread) => thread.await.unwrap_or_else(|e| Err(thread_died(e))),
@@ -160,18 +171,18 @@ fn thread_died(error: tokio::task::JoinError) -> DiskError {
 
 fn write_loop(
     mut file: File,
-    mut hasher: Sha256,
     mut position: u64,
     mut commands: mpsc::Receiver<Command>,
-) -> Result<Sha256, DiskError> {
+    abandoned: &AtomicBool,
+) -> Result<(), DiskError> {
     let fail = |operation| move |source| DiskError { operation, source };
     file.seek(SeekFrom::Start(position))
         .map_err(fail("seek in"))?;
     let mut kicked = position;
     while let Some(command) = commands.blocking_recv() {
         match command {
+            Command::Data(_) if abandoned.load(Ordering::SeqCst) => break,
             Command::Data(chunk) => {
-                hasher.update(&chunk);
                 file.write_all(&chunk).map_err(fail("write"))?;
                 position += chunk.len() as u64;
                 if position - kicked >= WRITEBACK_EVERY {
@@ -190,14 +201,13 @@ fn write_loop(
             Command::Restart(reply) => {
                 file.set_len(0).map_err(fail("truncate"))?;
                 file.seek(SeekFrom::Start(0)).map_err(fail("truncate"))?;
-                hasher = Sha256::new();
                 position = 0;
                 kicked = 0;
                 let _ = reply.send(());
             }
         }
     }
-    Ok(hasher)
+    Ok(())
 }
 
 /// Asks the kernel to start writing `len` bytes at `offset` back to disk,
@@ -223,9 +233,6 @@ fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 mod tests {
     use super::*;
 
-    const HELLO_WORLD_SHA256: &str =
-        "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
-
     fn open(path: &std::path::Path) -> File {
         std::fs::OpenOptions::new()
             .read(true)
@@ -237,10 +244,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn writes_and_hashes_across_restarts_and_resumes() {
+    async fn writes_in_order_across_restarts_and_resumes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("partial");
-        let mut disk = DiskWriter::start(open(&path), Sha256::new(), 0);
+        let mut disk = DiskWriter::start(open(&path), 0);
         disk.write(Bytes::from_static(b"thrown away"))
             .await
             .unwrap();
@@ -250,15 +257,29 @@ mod tests {
         disk.write(Bytes::from_static(b"hello ")).await.unwrap();
         disk.flush().await.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"hello ");
-        drop(disk.close().await.unwrap());
+        disk.close().await.unwrap();
 
-        // Resume after "hello ": the hash continues from the prefix's state.
-        let mut prefix = Sha256::new();
-        prefix.update(b"hello ");
-        let mut disk = DiskWriter::start(open(&path), prefix, 6);
+        // Resume after "hello ".
+        let mut disk = DiskWriter::start(open(&path), 6);
         disk.write(Bytes::from_static(b"world")).await.unwrap();
-        assert_eq!(disk.finish().await.unwrap(), HELLO_WORLD_SHA256);
+        disk.finish().await.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"hello world");
+    }
+
+    #[tokio::test]
+    async fn more_than_the_writeback_interval_arrives_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("partial");
+        let mut disk = DiskWriter::start(open(&path), 0);
+        let chunk: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+        let chunks = (WRITEBACK_EVERY >> 20) * 2 + 1;
+        for _ in 0..chunks {
+            disk.write(Bytes::from(chunk.clone())).await.unwrap();
+        }
+        disk.finish().await.unwrap();
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(written.len() as u64, chunks << 20);
+        assert!(written.chunks(1 << 20).all(|c| c == chunk.as_slice()));
     }
 
     #[tokio::test]
@@ -268,7 +289,7 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         // Read-only: every write fails with EBADF.
         let read_only = File::open(&path).unwrap();
-        let mut disk = DiskWriter::start(read_only, Sha256::new(), 0);
+        let mut disk = DiskWriter::start(read_only, 0);
         // The first write is only queued; the error shows at the next
         // interaction with the thread.
         let _ = disk.write(Bytes::from_static(b"x")).await;

@@ -256,7 +256,8 @@ impl Fetcher {
         }
         let position = state.bytes_done;
         let mut transfer = Transfer {
-            disk: DiskWriter::start(file.into_std().await, hasher, position),
+            disk: DiskWriter::start(file.into_std().await, position),
+            hasher,
             state,
             sink,
             partial,
@@ -275,11 +276,12 @@ impl Fetcher {
                 return Err(error);
             }
         };
-        let sha256 = transfer
+        transfer
             .disk
             .finish()
             .await
             .map_err(|e| transfer.disk_error(e))?;
+        let sha256 = hex::encode(transfer.hasher.finalize_reset());
         Ok(Verified {
             size,
             sha256,
@@ -556,9 +558,11 @@ fn check_free_space(partial: &Path, needed: u64) -> Result<(), FetchError> {
     }
 }
 
-/// The open partial file, written and hashed by its own thread.
+/// The open partial file (written by its own thread) and the running hash.
 struct Transfer<'a, S> {
     disk: DiskWriter,
+    /// sha256 of every byte handed to `disk`, resumed prefix included.
+    hasher: Sha256,
     state: &'a mut Resume,
     sink: &'a S,
     partial: &'a Path,
@@ -572,6 +576,7 @@ struct Transfer<'a, S> {
 impl<S: ProgressSink> Transfer<'_, S> {
     async fn write(&mut self, chunk: bytes::Bytes) -> Result<(), FetchError> {
         let len = chunk.len() as u64;
+        self.hasher.update(&chunk);
         self.disk
             .write(chunk)
             .await
@@ -607,6 +612,7 @@ impl<S: ProgressSink> Transfer<'_, S> {
     /// file, or the server would not resume them.
     async fn restart(&mut self) -> Result<(), FetchError> {
         self.disk.restart().await.map_err(|e| self.disk_error(e))?;
+        self.hasher = Sha256::new();
         self.position = 0;
         *self.state = Resume::default();
         self.sink.checkpoint(self.state).await?;

@@ -674,7 +674,7 @@ impl Queue {
             // Taken by a committer that was dropped mid-way: do it alone.
             Err(oneshot::error::TryRecvError::Closed) => {
                 drop(turn);
-                return self.complete_alone(&completion).await;
+                return self.complete_after_lost_reply(&completion).await;
             }
         }
         // Completions that are ready to be made (workers finishing at the
@@ -690,7 +690,13 @@ impl Queue {
             waiting = now_waiting;
         }
         let batch = std::mem::take(&mut *lock(&self.completions.waiting));
-        let (completions, replies): (Vec<Completion>, Vec<_>) = batch.into_iter().unzip();
+        // One completion per job in the statement: a second one for the same
+        // job (a stale worker's, say) is answered on its own afterwards, so
+        // it cannot be told of the other's success.
+        let mut seen = HashSet::new();
+        let (firsts, repeats): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|(c, _)| seen.insert(c.file_id));
+        let (completions, replies): (Vec<Completion>, Vec<_>) = firsts.into_iter().unzip();
         match self.complete_many(&completions).await {
             Ok(done) => {
                 for (completion, reply) in completions.iter().zip(replies) {
@@ -705,10 +711,13 @@ impl Queue {
                 }
             }
         }
+        for (completion, reply) in repeats {
+            let _ = reply.send(self.complete_alone(&completion).await);
+        }
         drop(turn);
         match outcome.await {
             Ok(result) => result,
-            Err(_) => self.complete_alone(&completion).await,
+            Err(_) => self.complete_after_lost_reply(&completion).await,
         }
     }
 
@@ -718,6 +727,24 @@ impl Queue {
             u64::from(done.contains(&completion.file_id)),
             completion.file_id,
         )
+    }
+
+    /// A committer took this completion and was dropped before answering:
+    /// its statement may or may not have committed. Done at this path means
+    /// it did.
+    async fn complete_after_lost_reply(&self, completion: &Completion) -> Result<(), QueueError> {
+        match self.complete_alone(completion).await {
+            Err(QueueError::LeaseLost(id)) => match self.get(id).await? {
+                Some(job)
+                    if job.state == JobState::Done
+                        && job.final_path.as_deref() == Some(completion.path.as_str()) =>
+                {
+                    Ok(())
+                }
+                _ => Err(QueueError::LeaseLost(id)),
+            },
+            other => other,
+        }
     }
 
     /// Many completions in one UPDATE (atomic on its own; the history lines
@@ -970,24 +997,48 @@ impl Queue {
         fold_counts(&rows)
     }
 
-    /// Jobs in `file_id` order, as they are read: `list` on a queue of
-    /// millions prints its first line at once and holds one row at a time.
+    /// Jobs in `file_id` order, read a page at a time: `list` on a queue of
+    /// millions prints its first line at once, holds one page in memory, and
+    /// never keeps a read open while its output is being consumed (an open
+    /// read would stop the daemon's WAL from being checkpointed).
     pub fn list_stream(
         &self,
         state: Option<JobState>,
         limit: Option<u64>,
     ) -> futures_util::stream::BoxStream<'_, Result<Job, QueueError>> {
-        use futures_util::StreamExt;
-        let limit = limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64);
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) ORDER BY file_id LIMIT ?2"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(state.map(JobState::as_str))
-            .bind(limit)
-            .fetch(&self.pool)
-            .map(|row| Job::from_row(&row?).map_err(QueueError::from))
-            .boxed()
+        use futures_util::{StreamExt, TryStreamExt, stream};
+        const PAGE: u64 = 1000;
+        let pages = stream::try_unfold((None, limit), move |(after, left)| async move {
+            if left == Some(0) {
+                return Ok(None);
+            }
+            let page = left.map_or(PAGE, |l| l.min(PAGE));
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) \
+                 AND (?2 IS NULL OR file_id > ?2) ORDER BY file_id LIMIT ?3"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(state.map(JobState::as_str))
+                .bind(after)
+                .bind(page as i64)
+                .fetch_all(&self.pool)
+                .await?;
+            let jobs = rows
+                .iter()
+                .map(Job::from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let Some(last) = jobs.last().map(|job| job.file_id) else {
+                return Ok(None);
+            };
+            // A short page was the last one.
+            let state = if jobs.len() as u64 == page {
+                (Some(last), left.map(|l| l - page))
+            } else {
+                (None, Some(0))
+            };
+            Ok::<_, QueueError>(Some((stream::iter(jobs.into_iter().map(Ok)), state)))
+        });
+        pages.try_flatten().boxed()
     }
 
     /// [`Queue::list_stream`], collected.
@@ -1356,5 +1407,28 @@ mod tests {
                 .await,
             Err(QueueError::LeaseLost(3))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_stale_completion_in_the_same_batch_is_refused_not_told_of_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = fresh_queue(&dir).await;
+        queue.enqueue(&[1, 2]).await.unwrap();
+        let jobs = queue
+            .claim_batch("new", Duration::from_secs(30), 2)
+            .await
+            .unwrap();
+        assert_eq!(jobs.len(), 2);
+        // Polled together, the two land in one batch: the first takes the
+        // committer and yields, the second joins the waiting list.
+        let path = Path::new("/archive/1.mp4");
+        let (current, stale) = tokio::join!(
+            queue.complete(1, "new", path),
+            queue.complete(1, "stale", path),
+        );
+        current.unwrap();
+        assert!(matches!(stale, Err(QueueError::LeaseLost(1))), "{stale:?}");
+        let lines = event_lines(&queue, 1).await;
+        assert_eq!(lines.iter().filter(|l| l.0 == "done").count(), 1);
     }
 }
