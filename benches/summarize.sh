@@ -88,8 +88,8 @@ grep -v '^[123]-' "$RESULTS_CSV" > "$R/.keep" || true
         row(1, m, "peak_rss_mib", 1, big, rss[1, m, 1, big], "MiB", "<=32", verdict(rss[1, m, 1, big] <= 32))
         if (small != big) {
           # "The same within 10%" is the memory: it must not grow with the
-          # file's size. The small file's throughput is shown, not judged
-          # (fixed costs, the API call and the final fsync, weigh more on it).
+          # size of the file. The throughput of the small file is shown, not
+          # judged (fixed costs, the API call and the final fsync, weigh more).
           r = wall[1, "curl", 1, small] / wall[1, m, 1, small]
           row(1, m, "throughput_vs_curl", 1, small, sprintf("%.3f", r), "x", "", "")
           row(1, m, "peak_rss_mib", 1, small, rss[1, m, 1, small], "MiB", "<=35.2", verdict(rss[1, m, 1, small] <= 35.2))

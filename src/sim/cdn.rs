@@ -282,6 +282,13 @@ async fn handle(
     }
     match &fault {
         Some(CdnFault::Status(code)) => return status_fault(&shared, *code),
+        Some(CdnFault::StatusRetryAfter(code, secs)) => {
+            let mut response = status_fault(&shared, *code);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+            return response;
+        }
         Some(CdnFault::Expired) => return expired(&shared, expires, now),
         Some(CdnFault::NotFound) => return no_such_key(&shared),
         Some(CdnFault::IgnoreRange) => outcome = RangeReq::Ignore,

@@ -192,6 +192,8 @@ impl CdnFaultRule {
 pub enum CdnFault {
     /// This status with an OSS-style XML error body (e.g. 500, 503).
     Status(u16),
+    /// This status (429, 503) with `Retry-After: <secs>`.
+    StatusRetryAfter(u16, u64),
     /// The 403 "Request has expired." XML, whatever the URL says.
     Expired,
     /// 404 XML `NoSuchKey`.
@@ -214,7 +216,10 @@ impl CdnFault {
     pub(crate) fn is_status_like(&self) -> bool {
         matches!(
             self,
-            CdnFault::Status(_) | CdnFault::Expired | CdnFault::NotFound
+            CdnFault::Status(_)
+                | CdnFault::StatusRetryAfter(..)
+                | CdnFault::Expired
+                | CdnFault::NotFound
         )
     }
 }
@@ -270,7 +275,10 @@ impl FaultState {
         let index = pick(
             rules.iter().map(|r| {
                 let applies = match r.fault {
-                    CdnFault::Status(_) | CdnFault::Expired | CdnFault::NotFound => true,
+                    CdnFault::Status(_)
+                    | CdnFault::StatusRetryAfter(..)
+                    | CdnFault::Expired
+                    | CdnFault::NotFound => true,
                     CdnFault::IgnoreRange => is_get && has_range,
                     CdnFault::DropAfter(_)
                     | CdnFault::TruncateChunked(_)

@@ -790,6 +790,31 @@ async fn cdn_server_errors_are_retried_to_done() {
     assert_no_key_on_cdn(&sim);
 }
 
+/// A CDN that says when to come back is not asked sooner, even when the
+/// retry schedule would try again in seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cdn_retry_after_sets_the_next_attempt() {
+    let sim = support::sim(SimConfig {
+        faults: cdn_faults(vec![
+            CdnFaultRule::new(CdnFault::StatusRetryAfter(503, 1800))
+                .limit(1)
+                .for_files([1]),
+        ]),
+        ..support::small_files()
+    })
+    .await;
+    let world = World::new().with_sim(&sim);
+    enqueue(&world, &ids(1..=1)).await;
+    let before = std::time::SystemTime::now();
+    let out = world.run(&["fetch", "1"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let job = world.job(1).await;
+    assert_eq!(job["state"], "queued", "{job}");
+    assert_event(&job, "retry_scheduled", "next attempt in 30m");
+    let next = humantime::parse_rfc3339(job["next_attempt_at"].as_str().unwrap()).unwrap();
+    assert!(next >= before + Duration::from_secs(1790), "{job}");
+}
+
 /// 404 from the CDN: a fresh URL is asked for (three in all), then the
 /// failure counts (with `max_attempts = 1` it is the last one).
 #[tokio::test(flavor = "multi_thread")]
