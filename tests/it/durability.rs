@@ -91,8 +91,9 @@ async fn a_tampered_verified_file_is_downloaded_again_not_accepted() {
     assert_eq!(sim.stats().cdn_bytes_sent, 2 * 64 * 1024);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_killed_daemon_is_resumed_from_its_durable_bytes_not_from_zero() {
+/// A simulator serving 4 MiB files at 1 MiB/s: slow enough to interrupt a
+/// download part way. Returns the file size and the simulator.
+async fn slow_4_mib_files() -> (u64, minimax_dl::sim::Simulator) {
     let size = 4 * 1024 * 1024;
     let sim = support::sim(SimConfig {
         default_file_size: size,
@@ -103,6 +104,12 @@ async fn a_killed_daemon_is_resumed_from_its_durable_bytes_not_from_zero() {
         ..SimConfig::default()
     })
     .await;
+    (size, sim)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_daemon_is_resumed_from_its_durable_bytes_not_from_zero() {
+    let (size, sim) = slow_4_mib_files().await;
     let world = World::new().with_sim(&sim);
     assert_success(&world.run(&["enqueue", "5"]).await);
     let mut child = spawn(&world, &["run"]);
@@ -154,16 +161,7 @@ async fn a_killed_daemon_is_resumed_from_its_durable_bytes_not_from_zero() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_foreign_lease_is_respected_and_an_expired_one_resumed() {
     // A worker on another host got 1+ MiB in and then went silent.
-    let size = 4 * 1024 * 1024;
-    let sim = support::sim(SimConfig {
-        default_file_size: size,
-        faults: Faults {
-            bandwidth_bytes_per_sec: Some(1024 * 1024),
-            ..Faults::default()
-        },
-        ..SimConfig::default()
-    })
-    .await;
+    let (size, sim) = slow_4_mib_files().await;
     let world = World::new().with_sim(&sim);
     assert_success(&world.run(&["enqueue", "11"]).await);
     let mut first = spawn(&world, &["run"]);
