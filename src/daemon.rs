@@ -218,73 +218,68 @@ pub async fn run(
                 continue;
             }
         };
-        if !claimed.is_empty() {
-            {
-                idle = IDLE_POLL_MIN;
-                // This pool may have just reclaimed jobs whose lease it lost
-                // (heartbeats failed for a whole lease): stop the old tasks,
-                // all at once, before new ones touch the same partial files.
-                futures_util::future::join_all(
-                    claimed
-                        .iter()
-                        .map(|job| stop_previous_task(&running, job.file_id)),
-                )
-                .await;
-                for (job, permit) in claimed.into_iter().zip(batch_permits) {
-                    let control = JobControl::new(&shutdown);
-                    running
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(job.file_id, (owner.clone(), control.clone()));
-                    let (engine, running, done_tx) =
-                        (engine.clone(), running.clone(), done_tx.clone());
-                    let owner = owner.clone();
-                    tracker.spawn(async move {
-                        let file_id = job.file_id;
-                        let outcome = worker::process(&engine, job, &control).await;
-                        let mut map = running.lock().unwrap_or_else(|p| p.into_inner());
-                        if map.get(&file_id).is_some_and(|(o, _)| *o == owner) {
-                            map.remove(&file_id);
-                        }
-                        drop(map);
-                        // Outcome first, then the permit: the claim loop must
-                        // see a pause (or fetch's result) before it can claim again.
-                        let _ = done_tx.send((file_id, outcome));
-                        drop(permit);
-                    });
+        if claimed.is_empty() {
+            drop(batch_permits);
+            let in_flight = running.lock().unwrap_or_else(|p| p.into_inner()).len();
+            if in_flight == 0 && (options.exit_when_idle || options.only.is_some()) {
+                if options.only.is_some() {
+                    break RunEnd::Idle;
                 }
-            }
-        } else {
-            {
-                drop(batch_permits);
-                let in_flight = running.lock().unwrap_or_else(|p| p.into_inner()).len();
-                if in_flight == 0 && (options.exit_when_idle || options.only.is_some()) {
-                    if options.only.is_some() {
+                match engine.queue.status().await {
+                    Ok(counts) if counts.queued == 0 && counts.running == 0 => {
                         break RunEnd::Idle;
                     }
-                    match engine.queue.status().await {
-                        Ok(counts) if counts.queued == 0 && counts.running == 0 => {
-                            break RunEnd::Idle;
-                        }
-                        Ok(_) => {}
-                        Err(e) => warn!("cannot read the queue's counts: {e}"),
-                    }
+                    Ok(_) => {}
+                    Err(e) => warn!("cannot read the queue's counts: {e}"),
                 }
-                let mut wait = idle;
-                if let Ok(Some(due)) = engine.queue.next_due().await {
-                    let until_due = Duration::from_millis((due - now_millis()).max(0) as u64);
-                    wait = wait.min(until_due.max(IDLE_POLL_MIN));
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                    Some(message) = done_rx.recv() => {
-                        // Put it back for the top of the loop to handle.
-                        let _ = done_tx.send(message);
-                    }
-                }
-                idle = (idle * 2).min(IDLE_POLL_MAX);
             }
+            let mut wait = idle;
+            if let Ok(Some(due)) = engine.queue.next_due().await {
+                let until_due = Duration::from_millis((due - now_millis()).max(0) as u64);
+                wait = wait.min(until_due.max(IDLE_POLL_MIN));
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(wait) => {}
+                Some(message) = done_rx.recv() => {
+                    // Put it back for the top of the loop to handle.
+                    let _ = done_tx.send(message);
+                }
+            }
+            idle = (idle * 2).min(IDLE_POLL_MAX);
+            continue;
+        }
+        idle = IDLE_POLL_MIN;
+        // This pool may have just reclaimed jobs whose lease it lost
+        // (heartbeats failed for a whole lease): stop the old tasks,
+        // all at once, before new ones touch the same partial files.
+        futures_util::future::join_all(
+            claimed
+                .iter()
+                .map(|job| stop_previous_task(&running, job.file_id)),
+        )
+        .await;
+        for (job, permit) in claimed.into_iter().zip(batch_permits) {
+            let control = JobControl::new(&shutdown);
+            running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(job.file_id, (owner.clone(), control.clone()));
+            let (engine, running, done_tx) = (engine.clone(), running.clone(), done_tx.clone());
+            let owner = owner.clone();
+            tracker.spawn(async move {
+                let file_id = job.file_id;
+                let outcome = worker::process(&engine, job, &control).await;
+                let mut map = running.lock().unwrap_or_else(|p| p.into_inner());
+                if map.get(&file_id).is_some_and(|(o, _)| *o == owner) {
+                    map.remove(&file_id);
+                }
+                drop(map);
+                // Outcome first, then the permit: the claim loop must
+                // see a pause (or fetch's result) before it can claim again.
+                let _ = done_tx.send((file_id, outcome));
+                drop(permit);
+            });
         }
     };
     // Stop every job still running: each checkpoints and gives its lease back.

@@ -655,6 +655,8 @@ async fn settle(
     if control.lease_lost.load(Ordering::SeqCst) {
         return Ok(Outcome::LeaseLost);
     }
+    // The CDN's `Retry-After`, when it gave one: the next attempt waits for it.
+    let mut cdn_retry_after = None;
     let (class, error) = match failure {
         Failure::Stopped => {
             if control.user_cancelled.load(Ordering::SeqCst) {
@@ -689,13 +691,8 @@ async fn settle(
             if class == ErrorClass::Permanent {
                 let _ = std::fs::remove_file(partial);
             }
-            if let FetchError::Cdn {
-                retry_after: Some(wait),
-                ..
-            } = e
-            {
-                let error = e.to_string();
-                return settle_error(engine, job, &error, class, progressed, Some(wait)).await;
+            if let FetchError::Cdn { retry_after, .. } = e {
+                cdn_retry_after = retry_after;
             }
             (class, e.to_string())
         }
@@ -715,7 +712,7 @@ async fn settle(
             (class, e.to_string())
         }
     };
-    settle_error(engine, job, &error, class, progressed, None).await
+    settle_error(engine, job, &error, class, progressed, cdn_retry_after).await
 }
 
 async fn settle_error(

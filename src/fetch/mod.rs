@@ -281,7 +281,7 @@ impl Fetcher {
             .finish()
             .await
             .map_err(|e| transfer.disk_error(e))?;
-        let sha256 = hex::encode(transfer.hasher.finalize_reset());
+        let sha256 = hex::encode(std::mem::take(&mut transfer.hasher).finalize());
         Ok(Verified {
             size,
             sha256,
