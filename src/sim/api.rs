@@ -76,7 +76,7 @@ async fn retrieve(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Ur
     }
     if let Some(fault) = fault {
         shared.record_fault();
-        return fault_response(&shared, fault, file_id).await;
+        return fault_response(&shared, fault, file_id, &uri).await;
     }
 
     if bad_key && expected_key.is_some() {
@@ -173,7 +173,12 @@ fn shutting_down() -> Response {
     resp
 }
 
-async fn fault_response(shared: &Shared, fault: ApiFault, file_id: Option<i64>) -> Response {
+async fn fault_response(
+    shared: &Shared,
+    fault: ApiFault,
+    file_id: Option<i64>,
+    uri: &Uri,
+) -> Response {
     match fault {
         ApiFault::Code(code, msg) => error_json(shared, code, &msg),
         ApiFault::Http(status) => {
@@ -218,5 +223,21 @@ async fn fault_response(shared: &Shared, fault: ApiFault, file_id: Option<i64>) 
             shared.cancel.cancelled().await;
             shutting_down()
         }
+        ApiFault::Redirect(status, base) => redirect(status, &base, uri),
     }
+}
+
+/// A redirect to the same path and query on `base`, as a moved host sends.
+fn redirect(status: u16, base: &str, uri: &Uri) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
+    let target = format!(
+        "{}{}",
+        base.trim_end_matches('/'),
+        uri.path_and_query().map_or("/", |pq| pq.as_str())
+    );
+    let mut resp = html_response(status, gateway_page(status));
+    if let Ok(location) = HeaderValue::from_str(&target) {
+        resp.headers_mut().insert(header::LOCATION, location);
+    }
+    resp
 }

@@ -135,6 +135,11 @@ pub enum ApiFault {
     TruncatedJson,
     /// Never answer (until the client gives up or the simulator stops).
     Hang,
+    /// This redirect status (301, 302, 307, 308) with `Location:` this base
+    /// URL followed by the request's own path and query: an API host that
+    /// moved, or an `api_base` pointing at a site that redirects. A client
+    /// that follows it would send the key to whatever host it names.
+    Redirect(u16, String),
 }
 
 /// When and to which files a [`CdnFault`] applies.
@@ -224,6 +229,15 @@ impl CdnFault {
     }
 }
 
+/// How many times each fault rule fired, in the order of [`Faults::api`]
+/// and [`Faults::cdn`]: lets a caller check that a fault it switched on
+/// actually happened, which the total in `SimStats` cannot tell.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    pub api: Vec<u64>,
+    pub cdn: Vec<u64>,
+}
+
 /// Per-rule counters.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RuleCounter {
@@ -245,6 +259,15 @@ impl FaultState {
             api_counters: vec![RuleCounter::default(); faults.api.len()],
             cdn_counters: vec![RuleCounter::default(); faults.cdn.len()],
             faults,
+        }
+    }
+
+    /// How many times each rule fired so far, in rule order.
+    pub(crate) fn injected(&self) -> FaultCounts {
+        let count = |c: &[RuleCounter]| c.iter().map(|c| c.injected).collect();
+        FaultCounts {
+            api: count(&self.api_counters),
+            cdn: count(&self.cdn_counters),
         }
     }
 
@@ -345,6 +368,13 @@ mod tests {
             [
                 false, false, true, false, false, true, false, false, false, false
             ]
+        );
+        assert_eq!(
+            st.injected(),
+            FaultCounts {
+                api: vec![2],
+                cdn: vec![]
+            }
         );
     }
 

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use cli::{SimArgs, run_cli};
-pub use config::{ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, Faults, SimConfig};
+pub use config::{ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, FaultCounts, Faults, SimConfig};
 pub use content::{content_sha256, fill_content};
 
 use config::FaultState;
@@ -318,6 +318,11 @@ impl Simulator {
     /// The current fault configuration.
     pub fn faults(&self) -> Faults {
         lock(&self.shared.faults).faults.clone()
+    }
+
+    /// How many times each fault rule fired since the rules were set.
+    pub fn fault_counts(&self) -> FaultCounts {
+        lock(&self.shared.faults).injected()
     }
 
     /// Changes the accepted API key (`None` accepts any key).

@@ -614,6 +614,29 @@ async fn api_faults_are_injected() {
     let err = serde_json::from_str::<Value>(&text).unwrap_err();
     assert!(err.is_eof(), "{err}");
 
+    // Redirect: the status and a Location on the other base, same path and query.
+    sim.set_faults(Faults {
+        api: vec![
+            ApiFaultRule::new(ApiFault::Redirect(307, "http://127.0.0.1:9/".into())).limit(1),
+        ],
+        ..Faults::default()
+    });
+    let no_follow = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_follow
+        .get(format!("{}/v1/files/retrieve?file_id=1", sim.api_base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        header_str(r.headers(), "location"),
+        "http://127.0.0.1:9/v1/files/retrieve?file_id=1"
+    );
+
     // File filter: only file 2 is affected, and only its calls count.
     sim.set_faults(Faults {
         api: vec![
@@ -661,8 +684,8 @@ async fn api_faults_are_injected() {
     assert_eq!(get("file_id=1").await.status(), StatusCode::OK);
     assert!(t0.elapsed() >= Duration::from_millis(200));
 
-    // 2 + 1 + 1 + 1 + 1 + 1 + 1 (file filter) + 1 (hang)
-    assert_eq!(sim.stats().faults_injected, 9);
+    // 2 + 1 + 1 + 1 + 1 + 1 + 1 (redirect) + 1 (file filter) + 1 (hang)
+    assert_eq!(sim.stats().faults_injected, 10);
 }
 
 #[tokio::test]
