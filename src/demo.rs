@@ -19,83 +19,178 @@ use crate::daemon::{self, RunEnd, RunOptions};
 use crate::fetch::file::hash_file;
 use crate::progress::{Bars, LogLines};
 use crate::queue::{DbLocation, JobState, Queue, RetryPolicy};
-use crate::sim::{ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, Faults, SimConfig, Simulator};
+use crate::sim::{
+    ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, FaultCounts, Faults, SimConfig, SimStats,
+    Simulator,
+};
 use crate::worker::Observer;
 
 const DEMO_KEY: &str = "demo-key";
 const FIRST_ID: i64 = 305_000_000_000_001;
 
+/// Where the demo sees that a fault it announced actually happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Evidence {
+    /// Each of these rules (indices into `Faults::api`) fired.
+    ApiRules(Vec<usize>),
+    /// Each of these rules (indices into `Faults::cdn`) fired.
+    CdnRules(Vec<usize>),
+    /// The API answered at least one retrieve call for this file (what a
+    /// hostile filename or a missing file needs to be seen at all).
+    Retrieved(i64),
+}
+
+/// A fault as the demo announces it, and how to tell that it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Announced {
+    note: String,
+    evidence: Evidence,
+}
+
 /// The faults the demo switches on, each for a few files: a taste of the
-/// night a real batch goes through.
-fn demo_faults(ids: &[i64]) -> (Faults, Vec<String>) {
-    let pick = |i: usize| ids[i % ids.len()];
-    let mut faults = Faults::default();
-    let mut notes = Vec::new();
-    faults.api.push(
-        ApiFaultRule::new(ApiFault::Code(1002, "rate limit exceeded(RPM)".into()))
-            .every(9)
-            .limit(1),
-    );
-    notes.push("one 1002 rate-limit answer (the whole pool backs off)".to_string());
-    faults.api.push(
-        ApiFaultRule::new(ApiFault::Http(502))
-            .for_files([pick(3)])
-            .limit(1),
-    );
-    notes.push(format!(
-        "an HTML 502 from the API gateway for file {}",
-        pick(3)
-    ));
-    for file in [pick(1), pick(5)] {
-        faults.cdn.push(
-            CdnFaultRule::new(CdnFault::DropAfter(300_000))
-                .for_files([file])
+/// night a real batch goes through. A fault is only announced when it has
+/// a file to land on: the last id is the missing file, so per-file faults
+/// go to the others, and a small batch gets fewer of them.
+#[derive(Debug, Default)]
+struct Plan {
+    faults: Faults,
+    announced: Vec<Announced>,
+}
+
+impl Plan {
+    fn new(ids: &[i64], sizes: &HashMap<i64, u64>) -> Plan {
+        let mut plan = Plan::default();
+        let missing = *ids.last().unwrap_or(&FIRST_ID);
+        let existing = &ids[..ids.len().saturating_sub(1)];
+        let pick = |i: usize| existing.get(i).map(|&id| (id, sizes[&id]));
+        plan.api_faults(ids.len(), pick(3));
+        plan.cdn_faults([pick(1), pick(5)], pick(2), pick(6));
+        if let Some((id, _)) = pick(4) {
+            plan.faults.filenames.insert(id, "../../etc/passwd".into());
+            plan.announce(
+                format!("a hostile filename \"../../etc/passwd\" for file {id}"),
+                Evidence::Retrieved(id),
+            );
+        }
+        plan.faults.missing.insert(missing);
+        plan.announce(
+            format!("file {missing} does not exist (fails at once, code 2013)"),
+            Evidence::Retrieved(missing),
+        );
+        plan
+    }
+
+    fn announce(&mut self, note: String, evidence: Evidence) {
+        self.announced.push(Announced { note, evidence });
+    }
+
+    fn api(&mut self, rule: ApiFaultRule) -> usize {
+        self.faults.api.push(rule);
+        self.faults.api.len() - 1
+    }
+
+    fn cdn(&mut self, rule: CdnFaultRule) -> usize {
+        self.faults.cdn.push(rule);
+        self.faults.cdn.len() - 1
+    }
+
+    /// A rate limit on a call that must come (every job makes at least one
+    /// retrieve call), and a gateway 502 for one file.
+    fn api_faults(&mut self, files: usize, gateway: Option<(i64, u64)>) {
+        let nth = files.clamp(1, 9) as u32;
+        let rule = self.api(
+            ApiFaultRule::new(ApiFault::Code(1002, "rate limit exceeded(RPM)".into()))
+                .every(nth)
                 .limit(1),
         );
+        self.announce(
+            "one 1002 rate-limit answer (the whole pool backs off)".into(),
+            Evidence::ApiRules(vec![rule]),
+        );
+        if let Some((id, _)) = gateway {
+            let rule = self.api(
+                ApiFaultRule::new(ApiFault::Http(502))
+                    .for_files([id])
+                    .limit(1),
+            );
+            self.announce(
+                format!("an HTML 502 from the API gateway for file {id}"),
+                Evidence::ApiRules(vec![rule]),
+            );
+        }
     }
-    notes.push(format!(
-        "connections dropped mid-body for files {} and {} (resumed with Range)",
-        pick(1),
-        pick(5)
-    ));
-    faults.cdn.push(
-        CdnFaultRule::new(CdnFault::Expired)
-            .for_files([pick(2)])
-            .limit(1),
-    );
-    notes.push(format!(
-        "an expired download URL for file {} (a fresh one is fetched)",
-        pick(2)
-    ));
-    faults.cdn.push(
-        CdnFaultRule::new(CdnFault::IgnoreRange)
-            .for_files([pick(5)])
-            .limit(1),
-    );
-    notes.push(format!(
-        "a CDN that ignored Range once for file {} (restarted cleanly)",
-        pick(5)
-    ));
-    faults.cdn.push(
-        CdnFaultRule::new(CdnFault::TruncateChunked(200_000))
-            .for_files([pick(7)])
-            .limit(1),
-    );
-    notes.push(format!(
-        "a silently truncated body for file {} (caught by the size check)",
-        pick(7)
-    ));
-    faults.filenames.insert(pick(4), "../../etc/passwd".into());
-    notes.push(format!(
-        "a hostile filename \"../../etc/passwd\" for file {}",
-        pick(4)
-    ));
-    let missing = *ids.last().unwrap_or(&FIRST_ID);
-    faults.missing.insert(missing);
-    notes.push(format!(
-        "file {missing} does not exist (fails at once, code 2013)"
-    ));
-    (faults, notes)
+
+    /// Drops (the second file's resume then meets a CDN ignoring Range),
+    /// an expired URL and a truncated body, each placed inside its file.
+    fn cdn_faults(
+        &mut self,
+        dropped: [Option<(i64, u64)>; 2],
+        expired: Option<(i64, u64)>,
+        truncated: Option<(i64, u64)>,
+    ) {
+        if let [Some((a, a_size)), Some((b, b_size))] = dropped {
+            let rules = [(a, a_size), (b, b_size)]
+                .map(|(id, size)| {
+                    self.cdn(
+                        CdnFaultRule::new(CdnFault::DropAfter(size / 3))
+                            .for_files([id])
+                            .limit(1),
+                    )
+                })
+                .to_vec();
+            self.announce(
+                format!("connections dropped mid-body for files {a} and {b} (resumed with Range)"),
+                Evidence::CdnRules(rules),
+            );
+            let rule = self.cdn(
+                CdnFaultRule::new(CdnFault::IgnoreRange)
+                    .for_files([b])
+                    .limit(1),
+            );
+            self.announce(
+                format!("a CDN that ignored Range once for file {b} (restarted cleanly)"),
+                Evidence::CdnRules(vec![rule]),
+            );
+        }
+        if let Some((id, _)) = expired {
+            let rule = self.cdn(
+                CdnFaultRule::new(CdnFault::Expired)
+                    .for_files([id])
+                    .limit(1),
+            );
+            self.announce(
+                format!("an expired download URL for file {id} (a fresh one is fetched)"),
+                Evidence::CdnRules(vec![rule]),
+            );
+        }
+        if let Some((id, size)) = truncated {
+            let rule = self.cdn(
+                CdnFaultRule::new(CdnFault::TruncateChunked(size / 4))
+                    .for_files([id])
+                    .limit(1),
+            );
+            self.announce(
+                format!("a silently truncated body for file {id} (caught by the size check)"),
+                Evidence::CdnRules(vec![rule]),
+            );
+        }
+    }
+}
+
+/// The announced faults the simulator's counters show no sign of.
+fn unfired<'a>(announced: &'a [Announced], counts: &FaultCounts, stats: &SimStats) -> Vec<&'a str> {
+    let fired = |rules: &[usize], counts: &[u64]| {
+        rules.iter().all(|&r| counts.get(r).is_some_and(|&n| n > 0))
+    };
+    announced
+        .iter()
+        .filter(|a| match &a.evidence {
+            Evidence::ApiRules(rules) => !fired(rules, &counts.api),
+            Evidence::CdnRules(rules) => !fired(rules, &counts.cdn),
+            Evidence::Retrieved(id) => !stats.api_requests_by_file.contains_key(id),
+        })
+        .map(|a| a.note.as_str())
+        .collect()
 }
 
 pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
@@ -115,12 +210,12 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
         .enumerate()
         .map(|(i, &id)| (id, 256 * 1024 + (i as u64 * 7919 % 29) * 256 * 1024))
         .collect();
-    let (faults, notes) = demo_faults(&ids);
-    let missing: Vec<i64> = faults.missing.iter().copied().collect();
+    let plan = Plan::new(&ids, &sizes);
+    let missing: Vec<i64> = plan.faults.missing.iter().copied().collect();
     let sim = Simulator::start(SimConfig {
         api_key: Some(DEMO_KEY.into()),
         sizes,
-        faults,
+        faults: plan.faults.clone(),
         ..SimConfig::default()
     })
     .await
@@ -154,8 +249,8 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
     println!("  queue:   {}", settings.database.0);
     println!("  archive: {}", settings.output_dir.display());
     println!("  faults switched on:");
-    for note in &notes {
-        println!("    - {note}");
+    for announced in &plan.announced {
+        println!("    - {}", announced.note);
     }
 
     let queue = Queue::open_for_workers(&settings.database).await?;
@@ -233,6 +328,13 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
         }
     }
     let stats = sim.stats();
+    let unseen = unfired(&plan.announced, &sim.fault_counts(), &stats);
+    problems.extend(
+        unseen
+            .iter()
+            .map(|note| format!("an announced fault never happened: {note}")),
+    );
+    let expected = files as usize - missing.len();
     let total: u64 = ids
         .iter()
         .filter(|id| !missing.contains(id))
@@ -241,9 +343,18 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
     println!();
     println!("summary");
     println!(
-        "  verified   {verified} of {} files, {:.1} MiB, every sha256 matching the simulator's",
-        files as usize - missing.len(),
-        bytes as f64 / 1048576.0
+        "  verified   {verified} of {expected} files, {:.1} MiB{}",
+        bytes as f64 / 1048576.0,
+        if verified as usize == expected {
+            ", every sha256 matching the simulator's"
+        } else {
+            " (see the problems below)"
+        }
+    );
+    println!(
+        "  faults     {} of {} announced faults seen happening",
+        plan.announced.len() - unseen.len(),
+        plan.announced.len()
     );
     println!(
         "  failed     {} as expected (missing on the API side)",
@@ -276,5 +387,71 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
             eprintln!("minimax-dl demo: {p}");
         }
         Ok(exit::JOB_FAILURES)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(files: i64) -> (Vec<i64>, Plan) {
+        let ids: Vec<i64> = (0..files).map(|i| FIRST_ID + i).collect();
+        let sizes = ids.iter().map(|&id| (id, 1 << 20)).collect();
+        let plan = Plan::new(&ids, &sizes);
+        (ids, plan)
+    }
+
+    /// Every file a rule or an override names.
+    fn targets(faults: &Faults) -> Vec<i64> {
+        let api = faults.api.iter().filter_map(|r| r.file_ids.clone());
+        let cdn = faults.cdn.iter().filter_map(|r| r.file_ids.clone());
+        api.chain(cdn)
+            .flatten()
+            .chain(faults.filenames.keys().copied())
+            .collect()
+    }
+
+    #[test]
+    fn per_file_faults_land_on_files_that_exist() {
+        for files in [2, 3, 7, 8, 9, 24] {
+            let (ids, plan) = plan(files);
+            let missing = *ids.last().unwrap();
+            assert_eq!(plan.faults.missing, [missing].into());
+            for id in targets(&plan.faults) {
+                assert_ne!(id, missing, "{files} files: a fault on the missing file");
+                assert!(ids.contains(&id));
+            }
+        }
+    }
+
+    #[test]
+    fn eight_files_get_every_fault() {
+        let (_, plan) = plan(8);
+        assert_eq!(plan.announced.len(), 8, "{:#?}", plan.announced);
+        assert!(plan.announced.iter().any(|a| a.note.contains("truncated")));
+    }
+
+    #[test]
+    fn a_fault_whose_rule_never_fired_is_reported() {
+        let (ids, plan) = plan(8);
+        let all = FaultCounts {
+            api: vec![1; plan.faults.api.len()],
+            cdn: vec![1; plan.faults.cdn.len()],
+        };
+        let mut stats = SimStats {
+            api_requests_by_file: ids.iter().map(|&id| (id, 1)).collect(),
+            ..SimStats::default()
+        };
+        assert!(unfired(&plan.announced, &all, &stats).is_empty());
+
+        let mut one_short = all.clone();
+        *one_short.cdn.last_mut().unwrap() = 0;
+        let unseen = unfired(&plan.announced, &one_short, &stats);
+        assert_eq!(unseen.len(), 1);
+        assert!(unseen[0].contains("truncated"), "{unseen:?}");
+
+        stats.api_requests_by_file.remove(ids.last().unwrap());
+        let unseen = unfired(&plan.announced, &all, &stats);
+        assert!(unseen[0].contains("does not exist"), "{unseen:?}");
     }
 }
