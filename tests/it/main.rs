@@ -3,6 +3,7 @@
 //! the in-process simulator on 127.0.0.1.
 
 mod chaos;
+mod claims;
 mod cli;
 mod daemon;
 mod disk;
