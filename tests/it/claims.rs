@@ -1,12 +1,15 @@
 //! Promises the README makes that no other test held: each test here drives
 //! the real binary to the point where the promise could break.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use minimax_dl::queue::{JobState, now_millis};
-use minimax_dl::sim::{ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, Faults, SimConfig};
+use minimax_dl::sim::{
+    ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, Faults, SimConfig, Simulator,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{
@@ -19,15 +22,17 @@ use crate::support::{
 // ---------------------------------------------------------------------------
 
 /// A server on 127.0.0.1 that records every request head it receives and
-/// answers each with a perfect retrieve success: a client that followed a
-/// redirect to it would send it the key and then download happily.
+/// answers each with a perfect retrieve success (a fresh URL on `sim`'s
+/// CDN): a client that followed a redirect to it would send it the key and
+/// then download happily.
 struct Trap {
     addr: SocketAddr,
     heads: Arc<Mutex<Vec<String>>>,
 }
 
 impl Trap {
-    async fn start(download_url: String) -> Trap {
+    async fn start(sim: &Simulator, ids: &[i64]) -> Trap {
+        let urls: HashMap<i64, String> = ids.iter().map(|&id| (id, sim.download_url(id))).collect();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let heads = Arc::new(Mutex::new(Vec::new()));
@@ -35,14 +40,8 @@ impl Trap {
         tokio::spawn(async move {
             while let Ok((mut conn, _)) = listener.accept().await {
                 let head = read_head(&mut conn).await;
+                let answer = success(&head, &urls);
                 seen.lock().unwrap().push(head);
-                let body = format!(
-                    r#"{{"file":{{"file_id":1,"bytes":0,"created_at":1700469398,"filename":"output_aigc.mp4","purpose":"video_generation","download_url":"{download_url}"}},"base_resp":{{"status_code":0,"status_msg":"success"}}}}"#
-                );
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
                 let _ = conn.write_all(answer.as_bytes()).await;
             }
         });
@@ -56,6 +55,23 @@ impl Trap {
     fn heads(&self) -> Vec<String> {
         self.heads.lock().unwrap().clone()
     }
+}
+
+/// A retrieve success for the `file_id` the request asks for.
+fn success(head: &str, urls: &HashMap<i64, String>) -> String {
+    let id = head
+        .split_once("file_id=")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|id| id.parse::<i64>().ok())
+        .unwrap_or(0);
+    let url = urls.get(&id).cloned().unwrap_or_default();
+    let body = format!(
+        r#"{{"file":{{"file_id":{id},"bytes":0,"created_at":1700469398,"filename":"output_aigc.mp4","purpose":"video_generation","download_url":"{url}"}},"base_resp":{{"status_code":0,"status_msg":"success"}}}}"#
+    );
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// The request line and headers (whatever arrived within a second).
@@ -75,7 +91,7 @@ async fn read_head(conn: &mut tokio::net::TcpStream) -> String {
 async fn an_api_redirect_is_not_followed_and_stops_the_batch_as_account_level() {
     for status in [301, 302, 307, 308] {
         let sim = support::sim(support::small_files()).await;
-        let trap = Trap::start(sim.download_url(1)).await;
+        let trap = Trap::start(&sim, &[1, 2]).await;
         sim.set_faults(Faults {
             api: vec![ApiFaultRule::new(ApiFault::Redirect(status, trap.base()))],
             ..Faults::default()
