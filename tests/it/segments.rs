@@ -68,8 +68,9 @@ async fn dropped_pieces_are_fetched_again_and_nothing_else_is() {
 }
 
 /// A throttled 48 MiB download over 4 connections, SIGKILLed once its first
-/// piece is recorded. Returns the job as it was then, and the piece map the
-/// queue holds after the kill; faults are cleared for the next run.
+/// piece is recorded as written. Returns the job as it was then, and the
+/// piece map the queue holds after the kill; faults are cleared for the
+/// next run.
 async fn killed_after_the_first_piece(
     sim: &Simulator,
     world: &World,
@@ -115,7 +116,7 @@ fn throttled_48_mib() -> SimConfig {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_killed_segmented_download_keeps_its_fsynced_pieces() {
+async fn a_killed_segmented_download_keeps_the_pieces_it_wrote() {
     let size = 48 * MIB;
     let sim = support::sim(throttled_48_mib()).await;
     let world = World::new().with_sim(&sim);
