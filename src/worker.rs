@@ -367,6 +367,7 @@ impl ProgressSink for JobSink<'_> {
             size_source: source.map(|s| s.as_str().to_string()),
             validator: state.validator.clone(),
             pieces: state.pieces.clone(),
+            boot_id: state.boot_id.clone(),
         };
         self.engine
             .queue
@@ -423,6 +424,7 @@ async fn process_inner(
         validator: job.validator.clone(),
         total: job.bytes_expected,
         pieces: job.pieces.clone(),
+        boot_id: job.boot_id.clone(),
     };
     let started_at = resume.bytes_done;
     let mut refusals = 0u32;

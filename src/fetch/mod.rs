@@ -2,8 +2,10 @@
 //!
 //! Bytes stream into a partial file under the output directory; progress is
 //! made durable at checkpoints (flush, fdatasync, then the queue records the
-//! length), and only that durable prefix is trusted on resume. The sha256 is
-//! computed while streaming, with resumed bytes re-hashed from disk. This
+//! length and the boot id). A resume in the same boot keeps every byte that
+//! reached the kernel, one after a reboot only the fsynced prefix
+//! ([`resume`]). The sha256 is computed while streaming, with resumed bytes
+//! re-hashed from disk. This
 //! client never carries the API key: the object store rejects requests that
 //! do, and the key belongs to the API host alone.
 
@@ -12,6 +14,7 @@ pub mod file;
 pub mod naming;
 pub mod pieces;
 pub mod range;
+pub mod resume;
 mod segmented;
 
 use std::future::Future;
@@ -59,8 +62,11 @@ pub struct Resume {
     pub validator: Option<String>,
     /// The object's length as the CDN first reported it.
     pub total: Option<u64>,
-    /// Segmented downloads: the complete, fsynced pieces (see [`pieces`]).
+    /// Segmented downloads: the complete pieces written (see [`pieces`]);
+    /// after a reboot only those inside `bytes_done` are trusted.
     pub pieces: Option<String>,
+    /// The boot in which the partial bytes were written (see [`resume`]).
+    pub boot_id: Option<String>,
 }
 
 /// A verified, fsynced partial file ready to be placed.
@@ -75,7 +81,7 @@ pub struct Verified {
 pub enum FetchError {
     #[error("the CDN refused the download URL (HTTP {status}); it has probably expired")]
     UrlRejected { status: u16 },
-    #[error("the download URL has expired")]
+    #[error("the download URL has expired or expires within seconds")]
     UrlExpired,
     #[error("the CDN answered HTTP {status}")]
     Cdn {
@@ -163,6 +169,8 @@ pub struct Fetcher {
     checkpoint_interval: Duration,
     /// Connections per large file (1: one stream).
     segments: u32,
+    /// This boot's id, recorded with every checkpoint (see [`resume`]).
+    boot_id: Option<String>,
 }
 
 impl Fetcher {
@@ -183,6 +191,7 @@ impl Fetcher {
             read_timeout,
             checkpoint_interval: Duration::from_secs(2),
             segments: 1,
+            boot_id: resume::boot_id(),
         })
     }
 
@@ -213,6 +222,7 @@ impl Fetcher {
                 .await
                 .map_err(|e| FetchError::io(format!("cannot create {}", dir.display()), e))?;
         }
+        self.trust_partial(partial, state).await?;
         if self.segments > 1
             && let Some(verified) = self.download_segmented(job, state, sink, cancel).await?
         {
@@ -229,13 +239,6 @@ impl Fetcher {
             .open(partial)
             .await
             .map_err(|e| FetchError::io(format!("cannot open {}", partial.display()), e))?;
-        let on_disk = file
-            .metadata()
-            .await
-            .map_err(|e| FetchError::io(format!("cannot stat {}", partial.display()), e))?
-            .len();
-        // Trust only the prefix that was fsynced before it was recorded.
-        state.bytes_done = state.bytes_done.min(on_disk);
         if state.bytes_done == 0 {
             state.validator = None;
             state.total = None;
@@ -289,6 +292,35 @@ impl Fetcher {
         })
     }
 
+    /// Decides how much of the partial file this attempt keeps (see
+    /// [`resume::trusted`]) and fsyncs it, so that `bytes_done` is always a
+    /// durable length; from here on checkpoints carry this boot's id.
+    async fn trust_partial(&self, partial: &Path, state: &mut Resume) -> Result<(), FetchError> {
+        let on_disk = match tokio::fs::metadata(partial).await {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => {
+                return Err(FetchError::io(
+                    format!("cannot stat {}", partial.display()),
+                    e,
+                ));
+            }
+        };
+        let kept = resume::trusted(state, on_disk, self.boot_id.as_deref());
+        if on_disk > 0 {
+            let path = partial.to_path_buf();
+            tokio::task::spawn_blocking(move || std::fs::File::open(path)?.sync_data())
+                .await
+                .map_err(|e| FetchError::Network(format!("fsync task failed: {e}")))?
+                .map_err(|e| FetchError::io(format!("cannot fsync {}", partial.display()), e))?;
+        }
+        *state = Resume {
+            boot_id: self.boot_id.clone(),
+            ..kept
+        };
+        Ok(())
+    }
+
     /// Requests the rest of the file until it is complete, resuming at once
     /// while bytes keep coming.
     async fn stream_whole_file<S: ProgressSink>(
@@ -333,7 +365,7 @@ impl Fetcher {
         cancel: &CancellationToken,
     ) -> Result<RequestOutcome, FetchError> {
         let offset = transfer.state.bytes_done;
-        if range::url_expired(job.url, unix_now()) {
+        if range::url_needs_refresh(job.url, unix_now()) {
             return Err(FetchError::UrlExpired);
         }
         if let Some(total) = transfer.state.total.or(job.api_size) {
@@ -370,8 +402,6 @@ impl Fetcher {
         };
         let size_known_before = asked.pinned_total.or(job.api_size);
         let plan = range::plan_response(asked, &head);
-        let retry_after = header(RETRY_AFTER)
-            .and_then(|v| crate::api::classify::parse_retry_after(v, std::time::SystemTime::now()));
         let (total, validator) = match plan {
             Plan::Append {
                 total, validator, ..
@@ -394,12 +424,8 @@ impl Fetcher {
                 transfer.state.total = Some(total);
                 return Ok(RequestOutcome::Complete);
             }
-            Plan::UrlRejected { status } => return Err(FetchError::UrlRejected { status }),
-            Plan::Retry { status } => {
-                return Err(FetchError::Cdn {
-                    status,
-                    retry_after,
-                });
+            Plan::UrlRejected { status } | Plan::Retry { status } => {
+                return Err(status_error(status, header(RETRY_AFTER)));
             }
         };
         if let (Some(api), Some(cdn)) = (job.api_size, total)
@@ -413,6 +439,9 @@ impl Fetcher {
         }
         transfer.state.total = total.or(transfer.state.total);
         transfer.state.validator = validator;
+        // Durable before the first byte of this body is written, so any
+        // resume of these bytes, however early, carries `If-Range`.
+        transfer.sink.checkpoint(transfer.state).await?;
         if let (None, Some(total)) = (size_known_before, transfer.state.total) {
             check_free_space(
                 job.partial_path,
@@ -500,6 +529,20 @@ impl Fetcher {
     }
 }
 
+/// The error for a CDN answer without a usable body: a refused URL (a
+/// fresh one may work), or a status to retry, not before the CDN's
+/// `Retry-After` when it gave one.
+fn status_error(status: u16, retry_after: Option<&str>) -> FetchError {
+    if range::url_refused(status) {
+        return FetchError::UrlRejected { status };
+    }
+    FetchError::Cdn {
+        status,
+        retry_after: retry_after
+            .and_then(|v| crate::api::classify::parse_retry_after(v, std::time::SystemTime::now())),
+    }
+}
+
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -583,7 +626,12 @@ impl<S: ProgressSink> Transfer<'_, S> {
             .map_err(|e| self.disk_error(e))?;
         self.position += len;
         self.sink.transferred(len);
-        if self.last_checkpoint.elapsed() >= self.checkpoint_interval {
+        let unsynced = self.position - self.state.bytes_done;
+        if resume::checkpoint_due(
+            self.last_checkpoint.elapsed(),
+            unsynced,
+            self.checkpoint_interval,
+        ) {
             self.checkpoint().await?;
         }
         Ok(())
@@ -614,7 +662,10 @@ impl<S: ProgressSink> Transfer<'_, S> {
         self.disk.restart().await.map_err(|e| self.disk_error(e))?;
         self.hasher = Sha256::new();
         self.position = 0;
-        *self.state = Resume::default();
+        *self.state = Resume {
+            boot_id: self.state.boot_id.take(),
+            ..Resume::default()
+        };
         self.sink.checkpoint(self.state).await?;
         Ok(())
     }

@@ -43,10 +43,23 @@ pub fn url_expires_at(url: &reqwest::Url) -> Option<u64> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
-/// Has the URL expired at `now` (Unix seconds)? A URL is asked for again
-/// instead of being sent to the CDN just to be refused.
-pub fn url_expired(url: &reqwest::Url, now: u64) -> bool {
-    url_expires_at(url).is_some_and(|at| at <= now)
+/// Seconds before its `Expires` at which a signed URL is no longer used:
+/// `Expires` has one-second granularity, a request takes time to arrive,
+/// and the CDN's clock may run ahead of ours.
+pub const URL_EXPIRY_MARGIN_SECS: u64 = 5;
+
+/// Should a URL be asked for again before it is used at `now` (Unix
+/// seconds)? Yes once it expires within [`URL_EXPIRY_MARGIN_SECS`]: better
+/// one more retrieve call than a request the CDN refuses.
+pub fn url_needs_refresh(url: &reqwest::Url, now: u64) -> bool {
+    url_expires_at(url).is_some_and(|at| at <= now.saturating_add(URL_EXPIRY_MARGIN_SECS))
+}
+
+/// Does this CDN status refuse the signed URL itself (expired, revoked, or
+/// the object gone for this signature)? Then only a fresh URL from the API
+/// can help; every other error status is the CDN's own trouble, retried.
+pub fn url_refused(status: u16) -> bool {
+    matches!(status, 403 | 404 | 410)
 }
 
 /// A strong validator for `If-Range`: an ETag unless weak, else Last-Modified.
@@ -178,9 +191,7 @@ pub fn plan_response(asked: Asked<'_>, head: &ResponseHead<'_>) -> Plan {
                 },
             }
         }
-        403 | 404 | 410 => Plan::UrlRejected {
-            status: head.status,
-        },
+        status if url_refused(status) => Plan::UrlRejected { status },
         status => Plan::Retry { status },
     }
 }
@@ -221,18 +232,24 @@ mod tests {
     }
 
     #[test]
-    fn signed_urls_expire_at_their_expires_parameter() {
+    fn signed_urls_are_refreshed_a_margin_before_their_expires_parameter() {
         let url = reqwest::Url::parse(
             "https://b.oss.example/x/output_aigc.mp4?Expires=1700000000&Signature=s",
         )
         .unwrap();
         assert_eq!(url_expires_at(&url), Some(1_700_000_000));
-        assert!(!url_expired(&url, 1_699_999_999));
-        assert!(url_expired(&url, 1_700_000_000));
+        let margin_starts = 1_700_000_000 - URL_EXPIRY_MARGIN_SECS;
+        assert!(!url_needs_refresh(&url, margin_starts - 1));
+        assert!(
+            url_needs_refresh(&url, margin_starts),
+            "expires within the margin"
+        );
+        assert!(url_needs_refresh(&url, 1_700_000_000));
+        assert!(url_needs_refresh(&url, 1_800_000_000));
         let plain = reqwest::Url::parse("https://cdn.example/x.mp4").unwrap();
-        assert!(!url_expired(&plain, u64::MAX));
+        assert!(!url_needs_refresh(&plain, u64::MAX));
         let garbage = reqwest::Url::parse("https://cdn.example/x.mp4?Expires=soon").unwrap();
-        assert!(!url_expired(&garbage, 0));
+        assert!(!url_needs_refresh(&garbage, 0));
     }
 
     #[test]

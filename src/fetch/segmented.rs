@@ -3,8 +3,11 @@
 //! completed region stays nearly contiguous and the sha256 (which must be
 //! computed in order) follows right behind the transfer, re-reading each
 //! byte from disk. Each piece is one Range request checked against the
-//! pinned length and validator; a piece is recorded only once it is
-//! complete and fsynced, so a resume loses at most the pieces in flight.
+//! pinned length and validator. The length and validator are recorded
+//! before the first piece is asked for; a piece is recorded as written once
+//! it is complete (a resume in the same boot keeps it), and `bytes_done`
+//! moves to the contiguous prefix at each fsynced checkpoint (all a resume
+//! after a reboot keeps), so a crash loses at most the pieces in flight.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::FileExt;
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use reqwest::Url;
-use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
+use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE, RETRY_AFTER};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +26,7 @@ use super::pieces::{PieceMap, piece_size_for};
 use super::range::{choose_validator, parse_content_range};
 use super::{
     Download, FetchError, Fetcher, ProgressSink, Resume, SizeSource, Verified, check_free_space,
+    resume, status_error,
 };
 use crate::api::describe_reqwest;
 
@@ -147,6 +151,9 @@ impl Fetcher {
         state.validator = plan.validator.clone();
         state.bytes_done = map.contiguous_bytes();
         state.pieces = Some(map.encode());
+        // Durable before any piece is asked for: every piece request and
+        // any resume carries `If-Range`.
+        sink.checkpoint(state).await?;
         let shared = Arc::new(Mutex::new(Shared {
             map,
             in_flight: BTreeSet::new(),
@@ -173,7 +180,7 @@ impl Fetcher {
         let mut hashed = 0u64;
         let mut hashing: Option<tokio::task::JoinHandle<std::io::Result<(Sha256, u64)>>> = None;
         let mut reported = 0u64;
-        let mut ticks = 0u32;
+        let mut synced = Synced::now(&shared);
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut failure: Option<PieceError> = None;
         loop {
@@ -231,9 +238,11 @@ impl Fetcher {
                     let now = transferred.load(Ordering::Relaxed);
                     sink.transferred(now - reported);
                     reported = now;
-                    ticks += 1;
-                    if ticks.is_multiple_of(10) {
-                        checkpoint(&file, &shared, state, sink).await?;
+                    let unsynced = lock(&shared).map.done_bytes() - synced.done_bytes;
+                    if resume::checkpoint_due(synced.at.elapsed(), unsynced, self.checkpoint_interval) {
+                        synced = checkpoint(&file, &shared, state, sink).await?;
+                    } else {
+                        record_written(&shared, state, sink).await?;
                     }
                 }
             }
@@ -248,7 +257,10 @@ impl Fetcher {
             Some(PieceError::Changed(why)) => {
                 let path = job.partial_path.to_path_buf();
                 let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
-                *state = Resume::default();
+                *state = Resume {
+                    boot_id: state.boot_id.take(),
+                    ..Resume::default()
+                };
                 sink.checkpoint(state).await?;
                 return Err(FetchError::Network(format!(
                     "restarting from byte 0: {why}"
@@ -292,24 +304,17 @@ impl Fetcher {
             _ = cancel.cancelled() => return Err(FetchError::Cancelled),
             r = request.send() => r.map_err(|e| FetchError::Network(describe_reqwest(&e)))?,
         };
-        let status = response.status().as_u16();
-        match status {
-            206 => {}
-            200 => return Ok(None),
-            403 | 404 | 410 => return Err(FetchError::UrlRejected { status }),
-            _ => {
-                return Err(FetchError::Cdn {
-                    status,
-                    retry_after: None,
-                });
-            }
-        }
         let header = |name| {
             response
                 .headers()
                 .get(name)
                 .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
         };
+        match response.status().as_u16() {
+            206 => {}
+            200 => return Ok(None),
+            status => return Err(status_error(status, header(RETRY_AFTER))),
+        }
         let total = header(CONTENT_RANGE)
             .and_then(parse_content_range)
             .and_then(|r| r.total);
@@ -318,14 +323,35 @@ impl Fetcher {
     }
 }
 
-/// fsyncs the file, then records the pieces that were complete before it.
+/// When the partial file was last fsynced, and how many piece bytes were
+/// complete then.
+struct Synced {
+    at: tokio::time::Instant,
+    done_bytes: u64,
+}
+
+impl Synced {
+    fn now(shared: &Mutex<Shared>) -> Synced {
+        Synced {
+            at: tokio::time::Instant::now(),
+            done_bytes: lock(shared).map.done_bytes(),
+        }
+    }
+}
+
+/// fsyncs the file, then records the pieces that were complete before it
+/// and their contiguous prefix as `bytes_done`.
 async fn checkpoint<S: ProgressSink>(
     file: &Arc<std::fs::File>,
     shared: &Arc<Mutex<Shared>>,
     state: &mut Resume,
     sink: &S,
-) -> Result<(), FetchError> {
+) -> Result<Synced, FetchError> {
     let snapshot = lock(shared).map.clone();
+    let synced = Synced {
+        at: tokio::time::Instant::now(),
+        done_bytes: snapshot.done_bytes(),
+    };
     let sync = file.clone();
     tokio::task::spawn_blocking(move || sync.sync_data())
         .await
@@ -334,7 +360,37 @@ async fn checkpoint<S: ProgressSink>(
     state.bytes_done = snapshot.contiguous_bytes();
     state.pieces = Some(snapshot.encode());
     sink.checkpoint(state).await?;
+    Ok(synced)
+}
+
+/// Records the pieces written since the last record, without an fsync:
+/// they survive a crash of this process, and `bytes_done` still says what
+/// survives a reboot.
+async fn record_written<S: ProgressSink>(
+    shared: &Arc<Mutex<Shared>>,
+    state: &mut Resume,
+    sink: &S,
+) -> Result<(), FetchError> {
+    let pieces = lock(shared).map.encode();
+    if state.pieces.as_deref() == Some(pieces.as_str()) {
+        return Ok(());
+    }
+    state.pieces = Some(pieces);
+    sink.checkpoint(state).await?;
     Ok(())
+}
+
+/// A piece answered with an error status: a server error is retried on
+/// this connection; a refused URL, or a CDN that said when to come back
+/// (`Retry-After`), stops the whole download for the worker to act on, as
+/// on a single stream.
+fn piece_status_error(error: FetchError) -> PieceError {
+    match error {
+        FetchError::Cdn {
+            retry_after: None, ..
+        } => PieceError::Retry(error.to_string()),
+        other => PieceError::Fatal(other),
+    }
 }
 
 fn hash_range(
@@ -387,7 +443,7 @@ impl Connection {
     }
 
     async fn fetch_piece(&self, start: u64, end: u64) -> Result<(), PieceError> {
-        if super::range::url_expired(&self.url, super::unix_now()) {
+        if super::range::url_needs_refresh(&self.url, super::unix_now()) {
             return Err(PieceError::Fatal(FetchError::UrlExpired));
         }
         let mut request = self
@@ -401,23 +457,26 @@ impl Connection {
             _ = self.cancel.cancelled() => return Err(PieceError::Cancelled),
             r = request.send() => r.map_err(|e| PieceError::Retry(describe_reqwest(&e)))?,
         };
-        let status = response.status().as_u16();
-        match status {
-            206 => {}
-            200 => {
-                return Err(PieceError::Changed(
-                    "the CDN answered a range with the whole file".into(),
-                ));
-            }
-            403 | 404 | 410 => return Err(PieceError::Fatal(FetchError::UrlRejected { status })),
-            _ => return Err(PieceError::Retry(format!("the CDN answered HTTP {status}"))),
-        }
         let header = |name| {
             response
                 .headers()
                 .get(name)
                 .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
         };
+        match response.status().as_u16() {
+            206 => {}
+            200 => {
+                return Err(PieceError::Changed(
+                    "the CDN answered a range with the whole file".into(),
+                ));
+            }
+            status => {
+                return Err(piece_status_error(status_error(
+                    status,
+                    header(RETRY_AFTER),
+                )));
+            }
+        }
         let range = header(CONTENT_RANGE).and_then(parse_content_range);
         if range.map(|r| (r.first, r.last, r.total))
             != Some((Some(start), Some(end - 1), Some(self.total)))

@@ -119,6 +119,9 @@ pub struct Job {
     pub validator: Option<String>,
     /// Segmented downloads: complete pieces (see `fetch::pieces`).
     pub pieces: Option<String>,
+    /// The boot in which the partial bytes were written (see `fetch::resume`).
+    #[serde(skip)]
+    pub boot_id: Option<String>,
     pub filename: Option<String>,
     pub final_path: Option<String>,
     pub sha256: Option<String>,
@@ -153,6 +156,7 @@ impl Job {
             bytes_done: row.try_get::<i64, _>("bytes_done")?.max(0) as u64,
             validator: row.try_get("validator")?,
             pieces: row.try_get("pieces")?,
+            boot_id: row.try_get("boot_id")?,
             filename: row.try_get("filename")?,
             final_path: row.try_get("final_path")?,
             sha256: row.try_get("sha256")?,
@@ -239,6 +243,7 @@ pub struct Progress {
     pub size_source: Option<String>,
     pub validator: Option<String>,
     pub pieces: Option<String>,
+    pub boot_id: Option<String>,
 }
 
 /// Which jobs a claim may take.
@@ -254,7 +259,7 @@ enum Pick {
 const ENQUEUE_CHUNK: usize = 4000;
 
 const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owner, lease_expires_at, \
-     cancel_requested, bytes_expected, size_source, bytes_done, validator, pieces, filename, final_path, \
+     cancel_requested, bytes_expected, size_source, bytes_done, validator, pieces, boot_id, filename, final_path, \
      sha256, last_error, created_at, updated_at";
 
 /// The queue store. Cheap to clone (connection pools inside).
@@ -575,7 +580,7 @@ impl Queue {
     ) -> Result<(), QueueError> {
         let result = sqlx::query(
             "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?2, size_source = ?3, validator = ?4, \
-             pieces = ?8, updated_at = ?5 \
+             pieces = ?8, boot_id = ?9, updated_at = ?5 \
              WHERE file_id = ?6 AND state = 'running' AND lease_owner = ?7",
         )
         .bind(progress.bytes_done as i64)
@@ -586,6 +591,7 @@ impl Queue {
         .bind(file_id)
         .bind(owner)
         .bind(progress.pieces.as_deref())
+        .bind(progress.boot_id.as_deref())
         .execute(&self.writer)
         .await?;
         lease_held(result.rows_affected(), file_id)

@@ -13,10 +13,10 @@ use axum::response::Response;
 use bytes::BytesMut;
 use futures_util::Stream;
 
-use super::Shared;
 use super::config::CdnFault;
 use super::conn::{ConnCtl, ConnInfo};
 use super::content::{etag, fill_content, url_signature};
+use super::{CdnRequest, Shared};
 
 /// Body chunk size: big enough to be cheap, small enough to throttle and to
 /// keep memory flat whatever the file size.
@@ -139,9 +139,40 @@ pub(crate) fn last_modified(version: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
+/// Answers one request and logs it with its status.
 async fn handle(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(conn): ConnectInfo<ConnInfo>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let mut request = CdnRequest {
+        file_id: parse_path(uri.path()),
+        method: method.to_string(),
+        range: text(header::RANGE),
+        if_range: headers.contains_key(header::IF_RANGE),
+        expires: Query::<Vec<(String, String)>>::try_from_uri(&uri)
+            .ok()
+            .and_then(|Query(p)| p.into_iter().find(|(k, _)| k == "Expires"))
+            .and_then(|(_, v)| v.parse().ok()),
+        status: 0,
+    };
+    let response = respond(shared.clone(), conn, method, uri, headers);
+    request.status = response.status().as_u16();
+    shared.log_cdn_request(request);
+    response
+}
+
+fn respond(
+    shared: Arc<Shared>,
+    conn: ConnInfo,
     method: Method,
     uri: Uri,
     headers: HeaderMap,

@@ -43,6 +43,33 @@ use conn::{ConnInfo, SimListener};
 /// Most retrieve-call timestamps kept in [`SimStats::api_request_times`].
 pub const MAX_RECORDED_API_TIMES: usize = 1_000_000;
 
+/// Most CDN requests kept in [`SimStats::cdn_log`].
+pub const MAX_RECORDED_CDN_REQUESTS: usize = 100_000;
+
+/// One request the CDN answered: what the client asked, with which URL, and
+/// the status it got. Lets tests see where each resume started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CdnRequest {
+    /// The object's file id, when the path named one.
+    pub file_id: Option<i64>,
+    pub method: String,
+    /// The `Range` header as sent.
+    pub range: Option<String>,
+    /// Whether an `If-Range` header came with it.
+    pub if_range: bool,
+    /// The URL's `Expires` parameter.
+    pub expires: Option<u64>,
+    pub status: u16,
+}
+
+impl CdnRequest {
+    /// First byte asked for by a `bytes=N-…` range; `None` without one.
+    pub fn range_start(&self) -> Option<u64> {
+        let spec = self.range.as_deref()?.trim().strip_prefix("bytes=")?;
+        spec.split_once('-')?.0.trim().parse().ok()
+    }
+}
+
 /// What the simulator has seen since it started (or since
 /// [`Simulator::reset_stats`]).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -56,6 +83,8 @@ pub struct SimStats {
     pub api_request_times: Vec<SystemTime>,
     /// Requests to the CDN listener, whatever their outcome.
     pub cdn_requests: u64,
+    /// The first [`MAX_RECORDED_CDN_REQUESTS`] CDN requests, in order.
+    pub cdn_log: Vec<CdnRequest>,
     /// CDN requests that carried a `Range` header.
     pub cdn_range_requests: u64,
     /// Object body bytes handed to the connection.
@@ -167,6 +196,13 @@ impl Shared {
         s.cdn_requests += 1;
         s.cdn_range_requests += u64::from(has_range);
         s.cdn_requests_with_authorization += u64::from(has_auth);
+    }
+
+    fn log_cdn_request(&self, request: CdnRequest) {
+        let mut s = lock(&self.stats);
+        if s.cdn_log.len() < MAX_RECORDED_CDN_REQUESTS {
+            s.cdn_log.push(request);
+        }
     }
 
     fn record_cdn_bytes(&self, file_id: i64, n: u64) {

@@ -1,12 +1,14 @@
 //! The chaos test: a daemon working a faulty batch is SIGKILLed at random
 //! moments, again and again, and restarted. At the end every job is done,
-//! every file matches, nothing is left running, and the bytes re-sent stay
-//! near the total.
+//! every file matches, nothing is left running, kills were resumed from
+//! the bytes already written, and the bytes re-sent stay near the total.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use minimax_dl::sim::{ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, Faults, SimConfig};
+use minimax_dl::sim::{
+    ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, CdnRequest, Faults, SimConfig,
+};
 
 use crate::support::{self, World, assert_success, assert_verified};
 
@@ -24,6 +26,21 @@ impl Lcg {
     fn between(&mut self, low: u64, high: u64) -> u64 {
         low + self.next() % (high - low)
     }
+}
+
+/// Files whose first request in a run (the log from `runs[i]` to
+/// `runs[i + 1]`) resumed a partial file left by a killed run.
+fn resumes_after_kills(log: &[CdnRequest], runs: &[usize]) -> usize {
+    runs.windows(2)
+        .map(|w| {
+            let mut seen = std::collections::HashSet::new();
+            log[w[0]..w[1]]
+                .iter()
+                .filter(|r| r.method == "GET" && seen.insert(r.file_id))
+                .filter(|r| r.status == 206 && r.range_start() > Some(0))
+                .count()
+        })
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -71,6 +88,8 @@ async fn sigkill_at_random_moments_loses_nothing() {
     assert_success(&world.run(&args).await);
 
     let kills = 12;
+    // Where each run's requests start in the simulator's log.
+    let mut runs = vec![0];
     for round in 0..kills {
         let mut child = world
             .command()
@@ -85,6 +104,7 @@ async fn sigkill_at_random_moments_loses_nothing() {
         let _ = child.wait().await;
         let done = world.status().await["done"].as_u64().unwrap();
         eprintln!("kill {}: after {after:?}, {done}/{files} done", round + 1);
+        runs.push(sim.stats().cdn_log.len());
     }
 
     sim.set_faults(Faults::default());
@@ -109,11 +129,18 @@ async fn sigkill_at_random_moments_loses_nothing() {
         assert_verified(&world, &sim, &job);
     }
     let stats = sim.stats();
+    runs.push(stats.cdn_log.len());
     let ratio = stats.cdn_bytes_sent as f64 / total as f64;
+    let resumed = resumes_after_kills(&stats.cdn_log, &runs);
     eprintln!(
-        "sent {} bytes for {total} ({ratio:.2}x), {} API calls, {} faults",
-        stats.cdn_bytes_sent, stats.api_requests, stats.faults_injected
+        "sent {} bytes for {total} ({ratio:.2}x, {:.1}% re-sent), {resumed} resumes after a kill, \
+         {} API calls, {} faults",
+        stats.cdn_bytes_sent,
+        (ratio - 1.0) * 100.0,
+        stats.api_requests,
+        stats.faults_injected
     );
+    assert!(resumed >= 1, "no killed transfer was resumed");
     assert_eq!(stats.cdn_requests_with_authorization, 0);
     assert!(
         ratio < 3.0,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use minimax_dl::queue::JobState;
-use minimax_dl::sim::{ApiFault, ApiFaultRule, Faults, SimConfig};
+use minimax_dl::sim::{ApiFault, ApiFaultRule, CdnRequest, Faults, SimConfig};
 
 use crate::support::{
     self, World, assert_exit, assert_success, assert_verified, finish, queue, signal, spawn,
@@ -156,6 +156,91 @@ async fn a_killed_daemon_is_resumed_from_its_durable_bytes_not_from_zero() {
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
     assert!(kinds.contains(&"reclaimed"), "{kinds:?}");
+}
+
+/// The first GET for `id` the CDN saw from request number `from` on.
+fn first_get(sim: &minimax_dl::sim::Simulator, id: i64, from: usize) -> CdnRequest {
+    sim.stats().cdn_log[from..]
+        .iter()
+        .find(|r| r.file_id == Some(id) && r.method == "GET")
+        .cloned()
+        .unwrap_or_else(|| panic!("no GET for {id} after request {from}"))
+}
+
+fn partial_len(world: &World, id: i64) -> u64 {
+    std::fs::metadata(world.out.join(format!(".minimax-dl-partial/{id}.part")))
+        .map_or(0, |m| m.len())
+}
+
+/// A crash loop (a daemon killed well before its first 2 s checkpoint)
+/// still makes progress: what `write()` handed to the kernel survives the
+/// process, so the next run asks for the rest, with `If-Range`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_killed_half_a_second_in_resumes_from_the_bytes_it_wrote() {
+    let (size, sim) = slow_4_mib_files().await;
+    let world = World::new().with_sim(&sim);
+    assert_success(&world.run(&["enqueue", "5"]).await);
+    let mut child = spawn(&world, &["run"]);
+    wait_for(Duration::from_secs(20), "the first bytes", || async {
+        sim.stats().cdn_bytes_by_file.contains_key(&5).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let written = partial_len(&world, 5);
+    assert!(written > 0 && written < size, "{written} of {size} written");
+
+    sim.set_faults(Faults::default());
+    let seen = sim.stats().cdn_log.len();
+    assert_success(&world.run(&["run", "--exit-when-idle"]).await);
+    let resume = first_get(&sim, 5, seen);
+    assert_eq!(resume.range_start(), Some(written), "{resume:?}");
+    assert!(resume.if_range, "the validator was recorded: {resume:?}");
+    assert_eq!(resume.status, 206, "{resume:?}");
+    assert_verified(&world, &sim, &world.job(5).await);
+}
+
+/// A reboot (simulated through the boot-id test hook) may have lost what
+/// was never fsynced: the resume keeps only the recorded `bytes_done`.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_reboot_a_resume_keeps_only_the_fsynced_bytes() {
+    let (_, sim) = slow_4_mib_files().await;
+    let world = World::new();
+    let boot_id = world.path("boot_id");
+    std::fs::write(&boot_id, "boot-one\n").unwrap();
+    let world = world
+        .with_sim(&sim)
+        .env("MINIMAX_DL_BOOT_ID_FILE", boot_id.to_str().unwrap());
+    assert_success(&world.run(&["enqueue", "6"]).await);
+    let mut child = spawn(&world, &["run"]);
+    let q = queue(&world).await;
+    let checkpoint = wait_for(Duration::from_secs(20), "a checkpoint", || async {
+        q.get(6)
+            .await
+            .unwrap()
+            .map(|j| j.bytes_done)
+            .filter(|n| *n > 0)
+    })
+    .await;
+    wait_for(Duration::from_secs(20), "bytes past it", || async {
+        (partial_len(&world, 6) > checkpoint).then_some(())
+    })
+    .await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let fsynced = q.get(6).await.unwrap().unwrap().bytes_done;
+    let written = partial_len(&world, 6);
+    assert!(written > fsynced, "{written} written, {fsynced} fsynced");
+
+    std::fs::write(&boot_id, "boot-two\n").unwrap();
+    sim.set_faults(Faults::default());
+    let seen = sim.stats().cdn_log.len();
+    assert_success(&world.run(&["run", "--exit-when-idle"]).await);
+    let resume = first_get(&sim, 6, seen);
+    assert_eq!(resume.range_start(), Some(fsynced), "{resume:?}");
+    assert!(resume.if_range, "{resume:?}");
+    assert_verified(&world, &sim, &world.job(6).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]

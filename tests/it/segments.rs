@@ -68,8 +68,9 @@ async fn dropped_pieces_are_fetched_again_and_nothing_else_is() {
 }
 
 /// A throttled 48 MiB download over 4 connections, SIGKILLed once its first
-/// piece is recorded. Returns the job as it was then, and the piece map the
-/// queue holds after the kill; faults are cleared for the next run.
+/// piece is recorded as written. Returns the job as it was then, and the
+/// piece map the queue holds after the kill; faults are cleared for the
+/// next run.
 async fn killed_after_the_first_piece(
     sim: &Simulator,
     world: &World,
@@ -115,7 +116,7 @@ fn throttled_48_mib() -> SimConfig {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_killed_segmented_download_keeps_its_fsynced_pieces() {
+async fn a_killed_segmented_download_keeps_the_pieces_it_wrote() {
     let size = 48 * MIB;
     let sim = support::sim(throttled_48_mib()).await;
     let world = World::new().with_sim(&sim);
@@ -171,4 +172,54 @@ async fn pieces_of_an_older_version_are_never_mixed_with_a_newer_one() {
     );
     let job = world.job(5).await;
     assert_verified(&world, &sim, &job);
+}
+
+/// A CDN that says when to come back is not asked again sooner, whether it
+/// says so to the probe or to a piece: the whole download stops and the
+/// job waits, as on a single stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cdn_retry_after_on_the_probe_or_a_piece_sets_the_next_attempt() {
+    let sim = support::sim(SimConfig {
+        default_file_size: 24 * MIB,
+        faults: Faults {
+            cdn: vec![
+                CdnFaultRule::new(CdnFault::StatusRetryAfter(503, 1800))
+                    .limit(1)
+                    .for_files([1]),
+                // The probe is the first request, pieces follow.
+                CdnFaultRule::new(CdnFault::StatusRetryAfter(503, 1800))
+                    .every(3)
+                    .limit(1)
+                    .for_files([2]),
+            ],
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    let world = World::new().with_sim(&sim);
+    std::fs::write(&world.config, "segments = 4\n").unwrap();
+    assert_success(&world.run(&["enqueue", "1", "2"]).await);
+    for id in [1i64, 2] {
+        let before = std::time::SystemTime::now();
+        let out = world.run(&["fetch", &id.to_string()]).await;
+        assert_eq!(out.status.code(), Some(1), "{}", support::stderr(&out));
+        let job = world.job(id).await;
+        assert_eq!(job["state"], "queued", "{job}");
+        let next = humantime::parse_rfc3339(job["next_attempt_at"].as_str().unwrap()).unwrap();
+        assert!(next >= before + Duration::from_secs(1790), "{job}");
+    }
+    let refused: Vec<_> = sim
+        .stats()
+        .cdn_log
+        .into_iter()
+        .filter(|r| r.status == 503)
+        .map(|r| (r.file_id, r.range))
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[0], (Some(1), Some("bytes=0-0".into())), "the probe");
+    assert!(
+        refused[1].0 == Some(2) && refused[1].1.as_deref() != Some("bytes=0-0"),
+        "a piece: {refused:?}"
+    );
 }
