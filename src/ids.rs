@@ -158,7 +158,9 @@ mod tests {
         assert!(message.contains("line 1"), "{message}");
         let exactly = "x".repeat(SHOWN_CHARS);
         assert_eq!(
-            parse_args(std::slice::from_ref(&exactly)).unwrap_err().to_string(),
+            parse_args(std::slice::from_ref(&exactly))
+                .unwrap_err()
+                .to_string(),
             format!("invalid file id {exactly:?}: not a decimal integer")
         );
     }
