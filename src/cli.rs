@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, MAX_CONCURRENCY, MAX_SEGMENTS};
 use crate::queue::JobState;
 
 pub const EXIT_CODES: &str = "\
@@ -30,7 +30,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// Queue database: a SQLite file path or sqlite:// URL.
+    /// Queue database: a SQLite file path or sqlite:// URL (status, list and show never create it).
     #[arg(long, global = true, value_name = "URL_OR_PATH")]
     pub db: Option<String>,
 
@@ -54,7 +54,7 @@ pub struct Cli {
 pub enum Command {
     /// Add file ids to the queue (ids already present are skipped).
     Enqueue {
-        /// File ids (decimal, 1 to 9223372036854775807).
+        /// File ids to add (decimal, 1 to 9223372036854775807), as MiniMax returns them.
         #[arg(value_name = "ID", allow_negative_numbers = true)]
         ids: Vec<String>,
         /// Read ids from FILE, one per line ('-' for stdin; blank lines and # comments ignored).
@@ -63,11 +63,21 @@ pub enum Command {
     },
     /// Work the queue: download, verify and archive.
     Run {
-        /// Downloads at once.
-        #[arg(long, value_name = "N")]
+        /// Downloads at once (1 to 256; default 4, or `concurrency` in the config).
+        #[arg(
+            long,
+            value_name = "N",
+            allow_negative_numbers = true,
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONCURRENCY))
+        )]
         concurrency: Option<u32>,
-        /// Parallel Range requests for one large file.
-        #[arg(long, value_name = "N")]
+        /// Parallel Range requests for one large file (1 to 16; default 1, or `segments` in the config).
+        #[arg(
+            long,
+            value_name = "N",
+            allow_negative_numbers = true,
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SEGMENTS))
+        )]
         segments: Option<u32>,
         /// Exit once nothing is queued or running (exit 1 if any job failed).
         #[arg(long)]
@@ -75,44 +85,50 @@ pub enum Command {
     },
     /// Job counts per state and bytes downloaded.
     Status {
+        /// One JSON object with a count per state and "bytes_done", for scripts.
         #[arg(long)]
         json: bool,
     },
     /// List jobs (a table, or JSON Lines with --json).
     List {
+        /// Only jobs in this state: queued, running, done, failed or cancelled.
         #[arg(long, value_name = "STATE", value_parser = parse_state)]
         state: Option<JobState>,
+        /// At most N jobs (in file id order).
         #[arg(long, value_name = "N")]
         limit: Option<u64>,
+        /// JSON Lines, one object per job, for scripts.
         #[arg(long)]
         json: bool,
     },
-    /// One job with its attempt history.
+    /// One job with its history ("attempts" counts failed tries that count against max_attempts).
     Show {
+        /// The file id of the job.
         #[arg(value_name = "ID", allow_negative_numbers = true)]
         id: String,
+        /// One JSON object, with the history under "events", for scripts.
         #[arg(long)]
         json: bool,
     },
     /// Put failed or cancelled jobs back in the queue with attempts reset.
+    #[command(group(ArgGroup::new("which").required(true).args(["ids", "all_failed"])))]
     Retry {
-        #[arg(
-            value_name = "ID",
-            allow_negative_numbers = true,
-            required_unless_present = "all_failed"
-        )]
+        /// File ids of failed or cancelled jobs.
+        #[arg(value_name = "ID", allow_negative_numbers = true)]
         ids: Vec<String>,
-        /// Every failed job.
-        #[arg(long, conflicts_with = "ids")]
+        /// Every failed job, instead of listing ids.
+        #[arg(long)]
         all_failed: bool,
     },
     /// Cancel queued jobs; running ones stop within about two seconds.
     Cancel {
+        /// File ids of queued or running jobs.
         #[arg(value_name = "ID", required = true, allow_negative_numbers = true)]
         ids: Vec<String>,
     },
     /// Download one file now, in the foreground, with a progress bar.
     Fetch {
+        /// The file id to download (enqueued if it is not in the queue yet).
         #[arg(value_name = "ID", allow_negative_numbers = true)]
         id: String,
     },

@@ -20,7 +20,7 @@ use crate::daemon::{self, Reload, RunEnd, RunOptions};
 use crate::fetch::Fetcher;
 use crate::ids;
 use crate::progress::{Bars, LogLines};
-use crate::queue::{Job, JobEvent, JobState, Millis, Queue, VerbOutcome};
+use crate::queue::{Job, JobEvent, JobState, Millis, Queue, VerbOutcome, state};
 use crate::worker::{Engine, HostProblem, Observer, Outcome};
 
 /// Exit codes of the CLI contract (see `--help`).
@@ -102,6 +102,13 @@ async fn open_queue(settings: &Settings) -> Result<Queue> {
     Ok(Queue::open(&settings.database).await?)
 }
 
+/// The queue for a verb that only reads (`status`, `list`, `show`): never
+/// created, never written, so a mistyped `--db` or a read-only queue gets a
+/// plain answer.
+async fn open_queue_to_read(settings: &Settings) -> Result<Queue> {
+    Ok(Queue::open_read_only(&settings.database).await?)
+}
+
 /// The queue for a worker pool (`run`, `fetch`): see `CommitSync::Normal`.
 pub async fn open_queue_for_workers(settings: &Settings) -> Result<Queue> {
     Ok(Queue::open_for_workers(&settings.database).await?)
@@ -111,22 +118,37 @@ fn file_ids(values: &[String]) -> Result<Vec<i64>> {
     Ok(ids::parse_args(values)?)
 }
 
+/// The ids of an `--from` list: a file, or stdin for `-`.
+fn ids_from(path: &Path) -> Result<Vec<i64>> {
+    let stdin = path == Path::new("-");
+    let name = if stdin {
+        "stdin".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let text = if stdin {
+        let mut text = String::new();
+        io::stdin()
+            .lock()
+            .read_to_string(&mut text)
+            .context("cannot read ids from stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read ids from {name}"))?
+    };
+    let ids = ids::parse_lines(&text).with_context(|| format!("in {name}"))?;
+    if ids.is_empty() {
+        bail!(
+            "{name} holds no file ids (one decimal id per line; blank lines and # comments are skipped)"
+        );
+    }
+    Ok(ids)
+}
+
 async fn enqueue(settings: &Settings, args: &[String], from: Option<&Path>) -> Result<u8> {
     let mut all = file_ids(args)?;
     if let Some(path) = from {
-        let text = if path == Path::new("-") {
-            let mut text = String::new();
-            io::stdin()
-                .lock()
-                .read_to_string(&mut text)
-                .context("cannot read ids from stdin")?;
-            text
-        } else {
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read ids from {}", path.display()))?
-        };
-        let parsed = ids::parse_lines(&text).with_context(|| format!("in {}", path.display()))?;
-        all.extend(parsed);
+        all.extend(ids_from(path)?);
     }
     if all.is_empty() {
         bail!("no file ids given: pass ids as arguments or with --from FILE");
@@ -142,7 +164,7 @@ async fn enqueue(settings: &Settings, args: &[String], from: Option<&Path>) -> R
 }
 
 async fn status(settings: &Settings, as_json: bool) -> Result<u8> {
-    let queue = open_queue(settings).await?;
+    let queue = open_queue_to_read(settings).await?;
     let counts = queue.status().await?;
     if as_json {
         out!("{}", serde_json::to_string(&counts)?);
@@ -183,7 +205,7 @@ async fn list(
     as_json: bool,
 ) -> Result<u8> {
     use futures_util::StreamExt;
-    let queue = open_queue(settings).await?;
+    let queue = open_queue_to_read(settings).await?;
     let mut jobs = queue.list_stream(state, limit);
     if as_json {
         while let Some(job) = jobs.next().await {
@@ -224,14 +246,14 @@ fn event_json(event: &JobEvent) -> serde_json::Value {
     json!({
         "at": rfc3339(event.at),
         "kind": event.kind,
-        "attempt": event.attempt,
+        "attempt": state::shown_attempt(&event.kind, event.attempt),
         "message": event.message,
     })
 }
 
 async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8> {
     let id = file_ids(&[raw_id.to_string()])?[0];
-    let queue = open_queue(settings).await?;
+    let queue = open_queue_to_read(settings).await?;
     let Some(job) = queue.get(id).await? else {
         bail!("file {id} is not in the queue at {}", queue.location());
     };
@@ -247,7 +269,10 @@ async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8> {
     }
     out!("file_id        {}", job.file_id);
     out!("state          {}", job.state);
-    out!("attempts       {}", job.attempts);
+    out!(
+        "attempts       {} failed (counted against max_attempts)",
+        job.attempts
+    );
     let expected = job
         .bytes_expected
         .map_or("unknown".to_string(), |b| b.to_string());
@@ -278,9 +303,8 @@ async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8> {
     out!("history:");
     out!("  {}  enqueued", rfc3339(job.created_at));
     for e in &events {
-        let attempt = e
-            .attempt
-            .map_or(String::new(), |a| format!(" (attempt {a})"));
+        let attempt = state::shown_attempt(&e.kind, e.attempt)
+            .map_or(String::new(), |a| format!(" (failed attempt {a})"));
         out!(
             "  {}  {}{}: {}",
             rfc3339(e.at),
@@ -362,7 +386,7 @@ async fn cancel(settings: &Settings, raw: &[String]) -> Result<u8> {
 pub fn engine(settings: &Settings, queue: Queue, observer: Arc<dyn Observer>) -> Result<Engine> {
     let api = ApiClient::new(
         settings.api_base.clone(),
-        settings.api_key.clone(),
+        settings.api_key.clone()?,
         settings.connect_timeout,
         settings.read_timeout,
     )
@@ -400,7 +424,7 @@ fn host_problem_exit(problem: &HostProblem) -> u8 {
 
 async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> Result<u8> {
     let queue = open_queue_for_workers(&settings).await?;
-    if settings.api_key.is_none() {
+    if matches!(settings.api_key, Ok(None)) {
         warn!(
             "no API key configured (MINIMAX_API_KEY or api_key_file): every retrieve call will pause the pool"
         );
@@ -416,7 +440,7 @@ async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> 
             Ok(Reload {
                 api: ApiClient::new(
                     fresh.api_base,
-                    fresh.api_key,
+                    fresh.api_key?,
                     fresh.connect_timeout,
                     fresh.read_timeout,
                 )
@@ -477,6 +501,17 @@ async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> 
 async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
     let id = file_ids(&[raw.to_string()])?[0];
     let queue = open_queue_for_workers(settings).await?;
+    let bars = io::stderr()
+        .is_terminal()
+        .then(|| Arc::new(Bars::new(None)));
+    let observer: Arc<dyn Observer> = match &bars {
+        Some(b) => b.clone(),
+        None => Arc::new(LogLines::new(Duration::from_secs(5))),
+    };
+    // Everything that can fail before any work (the key, the archive
+    // directory) is checked before the id is enqueued: a failed call leaves
+    // the queue as it was.
+    let engine = engine(settings, queue.clone(), observer)?;
     queue.enqueue(&[id]).await?;
     if let Some(job) = queue.get(id).await? {
         match job.state {
@@ -490,14 +525,6 @@ async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
             _ => {}
         }
     }
-    let bars = io::stderr()
-        .is_terminal()
-        .then(|| Arc::new(Bars::new(None)));
-    let observer: Arc<dyn Observer> = match &bars {
-        Some(b) => b.clone(),
-        None => Arc::new(LogLines::new(Duration::from_secs(5))),
-    };
-    let engine = engine(settings, queue.clone(), observer)?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone(), None);
     let options = RunOptions {

@@ -4,6 +4,7 @@
 //! process environment.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -26,7 +27,9 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
-    #[error("cannot read the API key file {path} (from {origin}): {source}")]
+    #[error(
+        "cannot read the API key file {path} (from {origin}): {source}. Only run and fetch need the key"
+    )]
     KeyFile {
         path: PathBuf,
         origin: String,
@@ -88,8 +91,11 @@ pub struct Overrides {
 pub struct Settings {
     pub config_path: Option<PathBuf>,
     pub api_base: Url,
-    /// Never printed: `SecretString`'s Debug shows `[REDACTED]`.
-    pub api_key: Option<SecretString>,
+    /// Never printed: `SecretString`'s Debug shows `[REDACTED]`. An error
+    /// when the key file cannot be read or the key is malformed: only the
+    /// verbs that call the API (`run`, `fetch`) look, so a broken key file
+    /// never stops `status` or `enqueue`.
+    pub api_key: Result<Option<SecretString>, Arc<ConfigError>>,
     pub api_key_file: Option<PathBuf>,
     pub database: DbLocation,
     pub output_dir: PathBuf,
@@ -161,20 +167,8 @@ impl Settings {
             message,
         })?;
 
-        let api_key = match env("MINIMAX_API_KEY") {
-            Some(v) if !v.trim().is_empty() => Some(SecretString::from(v.trim().to_string())),
-            _ => match &file.api_key_file {
-                Some(path) => Some(read_key_file(path, &file_origin("api_key_file"))?),
-                // systemd's LoadCredential=api_key:... puts it here.
-                None => match env_nonempty("CREDENTIALS_DIRECTORY") {
-                    Some(dir) if Path::new(&dir).join("api_key").exists() => Some(read_key_file(
-                        &Path::new(&dir).join("api_key"),
-                        "systemd credential api_key",
-                    )?),
-                    _ => None,
-                },
-            },
-        };
+        let api_key =
+            resolve_api_key(env, file.api_key_file.as_deref(), &file_origin).map_err(Arc::new);
 
         let database = match (
             &overrides.database,
@@ -189,6 +183,7 @@ impl Settings {
                 .to_string_lossy()
                 .into_owned(),
         };
+        check_database(overrides, env, &database, &file_origin("database"))?;
 
         let output_dir = match (
             &overrides.output_dir,
@@ -323,20 +318,89 @@ fn absolute(path: &Path) -> PathBuf {
     }
 }
 
+/// The key from the environment, else the key file, else the systemd
+/// credential.
+fn resolve_api_key(
+    env: &dyn Fn(&str) -> Option<String>,
+    key_file: Option<&Path>,
+    file_origin: &dyn Fn(&str) -> String,
+) -> Result<Option<SecretString>, ConfigError> {
+    if let Some(v) = env("MINIMAX_API_KEY").filter(|v| !v.trim().is_empty()) {
+        let origin = "environment variable MINIMAX_API_KEY";
+        check_key(v.trim(), origin)?;
+        return Ok(Some(SecretString::from(v.trim().to_string())));
+    }
+    if let Some(path) = key_file {
+        return read_key_file(path, &file_origin("api_key_file")).map(Some);
+    }
+    // systemd's LoadCredential=api_key:... puts it here.
+    match env("CREDENTIALS_DIRECTORY").filter(|v| !v.trim().is_empty()) {
+        Some(dir) if Path::new(&dir).join("api_key").exists() => read_key_file(
+            &Path::new(&dir).join("api_key"),
+            "systemd credential api_key",
+        )
+        .map(Some),
+        _ => Ok(None),
+    }
+}
+
 fn read_key_file(path: &Path, origin: &str) -> Result<SecretString, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile {
         path: path.to_path_buf(),
         origin: origin.to_string(),
         source,
     })?;
-    let key = text.trim();
+    // Editors on some systems start a UTF-8 file with a byte-order mark.
+    let key = text.strip_prefix('\u{feff}').unwrap_or(&text).trim();
     if key.is_empty() {
         return Err(ConfigError::Invalid {
             origin: origin.to_string(),
             message: format!("the API key file {} is empty", path.display()),
         });
     }
+    check_key(key, &format!("{origin} (file {})", path.display()))?;
     Ok(SecretString::from(key.to_string()))
+}
+
+/// A key is one line of printable ASCII: anything else cannot be sent in an
+/// HTTP header, and would fail every job one retry at a time. The message
+/// says where the key came from and where the bad character is, never the
+/// key.
+fn check_key(key: &str, origin: &str) -> Result<(), ConfigError> {
+    match key.chars().position(|c| !c.is_ascii_graphic() && c != ' ') {
+        None => Ok(()),
+        Some(at) => Err(ConfigError::Invalid {
+            origin: origin.to_string(),
+            message: format!(
+                "the API key has a control or non-ASCII character (a line break, tab, ...) at \
+                 character {}; a key is one line of printable ASCII: copy it again",
+                at + 1
+            ),
+        }),
+    }
+}
+
+/// The database must be a file that outlives the command.
+fn check_database(
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    database: &str,
+    file_origin: &str,
+) -> Result<(), ConfigError> {
+    let Err(why) = crate::queue::open::check_location(database) else {
+        return Ok(());
+    };
+    let origin = if overrides.database.is_some() {
+        "command-line flag --db".to_string()
+    } else if env("MINIMAX_DL_DATABASE").is_some_and(|v| !v.trim().is_empty()) {
+        "environment variable MINIMAX_DL_DATABASE".to_string()
+    } else {
+        file_origin.to_string()
+    };
+    Err(ConfigError::Invalid {
+        origin,
+        message: format!("{database:?} {why}"),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -369,14 +433,19 @@ fn layered_number(
     if !range.contains(&value) {
         return Err(ConfigError::Invalid {
             origin,
-            message: format!(
-                "{value} is out of range ({}..={})",
-                range.start(),
-                range.end()
-            ),
+            message: out_of_range(value, &range),
         });
     }
     Ok(value)
+}
+
+/// The one wording of a number outside its range, the same as the
+/// command-line parser's.
+pub fn out_of_range(
+    value: impl std::fmt::Display,
+    range: &std::ops::RangeInclusive<u32>,
+) -> String {
+    format!("{value} is not in {}..={}", range.start(), range.end())
 }
 
 /// The API base must be an http(s) URL with a host. Plain http is allowed
@@ -384,6 +453,17 @@ fn layered_number(
 /// in clear text.
 pub fn parse_api_base(raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw.trim()).map_err(|e| format!("{raw:?} is not a URL ({e})"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        let mut shown = url.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        return Err(format!(
+            "{:?} (shown without them) has a user name or password in it: they would be sent \
+             to the host and written to logs. Remove them; the API key is set with \
+             MINIMAX_API_KEY or api_key_file",
+            shown.as_str()
+        ));
+    }
     let host = url
         .host_str()
         .ok_or_else(|| format!("{raw:?} has no host"))?;
@@ -451,7 +531,7 @@ mod tests {
         assert_eq!(s.concurrency, DEFAULT_CONCURRENCY);
         assert_eq!(s.requests_per_minute, DEFAULT_REQUESTS_PER_MINUTE);
         assert_eq!(s.retry, RetryPolicy::default());
-        assert!(s.api_key.is_none());
+        assert!(matches!(s.api_key, Ok(None)));
     }
 
     #[test]
@@ -507,7 +587,9 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("/c.toml") && err.contains("concurrency") && err.contains("out of range"),
+            err.contains("/c.toml")
+                && err.contains("concurrency")
+                && err.contains("0 is not in 1..=256"),
             "{err}"
         );
         let err = Settings::resolve(
@@ -554,7 +636,7 @@ mod tests {
         let f = || file(&format!("api_key_file = {:?}", key_path.to_str().unwrap()));
         let s = Settings::resolve(&Overrides::default(), &env_of(&[("HOME", "/h")]), None, f())
             .unwrap();
-        assert_eq!(s.api_key.as_ref().unwrap().expose_secret(), "file-secret");
+        assert_eq!(key(&s), "file-secret");
         let s = Settings::resolve(
             &Overrides::default(),
             &env_of(&[("HOME", "/h"), ("MINIMAX_API_KEY", "env-secret")]),
@@ -562,7 +644,7 @@ mod tests {
             f(),
         )
         .unwrap();
-        assert_eq!(s.api_key.as_ref().unwrap().expose_secret(), "env-secret");
+        assert_eq!(key(&s), "env-secret");
         assert!(!format!("{s:?}").contains("env-secret"));
     }
 
@@ -578,7 +660,7 @@ mod tests {
             FileConfig::default(),
         )
         .unwrap();
-        assert_eq!(s.api_key.as_ref().unwrap().expose_secret(), "cred-secret");
+        assert_eq!(key(&s), "cred-secret");
         let s = Settings::resolve(
             &Overrides::default(),
             &env_of(&[
@@ -590,20 +672,107 @@ mod tests {
             FileConfig::default(),
         )
         .unwrap();
-        assert_eq!(s.api_key.as_ref().unwrap().expose_secret(), "env");
+        assert_eq!(key(&s), "env");
+    }
+
+    fn key(s: &Settings) -> &str {
+        s.api_key
+            .as_ref()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .expose_secret()
+    }
+
+    fn key_error(env: &[(&str, &str)], text: &str) -> String {
+        let s = Settings::resolve(&Overrides::default(), &env_of(env), None, file(text))
+            .expect("a key problem leaves the other settings usable");
+        s.api_key.unwrap_err().to_string()
     }
 
     #[test]
-    fn a_missing_key_file_is_an_error_naming_it() {
-        let err = Settings::resolve(
+    fn a_missing_key_file_is_an_error_naming_it_for_the_verbs_that_ask() {
+        let err = key_error(&[("HOME", "/h")], "api_key_file = \"/nonexistent/key\"");
+        assert!(err.contains("/nonexistent/key"), "{err}");
+    }
+
+    #[test]
+    fn a_key_with_control_characters_is_refused_without_showing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: &[(&str, &[u8])] = &[
+            ("newline", b"sk-first\nsk-second\n"),
+            ("tab", b"sk-ab\tcd"),
+            ("escape", b"sk-ab\x1bcd\n"),
+            ("non-ASCII", "sk-ab\u{e9}cd".as_bytes()),
+        ];
+        for (what, bytes) in cases {
+            let path = dir.path().join(what);
+            std::fs::write(&path, bytes).unwrap();
+            let err = key_error(
+                &[("HOME", "/h")],
+                &format!("api_key_file = {:?}", path.to_str().unwrap()),
+            );
+            assert!(err.contains(path.to_str().unwrap()), "{what}: {err}");
+            assert!(!err.contains("sk-"), "{what}: the key leaked: {err}");
+        }
+        let err = key_error(&[("HOME", "/h"), ("MINIMAX_API_KEY", "sk-a\nsk-b")], "");
+        assert!(err.contains("MINIMAX_API_KEY"), "{err}");
+        assert!(!err.contains("sk-"), "the key leaked: {err}");
+    }
+
+    #[test]
+    fn a_key_file_may_start_with_a_byte_order_mark_and_end_with_a_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "\u{feff}sk-key\r\n").unwrap();
+        let text = format!("api_key_file = {:?}", path.to_str().unwrap());
+        let s = Settings::resolve(
             &Overrides::default(),
             &env_of(&[("HOME", "/h")]),
             None,
-            file("api_key_file = \"/nonexistent/key\""),
+            file(&text),
+        )
+        .unwrap();
+        assert_eq!(key(&s), "sk-key");
+    }
+
+    #[test]
+    fn an_api_base_with_credentials_is_refused_without_showing_them() {
+        for raw in [
+            "https://user:hunter2@api.minimax.io",
+            "http://user:hunter2@127.0.0.1:8380",
+            "https://hunter2@api.minimax.io",
+        ] {
+            let err = parse_api_base(raw).unwrap_err();
+            assert!(err.contains("password"), "{raw}: {err}");
+            assert!(!err.contains("hunter2"), "{raw}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_database_that_cannot_outlive_the_command_is_refused_naming_its_origin() {
+        for (flag, needle) in [("", "--db"), ("sqlite::memory:", "--db")] {
+            let overrides = Overrides {
+                database: Some(flag.into()),
+                ..Overrides::default()
+            };
+            let err = Settings::resolve(&overrides, &env_of(&[("HOME", "/h")]), None, file(""))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(needle) && err.contains("file"),
+                "{flag:?}: {err}"
+            );
+        }
+        let err = Settings::resolve(
+            &Overrides::default(),
+            &env_of(&[("HOME", "/h"), ("MINIMAX_DL_DATABASE", ":memory:")]),
+            None,
+            file(""),
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("/nonexistent/key"), "{err}");
+        assert!(err.contains("MINIMAX_DL_DATABASE"), "{err}");
     }
 
     #[test]

@@ -224,7 +224,7 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
     let settings = Settings {
         config_path: None,
         api_base: crate::config::parse_api_base(&sim.api_base()).map_err(anyhow::Error::msg)?,
-        api_key: Some(SecretString::from(DEMO_KEY)),
+        api_key: Ok(Some(SecretString::from(DEMO_KEY))),
         api_key_file: None,
         database: DbLocation(dir.join("queue.db").to_string_lossy().into_owned()),
         output_dir: dir.join("files"),

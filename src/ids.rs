@@ -1,16 +1,34 @@
 //! Parsing file ids as users and the API give them. Pure: no I/O.
 
-/// Why a file id was refused. The message names the value and, for input
-/// read from a file, the line.
+/// Why a file id was refused. The message names the value (shortened: a
+/// 14 MB line pasted back at the user helps nobody) and, for input read from
+/// a file, the line.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("invalid file id {value:?}{}: {reason}", line.map(|l| format!(" on line {l}")).unwrap_or_default())]
+    #[error("invalid file id {}{}: {reason}", shown(value), line.map(|l| format!(" on line {l}")).unwrap_or_default())]
     Invalid {
         value: String,
         line: Option<usize>,
         reason: &'static str,
     },
 }
+
+/// Characters of a refused value quoted in a message; longer values are cut.
+pub const SHOWN_CHARS: usize = 64;
+
+/// The value as a message quotes it: whole when short, else its first
+/// [`SHOWN_CHARS`] characters and its length.
+fn shown(value: &str) -> String {
+    let chars = value.chars().count();
+    if chars <= SHOWN_CHARS {
+        return format!("{value:?}");
+    }
+    let head: String = value.chars().take(SHOWN_CHARS).collect();
+    format!("{head:?}... ({chars} characters)")
+}
+
+/// The byte-order mark some editors put at the start of a UTF-8 file.
+const BOM: char = '\u{feff}';
 
 /// A file id is a decimal integer from 1 to i64::MAX (the API's int64).
 pub fn parse_file_id(raw: &str) -> Result<i64, &'static str> {
@@ -53,8 +71,10 @@ pub fn parse_args(values: &[String]) -> Result<Vec<i64>, IdError> {
 }
 
 /// Parses an id list: one id per line, blank lines and `#` comments ignored
-/// (a comment may also follow an id). The first bad line fails the whole list.
+/// (a comment may also follow an id), a leading UTF-8 byte-order mark
+/// ignored. The first bad line fails the whole list.
 pub fn parse_lines(text: &str) -> Result<Vec<i64>, IdError> {
+    let text = text.strip_prefix(BOM).unwrap_or(text);
     let mut ids = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let content = line.split('#').next().unwrap_or("").trim();
@@ -117,6 +137,31 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid file id \"three\" on line 3: not a decimal integer"
+        );
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_ignored() {
+        assert_eq!(parse_lines("\u{feff}3001\n3002\n"), Ok(vec![3001, 3002]));
+        assert_eq!(parse_lines("\u{feff}# ids\r\n7\r\n"), Ok(vec![7]));
+        // Only at the very start: elsewhere it is a bad character.
+        assert!(parse_lines("1\n\u{feff}2\n").is_err());
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_messages() {
+        let long = "9".repeat(14_000_000);
+        let message = parse_lines(&long).unwrap_err().to_string();
+        assert!(message.len() < 200, "{} bytes", message.len());
+        assert!(message.contains(&"9".repeat(SHOWN_CHARS)), "{message}");
+        assert!(message.contains("14000000 characters"), "{message}");
+        assert!(message.contains("line 1"), "{message}");
+        let exactly = "x".repeat(SHOWN_CHARS);
+        assert_eq!(
+            parse_args(std::slice::from_ref(&exactly))
+                .unwrap_err()
+                .to_string(),
+            format!("invalid file id {exactly:?}: not a decimal integer")
         );
     }
 

@@ -18,13 +18,27 @@ pub struct Bars {
     jobs: Mutex<HashMap<i64, ProgressBar>>,
 }
 
-fn bytes_style() -> ProgressStyle {
-    ProgressStyle::with_template(
-        "{prefix:>20} [{bar:30.cyan/blue}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} ETA {eta}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ")
+/// The template for one download. Until the size is known there is no
+/// total to show a bar or an ETA against (indicatif would show the bytes so
+/// far as the total, "976 KiB/976 KiB ETA 0s"), so a spinner shows the
+/// bytes and the rate instead. Pure.
+pub fn download_template(total: Option<u64>) -> &'static str {
+    match total {
+        Some(_) => {
+            "{prefix:>20} [{bar:30.cyan/blue}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} ETA {eta}"
+        }
+        None => "{prefix:>20} {spinner:.cyan} {bytes:>10} {bytes_per_sec:>12}",
+    }
 }
+
+fn download_style(total: Option<u64>) -> ProgressStyle {
+    ProgressStyle::with_template(download_template(total))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+/// How often a spinner turns while no bytes arrive.
+const SPINNER_TICK: Duration = Duration::from_millis(120);
 
 impl Bars {
     pub fn new(total_jobs: Option<u64>) -> Bars {
@@ -72,7 +86,8 @@ impl Bars {
 impl Observer for Bars {
     fn started(&self, file_id: i64, bytes_done: u64) {
         let bar = self.multi.add(ProgressBar::no_length());
-        bar.set_style(bytes_style());
+        bar.set_style(download_style(None));
+        bar.enable_steady_tick(SPINNER_TICK);
         bar.set_prefix(file_id.to_string());
         bar.set_position(bytes_done);
         self.jobs
@@ -83,7 +98,9 @@ impl Observer for Bars {
 
     fn size_known(&self, file_id: i64, total: u64) {
         if let Some(bar) = self.bar(file_id) {
+            bar.disable_steady_tick();
             bar.set_length(total);
+            bar.set_style(download_style(Some(total)));
         }
     }
 
@@ -178,5 +195,26 @@ impl Observer for LogLines {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&file_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_download_of_unknown_size_spins_with_bytes_and_rate() {
+        let unknown = download_template(None);
+        assert!(unknown.contains("{spinner"), "{unknown}");
+        assert!(unknown.contains("{bytes:") && unknown.contains("{bytes_per_sec"));
+        for absent in ["{bar", "{total_bytes", "{eta"] {
+            assert!(!unknown.contains(absent), "{absent} in {unknown}");
+        }
+        let known = download_template(Some(1 << 20));
+        for present in ["{bar", "{total_bytes", "{eta", "{bytes_per_sec"] {
+            assert!(known.contains(present), "{present} missing from {known}");
+        }
+        assert!(ProgressStyle::with_template(unknown).is_ok());
+        assert!(ProgressStyle::with_template(known).is_ok());
     }
 }

@@ -5,6 +5,7 @@
 //! The queue never touches the network or the archive: it stores facts the
 //! worker reports.
 
+pub mod open;
 pub mod state;
 
 use std::collections::HashSet;
@@ -14,10 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::oneshot;
 
@@ -61,6 +59,20 @@ pub enum QueueError {
         location: String,
         cause: sqlx::migrate::MigrateError,
     },
+    #[error("no queue at {location} (run `minimax-dl enqueue` to create one)")]
+    Missing { location: String },
+    #[error(
+        "{location} is not a minimax-dl queue: it is another application's SQLite database, left unchanged. Check --db, MINIMAX_DL_DATABASE or `database` in the config file"
+    )]
+    NotAQueue { location: String },
+    #[error(
+        "queue {location} is read-only: enqueue, run, fetch, retry and cancel need to write it. Check its permissions and owner (status, list and show work on a read-only queue)"
+    )]
+    ReadOnly { location: String },
+    #[error(
+        "queue {location} was written by an older minimax-dl and needs upgrading, but is read-only here: run `minimax-dl status` once as a user who may write it"
+    )]
+    Outdated { location: String },
     #[error("queue database error: {0}")]
     Sql(sqlx::Error),
     #[error("job {0} is no longer leased by this worker (it was reclaimed or cancelled)")]
@@ -299,8 +311,9 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Queue {
     /// Opens (creating if missing) the queue database and applies pending
-    /// migrations. A file that exists but is not a readable SQLite database
-    /// is an error, never silently replaced by a new queue.
+    /// migrations (see [`Queue::open_with`]). A file that exists but is not
+    /// a readable SQLite database, or is another application's, is an error,
+    /// never silently replaced by or turned into a queue.
     pub async fn open(location: &DbLocation) -> Result<Queue, QueueError> {
         Queue::open_with(location, CommitSync::Full).await
     }
@@ -311,72 +324,13 @@ impl Queue {
         Queue::open_with(location, CommitSync::Normal).await
     }
 
-    pub async fn open_with(location: &DbLocation, sync: CommitSync) -> Result<Queue, QueueError> {
-        let path = location.sqlite_path();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|cause| QueueError::CreateDir {
-                path: parent.to_path_buf(),
-                cause,
-            })?;
-        }
-        let display = path.display().to_string();
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match sync {
-                CommitSync::Full => SqliteSynchronous::Full,
-                CommitSync::Normal => SqliteSynchronous::Normal,
-            })
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true)
-            // Checkpoint the WAL every 32 MiB rather than every 4: the queue
-            // rewrites the same few pages (counts, index nodes) in every
-            // commit, and a checkpoint copies each page once however often
-            // it changed, so rarer checkpoints mean far fewer page writes
-            // and fsyncs for the same work.
-            .pragma("wal_autocheckpoint", "8192");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await
-            .map_err(|cause| QueueError::Open {
-                location: display.clone(),
-                cause,
-            })?;
-        // The first real read is where a corrupt or foreign file shows itself.
-        sqlx::query("SELECT count(*) FROM sqlite_master")
-            .fetch_one(&pool)
-            .await
-            .map_err(|cause| QueueError::Open {
-                location: display.clone(),
-                cause,
-            })?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|cause| QueueError::Migrate {
-                location: display.clone(),
-                cause,
-            })?;
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            // A local file needs no ping before each use: it would be one
-            // more round trip to the database thread per write.
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(|cause| QueueError::Open {
-                location: display.clone(),
-                cause,
-            })?;
-        Ok(Queue {
+    fn from_pools(pool: SqlitePool, writer: SqlitePool, location: String) -> Queue {
+        Queue {
             pool,
             writer,
             completions: Arc::default(),
-            location: display,
-        })
+            location,
+        }
     }
 
     pub fn location(&self) -> &str {

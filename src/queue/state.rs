@@ -159,6 +159,18 @@ impl RetryPolicy {
     }
 }
 
+/// History kinds that count a failed attempt against `max_attempts`.
+pub const COUNTED_FAILURES: [&str; 2] = ["retry_scheduled", "failed"];
+
+/// The attempt number a history line shows. "Attempts" means one thing
+/// everywhere users see it: failed tries that counted against
+/// `max_attempts` (a job done at its first try has 0). A failure line shows
+/// which one it was; a claim stores the number its try would get if it
+/// failed (kept on disk as written) but shows none.
+pub fn shown_attempt(kind: &str, stored: Option<u32>) -> Option<u32> {
+    stored.filter(|_| COUNTED_FAILURES.contains(&kind))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +259,15 @@ mod tests {
             UNKNOWN_ERROR_ATTEMPT_CAP - 1,
             Some(UNKNOWN_ERROR_ATTEMPT_CAP)
         ));
+    }
+
+    #[test]
+    fn only_counted_failures_show_an_attempt_number() {
+        assert_eq!(shown_attempt("claimed", Some(1)), None);
+        assert_eq!(shown_attempt("reclaimed", Some(3)), None);
+        assert_eq!(shown_attempt("retry_scheduled", Some(1)), Some(1));
+        assert_eq!(shown_attempt("failed", Some(25)), Some(25));
+        assert_eq!(shown_attempt("failed", None), None);
+        assert_eq!(shown_attempt("released", None), None);
     }
 }

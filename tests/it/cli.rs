@@ -109,9 +109,16 @@ async fn state_of(world: &World, id: i64) -> String {
 }
 
 #[track_caller]
-fn assert_nothing_enqueued(status: &Value) {
+fn assert_no_jobs(status: &Value) {
     for state in ["queued", "running", "done", "failed", "cancelled"] {
         assert_eq!(status[state], 0, "{state} in {status}");
+    }
+}
+
+/// Nothing was enqueued: no queue was made, or the one there holds no job.
+async fn assert_nothing_enqueued(world: &World) {
+    if world.db.exists() {
+        assert_no_jobs(&world.status().await);
     }
 }
 
@@ -212,7 +219,7 @@ async fn each_bad_id_alone_is_refused_naming_the_value() {
     assert!(reason("9223372036854775808").await.contains("too large"));
     assert!(reason("abc").await.contains("not a decimal integer"));
 
-    assert_nothing_enqueued(&world.status().await);
+    assert_nothing_enqueued(&world).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -266,7 +273,7 @@ async fn bad_ids_in_a_from_file_name_the_line_and_value() {
             stderr(&out)
         );
     }
-    assert_nothing_enqueued(&world.status().await);
+    assert_nothing_enqueued(&world).await;
 
     // Good arguments with a bad file, and a good file with a bad argument:
     // nothing from either call.
@@ -282,7 +289,7 @@ async fn bad_ids_in_a_from_file_name_the_line_and_value() {
         .await;
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("\"-7\""), "{}", stderr(&out));
-    assert_nothing_enqueued(&world.status().await);
+    assert_nothing_enqueued(&world).await;
 
     // Both good: both enqueued.
     let out = world
@@ -452,6 +459,8 @@ async fn enqueue_without_ids_is_a_usage_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn status_counts_every_state_and_the_bytes() {
     let world = World::new();
+    // A new queue, with nothing in it yet.
+    support::queue(&world).await.close().await;
     let empty = world.status().await;
     let expected_keys: BTreeSet<String> = [
         "queued",
@@ -465,7 +474,7 @@ async fn status_counts_every_state_and_the_bytes() {
     .map(|s| s.to_string())
     .collect();
     assert_eq!(keys(&empty), expected_keys, "{empty}");
-    assert_nothing_enqueued(&empty);
+    assert_no_jobs(&empty);
     assert_eq!(empty["bytes_done"], 0);
 
     enqueue(&world, &[1, 2, 3, 4, 5, 6]).await;
@@ -654,6 +663,7 @@ async fn show_gives_the_job_and_its_history() {
 #[tokio::test(flavor = "multi_thread")]
 async fn show_of_an_unknown_or_bad_id_fails() {
     let world = World::new();
+    enqueue(&world, &[1]).await;
     let out = world.run(&["show", "999"]).await;
     assert_exit(&out, 2);
     let err = stderr(&out);
@@ -662,7 +672,6 @@ async fn show_of_an_unknown_or_bad_id_fails() {
         "{err}"
     );
 
-    enqueue(&world, &[1]).await;
     let out = world.run(&["show", "999", "--json"]).await;
     assert_exit(&out, 2);
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
@@ -1182,7 +1191,7 @@ async fn config_file_errors_name_the_key_and_the_file() {
         &world.config,
     )
     .unwrap();
-    assert_success(&world.run(&["status"]).await);
+    assert_success(&world.run(&["enqueue", "1"]).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1219,7 +1228,7 @@ async fn environment_errors_name_the_variable() {
         ("MINIMAX_DL_OUTPUT_DIR", "/tmp/somewhere"),
     ] {
         let world = World::new().env(name, value);
-        let out = world.run(&["status"]).await;
+        let out = world.run(&["enqueue", "1"]).await;
         assert_success(&out);
     }
 
@@ -1230,7 +1239,7 @@ async fn environment_errors_name_the_variable() {
     assert_exit(&world.run(&["status"]).await, 2);
     let world = World::new().env("MINIMAX_DL_CONCURRENCY", "5");
     std::fs::write(&world.config, "concurrency = 0\n").unwrap();
-    assert_success(&world.run(&["status"]).await);
+    assert_success(&world.run(&["enqueue", "1"]).await);
 }
 
 // ------------------------------------------------------- usage and output
@@ -1314,4 +1323,484 @@ async fn listing_into_a_closed_pipe_does_not_panic() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
+}
+
+// ------------------------------------------------- odd inputs (issue 9, §4-5)
+
+/// The world's binary and its queue, as another user sees them: readable,
+/// not writable. As root, who may write any file whatever its mode, the
+/// binary runs as `nobody`; otherwise the file and its directory lose their
+/// write bits (put back by [`writable_again`]).
+fn as_another_users_queue(world: &World) -> Command {
+    use std::os::unix::fs::PermissionsExt;
+    let mut cmd = world.command();
+    if unsafe { libc::geteuid() } == 0 {
+        std::fs::set_permissions(world.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        cmd.uid(65534).gid(65534);
+    } else {
+        std::fs::set_permissions(&world.db, std::fs::Permissions::from_mode(0o444)).unwrap();
+        std::fs::set_permissions(world.dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    cmd
+}
+
+fn writable_again(world: &World) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(world.dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(&world.db, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+/// Every file in the world's directory with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_on_a_read_only_queue_exits_2_at_once() {
+    let world = World::new();
+    enqueue(&world, &[1, 2]).await;
+    let mut cmd = as_another_users_queue(&world);
+    let out = support::run_bounded(
+        cmd.args(["run", "--exit-when-idle"]),
+        Duration::from_secs(30),
+    )
+    .await;
+    writable_again(&world);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("queue {} is read-only", world.db.display())),
+        "{err}"
+    );
+    assert!(!err.contains("retrying"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_list_and_show_work_on_a_read_only_queue() {
+    let world = World::new();
+    enqueue(&world, &[5, 6]).await;
+    stage(&world, STAGE_FAILED, &[6]).await;
+    let before = snapshot(world.dir.path());
+    let mut outputs = Vec::new();
+    for args in [
+        &["status", "--json"][..],
+        &["list", "--json"],
+        &["show", "6", "--json"],
+    ] {
+        let mut cmd = as_another_users_queue(&world);
+        outputs.push(support::run_bounded(cmd.args(args), Duration::from_secs(60)).await);
+    }
+    writable_again(&world);
+    for out in &outputs {
+        assert_success(out);
+    }
+    let status: Value = serde_json::from_slice(&outputs[0].stdout).unwrap();
+    assert_eq!(
+        (&status["queued"], &status["failed"]),
+        (&1.into(), &1.into())
+    );
+    let listed: Vec<i64> = stdout(&outputs[1])
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["file_id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(listed, vec![5, 6]);
+    let job: Value = serde_json::from_slice(&outputs[2].stdout).unwrap();
+    assert_eq!(job["state"], "failed");
+    assert_eq!(
+        snapshot(world.dir.path()).get("queue.db"),
+        before.get("queue.db")
+    );
+}
+
+/// Another application's database: a table of its own, some rows, the
+/// default rollback journal.
+async fn foreign_database(path: &Path) {
+    use sqlx::Connection;
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO notes (text) VALUES ('buy milk'), ('call mum')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_applications_sqlite_file_is_refused_and_left_unchanged() {
+    let world = World::new();
+    foreign_database(&world.db).await;
+    let before = snapshot(world.dir.path());
+    for args in [
+        &["status"][..],
+        &["list"],
+        &["show", "1"],
+        &["enqueue", "1"],
+        &["retry", "--all-failed"],
+        &["cancel", "1"],
+    ] {
+        let out = world.run(args).await;
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{} is not a minimax-dl queue", world.db.display())),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            snapshot(world.dir.path()),
+            before,
+            "{args:?} changed a file"
+        );
+    }
+}
+
+async fn application_id(path: &Path) -> i64 {
+    use sqlx::Connection;
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    let id: i64 = sqlx::query_scalar("PRAGMA application_id")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queue_made_before_the_mark_opens_and_is_marked_on_the_next_write() {
+    let world = World::new();
+    enqueue(&world, &[1]).await;
+    // As every queue made before the mark was: application_id 0.
+    let queue = support::queue(&world).await;
+    sqlx::query("PRAGMA application_id = 0")
+        .execute(queue.pool())
+        .await
+        .unwrap();
+    queue.close().await;
+    assert_eq!(application_id(&world.db).await, 0);
+
+    assert_eq!(world.status().await["queued"], 1);
+    assert_eq!(list_ids(&world, &[]).await, vec![1]);
+    assert_eq!(application_id(&world.db).await, 0, "a read marked the file");
+
+    enqueue(&world, &[2]).await;
+    assert_eq!(application_id(&world.db).await, 0x4d4d_444c);
+    assert_eq!(list_ids(&world, &[]).await, vec![1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_that_is_not_a_file_is_a_usage_error() {
+    for db in ["", "sqlite::memory:", ":memory:", "sqlite:q.db?mode=memory"] {
+        let mut world = World::new();
+        world.db = PathBuf::from(db);
+        for args in [&["status"][..], &["enqueue", "1"]] {
+            let out = world.run(args).await;
+            assert_exit(&out, 2);
+            let err = stderr(&out);
+            assert!(err.contains("--db"), "{db:?} {args:?}: {err}");
+            assert!(err.contains("SQLite file"), "{db:?} {args:?}: {err}");
+            assert!(!err.contains("no such table"), "{db:?} {args:?}: {err}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_in_the_api_base_are_refused_without_showing_them() {
+    for base in [
+        "http://user:hunter2@127.0.0.1:9",
+        "https://user:hunter2@api.minimax.io",
+    ] {
+        let world = World::new().env("MINIMAX_API_BASE", base);
+        for args in [&["run", "--exit-when-idle"][..], &["fetch", "1"]] {
+            let out = world.run(args).await;
+            assert_exit(&out, 2);
+            let err = stderr(&out);
+            assert!(err.contains("MINIMAX_API_BASE"), "{base} {args:?}: {err}");
+            assert!(err.contains("password"), "{base} {args:?}: {err}");
+            assert!(!err.contains("hunter2"), "{base} {args:?}: {err}");
+        }
+        assert!(!world.db.exists(), "{base}: the call went on to the queue");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_key_with_a_control_character_is_a_config_error_naming_its_origin() {
+    let world = World::new();
+    let key_file = world.path("api_key");
+    std::fs::write(&key_file, "sk-first\nsk-second\n").unwrap();
+    std::fs::write(&world.config, format!("api_key_file = {key_file:?}\n")).unwrap();
+    for args in [&["run", "--exit-when-idle"][..], &["fetch", "1"]] {
+        let out = world.run(args).await;
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(err.contains(key_file.to_str().unwrap()), "{args:?}: {err}");
+        assert!(!err.contains("sk-"), "{args:?}: the key leaked: {err}");
+    }
+
+    for key in ["sk-ab\u{1}cd", "sk-ab\tcd", "sk-ab\ncd"] {
+        let world = World::new().env("MINIMAX_API_KEY", key);
+        let out = world.run(&["run", "--exit-when-idle"]).await;
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(err.contains("MINIMAX_API_KEY"), "{key:?}: {err}");
+        assert!(!err.contains("sk-"), "{key:?}: the key leaked: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_byte_order_mark_is_ignored_in_an_ids_file_and_a_key_file() {
+    let sim = support::sim(support::small_files()).await;
+    let world = World::new().env("MINIMAX_API_BASE", &sim.api_base());
+    let ids = world.path("ids.txt");
+    std::fs::write(&ids, "\u{feff}3001\n3002\n").unwrap();
+    assert_success(
+        &world
+            .run(&["enqueue", "--from", ids.to_str().unwrap()])
+            .await,
+    );
+    assert_eq!(list_ids(&world, &[]).await, vec![3001, 3002]);
+
+    let key_file = world.path("api_key");
+    std::fs::write(&key_file, format!("\u{feff}{}\n", support::TEST_KEY)).unwrap();
+    std::fs::write(&world.config, format!("api_key_file = {key_file:?}\n")).unwrap();
+    let out = world.run(&["fetch", "3001"]).await;
+    assert_success(&out);
+    support::assert_verified(&world, &sim, &world.job(3001).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_single_line_is_shortened_in_the_message() {
+    let world = World::new();
+    let file = world.path("one-line.txt");
+    std::fs::write(&file, "7".repeat(14_000_000)).unwrap();
+    let out = world
+        .run(&["enqueue", "--from", file.to_str().unwrap()])
+        .await;
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.len() < 1000, "{} bytes of message", err.len());
+    assert!(err.contains(&"7".repeat(64)), "{err}");
+    assert!(err.contains("14000000 characters"), "{err}");
+    assert!(err.contains("line 1"), "{err}");
+    assert!(!world.db.exists(), "a refused list created the queue");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enqueue_from_an_empty_list_names_the_list() {
+    let world = World::new();
+    let file = world.path("empty.txt");
+    std::fs::write(&file, "").unwrap();
+    let out = world
+        .run(&["enqueue", "--from", file.to_str().unwrap()])
+        .await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains(&format!("{} holds no file ids", file.display())),
+        "{}",
+        stderr(&out)
+    );
+    let out = world.run_with_stdin(&["enqueue", "--from", "-"], b"").await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("stdin holds no file ids"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!world.db.exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_that_fails_before_any_work_enqueues_nothing() {
+    let mut world = World::new();
+    world.out = world.path("not-a-directory");
+    std::fs::write(&world.out, "a file").unwrap();
+    let out = world.run(&["fetch", "7"]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains(world.out.to_str().unwrap()),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(list_ids(&world, &[]).await, Vec::<i64>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn show_of_a_succeeded_job_has_one_meaning_of_attempts() {
+    let sim = support::sim(support::small_files()).await;
+    let world = World::new().with_sim(&sim);
+    assert_success(&world.run(&["fetch", "11"]).await);
+    let out = world.run(&["show", "11"]).await;
+    assert_success(&out);
+    let text = stdout(&out);
+    let attempts = text
+        .lines()
+        .find(|l| l.starts_with("attempts"))
+        .expect("an attempts line");
+    assert!(attempts.starts_with("attempts       0 failed"), "{text}");
+    assert!(text.contains("claimed"), "{text}");
+    assert!(!text.contains("attempt 1"), "{text}");
+    let job = world.job(11).await;
+    assert_eq!(job["attempts"], 0);
+    for event in job["events"].as_array().unwrap() {
+        assert!(event["attempt"].is_null(), "{event}");
+    }
+}
+
+/// Entries of the "Arguments:" and "Options:" sections of a help text that
+/// have no description.
+fn undescribed(help: &str) -> Vec<String> {
+    let lines: Vec<&str> = help.lines().collect();
+    let mut bare = Vec::new();
+    let mut in_section = false;
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with(' ') {
+            in_section = matches!(line.trim_end(), "Arguments:" | "Options:");
+            continue;
+        }
+        let entry = line.trim_start();
+        if !in_section || !(entry.starts_with('-') || entry.starts_with('<')) {
+            continue;
+        }
+        let described_here = entry
+            .split_once("  ")
+            .is_some_and(|(_, d)| !d.trim().is_empty());
+        let indent = line.len() - entry.len();
+        let described_below = lines.get(i + 1).is_some_and(|next| {
+            let text = next.trim_start();
+            next.len() - text.len() > indent && !text.is_empty()
+        });
+        if !described_here && !described_below {
+            bare.push(entry.to_string());
+        }
+    }
+    bare
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_flag_and_argument_of_every_verb_is_explained() {
+    let world = World::new();
+    for verb in [
+        "enqueue", "run", "status", "list", "show", "retry", "cancel", "fetch",
+    ] {
+        let out = world.run(&[verb, "--help"]).await;
+        assert_success(&out);
+        let help = stdout(&out);
+        assert_eq!(undescribed(&help), Vec::<String>::new(), "{verb}:\n{help}");
+    }
+    let out = world.run(&["retry"]).await;
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("--all-failed"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn numbers_out_of_range_have_one_wording() {
+    let world = World::new();
+    for args in [
+        &["run", "--concurrency", "-1"][..],
+        &["run", "--concurrency", "0"],
+        &["run", "--concurrency", "257"],
+    ] {
+        let out = world.run(args).await;
+        assert_exit(&out, 2);
+        let value = args[2];
+        assert!(
+            stderr(&out).contains(&format!("{value} is not in 1..=256")),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let out = world.run(&["run", "--segments", "0"]).await;
+    assert!(
+        stderr(&out).contains("0 is not in 1..=16"),
+        "{}",
+        stderr(&out)
+    );
+    let env = World::new().env("MINIMAX_DL_CONCURRENCY", "0");
+    let out = env.run(&["run", "--exit-when-idle"]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("0 is not in 1..=256"),
+        "{}",
+        stderr(&out)
+    );
+    let file = World::new();
+    std::fs::write(&file.config, "concurrency = 300\n").unwrap();
+    let out = file.run(&["status"]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("300 is not in 1..=256"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_verbs_on_a_missing_queue_create_nothing() {
+    let mut world = World::new();
+    world.db = world.path("typo/nested/queue.db");
+    for args in [&["status"][..], &["list"], &["show", "1"]] {
+        let out = world.run(args).await;
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "no queue at {} (run `minimax-dl enqueue` to create one)",
+                world.db.display()
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(!world.path("typo").exists(), "{args:?} created a directory");
+    }
+    enqueue(&world, &[1]).await;
+    assert_eq!(world.status().await["queued"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_key_file_fails_only_the_verbs_that_need_the_key() {
+    let world = World::new();
+    let key_file = world.path("missing-key");
+    std::fs::write(&world.config, format!("api_key_file = {key_file:?}\n")).unwrap();
+    for args in [
+        &["enqueue", "1", "2"][..],
+        &["status"],
+        &["list"],
+        &["show", "1"],
+        &["cancel", "2"],
+        &["retry", "2"],
+    ] {
+        assert_success(&world.run(args).await);
+    }
+    for args in [&["run", "--exit-when-idle"][..], &["fetch", "1"]] {
+        let out = world.run(args).await;
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains(key_file.to_str().unwrap()),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(state_of(&world, 1).await, "queued");
 }
