@@ -373,3 +373,18 @@ async fn a_batch_cut_short_by_a_signal_exits_130_or_143_and_a_daemon_stop_exits_
     let job = queue(&world).await.get(1).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Queued, "{job:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn help_documents_the_interrupted_exit_codes() {
+    let out = World::new().run(&["--help"]).await;
+    assert_success(&out);
+    let text = support::stdout(&out);
+    for code in ["130", "143"] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{code} "))
+                    && l.contains("interrupted")),
+            "exit code {code} missing: {text}"
+        );
+    }
+}
