@@ -681,10 +681,12 @@ async fn settle(
             return Ok(Outcome::Stopped);
         }
         Failure::Held(hold) => {
+            // The job's last error says why it waits, as for the worker
+            // that met the answer.
             let reason = format!("paused before its API call: {}", hold.message);
             engine
                 .queue
-                .release(job.file_id, owner, &reason, now_millis(), false)
+                .release(job.file_id, owner, &reason, now_millis(), true)
                 .await?;
             return Ok(Outcome::Paused(HostProblem::Account {
                 message: hold.message,
