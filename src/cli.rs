@@ -18,6 +18,9 @@ Exit codes:
   3  stopped by an account-level API error (bad key, no balance, quota, an api_base
      that is not the MiniMax API); jobs stay queued, attempts untouched
   4  stopped because the archive disk is full or not writable; jobs stay queued
+  130  interrupted by SIGINT (Ctrl-C): fetch, or run --exit-when-idle with jobs left;
+     jobs stay queued and resume from their last checkpoint
+  143  interrupted by SIGTERM, as 130 (run without --exit-when-idle is a daemon: 0)
 
 Environment: MINIMAX_API_KEY, MINIMAX_API_BASE, MINIMAX_DL_DATABASE, MINIMAX_DL_OUTPUT_DIR,
 MINIMAX_DL_CONCURRENCY, MINIMAX_DL_REQUESTS_PER_MINUTE, MINIMAX_DL_CONFIG, MINIMAX_DL_LOG (log filter).";

@@ -5,6 +5,7 @@
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -21,6 +22,7 @@ use crate::fetch::Fetcher;
 use crate::ids;
 use crate::progress::{Bars, LogLines};
 use crate::queue::{Job, JobEvent, JobState, Millis, Queue, VerbOutcome, state};
+use crate::say;
 use crate::worker::{Engine, HostProblem, Observer, Outcome};
 
 /// Exit codes of the CLI contract (see `--help`).
@@ -30,6 +32,11 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     pub const ACCOUNT: u8 = 3;
     pub const DISK_FULL: u8 = 4;
+    /// `fetch`, or `run --exit-when-idle` with jobs left, stopped by SIGINT
+    /// (128 + 2, the shell's convention) ...
+    pub const INTERRUPTED: u8 = 130;
+    /// ... or by SIGTERM (128 + 15). The jobs stay queued and resumable.
+    pub const TERMINATED: u8 = 143;
 }
 
 /// Writes a line to stdout; a closed pipe (`| head`) ends output quietly.
@@ -75,7 +82,7 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
         Command::Demo { files, dir } => return crate::demo::run(files, dir).await,
         Command::Sim(args) => {
             let shutdown = CancellationToken::new();
-            spawn_signal_handler(shutdown.clone(), None);
+            spawn_signal_handler(shutdown.clone(), None, OnStop::Finish);
             crate::sim::run_cli(args, shutdown)
                 .await
                 .context("simulator")?;
@@ -324,11 +331,11 @@ fn report_verb(verb: &str, outcomes: &[(i64, VerbOutcome)]) -> Result<u8> {
             VerbOutcome::Applied => out!("{id}: {verb}"),
             VerbOutcome::Requested => out!("{id}: running; its worker was asked to stop"),
             VerbOutcome::Refused(why) => {
-                eprintln!("minimax-dl: {id}: not {verb}: {why}");
+                say!("minimax-dl: {id}: not {verb}: {why}");
                 code = exit::USAGE;
             }
             VerbOutcome::Unknown => {
-                eprintln!("minimax-dl: {id}: not in the queue");
+                say!("minimax-dl: {id}: not in the queue");
                 code = exit::USAGE;
             }
         }
@@ -374,7 +381,7 @@ async fn cancel(settings: &Settings, raw: &[String]) -> Result<u8> {
         pending = still;
     }
     for id in pending {
-        eprintln!(
+        say!(
             "minimax-dl: {id}: its worker has not confirmed yet; it will stop at its next heartbeat"
         );
         code = code.max(exit::JOB_FAILURES);
@@ -450,7 +457,17 @@ async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> 
             })
         }
     };
-    spawn_signal_handler(shutdown.clone(), Some((reload_tx, Box::new(reloader))));
+    // A daemon's stop is its normal end; a batch stopped early is not done.
+    let on_stop = if exit_when_idle {
+        OnStop::Interrupt
+    } else {
+        OnStop::Finish
+    };
+    let interrupt = spawn_signal_handler(
+        shutdown.clone(),
+        Some((reload_tx, Box::new(reloader))),
+        on_stop,
+    );
     let notifier = spawn_systemd_notifier(queue.clone(), shutdown.clone());
     info!(
         database = queue.location(),
@@ -485,8 +502,19 @@ async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> 
             })
         }
         RunEnd::Stopped => {
-            info!("stopped; in-flight jobs were checkpointed and re-queued");
-            Ok(exit::OK)
+            let left = counts.queued + counts.running;
+            match interrupt.code() {
+                Some(code) if exit_when_idle && left > 0 => {
+                    say!(
+                        "minimax-dl: interrupted; {left} jobs stay queued and resume from their last checkpoint on the next run"
+                    );
+                    Ok(code)
+                }
+                _ => {
+                    info!("stopped; in-flight jobs were checkpointed and re-queued");
+                    Ok(exit::OK)
+                }
+            }
         }
         RunEnd::Blocked(problem) => {
             error!(
@@ -526,7 +554,7 @@ async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
         }
     }
     let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone(), None);
+    let interrupt = spawn_signal_handler(shutdown.clone(), None, OnStop::Interrupt);
     let options = RunOptions {
         concurrency: 1,
         exit_when_idle: true,
@@ -541,11 +569,11 @@ async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
                 break exit::OK;
             }
             RunEnd::Single(Outcome::Failed { error }) => {
-                eprintln!("minimax-dl: file {id} failed: {error}");
+                say!("minimax-dl: file {id} failed: {error}");
                 break exit::JOB_FAILURES;
             }
             RunEnd::Single(Outcome::RetryLater { error, delay }) => {
-                eprintln!(
+                say!(
                     "minimax-dl: file {id}: {error}. It stays queued; `minimax-dl run` retries it in {}s",
                     delay.as_secs()
                 );
@@ -556,23 +584,20 @@ async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
                 let due = queue.get(id).await?.map_or(0, |j| j.next_attempt_at);
                 let wait = (due - crate::queue::now_millis()).clamp(0, 300_000) as u64;
                 tokio::select! {
-                    _ = shutdown.cancelled() => break exit::OK,
+                    _ = shutdown.cancelled() => break interrupted(id, &interrupt),
                     _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
                 }
             }
             RunEnd::Single(Outcome::Cancelled) => {
-                eprintln!("minimax-dl: file {id} was cancelled");
+                say!("minimax-dl: file {id} was cancelled");
                 break exit::JOB_FAILURES;
             }
             RunEnd::Single(Outcome::Paused(problem)) | RunEnd::Blocked(problem) => {
-                eprintln!("minimax-dl: {}", problem.message());
+                say!("minimax-dl: {}", problem.message());
                 break host_problem_exit(&problem);
             }
             RunEnd::Single(Outcome::Stopped) | RunEnd::Stopped => {
-                eprintln!(
-                    "minimax-dl: interrupted; file {id} stays queued and resumes from its last checkpoint"
-                );
-                break exit::OK;
+                break interrupted(id, &interrupt);
             }
             RunEnd::Single(Outcome::LeaseLost) | RunEnd::Idle => {
                 let state = queue.get(id).await?.map(|j| j.state);
@@ -585,7 +610,7 @@ async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
                     out!("{path}");
                     break exit::OK;
                 }
-                eprintln!("minimax-dl: file {id} is being downloaded by another worker");
+                say!("minimax-dl: file {id} is being downloaded by another worker");
                 break exit::JOB_FAILURES;
             }
         }
@@ -597,16 +622,59 @@ async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
     Ok(code)
 }
 
+/// `fetch` stopped by a signal: say so, and exit with the signal's code.
+fn interrupted(id: i64, interrupt: &Interrupt) -> u8 {
+    say!("minimax-dl: interrupted; file {id} stays queued and resumes from its last checkpoint");
+    interrupt.code().unwrap_or(exit::INTERRUPTED)
+}
+
 type Reloader = Box<dyn Fn() -> Result<Reload> + Send>;
+
+/// What a stop signal means to the verb.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OnStop {
+    /// The normal end of a daemon (`run`, `sim`): exit 0.
+    Finish,
+    /// Work cut short (`fetch`, `run --exit-when-idle`): exit 130 or 143.
+    Interrupt,
+}
+
+/// The first stop signal received, as the exit code it stands for.
+#[derive(Clone, Debug, Default)]
+pub struct Interrupt(Arc<AtomicU8>);
+
+impl Interrupt {
+    pub fn code(&self) -> Option<u8> {
+        match self.0.load(Ordering::SeqCst) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+
+    /// Keeps the first signal's code.
+    fn record(&self, code: u8) -> u8 {
+        match self
+            .0
+            .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => code,
+            Err(first) => first,
+        }
+    }
+}
 
 /// SIGTERM/SIGINT: cancel `shutdown` (a second one exits at once: progress up
 /// to the last checkpoint is durable and leases expire on their own).
-/// SIGHUP: reload the config and hand it to the pool.
+/// SIGHUP: reload the config and hand it to the pool. The returned handle
+/// tells which stop signal came first.
 pub fn spawn_signal_handler(
     shutdown: CancellationToken,
     reload: Option<(watch::Sender<Option<Reload>>, Reloader)>,
-) {
+    on_stop: OnStop,
+) -> Interrupt {
     use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = Interrupt::default();
+    let first = interrupt.clone();
     tokio::spawn(async move {
         let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
             signal(SignalKind::terminate()),
@@ -617,9 +685,9 @@ pub fn spawn_signal_handler(
             return;
         };
         loop {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+            let code = tokio::select! {
+                _ = term.recv() => exit::TERMINATED,
+                _ = int.recv() => exit::INTERRUPTED,
                 _ = hup.recv() => {
                     if let Some((tx, load)) = &reload {
                         let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
@@ -631,12 +699,18 @@ pub fn spawn_signal_handler(
                     }
                     continue;
                 }
-            }
+            };
+            let code = first.record(code);
             if shutdown.is_cancelled() {
-                eprintln!(
+                say!(
                     "minimax-dl: second signal, exiting now (downloads resume from their last checkpoint)"
                 );
-                std::process::exit(exit::OK.into());
+                crate::stderr::sink().flush(Duration::from_millis(200));
+                let code = match on_stop {
+                    OnStop::Finish => exit::OK,
+                    OnStop::Interrupt => code,
+                };
+                std::process::exit(code.into());
             }
             info!(
                 "signal received: finishing checkpoints and stopping (send again to exit at once)"
@@ -645,6 +719,7 @@ pub fn spawn_signal_handler(
             shutdown.cancel();
         }
     });
+    interrupt
 }
 
 /// READY=1 once the queue is open, then STATUS= and WATCHDOG=1 while running.

@@ -60,6 +60,29 @@ pub struct Reload {
     pub requests_per_minute: u32,
 }
 
+/// A pool-wide pause: its cause and when to probe whether it is gone.
+type Pause = (HostProblem, tokio::time::Instant);
+
+/// The pause once a worker has reported `problem` at `now`. The first report
+/// starts it and fixes its first probe (`probe_interval` later, or as long
+/// as the API asked); later reports (workers that met the same answer, or
+/// were turned back at the rate gate by it) never move the probe later.
+fn pause_after(
+    current: Option<Pause>,
+    problem: HostProblem,
+    now: tokio::time::Instant,
+    probe_interval: Duration,
+) -> Pause {
+    if let Some(current) = current {
+        return current;
+    }
+    let wait = match &problem {
+        HostProblem::Account { pause: Some(p), .. } => *p,
+        _ => probe_interval,
+    };
+    (problem, now + wait)
+}
+
 /// Jobs this pool is working: their lease owner name and stop signals.
 type Running = Arc<Mutex<HashMap<i64, (String, JobControl)>>>;
 
@@ -92,7 +115,7 @@ pub async fn run(
     ));
 
     let mut idle = IDLE_POLL_MIN;
-    let mut pause: Option<(HostProblem, tokio::time::Instant)> = None;
+    let mut pause: Option<Pause> = None;
     let mut single_outcome: Option<Outcome> = None;
     let end = loop {
         // Outcomes first: a pause must stop claiming before the next claim.
@@ -102,11 +125,13 @@ pub async fn run(
                     if pause.is_none() {
                         error!(file_id, "pausing all work: {}", problem.message());
                     }
-                    let wait = match &problem {
-                        HostProblem::Account { pause: Some(p), .. } => *p,
-                        _ => options.probe_interval,
-                    };
-                    pause = Some((problem, tokio::time::Instant::now() + wait));
+                    let now = tokio::time::Instant::now();
+                    pause = Some(pause_after(
+                        pause.take(),
+                        problem,
+                        now,
+                        options.probe_interval,
+                    ));
                 }
                 Ok(other) if options.only == Some(file_id) => single_outcome = Some(other),
                 Ok(_) => {}
@@ -122,6 +147,7 @@ pub async fn run(
         if let Some(reload) = reloads.as_mut().and_then(take_reload) {
             apply_reload(&engine, &permits, &mut concurrency, reload);
             if pause.take().is_some() {
+                engine.gate.release();
                 info!("resuming after reload");
             }
             continue;
@@ -151,6 +177,7 @@ pub async fn run(
             }
             if probe(&engine, problem, &shutdown).await {
                 info!("the problem is gone; resuming work");
+                engine.gate.release();
                 pause = None;
             } else {
                 error!(
@@ -437,7 +464,7 @@ async fn probe(engine: &Engine, problem: &HostProblem, shutdown: &CancellationTo
             let Some(job) = jobs.first() else {
                 return true;
             };
-            if engine.gate.acquire(shutdown).await.is_err() {
+            if engine.gate.acquire_probe(shutdown).await.is_err() {
                 return false;
             }
             let api = engine.api();
@@ -456,6 +483,40 @@ async fn probe(engine: &Engine, problem: &HostProblem, shutdown: &CancellationTo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn account(message: &str) -> HostProblem {
+        HostProblem::Account {
+            message: message.into(),
+            pause: None,
+        }
+    }
+
+    #[test]
+    fn the_first_probe_stays_one_interval_after_the_pause_began() {
+        let interval = Duration::from_secs(60);
+        let began = tokio::time::Instant::now();
+        let first = pause_after(None, account("1008 no balance"), began, interval);
+        assert_eq!(first.1, began + interval);
+        // Three more workers report the same answer as the wait ends.
+        let later = began + interval;
+        let mut pause = first.clone();
+        for _ in 0..3 {
+            pause = pause_after(Some(pause), account("1008 no balance"), later, interval);
+        }
+        assert_eq!(pause, first, "later reports change neither cause nor probe");
+    }
+
+    #[test]
+    fn a_pause_the_api_asked_for_sets_the_first_probe() {
+        let hour = Duration::from_secs(3600);
+        let now = tokio::time::Instant::now();
+        let problem = HostProblem::Account {
+            message: "2056 usage window".into(),
+            pause: Some(hour),
+        };
+        let pause = pause_after(None, problem, now, Duration::from_secs(60));
+        assert_eq!(pause.1, now + hour);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_claim_gathers_every_free_permit_up_to_its_limit() {

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::{engine, exit, spawn_signal_handler};
+use crate::commands::{OnStop, engine, exit, spawn_signal_handler};
 use crate::config::{LogFormat, Settings};
 use crate::daemon::{self, RunEnd, RunOptions};
 use crate::fetch::file::hash_file;
@@ -264,7 +264,7 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
     };
     let engine = engine(&settings, queue.clone(), observer)?;
     let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone(), None);
+    spawn_signal_handler(shutdown.clone(), None, OnStop::Finish);
     let started = Instant::now();
     let options = RunOptions {
         concurrency: settings.concurrency,

@@ -10,6 +10,7 @@
 //! - [`daemon`]: the worker pool, signals, pauses, systemd notification.
 //! - [`sim`]: a MiniMax API + CDN simulator for the demo and the tests.
 //! - [`cli`] and [`commands`]: the command line, kept apart from the engine.
+//! - [`stderr`]: log and message output that can never block or panic.
 
 pub mod api;
 pub mod cli;
@@ -22,4 +23,5 @@ pub mod ids;
 pub mod progress;
 pub mod queue;
 pub mod sim;
+pub mod stderr;
 pub mod worker;

@@ -7,17 +7,27 @@ use clap::Parser;
 use minimax_dl::cli::{Cli, Command};
 use minimax_dl::commands::{self, exit};
 use minimax_dl::config::{LogFormat, Settings};
+use minimax_dl::{say, stderr};
 use tracing_subscriber::EnvFilter;
 
+/// How long the exit waits for stderr to take the last lines.
+const EXIT_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn main() -> ExitCode {
+    let code = run();
+    stderr::sink().flush(EXIT_FLUSH);
+    ExitCode::from(code)
+}
+
+fn run() -> u8 {
     let cli = Cli::parse();
     let settings = match Settings::load(&commands::overrides(&cli), &commands::process_env) {
         Ok(s) => Some(s),
         // demo and sim need no configuration of their own.
         Err(_) if matches!(cli.command, Command::Demo { .. } | Command::Sim(_)) => None,
         Err(e) => {
-            eprintln!("minimax-dl: error: {e}");
-            return ExitCode::from(exit::USAGE);
+            say!("minimax-dl: error: {e}");
+            return exit::USAGE;
         }
     };
     let format = cli
@@ -31,16 +41,16 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("minimax-dl: error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::USAGE);
+            say!("minimax-dl: error: cannot start the async runtime: {e}");
+            return exit::USAGE;
         }
     };
     let result = runtime.block_on(commands::dispatch(cli, settings));
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("minimax-dl: error: {e:#}");
-            ExitCode::from(exit::USAGE)
+            say!("minimax-dl: error: {e:#}");
+            exit::USAGE
         }
     }
 }
@@ -60,7 +70,7 @@ fn init_logging(cli: &Cli, format: LogFormat) {
         EnvFilter::try_from_env("MINIMAX_DL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(stderr::sink().clone());
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder

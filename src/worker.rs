@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
-use crate::api::rate::GateError;
+use crate::api::rate::{GateError, Hold};
 use crate::api::{ApiClient, ApiError, ErrorClass, RateGate};
 use crate::fetch::naming;
 use crate::fetch::{
@@ -338,7 +338,8 @@ fn jitter_unit() -> f64 {
 /// tests can prove each crash point recovers. Inert unless set.
 fn crash_point(point: &str) {
     if std::env::var("MINIMAX_DL_CRASH_AT").is_ok_and(|v| v == point) {
-        eprintln!("minimax-dl: crashing at {point} (MINIMAX_DL_CRASH_AT)");
+        crate::say!("minimax-dl: crashing at {point} (MINIMAX_DL_CRASH_AT)");
+        crate::stderr::sink().flush(Duration::from_millis(200));
         std::process::abort();
     }
 }
@@ -385,6 +386,9 @@ enum Failure {
     Fetch(FetchError),
     UrlRefused(String),
     Stopped,
+    /// Turned back at the rate gate: another worker met an account-level
+    /// error, and the pool is about to pause.
+    Held(Hold),
 }
 
 /// Works one claimed job to its outcome and records it.
@@ -432,6 +436,7 @@ async fn process_inner(
         match engine.gate.acquire(&control.cancel).await {
             Ok(()) => {}
             Err(GateError::Cancelled) => break Err(Failure::Stopped),
+            Err(GateError::Held(hold)) => break Err(Failure::Held(hold)),
             Err(GateError::Queue(e)) => return Err(e),
         }
         let api = engine.api();
@@ -677,6 +682,19 @@ async fn settle(
                 .await?;
             return Ok(Outcome::Stopped);
         }
+        Failure::Held(hold) => {
+            // The job's last error says why it waits, as for the worker
+            // that met the answer.
+            let reason = format!("paused before its API call: {}", hold.message);
+            engine
+                .queue
+                .release(job.file_id, owner, &reason, now_millis(), true)
+                .await?;
+            return Ok(Outcome::Paused(HostProblem::Account {
+                message: hold.message,
+                pause: hold.pause,
+            }));
+        }
         Failure::Fetch(FetchError::Queue(e)) => return Err(e),
         Failure::Fetch(FetchError::Storage {
             detail: message,
@@ -772,14 +790,19 @@ async fn settle_error(
             })
         }
         Decision::PauseHost => {
-            engine
-                .queue
-                .release(job.file_id, owner, error, now, true)
-                .await?;
             let pause = match class {
                 ErrorClass::Account { pause } => pause,
                 _ => None,
             };
+            // Before anything else: the other workers must not call the API.
+            engine.gate.hold(Hold {
+                message: error.to_string(),
+                pause,
+            });
+            engine
+                .queue
+                .release(job.file_id, owner, error, now, true)
+                .await?;
             Ok(Outcome::Paused(HostProblem::Account {
                 message: error.to_string(),
                 pause,

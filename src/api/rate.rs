@@ -1,7 +1,8 @@
 //! One gate every retrieve call passes through: an even spacing of calls
 //! (governor, burst 1), a hard cap of N calls in any 60-second window kept in
 //! the queue database (so it holds across restarts and across processes),
-//! and a cooldown shared by the whole pool after the API says "too many".
+//! a cooldown shared by the whole pool after the API says "too many", and a
+//! hold while the pool is paused for an account-level error.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -39,18 +40,34 @@ struct Cooldown {
     streak: u32,
 }
 
+/// Why the pool is paused: the first account-level answer, as the worker
+/// that met it saw it. Workers turned back by the hold report the same
+/// problem, so the pool reports one cause whoever reports first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hold {
+    pub message: String,
+    /// How long the API asked us to stay away (2056: an hour), if it did.
+    pub pause: Option<Duration>,
+}
+
 pub struct RateGate {
     /// Replaced whole when the rate is reloaded (governor quotas are fixed).
     limiter: Mutex<Arc<DefaultDirectRateLimiter>>,
     per_minute: AtomicU32,
     window: Option<Queue>,
     cooldown: Mutex<Cooldown>,
+    /// Set by the first account-level answer, cleared by the pool when its
+    /// probe succeeds or a reload resumes it: until then, no worker calls
+    /// the API (each further call would only meet the same answer).
+    hold: Mutex<Option<Hold>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
     #[error("stopped while waiting for the API rate limit")]
     Cancelled,
+    #[error("the pool is paused: {}", .0.message)]
+    Held(Hold),
     #[error(transparent)]
     Queue(#[from] QueueError),
 }
@@ -65,6 +82,7 @@ impl RateGate {
             per_minute: AtomicU32::new(per_minute),
             window,
             cooldown: Mutex::new(Cooldown::default()),
+            hold: Mutex::new(None),
         }
     }
 
@@ -80,17 +98,37 @@ impl RateGate {
         }
     }
 
-    /// Waits until one more retrieve call is allowed, and counts it.
+    /// Waits until one more retrieve call is allowed, and counts it. While
+    /// the gate is held, returns [`GateError::Held`] instead, however long
+    /// the caller has already waited.
     pub async fn acquire(&self, cancel: &CancellationToken) -> Result<(), GateError> {
+        self.pass(cancel, true).await
+    }
+
+    /// [`acquire`](Self::acquire) for the pool's probe: the one call that
+    /// may pass a held gate (still spaced and counted like any other).
+    pub async fn acquire_probe(&self, cancel: &CancellationToken) -> Result<(), GateError> {
+        self.pass(cancel, false).await
+    }
+
+    async fn pass(&self, cancel: &CancellationToken, honour_hold: bool) -> Result<(), GateError> {
         loop {
+            if honour_hold && let Some(hold) = self.held() {
+                return Err(GateError::Held(hold));
+            }
             if let Some(wait) = self.cooldown_remaining() {
                 sleep_or_cancel(wait, cancel).await?;
                 continue;
             }
             let limiter = self.current_limiter();
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return Err(GateError::Cancelled),
                 _ = limiter.until_ready() => {}
+            }
+            // The hold may have been set while we waited for our turn.
+            if honour_hold && let Some(hold) = self.held() {
+                return Err(GateError::Held(hold));
             }
             let Some(queue) = &self.window else {
                 return Ok(());
@@ -126,6 +164,22 @@ impl RateGate {
     pub fn succeeded(&self) {
         let mut state = self.cooldown.lock().unwrap_or_else(|p| p.into_inner());
         state.streak = 0;
+    }
+
+    /// An account-level answer: stop every other caller before its next
+    /// call. The first hold stands until [`release`](Self::release).
+    pub fn hold(&self, hold: Hold) {
+        let mut state = self.hold.lock().unwrap_or_else(|p| p.into_inner());
+        state.get_or_insert(hold);
+    }
+
+    /// The pause is over: calls go through again.
+    pub fn release(&self) {
+        *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    pub fn held(&self) -> Option<Hold> {
+        self.hold.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn cooldown_remaining(&self) -> Option<Duration> {
@@ -195,17 +249,77 @@ mod tests {
         assert!(third.is_ok(), "the new rate lets it through");
     }
 
-    #[tokio::test]
-    async fn a_rate_limit_answer_holds_every_caller() {
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limit_answer_holds_every_caller_until_the_cooldown_ends() {
         let gate = RateGate::new(600, None);
         gate.rate_limited(Some(Duration::from_secs(30)));
-        let remaining = gate.cooldown_remaining().unwrap();
-        assert!(remaining > Duration::from_secs(25) && remaining <= Duration::from_secs(30));
+        let started = Instant::now();
+        gate.acquire(&CancellationToken::new()).await.unwrap();
+        assert_eq!(
+            started.elapsed().as_secs(),
+            30,
+            "the call waited the cooldown out, no less"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_waiting_out_a_cooldown_stops_when_cancelled() {
+        let gate = Arc::new(RateGate::new(600, None));
+        gate.rate_limited(Some(Duration::from_secs(30)));
         let cancel = CancellationToken::new();
+        let started = Instant::now();
+        let waiting = tokio::spawn({
+            let (gate, cancel) = (gate.clone(), cancel.clone());
+            async move { gate.acquire(&cancel).await }
+        });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(
+            !waiting.is_finished(),
+            "still waiting 10 s into a 30 s cooldown"
+        );
         cancel.cancel();
-        assert!(matches!(
-            gate.acquire(&cancel).await,
-            Err(GateError::Cancelled)
-        ));
+        let result = waiting.await.unwrap();
+        assert!(matches!(result, Err(GateError::Cancelled)), "{result:?}");
+        assert_eq!(started.elapsed().as_secs(), 10, "stopped when cancelled");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_gate_turns_callers_back_and_lets_only_the_probe_through() {
+        let gate = RateGate::new(600, None);
+        let cancel = CancellationToken::new();
+        let hold = Hold {
+            message: "insufficient balance".into(),
+            pause: None,
+        };
+        gate.hold(hold.clone());
+        gate.hold(Hold {
+            message: "a later answer".into(),
+            pause: None,
+        });
+        match gate.acquire(&cancel).await {
+            Err(GateError::Held(h)) => assert_eq!(h, hold, "the first cause stands"),
+            other => panic!("expected Held, got {other:?}"),
+        }
+        gate.acquire_probe(&cancel).await.unwrap();
+        gate.release();
+        gate.acquire(&cancel).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_set_while_a_caller_waits_stops_it_before_its_call() {
+        let gate = Arc::new(RateGate::new(600, None));
+        gate.rate_limited(Some(Duration::from_secs(30)));
+        let cancel = CancellationToken::new();
+        let waiting = tokio::spawn({
+            let (gate, cancel) = (gate.clone(), cancel.clone());
+            async move { gate.acquire(&cancel).await }
+        });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        gate.hold(Hold {
+            message: "insufficient balance".into(),
+            pause: None,
+        });
+        let result = waiting.await.unwrap();
+        assert!(matches!(result, Err(GateError::Held(_))), "{result:?}");
     }
 }

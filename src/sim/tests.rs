@@ -949,7 +949,12 @@ async fn shutdown_releases_hung_requests_and_stops_listening() {
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The request is hanging in the simulator before it shuts down.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.stats().api_requests == 0 {
+        assert!(Instant::now() < deadline, "the request never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(sim.stats().api_requests, 1);
     sim.shutdown_and_wait(Duration::from_secs(5)).await;
     let res = tokio::time::timeout(Duration::from_secs(5), hung)
@@ -974,14 +979,16 @@ async fn shutdown_releases_hung_requests_and_stops_listening() {
     let sim = start_sized(10).await;
     let api = sim.api_base();
     drop(sim);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        client()
-            .get(format!("{api}/v1/files/retrieve?file_id=1"))
-            .send()
-            .await
-            .is_err()
-    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client()
+        .get(format!("{api}/v1/files/retrieve?file_id=1"))
+        .send()
+        .await
+        .is_ok()
+    {
+        assert!(Instant::now() < deadline, "still listening after drop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

@@ -9,5 +9,6 @@ mod daemon;
 mod disk;
 mod durability;
 mod engine;
+mod logging;
 mod segments;
 mod support;
