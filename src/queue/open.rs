@@ -82,6 +82,15 @@ impl Queue {
     pub async fn open_with(location: &DbLocation, sync: CommitSync) -> Result<Queue, QueueError> {
         let path = location.sqlite_path();
         let display = path.display().to_string();
+        if !exists(&path, &display)? {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|cause| QueueError::CreateDir {
+                    path: parent.to_path_buf(),
+                    cause,
+                })?;
+            }
+        }
+        let _first_open = OpenLock::take(&path, Sharing::Exclusive).await;
         let mut marked = false;
         if exists(&path, &display)? {
             let found = inspect(&path, &display).await?;
@@ -92,11 +101,6 @@ impl Queue {
                 return Err(QueueError::ReadOnly { location: display });
             }
             marked = found.contents == Contents::Queue;
-        } else if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|cause| QueueError::CreateDir {
-                path: parent.to_path_buf(),
-                cause,
-            })?;
         }
         let options = writing_options(&path, sync);
         let pool = connect(options.clone(), 8, &display).await?;
@@ -129,7 +133,9 @@ impl Queue {
         if !exists(&path, &display)? {
             return Err(QueueError::Missing { location: display });
         }
+        let first_open = OpenLock::take(&path, Sharing::Shared).await;
         let found = inspect(&path, &display).await?;
+        drop(first_open);
         match found.contents {
             Contents::Empty => return Err(QueueError::Missing { location: display }),
             Contents::Foreign => return Err(QueueError::NotAQueue { location: display }),
@@ -143,6 +149,46 @@ impl Queue {
         }
         let pool = connect(found.options, 4, &display).await?;
         Ok(Queue::from_pools(pool.clone(), pool, display))
+    }
+}
+
+/// Whether an [`OpenLock`] keeps others out or only writers.
+#[derive(Clone, Copy)]
+enum Sharing {
+    Exclusive,
+    Shared,
+}
+
+/// Serialises opening a queue: two processes starting at once on a new path
+/// (an `enqueue` and a `run` from one script, several units at boot) must
+/// not both create and migrate it, and a reader must not take a file that is
+/// still being made for another application's database. The lock is an
+/// `flock` on the queue's directory, not on the file: closing any
+/// descriptor of the database file would drop the POSIX locks SQLite holds
+/// on it in this process. It is held only while opening; a directory that
+/// cannot be opened (no read permission) goes without it.
+struct OpenLock {
+    _held: Option<std::fs::File>,
+}
+
+impl OpenLock {
+    async fn take(path: &Path, sharing: Sharing) -> OpenLock {
+        let dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => parent.to_path_buf(),
+            None => Path::new(".").to_path_buf(),
+        };
+        let locked = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(dir).ok()?;
+            let taken = match sharing {
+                Sharing::Exclusive => file.lock(),
+                Sharing::Shared => file.lock_shared(),
+            };
+            taken.ok().map(|()| file)
+        })
+        .await
+        .ok()
+        .flatten();
+        OpenLock { _held: locked }
     }
 }
 

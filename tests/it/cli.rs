@@ -1804,3 +1804,26 @@ async fn an_unreadable_key_file_fails_only_the_verbs_that_need_the_key() {
     }
     assert_eq!(state_of(&world, 1).await, "queued");
 }
+
+/// Several processes started together on a path with no queue yet (an
+/// `enqueue` and a `run` from one script, units at boot) all get the queue:
+/// one creates and migrates it, the others wait for it and never see a
+/// half-made file as another application's database.
+#[tokio::test(flavor = "multi_thread")]
+async fn processes_opening_a_new_queue_at_once_all_succeed() {
+    for round in 0..5 {
+        let mut world = World::new();
+        world.db = world.path(&format!("fresh-{round}/queue.db"));
+        let writers: Vec<_> = (1..=6)
+            .map(|id| {
+                let id = id.to_string();
+                let world = &world;
+                async move { world.run(&["enqueue", &id]).await }
+            })
+            .collect();
+        for out in futures_util::future::join_all(writers).await {
+            assert_success(&out);
+        }
+        assert_eq!(world.status().await["queued"], 6, "round {round}");
+    }
+}
