@@ -82,13 +82,13 @@ impl Queue {
     pub async fn open_with(location: &DbLocation, sync: CommitSync) -> Result<Queue, QueueError> {
         let path = location.sqlite_path();
         let display = path.display().to_string();
-        if !exists(&path, &display)? {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|cause| QueueError::CreateDir {
-                    path: parent.to_path_buf(),
-                    cause,
-                })?;
-            }
+        if !exists(&path, &display)?
+            && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(|cause| QueueError::CreateDir {
+                path: parent.to_path_buf(),
+                cause,
+            })?;
         }
         let _first_open = OpenLock::take(&path, Sharing::Exclusive).await;
         let mut marked = false;
