@@ -1,0 +1,68 @@
+//! The [`Engine`]: everything workers share.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use super::events::Observer;
+use super::identity::worker_identity;
+use crate::api::{ApiClient, RateGate};
+use crate::fetch::Fetcher;
+use crate::queue::{Queue, RetryPolicy};
+
+/// Everything workers share. Cheap to clone (handles inside).
+#[derive(Clone)]
+pub struct Engine {
+    pub queue: Queue,
+    api: Arc<RwLock<ApiClient>>,
+    pub gate: Arc<RateGate>,
+    pub fetcher: Fetcher,
+    pub output_dir: PathBuf,
+    pub policy: RetryPolicy,
+    /// This process's part of every `lease_owner` it writes: host, pid
+    /// namespace, pid and a random tag; [`Engine::next_owner`] adds a
+    /// sequence number, so each claim holds a lease of its own.
+    owner_prefix: String,
+    claims: Arc<AtomicU64>,
+    pub observer: Arc<dyn Observer>,
+}
+
+impl Engine {
+    pub fn new(
+        queue: Queue,
+        api: ApiClient,
+        gate: Arc<RateGate>,
+        fetcher: Fetcher,
+        output_dir: PathBuf,
+        policy: RetryPolicy,
+        observer: Arc<dyn Observer>,
+    ) -> Engine {
+        Engine {
+            queue,
+            api: Arc::new(RwLock::new(api)),
+            gate,
+            fetcher,
+            output_dir,
+            policy,
+            owner_prefix: worker_identity(),
+            claims: Arc::default(),
+            observer,
+        }
+    }
+
+    /// A lease owner name for one claim. Unique per claim, so a job this
+    /// process reclaims after losing it is never confused with the old task.
+    pub fn next_owner(&self) -> String {
+        let n = self.claims.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.owner_prefix)
+    }
+
+    pub fn api(&self) -> ApiClient {
+        self.api.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Swaps the API client (a reloaded key) for every later call.
+    pub fn replace_api(&self, api: ApiClient) {
+        *self.api.write().unwrap_or_else(|p| p.into_inner()) = api;
+    }
+}

@@ -1,0 +1,566 @@
+//! One claimed job from lease to outcome: resolve (rate gate, retrieve),
+//! fetch, verify, record the digest, place the file, mark it done; or
+//! settle the failure through [`decide`](super::decide).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tracing::{Instrument, info, warn};
+
+use super::policy::{Decision, classify_fetch, decide, honour_retry_after};
+use super::{Engine, HostProblem, JobControl, Outcome};
+use crate::api::rate::{GateError, Hold};
+use crate::api::{ApiError, ErrorClass, FileInfo};
+use crate::fetch::naming;
+use crate::fetch::{Download, FetchError, ProgressSink, Resume, SizeSource, Verified, file};
+use crate::queue::{Job, Progress, QueueError, VerifiedFile, millis_after, now_millis};
+
+/// Fresh download URLs asked for within one claim before giving up on it.
+const URL_REFRESHES: u32 = 3;
+
+/// The owner name under which this worker holds `job`'s lease.
+fn lease_owner(job: &Job) -> &str {
+    job.lease_owner.as_deref().unwrap_or_default()
+}
+
+/// A uniform draw in [0, 1) for retry jitter.
+fn jitter_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(now_millis());
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Test hook: `MINIMAX_DL_CRASH_AT=<point>` aborts the process there, so the
+/// tests can prove each crash point recovers. Inert unless set.
+fn crash_point(point: &str) {
+    if std::env::var("MINIMAX_DL_CRASH_AT").is_ok_and(|v| v == point) {
+        crate::say!("minimax-dl: crashing at {point} (MINIMAX_DL_CRASH_AT)");
+        crate::stderr::sink().flush(Duration::from_millis(200));
+        std::process::abort();
+    }
+}
+
+struct JobSink<'a> {
+    engine: &'a Engine,
+    owner: &'a str,
+    file_id: i64,
+    api_size: Option<u64>,
+}
+
+impl ProgressSink for JobSink<'_> {
+    async fn checkpoint(&self, state: &Resume) -> Result<(), QueueError> {
+        let expected = self.api_size.or(state.total);
+        let source = match (self.api_size, state.total) {
+            (Some(_), _) => Some(SizeSource::Api),
+            (None, Some(_)) => Some(SizeSource::Cdn),
+            (None, None) => None,
+        };
+        if let Some(total) = expected {
+            self.engine.observer.size_known(self.file_id, total);
+        }
+        let progress = Progress {
+            bytes_done: state.bytes_done,
+            bytes_expected: expected,
+            size_source: source.map(|s| s.as_str().to_string()),
+            validator: state.validator.clone(),
+            pieces: state.pieces.clone(),
+            boot_id: state.boot_id.clone(),
+        };
+        self.engine
+            .queue
+            .checkpoint(self.file_id, self.owner, &progress)
+            .await
+    }
+
+    fn transferred(&self, bytes: u64) {
+        self.engine.observer.transferred(self.file_id, bytes);
+    }
+}
+
+enum Failure {
+    Api(ApiError),
+    Fetch(FetchError),
+    UrlRefused(String),
+    Stopped,
+    /// Turned back at the rate gate: another worker met an account-level
+    /// error, and the pool is about to pause.
+    Held(Hold),
+}
+
+/// Works one claimed job to its outcome and records it.
+pub async fn process(
+    engine: &Engine,
+    job: Job,
+    control: &JobControl,
+) -> Result<Outcome, QueueError> {
+    let span = tracing::info_span!("job", file_id = job.file_id);
+    let file_id = job.file_id;
+    let outcome = process_inner(engine, job, control).instrument(span).await;
+    match &outcome {
+        Ok(o) => engine.observer.finished(file_id, o),
+        Err(QueueError::LeaseLost(_)) => engine.observer.finished(file_id, &Outcome::LeaseLost),
+        Err(_) => {}
+    }
+    match outcome {
+        Err(QueueError::LeaseLost(_)) => Ok(Outcome::LeaseLost),
+        other => other,
+    }
+}
+
+async fn process_inner(
+    engine: &Engine,
+    job: Job,
+    control: &JobControl,
+) -> Result<Outcome, QueueError> {
+    engine.observer.started(job.file_id, job.bytes_done);
+    if job.sha256.is_some()
+        && let Some(outcome) = recover_verified(engine, &job).await?
+    {
+        return Ok(outcome);
+    }
+    let partial = naming::partial_path(&engine.output_dir, job.file_id);
+    let mut resume = Resume {
+        bytes_done: job.bytes_done,
+        validator: job.validator.clone(),
+        total: job.bytes_expected,
+        pieces: job.pieces.clone(),
+        boot_id: job.boot_id.clone(),
+    };
+    let started_at = resume.bytes_done;
+    match fetch_with_fresh_urls(engine, &job, &partial, &mut resume, control).await? {
+        Ok((verified, final_path, filename)) => {
+            let destination = Destination {
+                partial: &partial,
+                final_path: &final_path,
+                filename: filename.as_deref(),
+            };
+            finish(engine, &job, destination, verified).await
+        }
+        Err(failure) => {
+            let progressed = resume.bytes_done > started_at;
+            settle(engine, &job, &partial, failure, progressed, control).await
+        }
+    }
+}
+
+/// A verified partial file, where it goes, and the API's name for it.
+type Fetched = (Verified, PathBuf, Option<String>);
+
+/// Resolve and download; a URL the CDN refuses (or that has expired) is
+/// replaced by a fresh one, up to [`URL_REFRESHES`] times.
+async fn fetch_with_fresh_urls(
+    engine: &Engine,
+    job: &Job,
+    partial: &Path,
+    resume: &mut Resume,
+    control: &JobControl,
+) -> Result<Result<Fetched, Failure>, QueueError> {
+    let mut refusals = 0u32;
+    loop {
+        let info = match resolve(engine, job.file_id, control).await? {
+            Ok(info) => info,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let final_path =
+            naming::final_path(&engine.output_dir, job.file_id, info.filename.as_deref());
+        let download = Download {
+            file_id: job.file_id,
+            url: &info.download_url,
+            api_size: info.bytes,
+            partial_path: partial,
+        };
+        let sink = JobSink {
+            engine,
+            owner: lease_owner(job),
+            file_id: job.file_id,
+            api_size: info.bytes,
+        };
+        match engine
+            .fetcher
+            .download(&download, resume, &sink, &control.cancel)
+            .await
+        {
+            Ok(verified) => return Ok(Ok((verified, final_path, info.filename))),
+            Err(e @ (FetchError::UrlRejected { .. } | FetchError::UrlExpired)) => {
+                refusals += 1;
+                if refusals >= URL_REFRESHES {
+                    return Ok(Err(Failure::UrlRefused(e.to_string())));
+                }
+                info!("{e}; asking the API for a fresh one");
+            }
+            Err(FetchError::Cancelled) => return Ok(Err(Failure::Stopped)),
+            Err(e) => return Ok(Err(Failure::Fetch(e))),
+        }
+    }
+}
+
+/// Passes the rate gate and asks the API for the file's download URL.
+async fn resolve(
+    engine: &Engine,
+    file_id: i64,
+    control: &JobControl,
+) -> Result<Result<FileInfo, Failure>, QueueError> {
+    match engine.gate.acquire(&control.cancel).await {
+        Ok(()) => {}
+        Err(GateError::Cancelled) => return Ok(Err(Failure::Stopped)),
+        Err(GateError::Held(hold)) => return Ok(Err(Failure::Held(hold))),
+        Err(GateError::Queue(e)) => return Err(e),
+    }
+    let api = engine.api();
+    let retrieved = tokio::select! {
+        _ = control.cancel.cancelled() => return Ok(Err(Failure::Stopped)),
+        r = api.retrieve(file_id) => r,
+    };
+    match retrieved {
+        Ok(info) => {
+            engine.gate.succeeded();
+            Ok(Ok(info))
+        }
+        Err(e) => {
+            warn!(
+                trace_id = e.trace_id().unwrap_or(""),
+                "retrieve failed: {e}"
+            );
+            Ok(Err(Failure::Api(e)))
+        }
+    }
+}
+
+/// Where a verified file is and where it goes.
+#[derive(Clone, Copy)]
+struct Destination<'a> {
+    partial: &'a Path,
+    final_path: &'a Path,
+    filename: Option<&'a str>,
+}
+
+/// Verified bytes → recorded digest → atomic rename → done. Each step is
+/// durable before the next, so a crash anywhere recovers in
+/// [`recover_verified`] without a second download.
+async fn finish(
+    engine: &Engine,
+    job: &Job,
+    destination: Destination<'_>,
+    verified: Verified,
+) -> Result<Outcome, QueueError> {
+    let owner = lease_owner(job);
+    let Destination {
+        partial,
+        final_path,
+        filename,
+    } = destination;
+    // The bytes on disk must still be the ones hashed.
+    let on_disk = tokio::fs::metadata(partial).await.map(|m| m.len()).ok();
+    if on_disk != Some(verified.size) {
+        let error = format!(
+            "the partial file changed after it was verified ({} bytes on disk, {} verified)",
+            on_disk.map_or("no".to_string(), |n| n.to_string()),
+            verified.size
+        );
+        let _ = tokio::fs::remove_file(partial).await;
+        return retry_transient(engine, job, &error).await;
+    }
+    let record = VerifiedFile {
+        size: verified.size,
+        size_source: verified.size_source.as_str(),
+        sha256: &verified.sha256,
+        filename,
+        final_path,
+    };
+    engine
+        .queue
+        .record_verified(job.file_id, owner, &record)
+        .await?;
+    crash_point("after-verified");
+    if let Err(error) = place(partial, final_path).await {
+        return retry_transient(engine, job, &error).await;
+    }
+    crash_point("after-rename");
+    engine
+        .queue
+        .complete(job.file_id, owner, final_path)
+        .await?;
+    info!(
+        size = verified.size,
+        sha256 = %verified.sha256,
+        size_source = verified.size_source.as_str(),
+        path = %final_path.display(),
+        "done"
+    );
+    Ok(Outcome::Done {
+        path: final_path.to_path_buf(),
+        size: verified.size,
+        sha256: verified.sha256,
+    })
+}
+
+/// Renames a verified file into place (see [`file::place`]) off the async
+/// threads; the error says why it could not.
+async fn place(partial: &Path, final_path: &Path) -> Result<(), String> {
+    let (from, to) = (partial.to_path_buf(), final_path.to_path_buf());
+    match tokio::task::spawn_blocking(move || file::place(&from, &to)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!(
+            "cannot move the verified file to {}: {e}",
+            final_path.display()
+        )),
+        Err(e) => Err(format!("placing the file failed: {e}")),
+    }
+}
+
+/// A failure of this attempt on this host (the archive, a changed partial
+/// file): counted and retried on the schedule like a network error.
+async fn retry_transient(engine: &Engine, job: &Job, error: &str) -> Result<Outcome, QueueError> {
+    settle_error(engine, job, error, ErrorClass::Transient, false, None).await
+}
+
+/// A previous worker recorded a verified digest and then stopped. Finish
+/// its work if the bytes on disk still match; otherwise start over.
+async fn recover_verified(engine: &Engine, job: &Job) -> Result<Option<Outcome>, QueueError> {
+    let (Some(sha), Some(size)) = (job.sha256.clone(), job.bytes_expected) else {
+        return Ok(None);
+    };
+    let partial = naming::partial_path(&engine.output_dir, job.file_id);
+    let final_path = job.final_path.as_ref().map(PathBuf::from);
+    let candidates: Vec<PathBuf> = final_path
+        .iter()
+        .cloned()
+        .chain([partial.clone()])
+        .collect();
+    for candidate in candidates {
+        let path = candidate.clone();
+        let hashed = tokio::task::spawn_blocking(move || file::hash_file(&path)).await;
+        let Ok(Ok((len, digest))) = hashed else {
+            continue;
+        };
+        if len != size || digest != sha {
+            continue;
+        }
+        let Some(final_path) = &final_path else { break };
+        if candidate == partial && place(&partial, final_path).await.is_err() {
+            // Keep the verified file: this is worth another try later.
+            let error = format!("cannot move the verified file to {}", final_path.display());
+            return retry_transient(engine, job, &error).await.map(Some);
+        }
+        engine
+            .queue
+            .complete(job.file_id, lease_owner(job), final_path)
+            .await?;
+        engine
+            .queue
+            .note(
+                job.file_id,
+                "recovered",
+                "verified file found intact after a restart",
+            )
+            .await?;
+        info!("recovered a verified file after a restart");
+        return Ok(Some(Outcome::Done {
+            path: final_path.clone(),
+            size,
+            sha256: sha,
+        }));
+    }
+    let _ = std::fs::remove_file(&partial);
+    engine
+        .queue
+        .clear_verified(
+            job.file_id,
+            lease_owner(job),
+            "the recorded verified file is missing or changed; downloading again",
+        )
+        .await?;
+    Ok(None)
+}
+
+/// Records why this turn ended without a file: a stop, a pause, or a
+/// failure weighed by [`settle_error`].
+async fn settle(
+    engine: &Engine,
+    job: &Job,
+    partial: &Path,
+    failure: Failure,
+    progressed: bool,
+    control: &JobControl,
+) -> Result<Outcome, QueueError> {
+    let owner = lease_owner(job);
+    if control.lease_lost.load(Ordering::SeqCst) {
+        return Ok(Outcome::LeaseLost);
+    }
+    let (class, error, cdn_retry_after) = match failure {
+        Failure::Stopped => return stopped(engine, job, control).await,
+        Failure::Held(hold) => {
+            // The job's last error says why it waits, as for the worker
+            // that met the answer.
+            let reason = format!("paused before its API call: {}", hold.message);
+            engine
+                .queue
+                .release(job.file_id, owner, &reason, now_millis(), true)
+                .await?;
+            return Ok(Outcome::Paused(HostProblem::Account {
+                message: hold.message,
+                pause: hold.pause,
+            }));
+        }
+        Failure::Fetch(FetchError::Queue(e)) => return Err(e),
+        Failure::Fetch(FetchError::Storage {
+            detail: message,
+            needed,
+        }) => {
+            engine
+                .queue
+                .release(job.file_id, owner, &message, now_millis(), true)
+                .await?;
+            return Ok(Outcome::Paused(HostProblem::DiskFull { message, needed }));
+        }
+        Failure::Fetch(e) => weigh_fetch(partial, e),
+        Failure::UrlRefused(last) => (
+            ErrorClass::Transient,
+            format!("{URL_REFRESHES} fresh download URLs in a row did not work; last: {last}"),
+            None,
+        ),
+        Failure::Api(e) => weigh_api(engine, e),
+    };
+    settle_error(engine, job, &error, class, progressed, cdn_retry_after).await
+}
+
+/// A stop: a user's cancel is confirmed; a shutdown hands the job back
+/// uncounted, its partial bytes kept.
+async fn stopped(engine: &Engine, job: &Job, control: &JobControl) -> Result<Outcome, QueueError> {
+    let owner = lease_owner(job);
+    if control.user_cancelled.load(Ordering::SeqCst) {
+        engine.queue.confirm_cancelled(job.file_id, owner).await?;
+        return Ok(Outcome::Cancelled);
+    }
+    engine
+        .queue
+        .release(
+            job.file_id,
+            owner,
+            "stopped by shutdown; partial bytes kept",
+            now_millis(),
+            false,
+        )
+        .await?;
+    Ok(Outcome::Stopped)
+}
+
+/// A download failure's class and message, and the CDN's `Retry-After`
+/// when it gave one (the next attempt waits for it). A permanent one
+/// deletes the partial file.
+fn weigh_fetch(partial: &Path, e: FetchError) -> (ErrorClass, String, Option<Duration>) {
+    let class = classify_fetch(&e);
+    if class == ErrorClass::Permanent {
+        let _ = std::fs::remove_file(partial);
+    }
+    let retry_after = match e {
+        FetchError::Cdn { retry_after, .. } => retry_after,
+        _ => None,
+    };
+    (class, e.to_string(), retry_after)
+}
+
+/// An API failure's class and message; a rate-limit answer starts the
+/// cooldown of the whole pool.
+fn weigh_api(engine: &Engine, e: ApiError) -> (ErrorClass, String, Option<Duration>) {
+    let class = e.class();
+    if let ErrorClass::RateLimited { retry_after } = class {
+        let wait = engine.gate.rate_limited(retry_after);
+        warn!(
+            "rate limited by the API; the whole pool waits {}s",
+            wait.as_secs()
+        );
+    }
+    (class, e.to_string(), None)
+}
+
+async fn settle_error(
+    engine: &Engine,
+    job: &Job,
+    error: &str,
+    class: ErrorClass,
+    progressed: bool,
+    retry_after: Option<Duration>,
+) -> Result<Outcome, QueueError> {
+    let owner = lease_owner(job);
+    let cooldown = engine.gate.cooldown_remaining().unwrap_or(Duration::ZERO);
+    let now = now_millis();
+    let decision = decide(
+        class,
+        job.attempts,
+        &engine.policy,
+        progressed,
+        cooldown,
+        jitter_unit(),
+    );
+    match honour_retry_after(decision, retry_after) {
+        Decision::Fail => {
+            engine
+                .queue
+                .record_failure(job.file_id, owner, error, None)
+                .await?;
+            warn!("failed: {error}");
+            Ok(Outcome::Failed {
+                error: error.to_string(),
+            })
+        }
+        Decision::RetryAfter(delay) => {
+            engine
+                .queue
+                .record_failure(job.file_id, owner, error, Some(millis_after(now, delay)))
+                .await?;
+            warn!(
+                "attempt {} failed, retrying in {}s: {error}",
+                job.attempts + 1,
+                delay.as_secs()
+            );
+            Ok(Outcome::RetryLater {
+                error: error.to_string(),
+                delay,
+            })
+        }
+        Decision::Requeue(after) => {
+            engine
+                .queue
+                .release(job.file_id, owner, error, millis_after(now, after), true)
+                .await?;
+            Ok(Outcome::Requeued {
+                reason: error.to_string(),
+            })
+        }
+        Decision::PauseHost => {
+            let pause = match class {
+                ErrorClass::Account { pause } => pause,
+                _ => None,
+            };
+            // Before anything else: the other workers must not call the API.
+            engine.gate.hold(Hold {
+                message: error.to_string(),
+                pause,
+            });
+            engine
+                .queue
+                .release(job.file_id, owner, error, now, true)
+                .await?;
+            Ok(Outcome::Paused(HostProblem::Account {
+                message: error.to_string(),
+                pause,
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_draws_are_in_the_unit_interval() {
+        for _ in 0..100 {
+            let u = jitter_unit();
+            assert!((0.0..1.0).contains(&u));
+        }
+    }
+}
