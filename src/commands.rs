@@ -14,11 +14,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::api::{ApiClient, RateGate};
+use crate::api::ApiClient;
 use crate::cli::{Cli, Command};
 use crate::config::{Overrides, Settings};
 use crate::daemon::{self, Reload, RunEnd, RunOptions};
 use crate::fetch::Fetcher;
+use crate::gate::RateGate;
 use crate::ids;
 use crate::progress::{Bars, LogLines};
 use crate::queue::{Job, JobEvent, JobState, Millis, Queue, VerbOutcome, state};

@@ -4,7 +4,8 @@
 //! - [`config`]: layered settings (flags > environment > file > defaults).
 //! - [`ids`]: parsing file ids.
 //! - [`queue`]: the durable job queue (SQLite) and the pure job rules.
-//! - [`api`]: the MiniMax retrieve client, error classification, rate gate.
+//! - [`api`]: the MiniMax retrieve client and error classification.
+//! - [`gate`]: the rate gate every retrieve call passes.
 //! - [`fetch`]: resumable, verified download of one file.
 //! - [`worker`]: one job from claim to a verified file in the archive.
 //! - [`daemon`]: the worker pool, signals, pauses, systemd notification.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod fetch;
+pub mod gate;
 pub mod ids;
 pub mod progress;
 pub mod queue;

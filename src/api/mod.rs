@@ -3,7 +3,6 @@
 //! sends it to the API host alone: redirects are not followed.
 
 pub mod classify;
-pub mod rate;
 
 use std::time::{Duration, SystemTime};
 
@@ -13,7 +12,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 pub use classify::ErrorClass;
-pub use rate::RateGate;
 
 /// Sent with every request, API and CDN alike.
 pub const USER_AGENT: &str = concat!("minimax-dl/", env!("CARGO_PKG_VERSION"));

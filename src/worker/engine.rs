@@ -6,8 +6,9 @@ use std::sync::{Arc, RwLock};
 
 use super::events::Observer;
 use super::identity::worker_identity;
-use crate::api::{ApiClient, RateGate};
+use crate::api::ApiClient;
 use crate::fetch::Fetcher;
+use crate::gate::RateGate;
 use crate::queue::{Queue, RetryPolicy};
 
 /// Everything workers share. Cheap to clone (handles inside).

@@ -10,10 +10,10 @@ use tracing::{Instrument, info, warn};
 
 use super::policy::{Decision, classify_fetch, decide, honour_retry_after};
 use super::{Engine, HostProblem, JobControl, Outcome};
-use crate::api::rate::{GateError, Hold};
 use crate::api::{ApiError, ErrorClass, FileInfo};
 use crate::fetch::naming;
 use crate::fetch::{Download, FetchError, ProgressSink, Resume, SizeSource, Verified, file};
+use crate::gate::{GateError, Hold};
 use crate::queue::{Job, Progress, QueueError, VerifiedFile, millis_after, now_millis};
 
 /// Fresh download URLs asked for within one claim before giving up on it.
