@@ -6,6 +6,8 @@
 //! - [`queue`]: the durable job queue (SQLite) and the pure job rules.
 //! - [`api`]: the MiniMax retrieve client and error classification.
 //! - [`gate`]: the rate gate every retrieve call passes.
+//! - [`http`]: what the API and download clients share (user agent,
+//!   URL-free error text, `Retry-After`).
 //! - [`fetch`]: resumable, verified download of one file.
 //! - [`worker`]: one job from claim to a verified file in the archive.
 //! - [`daemon`]: the worker pool, signals, pauses, systemd notification.
@@ -21,6 +23,7 @@ pub mod daemon;
 pub mod demo;
 pub mod fetch;
 pub mod gate;
+pub mod http;
 pub mod ids;
 pub mod progress;
 pub mod queue;

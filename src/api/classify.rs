@@ -62,20 +62,6 @@ pub fn classify_api_http(status: u16, retry_after: Option<Duration>) -> ErrorCla
     }
 }
 
-/// Parses `Retry-After`: delay-seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs.min(24 * 3600)));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(now)
-            .unwrap_or(Duration::ZERO)
-            .min(Duration::from_secs(24 * 3600)),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,21 +126,5 @@ mod tests {
             ErrorClass::Account { pause: None }
         );
         assert_eq!(classify_api_http(418, None), ErrorClass::Unknown);
-    }
-
-    #[test]
-    fn retry_after_takes_seconds_or_a_date() {
-        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse_retry_after("5", now), Some(Duration::from_secs(5)));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(90))
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(
-            parse_retry_after("99999999", now),
-            Some(Duration::from_secs(24 * 3600))
-        );
     }
 }

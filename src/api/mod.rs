@@ -11,10 +11,9 @@ use reqwest::{Url, redirect};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-pub use classify::ErrorClass;
+use crate::http::{USER_AGENT, describe_reqwest, parse_retry_after};
 
-/// Sent with every request, API and CDN alike.
-pub const USER_AGENT: &str = concat!("minimax-dl/", env!("CARGO_PKG_VERSION"));
+pub use classify::ErrorClass;
 
 /// A file as retrieve describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -277,7 +276,7 @@ impl ApiClient {
             let retry_after = headers
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| classify::parse_retry_after(v, SystemTime::now()));
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
             return Err(ApiError::Http {
                 status: status.as_u16(),
                 endpoint,
@@ -314,36 +313,6 @@ async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Ve
     Ok(body)
 }
 
-/// What went wrong with a request, with its cause chain, and without the
-/// URL: reqwest's own Display appends it, and a signed download URL is a
-/// credential that must not end up in logs or in the queue's history.
-pub fn describe_reqwest(error: &reqwest::Error) -> String {
-    let mut text = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connection failed"
-    } else if error.is_body() {
-        "the body was cut short"
-    } else if error.is_decode() {
-        "the body could not be decoded"
-    } else if error.is_redirect() {
-        "too many redirects"
-    } else {
-        "request failed"
-    }
-    .to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,20 +321,6 @@ mod tests {
         format!(
             r#"{{"file":{{"file_id":{id},"bytes":{bytes},"created_at":1700469398,"filename":"output_aigc.mp4","purpose":"video_generation","download_url":"https://cdn.example/x/output_aigc.mp4?Expires=1"}},"base_resp":{{"status_code":0,"status_msg":"success"}}}}"#
         )
-    }
-
-    #[tokio::test]
-    async fn transport_errors_never_carry_the_url() {
-        // Nothing listens on port 9 of loopback: the connection is refused.
-        let url =
-            "http://127.0.0.1:9/x/output_aigc.mp4?Expires=1&OSSAccessKeyId=k&Signature=SECRETSIG";
-        let error = reqwest::get(url).await.unwrap_err();
-        let text = describe_reqwest(&error);
-        assert!(text.starts_with("connection failed"), "{text}");
-        assert!(
-            !text.contains("SECRETSIG") && !text.contains("127.0.0.1:9/x"),
-            "{text}"
-        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{USER_AGENT, describe_reqwest};
+use crate::http::{USER_AGENT, describe_reqwest, parse_retry_after};
 use crate::queue::QueueError;
 use disk_writer::{DiskError, DiskWriter};
 use range::{Asked, Plan, ResponseHead};
@@ -538,8 +538,7 @@ fn status_error(status: u16, retry_after: Option<&str>) -> FetchError {
     }
     FetchError::Cdn {
         status,
-        retry_after: retry_after
-            .and_then(|v| crate::api::classify::parse_retry_after(v, std::time::SystemTime::now())),
+        retry_after: retry_after.and_then(|v| parse_retry_after(v, std::time::SystemTime::now())),
     }
 }
 

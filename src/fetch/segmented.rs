@@ -28,7 +28,7 @@ use super::{
     Download, FetchError, Fetcher, ProgressSink, Resume, SizeSource, Verified, check_free_space,
     resume, status_error,
 };
-use crate::api::describe_reqwest;
+use crate::http::describe_reqwest;
 
 /// Bytes buffered per connection before a positioned write.
 const PIECE_WRITE_BUFFER: usize = 1024 * 1024;
