@@ -31,7 +31,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{USER_AGENT, describe_reqwest, parse_retry_after};
-use crate::queue::QueueError;
 use disk_writer::{DiskError, DiskWriter};
 use range::{Asked, Plan, ResponseHead};
 
@@ -119,9 +118,15 @@ pub enum FetchError {
     },
     #[error("stopped")]
     Cancelled,
+    /// The [`ProgressSink`] could not record a checkpoint; its own error,
+    /// for the caller to take back (the download stopped there).
     #[error(transparent)]
-    Queue(#[from] QueueError),
+    Checkpoint(#[from] CheckpointError),
 }
+
+/// Why a [`ProgressSink`] could not record a checkpoint: the caller's own
+/// error (the worker's is the queue's), carried through untouched.
+pub type CheckpointError = Box<dyn std::error::Error + Send + Sync>;
 
 impl FetchError {
     fn io(context: impl Into<String>, source: std::io::Error) -> FetchError {
@@ -146,9 +151,13 @@ impl FetchError {
 
 /// Told about progress. `checkpoint` is called after the partial file was
 /// fsynced, with the state to persist; `transferred` after every chunk, for
-/// progress bars.
+/// progress bars. Fetch knows nothing of where the state goes: an error
+/// from `checkpoint` ends the download as [`FetchError::Checkpoint`].
 pub trait ProgressSink: Sync {
-    fn checkpoint(&self, state: &Resume) -> impl Future<Output = Result<(), QueueError>> + Send;
+    fn checkpoint(
+        &self,
+        state: &Resume,
+    ) -> impl Future<Output = Result<(), CheckpointError>> + Send;
     fn transferred(&self, _bytes: u64) {}
 }
 

@@ -12,7 +12,9 @@ use super::policy::{Decision, classify_fetch, decide, honour_retry_after};
 use super::{Engine, HostProblem, JobControl, Outcome};
 use crate::api::{ApiError, ErrorClass, FileInfo};
 use crate::fetch::naming;
-use crate::fetch::{Download, FetchError, ProgressSink, Resume, SizeSource, Verified, file};
+use crate::fetch::{
+    CheckpointError, Download, FetchError, ProgressSink, Resume, SizeSource, Verified, file,
+};
 use crate::gate::{GateError, Hold};
 use crate::queue::{Job, Progress, QueueError, VerifiedFile, millis_after, now_millis};
 
@@ -50,7 +52,8 @@ struct JobSink<'a> {
 }
 
 impl ProgressSink for JobSink<'_> {
-    async fn checkpoint(&self, state: &Resume) -> Result<(), QueueError> {
+    /// A refusal comes back to [`settle`] as the queue's own error.
+    async fn checkpoint(&self, state: &Resume) -> Result<(), CheckpointError> {
         let expected = self.api_size.or(state.total);
         let source = match (self.api_size, state.total) {
             (Some(_), _) => Some(SizeSource::Api),
@@ -72,6 +75,7 @@ impl ProgressSink for JobSink<'_> {
             .queue
             .checkpoint(self.file_id, self.owner, &progress)
             .await
+            .map_err(CheckpointError::from)
     }
 
     fn transferred(&self, bytes: u64) {
@@ -404,7 +408,12 @@ async fn settle(
                 pause: hold.pause,
             }));
         }
-        Failure::Fetch(FetchError::Queue(e)) => return Err(e),
+        // The queue refused a checkpoint (the lease is lost, the database
+        // failed): the worker's own error, as if it had written it itself.
+        Failure::Fetch(FetchError::Checkpoint(e)) => match e.downcast::<QueueError>() {
+            Ok(e) => return Err(*e),
+            Err(other) => weigh_fetch(partial, FetchError::Checkpoint(other)),
+        },
         Failure::Fetch(FetchError::Storage {
             detail: message,
             needed,
