@@ -170,6 +170,39 @@ async fn handle(
     response
 }
 
+/// What a signed request names: the object and the URL's expiry, with the
+/// time it was checked against.
+struct Signed {
+    file_id: i64,
+    expires: u64,
+    now: u64,
+}
+
+/// One version of one object.
+struct Object {
+    file_id: i64,
+    size: u64,
+    version: u64,
+    tag: String,
+    modified: SystemTime,
+}
+
+impl Object {
+    fn current(shared: &Shared, file_id: i64) -> Object {
+        let size = shared.file_size(file_id);
+        let version = shared.version(file_id);
+        Object {
+            file_id,
+            size,
+            version,
+            tag: etag(shared.seed, file_id, version, size),
+            modified: last_modified(version),
+        }
+    }
+}
+
+/// Answers a request as the object store would: method, signature,
+/// preconditions, range, then the configured fault, then the bytes.
 fn respond(
     shared: Arc<Shared>,
     conn: ConnInfo,
@@ -182,9 +215,74 @@ fn respond(
     shared.record_cdn_request(has_range, has_auth);
 
     let is_get = method == Method::GET;
-    if !is_get && method != Method::HEAD {
+    if let Some(refused) = refuse_request(&shared, &method, has_auth) {
+        return refused;
+    }
+    let signed = match check_signature(&shared, &uri) {
+        Ok(signed) => signed,
+        Err(refused) => return *refused,
+    };
+    let (file_id, object) = (signed.file_id, Object::current(&shared, signed.file_id));
+    let size = object.size;
+    if let Some(answer) = preconditions(&shared, &headers, &object) {
+        return answer;
+    }
+    let mut outcome = requested_range(&headers, &object);
+    let fault = super::lock(&shared.faults).pick_cdn(
+        file_id,
+        is_get,
+        outcome != RangeReq::Ignore,
+        outcome != RangeReq::Unsatisfiable,
+    );
+    if fault.is_some() {
+        shared.record_fault();
+    }
+    if let Some(answer) = fault_answer(&shared, fault.as_ref(), &signed, &mut outcome) {
+        return answer;
+    }
+    debug_assert!(fault.as_ref().is_none_or(|f| !f.is_status_like()));
+
+    let (status, start, len) = match outcome {
+        RangeReq::Satisfiable(s, e) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
+        RangeReq::Ignore => (StatusCode::OK, 0, size),
+        RangeReq::Unsatisfiable => return unsatisfiable(&shared, size),
+    };
+    // What the body does: send `to_send` bytes, then `after`.
+    let (to_send, after, chunked) = match fault {
+        Some(CdnFault::DropAfter(n)) if n < len => (n, After::Drop, false),
+        Some(CdnFault::StallAfter(n)) if n < len => (n, After::Stall, false),
+        Some(CdnFault::TruncateChunked(n)) => (n.min(len), After::End, true),
+        _ => (len, After::End, false),
+    };
+    let body = if is_get {
+        object_body(&shared, conn, &object, start, to_send, after)
+    } else {
+        Body::empty()
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    object_headers(&shared, h, &object.tag, object.modified);
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    if !chunked {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        let end = start + len - 1;
+        h.insert(
+            header::CONTENT_RANGE,
+            header_value(&format!("bytes {start}-{end}/{size}")),
+        );
+    }
+    resp
+}
+
+/// A method other than GET and HEAD, or a second authentication on a
+/// signed URL: refused before anything else is looked at.
+fn refuse_request(shared: &Shared, method: &Method, has_auth: bool) -> Option<Response> {
+    if method != Method::GET && method != Method::HEAD {
         let mut resp = oss_error(
-            &shared,
+            shared,
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
             "The specified method is not allowed against this resource.",
@@ -192,12 +290,12 @@ fn respond(
         );
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return resp;
+        return Some(resp);
     }
     if has_auth {
         // The object store refuses a second authentication on a signed URL.
-        return oss_error(
-            &shared,
+        return Some(oss_error(
+            shared,
             StatusCode::BAD_REQUEST,
             "InvalidArgument",
             "Unsupported Authorization Type",
@@ -205,13 +303,19 @@ fn respond(
                 ("ArgumentName", "Authorization".to_string()),
                 ("ArgumentValue", "[redacted]".to_string()),
             ],
-        );
+        ));
     }
-    let Some(file_id) = parse_path(uri.path()) else {
-        return no_such_key(&shared);
-    };
+    None
+}
 
-    let params = Query::<Vec<(String, String)>>::try_from_uri(&uri)
+/// The object path and its OSS signature (`Expires`, `OSSAccessKeyId`,
+/// `Signature`): a signed, unexpired URL for an object that exists, or the
+/// answer OSS gives.
+fn check_signature(shared: &Shared, uri: &Uri) -> Result<Signed, Box<Response>> {
+    let Some(file_id) = parse_path(uri.path()) else {
+        return Err(Box::new(no_such_key(shared)));
+    };
+    let params = Query::<Vec<(String, String)>>::try_from_uri(uri)
         .map(|Query(p)| p)
         .unwrap_or_default();
     let param = |name: &str| {
@@ -225,174 +329,163 @@ fn respond(
         param("OSSAccessKeyId"),
         param("Signature"),
     ) else {
-        return oss_error(
-            &shared,
+        return Err(Box::new(oss_error(
+            shared,
             StatusCode::FORBIDDEN,
             "AccessDenied",
             "You have no right to access this object because of bucket acl.",
             &[],
-        );
+        )));
     };
     if key_id != ACCESS_KEY_ID {
-        return oss_error(
-            &shared,
+        return Err(Box::new(oss_error(
+            shared,
             StatusCode::FORBIDDEN,
             "InvalidAccessKeyId",
             "The OSS Access Key Id you provided does not exist in our records.",
             &[("OSSAccessKeyId", key_id.to_string())],
-        );
+        )));
     }
     let Ok(expires) = expires.parse::<u64>() else {
-        return oss_error(
-            &shared,
+        return Err(Box::new(oss_error(
+            shared,
             StatusCode::FORBIDDEN,
             "AccessDenied",
             "Invalid expires.",
             &[],
-        );
+        )));
     };
     if !signature.eq_ignore_ascii_case(&url_signature(shared.seed, file_id, expires)) {
-        return oss_error(
-            &shared,
+        return Err(Box::new(oss_error(
+            shared,
             StatusCode::FORBIDDEN,
             "SignatureDoesNotMatch",
             "The request signature we calculated does not match the signature you provided. \
              Check your key and signing method.",
             &[("OSSAccessKeyId", ACCESS_KEY_ID.to_string())],
-        );
+        )));
     }
     let now = super::now_unix();
     if now >= expires {
-        return expired(&shared, expires, now);
+        return Err(Box::new(expired(shared, expires, now)));
     }
     if file_id < 1 || shared.is_missing(file_id) {
-        return no_such_key(&shared);
+        return Err(Box::new(no_such_key(shared)));
     }
+    Ok(Signed {
+        file_id,
+        expires,
+        now,
+    })
+}
 
-    let size = shared.file_size(file_id);
-    let version = shared.version(file_id);
-    let tag = etag(shared.seed, file_id, version, size);
-    let modified = last_modified(version);
-
+/// `If-Match` that does not hold (412) or `If-None-Match` that does (304).
+fn preconditions(shared: &Shared, headers: &HeaderMap, object: &Object) -> Option<Response> {
     if let Some(v) = headers.get(header::IF_MATCH)
-        && !etag_list_matches(v, &tag, false)
+        && !etag_list_matches(v, &object.tag, false)
     {
-        return oss_error(
-            &shared,
+        return Some(oss_error(
+            shared,
             StatusCode::PRECONDITION_FAILED,
             "PreconditionFailed",
             "At least one of the pre-conditions you specified did not hold.",
             &[("Condition", "If-Match".to_string())],
-        );
+        ));
     }
     if let Some(v) = headers.get(header::IF_NONE_MATCH)
-        && etag_list_matches(v, &tag, true)
+        && etag_list_matches(v, &object.tag, true)
     {
         let mut resp = Response::new(Body::empty());
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
-        object_headers(&shared, resp.headers_mut(), &tag, modified);
-        return resp;
+        object_headers(shared, resp.headers_mut(), &object.tag, object.modified);
+        return Some(resp);
     }
+    None
+}
 
+/// The range asked for, when `If-Range` (if any) still names this object.
+fn requested_range(headers: &HeaderMap, object: &Object) -> RangeReq {
     let if_range_ok = headers
         .get(header::IF_RANGE)
-        .is_none_or(|v| if_range_matches(v, &tag, modified));
-    let mut outcome = match headers.get(header::RANGE).map(|v| v.to_str()) {
-        Some(Ok(v)) if if_range_ok => parse_range(v, size),
+        .is_none_or(|v| if_range_matches(v, &object.tag, object.modified));
+    match headers.get(header::RANGE).map(|v| v.to_str()) {
+        Some(Ok(v)) if if_range_ok => parse_range(v, object.size),
         _ => RangeReq::Ignore,
-    };
-
-    let fault = super::lock(&shared.faults).pick_cdn(
-        file_id,
-        is_get,
-        outcome != RangeReq::Ignore,
-        outcome != RangeReq::Unsatisfiable,
-    );
-    if fault.is_some() {
-        shared.record_fault();
     }
-    match &fault {
-        Some(CdnFault::Status(code)) => return status_fault(&shared, *code),
+}
+
+/// The answer a status-like fault gives instead of the object; a fault that
+/// ignores the range changes `outcome` and lets the object through.
+fn fault_answer(
+    shared: &Shared,
+    fault: Option<&CdnFault>,
+    signed: &Signed,
+    outcome: &mut RangeReq,
+) -> Option<Response> {
+    match fault {
+        Some(CdnFault::Status(code)) => Some(status_fault(shared, *code)),
         Some(CdnFault::StatusRetryAfter(code, secs)) => {
-            let mut response = status_fault(&shared, *code);
+            let mut response = status_fault(shared, *code);
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*secs));
-            return response;
+            Some(response)
         }
-        Some(CdnFault::Expired) => return expired(&shared, expires, now),
-        Some(CdnFault::NotFound) => return no_such_key(&shared),
-        Some(CdnFault::IgnoreRange) => outcome = RangeReq::Ignore,
-        _ => {}
-    }
-    debug_assert!(fault.as_ref().is_none_or(|f| !f.is_status_like()));
-
-    let (status, start, len) = match outcome {
-        RangeReq::Satisfiable(s, e) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
-        RangeReq::Ignore => (StatusCode::OK, 0, size),
-        RangeReq::Unsatisfiable => {
-            let mut resp = oss_error(
-                &shared,
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "InvalidRange",
-                "The requested range cannot be satisfied",
-                &[],
-            );
-            resp.headers_mut().insert(
-                header::CONTENT_RANGE,
-                header_value(&format!("bytes */{size}")),
-            );
-            return resp;
+        Some(CdnFault::Expired) => Some(expired(shared, signed.expires, signed.now)),
+        Some(CdnFault::NotFound) => Some(no_such_key(shared)),
+        Some(CdnFault::IgnoreRange) => {
+            *outcome = RangeReq::Ignore;
+            None
         }
-    };
-
-    // What the body does: send `to_send` bytes, then `after`.
-    let (to_send, after, chunked) = match fault {
-        Some(CdnFault::DropAfter(n)) if n < len => (n, After::Drop, false),
-        Some(CdnFault::StallAfter(n)) if n < len => (n, After::Stall, false),
-        Some(CdnFault::TruncateChunked(n)) => (n.min(len), After::End, true),
-        _ => (len, After::End, false),
-    };
-
-    let body = if is_get {
-        let rate = super::lock(&shared.faults)
-            .faults
-            .bandwidth_bytes_per_sec
-            .filter(|r| *r > 0);
-        Body::from_stream(body_stream(BodyState {
-            shared: shared.clone(),
-            ctl: conn.ctl,
-            file_id,
-            version,
-            pos: start,
-            to_send,
-            after,
-            rate,
-            started: Instant::now(),
-            sent: 0,
-            buf: BytesMut::new(),
-            flush_mark: 0,
-            done: false,
-        }))
-    } else {
-        Body::empty()
-    };
-    let mut resp = Response::new(body);
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    object_headers(&shared, h, &tag, modified);
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
-    if !chunked {
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        _ => None,
     }
-    if status == StatusCode::PARTIAL_CONTENT {
-        let end = start + len - 1;
-        h.insert(
-            header::CONTENT_RANGE,
-            header_value(&format!("bytes {start}-{end}/{size}")),
-        );
-    }
+}
+
+/// 416, with the object's length in `Content-Range`.
+fn unsatisfiable(shared: &Shared, size: u64) -> Response {
+    let mut resp = oss_error(
+        shared,
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "InvalidRange",
+        "The requested range cannot be satisfied",
+        &[],
+    );
+    resp.headers_mut().insert(
+        header::CONTENT_RANGE,
+        header_value(&format!("bytes */{size}")),
+    );
     resp
+}
+
+/// The streamed bytes of `object` from `start`: `to_send` of them, then
+/// `after`, at the configured bandwidth.
+fn object_body(
+    shared: &Arc<Shared>,
+    conn: ConnInfo,
+    object: &Object,
+    start: u64,
+    to_send: u64,
+    after: After,
+) -> Body {
+    let rate = super::lock(&shared.faults)
+        .faults
+        .bandwidth_bytes_per_sec
+        .filter(|r| *r > 0);
+    Body::from_stream(body_stream(BodyState {
+        shared: shared.clone(),
+        ctl: conn.ctl,
+        file_id: object.file_id,
+        version: object.version,
+        pos: start,
+        to_send,
+        after,
+        rate,
+        started: Instant::now(),
+        sent: 0,
+        buf: BytesMut::new(),
+        flush_mark: 0,
+        done: false,
+    }))
 }
 
 /// Headers every object answer carries.
