@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -93,6 +94,56 @@ impl Fetcher {
         let Some(plan) = self.probe(job, cancel).await? else {
             return Ok(None);
         };
+        let Some(map) = self.piece_map(job, state, &plan)? else {
+            return Ok(None);
+        };
+        let file = open_sized(job.partial_path, plan.total).await?;
+        state.total = Some(plan.total);
+        state.validator = plan.validator.clone();
+        state.bytes_done = map.contiguous_bytes();
+        state.pieces = Some(map.encode());
+        // Durable before any piece is asked for: every piece request and
+        // any resume carries `If-Range`.
+        sink.checkpoint(state).await?;
+        let mut run = self.start_connections(job, &plan, file, map, cancel);
+        let (failure, hash) = self.drive(&mut run, state, sink).await?;
+        checkpoint(&run.file, &run.shared, state, sink).await?;
+        if let Some(failure) = failure {
+            return Err(give_up(job, failure, state, sink).await);
+        }
+        if cancel.is_cancelled() {
+            return Err(FetchError::Cancelled);
+        }
+        if hash.hashed != plan.total {
+            return Err(FetchError::Network(format!(
+                "only {} of {} bytes arrived",
+                hash.hashed, plan.total
+            )));
+        }
+        let sync = run.file.clone();
+        tokio::task::spawn_blocking(move || sync.sync_all())
+            .await
+            .map_err(|e| FetchError::Network(format!("fsync task failed: {e}")))?
+            .map_err(|e| FetchError::io("cannot fsync the finished file", e))?;
+        Ok(Some(Verified {
+            size: plan.total,
+            sha256: hex::encode(hash.hasher.unwrap_or_default().finalize()),
+            size_source: if job.api_size.is_some() {
+                SizeSource::Api
+            } else {
+                SizeSource::Cdn
+            },
+        }))
+    }
+
+    /// The pieces of the file, with what earlier progress may keep; `None`
+    /// when the file is too small to be worth cutting.
+    fn piece_map(
+        &self,
+        job: &Download<'_>,
+        state: &Resume,
+        plan: &Plan,
+    ) -> Result<Option<PieceMap>, FetchError> {
         if let Some(api) = job.api_size
             && api != plan.total
         {
@@ -127,169 +178,93 @@ impl Fetcher {
         }
         .unwrap_or_else(|| PieceMap::new(plan.total, piece_size));
         check_free_space(job.partial_path, plan.total - map.done_bytes())?;
+        Ok(Some(map))
+    }
 
-        let partial = job.partial_path.to_path_buf();
-        let total = plan.total;
-        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&partial)?;
-            if file.metadata()?.len() != total {
-                file.set_len(total)?;
-            }
-            Ok(file)
-        })
-        .await
-        .map_err(|e| FetchError::Network(format!("file task failed: {e}")))?
-        .map_err(|e| FetchError::io(format!("cannot open {}", job.partial_path.display()), e))?;
-        let file = Arc::new(file);
-
-        state.total = Some(plan.total);
-        state.validator = plan.validator.clone();
-        state.bytes_done = map.contiguous_bytes();
-        state.pieces = Some(map.encode());
-        // Durable before any piece is asked for: every piece request and
-        // any resume carries `If-Range`.
-        sink.checkpoint(state).await?;
-        let shared = Arc::new(Mutex::new(Shared {
-            map,
-            in_flight: BTreeSet::new(),
-        }));
-        let transferred = Arc::new(AtomicU64::new(0));
-        let stop = cancel.child_token();
-        let mut connections = JoinSet::new();
+    /// One task per connection, each taking pieces until none are left.
+    fn start_connections(
+        &self,
+        job: &Download<'_>,
+        plan: &Plan,
+        file: Arc<std::fs::File>,
+        map: PieceMap,
+        cancel: &CancellationToken,
+    ) -> Running {
+        let mut run = Running {
+            file,
+            shared: Arc::new(Mutex::new(Shared {
+                map,
+                in_flight: BTreeSet::new(),
+            })),
+            transferred: Arc::new(AtomicU64::new(0)),
+            stop: cancel.child_token(),
+            connections: JoinSet::new(),
+        };
         for _ in 0..self.segments {
             let connection = Connection {
                 http: self.http.clone(),
                 url: job.url.clone(),
-                file: file.clone(),
+                file: run.file.clone(),
                 validator: plan.validator.clone(),
                 total: plan.total,
                 read_timeout: self.read_timeout,
-                transferred: transferred.clone(),
-                cancel: stop.clone(),
-                shared: shared.clone(),
+                transferred: run.transferred.clone(),
+                cancel: run.stop.clone(),
+                shared: run.shared.clone(),
             };
-            connections.spawn(connection.run());
+            run.connections.spawn(connection.run());
         }
+        run
+    }
 
-        let mut hasher = Some(Sha256::new());
-        let mut hashed = 0u64;
-        let mut hashing: Option<tokio::task::JoinHandle<std::io::Result<(Sha256, u64)>>> = None;
+    /// Hashes the contiguous prefix as it grows, reports progress and
+    /// checkpoints, until every connection has ended and the hash has
+    /// caught up. Returns the first connection's failure, if any.
+    async fn drive<S: ProgressSink>(
+        &self,
+        run: &mut Running,
+        state: &mut Resume,
+        sink: &S,
+    ) -> Result<(Option<PieceError>, InOrderHash), FetchError> {
+        let mut hash = InOrderHash::default();
         let mut reported = 0u64;
-        let mut synced = Synced::now(&shared);
+        let mut synced = Synced::now(&run.shared);
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut failure: Option<PieceError> = None;
         loop {
-            let contiguous = lock(&shared).map.contiguous_bytes();
-            if hashing.is_none() && contiguous > hashed {
-                let (file, mut h, from) = (file.clone(), hasher.take().unwrap_or_default(), hashed);
-                hashing = Some(tokio::task::spawn_blocking(move || {
-                    hash_range(&file, from, contiguous, &mut h)?;
-                    Ok((h, contiguous))
-                }));
-            }
-            if connections.is_empty() && hashing.is_none() {
+            hash.catch_up(&run.file, lock(&run.shared).map.contiguous_bytes());
+            if run.connections.is_empty() && hash.task.is_none() {
                 break;
             }
-            let hash_done = async {
-                match hashing.as_mut() {
-                    Some(h) => h.await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
-                joined = connections.join_next(), if !connections.is_empty() => {
-                    match joined {
-                        Some(Ok(Ok(()))) | None => {}
-                        Some(Ok(Err(e))) => {
-                            failure.get_or_insert(e);
-                            stop.cancel();
-                        }
-                        Some(Err(e)) => {
-                            failure.get_or_insert(PieceError::Retry(format!("download task failed: {e}")));
-                            stop.cancel();
-                        }
+                joined = run.connections.join_next(), if !run.connections.is_empty() => {
+                    if let Some(e) = connection_failure(joined) {
+                        failure.get_or_insert(e);
+                        run.stop.cancel();
                     }
                 }
-                done = hash_done => {
-                    hashing = None;
-                    match done {
-                        Ok(Ok((h, upto))) => {
-                            hasher = Some(h);
-                            hashed = upto;
-                        }
-                        Ok(Err(e)) => {
-                            stop.cancel();
-                            connections.shutdown().await;
-                            return Err(FetchError::io("cannot re-read the partial file to hash it", e));
-                        }
-                        Err(e) => {
-                            stop.cancel();
-                            connections.shutdown().await;
-                            return Err(FetchError::Network(format!("hashing task failed: {e}")));
-                        }
+                done = hash.wait() => {
+                    if let Err(e) = hash.absorb(done) {
+                        run.stop.cancel();
+                        run.connections.shutdown().await;
+                        return Err(e);
                     }
                 }
                 _ = tick.tick() => {
-                    let now = transferred.load(Ordering::Relaxed);
+                    let now = run.transferred.load(Ordering::Relaxed);
                     sink.transferred(now - reported);
                     reported = now;
-                    let unsynced = lock(&shared).map.done_bytes() - synced.done_bytes;
+                    let unsynced = lock(&run.shared).map.done_bytes() - synced.done_bytes;
                     if resume::checkpoint_due(synced.at.elapsed(), unsynced, self.checkpoint_interval) {
-                        synced = checkpoint(&file, &shared, state, sink).await?;
+                        synced = checkpoint(&run.file, &run.shared, state, sink).await?;
                     } else {
-                        record_written(&shared, state, sink).await?;
+                        record_written(&run.shared, state, sink).await?;
                     }
                 }
             }
         }
-        sink.transferred(transferred.load(Ordering::Relaxed) - reported);
-        checkpoint(&file, &shared, state, sink).await?;
-        match failure {
-            None => {}
-            Some(PieceError::Fatal(e)) => return Err(e),
-            Some(PieceError::Retry(why)) => return Err(FetchError::Network(why)),
-            Some(PieceError::Cancelled) => return Err(FetchError::Cancelled),
-            Some(PieceError::Changed(why)) => {
-                let path = job.partial_path.to_path_buf();
-                let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
-                *state = Resume {
-                    boot_id: state.boot_id.take(),
-                    ..Resume::default()
-                };
-                sink.checkpoint(state).await?;
-                return Err(FetchError::Network(format!(
-                    "restarting from byte 0: {why}"
-                )));
-            }
-        }
-        if cancel.is_cancelled() {
-            return Err(FetchError::Cancelled);
-        }
-        if hashed != plan.total {
-            return Err(FetchError::Network(format!(
-                "only {hashed} of {} bytes arrived",
-                plan.total
-            )));
-        }
-        let sync = file.clone();
-        tokio::task::spawn_blocking(move || sync.sync_all())
-            .await
-            .map_err(|e| FetchError::Network(format!("fsync task failed: {e}")))?
-            .map_err(|e| FetchError::io("cannot fsync the finished file", e))?;
-        Ok(Some(Verified {
-            size: plan.total,
-            sha256: hex::encode(hasher.unwrap_or_default().finalize()),
-            size_source: if job.api_size.is_some() {
-                SizeSource::Api
-            } else {
-                SizeSource::Cdn
-            },
-        }))
+        sink.transferred(run.transferred.load(Ordering::Relaxed) - reported);
+        Ok((failure, hash))
     }
 
     /// Asks for byte 0 only: learns the length and validator, and whether
@@ -321,6 +296,131 @@ impl Fetcher {
         let validator = choose_validator(header(ETAG), header(LAST_MODIFIED));
         Ok(total.map(|total| Plan { total, validator }))
     }
+}
+
+/// A segmented download under way: the sized file, the shared piece map,
+/// and the connections' tasks.
+struct Running {
+    file: Arc<std::fs::File>,
+    shared: Arc<Mutex<Shared>>,
+    transferred: Arc<AtomicU64>,
+    stop: CancellationToken,
+    connections: JoinSet<Result<(), PieceError>>,
+}
+
+/// The sha256 of the file's contiguous prefix, computed in order from disk
+/// by one blocking task at a time, right behind the transfer.
+#[derive(Default)]
+struct InOrderHash {
+    hasher: Option<Sha256>,
+    /// Bytes hashed so far.
+    hashed: u64,
+    task: Option<tokio::task::JoinHandle<std::io::Result<(Sha256, u64)>>>,
+}
+
+impl InOrderHash {
+    /// Hashes on up to `contiguous`, unless a task is already at work.
+    fn catch_up(&mut self, file: &Arc<std::fs::File>, contiguous: u64) {
+        if self.task.is_some() || contiguous <= self.hashed {
+            return;
+        }
+        let (file, mut h, from) = (
+            file.clone(),
+            self.hasher.take().unwrap_or_default(),
+            self.hashed,
+        );
+        self.task = Some(tokio::task::spawn_blocking(move || {
+            hash_range(&file, from, contiguous, &mut h)?;
+            Ok((h, contiguous))
+        }));
+    }
+
+    /// The running task's end; never, when none runs.
+    async fn wait(&mut self) -> Result<std::io::Result<(Sha256, u64)>, tokio::task::JoinError> {
+        match self.task.as_mut() {
+            Some(h) => h.await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn absorb(
+        &mut self,
+        done: Result<std::io::Result<(Sha256, u64)>, tokio::task::JoinError>,
+    ) -> Result<(), FetchError> {
+        self.task = None;
+        match done {
+            Ok(Ok((h, upto))) => {
+                self.hasher = Some(h);
+                self.hashed = upto;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(FetchError::io(
+                "cannot re-read the partial file to hash it",
+                e,
+            )),
+            Err(e) => Err(FetchError::Network(format!("hashing task failed: {e}"))),
+        }
+    }
+}
+
+/// What a connection's end says about the download: nothing when it ran
+/// out of pieces.
+fn connection_failure(
+    joined: Option<Result<Result<(), PieceError>, tokio::task::JoinError>>,
+) -> Option<PieceError> {
+    match joined {
+        Some(Ok(Ok(()))) | None => None,
+        Some(Ok(Err(e))) => Some(e),
+        Some(Err(e)) => Some(PieceError::Retry(format!("download task failed: {e}"))),
+    }
+}
+
+/// The error a failed segmented download ends with; when the object
+/// changed, the partial file is deleted and the reset recorded first.
+async fn give_up<S: ProgressSink>(
+    job: &Download<'_>,
+    failure: PieceError,
+    state: &mut Resume,
+    sink: &S,
+) -> FetchError {
+    match failure {
+        PieceError::Fatal(e) => e,
+        PieceError::Retry(why) => FetchError::Network(why),
+        PieceError::Cancelled => FetchError::Cancelled,
+        PieceError::Changed(why) => {
+            let path = job.partial_path.to_path_buf();
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
+            *state = Resume {
+                boot_id: state.boot_id.take(),
+                ..Resume::default()
+            };
+            if let Err(e) = sink.checkpoint(state).await {
+                return e.into();
+            }
+            FetchError::Network(format!("restarting from byte 0: {why}"))
+        }
+    }
+}
+
+/// Opens (or creates) the partial file at its full length.
+async fn open_sized(partial: &Path, total: u64) -> Result<Arc<std::fs::File>, FetchError> {
+    let path = partial.to_path_buf();
+    let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        if file.metadata()?.len() != total {
+            file.set_len(total)?;
+        }
+        Ok(file)
+    })
+    .await
+    .map_err(|e| FetchError::Network(format!("file task failed: {e}")))?
+    .map_err(|e| FetchError::io(format!("cannot open {}", partial.display()), e))?;
+    Ok(Arc::new(file))
 }
 
 /// When the partial file was last fsynced, and how many piece bytes were
