@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use reqwest::header::{
-    CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE, RETRY_AFTER,
+    CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderMap, HeaderValue, IF_RANGE, LAST_MODIFIED, RANGE,
+    RETRY_AFTER,
 };
 use reqwest::{Method, Url};
 use sha2::{Digest, Sha256};
@@ -240,35 +241,10 @@ impl Fetcher {
         // One stream from here: a piece map from an earlier segmented run is
         // reduced to its contiguous prefix.
         state.pieces = None;
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(partial)
-            .await
-            .map_err(|e| FetchError::io(format!("cannot open {}", partial.display()), e))?;
-        if state.bytes_done == 0 {
-            state.validator = None;
-            state.total = None;
-        }
-        file.set_len(state.bytes_done)
-            .await
-            .map_err(|e| FetchError::io(format!("cannot truncate {}", partial.display()), e))?;
-        let mut hasher = Sha256::new();
-        if state.bytes_done > 0 {
-            let (path, len) = (partial.to_path_buf(), state.bytes_done);
-            hasher = tokio::task::spawn_blocking(move || {
-                let mut h = Sha256::new();
-                file::hash_prefix(&path, len, &mut h).map(|_| h)
-            })
-            .await
-            .map_err(|e| FetchError::Network(format!("hashing task failed: {e}")))?
-            .map_err(|e| FetchError::io(format!("cannot re-read {}", partial.display()), e))?;
-        }
+        let (file, hasher) = open_for_stream(partial, state).await?;
         let position = state.bytes_done;
         let mut transfer = Transfer {
-            disk: DiskWriter::start(file.into_std().await, position),
+            disk: DiskWriter::start(file, position),
             hasher,
             state,
             sink,
@@ -380,74 +356,12 @@ impl Fetcher {
         if let Some(total) = transfer.state.total.or(job.api_size) {
             check_free_space(job.partial_path, total.saturating_sub(offset))?;
         }
-        let mut request = self.http.get(job.url.clone());
-        if offset > 0 {
-            request = request.header(RANGE, format!("bytes={offset}-"));
-            if let Some(v) = &transfer.state.validator {
-                request = request.header(IF_RANGE, v.as_str());
-            }
+        let response = self.send(job.url, transfer.state, cancel).await?;
+        let size_known_before = transfer.state.total.or(job.api_size);
+        let status = response.status().as_u16();
+        if let Some(ended) = take_head(job, transfer, status, response.headers()).await? {
+            return Ok(ended);
         }
-        let response = tokio::select! {
-            _ = cancel.cancelled() => return Err(FetchError::Cancelled),
-            r = request.send() => r.map_err(|e| FetchError::Network(describe_reqwest(&e)))?,
-        };
-        let headers = response.headers();
-        let header = |name| {
-            headers
-                .get(name)
-                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
-        };
-        let head = ResponseHead {
-            status: response.status().as_u16(),
-            content_length: header(CONTENT_LENGTH).and_then(|v| v.trim().parse().ok()),
-            content_range: header(CONTENT_RANGE),
-            etag: header(ETAG),
-            last_modified: header(LAST_MODIFIED),
-        };
-        let asked = Asked {
-            offset,
-            validator: transfer.state.validator.as_deref(),
-            pinned_total: transfer.state.total,
-        };
-        let size_known_before = asked.pinned_total.or(job.api_size);
-        let plan = range::plan_response(asked, &head);
-        let (total, validator) = match plan {
-            Plan::Append {
-                total, validator, ..
-            } => (total, validator),
-            Plan::RestartWithBody {
-                total,
-                validator,
-                reason,
-            } => {
-                tracing::info!(file_id = job.file_id, "restarting from byte 0: {reason}");
-                transfer.restart().await?;
-                (total, validator)
-            }
-            Plan::RestartFresh { reason } => {
-                tracing::info!(file_id = job.file_id, "restarting from byte 0: {reason}");
-                transfer.restart().await?;
-                return Ok(RequestOutcome::Incomplete(reason));
-            }
-            Plan::AlreadyComplete { total } => {
-                transfer.state.total = Some(total);
-                return Ok(RequestOutcome::Complete);
-            }
-            Plan::UrlRejected { status } | Plan::Retry { status } => {
-                return Err(status_error(status, header(RETRY_AFTER)));
-            }
-        };
-        if let (Some(api), Some(cdn)) = (job.api_size, total)
-            && api != cdn
-        {
-            return Err(FetchError::SizeMismatch {
-                expected: api,
-                actual: cdn,
-                source_name: "api",
-            });
-        }
-        transfer.state.total = total.or(transfer.state.total);
-        transfer.state.validator = validator;
         // Durable before the first byte of this body is written, so any
         // resume of these bytes, however early, carries `If-Range`.
         transfer.sink.checkpoint(transfer.state).await?;
@@ -457,7 +371,40 @@ impl Fetcher {
                 total.saturating_sub(transfer.state.bytes_done),
             )?;
         }
+        self.receive_body(job, transfer, response, cancel).await
+    }
 
+    /// GET from the state's `bytes_done` on, with `If-Range` when a
+    /// validator is pinned.
+    async fn send(
+        &self,
+        url: &Url,
+        state: &Resume,
+        cancel: &CancellationToken,
+    ) -> Result<reqwest::Response, FetchError> {
+        let offset = state.bytes_done;
+        let mut request = self.http.get(url.clone());
+        if offset > 0 {
+            request = request.header(RANGE, format!("bytes={offset}-"));
+            if let Some(v) = &state.validator {
+                request = request.header(IF_RANGE, v.as_str());
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => Err(FetchError::Cancelled),
+            r = request.send() => r.map_err(|e| FetchError::Network(describe_reqwest(&e))),
+        }
+    }
+
+    /// Streams a body into the partial file until it ends, stalls or is
+    /// cut; a body that ends short of the length is `Incomplete`.
+    async fn receive_body<S: ProgressSink>(
+        &self,
+        job: &Download<'_>,
+        transfer: &mut Transfer<'_, S>,
+        response: reqwest::Response,
+        cancel: &CancellationToken,
+    ) -> Result<RequestOutcome, FetchError> {
         let mut body = response.bytes_stream();
         loop {
             let next = tokio::select! {
@@ -536,6 +483,108 @@ impl Fetcher {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok())
     }
+}
+
+/// Reads a response's head against what was asked ([`range::plan_response`]):
+/// pins the length and validator, restarts from byte 0 when the bytes on
+/// disk belong to another object, or ends the request (`Some`) when there
+/// is no body to take.
+async fn take_head<S: ProgressSink>(
+    job: &Download<'_>,
+    transfer: &mut Transfer<'_, S>,
+    status: u16,
+    headers: &HeaderMap,
+) -> Result<Option<RequestOutcome>, FetchError> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let head = ResponseHead {
+        status,
+        content_length: header(CONTENT_LENGTH).and_then(|v| v.trim().parse().ok()),
+        content_range: header(CONTENT_RANGE),
+        etag: header(ETAG),
+        last_modified: header(LAST_MODIFIED),
+    };
+    let asked = Asked {
+        offset: transfer.state.bytes_done,
+        validator: transfer.state.validator.as_deref(),
+        pinned_total: transfer.state.total,
+    };
+    let (total, validator) = match range::plan_response(asked, &head) {
+        Plan::Append {
+            total, validator, ..
+        } => (total, validator),
+        Plan::RestartWithBody {
+            total,
+            validator,
+            reason,
+        } => {
+            tracing::info!(file_id = job.file_id, "restarting from byte 0: {reason}");
+            transfer.restart().await?;
+            (total, validator)
+        }
+        Plan::RestartFresh { reason } => {
+            tracing::info!(file_id = job.file_id, "restarting from byte 0: {reason}");
+            transfer.restart().await?;
+            return Ok(Some(RequestOutcome::Incomplete(reason)));
+        }
+        Plan::AlreadyComplete { total } => {
+            transfer.state.total = Some(total);
+            return Ok(Some(RequestOutcome::Complete));
+        }
+        Plan::UrlRejected { status } | Plan::Retry { status } => {
+            return Err(status_error(status, header(RETRY_AFTER)));
+        }
+    };
+    if let (Some(api), Some(cdn)) = (job.api_size, total)
+        && api != cdn
+    {
+        return Err(FetchError::SizeMismatch {
+            expected: api,
+            actual: cdn,
+            source_name: "api",
+        });
+    }
+    transfer.state.total = total.or(transfer.state.total);
+    transfer.state.validator = validator;
+    Ok(None)
+}
+
+/// Opens the partial file for one stream, cut to `bytes_done`, with the
+/// sha256 of the bytes it keeps, re-read from disk.
+async fn open_for_stream(
+    partial: &Path,
+    state: &mut Resume,
+) -> Result<(std::fs::File, Sha256), FetchError> {
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(partial)
+        .await
+        .map_err(|e| FetchError::io(format!("cannot open {}", partial.display()), e))?;
+    if state.bytes_done == 0 {
+        state.validator = None;
+        state.total = None;
+    }
+    file.set_len(state.bytes_done)
+        .await
+        .map_err(|e| FetchError::io(format!("cannot truncate {}", partial.display()), e))?;
+    let mut hasher = Sha256::new();
+    if state.bytes_done > 0 {
+        let (path, len) = (partial.to_path_buf(), state.bytes_done);
+        hasher = tokio::task::spawn_blocking(move || {
+            let mut h = Sha256::new();
+            file::hash_prefix(&path, len, &mut h).map(|_| h)
+        })
+        .await
+        .map_err(|e| FetchError::Network(format!("hashing task failed: {e}")))?
+        .map_err(|e| FetchError::io(format!("cannot re-read {}", partial.display()), e))?;
+    }
+    Ok((file.into_std().await, hasher))
 }
 
 /// The error for a CDN answer without a usable body: a refused URL (a

@@ -557,13 +557,25 @@ impl Connection {
             _ = self.cancel.cancelled() => return Err(PieceError::Cancelled),
             r = request.send() => r.map_err(|e| PieceError::Retry(describe_reqwest(&e)))?,
         };
+        self.check_piece_head(start, end, response.status().as_u16(), response.headers())?;
+        self.receive_piece(response, start, end).await
+    }
+
+    /// A piece's answer must be a 206 for exactly the bytes asked, from the
+    /// object the other pieces came from.
+    fn check_piece_head(
+        &self,
+        start: u64,
+        end: u64,
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+    ) -> Result<(), PieceError> {
         let header = |name| {
-            response
-                .headers()
+            headers
                 .get(name)
                 .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
         };
-        match response.status().as_u16() {
+        match status {
             206 => {}
             200 => {
                 return Err(PieceError::Changed(
@@ -594,6 +606,16 @@ impl Connection {
         {
             return Err(PieceError::Changed(format!("validator {had} became {now}")));
         }
+        Ok(())
+    }
+
+    /// Writes a piece's body at its place in the file, buffered.
+    async fn receive_piece(
+        &self,
+        response: reqwest::Response,
+        start: u64,
+        end: u64,
+    ) -> Result<(), PieceError> {
         let mut body = response.bytes_stream();
         let mut buffer = Vec::with_capacity(PIECE_WRITE_BUFFER);
         let mut written = start;
