@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: layered settings (flags > environment > file > defaults).
 //! - [`ids`]: parsing file ids.
+//! - [`partial`]: what a partial download has proven (plain data).
 //! - [`queue`]: the durable job queue (SQLite) and the pure job rules.
 //! - [`api`]: the MiniMax retrieve client, error classification, rate gate.
 //! - [`fetch`]: resumable, verified download of one file.
@@ -20,6 +21,7 @@ pub mod daemon;
 pub mod demo;
 pub mod fetch;
 pub mod ids;
+pub mod partial;
 pub mod progress;
 pub mod queue;
 pub mod sim;

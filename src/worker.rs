@@ -13,13 +13,10 @@ use tracing::{Instrument, info, warn};
 use crate::api::rate::{GateError, Hold};
 use crate::api::{ApiClient, ApiError, ErrorClass, RateGate};
 use crate::fetch::naming;
-use crate::fetch::{
-    Download, FetchError, Fetcher, ProgressSink, Resume, SizeSource, Verified, file,
-};
+use crate::fetch::{Download, FetchError, Fetcher, ProgressSink, Resume, Verified, file};
+use crate::partial::ExpectedSize;
 use crate::queue::state::UNKNOWN_ERROR_ATTEMPT_CAP;
-use crate::queue::{
-    Job, Progress, Queue, QueueError, RetryPolicy, VerifiedFile, millis_after, now_millis,
-};
+use crate::queue::{Job, Queue, QueueError, RetryPolicy, VerifiedFile, millis_after, now_millis};
 
 /// How long a lease lasts without a heartbeat. Heartbeats come every second,
 /// so a killed worker's jobs are claimable again after this long.
@@ -353,26 +350,15 @@ struct JobSink<'a> {
 
 impl ProgressSink for JobSink<'_> {
     async fn checkpoint(&self, state: &Resume) -> Result<(), QueueError> {
-        let expected = self.api_size.or(state.total);
-        let source = match (self.api_size, state.total) {
-            (Some(_), _) => Some(SizeSource::Api),
-            (None, Some(_)) => Some(SizeSource::Cdn),
-            (None, None) => None,
-        };
-        if let Some(total) = expected {
-            self.engine.observer.size_known(self.file_id, total);
+        let expected = ExpectedSize::of(self.api_size, state.total);
+        if let Some(expected) = expected {
+            self.engine
+                .observer
+                .size_known(self.file_id, expected.bytes);
         }
-        let progress = Progress {
-            bytes_done: state.bytes_done,
-            bytes_expected: expected,
-            size_source: source.map(|s| s.as_str().to_string()),
-            validator: state.validator.clone(),
-            pieces: state.pieces.clone(),
-            boot_id: state.boot_id.clone(),
-        };
         self.engine
             .queue
-            .checkpoint(self.file_id, self.owner, &progress)
+            .checkpoint(self.file_id, self.owner, state, expected)
             .await
     }
 
@@ -423,13 +409,7 @@ async fn process_inner(
         return Ok(outcome);
     }
     let partial = naming::partial_path(&engine.output_dir, job.file_id);
-    let mut resume = Resume {
-        bytes_done: job.bytes_done,
-        validator: job.validator.clone(),
-        total: job.bytes_expected,
-        pieces: job.pieces.clone(),
-        boot_id: job.boot_id.clone(),
-    };
+    let mut resume = job.resume();
     let started_at = resume.bytes_done;
     let mut refusals = 0u32;
     let result = loop {
@@ -540,7 +520,7 @@ async fn finish(
     }
     let record = VerifiedFile {
         size: verified.size,
-        size_source: verified.size_source.as_str(),
+        size_source: verified.size_source,
         sha256: &verified.sha256,
         filename,
         final_path,

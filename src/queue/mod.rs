@@ -21,6 +21,8 @@ use tokio::sync::oneshot;
 
 pub use state::{CancelVerdict, JobState, RetryPolicy, RetryVerdict};
 
+use crate::partial::{ExpectedSize, Resume, SizeSource};
+
 /// Unix time in milliseconds, the unit of every timestamp in the database.
 pub type Millis = i64;
 
@@ -126,7 +128,7 @@ pub struct Job {
     pub lease_expires_at: Option<Millis>,
     pub cancel_requested: bool,
     pub bytes_expected: Option<u64>,
-    pub size_source: Option<String>,
+    pub size_source: Option<SizeSource>,
     pub bytes_done: u64,
     pub validator: Option<String>,
     /// Segmented downloads: complete pieces (see `fetch::pieces`).
@@ -147,9 +149,25 @@ impl Job {
         self.lease_expires_at.is_some_and(|t| t > now)
     }
 
+    /// What the last attempt proved of the partial file.
+    pub fn resume(&self) -> Resume {
+        Resume {
+            bytes_done: self.bytes_done,
+            validator: self.validator.clone(),
+            total: self.bytes_expected,
+            pieces: self.pieces.clone(),
+            boot_id: self.boot_id.clone(),
+        }
+    }
+
     fn from_row(row: &SqliteRow) -> Result<Job, sqlx::Error> {
         let state: String = row.try_get("state")?;
         let state = JobState::from_str(&state).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        let size_source = row
+            .try_get::<Option<String>, _>("size_source")?
+            .map(|s| SizeSource::from_str(&s))
+            .transpose()
+            .map_err(|e| sqlx::Error::Decode(e.into()))?;
         let opt_u64 = |name: &str| -> Result<Option<u64>, sqlx::Error> {
             Ok(row
                 .try_get::<Option<i64>, _>(name)?
@@ -164,7 +182,7 @@ impl Job {
             lease_expires_at: row.try_get("lease_expires_at")?,
             cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
             bytes_expected: opt_u64("bytes_expected")?,
-            size_source: row.try_get("size_source")?,
+            size_source,
             bytes_done: row.try_get::<i64, _>("bytes_done")?.max(0) as u64,
             validator: row.try_get("validator")?,
             pieces: row.try_get("pieces")?,
@@ -240,22 +258,11 @@ pub enum VerbOutcome {
 #[derive(Clone, Copy, Debug)]
 pub struct VerifiedFile<'a> {
     pub size: u64,
-    pub size_source: &'a str,
+    pub size_source: SizeSource,
     pub sha256: &'a str,
     /// The name the API gave (before sanitising).
     pub filename: Option<&'a str>,
     pub final_path: &'a Path,
-}
-
-/// What the worker learned about the partial file; written at each checkpoint.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Progress {
-    pub bytes_done: u64,
-    pub bytes_expected: Option<u64>,
-    pub size_source: Option<String>,
-    pub validator: Option<String>,
-    pub pieces: Option<String>,
-    pub boot_id: Option<String>,
 }
 
 /// Which jobs a claim may take.
@@ -525,12 +532,14 @@ impl Queue {
         Ok(report)
     }
 
-    /// Records durable progress of the partial file.
+    /// Records durable progress of the partial file, and the size it will
+    /// be checked against when one is known.
     pub async fn checkpoint(
         &self,
         file_id: i64,
         owner: &str,
-        progress: &Progress,
+        progress: &Resume,
+        expected: Option<ExpectedSize>,
     ) -> Result<(), QueueError> {
         let result = sqlx::query(
             "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?2, size_source = ?3, validator = ?4, \
@@ -538,8 +547,8 @@ impl Queue {
              WHERE file_id = ?6 AND state = 'running' AND lease_owner = ?7",
         )
         .bind(progress.bytes_done as i64)
-        .bind(progress.bytes_expected.map(|v| v as i64))
-        .bind(progress.size_source.as_deref())
+        .bind(expected.map(|e| e.bytes as i64))
+        .bind(expected.map(|e| e.source.as_str()))
         .bind(progress.validator.as_deref())
         .bind(now_millis())
         .bind(file_id)
@@ -575,15 +584,17 @@ impl Queue {
              WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
         )
         .bind(size as i64)
-        .bind(size_source)
+        .bind(size_source.as_str())
         .bind(sha256)
         .bind(now)
         .bind(file_id)
         .bind(owner)
         .bind(filename)
         .bind(final_path.to_string_lossy().into_owned());
-        let message =
-            format!("{size} bytes verified against the {size_source} size; sha256 {sha256}");
+        let message = format!(
+            "{size} bytes verified against the {} size; sha256 {sha256}",
+            size_source.as_str()
+        );
         self.leased_transition(file_id, now, update, "verified", &message)
             .await
     }
