@@ -5,6 +5,7 @@ mod api_calls;
 mod lease;
 pub mod open;
 mod reads;
+mod testing;
 mod verbs;
 
 use std::str::FromStr;
@@ -37,10 +38,6 @@ impl SqliteStore {
             writer,
             location,
         }
-    }
-
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
     }
 
     pub fn location(&self) -> &str {
