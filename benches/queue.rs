@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use minimax_dl::daemon::{CLAIM_LINGER, gather_permits};
+use minimax_dl::partial::SizeSource;
 use minimax_dl::queue::{DbLocation, Queue, VerifiedFile};
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -214,7 +215,7 @@ async fn worker_writes(queue: &Queue, id: i64, owner: &str, path: &Path) {
     let digest = "0".repeat(64);
     let verified = VerifiedFile {
         size: 1 << 20,
-        size_source: "cdn",
+        size_source: SizeSource::Cdn,
         sha256: &digest,
         filename: Some("output_aigc.mp4"),
         final_path: path,

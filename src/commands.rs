@@ -286,8 +286,7 @@ async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8> {
         .map_or("unknown".to_string(), |b| b.to_string());
     let source = job
         .size_source
-        .as_deref()
-        .map_or(String::new(), |s| format!(" (size from {s})"));
+        .map_or(String::new(), |s| format!(" (size from {})", s.as_str()));
     out!("bytes          {} of {expected}{source}", job.bytes_done);
     if let Some(name) = &job.filename {
         out!("filename       {name}");

@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: layered settings (flags > environment > file > defaults).
 //! - [`ids`]: parsing file ids.
+//! - [`partial`]: what a partial download has proven (plain data).
 //! - [`queue`]: the durable job queue (SQLite) and the pure job rules.
 //! - [`api`]: the MiniMax retrieve client and error classification.
 //! - [`gate`]: the rate gate every retrieve call passes.
@@ -25,6 +26,7 @@ pub mod fetch;
 pub mod gate;
 pub mod http;
 pub mod ids;
+pub mod partial;
 pub mod progress;
 pub mod queue;
 pub mod sim;

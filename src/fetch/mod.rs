@@ -35,39 +35,7 @@ use crate::http::{USER_AGENT, describe_reqwest, parse_retry_after};
 use disk_writer::{DiskError, DiskWriter};
 use range::{Asked, Plan, ResponseHead};
 
-/// Where the size a file was verified against came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SizeSource {
-    /// retrieve reported `bytes > 0`.
-    Api,
-    /// retrieve said 0 (as it does for videos): the CDN's length, pinned on
-    /// the first response and checked on every resume.
-    Cdn,
-}
-
-impl SizeSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SizeSource::Api => "api",
-            SizeSource::Cdn => "cdn",
-        }
-    }
-}
-
-/// What survives between attempts (it is stored in the job row).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Resume {
-    /// Length of the partial file known to be on disk (fsynced).
-    pub bytes_done: u64,
-    pub validator: Option<String>,
-    /// The object's length as the CDN first reported it.
-    pub total: Option<u64>,
-    /// Segmented downloads: the complete pieces written (see [`pieces`]);
-    /// after a reboot only those inside `bytes_done` are trusted.
-    pub pieces: Option<String>,
-    /// The boot in which the partial bytes were written (see [`resume`]).
-    pub boot_id: Option<String>,
-}
+pub use crate::partial::{Resume, SizeSource};
 
 /// A verified, fsynced partial file ready to be placed.
 #[derive(Clone, Debug, PartialEq, Eq)]

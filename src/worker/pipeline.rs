@@ -12,11 +12,10 @@ use super::policy::{Decision, classify_fetch, decide, honour_retry_after};
 use super::{Engine, HostProblem, JobControl, Outcome};
 use crate::api::{ApiError, ErrorClass, FileInfo};
 use crate::fetch::naming;
-use crate::fetch::{
-    CheckpointError, Download, FetchError, ProgressSink, Resume, SizeSource, Verified, file,
-};
+use crate::fetch::{CheckpointError, Download, FetchError, ProgressSink, Resume, Verified, file};
 use crate::gate::{GateError, Hold};
-use crate::queue::{Job, Progress, QueueError, VerifiedFile, millis_after, now_millis};
+use crate::partial::ExpectedSize;
+use crate::queue::{Job, QueueError, VerifiedFile, millis_after, now_millis};
 
 /// Fresh download URLs asked for within one claim before giving up on it.
 const URL_REFRESHES: u32 = 3;
@@ -54,26 +53,15 @@ struct JobSink<'a> {
 impl ProgressSink for JobSink<'_> {
     /// A refusal comes back to [`settle`] as the queue's own error.
     async fn checkpoint(&self, state: &Resume) -> Result<(), CheckpointError> {
-        let expected = self.api_size.or(state.total);
-        let source = match (self.api_size, state.total) {
-            (Some(_), _) => Some(SizeSource::Api),
-            (None, Some(_)) => Some(SizeSource::Cdn),
-            (None, None) => None,
-        };
-        if let Some(total) = expected {
-            self.engine.observer.size_known(self.file_id, total);
+        let expected = ExpectedSize::of(self.api_size, state.total);
+        if let Some(expected) = expected {
+            self.engine
+                .observer
+                .size_known(self.file_id, expected.bytes);
         }
-        let progress = Progress {
-            bytes_done: state.bytes_done,
-            bytes_expected: expected,
-            size_source: source.map(|s| s.as_str().to_string()),
-            validator: state.validator.clone(),
-            pieces: state.pieces.clone(),
-            boot_id: state.boot_id.clone(),
-        };
         self.engine
             .queue
-            .checkpoint(self.file_id, self.owner, &progress)
+            .checkpoint(self.file_id, self.owner, state, expected)
             .await
             .map_err(CheckpointError::from)
     }
@@ -125,13 +113,7 @@ async fn process_inner(
         return Ok(outcome);
     }
     let partial = naming::partial_path(&engine.output_dir, job.file_id);
-    let mut resume = Resume {
-        bytes_done: job.bytes_done,
-        validator: job.validator.clone(),
-        total: job.bytes_expected,
-        pieces: job.pieces.clone(),
-        boot_id: job.boot_id.clone(),
-    };
+    let mut resume = job.resume();
     let started_at = resume.bytes_done;
     match fetch_with_fresh_urls(engine, &job, &partial, &mut resume, control).await? {
         Ok((verified, final_path, filename)) => {
@@ -268,7 +250,7 @@ async fn finish(
     }
     let record = VerifiedFile {
         size: verified.size,
-        size_source: verified.size_source.as_str(),
+        size_source: verified.size_source,
         sha256: &verified.sha256,
         filename,
         final_path,

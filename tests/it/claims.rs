@@ -215,8 +215,7 @@ async fn status_reads_kept_counts_on_a_large_queue_without_scanning_it() {
     // Counts that only `job_counts` holds: a status that scanned the jobs
     // (O(jobs)) would report 0 cancelled; one reading the kept counts
     // (O(1)) reports them.
-    sqlx::query("UPDATE job_counts SET jobs = jobs + 1000000 WHERE state = 'cancelled'")
-        .execute(q.pool())
+    minimax_dl::queue::testing::inflate_count(&q, JobState::Cancelled, 1_000_000)
         .await
         .unwrap();
     let status = world.status().await;

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use minimax_dl::queue::{DbLocation, Queue};
+use minimax_dl::partial::SizeSource;
+use minimax_dl::queue::testing::{self, JobPatch};
+use minimax_dl::queue::{DbLocation, JobState, Queue};
 use serde_json::Value;
 use tokio::process::Command;
 
@@ -42,32 +44,54 @@ const LIST_KEYS: &[&str] = &[
     "updated_at",
 ];
 
-const STAGE_FAILED: &str =
-    "UPDATE jobs SET state='failed', attempts=3, last_error='x' WHERE file_id=?";
-const STAGE_DONE: &str = "UPDATE jobs SET state='done', attempts=1, bytes_expected=100, \
-     bytes_done=100, size_source='api', filename='clip.mp4', \
-     final_path='/archive/' || file_id || '-clip.mp4', \
-     sha256='aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' WHERE file_id=?";
-const STAGE_CANCELLED: &str = "UPDATE jobs SET state='cancelled' WHERE file_id=?";
-/// Running, held by a worker whose lease is live for centuries.
-const STAGE_RUNNING_LIVE: &str = "UPDATE jobs SET state='running', lease_owner='worker-test', \
-     lease_expires_at=32503680000000, bytes_done=7 WHERE file_id=?";
-/// Running, but its worker died long ago (the lease expired).
-const STAGE_RUNNING_DEAD: &str = "UPDATE jobs SET state='running', lease_owner='worker-dead', \
-     lease_expires_at=1 WHERE file_id=?";
+/// A staged state: the columns to overwrite for one job.
+type Stage = fn(i64) -> JobPatch;
 
-/// Applies one staging UPDATE to each id, directly in the database.
-async fn stage(world: &World, sql: &'static str, ids: &[i64]) {
+const STAGE_FAILED: Stage = |_| JobPatch {
+    state: Some(JobState::Failed),
+    attempts: Some(3),
+    last_error: Some("x".into()),
+    ..JobPatch::default()
+};
+const STAGE_DONE: Stage = |id| JobPatch {
+    state: Some(JobState::Done),
+    attempts: Some(1),
+    expected: Some((100, SizeSource::Api)),
+    bytes_done: Some(100),
+    filename: Some("clip.mp4".into()),
+    placed: Some((format!("/archive/{id}-clip.mp4"), "a".repeat(64))),
+    ..JobPatch::default()
+};
+const STAGE_CANCELLED: Stage = |_| JobPatch {
+    state: Some(JobState::Cancelled),
+    ..JobPatch::default()
+};
+/// Running, held by a worker whose lease is live for centuries.
+const STAGE_RUNNING_LIVE: Stage = |_| JobPatch {
+    state: Some(JobState::Running),
+    lease_owner: Some("worker-test".into()),
+    lease_expires_at: Some(32503680000000),
+    bytes_done: Some(7),
+    ..JobPatch::default()
+};
+/// Running, but its worker died long ago (the lease expired).
+const STAGE_RUNNING_DEAD: Stage = |_| JobPatch {
+    state: Some(JobState::Running),
+    lease_owner: Some("worker-dead".into()),
+    lease_expires_at: Some(1),
+    ..JobPatch::default()
+};
+
+/// Stages each id in the state `stage` describes.
+async fn stage(world: &World, stage: Stage, ids: &[i64]) {
     let queue = Queue::open(&DbLocation(world.db.to_string_lossy().into_owned()))
         .await
         .expect("open the queue to stage jobs");
     for &id in ids {
-        let result = sqlx::query(sql)
-            .bind(id)
-            .execute(queue.pool())
+        let found = testing::patch_job(&queue, id, &stage(id))
             .await
             .expect("stage a job");
-        assert_eq!(result.rows_affected(), 1, "staging {id}: no such job");
+        assert!(found, "staging {id}: no such job");
     }
     queue.close().await;
 }
@@ -387,21 +411,31 @@ async fn enqueue_from_a_file_of_100k_ids() {
     let queue = Queue::open(&DbLocation(world.db.to_string_lossy().into_owned()))
         .await
         .unwrap();
-    let (count, distinct, low, high): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT file_id), min(file_id), max(file_id) FROM jobs \
-         WHERE state = 'queued' AND attempts = 0",
-    )
-    .fetch_one(queue.pool())
-    .await
-    .unwrap();
+    let fresh: Vec<i64> = queue
+        .list(Some(JobState::Queued), None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|job| job.attempts == 0)
+        .map(|job| job.file_id)
+        .collect();
+    let distinct = fresh.iter().collect::<BTreeSet<_>>().len() as i64;
+    let (count, low, high) = (
+        fresh.len() as i64,
+        fresh.iter().copied().min().unwrap_or(0),
+        fresh.iter().copied().max().unwrap_or(0),
+    );
     assert_eq!(
         (count, distinct, low, high),
         (100_000, 100_000, 1, i64::MAX)
     );
-    let (first_half,): (i64,) = sqlx::query_as("SELECT count(*) FROM jobs WHERE file_id <= 50000")
-        .fetch_one(queue.pool())
+    let first_half = queue
+        .list(None, None)
         .await
-        .unwrap();
+        .unwrap()
+        .iter()
+        .filter(|job| job.file_id <= 50000)
+        .count() as i64;
     assert_eq!(first_half, 50_000);
     queue.close().await;
 
@@ -1495,10 +1529,7 @@ async fn a_queue_made_before_the_mark_opens_and_is_marked_on_the_next_write() {
     enqueue(&world, &[1]).await;
     // As every queue made before the mark was: application_id 0.
     let queue = support::queue(&world).await;
-    sqlx::query("PRAGMA application_id = 0")
-        .execute(queue.pool())
-        .await
-        .unwrap();
+    testing::remove_sqlite_mark(&queue).await.unwrap();
     queue.close().await;
     assert_eq!(application_id(&world.db).await, 0);
 

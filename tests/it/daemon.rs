@@ -105,9 +105,7 @@ async fn a_second_signal_exits_at_once_and_still_loses_nothing() {
     // Hold the queue's write lock: the first signal's graceful path (a
     // checkpoint and a release, each a write) now waits for the lock, up to
     // the 30 s busy timeout, so only the second signal can end it soon.
-    let mut lock = q.pool().acquire().await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *lock)
+    let lock = minimax_dl::queue::testing::hold_write_lock(&q)
         .await
         .unwrap();
     let mut child = child;
@@ -131,8 +129,7 @@ async fn a_second_signal_exits_at_once_and_still_loses_nothing() {
         "{}",
         support::stderr(&out)
     );
-    sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
-    drop(lock);
+    lock.release().await.unwrap();
     sim.set_faults(Faults::default());
     assert_success(&world.run(&["run", "--exit-when-idle"]).await);
     assert_verified(&world, &sim, &world.job(1).await);

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use minimax_dl::queue::JobState;
+use minimax_dl::queue::testing::{self, JobPatch};
 use minimax_dl::sim::{ApiFault, ApiFaultRule, CdnRequest, Faults, SimConfig};
 
 use crate::support::{
@@ -262,11 +263,12 @@ async fn a_live_foreign_lease_is_respected_and_an_expired_one_resumed() {
     first.start_kill().unwrap();
     let _ = first.wait().await;
     let far = minimax_dl::queue::now_millis() + 600_000;
-    sqlx::query("UPDATE jobs SET lease_owner = 'other-host:1:1:aa', lease_expires_at = ?1")
-        .bind(far)
-        .execute(q.pool())
-        .await
-        .unwrap();
+    let foreign = JobPatch {
+        lease_owner: Some("other-host:1:1:aa".into()),
+        lease_expires_at: Some(far),
+        ..JobPatch::default()
+    };
+    assert!(testing::patch_job(&q, 11, &foreign).await.unwrap());
     let durable = q.get(11).await.unwrap().unwrap().bytes_done;
     sim.set_faults(Faults::default());
     let before = sim.stats();
@@ -278,10 +280,11 @@ async fn a_live_foreign_lease_is_respected_and_an_expired_one_resumed() {
         before.api_requests,
         "a lease held by a live worker elsewhere is not stolen"
     );
-    sqlx::query("UPDATE jobs SET lease_expires_at = 1")
-        .execute(q.pool())
-        .await
-        .unwrap();
+    let expired = JobPatch {
+        lease_expires_at: Some(1),
+        ..JobPatch::default()
+    };
+    assert!(testing::patch_job(&q, 11, &expired).await.unwrap());
     wait_for(
         Duration::from_secs(10),
         "the expired lease to be reclaimed",
@@ -343,20 +346,24 @@ async fn two_daemons_on_one_database_never_download_the_same_file() {
         );
     }
     let q = queue(&world).await;
-    let owners: HashMap<String, usize> =
-        sqlx::query_scalar::<_, String>("SELECT message FROM job_events WHERE kind = 'claimed'")
-            .fetch_all(q.pool())
-            .await
-            .unwrap()
-            .into_iter()
-            .fold(HashMap::new(), |mut m, msg| {
-                // "claimed by host:ns:pid:tag-N": one process per host:ns:pid:tag.
-                let process = msg
-                    .rsplit_once('-')
-                    .map_or(msg.clone(), |(p, _)| p.to_string());
-                *m.entry(process).or_default() += 1;
-                m
-            });
+    let mut claims = Vec::new();
+    for job in q.list(None, None).await.unwrap() {
+        let events = q.events(job.file_id).await.unwrap();
+        claims.extend(
+            events
+                .into_iter()
+                .filter(|e| e.kind == "claimed")
+                .filter_map(|e| e.message),
+        );
+    }
+    let owners: HashMap<String, usize> = claims.into_iter().fold(HashMap::new(), |mut m, msg| {
+        // "claimed by host:ns:pid:tag-N": one process per host:ns:pid:tag.
+        let process = msg
+            .rsplit_once('-')
+            .map_or(msg.clone(), |(p, _)| p.to_string());
+        *m.entry(process).or_default() += 1;
+        m
+    });
     assert_eq!(
         owners.values().sum::<usize>(),
         120,
@@ -505,13 +512,13 @@ async fn a_stored_retry_time_survives_a_restart() {
     assert_success(&world.run(&["enqueue", "8"]).await);
     let q = queue(&world).await;
     let due = minimax_dl::queue::now_millis() + 3000;
-    sqlx::query(
-        "UPDATE jobs SET attempts = 2, next_attempt_at = ?1, last_error = 'earlier failure'",
-    )
-    .bind(due)
-    .execute(q.pool())
-    .await
-    .unwrap();
+    let failed_twice = JobPatch {
+        attempts: Some(2),
+        next_attempt_at: Some(due),
+        last_error: Some("earlier failure".into()),
+        ..JobPatch::default()
+    };
+    assert!(testing::patch_job(&q, 8, &failed_twice).await.unwrap());
     let started = Instant::now();
     let out = world.run(&["run", "--exit-when-idle"]).await;
     assert_success(&out);
@@ -543,13 +550,7 @@ async fn the_per_minute_cap_counts_calls_made_before_a_restart() {
     // A previous run made 59 calls 56 seconds ago: one more is allowed now,
     // the next only when those leave the window.
     let earlier = minimax_dl::queue::now_millis() - 56_000;
-    for _ in 0..59 {
-        sqlx::query("INSERT INTO api_calls (at) VALUES (?1)")
-            .bind(earlier)
-            .execute(q.pool())
-            .await
-            .unwrap();
-    }
+    testing::record_api_calls(&q, earlier, 59).await.unwrap();
     assert_success(&world.run(&["run", "--exit-when-idle"]).await);
     let times: Vec<i64> = sim
         .stats()

@@ -11,5 +11,6 @@ mod disk;
 mod durability;
 mod engine;
 mod logging;
+mod queue_contract;
 mod segments;
 mod support;

@@ -18,7 +18,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Row};
 
-use super::{CommitSync, DbLocation, Queue, QueueError};
+use super::SqliteStore;
+use crate::queue::{CommitSync, DbLocation, QueueError};
 
 /// The queue's mark in the SQLite header: "MMDL" in ASCII.
 pub const APPLICATION_ID: i32 = 0x4d4d_444c;
@@ -75,11 +76,14 @@ struct Found {
     options: SqliteConnectOptions,
 }
 
-impl Queue {
+impl SqliteStore {
     /// Opens the queue for a verb that writes: creates the file (and its
     /// directory) when missing, refuses a file that is someone else's
     /// database or that we may not write, migrates and marks it.
-    pub async fn open_with(location: &DbLocation, sync: CommitSync) -> Result<Queue, QueueError> {
+    pub async fn open_with(
+        location: &DbLocation,
+        sync: CommitSync,
+    ) -> Result<SqliteStore, QueueError> {
         let path = location.sqlite_path();
         let display = path.display().to_string();
         if !exists(&path, &display)?
@@ -120,14 +124,14 @@ impl Queue {
             .await
             .map_err(|cause| readonly_or(cause, &display))?;
         }
-        Ok(Queue::from_pools(pool, writer, display))
+        Ok(SqliteStore::from_pools(pool, writer, display))
     }
 
     /// Opens the queue for a verb that only reads (`status`, `list`, `show`):
     /// SQLite's read-only mode, nothing created, nothing written. A queue
     /// whose schema is older than this build is upgraded first when we may
     /// write it (the only write a reading verb makes), else refused.
-    pub async fn open_read_only(location: &DbLocation) -> Result<Queue, QueueError> {
+    pub async fn open_read_only(location: &DbLocation) -> Result<SqliteStore, QueueError> {
         let path = location.sqlite_path();
         let display = path.display().to_string();
         if !exists(&path, &display)? {
@@ -145,10 +149,13 @@ impl Queue {
             if !writable(&path) {
                 return Err(QueueError::Outdated { location: display });
             }
-            Queue::open(location).await?.close().await;
+            SqliteStore::open_with(location, CommitSync::Full)
+                .await?
+                .close()
+                .await;
         }
         let pool = connect(found.options, 4, &display).await?;
-        Ok(Queue::from_pools(pool.clone(), pool, display))
+        Ok(SqliteStore::from_pools(pool.clone(), pool, display))
     }
 }
 

@@ -1,0 +1,62 @@
+//! What can go wrong with the queue.
+
+use std::path::PathBuf;
+
+/// Each message already says what went wrong underneath, so the underlying
+/// error is kept as a plain field (`cause`), not as the error's `source()`:
+/// `{:#}` would otherwise print it two or three times over.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("cannot create the directory {path} for the queue database: {cause}")]
+    CreateDir {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(
+        "cannot open the queue database {location}: {cause}. Check that the path is right, readable and writable, and is a minimax-dl SQLite database"
+    )]
+    Open {
+        location: String,
+        cause: sqlx::Error,
+    },
+    #[error(
+        "the queue database {location} could not be migrated: {cause}. Is it a minimax-dl database written by a newer version?"
+    )]
+    Migrate {
+        location: String,
+        cause: sqlx::migrate::MigrateError,
+    },
+    #[error("no queue at {location} (run `minimax-dl enqueue` to create one)")]
+    Missing { location: String },
+    #[error(
+        "{location} is not a minimax-dl queue: it is another application's SQLite database, left unchanged. Check --db, MINIMAX_DL_DATABASE or `database` in the config file"
+    )]
+    NotAQueue { location: String },
+    #[error(
+        "queue {location} is read-only: enqueue, run, fetch, retry and cancel need to write it. Check its permissions and owner (status, list and show work on a read-only queue)"
+    )]
+    ReadOnly { location: String },
+    #[error(
+        "queue {location} was written by an older minimax-dl and needs upgrading, but is read-only here: run `minimax-dl status` once as a user who may write it"
+    )]
+    Outdated { location: String },
+    #[error("queue database error: {0}")]
+    Sql(sqlx::Error),
+    #[error("job {0} is no longer leased by this worker (it was reclaimed or cancelled)")]
+    LeaseLost(i64),
+}
+
+impl From<sqlx::Error> for QueueError {
+    fn from(e: sqlx::Error) -> QueueError {
+        QueueError::Sql(e)
+    }
+}
+
+/// A worker's write matched its row only if `owner` still held the lease.
+pub(crate) fn lease_held(rows_affected: u64, file_id: i64) -> Result<(), QueueError> {
+    if rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(QueueError::LeaseLost(file_id))
+    }
+}

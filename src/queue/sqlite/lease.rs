@@ -1,0 +1,350 @@
+//! The lease protocol on SQLite: claims, heartbeats, and every worker write,
+//! each matching only while its owner holds the lease.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::Sqlite;
+
+use super::{JOB_COLUMNS, SqliteStore, insert_event, job_from_row};
+use crate::partial::{ExpectedSize, Resume};
+use crate::queue::error::lease_held;
+use crate::queue::group_commit::Completion;
+use crate::queue::{
+    Heartbeat, Job, Millis, QueueError, VerifiedFile, describe_delay, millis_after, now_millis,
+};
+
+/// Which jobs a claim may take.
+#[derive(Clone, Copy, Debug)]
+enum Pick {
+    /// Up to this many due jobs.
+    Due(usize),
+    /// This job, due or not (`fetch ID`).
+    One(i64),
+}
+
+impl SqliteStore {
+    pub async fn claim_batch(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Job>, QueueError> {
+        self.claim_where(owner, lease, Pick::Due(limit.max(1)))
+            .await
+    }
+
+    pub async fn claim_id(
+        &self,
+        file_id: i64,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Job>, QueueError> {
+        Ok(self
+            .claim_where(owner, lease, Pick::One(file_id))
+            .await?
+            .pop())
+    }
+
+    /// One UPDATE, atomic on its own: SQLite takes the write lock before the
+    /// statement reads, so the choice and the lease cannot race another
+    /// process. The history line comes from a trigger (migration 0005).
+    async fn claim_where(
+        &self,
+        owner: &str,
+        lease: Duration,
+        pick: Pick,
+    ) -> Result<Vec<Job>, QueueError> {
+        let now = now_millis();
+        let (chosen, parameter) = match pick {
+            // Abandoned leases first (few, and the oldest work), then the
+            // earliest due queued jobs: two indexed look-ups, not one OR.
+            Pick::Due(limit) => (
+                "file_id IN ( \
+                   SELECT file_id FROM (SELECT file_id FROM jobs \
+                     WHERE state = 'running' AND lease_expires_at < ?3 \
+                     ORDER BY next_attempt_at, file_id LIMIT ?4) \
+                   UNION ALL \
+                   SELECT file_id FROM (SELECT file_id FROM jobs \
+                     WHERE state = 'queued' AND next_attempt_at <= ?3 \
+                     ORDER BY next_attempt_at, file_id LIMIT ?4) \
+                   LIMIT ?4)",
+                limit as i64,
+            ),
+            Pick::One(id) => (
+                "file_id = ?4 AND (state = 'queued' OR (state = 'running' AND lease_expires_at < ?3))",
+                id,
+            ),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3 \
+             WHERE {chosen} RETURNING {JOB_COLUMNS}"
+        )))
+        .bind(owner)
+        .bind(millis_after(now, lease))
+        .bind(now)
+        .bind(parameter)
+        .fetch_all(&self.writer)
+        .await?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by_key(|job| (job.next_attempt_at, job.file_id));
+        Ok(jobs)
+    }
+
+    pub async fn expire_leases_of_dead_owners(
+        &self,
+        is_dead: impl Fn(&str) -> bool,
+    ) -> Result<u64, QueueError> {
+        let owners: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT lease_owner FROM jobs WHERE state = 'running' AND lease_owner IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut freed = 0;
+        for owner in owners.iter().filter(|o| is_dead(o)) {
+            freed += sqlx::query(
+                "UPDATE jobs SET lease_expires_at = 0 WHERE state = 'running' AND lease_owner = ?1",
+            )
+            .bind(owner)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        }
+        Ok(freed)
+    }
+
+    pub async fn heartbeat(
+        &self,
+        leases: &[(i64, String)],
+        lease: Duration,
+    ) -> Result<Heartbeat, QueueError> {
+        let until = millis_after(now_millis(), lease);
+        let mut report = Heartbeat::default();
+        let mut tx = self.write_tx().await?;
+        for (file_id, owner) in leases {
+            let row = sqlx::query(
+                "UPDATE jobs SET lease_expires_at = ?1 WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3 \
+                 RETURNING cancel_requested",
+            )
+            .bind(until)
+            .bind(file_id)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match row {
+                None => report.lost.push(*file_id),
+                Some(row) if row.try_get::<i64, _>("cancel_requested")? != 0 => {
+                    report.cancel.push(*file_id)
+                }
+                Some(_) => {}
+            }
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    pub async fn checkpoint(
+        &self,
+        file_id: i64,
+        owner: &str,
+        progress: &Resume,
+        expected: Option<ExpectedSize>,
+    ) -> Result<(), QueueError> {
+        let result = sqlx::query(
+            "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?2, size_source = ?3, validator = ?4, \
+             pieces = ?8, boot_id = ?9, updated_at = ?5 \
+             WHERE file_id = ?6 AND state = 'running' AND lease_owner = ?7",
+        )
+        .bind(progress.bytes_done as i64)
+        .bind(expected.map(|e| e.bytes as i64))
+        .bind(expected.map(|e| e.source.as_str()))
+        .bind(progress.validator.as_deref())
+        .bind(now_millis())
+        .bind(file_id)
+        .bind(owner)
+        .bind(progress.pieces.as_deref())
+        .bind(progress.boot_id.as_deref())
+        .execute(&self.writer)
+        .await?;
+        lease_held(result.rows_affected(), file_id)
+    }
+
+    pub async fn record_verified(
+        &self,
+        file_id: i64,
+        owner: &str,
+        verified: &VerifiedFile<'_>,
+    ) -> Result<(), QueueError> {
+        let now = now_millis();
+        let VerifiedFile {
+            size,
+            size_source,
+            sha256,
+            filename,
+            final_path,
+        } = *verified;
+        let update = sqlx::query(
+            "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?1, size_source = ?2, sha256 = ?3, pieces = NULL, \
+             filename = ?7, final_path = ?8, updated_at = ?4 \
+             WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
+        )
+        .bind(size as i64)
+        .bind(size_source.as_str())
+        .bind(sha256)
+        .bind(now)
+        .bind(file_id)
+        .bind(owner)
+        .bind(filename)
+        .bind(final_path.to_string_lossy().into_owned());
+        let message = format!(
+            "{size} bytes verified against the {} size; sha256 {sha256}",
+            size_source.as_str()
+        );
+        self.leased_transition(file_id, now, update, "verified", &message)
+            .await
+    }
+
+    pub async fn clear_verified(
+        &self,
+        file_id: i64,
+        owner: &str,
+        why: &str,
+    ) -> Result<(), QueueError> {
+        let now = now_millis();
+        let update = sqlx::query(
+            "UPDATE jobs SET sha256 = NULL, bytes_done = 0, validator = NULL, pieces = NULL, updated_at = ?1 \
+             WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3",
+        )
+        .bind(now)
+        .bind(file_id)
+        .bind(owner);
+        self.leased_transition(file_id, now, update, "restarted", why)
+            .await
+    }
+
+    /// Many completions in one UPDATE (atomic on its own; the history lines
+    /// come from a trigger, migration 0005). Returns the jobs whose lease was
+    /// still held: the others were reclaimed or cancelled meanwhile.
+    pub async fn complete_many(
+        &self,
+        completions: &[Completion],
+    ) -> Result<HashSet<i64>, QueueError> {
+        let rows: Vec<(i64, &str, &str)> = completions
+            .iter()
+            .map(|c| (c.file_id, c.owner.as_str(), c.path.as_str()))
+            .collect();
+        let rows = serde_json::to_string(&rows).expect("completions serialise");
+        let done: Vec<i64> = sqlx::query_scalar(
+            "UPDATE jobs SET state = 'done', final_path = c.path, lease_owner = NULL, \
+             lease_expires_at = NULL, last_error = NULL, cancel_requested = 0, updated_at = ?1 \
+             FROM (SELECT value ->> 0 AS id, value ->> 1 AS owner, value ->> 2 AS path \
+                   FROM json_each(?2)) AS c \
+             WHERE jobs.file_id = c.id AND jobs.state = 'running' AND jobs.lease_owner = c.owner \
+             RETURNING file_id",
+        )
+        .bind(now_millis())
+        .bind(rows)
+        .fetch_all(&self.writer)
+        .await?;
+        Ok(done.into_iter().collect())
+    }
+
+    pub async fn record_failure(
+        &self,
+        file_id: i64,
+        owner: &str,
+        error: &str,
+        retry_at: Option<Millis>,
+    ) -> Result<(), QueueError> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        let (state, next, kind) = match retry_at {
+            Some(at) => ("queued", at, "retry_scheduled"),
+            None => ("failed", now, "failed"),
+        };
+        let row = sqlx::query(
+            "UPDATE jobs SET state = ?1, attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?4 \
+             WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6 RETURNING attempts",
+        )
+        .bind(state)
+        .bind(next)
+        .bind(error)
+        .bind(now)
+        .bind(file_id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(QueueError::LeaseLost(file_id));
+        };
+        let attempt = row.try_get::<i64, _>("attempts")? as u32;
+        let message = match retry_at {
+            Some(at) => format!("{error}; next attempt in {}", describe_delay(at - now)),
+            None => error.to_string(),
+        };
+        insert_event(&mut tx, file_id, now, kind, Some(attempt), Some(&message)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn release(
+        &self,
+        file_id: i64,
+        owner: &str,
+        reason: &str,
+        not_before: Millis,
+        set_last_error: bool,
+    ) -> Result<(), QueueError> {
+        let now = now_millis();
+        let update = sqlx::query(
+            "UPDATE jobs SET state = 'queued', next_attempt_at = ?1, \
+             last_error = CASE WHEN ?2 THEN ?3 ELSE last_error END, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?4 \
+             WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
+        )
+        .bind(not_before)
+        .bind(set_last_error)
+        .bind(reason)
+        .bind(now)
+        .bind(file_id)
+        .bind(owner);
+        self.leased_transition(file_id, now, update, "released", reason)
+            .await
+    }
+
+    pub async fn confirm_cancelled(&self, file_id: i64, owner: &str) -> Result<(), QueueError> {
+        let now = now_millis();
+        let update = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', cancel_requested = 0, lease_owner = NULL, \
+             lease_expires_at = NULL, updated_at = ?1 \
+             WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3",
+        )
+        .bind(now)
+        .bind(file_id)
+        .bind(owner);
+        self.leased_transition(file_id, now, update, "cancelled", "stopped by its worker")
+            .await
+    }
+
+    /// Runs a worker's update (which must match only while `owner` holds the
+    /// lease) and appends its history line, in one transaction.
+    async fn leased_transition(
+        &self,
+        file_id: i64,
+        now: Millis,
+        update: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), QueueError> {
+        let mut tx = self.write_tx().await?;
+        let result = update.execute(&mut *tx).await?;
+        lease_held(result.rows_affected(), file_id)?;
+        insert_event(&mut tx, file_id, now, kind, None, Some(message)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

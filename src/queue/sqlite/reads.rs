@@ -1,0 +1,105 @@
+//! Reads on SQLite: counts, lists, one job, its history, the next due time.
+
+use std::str::FromStr;
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{JOB_COLUMNS, SqliteStore, job_from_row};
+use crate::queue::{Job, JobEvent, JobState, Millis, QueueError, StatusCounts};
+
+impl SqliteStore {
+    /// Up to `page` jobs after `after`, in `file_id` order.
+    pub async fn list_page(
+        &self,
+        state: Option<JobState>,
+        after: Option<i64>,
+        page: u64,
+    ) -> Result<Vec<Job>, QueueError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) \
+             AND (?2 IS NULL OR file_id > ?2) ORDER BY file_id LIMIT ?3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(state.map(JobState::as_str))
+            .bind(after)
+            .bind(page as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    pub async fn status(&self) -> Result<StatusCounts, QueueError> {
+        let rows = sqlx::query("SELECT state, jobs, bytes FROM job_counts")
+            .fetch_all(&self.pool)
+            .await?;
+        fold_counts(&rows)
+    }
+
+    pub async fn status_by_scan(&self) -> Result<StatusCounts, QueueError> {
+        let rows = sqlx::query(
+            "SELECT state, count(*) AS jobs, coalesce(sum(bytes_done), 0) AS bytes FROM jobs GROUP BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        fold_counts(&rows)
+    }
+
+    pub async fn get(&self, file_id: i64) -> Result<Option<Job>, QueueError> {
+        let mut conn = self.pool.acquire().await?;
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE file_id = ?1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(file_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(row.as_ref().map(job_from_row).transpose()?)
+    }
+
+    pub async fn events(&self, file_id: i64) -> Result<Vec<JobEvent>, QueueError> {
+        let rows = sqlx::query(
+            "SELECT at, kind, attempt, message FROM job_events WHERE file_id = ?1 ORDER BY id",
+        )
+        .bind(file_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(JobEvent {
+                    at: row.try_get("at")?,
+                    kind: row.try_get("kind")?,
+                    attempt: row.try_get::<Option<i64>, _>("attempt")?.map(|a| a as u32),
+                    message: row.try_get("message")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn next_due(&self) -> Result<Option<Millis>, QueueError> {
+        let row = sqlx::query("SELECT min(next_attempt_at) AS t FROM jobs WHERE state = 'queued'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("t")?)
+    }
+}
+
+/// Rows of `(state, jobs, bytes)` into counts.
+fn fold_counts(rows: &[SqliteRow]) -> Result<StatusCounts, QueueError> {
+    let mut counts = StatusCounts::default();
+    for row in rows {
+        let state: String = row.try_get("state")?;
+        let n = row.try_get::<i64, _>("jobs")?.max(0) as u64;
+        counts.bytes_done += row.try_get::<i64, _>("bytes")?.max(0) as u64;
+        match JobState::from_str(&state) {
+            Ok(JobState::Queued) => counts.queued = n,
+            Ok(JobState::Running) => counts.running = n,
+            Ok(JobState::Done) => counts.done = n,
+            Ok(JobState::Failed) => counts.failed = n,
+            Ok(JobState::Cancelled) => counts.cancelled = n,
+            Err(_) => {}
+        }
+    }
+    Ok(counts)
+}

@@ -1,0 +1,197 @@
+//! The user verbs on SQLite: enqueue, retry, cancel, notes.
+
+use sqlx::{Sqlite, Transaction};
+
+use super::{SqliteStore, fetch_job, insert_event};
+use crate::queue::state::{self, CancelVerdict, JobState, RetryVerdict};
+use crate::queue::{EnqueueReport, QueueError, VerbOutcome, now_millis};
+
+/// Rows per INSERT when enqueueing: SQLite allows 32766 bound variables.
+const ENQUEUE_CHUNK: usize = 4000;
+
+impl SqliteStore {
+    pub async fn enqueue(&self, ids: &[i64]) -> Result<EnqueueReport, QueueError> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        let mut added = 0u64;
+        for chunk in ids.chunks(ENQUEUE_CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO jobs (file_id, state, next_attempt_at, created_at, updated_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?, 'queued', ?1, ?1, ?1)");
+            }
+            // Numbered and anonymous parameters do not mix well; number them all.
+            let mut sql = number_placeholders(&sql, chunk.len());
+            sql.push_str(" ON CONFLICT (file_id) DO NOTHING");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            added += query.execute(&mut *tx).await?.rows_affected();
+        }
+        sqlx::query("UPDATE job_counts SET jobs = jobs + ?1 WHERE state = 'queued'")
+            .bind(added as i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(EnqueueReport {
+            added,
+            skipped: ids.len() as u64 - added,
+        })
+    }
+
+    pub async fn retry(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
+        let mut outcomes = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let mut tx = self.write_tx().await?;
+            let Some(job) = fetch_job(&mut tx, id).await? else {
+                outcomes.push((id, VerbOutcome::Unknown));
+                continue;
+            };
+            let outcome = match state::retry_verdict(job.state) {
+                RetryVerdict::Refuse(why) => VerbOutcome::Refused(why.to_string()),
+                RetryVerdict::Requeue => {
+                    requeue_for_retry(&mut tx, id, job.state).await?;
+                    VerbOutcome::Applied
+                }
+            };
+            tx.commit().await?;
+            outcomes.push((id, outcome));
+        }
+        Ok(outcomes)
+    }
+
+    pub async fn retry_all_failed(&self) -> Result<u64, QueueError> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO job_events (file_id, at, kind, message) \
+             SELECT file_id, ?1, 'retried', 'retry --all-failed: attempts reset' FROM jobs WHERE state = 'failed'",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let result = sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_at = ?1, last_error = NULL, \
+             cancel_requested = 0, updated_at = ?1 WHERE state = 'failed'",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(result.rows_affected())
+    }
+
+    pub async fn cancel(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
+        let mut outcomes = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let now = now_millis();
+            let mut tx = self.write_tx().await?;
+            let Some(job) = fetch_job(&mut tx, id).await? else {
+                outcomes.push((id, VerbOutcome::Unknown));
+                continue;
+            };
+            let verdict = state::cancel_verdict(job.state, job.lease_live(now));
+            let (update, kind, message, outcome) = match verdict {
+                CancelVerdict::Refuse(why) => {
+                    tx.commit().await?;
+                    outcomes.push((id, VerbOutcome::Refused(why.to_string())));
+                    continue;
+                }
+                CancelVerdict::CancelNow => (
+                    sqlx::query(
+                        "UPDATE jobs SET state = 'cancelled', cancel_requested = 0, lease_owner = NULL, \
+                         lease_expires_at = NULL, updated_at = ?1 WHERE file_id = ?2 AND state = ?3",
+                    )
+                    .bind(now)
+                    .bind(id)
+                    .bind(job.state.as_str()),
+                    "cancelled",
+                    "cancelled by the user",
+                    VerbOutcome::Applied,
+                ),
+                CancelVerdict::AskWorker => (
+                    sqlx::query(
+                        "UPDATE jobs SET cancel_requested = 1, updated_at = ?1 WHERE file_id = ?2 AND state = 'running'",
+                    )
+                    .bind(now)
+                    .bind(id),
+                    "cancel_requested",
+                    "asked its worker to stop",
+                    VerbOutcome::Requested,
+                ),
+            };
+            update.execute(&mut *tx).await?;
+            insert_event(&mut tx, id, now, kind, None, Some(message)).await?;
+            tx.commit().await?;
+            outcomes.push((id, outcome));
+        }
+        Ok(outcomes)
+    }
+
+    pub async fn note(&self, file_id: i64, kind: &str, message: &str) -> Result<(), QueueError> {
+        let mut tx = self.write_tx().await?;
+        insert_event(&mut tx, file_id, now_millis(), kind, None, Some(message)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// `(?, 'queued', ?1, ...)` repeated: turn each bare `?` into `?2`, `?3`, ...
+/// so it can sit beside the shared `?1` timestamp.
+fn number_placeholders(sql: &str, rows: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + rows * 6);
+    let mut next = 2;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '?' && !chars.peek().is_some_and(|n| n.is_ascii_digit()) {
+            out.push_str(&next.to_string());
+            next += 1;
+        }
+    }
+    out
+}
+
+async fn requeue_for_retry(
+    tx: &mut Transaction<'static, Sqlite>,
+    file_id: i64,
+    from: JobState,
+) -> Result<(), sqlx::Error> {
+    let now = now_millis();
+    sqlx::query(
+        "UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_at = ?1, last_error = NULL, \
+         cancel_requested = 0, updated_at = ?1 WHERE file_id = ?2 AND state = ?3",
+    )
+    .bind(now)
+    .bind(file_id)
+    .bind(from.as_str())
+    .execute(&mut **tx)
+    .await?;
+    insert_event(
+        tx,
+        file_id,
+        now,
+        "retried",
+        None,
+        Some("retry requested by the user: attempts reset"),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_after_the_shared_first() {
+        assert_eq!(
+            number_placeholders("(?, 'queued', ?1),(?, 'queued', ?1)", 2),
+            "(?2, 'queued', ?1),(?3, 'queued', ?1)"
+        );
+    }
+}

@@ -1,0 +1,36 @@
+//! The seam between [`Queue`](super::Queue) and the database that holds the
+//! jobs. An enum rather than a trait object: the store's methods are async,
+//! and async methods do not go through `dyn` easily. A second backend is a
+//! second variant, a second folder beside `sqlite/`, and one more arm in
+//! [`on_store!`]; the contract suite (`tests/it/queue_contract.rs`) runs
+//! against each.
+
+use super::sqlite::SqliteStore;
+
+#[derive(Clone, Debug)]
+pub(super) enum Store {
+    Sqlite(SqliteStore),
+}
+
+/// Runs `$call` with `$s` bound to whichever store backs `$queue`.
+macro_rules! on_store {
+    ($queue:expr, $s:ident => $call:expr) => {
+        match &$queue.store {
+            Store::Sqlite($s) => $call,
+        }
+    };
+}
+
+/// `Queue` methods that only hand their call to the store, each written as
+/// its signature and its documentation: the body is the same for all.
+macro_rules! delegate_to_store {
+    ($($(#[$attr:meta])* pub async fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?)
+        -> $ret:ty;)*) => {
+        $(
+            $(#[$attr])*
+            pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                on_store!(self, s => s.$name($($arg),*).await)
+            }
+        )*
+    };
+}

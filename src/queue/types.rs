@@ -1,0 +1,193 @@
+//! The queue's plain types: what callers get back and pass in, whatever
+//! store holds the jobs.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::JobState;
+use crate::partial::{Resume, SizeSource};
+
+/// Unix time in milliseconds, the unit of every timestamp in the database.
+pub type Millis = i64;
+
+pub fn now_millis() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn millis_after(from: Millis, delay: Duration) -> Millis {
+    from.saturating_add(delay.as_millis().min(i64::MAX as u128) as i64)
+}
+
+/// "in 2m 30s" style text for event messages.
+pub fn describe_delay(millis: i64) -> String {
+    let secs = (millis.max(0) as u64).div_ceil(1000);
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
+/// When a commit reaches the disk. Both keep the database consistent
+/// through a crash or power loss; they differ in what a power loss may undo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitSync {
+    /// Every commit is fsynced before it returns: for user verbs (`enqueue`,
+    /// `retry`, `cancel`), whose success the user is told about.
+    Full,
+    /// Commits are fsynced at the next WAL checkpoint: for worker state
+    /// changes, every one of which is safe to lose on power loss (a claim
+    /// reverts to queued, a checkpoint to an earlier length that was itself
+    /// fsynced, a completion to a recorded digest that is re-verified).
+    Normal,
+}
+
+/// Which database holds the queue: a SQLite file path or `sqlite:` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbLocation(pub String);
+
+impl DbLocation {
+    pub(crate) fn sqlite_path(&self) -> PathBuf {
+        let raw = self.0.as_str();
+        let stripped = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+            .unwrap_or(raw);
+        let stripped = stripped.split('?').next().unwrap_or(stripped);
+        PathBuf::from(stripped)
+    }
+}
+
+/// One file to download, as the queue knows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Job {
+    pub file_id: i64,
+    pub state: JobState,
+    pub attempts: u32,
+    pub next_attempt_at: Millis,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<Millis>,
+    pub cancel_requested: bool,
+    pub bytes_expected: Option<u64>,
+    pub size_source: Option<SizeSource>,
+    pub bytes_done: u64,
+    pub validator: Option<String>,
+    /// Segmented downloads: complete pieces (see `fetch::pieces`).
+    pub pieces: Option<String>,
+    /// The boot in which the partial bytes were written (see `fetch::resume`).
+    #[serde(skip)]
+    pub boot_id: Option<String>,
+    pub filename: Option<String>,
+    pub final_path: Option<String>,
+    pub sha256: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+impl Job {
+    pub fn lease_live(&self, now: Millis) -> bool {
+        self.lease_expires_at.is_some_and(|t| t > now)
+    }
+
+    /// What the last attempt proved of the partial file.
+    pub fn resume(&self) -> Resume {
+        Resume {
+            bytes_done: self.bytes_done,
+            validator: self.validator.clone(),
+            total: self.bytes_expected,
+            pieces: self.pieces.clone(),
+            boot_id: self.boot_id.clone(),
+        }
+    }
+}
+
+/// One line of a job's history.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobEvent {
+    pub at: Millis,
+    pub kind: String,
+    pub attempt: Option<u32>,
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EnqueueReport {
+    pub added: u64,
+    pub skipped: u64,
+}
+
+/// Job counts per state, plus the bytes downloaded so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StatusCounts {
+    pub queued: u64,
+    pub running: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    pub bytes_done: u64,
+}
+
+impl StatusCounts {
+    pub fn get(&self, state: JobState) -> u64 {
+        match state {
+            JobState::Queued => self.queued,
+            JobState::Running => self.running,
+            JobState::Done => self.done,
+            JobState::Failed => self.failed,
+            JobState::Cancelled => self.cancelled,
+        }
+    }
+}
+
+/// What a heartbeat found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Leases no longer held: the job was reclaimed or cancelled outright.
+    pub lost: Vec<i64>,
+    /// Jobs whose cancellation a user asked for.
+    pub cancel: Vec<i64>,
+}
+
+/// What a user verb (retry, cancel) did to one id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerbOutcome {
+    Applied,
+    /// cancel on a running job: its worker was asked to stop.
+    Requested,
+    Refused(String),
+    Unknown,
+}
+
+/// A complete file about to be placed: what `record_verified` stores.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifiedFile<'a> {
+    pub size: u64,
+    pub size_source: SizeSource,
+    pub sha256: &'a str,
+    /// The name the API gave (before sanitising).
+    pub filename: Option<&'a str>,
+    pub final_path: &'a Path,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_locations_accept_paths_and_urls() {
+        assert_eq!(
+            DbLocation("/tmp/q.db".into()).sqlite_path(),
+            PathBuf::from("/tmp/q.db")
+        );
+        assert_eq!(
+            DbLocation("sqlite:///tmp/q.db".into()).sqlite_path(),
+            PathBuf::from("/tmp/q.db")
+        );
+        assert_eq!(
+            DbLocation("sqlite:q.db?mode=rwc".into()).sqlite_path(),
+            PathBuf::from("q.db")
+        );
+    }
+}

@@ -1,0 +1,524 @@
+//! The storage contract: the queue's behaviour through [`Queue`] alone,
+//! whatever store holds the jobs. Each case is an `async fn(Queue)` on a
+//! fresh, empty queue; [`contract!`] instantiates every case for each
+//! backend (today SQLite on a temporary file). A new backend adds one line
+//! at the bottom and must pass the same cases.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use minimax_dl::queue::{DbLocation, JobState, Queue, QueueError, VerbOutcome, now_millis};
+
+/// A fresh SQLite queue on a temporary file (the directory lives as long
+/// as the returned guard).
+async fn sqlite() -> (tempfile::TempDir, Queue) {
+    let dir = tempfile::tempdir().unwrap();
+    let location = DbLocation(dir.path().join("q.db").to_string_lossy().into_owned());
+    let queue = Queue::open_for_workers(&location).await.unwrap();
+    (dir, queue)
+}
+
+/// `contract!(backend = opener; case, case, ...)`: a module named after the
+/// backend with one test per case, each on a queue from `opener`.
+macro_rules! contract {
+    ($backend:ident = $open:path; $($case:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let (_keep, queue) = $open().await;
+                    super::$case(queue).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(sqlite = super::sqlite;
+    enqueue_is_idempotent,
+    enqueue_is_all_or_nothing,
+    concurrent_claimers_never_share_a_job,
+    a_batch_claim_takes_abandoned_leases_first_then_the_earliest_due,
+    an_expired_lease_is_reclaimed_and_its_old_holder_refused,
+    a_heartbeat_renews_held_leases_and_reports_lost_and_cancelled_ones,
+    concurrent_completions_commit_together_and_each_learns_its_own_fate,
+    a_stale_completion_in_the_same_batch_is_refused_not_told_of_the_other,
+    kept_counts_match_a_scan_through_every_transition,
+    the_api_call_window_caps_calls_and_says_when_the_next_may_go,
+    retry_applies_to_failed_and_cancelled_jobs_only,
+    cancel_acts_by_state_and_lease,
+);
+
+async fn event_lines(queue: &Queue, file_id: i64) -> Vec<(String, Option<u32>, String)> {
+    queue
+        .events(file_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.attempt, e.message.unwrap_or_default()))
+        .collect()
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn enqueue_is_idempotent(queue: Queue) {
+    let first = queue.enqueue(&[1, 2, 3]).await.unwrap();
+    assert_eq!((first.added, first.skipped), (3, 0));
+    let again = queue.enqueue(&[2, 3, 4, 4]).await.unwrap();
+    assert_eq!((again.added, again.skipped), (1, 3));
+    let ids: Vec<i64> = queue
+        .list(None, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.file_id)
+        .collect();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    // A job already claimed is left as it is by a second enqueue.
+    let claimed = queue.claim_id(2, "w", LEASE).await.unwrap().unwrap();
+    assert_eq!(queue.enqueue(&[2]).await.unwrap().skipped, 1);
+    let job = queue.get(2).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.lease_owner),
+        (JobState::Running, claimed.lease_owner)
+    );
+    let counts = queue.status().await.unwrap();
+    assert_eq!((counts.queued, counts.running), (3, 1));
+    assert_eq!(counts, queue.status_by_scan().await.unwrap());
+}
+
+async fn enqueue_is_all_or_nothing(queue: Queue) {
+    // An enqueue stopped part-way (its caller gave up) leaves all of its
+    // ids or none: never the first chunks without the rest.
+    let ids: Vec<i64> = (1..=200_000).collect();
+    let stopped = tokio::time::timeout(Duration::from_millis(5), queue.enqueue(&ids)).await;
+    let counts = queue.status().await.unwrap();
+    assert_eq!(counts, queue.status_by_scan().await.unwrap());
+    match stopped {
+        Ok(report) => assert_eq!(report.unwrap().added, 200_000),
+        Err(_) => assert!(
+            counts.queued == 0 || counts.queued == 200_000,
+            "{} of 200000 ids stayed",
+            counts.queued
+        ),
+    }
+    let rest = queue.enqueue(&ids).await.unwrap();
+    assert_eq!(rest.added + counts.queued, 200_000);
+    assert_eq!(queue.status().await.unwrap().queued, 200_000);
+}
+
+async fn concurrent_claimers_never_share_a_job(queue: Queue) {
+    let ids: Vec<i64> = (1..=300).collect();
+    queue.enqueue(&ids).await.unwrap();
+    let mut claimers = Vec::new();
+    for worker in 0..8 {
+        let queue = queue.clone();
+        claimers.push(tokio::spawn(async move {
+            let owner = format!("host:0:{worker}:w");
+            let mut mine = Vec::new();
+            loop {
+                let jobs = queue.claim_batch(&owner, LEASE, 7).await.unwrap();
+                if jobs.is_empty() {
+                    return mine;
+                }
+                for job in jobs {
+                    assert_eq!(job.lease_owner.as_deref(), Some(owner.as_str()));
+                    mine.push(job.file_id);
+                }
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for claimer in claimers {
+        for id in claimer.await.unwrap() {
+            assert!(seen.insert(id), "job {id} claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 300);
+    assert!(queue.claim("late", LEASE).await.unwrap().is_none());
+    let counts = queue.status().await.unwrap();
+    assert_eq!((counts.running, counts.queued), (300, 0));
+}
+
+async fn an_expired_lease_is_reclaimed_and_its_old_holder_refused(queue: Queue) {
+    queue.enqueue(&[1]).await.unwrap();
+    let first = queue.claim("old", Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(first.attempts, 0);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let job = queue.claim("new", LEASE).await.unwrap().unwrap();
+    assert_eq!((job.file_id, job.lease_owner.as_deref()), (1, Some("new")));
+    assert!(job.lease_live(now_millis()));
+    // Every write of the old holder is refused; the new one's are taken.
+    let resume = job.resume();
+    assert!(matches!(
+        queue.checkpoint(1, "old", &resume, None).await,
+        Err(QueueError::LeaseLost(1))
+    ));
+    assert!(matches!(
+        queue.release(1, "old", "stop", now_millis(), false).await,
+        Err(QueueError::LeaseLost(1))
+    ));
+    assert!(matches!(
+        queue.record_failure(1, "old", "boom", None).await,
+        Err(QueueError::LeaseLost(1))
+    ));
+    queue.checkpoint(1, "new", &resume, None).await.unwrap();
+    // A live lease is not taken.
+    assert!(queue.claim("third", LEASE).await.unwrap().is_none());
+    assert!(queue.claim_id(1, "third", LEASE).await.unwrap().is_none());
+    // Owners found dead have their leases expired at once.
+    assert_eq!(
+        queue
+            .expire_leases_of_dead_owners(|o| o == "new")
+            .await
+            .unwrap(),
+        1
+    );
+    let job = queue.claim("third", LEASE).await.unwrap().unwrap();
+    assert_eq!(job.lease_owner.as_deref(), Some("third"));
+    let kinds: Vec<String> = event_lines(&queue, 1)
+        .await
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(kinds, ["claimed", "reclaimed", "reclaimed"]);
+}
+
+async fn a_heartbeat_renews_held_leases_and_reports_lost_and_cancelled_ones(queue: Queue) {
+    queue.enqueue(&[1, 2, 3]).await.unwrap();
+    let short = Duration::from_millis(300);
+    for id in [1, 2, 3] {
+        queue.claim_id(id, "pool", short).await.unwrap().unwrap();
+    }
+    let held: Vec<(i64, String)> = [1, 2, 3]
+        .iter()
+        .map(|&id| (id, "pool".to_string()))
+        .collect();
+    let beat = queue.heartbeat(&held, LEASE).await.unwrap();
+    assert_eq!(beat, Default::default());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Renewed: nobody may take them although the first lease ran out.
+    assert!(queue.claim("thief", LEASE).await.unwrap().is_none());
+
+    // Job 2's lease is lost (expired and reclaimed); job 3's cancellation
+    // is asked for.
+    queue
+        .expire_leases_of_dead_owners(|o| o == "pool")
+        .await
+        .unwrap();
+    assert_eq!(
+        queue.heartbeat(&held[..1], LEASE).await.unwrap(),
+        Default::default()
+    );
+    assert_eq!(
+        queue
+            .claim_id(2, "thief", LEASE)
+            .await
+            .unwrap()
+            .unwrap()
+            .file_id,
+        2
+    );
+    assert_eq!(
+        queue.heartbeat(&held[2..], LEASE).await.unwrap(),
+        Default::default()
+    );
+    let asked = queue.cancel(&[3]).await.unwrap();
+    assert_eq!(asked, [(3, VerbOutcome::Requested)]);
+    let beat = queue.heartbeat(&held, LEASE).await.unwrap();
+    assert_eq!((beat.lost, beat.cancel), (vec![2], vec![3]));
+    queue.confirm_cancelled(3, "pool").await.unwrap();
+    assert_eq!(
+        queue.get(3).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+    assert_eq!(queue.heartbeat(&held[2..], LEASE).await.unwrap().lost, [3]);
+}
+
+async fn a_batch_claim_takes_abandoned_leases_first_then_the_earliest_due(queue: Queue) {
+    queue.enqueue(&[5, 1, 4, 2, 3]).await.unwrap();
+    // Job 1's first worker holds a lease that has already run out.
+    let abandoned = queue
+        .claim_id(1, "a:0:1:dead", Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(abandoned.map(|j| j.file_id), Some(1));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    let jobs = queue
+        .claim_batch("b:0:2:live", Duration::from_secs(30), 3)
+        .await
+        .unwrap();
+    let mut ids: Vec<i64> = jobs.iter().map(|j| j.file_id).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [1, 2, 3],
+        "the abandoned job, then the two earliest due"
+    );
+    assert!(jobs.iter().all(
+        |j| j.state == JobState::Running && j.lease_owner.as_deref() == Some("b:0:2:live")
+    ));
+    let counts = queue.status().await.unwrap();
+    assert_eq!((counts.running, counts.queued), (3, 2));
+
+    // The history comes from the trigger, with the texts the code wrote.
+    assert_eq!(
+        event_lines(&queue, 1).await,
+        [
+            ("claimed".into(), Some(1), "claimed by a:0:1:dead".into()),
+            (
+                "reclaimed".into(),
+                Some(1),
+                "lease of a:0:1:dead expired; claimed by b:0:2:live".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        event_lines(&queue, 2).await,
+        [("claimed".into(), Some(1), "claimed by b:0:2:live".into())]
+    );
+    // Nothing else is due beyond what is left.
+    assert_eq!(
+        queue
+            .claim_batch("c", Duration::from_secs(30), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        queue
+            .claim_batch("c", Duration::from_secs(30), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn concurrent_completions_commit_together_and_each_learns_its_own_fate(queue: Queue) {
+    let ids: Vec<i64> = (1..=40).collect();
+    queue.enqueue(&ids).await.unwrap();
+    let jobs = queue
+        .claim_batch("w:0:1:1", Duration::from_secs(30), 40)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 40);
+    let mut tasks = Vec::new();
+    for job in jobs {
+        let queue = queue.clone();
+        // Job 7 is completed by a worker that does not hold its lease.
+        let owner = if job.file_id == 7 {
+            "someone-else"
+        } else {
+            "w:0:1:1"
+        };
+        tasks.push(tokio::spawn(async move {
+            let path = PathBuf::from(format!("/archive/{}.mp4", job.file_id));
+            (job.file_id, queue.complete(job.file_id, owner, &path).await)
+        }));
+    }
+    for task in tasks {
+        let (file_id, result) = task.await.unwrap();
+        match result {
+            Err(QueueError::LeaseLost(id)) => assert_eq!((file_id, id), (7, 7)),
+            other => {
+                assert_ne!(file_id, 7);
+                other.unwrap();
+            }
+        }
+    }
+    let counts = queue.status().await.unwrap();
+    assert_eq!((counts.done, counts.running), (39, 1));
+    assert_eq!(counts, queue.status_by_scan().await.unwrap());
+    let done = queue.get(3).await.unwrap().unwrap();
+    assert_eq!(done.state, JobState::Done);
+    assert_eq!(done.final_path.as_deref(), Some("/archive/3.mp4"));
+    assert_eq!(done.lease_owner, None);
+    let lines = event_lines(&queue, 3).await;
+    assert_eq!(
+        lines.last().unwrap(),
+        &("done".into(), None, "/archive/3.mp4".into())
+    );
+    assert_eq!(lines.iter().filter(|l| l.0 == "done").count(), 1);
+    assert!(event_lines(&queue, 7).await.iter().all(|l| l.0 != "done"));
+    // Completing again is refused: the lease is gone with the job done.
+    assert!(matches!(
+        queue
+            .complete(3, "w:0:1:1", Path::new("/archive/3.mp4"))
+            .await,
+        Err(QueueError::LeaseLost(3))
+    ));
+}
+
+async fn a_stale_completion_in_the_same_batch_is_refused_not_told_of_the_other(queue: Queue) {
+    queue.enqueue(&[1, 2]).await.unwrap();
+    let jobs = queue
+        .claim_batch("new", Duration::from_secs(30), 2)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 2);
+    // Polled together, the two land in one batch: the first takes the
+    // committer and yields, the second joins the waiting list.
+    let path = Path::new("/archive/1.mp4");
+    let (current, stale) = tokio::join!(
+        queue.complete(1, "new", path),
+        queue.complete(1, "stale", path),
+    );
+    current.unwrap();
+    assert!(matches!(stale, Err(QueueError::LeaseLost(1))), "{stale:?}");
+    let lines = event_lines(&queue, 1).await;
+    assert_eq!(lines.iter().filter(|l| l.0 == "done").count(), 1);
+}
+
+async fn kept_counts_match_a_scan_through_every_transition(queue: Queue) {
+    let check = async |queue: &Queue| {
+        let kept = queue.status().await.unwrap();
+        assert_eq!(kept, queue.status_by_scan().await.unwrap());
+        kept
+    };
+    queue.enqueue(&(1..=8).collect::<Vec<_>>()).await.unwrap();
+    check(&queue).await;
+    for id in 1..=6 {
+        queue.claim_id(id, "w", LEASE).await.unwrap().unwrap();
+    }
+    check(&queue).await;
+    let mut resume = queue.get(1).await.unwrap().unwrap().resume();
+    resume.bytes_done = 100;
+    queue.checkpoint(1, "w", &resume, None).await.unwrap();
+    queue
+        .complete(2, "w", Path::new("/archive/2"))
+        .await
+        .unwrap();
+    queue.record_failure(3, "w", "gone", None).await.unwrap();
+    queue
+        .record_failure(4, "w", "later", Some(now_millis() + 60_000))
+        .await
+        .unwrap();
+    queue
+        .release(5, "w", "shutdown", now_millis(), false)
+        .await
+        .unwrap();
+    queue.cancel(&[6, 7]).await.unwrap();
+    queue.confirm_cancelled(6, "w").await.unwrap();
+    let counts = check(&queue).await;
+    assert_eq!(
+        (
+            counts.queued,
+            counts.running,
+            counts.done,
+            counts.failed,
+            counts.cancelled
+        ),
+        (3, 1, 1, 1, 2)
+    );
+    assert_eq!(counts.bytes_done, 100);
+    queue.retry_all_failed().await.unwrap();
+    queue.retry(&[7]).await.unwrap();
+    let counts = check(&queue).await;
+    assert_eq!((counts.queued, counts.failed, counts.cancelled), (5, 0, 1));
+}
+
+async fn the_api_call_window_caps_calls_and_says_when_the_next_may_go(queue: Queue) {
+    let window = Duration::from_millis(400);
+    let before = now_millis();
+    for _ in 0..3 {
+        assert_eq!(queue.reserve_api_call(3, window).await.unwrap(), None);
+    }
+    let after = now_millis();
+    let next = queue
+        .reserve_api_call(3, window)
+        .await
+        .unwrap()
+        .expect("capped");
+    assert!(
+        next > before + 400 && next <= after + 401,
+        "{next} vs {before}..{after}"
+    );
+    // A refused call is not counted: once the first calls leave the window
+    // there is room again.
+    tokio::time::sleep(Duration::from_millis(
+        (next - now_millis()).max(0) as u64 + 5,
+    ))
+    .await;
+    assert_eq!(queue.reserve_api_call(3, window).await.unwrap(), None);
+}
+
+async fn retry_applies_to_failed_and_cancelled_jobs_only(queue: Queue) {
+    queue.enqueue(&[1, 2, 3, 4]).await.unwrap();
+    queue.claim_id(1, "w", LEASE).await.unwrap().unwrap();
+    queue.record_failure(1, "w", "boom", None).await.unwrap();
+    queue.cancel(&[2]).await.unwrap();
+    queue.claim_id(3, "w", LEASE).await.unwrap().unwrap();
+    let outcomes = queue.retry(&[1, 2, 3, 4, 99]).await.unwrap();
+    assert_eq!(outcomes[0], (1, VerbOutcome::Applied));
+    assert_eq!(outcomes[1], (2, VerbOutcome::Applied));
+    assert!(
+        matches!(outcomes[2], (3, VerbOutcome::Refused(_))),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[3], (4, VerbOutcome::Refused(_))),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[4], (99, VerbOutcome::Unknown));
+    let job = queue.get(1).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.attempts, job.last_error),
+        (JobState::Queued, 0, None)
+    );
+    assert_eq!(event_lines(&queue, 1).await.last().unwrap().0, "retried");
+    queue.claim_id(4, "w", LEASE).await.unwrap().unwrap();
+    queue.record_failure(4, "w", "boom", None).await.unwrap();
+    assert_eq!(queue.retry_all_failed().await.unwrap(), 1);
+    assert_eq!(queue.get(4).await.unwrap().unwrap().state, JobState::Queued);
+}
+
+async fn cancel_acts_by_state_and_lease(queue: Queue) {
+    queue.enqueue(&[1, 2, 3, 4]).await.unwrap();
+    queue.claim_id(2, "live", LEASE).await.unwrap().unwrap();
+    queue
+        .claim_id(3, "dead", Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    queue.claim_id(4, "w", LEASE).await.unwrap().unwrap();
+    queue
+        .complete(4, "w", Path::new("/archive/4"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let outcomes = queue.cancel(&[1, 2, 3, 4, 99]).await.unwrap();
+    assert_eq!(outcomes[0], (1, VerbOutcome::Applied), "queued: at once");
+    assert_eq!(
+        outcomes[1],
+        (2, VerbOutcome::Requested),
+        "live lease: asked"
+    );
+    assert_eq!(
+        outcomes[2],
+        (3, VerbOutcome::Applied),
+        "expired lease: at once"
+    );
+    assert!(
+        matches!(outcomes[3], (4, VerbOutcome::Refused(_))),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[4], (99, VerbOutcome::Unknown));
+    let state = async |id| queue.get(id).await.unwrap().unwrap();
+    assert_eq!(state(1).await.state, JobState::Cancelled);
+    let asked = state(2).await;
+    assert_eq!(
+        (asked.state, asked.cancel_requested),
+        (JobState::Running, true)
+    );
+    assert_eq!(state(3).await.state, JobState::Cancelled);
+    assert_eq!(state(4).await.state, JobState::Done);
+    // Cancelling again is refused, and a cancelled job is not claimed.
+    assert!(matches!(
+        queue.cancel(&[1]).await.unwrap()[0],
+        (1, VerbOutcome::Refused(_))
+    ));
+    assert!(queue.claim("w", LEASE).await.unwrap().is_none());
+}
