@@ -1,11 +1,10 @@
 //! The binary's edge: each CLI verb wired to the library, printing for
 //! people or scripts, and mapping outcomes to the documented exit codes.
-//! `anyhow` lives here and in `main.rs` only.
+//! `anyhow` lives here (and in `demo`).
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -14,30 +13,19 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::api::{ApiClient, RateGate};
+use crate::api::ApiClient;
 use crate::cli::{Cli, Command};
 use crate::config::{Overrides, Settings};
 use crate::daemon::{self, Reload, RunEnd, RunOptions};
-use crate::fetch::Fetcher;
 use crate::ids;
 use crate::progress::{Bars, LogLines};
 use crate::queue::{Job, JobEvent, JobState, Millis, Queue, VerbOutcome, state};
+use crate::runtime::{
+    self, Interrupt, OnHangup, OnStop, engine, exit, host_problem_exit, spawn_signal_handler,
+    spawn_systemd_notifier,
+};
 use crate::say;
-use crate::worker::{Engine, HostProblem, Observer, Outcome};
-
-/// Exit codes of the CLI contract (see `--help`).
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const JOB_FAILURES: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const ACCOUNT: u8 = 3;
-    pub const DISK_FULL: u8 = 4;
-    /// `fetch`, or `run --exit-when-idle` with jobs left, stopped by SIGINT
-    /// (128 + 2, the shell's convention) ...
-    pub const INTERRUPTED: u8 = 130;
-    /// ... or by SIGTERM (128 + 15). The jobs stay queued and resumable.
-    pub const TERMINATED: u8 = 143;
-}
+use crate::worker::{Observer, Outcome};
 
 /// Writes a line to stdout; a closed pipe (`| head`) ends output quietly.
 macro_rules! out {
@@ -389,46 +377,6 @@ async fn cancel(settings: &Settings, raw: &[String]) -> Result<u8> {
     Ok(code)
 }
 
-/// Builds the engine every downloading verb shares.
-pub fn engine(settings: &Settings, queue: Queue, observer: Arc<dyn Observer>) -> Result<Engine> {
-    let api = ApiClient::new(
-        settings.api_base.clone(),
-        settings.api_key.clone()?,
-        settings.connect_timeout,
-        settings.read_timeout,
-    )
-    .context("cannot set up the HTTP client")?;
-    let gate = Arc::new(RateGate::new(
-        settings.requests_per_minute,
-        Some(queue.clone()),
-    ));
-    let fetcher = Fetcher::new(settings.connect_timeout, settings.read_timeout)
-        .context("cannot set up the HTTP client")?
-        .with_segments(settings.segments);
-    std::fs::create_dir_all(&settings.output_dir).with_context(|| {
-        format!(
-            "cannot create the output directory {}",
-            settings.output_dir.display()
-        )
-    })?;
-    Ok(Engine::new(
-        queue,
-        api,
-        gate,
-        fetcher,
-        settings.output_dir.clone(),
-        settings.retry,
-        observer,
-    ))
-}
-
-fn host_problem_exit(problem: &HostProblem) -> u8 {
-    match problem {
-        HostProblem::Account { .. } => exit::ACCOUNT,
-        HostProblem::DiskFull { .. } => exit::DISK_FULL,
-    }
-}
-
 async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> Result<u8> {
     let queue = open_queue_for_workers(&settings).await?;
     if matches!(settings.api_key, Ok(None)) {
@@ -457,17 +405,18 @@ async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> 
             })
         }
     };
+    let on_hangup: OnHangup = Box::new(move || {
+        let reload = reloader().map_err(|e| format!("{e:#}"))?;
+        let _ = reload_tx.send(Some(reload));
+        Ok(())
+    });
     // A daemon's stop is its normal end; a batch stopped early is not done.
     let on_stop = if exit_when_idle {
         OnStop::Interrupt
     } else {
         OnStop::Finish
     };
-    let interrupt = spawn_signal_handler(
-        shutdown.clone(),
-        Some((reload_tx, Box::new(reloader))),
-        on_stop,
-    );
+    let interrupt = spawn_signal_handler(shutdown.clone(), Some(on_hangup), on_stop);
     let notifier = spawn_systemd_notifier(queue.clone(), shutdown.clone());
     info!(
         database = queue.location(),
@@ -483,7 +432,7 @@ async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> 
         probe_interval: settings.probe_interval,
     };
     let end = daemon::run(engine, options, shutdown.clone(), Some(reload_rx)).await?;
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    runtime::notify_stopping();
     shutdown.cancel();
     let _ = notifier.await;
     let counts = queue.status().await?;
@@ -626,131 +575,4 @@ async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
 fn interrupted(id: i64, interrupt: &Interrupt) -> u8 {
     say!("minimax-dl: interrupted; file {id} stays queued and resumes from its last checkpoint");
     interrupt.code().unwrap_or(exit::INTERRUPTED)
-}
-
-type Reloader = Box<dyn Fn() -> Result<Reload> + Send>;
-
-/// What a stop signal means to the verb.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum OnStop {
-    /// The normal end of a daemon (`run`, `sim`): exit 0.
-    Finish,
-    /// Work cut short (`fetch`, `run --exit-when-idle`): exit 130 or 143.
-    Interrupt,
-}
-
-/// The first stop signal received, as the exit code it stands for.
-#[derive(Clone, Debug, Default)]
-pub struct Interrupt(Arc<AtomicU8>);
-
-impl Interrupt {
-    pub fn code(&self) -> Option<u8> {
-        match self.0.load(Ordering::SeqCst) {
-            0 => None,
-            code => Some(code),
-        }
-    }
-
-    /// Keeps the first signal's code.
-    fn record(&self, code: u8) -> u8 {
-        match self
-            .0
-            .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst)
-        {
-            Ok(_) => code,
-            Err(first) => first,
-        }
-    }
-}
-
-/// SIGTERM/SIGINT: cancel `shutdown` (a second one exits at once: progress up
-/// to the last checkpoint is durable and leases expire on their own).
-/// SIGHUP: reload the config and hand it to the pool. The returned handle
-/// tells which stop signal came first.
-pub fn spawn_signal_handler(
-    shutdown: CancellationToken,
-    reload: Option<(watch::Sender<Option<Reload>>, Reloader)>,
-    on_stop: OnStop,
-) -> Interrupt {
-    use tokio::signal::unix::{SignalKind, signal};
-    let interrupt = Interrupt::default();
-    let first = interrupt.clone();
-    tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
-            error!("cannot install signal handlers");
-            return;
-        };
-        loop {
-            let code = tokio::select! {
-                _ = term.recv() => exit::TERMINATED,
-                _ = int.recv() => exit::INTERRUPTED,
-                _ = hup.recv() => {
-                    if let Some((tx, load)) = &reload {
-                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
-                        match load() {
-                            Ok(settings) => { let _ = tx.send(Some(settings)); }
-                            Err(e) => error!("SIGHUP: config not reloaded: {e:#}"),
-                        }
-                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-                    }
-                    continue;
-                }
-            };
-            let code = first.record(code);
-            if shutdown.is_cancelled() {
-                say!(
-                    "minimax-dl: second signal, exiting now (downloads resume from their last checkpoint)"
-                );
-                crate::stderr::sink().flush(Duration::from_millis(200));
-                let code = match on_stop {
-                    OnStop::Finish => exit::OK,
-                    OnStop::Interrupt => code,
-                };
-                std::process::exit(code.into());
-            }
-            info!(
-                "signal received: finishing checkpoints and stopping (send again to exit at once)"
-            );
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-            shutdown.cancel();
-        }
-    });
-    interrupt
-}
-
-/// READY=1 once the queue is open, then STATUS= and WATCHDOG=1 while running.
-fn spawn_systemd_notifier(
-    queue: Queue,
-    shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let watchdog = sd_notify::watchdog_enabled();
-    let every = watchdog.map_or(Duration::from_secs(5), |w| {
-        (w / 2).min(Duration::from_secs(5))
-    });
-    tokio::spawn(async move {
-        if std::env::var_os("NOTIFY_SOCKET").is_none() {
-            return;
-        }
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            if let Ok(c) = queue.status().await {
-                let line = format!(
-                    "{} queued, {} running, {} done, {} failed",
-                    c.queued, c.running, c.done, c.failed
-                );
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&line)]);
-            }
-            if watchdog.is_some() {
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-            }
-        }
-    })
 }

@@ -13,12 +13,12 @@ use anyhow::{Context, Result};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::{OnStop, engine, exit, spawn_signal_handler};
 use crate::config::{LogFormat, Settings};
 use crate::daemon::{self, RunEnd, RunOptions};
 use crate::fetch::file::hash_file;
 use crate::progress::{Bars, LogLines};
 use crate::queue::{DbLocation, JobState, Queue, RetryPolicy};
+use crate::runtime::{OnStop, engine, exit, spawn_signal_handler};
 use crate::sim::{
     ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, FaultCounts, Faults, SimConfig, SimStats,
     Simulator,

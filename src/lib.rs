@@ -22,6 +22,7 @@ pub mod fetch;
 pub mod ids;
 pub mod progress;
 pub mod queue;
+pub mod runtime;
 pub mod sim;
 pub mod stderr;
 pub mod worker;
