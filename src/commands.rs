@@ -428,7 +428,6 @@ async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> 
     let options = RunOptions {
         concurrency: settings.concurrency,
         exit_when_idle,
-        only: None,
         probe_interval: settings.probe_interval,
     };
     let end = daemon::run(engine, options, shutdown.clone(), Some(reload_rx)).await?;
@@ -438,7 +437,7 @@ async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> 
     let counts = queue.status().await?;
     queue.close().await;
     match end {
-        RunEnd::Idle | RunEnd::Single(_) => {
+        RunEnd::Idle => {
             info!(
                 done = counts.done,
                 failed = counts.failed,
@@ -504,31 +503,24 @@ async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
     }
     let shutdown = CancellationToken::new();
     let interrupt = spawn_signal_handler(shutdown.clone(), None, OnStop::Interrupt);
-    let options = RunOptions {
-        concurrency: 1,
-        exit_when_idle: true,
-        only: Some(id),
-        probe_interval: settings.probe_interval,
-    };
     let code = loop {
-        let end = daemon::run(engine.clone(), options.clone(), shutdown.clone(), None).await?;
-        match end {
-            RunEnd::Single(Outcome::Done { path, .. }) => {
+        match daemon::fetch_one(&engine, id, &shutdown).await? {
+            Some(Outcome::Done { path, .. }) => {
                 out!("{}", path.display());
                 break exit::OK;
             }
-            RunEnd::Single(Outcome::Failed { error }) => {
+            Some(Outcome::Failed { error }) => {
                 say!("minimax-dl: file {id} failed: {error}");
                 break exit::JOB_FAILURES;
             }
-            RunEnd::Single(Outcome::RetryLater { error, delay }) => {
+            Some(Outcome::RetryLater { error, delay }) => {
                 say!(
                     "minimax-dl: file {id}: {error}. It stays queued; `minimax-dl run` retries it in {}s",
                     delay.as_secs()
                 );
                 break exit::JOB_FAILURES;
             }
-            RunEnd::Single(Outcome::Requeued { reason }) => {
+            Some(Outcome::Requeued { reason }) => {
                 info!("{reason}; trying again");
                 let due = queue.get(id).await?.map_or(0, |j| j.next_attempt_at);
                 let wait = (due - crate::queue::now_millis()).clamp(0, 300_000) as u64;
@@ -537,18 +529,16 @@ async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
                     _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
                 }
             }
-            RunEnd::Single(Outcome::Cancelled) => {
+            Some(Outcome::Cancelled) => {
                 say!("minimax-dl: file {id} was cancelled");
                 break exit::JOB_FAILURES;
             }
-            RunEnd::Single(Outcome::Paused(problem)) | RunEnd::Blocked(problem) => {
+            Some(Outcome::Paused(problem)) => {
                 say!("minimax-dl: {}", problem.message());
                 break host_problem_exit(&problem);
             }
-            RunEnd::Single(Outcome::Stopped) | RunEnd::Stopped => {
-                break interrupted(id, &interrupt);
-            }
-            RunEnd::Single(Outcome::LeaseLost) | RunEnd::Idle => {
+            Some(Outcome::Stopped) => break interrupted(id, &interrupt),
+            Some(Outcome::LeaseLost) | None => {
                 let state = queue.get(id).await?.map(|j| j.state);
                 if state == Some(JobState::Done) {
                     let path = queue

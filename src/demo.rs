@@ -269,7 +269,6 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
     let options = RunOptions {
         concurrency: settings.concurrency,
         exit_when_idle: true,
-        only: None,
         probe_interval: settings.probe_interval,
     };
     let end = daemon::run(engine, options, shutdown, None).await?;
@@ -279,7 +278,7 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
     let elapsed = started.elapsed();
     match &end {
         RunEnd::Idle => {}
-        RunEnd::Stopped | RunEnd::Single(_) => {
+        RunEnd::Stopped => {
             println!("demo interrupted");
             return Ok(exit::JOB_FAILURES);
         }
