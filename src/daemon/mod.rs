@@ -1,4 +1,4 @@
-//! The workers behind `run` and `fetch`. [`Pool`] (`run`, `demo`) claims
+//! The workers behind `run` and `fetch`. The pool ([`run`]: `run`, `demo`) claims
 //! jobs up to the concurrency, pauses the whole pool on account-level
 //! errors or a full disk and probes until they are gone, applies reloads,
 //! and stops cleanly on one cancellation token. [`single`] is `fetch ID`:
@@ -14,7 +14,7 @@ mod probe;
 pub mod single;
 mod tasks;
 
-pub use pool::{Pool, gather_permits, run};
+pub use pool::{gather_permits, run};
 pub use probe::DISK_RESUME_MARGIN;
 pub use single::fetch_one;
 

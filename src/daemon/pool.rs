@@ -48,14 +48,24 @@ pub async fn run(
     shutdown: CancellationToken,
     reloads: Option<watch::Receiver<Option<Reload>>>,
 ) -> Result<RunEnd, QueueError> {
-    Pool::start(engine, options, shutdown, reloads)
-        .await?
-        .run()
-        .await
+    let tasks = Tasks::start(&engine).await?;
+    let concurrency = options.concurrency.max(1);
+    let pool = Pool {
+        engine,
+        options,
+        shutdown,
+        reloads,
+        tasks,
+        permits: Arc::new(Semaphore::new(concurrency as usize)),
+        concurrency,
+        idle: IDLE_POLL_MIN,
+        pause: None,
+    };
+    pool.run().await
 }
 
 /// The workers of `run`: up to `concurrency` jobs at a time.
-pub struct Pool {
+struct Pool {
     engine: Engine,
     options: RunOptions,
     shutdown: CancellationToken,
@@ -76,28 +86,7 @@ enum Turn {
 }
 
 impl Pool {
-    pub async fn start(
-        engine: Engine,
-        options: RunOptions,
-        shutdown: CancellationToken,
-        reloads: Option<watch::Receiver<Option<Reload>>>,
-    ) -> Result<Pool, QueueError> {
-        let tasks = Tasks::start(&engine).await?;
-        let concurrency = options.concurrency.max(1);
-        Ok(Pool {
-            engine,
-            options,
-            shutdown,
-            reloads,
-            tasks,
-            permits: Arc::new(Semaphore::new(concurrency as usize)),
-            concurrency,
-            idle: IDLE_POLL_MIN,
-            pause: None,
-        })
-    }
-
-    pub async fn run(mut self) -> Result<RunEnd, QueueError> {
+    async fn run(mut self) -> Result<RunEnd, QueueError> {
         let end = loop {
             // Outcomes first: a pause must stop claiming before the next claim.
             self.take_outcomes();
