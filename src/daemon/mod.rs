@@ -3,7 +3,7 @@
 //! errors or a full disk and probes until they are gone, applies reloads,
 //! and stops cleanly on one cancellation token. [`single`] is `fetch ID`:
 //! one job, claimed by id, in the foreground. Both run their jobs through
-//! [`tasks::Tasks`]: the spawned workers, their lease heartbeat and the user
+//! `tasks::Tasks`: the spawned workers, their lease heartbeat and the user
 //! cancels it passes on.
 
 use std::time::Duration;
