@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,17 +13,18 @@ use anyhow::{Context, Result};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::{OnStop, engine, exit, spawn_signal_handler};
 use crate::config::{LogFormat, Settings};
 use crate::daemon::{self, RunEnd, RunOptions};
 use crate::fetch::file::hash_file;
 use crate::progress::{Bars, LogLines};
 use crate::queue::{DbLocation, JobState, Queue, RetryPolicy};
+use crate::runtime::{OnStop, engine, exit, spawn_signal_handler};
 use crate::sim::{
     ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, FaultCounts, Faults, SimConfig, SimStats,
     Simulator,
 };
 use crate::worker::Observer;
+use crate::{outln, say};
 
 const DEMO_KEY: &str = "demo-key";
 const FIRST_ID: i64 = 305_000_000_000_001;
@@ -193,17 +194,44 @@ fn unfired<'a>(announced: &'a [Announced], counts: &FaultCounts, stats: &SimStat
         .collect()
 }
 
-pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
-    let temp = tempfile::Builder::new()
-        .prefix("minimax-dl-demo-")
-        .tempdir()
-        .context("cannot create a temporary directory")?;
-    let kept = keep_dir.is_some();
-    let dir = keep_dir.unwrap_or_else(|| temp.path().to_path_buf());
-    let dir =
-        std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+/// The demo's archive and queue: a kept directory, or a temporary one
+/// removed when the demo ends.
+struct Place {
+    dir: PathBuf,
+    kept: bool,
+    _temp: tempfile::TempDir,
+}
 
+impl Place {
+    fn new(keep_dir: Option<PathBuf>) -> Result<Place> {
+        let temp = tempfile::Builder::new()
+            .prefix("minimax-dl-demo-")
+            .tempdir()
+            .context("cannot create a temporary directory")?;
+        let kept = keep_dir.is_some();
+        let dir = keep_dir.unwrap_or_else(|| temp.path().to_path_buf());
+        let dir = std::path::absolute(&dir)
+            .with_context(|| format!("cannot resolve {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Place {
+            dir,
+            kept,
+            _temp: temp,
+        })
+    }
+}
+
+/// What the demo found in the archive.
+#[derive(Default)]
+struct Check {
+    verified: u64,
+    bytes: u64,
+    problems: Vec<String>,
+}
+
+pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
+    let place = Place::new(keep_dir)?;
     let ids: Vec<i64> = (0..i64::from(files)).map(|i| FIRST_ID + i).collect();
     let sizes: HashMap<i64, u64> = ids
         .iter()
@@ -211,7 +239,6 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
         .map(|(i, &id)| (id, 256 * 1024 + (i as u64 * 7919 % 29) * 256 * 1024))
         .collect();
     let plan = Plan::new(&ids, &sizes);
-    let missing: Vec<i64> = plan.faults.missing.iter().copied().collect();
     let sim = Simulator::start(SimConfig {
         api_key: Some(DEMO_KEY.into()),
         sizes,
@@ -220,8 +247,57 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
     })
     .await
     .context("cannot start the simulator on 127.0.0.1")?;
+    let settings = settings(&sim, &place.dir)?;
+    announce(files, &sim, &settings, &plan);
 
-    let settings = Settings {
+    let queue = Queue::open_for_workers(&settings.database).await?;
+    queue.enqueue(&ids).await?;
+    let started = Instant::now();
+    match work(&settings, &queue, files).await? {
+        RunEnd::Idle => {}
+        RunEnd::Stopped => {
+            outln!("demo interrupted");
+            return Ok(exit::JOB_FAILURES);
+        }
+        RunEnd::Blocked(problem) => {
+            say!("minimax-dl demo: stopped: {}", problem.message());
+            return Ok(exit::JOB_FAILURES);
+        }
+    }
+    let elapsed = started.elapsed();
+    let missing: Vec<i64> = plan.faults.missing.iter().copied().collect();
+    let mut check = verify(&queue, &sim, &settings, &missing).await?;
+    let stats = sim.stats();
+    let unseen = unfired(&plan.announced, &sim.fault_counts(), &stats);
+    check.problems.extend(
+        unseen
+            .iter()
+            .map(|note| format!("an announced fault never happened: {note}")),
+    );
+    let total: u64 = ids
+        .iter()
+        .filter(|id| !missing.contains(id))
+        .map(|&id| sim.file_size(id))
+        .sum();
+    let summary = Summary {
+        expected: files as usize - missing.len(),
+        missing: missing.len(),
+        announced: plan.announced.len(),
+        unseen: unseen.len(),
+        total,
+        elapsed,
+    };
+    summary.print(&check, &stats);
+    if place.kept {
+        outln!("  look:      minimax-dl --db {} list", settings.database.0);
+    }
+    queue.close().await;
+    Ok(verdict(&check, &stats))
+}
+
+/// Settings for the real engine against the simulator, in `dir`.
+fn settings(sim: &Simulator, dir: &Path) -> Result<Settings> {
+    Ok(Settings {
         config_path: None,
         api_base: crate::config::parse_api_base(&sim.api_base()).map_err(anyhow::Error::msg)?,
         api_key: Ok(Some(SecretString::from(DEMO_KEY))),
@@ -240,21 +316,25 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
         read_timeout: Duration::from_secs(10),
         probe_interval: Duration::from_secs(5),
         log_format: LogFormat::Text,
-    };
-    println!(
+    })
+}
+
+fn announce(files: u32, sim: &Simulator, settings: &Settings, plan: &Plan) {
+    outln!(
         "minimax-dl demo: {} files from the built-in MiniMax simulator ({})",
         files,
         sim.api_base()
     );
-    println!("  queue:   {}", settings.database.0);
-    println!("  archive: {}", settings.output_dir.display());
-    println!("  faults switched on:");
+    outln!("  queue:   {}", settings.database.0);
+    outln!("  archive: {}", settings.output_dir.display());
+    outln!("  faults switched on:");
     for announced in &plan.announced {
-        println!("    - {}", announced.note);
+        outln!("    - {}", announced.note);
     }
+}
 
-    let queue = Queue::open_for_workers(&settings.database).await?;
-    queue.enqueue(&ids).await?;
+/// Runs the pool over the whole queue until it is empty.
+async fn work(settings: &Settings, queue: &Queue, files: u32) -> Result<RunEnd> {
     let bars = std::io::stderr()
         .is_terminal()
         .then(|| Arc::new(Bars::new(Some(u64::from(files)))));
@@ -262,36 +342,30 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
         Some(b) => b.clone(),
         None => Arc::new(LogLines::new(Duration::from_secs(5))),
     };
-    let engine = engine(&settings, queue.clone(), observer)?;
+    let engine = engine(settings, queue.clone(), observer)?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone(), None, OnStop::Finish);
-    let started = Instant::now();
     let options = RunOptions {
         concurrency: settings.concurrency,
         exit_when_idle: true,
-        only: None,
         probe_interval: settings.probe_interval,
     };
     let end = daemon::run(engine, options, shutdown, None).await?;
     if let Some(b) = &bars {
         b.finish();
     }
-    let elapsed = started.elapsed();
-    match &end {
-        RunEnd::Idle => {}
-        RunEnd::Stopped | RunEnd::Single(_) => {
-            println!("demo interrupted");
-            return Ok(exit::JOB_FAILURES);
-        }
-        RunEnd::Blocked(problem) => {
-            eprintln!("minimax-dl demo: stopped: {}", problem.message());
-            return Ok(exit::JOB_FAILURES);
-        }
-    }
+    Ok(end)
+}
 
-    let mut verified = 0u64;
-    let mut bytes = 0u64;
-    let mut problems = Vec::new();
+/// Every job against the simulator: done files hash to its digest inside
+/// the archive; only the missing files failed.
+async fn verify(
+    queue: &Queue,
+    sim: &Simulator,
+    settings: &Settings,
+    missing: &[i64],
+) -> Result<Check> {
+    let mut check = Check::default();
     for job in queue.list(None, None).await? {
         let expected_failure = missing.contains(&job.file_id);
         match (job.state, expected_failure) {
@@ -302,91 +376,101 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
                         if sha == sim.expected_sha256(job.file_id)
                             && size == sim.file_size(job.file_id) =>
                     {
-                        verified += 1;
-                        bytes += size;
+                        check.verified += 1;
+                        check.bytes += size;
                     }
-                    Ok(_) => problems.push(format!(
+                    Ok(_) => check.problems.push(format!(
                         "{}: content differs from the simulator's",
                         job.file_id
                     )),
-                    Err(e) => problems.push(format!(
+                    Err(e) => check.problems.push(format!(
                         "{}: cannot read {}: {e}",
                         job.file_id,
                         path.display()
                     )),
                 }
                 if !path.starts_with(&settings.output_dir) {
-                    problems.push(format!("{}: placed outside the archive", job.file_id));
+                    check
+                        .problems
+                        .push(format!("{}: placed outside the archive", job.file_id));
                 }
             }
             (JobState::Failed, true) => {}
-            (state, _) => problems.push(format!(
+            (state, _) => check.problems.push(format!(
                 "{}: ended {state} ({})",
                 job.file_id,
                 job.last_error.unwrap_or_default()
             )),
         }
     }
-    let stats = sim.stats();
-    let unseen = unfired(&plan.announced, &sim.fault_counts(), &stats);
-    problems.extend(
-        unseen
-            .iter()
-            .map(|note| format!("an announced fault never happened: {note}")),
-    );
-    let expected = files as usize - missing.len();
-    let total: u64 = ids
-        .iter()
-        .filter(|id| !missing.contains(id))
-        .map(|&id| sim.file_size(id))
-        .sum();
-    println!();
-    println!("summary");
-    println!(
-        "  verified   {verified} of {expected} files, {:.1} MiB{}",
-        bytes as f64 / 1048576.0,
-        if verified as usize == expected {
-            ", every sha256 matching the simulator's"
-        } else {
-            " (see the problems below)"
-        }
-    );
-    println!(
-        "  faults     {} of {} announced faults seen happening",
-        plan.announced.len() - unseen.len(),
-        plan.announced.len()
-    );
-    println!(
-        "  failed     {} as expected (missing on the API side)",
-        missing.len()
-    );
-    println!("  time       {:.1} s", elapsed.as_secs_f64());
-    println!(
-        "  api calls  {} ({} faults injected in all)",
-        stats.api_requests, stats.faults_injected
-    );
-    println!(
-        "  cdn bytes  {:.1} MiB sent for {:.1} MiB of files ({:.1}% re-sent after faults)",
-        stats.cdn_bytes_sent as f64 / 1048576.0,
-        total as f64 / 1048576.0,
-        (stats.cdn_bytes_sent.saturating_sub(total)) as f64 * 100.0 / total.max(1) as f64
-    );
-    println!(
-        "  api key at the CDN: {} times",
-        stats.cdn_requests_with_authorization
-    );
-    if kept {
-        println!("  look:      minimax-dl --db {} list", settings.database.0);
+    Ok(check)
+}
+
+/// The numbers of the summary besides the check's and the simulator's.
+struct Summary {
+    expected: usize,
+    missing: usize,
+    announced: usize,
+    unseen: usize,
+    /// Bytes of the files that exist.
+    total: u64,
+    elapsed: Duration,
+}
+
+impl Summary {
+    fn print(&self, check: &Check, stats: &SimStats) {
+        let total = self.total;
+        outln!();
+        outln!("summary");
+        outln!(
+            "  verified   {} of {} files, {:.1} MiB{}",
+            check.verified,
+            self.expected,
+            check.bytes as f64 / 1048576.0,
+            if check.verified as usize == self.expected {
+                ", every sha256 matching the simulator's"
+            } else {
+                " (see the problems below)"
+            }
+        );
+        outln!(
+            "  faults     {} of {} announced faults seen happening",
+            self.announced - self.unseen,
+            self.announced
+        );
+        outln!(
+            "  failed     {} as expected (missing on the API side)",
+            self.missing
+        );
+        outln!("  time       {:.1} s", self.elapsed.as_secs_f64());
+        outln!(
+            "  api calls  {} ({} faults injected in all)",
+            stats.api_requests,
+            stats.faults_injected
+        );
+        outln!(
+            "  cdn bytes  {:.1} MiB sent for {:.1} MiB of files ({:.1}% re-sent after faults)",
+            stats.cdn_bytes_sent as f64 / 1048576.0,
+            total as f64 / 1048576.0,
+            (stats.cdn_bytes_sent.saturating_sub(total)) as f64 * 100.0 / total.max(1) as f64
+        );
+        outln!(
+            "  api key at the CDN: {} times",
+            stats.cdn_requests_with_authorization
+        );
     }
-    queue.close().await;
-    if problems.is_empty() && stats.cdn_requests_with_authorization == 0 {
-        println!("demo OK");
-        Ok(exit::OK)
+}
+
+/// `demo OK` and exit 0, or the problems and exit 1.
+fn verdict(check: &Check, stats: &SimStats) -> u8 {
+    if check.problems.is_empty() && stats.cdn_requests_with_authorization == 0 {
+        outln!("demo OK");
+        exit::OK
     } else {
-        for p in &problems {
-            eprintln!("minimax-dl demo: {p}");
+        for p in &check.problems {
+            say!("minimax-dl demo: {p}");
         }
-        Ok(exit::JOB_FAILURES)
+        exit::JOB_FAILURES
     }
 }
 

@@ -11,10 +11,17 @@
 //!   URL-free error text, `Retry-After`).
 //! - [`fetch`]: resumable, verified download of one file.
 //! - [`worker`]: one job from claim to a verified file in the archive.
-//! - [`daemon`]: the worker pool, signals, pauses, systemd notification.
+//! - [`daemon`]: the worker pool (claims, pauses and probes, reloads) and
+//!   the foreground driver of `fetch ID`.
+//! - [`runtime`]: what the long-running verbs stand on: logging, building
+//!   the engine, signals, systemd notification, exit codes.
 //! - [`sim`]: a MiniMax API + CDN simulator for the demo and the tests.
-//! - [`cli`] and [`commands`]: the command line, kept apart from the engine.
-//! - [`stderr`]: log and message output that can never block or panic.
+//! - [`demo`]: the simulator, the real engine and a check of every file.
+//! - [`cli`] and [`commands`]: the command line (one file per verb), kept
+//!   apart from the engine.
+//! - [`progress`]: progress bars on a terminal, log lines elsewhere.
+//! - [`stderr`]: log and message output that can never block or panic, and
+//!   stdout lines that never panic.
 
 pub mod api;
 pub mod cli;
@@ -29,6 +36,7 @@ pub mod ids;
 pub mod partial;
 pub mod progress;
 pub mod queue;
+pub mod runtime;
 pub mod sim;
 pub mod stderr;
 pub mod worker;

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use minimax_dl::cli::{Cli, Command};
-use minimax_dl::commands::{self, exit};
-use minimax_dl::config::{LogFormat, Settings};
+use minimax_dl::commands;
+use minimax_dl::config::Settings;
+use minimax_dl::runtime::{self, exit};
 use minimax_dl::{say, stderr};
-use tracing_subscriber::EnvFilter;
 
 /// How long the exit waits for stderr to take the last lines.
 const EXIT_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
@@ -34,7 +34,7 @@ fn run() -> u8 {
         .log_format
         .or(settings.as_ref().map(|s| s.log_format))
         .unwrap_or_default();
-    init_logging(&cli, format);
+    runtime::init_logging(&cli, format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,29 +52,5 @@ fn run() -> u8 {
             say!("minimax-dl: error: {e:#}");
             exit::USAGE
         }
-    }
-}
-
-fn init_logging(cli: &Cli, format: LogFormat) {
-    let busy = matches!(
-        cli.command,
-        Command::Run { .. } | Command::Fetch { .. } | Command::Demo { .. } | Command::Sim(_)
-    );
-    let default = match (cli.verbose, busy) {
-        (0, true) => "minimax_dl=info",
-        (0, false) => "minimax_dl=warn",
-        (1, _) => "minimax_dl=debug",
-        _ => "minimax_dl=trace",
-    };
-    let filter =
-        EnvFilter::try_from_env("MINIMAX_DL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(stderr::sink().clone());
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
     }
 }

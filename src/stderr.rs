@@ -128,6 +128,26 @@ macro_rules! say {
     };
 }
 
+/// Writes one line to stdout, never panicking: false when stdout refused
+/// it (a closed pipe after `| head`, a full disk). For output that is
+/// a report rather than the answer a script reads, where the work goes on
+/// whoever reads it.
+pub fn stdout_line(text: &str) -> bool {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
+}
+
+/// `println!` that cannot panic (see [`stdout_line`]).
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::stderr::stdout_line("")
+    };
+    ($($arg:tt)*) => {
+        $crate::stderr::stdout_line(&format!($($arg)*))
+    };
+}
+
 /// The writer `tracing` formats each record into: the record is queued
 /// whole when the writer is dropped.
 pub struct Record<'a> {

@@ -117,7 +117,7 @@ impl SimArgs {
 /// Refuses non-loopback addresses.
 pub async fn run_cli(args: SimArgs, shutdown: CancellationToken) -> io::Result<()> {
     let sim = Simulator::start_on(args.to_config(), args.listen, args.cdn_listen).await?;
-    println!(
+    crate::outln!(
         "minimax-dl simulator: api {}, cdn {}",
         sim.api_base(),
         sim.cdn_base()

@@ -1323,8 +1323,6 @@ async fn usage_errors_exit_2() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn listing_into_a_closed_pipe_does_not_panic() {
-    use tokio::io::AsyncReadExt;
-
     let world = World::new();
     let file = world.path("ids.txt");
     let text: String = (1..=20_000).map(|id| format!("{id}\n")).collect();
@@ -1337,26 +1335,45 @@ async fn listing_into_a_closed_pipe_does_not_panic() {
 
     for args in [&["list"][..], &["list", "--json"][..]] {
         // Far more than a pipe holds: the writer must meet the closed end.
-        let mut child = world
-            .command()
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut reader = child.stdout.take().unwrap();
-        let mut first = [0u8; 64];
-        let n = reader.read(&mut first).await.unwrap();
-        assert!(n > 0);
-        drop(reader);
-        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .expect("list did not end after its reader went away")
-            .unwrap();
+        let out = closing_stdout_after_a_read(&world, args, Duration::from_secs(60)).await;
         let err = stderr(&out);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_into_a_closed_pipe_does_not_panic_and_keeps_its_exit_code() {
+    // `minimax-dl demo --files 4 | head -1`: the demo goes on printing after
+    // its reader has gone.
+    let world = World::new();
+    let args = ["demo", "--files", "4"];
+    let out = closing_stdout_after_a_read(&world, &args, Duration::from_secs(120)).await;
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "the demo's own code: {err}");
+}
+
+/// Runs the binary with `args` like `| head -c 64`: reads its first output,
+/// closes stdout, and waits (up to `limit`) for it to end.
+async fn closing_stdout_after_a_read(world: &World, args: &[&str], limit: Duration) -> Output {
+    use tokio::io::AsyncReadExt;
+    let mut child = world
+        .command()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut reader = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    let n = reader.read(&mut first).await.unwrap();
+    assert!(n > 0);
+    drop(reader);
+    tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{args:?} did not end after its reader went away"))
+        .unwrap()
 }
 
 // ------------------------------------------------- odd inputs (issue 9, §4-5)

@@ -1,0 +1,132 @@
+//! The binary's edge: each CLI verb wired to the library, printing for
+//! people or scripts, and mapping outcomes to the documented exit codes.
+//! One file per verb or family of verbs; `dispatch` has one arm each.
+//! `anyhow` lives here (and in `demo`).
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Overrides, Settings};
+use crate::ids;
+use crate::queue::{Job, JobState, Millis, Queue};
+use crate::runtime::{OnStop, exit, spawn_signal_handler};
+
+/// Writes a line to stdout; a closed pipe (`| head`) ends output quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok($crate::runtime::exit::OK);
+            }
+            return Err(e.into());
+        }
+    }};
+}
+
+mod enqueue;
+mod fetch;
+mod list;
+mod run;
+mod show;
+mod status;
+mod verbs;
+
+pub fn overrides(cli: &Cli) -> Overrides {
+    let (concurrency, segments) = match &cli.command {
+        Command::Run {
+            concurrency,
+            segments,
+            ..
+        } => (*concurrency, *segments),
+        _ => (None, None),
+    };
+    Overrides {
+        config: cli.config.clone(),
+        database: cli.db.clone(),
+        output_dir: cli.out.clone(),
+        concurrency,
+        segments,
+        log_format: cli.log_format,
+    }
+}
+
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Runs one verb. `settings` is `None` only when loading them failed for
+/// `demo` or `sim`, which bring their own.
+pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
+    let overrides = overrides(&cli);
+    let command = match cli.command {
+        Command::Demo { files, dir } => return crate::demo::run(files, dir).await,
+        Command::Sim(args) => {
+            let shutdown = CancellationToken::new();
+            spawn_signal_handler(shutdown.clone(), None, OnStop::Finish);
+            crate::sim::run_cli(args, shutdown)
+                .await
+                .context("simulator")?;
+            return Ok(exit::OK);
+        }
+        other => other,
+    };
+    let settings = settings.context("no configuration could be loaded")?;
+    match command {
+        Command::Enqueue { ids, from } => enqueue::enqueue(&settings, &ids, from.as_deref()).await,
+        Command::Run { exit_when_idle, .. } => run::run(settings, overrides, exit_when_idle).await,
+        Command::Status { json } => status::status(&settings, json).await,
+        Command::List { state, limit, json } => list::list(&settings, state, limit, json).await,
+        Command::Show { id, json } => show::show(&settings, &id, json).await,
+        Command::Retry { ids, all_failed } => verbs::retry(&settings, &ids, all_failed).await,
+        Command::Cancel { ids } => verbs::cancel(&settings, &ids).await,
+        Command::Fetch { id } => fetch::fetch(&settings, &id).await,
+        Command::Demo { .. } | Command::Sim(_) => Ok(exit::OK),
+    }
+}
+
+/// The queue for a user verb: every commit is on disk before we report it.
+async fn open_queue(settings: &Settings) -> Result<Queue> {
+    Ok(Queue::open(&settings.database).await?)
+}
+
+/// The queue for a verb that only reads (`status`, `list`, `show`): never
+/// created, never written, so a mistyped `--db` or a read-only queue gets a
+/// plain answer.
+async fn open_queue_to_read(settings: &Settings) -> Result<Queue> {
+    Ok(Queue::open_read_only(&settings.database).await?)
+}
+
+/// The queue for a worker pool (`run`, `fetch`): see `CommitSync::Normal`.
+pub async fn open_queue_for_workers(settings: &Settings) -> Result<Queue> {
+    Ok(Queue::open_for_workers(&settings.database).await?)
+}
+
+fn file_ids(values: &[String]) -> Result<Vec<i64>> {
+    Ok(ids::parse_args(values)?)
+}
+
+fn rfc3339(millis: Millis) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(millis.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn job_json(job: &Job) -> serde_json::Value {
+    json!({
+        "file_id": job.file_id,
+        "state": job.state,
+        "attempts": job.attempts,
+        "bytes_expected": job.bytes_expected,
+        "bytes_done": job.bytes_done,
+        "path": if job.state == JobState::Done { job.final_path.clone() } else { None },
+        "sha256": if job.state == JobState::Done { job.sha256.clone() } else { None },
+        "last_error": job.last_error,
+        "filename": job.filename,
+        "created_at": rfc3339(job.created_at),
+        "updated_at": rfc3339(job.updated_at),
+    })
+}

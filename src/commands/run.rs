@@ -1,0 +1,133 @@
+//! `run`: the pool as a daemon (or a batch, with `--exit-when-idle`), with
+//! SIGHUP reloads and systemd notification.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::{open_queue_for_workers, process_env};
+use crate::api::ApiClient;
+use crate::config::{Overrides, Settings};
+use crate::daemon::{self, Reload, RunEnd, RunOptions};
+use crate::progress::LogLines;
+use crate::queue::StatusCounts;
+use crate::runtime::{
+    self, Interrupt, OnHangup, OnStop, engine, exit, host_problem_exit, spawn_signal_handler,
+    spawn_systemd_notifier,
+};
+use crate::say;
+use crate::worker::{Engine, Observer};
+
+pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> Result<u8> {
+    let queue = open_queue_for_workers(&settings).await?;
+    if matches!(settings.api_key, Ok(None)) {
+        warn!(
+            "no API key configured (MINIMAX_API_KEY or api_key_file): every retrieve call will pause the pool"
+        );
+    }
+    let observer: Arc<dyn Observer> = Arc::new(LogLines::new(Duration::from_secs(10)));
+    let engine = engine(&settings, queue.clone(), observer)?;
+    let shutdown = CancellationToken::new();
+    let (reload_tx, reload_rx) = watch::channel::<Option<Reload>>(None);
+    // A daemon's stop is its normal end; a batch stopped early is not done.
+    let on_stop = if exit_when_idle {
+        OnStop::Interrupt
+    } else {
+        OnStop::Finish
+    };
+    let on_hangup = reloader(&engine, overrides, reload_tx);
+    let interrupt = spawn_signal_handler(shutdown.clone(), Some(on_hangup), on_stop);
+    let notifier = spawn_systemd_notifier(queue.clone(), shutdown.clone());
+    info!(
+        database = queue.location(),
+        output_dir = %settings.output_dir.display(),
+        concurrency = settings.concurrency,
+        requests_per_minute = settings.requests_per_minute,
+        "minimax-dl running"
+    );
+    let options = RunOptions {
+        concurrency: settings.concurrency,
+        exit_when_idle,
+        probe_interval: settings.probe_interval,
+    };
+    let end = daemon::run(engine, options, shutdown.clone(), Some(reload_rx)).await?;
+    runtime::notify_stopping();
+    shutdown.cancel();
+    let _ = notifier.await;
+    let counts = queue.status().await?;
+    queue.close().await;
+    Ok(exit_code(end, &counts, &interrupt, exit_when_idle))
+}
+
+/// SIGHUP: load the settings again and hand the pool what may change
+/// while it runs (the key, the concurrency, the request rate).
+fn reloader(
+    engine: &Engine,
+    overrides: Overrides,
+    reloads: watch::Sender<Option<Reload>>,
+) -> OnHangup {
+    let api_template = engine.api();
+    let load = move || -> Result<Reload> {
+        let fresh = Settings::load(&overrides, &process_env)?;
+        Ok(Reload {
+            api: ApiClient::new(
+                fresh.api_base,
+                fresh.api_key?,
+                fresh.connect_timeout,
+                fresh.read_timeout,
+            )
+            .unwrap_or(api_template.clone()),
+            concurrency: fresh.concurrency,
+            requests_per_minute: fresh.requests_per_minute,
+        })
+    };
+    Box::new(move || {
+        let reload = load().map_err(|e| format!("{e:#}"))?;
+        let _ = reloads.send(Some(reload));
+        Ok(())
+    })
+}
+
+/// Says how the pool ended and gives the exit code it stands for.
+fn exit_code(end: RunEnd, counts: &StatusCounts, interrupt: &Interrupt, batch: bool) -> u8 {
+    match end {
+        RunEnd::Idle => {
+            info!(
+                done = counts.done,
+                failed = counts.failed,
+                "queue is empty; exiting"
+            );
+            if counts.failed > 0 {
+                exit::JOB_FAILURES
+            } else {
+                exit::OK
+            }
+        }
+        RunEnd::Stopped => {
+            let left = counts.queued + counts.running;
+            match interrupt.code() {
+                Some(code) if batch && left > 0 => {
+                    say!(
+                        "minimax-dl: interrupted; {left} jobs stay queued and resume from their last checkpoint on the next run"
+                    );
+                    code
+                }
+                _ => {
+                    info!("stopped; in-flight jobs were checkpointed and re-queued");
+                    exit::OK
+                }
+            }
+        }
+        RunEnd::Blocked(problem) => {
+            error!(
+                "stopping: {}; jobs stay queued with their attempts",
+                problem.message()
+            );
+            host_problem_exit(&problem)
+        }
+    }
+}

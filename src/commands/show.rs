@@ -1,0 +1,82 @@
+//! `show`: one job and its history.
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use super::{file_ids, job_json, open_queue_to_read, rfc3339};
+use crate::config::Settings;
+use crate::queue::{JobEvent, JobState, state};
+use crate::runtime::exit;
+
+fn event_json(event: &JobEvent) -> serde_json::Value {
+    json!({
+        "at": rfc3339(event.at),
+        "kind": event.kind,
+        "attempt": state::shown_attempt(&event.kind, event.attempt),
+        "message": event.message,
+    })
+}
+
+pub async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8> {
+    let id = file_ids(&[raw_id.to_string()])?[0];
+    let queue = open_queue_to_read(settings).await?;
+    let Some(job) = queue.get(id).await? else {
+        bail!("file {id} is not in the queue at {}", queue.location());
+    };
+    let events = queue.events(id).await?;
+    if as_json {
+        let mut value = job_json(&job);
+        value["size_source"] = json!(job.size_source);
+        value["next_attempt_at"] = json!(rfc3339(job.next_attempt_at));
+        value["lease_owner"] = json!(job.lease_owner);
+        value["events"] = events.iter().map(event_json).collect();
+        out!("{value}");
+        return Ok(exit::OK);
+    }
+    out!("file_id        {}", job.file_id);
+    out!("state          {}", job.state);
+    out!(
+        "attempts       {} failed (counted against max_attempts)",
+        job.attempts
+    );
+    let expected = job
+        .bytes_expected
+        .map_or("unknown".to_string(), |b| b.to_string());
+    let source = job
+        .size_source
+        .map_or(String::new(), |s| format!(" (size from {})", s.as_str()));
+    out!("bytes          {} of {expected}{source}", job.bytes_done);
+    if let Some(name) = &job.filename {
+        out!("filename       {name}");
+    }
+    if let Some(path) = &job.final_path {
+        out!("path           {path}");
+    }
+    if let Some(sha) = &job.sha256 {
+        out!("sha256         {sha}");
+    }
+    if job.state == JobState::Queued && job.next_attempt_at > crate::queue::now_millis() {
+        out!("next attempt   {}", rfc3339(job.next_attempt_at));
+    }
+    if let Some(owner) = &job.lease_owner {
+        out!("worker         {owner}");
+    }
+    if let Some(err) = &job.last_error {
+        out!("last error     {err}");
+    }
+    out!("created        {}", rfc3339(job.created_at));
+    out!("history:");
+    out!("  {}  enqueued", rfc3339(job.created_at));
+    for e in &events {
+        let attempt = state::shown_attempt(&e.kind, e.attempt)
+            .map_or(String::new(), |a| format!(" (failed attempt {a})"));
+        out!(
+            "  {}  {}{}: {}",
+            rfc3339(e.at),
+            e.kind,
+            attempt,
+            e.message.as_deref().unwrap_or("")
+        );
+    }
+    Ok(exit::OK)
+}

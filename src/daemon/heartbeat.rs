@@ -1,0 +1,49 @@
+//! The lease heartbeat of the jobs a process is working.
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::HEARTBEAT;
+use super::tasks::Running;
+use crate::worker::{Engine, LEASE};
+
+/// Renews the leases of running jobs every second and passes on user
+/// cancellations recorded in the queue.
+pub(super) async fn heartbeat(engine: Engine, running: Running, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(HEARTBEAT) => {}
+        }
+        let leases: Vec<(i64, String)> = running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, (owner, _))| (*id, owner.clone()))
+            .collect();
+        if leases.is_empty() {
+            continue;
+        }
+        match engine.queue.heartbeat(&leases, LEASE).await {
+            Ok(report) => {
+                let running = running.lock().unwrap_or_else(|p| p.into_inner());
+                for id in report.lost {
+                    if let Some((_, control)) = running.get(&id) {
+                        warn!(
+                            file_id = id,
+                            "lease lost to another worker; stopping this download"
+                        );
+                        control.lose_lease();
+                    }
+                }
+                for id in report.cancel {
+                    if let Some((_, control)) = running.get(&id) {
+                        info!(file_id = id, "cancel requested; stopping the download");
+                        control.cancel_by_user();
+                    }
+                }
+            }
+            Err(e) => warn!("lease heartbeat failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The workers behind `run` and `fetch`. The pool ([`run`]: `run`, `demo`) claims
+//! jobs up to the concurrency, pauses the whole pool on account-level
+//! errors or a full disk and probes until they are gone, applies reloads,
+//! and stops cleanly on one cancellation token. [`single`] is `fetch ID`:
+//! one job, claimed by id, in the foreground. Both run their jobs through
+//! `tasks::Tasks`: the spawned workers, their lease heartbeat and the user
+//! cancels it passes on.
+
+use std::time::Duration;
+
+mod heartbeat;
+mod pool;
+mod probe;
+pub mod single;
+mod tasks;
+
+pub use pool::{gather_permits, run};
+pub use probe::DISK_RESUME_MARGIN;
+pub use single::fetch_one;
+
+use crate::worker::HostProblem;
+
+/// Longest sleep of an idle pool between looks at the queue: a job enqueued
+/// by another process starts within about this long.
+pub const IDLE_POLL_MAX: Duration = Duration::from_millis(1000);
+const IDLE_POLL_MIN: Duration = Duration::from_millis(25);
+/// Most jobs claimed in one statement.
+const CLAIM_BATCH_MAX: usize = 64;
+/// How long a claim waits for more workers to finish (see [`gather_permits`]).
+pub const CLAIM_LINGER: Duration = Duration::from_millis(1);
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub concurrency: u32,
+    pub exit_when_idle: bool,
+    pub probe_interval: Duration,
+}
+
+/// Why the pool returned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunEnd {
+    /// `--exit-when-idle`: nothing left queued or running.
+    Idle,
+    /// The shutdown token was cancelled.
+    Stopped,
+    /// `--exit-when-idle` met a host-level problem.
+    Blocked(HostProblem),
+}
+
+/// A change of settings delivered on SIGHUP: a new API client (key) and
+/// concurrency.
+#[derive(Clone)]
+pub struct Reload {
+    pub api: crate::api::ApiClient,
+    pub concurrency: u32,
+    pub requests_per_minute: u32,
+}

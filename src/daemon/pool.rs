@@ -1,0 +1,412 @@
+//! The pool behind `run` and `demo`: a loop whose turns read as its steps
+//! (take the outcomes, apply a reload, wait out a pause or probe it, claim,
+//! spawn, back off while idle).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::probe::probe;
+use super::tasks::Tasks;
+use super::{
+    CLAIM_BATCH_MAX, CLAIM_LINGER, IDLE_POLL_MAX, IDLE_POLL_MIN, Reload, RunEnd, RunOptions,
+};
+use crate::queue::{QueueError, now_millis};
+use crate::worker::{Engine, HostProblem, LEASE, Outcome};
+
+/// A pool-wide pause: its cause and when to probe whether it is gone.
+type Pause = (HostProblem, tokio::time::Instant);
+
+/// The pause once a worker has reported `problem` at `now`. The first report
+/// starts it and fixes its first probe (`probe_interval` later, or as long
+/// as the API asked); later reports (workers that met the same answer, or
+/// were turned back at the rate gate by it) never move the probe later.
+fn pause_after(
+    current: Option<Pause>,
+    problem: HostProblem,
+    now: tokio::time::Instant,
+    probe_interval: Duration,
+) -> Pause {
+    if let Some(current) = current {
+        return current;
+    }
+    let wait = match &problem {
+        HostProblem::Account { pause: Some(p), .. } => *p,
+        _ => probe_interval,
+    };
+    (problem, now + wait)
+}
+
+/// Runs the pool until the shutdown, or (with `exit_when_idle`) until the
+/// queue is empty or a host problem stops it.
+pub async fn run(
+    engine: Engine,
+    options: RunOptions,
+    shutdown: CancellationToken,
+    reloads: Option<watch::Receiver<Option<Reload>>>,
+) -> Result<RunEnd, QueueError> {
+    let tasks = Tasks::start(&engine).await?;
+    let concurrency = options.concurrency.max(1);
+    let pool = Pool {
+        engine,
+        options,
+        shutdown,
+        reloads,
+        tasks,
+        permits: Arc::new(Semaphore::new(concurrency as usize)),
+        concurrency,
+        idle: IDLE_POLL_MIN,
+        pause: None,
+    };
+    pool.run().await
+}
+
+/// The workers of `run`: up to `concurrency` jobs at a time.
+struct Pool {
+    engine: Engine,
+    options: RunOptions,
+    shutdown: CancellationToken,
+    reloads: Option<watch::Receiver<Option<Reload>>>,
+    tasks: Tasks,
+    /// One permit a worker; `concurrency` of them in circulation.
+    permits: Arc<Semaphore>,
+    concurrency: u32,
+    /// The sleep of the next idle turn (doubling up to [`IDLE_POLL_MAX`]).
+    idle: Duration,
+    pause: Option<Pause>,
+}
+
+/// What a turn of the loop leads to.
+enum Turn {
+    Again,
+    End(RunEnd),
+}
+
+impl Pool {
+    async fn run(mut self) -> Result<RunEnd, QueueError> {
+        let end = loop {
+            // Outcomes first: a pause must stop claiming before the next claim.
+            self.take_outcomes();
+            if self.shutdown.is_cancelled() {
+                break RunEnd::Stopped;
+            }
+            if self.apply_reload() {
+                continue;
+            }
+            let turn = match self.pause.clone() {
+                Some((problem, _)) if self.options.exit_when_idle => {
+                    Turn::End(RunEnd::Blocked(problem))
+                }
+                Some(pause) => self.wait_out(pause).await,
+                None => self.claim_and_spawn().await,
+            };
+            if let Turn::End(end) = turn {
+                break end;
+            }
+        };
+        self.tasks.finish().await;
+        Ok(end)
+    }
+
+    /// Takes every outcome reported so far: a pause starts here.
+    fn take_outcomes(&mut self) {
+        while let Some((file_id, outcome)) = self.tasks.try_report() {
+            match outcome {
+                Ok(Outcome::Paused(problem)) => {
+                    if self.pause.is_none() {
+                        error!(file_id, "pausing all work: {}", problem.message());
+                    }
+                    let now = tokio::time::Instant::now();
+                    self.pause = Some(pause_after(
+                        self.pause.take(),
+                        problem,
+                        now,
+                        self.options.probe_interval,
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => error!(file_id, "queue error while recording a job: {e}"),
+            }
+        }
+    }
+
+    /// Applies the newest reload, if one came; a reload also lifts a pause.
+    fn apply_reload(&mut self) -> bool {
+        let Some(reload) = self.reloads.as_mut().and_then(take_reload) else {
+            return false;
+        };
+        self.engine.replace_api(reload.api);
+        self.engine.gate.set_per_minute(reload.requests_per_minute);
+        self.resize(reload.concurrency.max(1));
+        info!(
+            concurrency = self.concurrency,
+            requests_per_minute = reload.requests_per_minute,
+            "configuration reloaded"
+        );
+        if self.pause.take().is_some() {
+            self.engine.gate.release();
+            info!("resuming after reload");
+        }
+        true
+    }
+
+    fn resize(&mut self, wanted: u32) {
+        if wanted > self.concurrency {
+            self.permits
+                .add_permits((wanted - self.concurrency) as usize);
+        } else if wanted < self.concurrency {
+            // Take the surplus permits out of circulation as running jobs return them.
+            let surplus = self.concurrency - wanted;
+            let permits = self.permits.clone();
+            tokio::spawn(async move {
+                if let Ok(taken) = permits.acquire_many_owned(surplus).await {
+                    taken.forget();
+                }
+            });
+        }
+        self.concurrency = wanted;
+    }
+
+    /// Paused: sleeps until the probe is due (or a reload or the shutdown
+    /// comes), then probes whether the problem is gone.
+    async fn wait_out(&mut self, (problem, probe_at): Pause) -> Turn {
+        if tokio::time::Instant::now() < probe_at {
+            // Wakes on a reload without consuming it: the top of the loop applies it.
+            let reload_changed = async {
+                match self.reloads.as_ref() {
+                    Some(r) => {
+                        let mut r = r.clone();
+                        let _ = r.changed().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {}
+                _ = tokio::time::sleep_until(probe_at) => {}
+                _ = reload_changed => {}
+            }
+            return Turn::Again;
+        }
+        if probe(&self.engine, &problem, &self.shutdown).await {
+            info!("the problem is gone; resuming work");
+            self.engine.gate.release();
+            self.pause = None;
+        } else {
+            let interval = self.options.probe_interval;
+            error!(
+                "still paused: {} (next check in {}s)",
+                problem.message(),
+                interval.as_secs()
+            );
+            self.pause = Some((problem, tokio::time::Instant::now() + interval));
+        }
+        Turn::Again
+    }
+
+    /// Claims a job for every free worker (one statement for the batch)
+    /// and spawns them; backs off when there is none.
+    async fn claim_and_spawn(&mut self) -> Turn {
+        let permits = match self.permits_for_claim().await {
+            Ok(permits) => permits,
+            Err(turn) => return turn,
+        };
+        let owner = self.engine.next_owner();
+        let claimed = self
+            .engine
+            .queue
+            .claim_batch(&owner, LEASE, permits.len())
+            .await;
+        let claimed = match claimed {
+            Ok(claimed) if claimed.is_empty() => {
+                drop(permits);
+                return self.idle().await;
+            }
+            Ok(claimed) => claimed,
+            Err(e) => {
+                // A busy or briefly failing database: wait and try again
+                // rather than abandon the jobs in flight.
+                drop(permits);
+                warn!("cannot claim a job: {e}; retrying shortly");
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(IDLE_POLL_MAX) => {}
+                }
+                return Turn::Again;
+            }
+        };
+        self.idle = IDLE_POLL_MIN;
+        self.tasks.stop_previous(&claimed).await;
+        for (job, permit) in claimed.into_iter().zip(permits) {
+            self.tasks.spawn(job, &owner, &self.shutdown, Some(permit));
+        }
+        Turn::Again
+    }
+
+    /// A permit for every worker free now or within [`CLAIM_LINGER`]; none
+    /// when the shutdown or an outcome comes first (outcomes come before
+    /// any claim).
+    async fn permits_for_claim(&self) -> Result<Vec<OwnedSemaphorePermit>, Turn> {
+        let permit = tokio::select! {
+            _ = self.shutdown.cancelled() => return Err(Turn::Again),
+            p = self.permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return Err(Turn::End(RunEnd::Stopped)),
+            },
+        };
+        if self.tasks.has_reports() {
+            // An outcome came in while we waited: handle it before claiming.
+            return Err(Turn::Again);
+        }
+        let max = (self.concurrency as usize).min(CLAIM_BATCH_MAX);
+        let batch = gather_permits(&self.permits, permit, max, CLAIM_LINGER).await;
+        if self.tasks.has_reports() {
+            // A worker that reported (a pause, say) gave its permit back
+            // while we gathered: its outcome comes before any claim.
+            return Err(Turn::Again);
+        }
+        Ok(batch)
+    }
+
+    /// Nothing to claim: ends an `exit_when_idle` pool with nothing left,
+    /// else sleeps until a job is due, an outcome comes, or the back-off
+    /// has passed.
+    async fn idle(&mut self) -> Turn {
+        if self.options.exit_when_idle && self.tasks.in_flight() == 0 {
+            match self.engine.queue.status().await {
+                Ok(counts) if counts.queued == 0 && counts.running == 0 => {
+                    return Turn::End(RunEnd::Idle);
+                }
+                Ok(_) => {}
+                Err(e) => warn!("cannot read the queue's counts: {e}"),
+            }
+        }
+        let mut wait = self.idle;
+        if let Ok(Some(due)) = self.engine.queue.next_due().await {
+            let until_due = Duration::from_millis((due - now_millis()).max(0) as u64);
+            wait = wait.min(until_due.max(IDLE_POLL_MIN));
+        }
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = self.tasks.report_arrived() => {}
+        }
+        self.idle = (self.idle * 2).min(IDLE_POLL_MAX);
+        Turn::Again
+    }
+}
+
+/// The newest reload not yet applied, if any.
+fn take_reload(reloads: &mut watch::Receiver<Option<Reload>>) -> Option<Reload> {
+    if reloads.has_changed().unwrap_or(false) {
+        reloads.borrow_and_update().clone()
+    } else {
+        None
+    }
+}
+
+/// Takes, besides `first`, every permit that is free or given back within
+/// `linger` (up to `max` in all), so that one claim serves every worker that
+/// finishes at about the same moment instead of one claim each: claims are
+/// one statement whatever their size, and on a queue of small files that is
+/// what sets the pace. A millisecond is nothing to a download, and the wait
+/// ends at once when `max` permits are in hand.
+pub async fn gather_permits(
+    permits: &Arc<Semaphore>,
+    first: OwnedSemaphorePermit,
+    max: usize,
+    linger: Duration,
+) -> Vec<OwnedSemaphorePermit> {
+    let deadline = tokio::time::Instant::now() + linger;
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => batch.push(permit),
+            Err(_) => {
+                match tokio::time::timeout_at(deadline, permits.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => batch.push(permit),
+                    _ => break,
+                }
+            }
+        }
+    }
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(message: &str) -> HostProblem {
+        HostProblem::Account {
+            message: message.into(),
+            pause: None,
+        }
+    }
+
+    #[test]
+    fn the_first_probe_stays_one_interval_after_the_pause_began() {
+        let interval = Duration::from_secs(60);
+        let began = tokio::time::Instant::now();
+        let first = pause_after(None, account("1008 no balance"), began, interval);
+        assert_eq!(first.1, began + interval);
+        // Three more workers report the same answer as the wait ends.
+        let later = began + interval;
+        let mut pause = first.clone();
+        for _ in 0..3 {
+            pause = pause_after(Some(pause), account("1008 no balance"), later, interval);
+        }
+        assert_eq!(pause, first, "later reports change neither cause nor probe");
+    }
+
+    #[test]
+    fn a_pause_the_api_asked_for_sets_the_first_probe() {
+        let hour = Duration::from_secs(3600);
+        let now = tokio::time::Instant::now();
+        let problem = HostProblem::Account {
+            message: "2056 usage window".into(),
+            pause: Some(hour),
+        };
+        let pause = pause_after(None, problem, now, Duration::from_secs(60));
+        assert_eq!(pause.1, now + hour);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_gathers_every_free_permit_up_to_its_limit() {
+        let permits = Arc::new(Semaphore::new(5));
+        let first = permits.clone().acquire_owned().await.unwrap();
+        let batch = gather_permits(&permits, first, 3, CLAIM_LINGER).await;
+        assert_eq!((batch.len(), permits.available_permits()), (3, 2));
+        drop(batch);
+
+        // Every permit free: no wait for the linger.
+        let started = tokio::time::Instant::now();
+        let first = permits.clone().acquire_owned().await.unwrap();
+        let batch = gather_permits(&permits, first, 5, Duration::from_secs(60)).await;
+        assert_eq!((batch.len(), permits.available_permits()), (5, 0));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        drop(batch);
+        assert_eq!(permits.available_permits(), 5, "every permit goes back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_finishing_within_the_linger_joins_the_claim_and_a_busy_one_does_not() {
+        let permits = Arc::new(Semaphore::new(3));
+        let soon = permits.clone().acquire_owned().await.unwrap();
+        let busy = permits.clone().acquire_owned().await.unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            drop(soon);
+        });
+        let linger = Duration::from_millis(10);
+        let started = tokio::time::Instant::now();
+        let first = permits.clone().acquire_owned().await.unwrap();
+        let batch = gather_permits(&permits, first, 3, linger).await;
+        assert_eq!(batch.len(), 2, "the busy worker's permit is not waited for");
+        assert_eq!(started.elapsed(), linger, "no longer than the linger");
+        drop(busy);
+    }
+}

@@ -1,0 +1,175 @@
+//! The jobs a process is working, whoever claimed them (the pool or the
+//! foreground `fetch`): one task each, a heartbeat renewing their leases,
+//! and the channel their outcomes come back on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use super::heartbeat::heartbeat;
+use crate::queue::{Job, QueueError};
+use crate::worker::{self, Engine, JobControl, Outcome};
+
+/// Jobs this process is working: their lease owner name and stop signals.
+pub(super) type Running = Arc<Mutex<HashMap<i64, (String, JobControl)>>>;
+
+/// One job's turn as its task reports it.
+pub(super) type Report = (i64, Result<Outcome, QueueError>);
+
+pub(super) struct Tasks {
+    engine: Engine,
+    tracker: TaskTracker,
+    running: Running,
+    done_tx: mpsc::UnboundedSender<Report>,
+    done_rx: mpsc::UnboundedReceiver<Report>,
+    heartbeat_stop: CancellationToken,
+}
+
+impl Tasks {
+    /// Frees the jobs of workers that died on this host, then starts the
+    /// heartbeat.
+    pub async fn start(engine: &Engine) -> Result<Tasks, QueueError> {
+        let freed = engine
+            .queue
+            .expire_leases_of_dead_owners(worker::owner_is_dead)
+            .await?;
+        if freed > 0 {
+            info!(
+                jobs = freed,
+                "resuming jobs left running by a worker that died on this host"
+            );
+        }
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let tasks = Tasks {
+            engine: engine.clone(),
+            tracker: TaskTracker::new(),
+            running: Running::default(),
+            done_tx,
+            done_rx,
+            heartbeat_stop: CancellationToken::new(),
+        };
+        tasks.tracker.spawn(heartbeat(
+            engine.clone(),
+            tasks.running.clone(),
+            tasks.heartbeat_stop.clone(),
+        ));
+        Ok(tasks)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Has a task reported an outcome not yet taken?
+    pub fn has_reports(&self) -> bool {
+        !self.done_rx.is_empty()
+    }
+
+    pub fn try_report(&mut self) -> Option<Report> {
+        self.done_rx.try_recv().ok()
+    }
+
+    /// The next outcome a task reports.
+    pub async fn next_report(&mut self) -> Report {
+        // `done_tx` lives as long as `self`: the channel never closes.
+        match self.done_rx.recv().await {
+            Some(report) => report,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Returns once a task has reported, leaving the report to be taken.
+    pub async fn report_arrived(&mut self) {
+        let report = self.next_report().await;
+        let _ = self.done_tx.send(report);
+    }
+
+    /// This process may have just reclaimed jobs whose lease it lost
+    /// (heartbeats failed for a whole lease): stop the old tasks, all at
+    /// once, before new ones touch the same partial files.
+    pub async fn stop_previous(&self, claimed: &[Job]) {
+        futures_util::future::join_all(
+            claimed
+                .iter()
+                .map(|job| stop_previous_task(&self.running, job.file_id)),
+        )
+        .await;
+    }
+
+    /// Works `job` under `owner`'s lease in a task of its own; `permit`
+    /// goes back once its outcome is reported.
+    pub fn spawn(
+        &self,
+        job: Job,
+        owner: &str,
+        shutdown: &CancellationToken,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
+        let control = JobControl::new(shutdown);
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.file_id, (owner.to_string(), control.clone()));
+        let (engine, running) = (self.engine.clone(), self.running.clone());
+        let (done_tx, owner) = (self.done_tx.clone(), owner.to_string());
+        self.tracker.spawn(async move {
+            let file_id = job.file_id;
+            let outcome = worker::process(&engine, job, &control).await;
+            let mut map = running.lock().unwrap_or_else(|p| p.into_inner());
+            if map.get(&file_id).is_some_and(|(o, _)| *o == owner) {
+                map.remove(&file_id);
+            }
+            drop(map);
+            // Outcome first, then the permit: the claim loop must
+            // see a pause (or fetch's result) before it can claim again.
+            let _ = done_tx.send((file_id, outcome));
+            drop(permit);
+        });
+    }
+
+    /// Stops every job still running (each checkpoints and gives its lease
+    /// back) and the heartbeat, and waits for them.
+    pub async fn finish(mut self) {
+        for (_, control) in self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            control.cancel.cancel();
+        }
+        self.tracker.close();
+        self.heartbeat_stop.cancel();
+        self.tracker.wait().await;
+        while let Some((_, outcome)) = self.try_report() {
+            if let Err(e) = outcome {
+                warn!("queue error while stopping: {e}");
+            }
+        }
+    }
+}
+
+/// Tells a task still working `file_id` under an older lease to stop, and
+/// waits (up to a few seconds) until it has.
+async fn stop_previous_task(running: &Running, file_id: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let previous = running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&file_id)
+            .map(|(_, c)| c.clone());
+        let Some(previous) = previous else { return };
+        previous.lose_lease();
+        if tokio::time::Instant::now() >= deadline {
+            warn!(file_id, "an earlier task on this job has not stopped yet");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,255 @@
+//! What every long-running verb (`run`, `fetch`, `demo`, `sim`) stands on:
+//! logging, the engine built from settings, signals, systemd notification
+//! and the exit codes of the CLI contract. Used by `commands` and `demo`;
+//! imports neither.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+use crate::api::ApiClient;
+use crate::cli::{Cli, Command};
+use crate::config::{ConfigError, LogFormat, Settings};
+use crate::fetch::Fetcher;
+use crate::gate::RateGate;
+use crate::queue::Queue;
+use crate::worker::{Engine, HostProblem, Observer};
+use crate::{say, stderr};
+
+/// Exit codes of the CLI contract (see `--help`).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const JOB_FAILURES: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const ACCOUNT: u8 = 3;
+    pub const DISK_FULL: u8 = 4;
+    /// `fetch`, or `run --exit-when-idle` with jobs left, stopped by SIGINT
+    /// (128 + 2, the shell's convention) ...
+    pub const INTERRUPTED: u8 = 130;
+    /// ... or by SIGTERM (128 + 15). The jobs stay queued and resumable.
+    pub const TERMINATED: u8 = 143;
+}
+
+/// The exit code of a verb stopped by a host-level problem.
+pub fn host_problem_exit(problem: &HostProblem) -> u8 {
+    match problem {
+        HostProblem::Account { .. } => exit::ACCOUNT,
+        HostProblem::DiskFull { .. } => exit::DISK_FULL,
+    }
+}
+
+/// Logs to stderr through [`stderr::sink`]: `info` for the verbs that work
+/// for a while, `warn` for the quick ones, more with each `-v`;
+/// `MINIMAX_DL_LOG` overrides.
+pub fn init_logging(cli: &Cli, format: LogFormat) {
+    let busy = matches!(
+        cli.command,
+        Command::Run { .. } | Command::Fetch { .. } | Command::Demo { .. } | Command::Sim(_)
+    );
+    let default = match (cli.verbose, busy) {
+        (0, true) => "minimax_dl=info",
+        (0, false) => "minimax_dl=warn",
+        (1, _) => "minimax_dl=debug",
+        _ => "minimax_dl=trace",
+    };
+    let filter =
+        EnvFilter::try_from_env("MINIMAX_DL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(stderr::sink().clone());
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
+/// Why the engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Key(#[from] Arc<ConfigError>),
+    #[error("cannot set up the HTTP client")]
+    Http(#[source] reqwest::Error),
+    #[error("cannot create the output directory {}", .0.display())]
+    OutputDir(PathBuf, #[source] io::Error),
+}
+
+/// Builds the engine every downloading verb shares.
+pub fn engine(
+    settings: &Settings,
+    queue: Queue,
+    observer: Arc<dyn Observer>,
+) -> Result<Engine, SetupError> {
+    let api = ApiClient::new(
+        settings.api_base.clone(),
+        settings.api_key.clone()?,
+        settings.connect_timeout,
+        settings.read_timeout,
+    )
+    .map_err(SetupError::Http)?;
+    let gate = Arc::new(RateGate::new(
+        settings.requests_per_minute,
+        Some(queue.clone()),
+    ));
+    let fetcher = Fetcher::new(settings.connect_timeout, settings.read_timeout)
+        .map_err(SetupError::Http)?
+        .with_segments(settings.segments);
+    std::fs::create_dir_all(&settings.output_dir)
+        .map_err(|e| SetupError::OutputDir(settings.output_dir.clone(), e))?;
+    Ok(Engine::new(
+        queue,
+        api,
+        gate,
+        fetcher,
+        settings.output_dir.clone(),
+        settings.retry,
+        observer,
+    ))
+}
+
+/// What SIGHUP does: reload the settings and hand them over, or say why not.
+pub type OnHangup = Box<dyn Fn() -> Result<(), String> + Send>;
+
+/// What a stop signal means to the verb.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OnStop {
+    /// The normal end of a daemon (`run`, `sim`): exit 0.
+    Finish,
+    /// Work cut short (`fetch`, `run --exit-when-idle`): exit 130 or 143.
+    Interrupt,
+}
+
+/// The first stop signal received, as the exit code it stands for.
+#[derive(Clone, Debug, Default)]
+pub struct Interrupt(Arc<AtomicU8>);
+
+impl Interrupt {
+    pub fn code(&self) -> Option<u8> {
+        match self.0.load(Ordering::SeqCst) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+
+    /// Keeps the first signal's code.
+    fn record(&self, code: u8) -> u8 {
+        match self
+            .0
+            .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => code,
+            Err(first) => first,
+        }
+    }
+}
+
+/// SIGTERM/SIGINT: cancel `shutdown` (a second one exits at once: progress up
+/// to the last checkpoint is durable and leases expire on their own).
+/// SIGHUP: run `on_hangup` (reload the config and hand it to the pool). The
+/// returned handle tells which stop signal came first.
+pub fn spawn_signal_handler(
+    shutdown: CancellationToken,
+    on_hangup: Option<OnHangup>,
+    on_stop: OnStop,
+) -> Interrupt {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = Interrupt::default();
+    let first = interrupt.clone();
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            error!("cannot install signal handlers");
+            return;
+        };
+        loop {
+            let code = tokio::select! {
+                _ = term.recv() => exit::TERMINATED,
+                _ = int.recv() => exit::INTERRUPTED,
+                _ = hup.recv() => {
+                    if let Some(reload) = &on_hangup {
+                        hang_up(reload);
+                    }
+                    continue;
+                }
+            };
+            stop(&shutdown, first.record(code), on_stop);
+        }
+    });
+    interrupt
+}
+
+fn hang_up(reload: &OnHangup) {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+    if let Err(e) = reload() {
+        error!("SIGHUP: config not reloaded: {e}");
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+}
+
+/// A stop signal whose first one stood for `code`: the first cancels
+/// `shutdown`, a second exits at once.
+fn stop(shutdown: &CancellationToken, code: u8, on_stop: OnStop) {
+    if shutdown.is_cancelled() {
+        say!(
+            "minimax-dl: second signal, exiting now (downloads resume from their last checkpoint)"
+        );
+        stderr::sink().flush(Duration::from_millis(200));
+        let code = match on_stop {
+            OnStop::Finish => exit::OK,
+            OnStop::Interrupt => code,
+        };
+        std::process::exit(code.into());
+    }
+    info!("signal received: finishing checkpoints and stopping (send again to exit at once)");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    shutdown.cancel();
+}
+
+/// READY=1 once the queue is open, then STATUS= and WATCHDOG=1 while running.
+pub fn spawn_systemd_notifier(
+    queue: Queue,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled();
+    let every = watchdog.map_or(Duration::from_secs(5), |w| {
+        (w / 2).min(Duration::from_secs(5))
+    });
+    tokio::spawn(async move {
+        if std::env::var_os("NOTIFY_SOCKET").is_none() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            if let Ok(c) = queue.status().await {
+                let line = format!(
+                    "{} queued, {} running, {} done, {} failed",
+                    c.queued, c.running, c.done, c.failed
+                );
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&line)]);
+            }
+            if watchdog.is_some() {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        }
+    })
+}
+
+/// Tells systemd the process is stopping.
+pub fn notify_stopping() {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+}
