@@ -17,6 +17,12 @@ use crate::runtime::{Interrupt, OnStop, engine, exit, host_problem_exit, spawn_s
 use crate::say;
 use crate::worker::{Observer, Outcome};
 
+/// Longest wait `fetch` sits through in the foreground before another turn
+/// (a rate-limit cool-down, a short back-off). A job handed back for longer
+/// (a CDN's `Retry-After` of half an hour, say) stays queued for `run`, and
+/// `fetch` says so and exits 1, as for a retry scheduled after a failure.
+const FOREGROUND_WAIT_MAX: Duration = Duration::from_secs(60);
+
 pub async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
     let id = file_ids(&[raw.to_string()])?[0];
     let queue = open_queue_for_workers(settings).await?;
@@ -79,12 +85,20 @@ async fn turn_ended(
             exit::JOB_FAILURES
         }
         Some(Outcome::Requeued { reason }) => {
-            info!("{reason}; trying again");
             let due = queue.get(id).await?.map_or(0, |j| j.next_attempt_at);
-            let wait = (due - crate::queue::now_millis()).clamp(0, 300_000) as u64;
-            tokio::select! {
-                _ = shutdown.cancelled() => interrupted(id, interrupt),
-                _ = tokio::time::sleep(Duration::from_millis(wait)) => return Ok(None),
+            let wait = Duration::from_millis((due - crate::queue::now_millis()).max(0) as u64);
+            if wait > FOREGROUND_WAIT_MAX {
+                say!(
+                    "minimax-dl: file {id}: {reason}. It stays queued; `minimax-dl run` retries it in {}s",
+                    wait.as_secs()
+                );
+                exit::JOB_FAILURES
+            } else {
+                info!("{reason}; trying again");
+                tokio::select! {
+                    _ = shutdown.cancelled() => interrupted(id, interrupt),
+                    _ = tokio::time::sleep(wait) => return Ok(None),
+                }
             }
         }
         Some(Outcome::Cancelled) => {
