@@ -140,6 +140,10 @@ impl Settings {
     }
 
     /// The precedence rules: flag, then environment, then file, then default.
+    ///
+    /// Longer than a screen on purpose: it is one table, a line or two per
+    /// setting, and keeping every setting's precedence in one place is what
+    /// makes "flag > environment > file > default" checkable at a glance.
     pub fn resolve(
         overrides: &Overrides,
         env: &dyn Fn(&str) -> Option<String>,

@@ -80,15 +80,7 @@ async fn it_speaks_the_systemd_notify_protocol() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_signal_exits_at_once_and_still_loses_nothing() {
-    let sim = support::sim(SimConfig {
-        default_file_size: 32 * 1024 * 1024,
-        faults: Faults {
-            bandwidth_bytes_per_sec: Some(2 * 1024 * 1024),
-            ..Faults::default()
-        },
-        ..SimConfig::default()
-    })
-    .await;
+    let sim = support::throttled_sim(32 * 1024 * 1024, 2 * 1024 * 1024).await;
     let world = World::new().with_sim(&sim);
     assert_success(&world.run(&["enqueue", "1"]).await);
     let child = spawn_with_env(&world, &["run"], &[]);
@@ -294,15 +286,7 @@ async fn an_idle_daemon_starts_a_new_job_soon_after_enqueue() {
 
 /// A sim whose one file takes ~16 s: a signal always lands mid-transfer.
 async fn slow_sim() -> minimax_dl::sim::Simulator {
-    support::sim(SimConfig {
-        default_file_size: 32 * 1024 * 1024,
-        faults: Faults {
-            bandwidth_bytes_per_sec: Some(2 * 1024 * 1024),
-            ..Faults::default()
-        },
-        ..SimConfig::default()
-    })
-    .await
+    support::throttled_sim(32 * 1024 * 1024, 2 * 1024 * 1024).await
 }
 
 /// Starts `args`, waits until this process has checkpointed new bytes of

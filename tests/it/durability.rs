@@ -96,15 +96,7 @@ async fn a_tampered_verified_file_is_downloaded_again_not_accepted() {
 /// download part way. Returns the file size and the simulator.
 async fn slow_4_mib_files() -> (u64, minimax_dl::sim::Simulator) {
     let size = 4 * 1024 * 1024;
-    let sim = support::sim(SimConfig {
-        default_file_size: size,
-        faults: Faults {
-            bandwidth_bytes_per_sec: Some(1024 * 1024),
-            ..Faults::default()
-        },
-        ..SimConfig::default()
-    })
-    .await;
+    let sim = support::throttled_sim(size, 1024 * 1024).await;
     (size, sim)
 }
 
@@ -252,14 +244,7 @@ async fn a_live_foreign_lease_is_respected_and_an_expired_one_resumed() {
     assert_success(&world.run(&["enqueue", "11"]).await);
     let mut first = spawn(&world, &["run"]);
     let q = queue(&world).await;
-    wait_for(Duration::from_secs(20), "a checkpoint", || async {
-        q.get(11)
-            .await
-            .unwrap()
-            .filter(|j| j.bytes_done > 0)
-            .map(|_| ())
-    })
-    .await;
+    support::wait_for_checkpoint(&q, 11, Duration::from_secs(20)).await;
     first.start_kill().unwrap();
     let _ = first.wait().await;
     let far = minimax_dl::queue::now_millis() + 600_000;
@@ -376,15 +361,7 @@ async fn two_daemons_on_one_database_never_download_the_same_file() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_checkpoints_releases_and_exits_zero() {
     let size = 8 * 1024 * 1024;
-    let sim = support::sim(SimConfig {
-        default_file_size: size,
-        faults: Faults {
-            bandwidth_bytes_per_sec: Some(2 * 1024 * 1024),
-            ..Faults::default()
-        },
-        ..SimConfig::default()
-    })
-    .await;
+    let sim = support::throttled_sim(size, 2 * 1024 * 1024).await;
     let world = World::new().with_sim(&sim);
     assert_success(&world.run(&["enqueue", "1", "2"]).await);
     let child = spawn(&world, &["run", "--concurrency", "2"]);

@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 use std::process::Stdio;
 use std::time::Duration;
 
-use minimax_dl::sim::{Faults, SimConfig};
+use minimax_dl::sim::Faults;
 
 use crate::support::{self, World, assert_success, finish, queue, signal, wait_for};
 
@@ -82,15 +82,7 @@ async fn stderr_on_dev_full_never_stalls_the_work_or_the_signals() {
 /// messages nor its log lines change what it does or its exit code.
 #[tokio::test(flavor = "multi_thread")]
 async fn fetch_with_stderr_on_dev_full_keeps_its_exit_codes() {
-    let sim = support::sim(SimConfig {
-        default_file_size: 32 * 1024 * 1024,
-        faults: Faults {
-            bandwidth_bytes_per_sec: Some(2 * 1024 * 1024),
-            ..Faults::default()
-        },
-        ..SimConfig::default()
-    })
-    .await;
+    let sim = support::throttled_sim(32 * 1024 * 1024, 2 * 1024 * 1024).await;
     let world = World::new().with_sim(&sim);
     let child = world
         .command()
@@ -100,14 +92,7 @@ async fn fetch_with_stderr_on_dev_full_keeps_its_exit_codes() {
         .spawn()
         .expect("spawn minimax-dl");
     let q = queue(&world).await;
-    wait_for(Duration::from_secs(30), "a first checkpoint", || async {
-        q.get(5)
-            .await
-            .unwrap()
-            .filter(|j| j.bytes_done > 0)
-            .map(|_| ())
-    })
-    .await;
+    support::wait_for_checkpoint(&q, 5, Duration::from_secs(30)).await;
     signal(child.id().unwrap(), "-INT");
     let out = finish(child, Duration::from_secs(30)).await;
     assert_eq!(

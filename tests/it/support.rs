@@ -266,3 +266,29 @@ pub async fn finish(child: tokio::process::Child, limit: Duration) -> std::proce
         .unwrap_or_else(|_| panic!("minimax-dl did not exit within {limit:?}"))
         .expect("wait")
 }
+
+/// A simulator serving every file as `size` bytes at `bytes_per_sec` per
+/// connection: slow enough for a test to act in the middle of a transfer.
+pub async fn throttled_sim(size: u64, bytes_per_sec: u64) -> Simulator {
+    sim(SimConfig {
+        default_file_size: size,
+        faults: minimax_dl::sim::Faults {
+            bandwidth_bytes_per_sec: Some(bytes_per_sec),
+            ..Default::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+}
+
+/// Waits until job `id` has recorded a checkpoint with some bytes in it.
+pub async fn wait_for_checkpoint(q: &Queue, id: i64, limit: Duration) {
+    wait_for(limit, "a checkpoint", || async {
+        q.get(id)
+            .await
+            .unwrap()
+            .filter(|j| j.bytes_done > 0)
+            .map(|_| ())
+    })
+    .await
+}
