@@ -10,5 +10,6 @@ mod disk;
 mod durability;
 mod engine;
 mod logging;
+mod props;
 mod segments;
 mod support;
