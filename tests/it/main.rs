@@ -2,6 +2,7 @@
 //! `minimax-dl` binary against temporary databases and, where it downloads,
 //! the in-process simulator on 127.0.0.1.
 
+mod bounds;
 mod chaos;
 mod claims;
 mod cli;
