@@ -115,6 +115,8 @@ pub const DEFAULT_CONCURRENCY: u32 = 4;
 pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 60;
 pub const MAX_CONCURRENCY: u32 = 256;
 pub const MAX_SEGMENTS: u32 = 16;
+/// Longest timeout or probe interval a config file may set, in seconds.
+pub const MAX_WAIT_SECS: u64 = 86_400;
 
 impl Settings {
     /// Reads the config file (the one named, else the first default that
@@ -244,6 +246,14 @@ impl Settings {
                     Some(0) => Err(ConfigError::Invalid {
                         origin: file_origin(key),
                         message: "must be at least 1 second".into(),
+                    }),
+                    // A deadline is now + this: a huge value would overflow
+                    // the clock where it is added (a panic), not wait longer.
+                    Some(v) if v > MAX_WAIT_SECS => Err(ConfigError::Invalid {
+                        origin: file_origin(key),
+                        message: format!(
+                            "{v} is not in 1..={MAX_WAIT_SECS} (seconds: one day at most)"
+                        ),
                     }),
                     Some(v) => Ok(Duration::from_secs(v)),
                     None => Ok(Duration::from_secs(default)),
@@ -608,6 +618,32 @@ mod tests {
             err.contains("MINIMAX_DL_REQUESTS_PER_MINUTE") && err.contains("lots"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn timeouts_beyond_a_day_are_refused_before_they_overflow_a_deadline() {
+        // Found by tests/it/props.rs: 2^63-1 seconds resolved, and the daemon's
+        // `Instant::now() + probe_interval` then panicked at the first pause.
+        for key in [
+            "connect_timeout_secs",
+            "read_timeout_secs",
+            "probe_interval_secs",
+        ] {
+            let resolve = |value: u64| {
+                Settings::resolve(
+                    &Overrides::default(),
+                    &env_of(&[("HOME", "/h")]),
+                    Some("/c.toml".into()),
+                    file(&format!("{key} = {value}")),
+                )
+            };
+            assert!(resolve(MAX_WAIT_SECS).is_ok(), "{key}");
+            let err = resolve(i64::MAX as u64).unwrap_err().to_string();
+            assert!(
+                err.contains(key) && err.contains("is not in 1..=86400"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -1,4 +1,7 @@
-//! Parsing file ids as users and the API give them. Pure: no I/O.
+//! Parsing file ids as users and the API give them. Pure: no I/O of its
+//! own ([`read_lines`] reads from whatever reader it is handed).
+
+use std::io::BufRead;
 
 /// Why a file id was refused. The message names the value (shortened: a
 /// 14 MB line pasted back at the user helps nobody) and, for input read from
@@ -91,6 +94,81 @@ pub fn parse_lines(text: &str) -> Result<Vec<i64>, IdError> {
     Ok(ids)
 }
 
+/// Longest line [`read_lines`] accepts, in bytes. An id is at most 20
+/// characters; the rest is room for whitespace and a comment. A longer line
+/// means the file is not an id list (a binary, a dump, a wrong path).
+pub const MAX_LINE_BYTES: usize = 4096;
+
+/// Why an id list read with [`read_lines`] was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error(transparent)]
+    Id(#[from] IdError),
+    #[error(
+        "line {line} is longer than {MAX_LINE_BYTES} bytes ({start:?}…): this is not a list of file ids (one decimal id per line)"
+    )]
+    LineTooLong {
+        line: usize,
+        /// The line's first [`SHOWN_CHARS`] characters, to recognise it by.
+        start: String,
+    },
+    #[error(
+        "line {line} is not UTF-8 text: this is not a list of file ids (one decimal id per line)"
+    )]
+    NotText { line: usize },
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+}
+
+/// [`parse_lines`] over a reader, one line at a time: memory stays bounded
+/// by [`MAX_LINE_BYTES`] plus the ids themselves, and the first bad line
+/// (too long, not UTF-8, not an id) stops the reading there, so a
+/// gigabyte of garbage fails after its first line, not after reading it all.
+pub fn read_lines(mut reader: impl BufRead) -> Result<Vec<i64>, ListError> {
+    let mut ids = Vec::new();
+    let mut buf = Vec::with_capacity(256);
+    let mut number = 0;
+    loop {
+        buf.clear();
+        let n = std::io::Read::take(reader.by_ref(), MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            return Ok(ids);
+        }
+        number += 1;
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        } else if n > MAX_LINE_BYTES {
+            let start = String::from_utf8_lossy(&buf)
+                .chars()
+                .take(SHOWN_CHARS)
+                .collect();
+            return Err(ListError::LineTooLong {
+                line: number,
+                start,
+            });
+        }
+        let mut line =
+            std::str::from_utf8(&buf).map_err(|_| ListError::NotText { line: number })?;
+        if number == 1 {
+            line = line.strip_prefix(BOM).unwrap_or(line);
+        }
+        let content = line.split('#').next().unwrap_or("").trim();
+        if content.is_empty() {
+            continue;
+        }
+        let id = parse_file_id(content).map_err(|reason| IdError::Invalid {
+            value: content.to_string(),
+            line: Some(number),
+            reason,
+        })?;
+        ids.push(id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +246,51 @@ mod tests {
     #[test]
     fn crlf_lines_are_fine() {
         assert_eq!(parse_lines("5\r\n6\r\n"), Ok(vec![5, 6]));
+    }
+
+    #[test]
+    fn read_lines_agrees_with_parse_lines() {
+        for text in [
+            "",
+            "1\n",
+            "1",
+            "\u{feff}# ids\r\n7\r\n8",
+            "# batch 1\n101\n\n  102  # retried\n#103\n104\n",
+            "1\n2\nthree\n4\n",
+            "1\n\u{feff}2\n",
+            "5\r\n6\r\n",
+        ] {
+            let streamed = read_lines(text.as_bytes()).map_err(|e| e.to_string());
+            let whole = parse_lines(text).map_err(|e| e.to_string());
+            assert_eq!(streamed, whole, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn read_lines_stops_at_a_long_line_or_binary() {
+        let mut long = b"1\n2\n".to_vec();
+        long.extend(std::iter::repeat_n(b'7', MAX_LINE_BYTES + 1));
+        long.extend(b"\n3\n");
+        let err = read_lines(&long[..]).unwrap_err();
+        assert!(
+            matches!(err, ListError::LineTooLong { line: 3, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not a list of file ids"), "{err}");
+
+        let mut exactly = "7".repeat(MAX_LINE_BYTES - 2).into_bytes();
+        exactly.extend(b" \n");
+        assert!(matches!(read_lines(&exactly[..]), Err(ListError::Id(_))));
+
+        let err = read_lines(&b"1\n\xff\xfe\x00garbage\n"[..]).unwrap_err();
+        assert!(matches!(err, ListError::NotText { line: 2 }), "{err}");
+    }
+
+    #[test]
+    fn read_lines_reads_no_further_than_the_bad_line() {
+        // An endless reader of garbage: only a bounded prefix is read.
+        let garbage = std::io::repeat(b'x');
+        let err = read_lines(std::io::BufReader::new(garbage)).unwrap_err();
+        assert!(matches!(err, ListError::LineTooLong { line: 1, .. }), "{err}");
     }
 }

@@ -1,6 +1,6 @@
 //! `enqueue`: ids from the arguments and `--from` into the queue.
 
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -18,17 +18,14 @@ fn ids_from(path: &Path) -> Result<Vec<i64>> {
     } else {
         path.display().to_string()
     };
-    let text = if stdin {
-        let mut text = String::new();
-        io::stdin()
-            .lock()
-            .read_to_string(&mut text)
-            .context("cannot read ids from stdin")?;
-        text
+    let ids = if stdin {
+        ids::read_lines(io::stdin().lock())
     } else {
-        std::fs::read_to_string(path).with_context(|| format!("cannot read ids from {name}"))?
-    };
-    let ids = ids::parse_lines(&text).with_context(|| format!("in {name}"))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot read ids from {name}"))?;
+        ids::read_lines(io::BufReader::new(file))
+    }
+    .with_context(|| format!("in {name}"))?;
     if ids.is_empty() {
         bail!(
             "{name} holds no file ids (one decimal id per line; blank lines and # comments are skipped)"

@@ -3,6 +3,7 @@
 //! the in-process simulator on 127.0.0.1.
 
 mod architecture;
+mod bounds;
 mod chaos;
 mod claims;
 mod cli;
@@ -11,6 +12,7 @@ mod disk;
 mod durability;
 mod engine;
 mod logging;
+mod props;
 mod queue_contract;
 mod segments;
 mod support;
