@@ -291,6 +291,9 @@ mod tests {
         // An endless reader of garbage: only a bounded prefix is read.
         let garbage = std::io::repeat(b'x');
         let err = read_lines(std::io::BufReader::new(garbage)).unwrap_err();
-        assert!(matches!(err, ListError::LineTooLong { line: 1, .. }), "{err}");
+        assert!(
+            matches!(err, ListError::LineTooLong { line: 1, .. }),
+            "{err}"
+        );
     }
 }
