@@ -20,6 +20,8 @@
 #   MINIMAX_DL_BIN    binary to benchmark (implies --no-build)
 #   TMPDIR            work directory parent (must be a real disk, not tmpfs: fsync costs are part of the story)
 #   BENCH_KEEP=1      keep the work directory
+#   BENCH_CARGO_PROFILE  cargo profile of the queue benchmark (default: bench);
+#                     CI's smoke run uses dev, the profile its tests already built
 #   BENCH_INJECT_FAULT=corrupt-output|fail-peer
 #                     tests of the harness: it must then exit 1
 #
@@ -120,7 +122,7 @@ fi
 QUEUE_BENCH=
 if has 4; then
   log "cargo bench --bench queue --no-run"
-  QUEUE_BENCH=$(cd "$ROOT" && cargo bench --locked --bench queue --no-run --message-format=json-render-diagnostics \
+  QUEUE_BENCH=$(cd "$ROOT" && cargo bench --locked --profile "${BENCH_CARGO_PROFILE:-bench}" --bench queue --no-run --message-format=json-render-diagnostics \
     | grep '"kind":\["bench"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1) \
     || die "build of the queue benchmark failed" 2
   [ -x "$QUEUE_BENCH" ] || die "build of the queue benchmark failed" 2
