@@ -24,7 +24,7 @@ use crate::queue::{CommitSync, DbLocation, QueueError};
 /// The queue's mark in the SQLite header: "MMDL" in ASCII.
 pub const APPLICATION_ID: i32 = 0x4d4d_444c;
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// What an existing SQLite file holds, as far as opening it goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
