@@ -79,6 +79,17 @@ pub struct Resume {
     pub boot_id: Option<String>,
 }
 
+impl Resume {
+    /// Back to byte 0 (the object changed, or the CDN ignored Range): all
+    /// progress goes, the boot id stays, for it still names this boot.
+    pub fn reset(&mut self) {
+        *self = Resume {
+            boot_id: self.boot_id.take(),
+            ..Resume::default()
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

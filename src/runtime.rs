@@ -212,7 +212,7 @@ fn stop(shutdown: &CancellationToken, code: u8, on_stop: OnStop) {
         std::process::exit(code.into());
     }
     info!("signal received: finishing checkpoints and stopping (send again to exit at once)");
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    notify_stopping();
     shutdown.cancel();
 }
 

@@ -35,6 +35,7 @@ use crate::http::{USER_AGENT, describe_reqwest, parse_retry_after};
 use disk_writer::{DiskError, DiskWriter};
 use range::{Asked, Plan, ResponseHead};
 
+use crate::partial::ExpectedSize;
 pub use crate::partial::{Resume, SizeSource};
 
 /// A verified, fsynced partial file ready to be placed.
@@ -321,11 +322,11 @@ impl Fetcher {
         if range::url_needs_refresh(job.url, unix_now()) {
             return Err(FetchError::UrlExpired);
         }
-        if let Some(total) = transfer.state.total.or(job.api_size) {
+        let size_known_before = transfer.state.total.or(job.api_size);
+        if let Some(total) = size_known_before {
             check_free_space(job.partial_path, total.saturating_sub(offset))?;
         }
         let response = self.send(job.url, transfer.state, cancel).await?;
-        let size_known_before = transfer.state.total.or(job.api_size);
         let status = response.status().as_u16();
         if let Some(ended) = take_head(job, transfer, status, response.headers()).await? {
             return Ok(ended);
@@ -578,11 +579,10 @@ pub(crate) fn unix_now() -> u64 {
 /// API's when it gave one, else the CDN's pinned length.
 fn verify_size(job: &Download<'_>, state: &Resume) -> Result<(u64, SizeSource), FetchError> {
     let size = state.bytes_done;
-    let (expected, size_source) = match (job.api_size, state.total) {
-        (Some(api), _) => (api, SizeSource::Api),
-        (None, Some(cdn)) => (cdn, SizeSource::Cdn),
-        (None, None) => return Err(FetchError::UnknownLength),
-    };
+    let ExpectedSize {
+        bytes: expected,
+        source: size_source,
+    } = ExpectedSize::of(job.api_size, state.total).ok_or(FetchError::UnknownLength)?;
     if size != expected {
         return Err(FetchError::SizeMismatch {
             expected,
@@ -687,10 +687,7 @@ impl<S: ProgressSink> Transfer<'_, S> {
         self.disk.restart().await.map_err(|e| self.disk_error(e))?;
         self.hasher = Sha256::new();
         self.position = 0;
-        *self.state = Resume {
-            boot_id: self.state.boot_id.take(),
-            ..Resume::default()
-        };
+        self.state.reset();
         self.sink.checkpoint(self.state).await?;
         Ok(())
     }

@@ -390,10 +390,7 @@ async fn give_up<S: ProgressSink>(
         PieceError::Changed(why) => {
             let path = job.partial_path.to_path_buf();
             let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
-            *state = Resume {
-                boot_id: state.boot_id.take(),
-                ..Resume::default()
-            };
+            state.reset();
             if let Err(e) = sink.checkpoint(state).await {
                 return e.into();
             }

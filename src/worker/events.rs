@@ -12,10 +12,6 @@ pub trait Observer: Send + Sync {
     fn finished(&self, _file_id: i64, _outcome: &Outcome) {}
 }
 
-/// An observer that ignores everything.
-pub struct Quiet;
-impl Observer for Quiet {}
-
 /// How one job's turn ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
@@ -55,6 +51,16 @@ pub enum HostProblem {
     /// The archive is full (or not writable): wait until `needed` bytes
     /// (plus the reserve) are free.
     DiskFull { message: String, needed: u64 },
+}
+
+/// The gate's hold is the account-level problem that set it.
+impl From<crate::gate::Hold> for HostProblem {
+    fn from(hold: crate::gate::Hold) -> HostProblem {
+        HostProblem::Account {
+            message: hold.message,
+            pause: hold.pause,
+        }
+    }
 }
 
 impl HostProblem {

@@ -385,10 +385,7 @@ async fn settle(
                 .queue
                 .release(job.file_id, owner, &reason, now_millis(), true)
                 .await?;
-            return Ok(Outcome::Paused(HostProblem::Account {
-                message: hold.message,
-                pause: hold.pause,
-            }));
+            return Ok(Outcome::Paused(hold.into()));
         }
         // The queue refused a checkpoint (the lease is lost, the database
         // failed): the worker's own error, as if it had written it itself.
@@ -527,18 +524,16 @@ async fn settle_error(
                 _ => None,
             };
             // Before anything else: the other workers must not call the API.
-            engine.gate.hold(Hold {
+            let hold = Hold {
                 message: error.to_string(),
                 pause,
-            });
+            };
+            engine.gate.hold(hold.clone());
             engine
                 .queue
                 .release(job.file_id, owner, error, now, true)
                 .await?;
-            Ok(Outcome::Paused(HostProblem::Account {
-                message: error.to_string(),
-                pause,
-            }))
+            Ok(Outcome::Paused(hold.into()))
         }
     }
 }

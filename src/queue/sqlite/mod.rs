@@ -92,14 +92,15 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, sqlx::Error> {
     })
 }
 
-async fn fetch_job(
-    tx: &mut Transaction<'static, Sqlite>,
-    file_id: i64,
-) -> Result<Option<Job>, sqlx::Error> {
+/// One job by id, in a transaction or straight from the pool.
+async fn fetch_job<'e, E>(executor: E, file_id: i64) -> Result<Option<Job>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE file_id = ?1");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(file_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(executor)
         .await?;
     row.as_ref().map(job_from_row).transpose()
 }

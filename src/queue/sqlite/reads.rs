@@ -5,7 +5,7 @@ use std::str::FromStr;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{JOB_COLUMNS, SqliteStore, job_from_row};
+use super::{JOB_COLUMNS, SqliteStore, fetch_job, job_from_row};
 use crate::queue::{Job, JobEvent, JobState, Millis, QueueError, StatusCounts};
 
 impl SqliteStore {
@@ -49,13 +49,7 @@ impl SqliteStore {
     }
 
     pub async fn get(&self, file_id: i64) -> Result<Option<Job>, QueueError> {
-        let mut conn = self.pool.acquire().await?;
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE file_id = ?1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(file_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        Ok(row.as_ref().map(job_from_row).transpose()?)
+        Ok(fetch_job(&self.pool, file_id).await?)
     }
 
     pub async fn events(&self, file_id: i64) -> Result<Vec<JobEvent>, QueueError> {

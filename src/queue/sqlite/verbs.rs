@@ -48,7 +48,7 @@ impl SqliteStore {
         let mut outcomes = Vec::with_capacity(ids.len());
         for &id in ids {
             let mut tx = self.write_tx().await?;
-            let Some(job) = fetch_job(&mut tx, id).await? else {
+            let Some(job) = fetch_job(&mut *tx, id).await? else {
                 outcomes.push((id, VerbOutcome::Unknown));
                 continue;
             };
@@ -91,7 +91,7 @@ impl SqliteStore {
         for &id in ids {
             let now = now_millis();
             let mut tx = self.write_tx().await?;
-            let Some(job) = fetch_job(&mut tx, id).await? else {
+            let Some(job) = fetch_job(&mut *tx, id).await? else {
                 outcomes.push((id, VerbOutcome::Unknown));
                 continue;
             };
