@@ -4,9 +4,7 @@
 //! against the simulator's own digest.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -16,14 +14,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{LogFormat, Settings};
 use crate::daemon::{self, RunEnd, RunOptions};
 use crate::fetch::file::hash_file;
-use crate::progress::{Bars, LogLines};
+use crate::progress;
 use crate::queue::{DbLocation, JobState, Queue, RetryPolicy};
 use crate::runtime::{OnStop, engine, exit, spawn_signal_handler};
 use crate::sim::{
     ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, FaultCounts, Faults, SimConfig, SimStats,
     Simulator,
 };
-use crate::worker::Observer;
 use crate::{outln, say};
 
 const DEMO_KEY: &str = "demo-key";
@@ -335,13 +332,7 @@ fn announce(files: u32, sim: &Simulator, settings: &Settings, plan: &Plan) {
 
 /// Runs the pool over the whole queue until it is empty.
 async fn work(settings: &Settings, queue: &Queue, files: u32) -> Result<RunEnd> {
-    let bars = std::io::stderr()
-        .is_terminal()
-        .then(|| Arc::new(Bars::new(Some(u64::from(files)))));
-    let observer: Arc<dyn Observer> = match &bars {
-        Some(b) => b.clone(),
-        None => Arc::new(LogLines::new(Duration::from_secs(5))),
-    };
+    let (bars, observer) = progress::for_stderr(Some(u64::from(files)));
     let engine = engine(settings, queue.clone(), observer)?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone(), None, OnStop::Finish);

@@ -80,18 +80,27 @@ pub fn parse_lines(text: &str) -> Result<Vec<i64>, IdError> {
     let text = text.strip_prefix(BOM).unwrap_or(text);
     let mut ids = Vec::new();
     for (index, line) in text.lines().enumerate() {
-        let content = line.split('#').next().unwrap_or("").trim();
-        if content.is_empty() {
-            continue;
+        if let Some(id) = id_on_line(line, index + 1)? {
+            ids.push(id);
         }
-        let id = parse_file_id(content).map_err(|reason| IdError::Invalid {
-            value: content.to_string(),
-            line: Some(index + 1),
-            reason,
-        })?;
-        ids.push(id);
     }
     Ok(ids)
+}
+
+/// The id on one line of a list: `None` for a blank or comment-only line.
+/// The one rule both [`parse_lines`] and [`read_lines`] apply.
+fn id_on_line(line: &str, number: usize) -> Result<Option<i64>, IdError> {
+    let content = line.split('#').next().unwrap_or("").trim();
+    if content.is_empty() {
+        return Ok(None);
+    }
+    parse_file_id(content)
+        .map(Some)
+        .map_err(|reason| IdError::Invalid {
+            value: content.to_string(),
+            line: Some(number),
+            reason,
+        })
 }
 
 /// Longest line [`read_lines`] accepts, in bytes. An id is at most 20
@@ -156,16 +165,9 @@ pub fn read_lines(mut reader: impl BufRead) -> Result<Vec<i64>, ListError> {
         if number == 1 {
             line = line.strip_prefix(BOM).unwrap_or(line);
         }
-        let content = line.split('#').next().unwrap_or("").trim();
-        if content.is_empty() {
-            continue;
+        if let Some(id) = id_on_line(line, number)? {
+            ids.push(id);
         }
-        let id = parse_file_id(content).map_err(|reason| IdError::Invalid {
-            value: content.to_string(),
-            line: Some(number),
-            reason,
-        })?;
-        ids.push(id);
     }
 }
 

@@ -198,6 +198,22 @@ impl Observer for LogLines {
     }
 }
 
+/// How a foreground verb shows progress: bars on a terminal (returned too,
+/// for the caller to finish), else a log line per file every 5 s.
+pub fn for_stderr(
+    total_files: Option<u64>,
+) -> (Option<std::sync::Arc<Bars>>, std::sync::Arc<dyn Observer>) {
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bars = std::sync::Arc::new(Bars::new(total_files));
+        (Some(bars.clone()), bars)
+    } else {
+        (
+            None,
+            std::sync::Arc::new(LogLines::new(Duration::from_secs(5))),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,5 @@
 //! `fetch ID`: one file in the foreground, its path on stdout.
 
-use std::io::{self, IsTerminal};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -11,11 +9,11 @@ use tracing::info;
 use super::{file_ids, open_queue_for_workers};
 use crate::config::Settings;
 use crate::daemon;
-use crate::progress::{Bars, LogLines};
+use crate::progress;
 use crate::queue::{JobState, Queue};
 use crate::runtime::{Interrupt, OnStop, engine, exit, host_problem_exit, spawn_signal_handler};
 use crate::say;
-use crate::worker::{Observer, Outcome};
+use crate::worker::Outcome;
 
 /// Longest wait `fetch` sits through in the foreground before another turn
 /// (a rate-limit cool-down, a short back-off). A job handed back for longer
@@ -26,13 +24,7 @@ const FOREGROUND_WAIT_MAX: Duration = Duration::from_secs(60);
 pub async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
     let id = file_ids(&[raw.to_string()])?[0];
     let queue = open_queue_for_workers(settings).await?;
-    let bars = io::stderr()
-        .is_terminal()
-        .then(|| Arc::new(Bars::new(None)));
-    let observer: Arc<dyn Observer> = match &bars {
-        Some(b) => b.clone(),
-        None => Arc::new(LogLines::new(Duration::from_secs(5))),
-    };
+    let (bars, observer) = progress::for_stderr(None);
     // Everything that can fail before any work (the key, the archive
     // directory) is checked before the id is enqueued: a failed call leaves
     // the queue as it was.
