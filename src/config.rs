@@ -176,20 +176,26 @@ impl Settings {
         let api_key =
             resolve_api_key(env, file.api_key_file.as_deref(), &file_origin).map_err(Arc::new);
 
-        let database = match (
+        let (database, database_origin) = match (
             &overrides.database,
             env_nonempty("MINIMAX_DL_DATABASE"),
             file.database,
         ) {
-            (Some(v), _, _) => v.clone(),
-            (None, Some(v), _) => v,
-            (None, None, Some(v)) => v,
-            (None, None, None) => data_dir(env)?
-                .join("queue.db")
-                .to_string_lossy()
-                .into_owned(),
+            (Some(v), _, _) => (v.clone(), "command-line flag --db".to_string()),
+            (None, Some(v), _) => (v, "environment variable MINIMAX_DL_DATABASE".to_string()),
+            (None, None, Some(v)) => (v, file_origin("database")),
+            (None, None, None) => (
+                data_dir(env)?
+                    .join("queue.db")
+                    .to_string_lossy()
+                    .into_owned(),
+                file_origin("database"),
+            ),
         };
-        check_database(overrides, env, &database, &file_origin("database"))?;
+        crate::queue::open::check_location(&database).map_err(|why| ConfigError::Invalid {
+            origin: database_origin,
+            message: format!("{database:?} {why}"),
+        })?;
 
         let output_dir = match (
             &overrides.output_dir,
@@ -392,29 +398,6 @@ fn check_key(key: &str, origin: &str) -> Result<(), ConfigError> {
             ),
         }),
     }
-}
-
-/// The database must be a file that outlives the command.
-fn check_database(
-    overrides: &Overrides,
-    env: &dyn Fn(&str) -> Option<String>,
-    database: &str,
-    file_origin: &str,
-) -> Result<(), ConfigError> {
-    let Err(why) = crate::queue::open::check_location(database) else {
-        return Ok(());
-    };
-    let origin = if overrides.database.is_some() {
-        "command-line flag --db".to_string()
-    } else if env("MINIMAX_DL_DATABASE").is_some_and(|v| !v.trim().is_empty()) {
-        "environment variable MINIMAX_DL_DATABASE".to_string()
-    } else {
-        file_origin.to_string()
-    };
-    Err(ConfigError::Invalid {
-        origin,
-        message: format!("{database:?} {why}"),
-    })
 }
 
 #[allow(clippy::too_many_arguments)]
