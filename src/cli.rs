@@ -18,6 +18,8 @@ Exit codes:
   3  stopped by an account-level API error (bad key, no balance, quota, an api_base
      that is not the MiniMax API); jobs stay queued, attempts untouched
   4  stopped because the archive disk is full or not writable; jobs stay queued
+  5  run --exit-when-idle could not reach the queue database (PostgreSQL down or
+     unreachable for 15 s); a daemon (no --exit-when-idle) keeps retrying instead
   130  interrupted by SIGINT (Ctrl-C): fetch, or run --exit-when-idle with jobs left;
      jobs stay queued and resume from their last checkpoint
   143  interrupted by SIGTERM, as 130 (run without --exit-when-idle is a daemon: 0)

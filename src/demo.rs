@@ -260,6 +260,10 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
             say!("minimax-dl demo: stopped: {}", problem.message());
             return Ok(exit::JOB_FAILURES);
         }
+        RunEnd::Unreachable(why) => {
+            say!("minimax-dl demo: stopped: the queue database does not answer: {why}");
+            return Ok(exit::DB_UNREACHABLE);
+        }
     }
     let elapsed = started.elapsed();
     let missing: Vec<i64> = plan.faults.missing.iter().copied().collect();

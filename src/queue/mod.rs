@@ -31,8 +31,9 @@ pub use error::QueueError;
 pub use sqlite::open;
 pub use state::{CancelVerdict, JobState, RetryPolicy, RetryVerdict};
 pub use types::{
-    CommitSync, DbLocation, EnqueueReport, Heartbeat, Job, JobEvent, Millis, StatusCounts,
-    VerbOutcome, VerifiedFile, describe_delay, millis_after, now_millis,
+    Claimable, CommitSync, DbLocation, EnqueueReport, FleetPause, FleetState, Heartbeat, Job,
+    JobEvent, Millis, StatusCounts, VerbOutcome, VerifiedFile, describe_delay, millis_after,
+    now_millis,
 };
 
 use crate::partial::{ExpectedSize, Resume};
@@ -250,5 +251,36 @@ impl Queue {
         /// go, or when the oldest call in the window leaves it.
         pub async fn reserve_api_call(&self, per_minute: u32, window: Duration)
             -> Result<Option<Millis>, QueueError>;
+
+        // ---- the fleet: what every process sharing the queue obeys ----
+
+        /// The API said "too many": no process calls it for `wait` (a longer
+        /// cooldown already set stands). [`Queue::reserve_api_call`] answers
+        /// with the cooldown's end until then.
+        pub async fn cool_fleet(&self, wait: Duration) -> Result<(), QueueError>;
+
+        /// An account-level answer (1004, 1008, ...): no process claims a job
+        /// until a probe lifts the pause. A pause in force keeps its cause
+        /// and probe time. Returns the pause's epoch.
+        pub async fn pause_fleet(&self, message: &str, paused_by: &str,
+            first_probe_after: Duration) -> Result<i64, QueueError>;
+
+        pub async fn fleet_state(&self) -> Result<FleetState, QueueError>;
+
+        /// Takes the next probe of the pause if it is due (or at once with
+        /// `even_if_early`), moving the one after to `next_probe_after` from
+        /// now: one prober at a time, fleet wide. Returns the epoch of the
+        /// pause to probe.
+        pub async fn take_probe_slot(&self, next_probe_after: Duration, even_if_early: bool)
+            -> Result<Option<i64>, QueueError>;
+
+        /// A probe of pause `epoch` succeeded: lifts it, unless a newer
+        /// pause replaced it meanwhile. Returns whether it lifted one.
+        pub async fn lift_pause(&self, epoch: i64) -> Result<bool, QueueError>;
+
+        /// What `run --exit-when-idle` checks before exiting: queued jobs (due
+        /// or not) and abandoned leases anywhere. Jobs running under a live
+        /// lease belong to their process, on this host or another.
+        pub async fn claimable(&self) -> Result<Claimable, QueueError>;
     }
 }

@@ -409,7 +409,7 @@ async fn settle(
             format!("{URL_REFRESHES} fresh download URLs in a row did not work; last: {last}"),
             None,
         ),
-        Failure::Api(e) => weigh_api(engine, e),
+        Failure::Api(e) => weigh_api(engine, e).await,
     };
     settle_error(engine, job, &error, class, progressed, cdn_retry_after).await
 }
@@ -451,13 +451,13 @@ fn weigh_fetch(partial: &Path, e: FetchError) -> (ErrorClass, String, Option<Dur
 }
 
 /// An API failure's class and message; a rate-limit answer starts the
-/// cooldown of the whole pool.
-fn weigh_api(engine: &Engine, e: ApiError) -> (ErrorClass, String, Option<Duration>) {
+/// cooldown of every process sharing the queue.
+async fn weigh_api(engine: &Engine, e: ApiError) -> (ErrorClass, String, Option<Duration>) {
     let class = e.class();
     if let ErrorClass::RateLimited { retry_after } = class {
-        let wait = engine.gate.rate_limited(retry_after);
+        let wait = engine.gate.rate_limited(retry_after).await;
         warn!(
-            "rate limited by the API; the whole pool waits {}s",
+            "rate limited by the API; every worker sharing the queue waits {}s",
             wait.as_secs()
         );
     }

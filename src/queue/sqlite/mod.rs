@@ -2,6 +2,7 @@
 //! every write of this process.
 
 mod api_calls;
+mod fleet;
 mod lease;
 pub mod open;
 mod reads;
