@@ -13,9 +13,7 @@ use tracing::{error, info, warn};
 use super::outage::{BATCH_GRACE, Outage};
 use super::probe::probe;
 use super::tasks::Tasks;
-use super::{
-    CLAIM_BATCH_MAX, CLAIM_LINGER, IDLE_POLL_MAX, IDLE_POLL_MIN, Reload, RunEnd, RunOptions,
-};
+use super::{CLAIM_BATCH_MAX, CLAIM_LINGER, IDLE_POLL_MIN, Reload, RunEnd, RunOptions};
 use crate::gate::Hold;
 use crate::queue::{FleetPause, QueueError, now_millis};
 use crate::worker::{Engine, HostProblem, LEASE, Outcome};
@@ -105,7 +103,8 @@ struct Pool {
     /// One permit a worker; `concurrency` of them in circulation.
     permits: Arc<Semaphore>,
     concurrency: u32,
-    /// The sleep of the next idle turn (doubling up to [`IDLE_POLL_MAX`]).
+    /// The sleep of the next idle turn (doubling up to the queue's
+    /// `idle_poll_max`).
     idle: Duration,
     pause: Option<Pause>,
     /// Probe the pause at once, whatever its probe time (a pause found at
@@ -483,10 +482,10 @@ impl Pool {
         }
         tokio::select! {
             _ = self.shutdown.cancelled() => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = self.engine.queue.wait_for_work(wait) => {}
             _ = self.tasks.report_arrived() => {}
         }
-        self.idle = (self.idle * 2).min(IDLE_POLL_MAX);
+        self.idle = (self.idle * 2).min(self.engine.queue.idle_poll_max());
         Turn::Again
     }
 }

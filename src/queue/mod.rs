@@ -132,6 +132,20 @@ impl Queue {
         pages.try_flatten().boxed()
     }
 
+    /// The longest an idle pool should wait between looks at the queue: a
+    /// job enqueued by another process starts within about this long even
+    /// if no wake-up reaches the pool.
+    pub fn idle_poll_max(&self) -> Duration {
+        on_store!(self, s => s.idle_poll_max())
+    }
+
+    /// Waits up to `max` for new work: a job enqueued, retried or given
+    /// back by any process (a NOTIFY on PostgreSQL; SQLite has no such
+    /// signal, so there it simply waits).
+    pub async fn wait_for_work(&self, max: Duration) {
+        on_store!(self, s => s.wait_for_work(max).await)
+    }
+
     /// [`Queue::list_stream`], collected.
     pub async fn list(
         &self,

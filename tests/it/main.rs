@@ -11,6 +11,7 @@ mod daemon;
 mod disk;
 mod durability;
 mod engine;
+mod fleet;
 mod logging;
 mod props;
 mod queue_contract;

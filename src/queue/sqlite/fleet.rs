@@ -14,7 +14,21 @@ fn left_until(at: Option<i64>, now: i64) -> Option<Duration> {
         .map(|at| Duration::from_millis((at - now) as u64))
 }
 
+/// An idle pool's longest wait between looks at a SQLite queue: nothing
+/// tells it of an enqueue by another process, so it polls (a claim
+/// statement is a few microseconds on a local file).
+const IDLE_POLL_MAX: Duration = Duration::from_secs(1);
+
 impl SqliteStore {
+    pub fn idle_poll_max(&self) -> Duration {
+        IDLE_POLL_MAX
+    }
+
+    /// SQLite has no notifications: the wait is the poll.
+    pub async fn wait_for_work(&self, max: Duration) {
+        tokio::time::sleep(max).await;
+    }
+
     pub async fn pause_fleet(
         &self,
         message: &str,
