@@ -137,3 +137,138 @@ async fn a_rate_limit_answer_to_one_process_cools_every_process() {
         assert_verified(&world, &sim, &job);
     }
 }
+
+/// The most calls the simulator saw in any window of `window`.
+fn most_calls_in_any(window: Duration, times: &[SystemTime]) -> usize {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let mut most = 0;
+    let mut start = 0;
+    for (end, t) in sorted.iter().enumerate() {
+        while t.duration_since(sorted[start]).unwrap_or_default() >= window {
+            start += 1;
+        }
+        most = most.max(end + 1 - start);
+    }
+    most
+}
+
+/// Three `run` processes, each with its own archive (as on three hosts),
+/// share one queue of 500 files on a CDN that drops connections, under a
+/// request cap the batch cannot finish within in one minute; one process
+/// is SIGKILLed part-way. Every file ends verified, done once; the cap
+/// holds for the three together in every 60 s; the dead process's jobs are
+/// finished by the others; the survivors stop on SIGTERM within 10 s.
+pub async fn three_processes_share_one_queue_and_survive_the_loss_of_one(world: World) {
+    use minimax_dl::sim::{CdnFault, CdnFaultRule};
+    const FILES: i64 = 500;
+    const CAP: usize = 400;
+    let sim = support::sim(SimConfig {
+        default_file_size: 16 * 1024,
+        faults: Faults {
+            cdn: vec![CdnFaultRule::new(CdnFault::DropAfter(4096)).every(9)],
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    let world = world
+        .with_sim(&sim)
+        .env("MINIMAX_DL_REQUESTS_PER_MINUTE", &CAP.to_string());
+    let ids: Vec<String> = (1..=FILES).map(|i| i.to_string()).collect();
+    assert_success(
+        &world
+            .run_with_stdin(&["enqueue", "--from", "-"], ids.join("\n").as_bytes())
+            .await,
+    );
+
+    let outs: Vec<_> = (0..3).map(|n| world.path(&format!("host-{n}"))).collect();
+    let mut hosts: Vec<_> = outs
+        .iter()
+        .map(|out| {
+            world
+                .command_archiving_to(out)
+                .args(["run", "--concurrency", "4"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn minimax-dl")
+        })
+        .collect();
+    let q = queue(&world).await;
+    wait_for(Duration::from_secs(120), "a third of the batch", || async {
+        (q.status().await.unwrap().done >= (FILES / 3) as u64).then_some(())
+    })
+    .await;
+    let killed = hosts.remove(1);
+    let killed_pid = killed.id().unwrap();
+    signal(killed_pid, "-KILL");
+    let _ = finish(killed, Duration::from_secs(10)).await;
+    let held_by_killed: Vec<i64> = q
+        .list(Some(minimax_dl::queue::JobState::Running), None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|job| {
+            job.lease_owner
+                .as_deref()
+                .is_some_and(|o| o.contains(&format!(":{killed_pid}:")))
+        })
+        .map(|job| job.file_id)
+        .collect();
+    wait_for(Duration::from_secs(240), "every job done", || async {
+        (q.status().await.unwrap().done == FILES as u64).then_some(())
+    })
+    .await;
+
+    for child in hosts {
+        let pid = child.id().unwrap();
+        signal(pid, "-TERM");
+        assert_success(&finish(child, Duration::from_secs(10)).await);
+    }
+    let most = most_calls_in_any(Duration::from_secs(60), &sim.stats().api_request_times);
+    assert!(
+        most <= CAP,
+        "{most} retrieve calls in one 60 s window, cap {CAP}"
+    );
+    assert!(
+        !held_by_killed.is_empty(),
+        "the killed process held jobs when it died"
+    );
+    for id in 1..=FILES {
+        let job = q.get(id).await.unwrap().unwrap();
+        let done_lines = q
+            .events(id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == "done")
+            .count();
+        assert_eq!(done_lines, 1, "job {id} done once: {job:?}");
+        let path = std::path::PathBuf::from(job.final_path.clone().expect("a done job's path"));
+        assert!(
+            outs.iter().any(|out| path.starts_with(out)),
+            "{path:?} in no archive"
+        );
+        assert_eq!(
+            support::sha256_of(&path),
+            sim.expected_sha256(id),
+            "content of {id}"
+        );
+        if held_by_killed.contains(&id) {
+            assert!(
+                !path.starts_with(&outs[1]),
+                "job {id}, held by the killed process, was finished by another"
+            );
+        }
+    }
+    eprintln!(
+        "{FILES} files by 3 processes, one killed holding {} jobs; at most {most} calls in 60 s (cap {CAP})",
+        held_by_killed.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_processes_share_one_sqlite_queue_and_survive_the_loss_of_one() {
+    three_processes_share_one_queue_and_survive_the_loss_of_one(World::new()).await;
+}
