@@ -16,6 +16,7 @@
 
 #[macro_use]
 mod store;
+pub mod copy;
 mod error;
 mod group_commit;
 mod sqlite;
@@ -257,6 +258,18 @@ impl Queue {
         /// When the earliest queued job becomes due (None when nothing is
         /// queued), so an idle worker can sleep until then.
         pub async fn next_due(&self) -> Result<Option<Millis>, QueueError>;
+
+        // ---- `db copy` ----
+
+        /// The history of these jobs, oldest first per job.
+        pub async fn events_of(&self, ids: &[i64]) -> Result<Vec<(i64, JobEvent)>, QueueError>;
+
+        /// Takes in jobs copied from another queue as they are (state,
+        /// attempts, schedule, lease, digest) with their history, in one
+        /// transaction. Ids already here are left alone. Returns how many
+        /// jobs were added.
+        pub async fn import(&self, jobs: &[Job], events: &[(i64, JobEvent)])
+            -> Result<u64, QueueError>;
 
         // ---- the API-call window ----
 

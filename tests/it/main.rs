@@ -7,6 +7,7 @@ mod bounds;
 mod chaos;
 mod claims;
 mod cli;
+mod copy;
 mod daemon;
 mod disk;
 mod durability;
