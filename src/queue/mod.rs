@@ -279,6 +279,10 @@ impl Queue {
         pub async fn reserve_api_call(&self, per_minute: u32, window: Duration)
             -> Result<Option<Millis>, QueueError>;
 
+        /// API calls counted in the last `window`, by every process: how
+        /// much of the cap is in use (`status`).
+        pub async fn api_calls_in_window(&self, window: Duration) -> Result<u64, QueueError>;
+
         // ---- the fleet: what every process sharing the queue obeys ----
 
         /// The API said "too many": no process calls it for `wait` (a longer

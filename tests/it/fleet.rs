@@ -51,6 +51,18 @@ async fn an_account_pause_stops_every_process_and_one_probe_lifts_it_for_all() {
         q.fleet_state().await.unwrap().pause
     })
     .await;
+    let status = world.status().await;
+    let message = status["pause"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("insufficient balance"),
+        "status shows the pause: {status}"
+    );
+    let text = support::stdout(&world.run(&["status"]).await);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("paused") && l.contains("next probe in")),
+        "{text}"
+    );
     // Every worker that was already on its way has called by now.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let watched_from = SystemTime::now();

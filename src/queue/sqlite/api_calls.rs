@@ -45,4 +45,13 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(verdict)
     }
+
+    pub async fn api_calls_in_window(&self, window: Duration) -> Result<u64, QueueError> {
+        let since = now_millis() - window.as_millis() as i64;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM api_calls WHERE at > ?1")
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
 }
