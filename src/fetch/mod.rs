@@ -64,6 +64,9 @@ pub enum FetchError {
     },
     #[error("download interrupted: {0}")]
     Network(String),
+    /// A body brought less than [`STALL_FLOOR`] bytes in a read timeout.
+    #[error("download stalled: {0}")]
+    Stalled(String),
     #[error("size mismatch: expected {expected} bytes ({source_name} size), the CDN has {actual}")]
     SizeMismatch {
         expected: u64,
@@ -176,12 +179,9 @@ impl IdleWatch {
     /// Why the body was cut.
     fn stalled(&self) -> String {
         match self.received {
-            0 => format!(
-                "stalled: no data for {:?} (read_timeout_secs)",
-                self.read_timeout
-            ),
+            0 => format!("no data for {:?} (read_timeout_secs)", self.read_timeout),
             n => format!(
-                "stalled: only {n} bytes in {:?}, under the {STALL_FLOOR} bytes a read timeout \
+                "only {n} bytes in {:?}, under the {STALL_FLOOR} bytes every read timeout \
                  (read_timeout_secs) must bring",
                 self.read_timeout
             ),
@@ -433,7 +433,12 @@ impl Fetcher {
             let progressed = made_progress(start, transfer.state.bytes_done);
             match outcome {
                 Ok(RequestOutcome::Complete) => return Ok(()),
-                Ok(RequestOutcome::Incomplete(why)) | Err(FetchError::Network(why)) => {
+                // A request that stalled having brought next to nothing
+                // goes back to the worker at once: a dripping server is
+                // not asked again and again inside one attempt.
+                Err(stalled @ FetchError::Stalled(_)) if !progressed => return Err(stalled),
+                Ok(RequestOutcome::Incomplete(why))
+                | Err(FetchError::Network(why) | FetchError::Stalled(why)) => {
                     // A request that brought nothing twice in a row goes
                     // back to the worker.
                     stalled_requests = if progressed { 0 } else { stalled_requests + 1 };
@@ -551,7 +556,7 @@ impl Fetcher {
                 Some(None) => break,
                 None => {
                     transfer.checkpoint().await?;
-                    return Err(FetchError::Network(watch.stalled()));
+                    return Err(FetchError::Stalled(watch.stalled()));
                 }
             }
         }
