@@ -102,9 +102,14 @@ pub fn engine(
         settings.requests_per_minute,
         Some(queue.clone()),
     ));
-    let fetcher = Fetcher::new(settings.connect_timeout, settings.read_timeout)
-        .map_err(SetupError::Http)?
-        .with_segments(settings.segments);
+    let fetcher = Fetcher::new(
+        settings.connect_timeout,
+        settings.read_timeout,
+        settings.url_policy.clone(),
+    )
+    .map_err(SetupError::Http)?
+    .with_segments(settings.segments)
+    .with_max_file_bytes(settings.max_file_bytes);
     std::fs::create_dir_all(&settings.output_dir)
         .map_err(|e| SetupError::OutputDir(settings.output_dir.clone(), e))?;
     Ok(Engine::new(

@@ -12,7 +12,9 @@ use super::policy::{Decision, classify_fetch, decide, honour_retry_after};
 use super::{Engine, HostProblem, JobControl, Outcome};
 use crate::api::{ApiError, ErrorClass, FileInfo};
 use crate::fetch::naming;
-use crate::fetch::{CheckpointError, Download, FetchError, ProgressSink, Resume, Verified, file};
+use crate::fetch::{
+    CheckpointError, Download, FetchError, ProgressSink, Resume, Verified, file, made_progress,
+};
 use crate::gate::{GateError, Hold};
 use crate::partial::ExpectedSize;
 use crate::queue::{Job, QueueError, VerifiedFile, millis_after, now_millis};
@@ -125,7 +127,7 @@ async fn process_inner(
             finish(engine, &job, destination, verified).await
         }
         Err(failure) => {
-            let progressed = resume.bytes_done > started_at;
+            let progressed = made_progress(started_at, resume.bytes_done);
             settle(engine, &job, &partial, failure, progressed, control).await
         }
     }

@@ -1417,15 +1417,20 @@ async fn closing_stdout_after_a_read(world: &World, args: &[&str], limit: Durati
 
 // ------------------------------------------------- odd inputs (issue 9, §4-5)
 
-/// The world's binary and its queue, as another user sees them: readable,
-/// not writable. As root, who may write any file whatever its mode, the
-/// binary runs as `nobody`; otherwise the file and its directory lose their
-/// write bits (put back by [`writable_again`]).
+/// The world's binary and its queue, as another user sees them: readable
+/// (its owner opened it up: a queue is created 0600), not writable. As
+/// root, who may write any file whatever its mode, the binary runs as
+/// `nobody`; otherwise the file and its directory lose their write bits
+/// (put back by [`writable_again`]).
 fn as_another_users_queue(world: &World) -> Command {
     use std::os::unix::fs::PermissionsExt;
     let mut cmd = world.command();
     if unsafe { libc::geteuid() } == 0 {
         std::fs::set_permissions(world.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let path = format!("{}{suffix}", world.db.display());
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));
+        }
         cmd.uid(65534).gid(65534);
     } else {
         std::fs::set_permissions(&world.db, std::fs::Permissions::from_mode(0o444)).unwrap();
