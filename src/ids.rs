@@ -1,5 +1,6 @@
-//! Parsing file ids as users and the API give them. Pure: no I/O of its
-//! own ([`read_lines`] reads from whatever reader it is handed).
+//! Parsing file ids and generation task ids as users and the API give
+//! them. Pure: no I/O of its own ([`read_lines`] reads from whatever reader
+//! it is handed).
 
 use std::io::BufRead;
 
@@ -10,6 +11,12 @@ use std::io::BufRead;
 pub enum IdError {
     #[error("invalid file id {}{}: {reason}", shown(value), line.map(|l| format!(" on line {l}")).unwrap_or_default())]
     Invalid {
+        value: String,
+        line: Option<usize>,
+        reason: &'static str,
+    },
+    #[error("invalid task id {}{}: {reason}", shown(value), line.map(|l| format!(" on line {l}")).unwrap_or_default())]
+    InvalidTask {
         value: String,
         line: Option<usize>,
         reason: &'static str,
@@ -59,6 +66,77 @@ pub fn parse_file_id(raw: &str) -> Result<i64, &'static str> {
     }
 }
 
+/// Which MiniMax API a generation task is queried through: v1 answers a
+/// `file_id` to retrieve, v2 the video's URL itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskApi {
+    V1,
+    V2,
+}
+
+impl TaskApi {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskApi::V1 => "v1",
+            TaskApi::V2 => "v2",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<TaskApi> {
+        match raw.trim() {
+            "v1" => Some(TaskApi::V1),
+            "v2" => Some(TaskApi::V2),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TaskApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A generation task as a user names it: `ID`, or `v1:ID` / `v2:ID` to
+/// choose its API (without a prefix, the `task_api` setting decides).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskRef {
+    pub id: i64,
+    pub api: Option<TaskApi>,
+}
+
+/// Parses `ID`, `v1:ID` or `v2:ID`. MiniMax's task ids are decimal numbers
+/// (written as JSON strings), in the same range as file ids.
+pub fn parse_task_ref(raw: &str) -> Result<TaskRef, &'static str> {
+    let s = raw.trim();
+    let (api, id) = match s.split_once(':') {
+        Some((prefix, id)) => (
+            Some(TaskApi::parse(prefix).ok_or("the prefix must be v1: or v2:")?),
+            id,
+        ),
+        None => (None, s),
+    };
+    Ok(TaskRef {
+        id: parse_file_id(id)?,
+        api,
+    })
+}
+
+/// Parses task refs given as command-line arguments.
+pub fn parse_task_args(values: &[String]) -> Result<Vec<TaskRef>, IdError> {
+    values
+        .iter()
+        .map(|v| {
+            parse_task_ref(v).map_err(|reason| IdError::InvalidTask {
+                value: v.clone(),
+                line: None,
+                reason,
+            })
+        })
+        .collect()
+}
+
 /// Parses ids given as command-line arguments.
 pub fn parse_args(values: &[String]) -> Result<Vec<i64>, IdError> {
     values
@@ -103,6 +181,21 @@ fn id_on_line(line: &str, number: usize) -> Result<Option<i64>, IdError> {
         })
 }
 
+/// The task on one line of a `--tasks-from` list, as [`id_on_line`].
+fn task_on_line(line: &str, number: usize) -> Result<Option<TaskRef>, IdError> {
+    let content = line.split('#').next().unwrap_or("").trim();
+    if content.is_empty() {
+        return Ok(None);
+    }
+    parse_task_ref(content)
+        .map(Some)
+        .map_err(|reason| IdError::InvalidTask {
+            value: content.to_string(),
+            line: Some(number),
+            reason,
+        })
+}
+
 /// Longest line [`read_lines`] accepts, in bytes. An id is at most 20
 /// characters; the rest is room for whitespace and a comment. A longer line
 /// means the file is not an id list (a binary, a dump, a wrong path).
@@ -114,16 +207,14 @@ pub enum ListError {
     #[error(transparent)]
     Id(#[from] IdError),
     #[error(
-        "line {line} is longer than {MAX_LINE_BYTES} bytes ({start:?}…): this is not a list of file ids (one decimal id per line)"
+        "line {line} is longer than {MAX_LINE_BYTES} bytes ({start:?}…): this is not a list of ids (one decimal id per line)"
     )]
     LineTooLong {
         line: usize,
         /// The line's first [`SHOWN_CHARS`] characters, to recognise it by.
         start: String,
     },
-    #[error(
-        "line {line} is not UTF-8 text: this is not a list of file ids (one decimal id per line)"
-    )]
+    #[error("line {line} is not UTF-8 text: this is not a list of ids (one decimal id per line)")]
     NotText { line: usize },
     #[error("{0}")]
     Read(#[from] std::io::Error),
@@ -133,7 +224,21 @@ pub enum ListError {
 /// by [`MAX_LINE_BYTES`] plus the ids themselves, and the first bad line
 /// (too long, not UTF-8, not an id) stops the reading there, so a
 /// gigabyte of garbage fails after its first line, not after reading it all.
-pub fn read_lines(mut reader: impl BufRead) -> Result<Vec<i64>, ListError> {
+pub fn read_lines(reader: impl BufRead) -> Result<Vec<i64>, ListError> {
+    read_lines_with(reader, id_on_line)
+}
+
+/// [`read_lines`] for a list of generation tasks (`--tasks-from`): one
+/// `ID`, `v1:ID` or `v2:ID` a line, under the same rules.
+pub fn read_task_lines(reader: impl BufRead) -> Result<Vec<TaskRef>, ListError> {
+    read_lines_with(reader, task_on_line)
+}
+
+/// The line-reading rules of [`read_lines`], whatever a line holds.
+fn read_lines_with<T>(
+    mut reader: impl BufRead,
+    on_line: fn(&str, usize) -> Result<Option<T>, IdError>,
+) -> Result<Vec<T>, ListError> {
     let mut ids = Vec::new();
     let mut buf = Vec::with_capacity(256);
     let mut number = 0;
@@ -165,7 +270,7 @@ pub fn read_lines(mut reader: impl BufRead) -> Result<Vec<i64>, ListError> {
         if number == 1 {
             line = line.strip_prefix(BOM).unwrap_or(line);
         }
-        if let Some(id) = id_on_line(line, number)? {
+        if let Some(id) = on_line(line, number)? {
             ids.push(id);
         }
     }
@@ -246,6 +351,51 @@ mod tests {
     }
 
     #[test]
+    fn task_refs_take_an_optional_api_prefix() {
+        assert_eq!(
+            parse_task_ref("176843862716480"),
+            Ok(TaskRef {
+                id: 176_843_862_716_480,
+                api: None
+            })
+        );
+        assert_eq!(
+            parse_task_ref(" v2:424010985738629 "),
+            Ok(TaskRef {
+                id: 424_010_985_738_629,
+                api: Some(TaskApi::V2)
+            })
+        );
+        assert_eq!(parse_task_ref("v1:7").unwrap().api, Some(TaskApi::V1));
+        assert!(parse_task_ref("v3:7").unwrap_err().contains("v1: or v2:"));
+        assert!(parse_task_ref("v2:").is_err());
+        assert!(parse_task_ref("v2:abc").is_err());
+        assert!(parse_task_ref("v2:-4").unwrap_err().contains("negative"));
+        let err = parse_task_args(&["v2:x".to_string()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid task id \"v2:x\": not a decimal integer"
+        );
+    }
+
+    #[test]
+    fn task_lists_follow_the_id_list_rules() {
+        let text = "# from the pipeline\n101\nv2:102  # the new API\n\nv1:103\n";
+        let refs = read_task_lines(text.as_bytes()).unwrap();
+        let got: Vec<_> = refs.iter().map(|r| (r.id, r.api)).collect();
+        assert_eq!(
+            got,
+            [
+                (101, None),
+                (102, Some(TaskApi::V2)),
+                (103, Some(TaskApi::V1))
+            ]
+        );
+        let err = read_task_lines(&b"1\nv9:2\n"[..]).unwrap_err();
+        assert!(err.to_string().contains("on line 2"), "{err}");
+    }
+
+    #[test]
     fn crlf_lines_are_fine() {
         assert_eq!(parse_lines("5\r\n6\r\n"), Ok(vec![5, 6]));
     }
@@ -278,7 +428,7 @@ mod tests {
             matches!(err, ListError::LineTooLong { line: 3, .. }),
             "{err}"
         );
-        assert!(err.to_string().contains("not a list of file ids"), "{err}");
+        assert!(err.to_string().contains("not a list of ids"), "{err}");
 
         let mut exactly = "7".repeat(MAX_LINE_BYTES - 2).into_bytes();
         exactly.extend(b" \n");

@@ -1,8 +1,11 @@
-//! The MiniMax file API client: `GET /v1/files/retrieve` turns a file id into
-//! a short-lived download URL. The only code that holds the API key, and it
-//! sends it to the API host alone: redirects are not followed.
+//! The MiniMax API client: `GET /v1/files/retrieve` turns a file id into
+//! a short-lived download URL; the generation-task queries (v1 and v2) and
+//! the v2 task list say where a task is ([`task`]). The only code that
+//! holds the API key, and it sends it to the API host alone: redirects are
+//! not followed.
 
 pub mod classify;
+pub mod task;
 
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +17,7 @@ use serde::Deserialize;
 use crate::http::{USER_AGENT, describe_reqwest, parse_retry_after};
 
 pub use classify::ErrorClass;
+pub use task::{Callback, CallbackError, ListedTask, TaskPage, TaskStatus};
 
 /// A file as retrieve describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,10 +130,10 @@ struct RetrieveBody {
 }
 
 #[derive(Deserialize)]
-struct BaseResp {
-    status_code: i64,
+pub(crate) struct BaseResp {
+    pub(crate) status_code: i64,
     #[serde(default)]
-    status_msg: String,
+    pub(crate) status_msg: String,
 }
 
 #[derive(Deserialize)]
@@ -143,13 +147,13 @@ struct FileBody {
 /// `file_id` is a JSON number in retrieve and a string in the query API.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum FlexibleId {
+pub(crate) enum FlexibleId {
     Number(i64),
     Text(String),
 }
 
 impl FlexibleId {
-    fn value(&self) -> Option<i64> {
+    pub(crate) fn value(&self) -> Option<i64> {
         match self {
             FlexibleId::Number(n) => Some(*n),
             FlexibleId::Text(s) => s.trim().parse().ok(),
@@ -265,14 +269,71 @@ impl ApiClient {
 
     /// `GET /v1/files/retrieve?file_id=ID`.
     pub async fn retrieve(&self, file_id: i64) -> Result<FileInfo, ApiError> {
+        let answer = self
+            .get("v1/files/retrieve", &[("file_id", file_id.to_string())])
+            .await?;
+        if !answer.success {
+            return Err(answer.http_error());
+        }
+        parse_retrieve(file_id, &answer.body, answer.trace_id)
+    }
+
+    /// `GET /v1/query/video_generation?task_id=ID`: where a v1 task is, and
+    /// on success the file id to retrieve.
+    pub async fn query_task_v1(&self, task_id: i64) -> Result<TaskStatus, ApiError> {
+        let answer = self
+            .get(
+                "v1/query/video_generation",
+                &[("task_id", task_id.to_string())],
+            )
+            .await?;
+        if !answer.success {
+            return Err(answer.http_error());
+        }
+        task::parse_v1_query(task_id, &answer.body, answer.trace_id)
+    }
+
+    /// `GET /v2/query/video_generation/{ID}`: where a v2 task is, and on
+    /// success the video's (time-limited) URL.
+    pub async fn query_task_v2(&self, task_id: i64) -> Result<TaskStatus, ApiError> {
+        let answer = self
+            .get(&format!("v2/query/video_generation/{task_id}"), &[])
+            .await?;
+        if !answer.success {
+            return Err(answer.v2_error());
+        }
+        task::parse_v2_query(task_id, &answer.body, answer.trace_id)
+    }
+
+    /// `GET /v2/query/video_generation?page_num=N&page_size=M`: one page
+    /// of the account's tasks of the last 7 days.
+    pub async fn list_tasks_v2(&self, page_num: u32, page_size: u32) -> Result<TaskPage, ApiError> {
+        let query = [
+            ("page_num", page_num.to_string()),
+            ("page_size", page_size.to_string()),
+        ];
+        let answer = self.get("v2/query/video_generation", &query).await?;
+        if !answer.success {
+            return Err(answer.v2_error());
+        }
+        task::parse_v2_list(&answer.body, answer.trace_id)
+    }
+
+    /// One authenticated GET of `path` under the API base; the body read
+    /// up to [`MAX_ANSWER_BYTES`] (an error's body only as far as it reads).
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Answer, ApiError> {
         let key = self.key.as_ref().ok_or(ApiError::NoKey)?;
         let mut url = self
             .base
-            .join("v1/files/retrieve")
+            .join(path)
             .map_err(|e| ApiError::Transport(format!("bad API base {}: {e}", self.base)))?;
         let endpoint = url.as_str().to_string();
-        url.query_pairs_mut()
-            .append_pair("file_id", &file_id.to_string());
+        if !query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (name, value) in query {
+                pairs.append_pair(name, value);
+            }
+        }
         let mut auth =
             HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(|_| {
                 ApiError::Transport(
@@ -293,25 +354,57 @@ impl ApiClient {
             .get("trace-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        if !status.is_success() {
-            let retry_after = headers
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
-            return Err(ApiError::Http {
-                status: status.as_u16(),
-                endpoint,
-                retry_after,
-                trace_id,
-            });
+        let retry_after = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let body = match read_capped(response, MAX_ANSWER_BYTES).await {
+            Ok(body) => body,
+            Err(_) if !status.is_success() => Vec::new(),
+            Err(detail) => {
+                return Err(ApiError::Malformed {
+                    detail,
+                    trace_id: trace_id.clone(),
+                });
+            }
+        };
+        Ok(Answer {
+            success: status.is_success(),
+            status: status.as_u16(),
+            endpoint,
+            retry_after,
+            trace_id,
+            body,
+        })
+    }
+}
+
+/// An answer of the API host, read.
+struct Answer {
+    success: bool,
+    status: u16,
+    /// The URL called, without its query.
+    endpoint: String,
+    retry_after: Option<Duration>,
+    trace_id: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    /// An HTTP error status, as the gateway in front of v1 sends them.
+    fn http_error(&self) -> ApiError {
+        ApiError::Http {
+            status: self.status,
+            endpoint: self.endpoint.clone(),
+            retry_after: self.retry_after,
+            trace_id: self.trace_id.clone(),
         }
-        let body = read_capped(response, MAX_ANSWER_BYTES)
-            .await
-            .map_err(|detail| ApiError::Malformed {
-                detail,
-                trace_id: trace_id.clone(),
-            })?;
-        parse_retrieve(file_id, &body, trace_id)
+    }
+
+    /// An HTTP error status from a v2 endpoint: its body's code decides
+    /// ([`task::v2_http_error`]).
+    fn v2_error(&self) -> ApiError {
+        task::v2_http_error(self.status, &self.body, self.http_error())
     }
 }
 

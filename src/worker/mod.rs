@@ -17,6 +17,7 @@ pub mod events;
 pub mod identity;
 mod pipeline;
 pub mod policy;
+pub mod task_policy;
 
 use std::time::Duration;
 
