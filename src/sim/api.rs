@@ -1,4 +1,5 @@
-//! The fake API host: `GET /v1/files/retrieve`.
+//! The fake API host: `GET /v1/files/retrieve` (and, through `tasks.rs`,
+//! the generation-task endpoints).
 
 use std::sync::Arc;
 
@@ -20,8 +21,7 @@ pub(crate) const CREATED_AT: u64 = 1_700_469_398;
 pub(crate) const DEFAULT_FILENAME: &str = "output_aigc.mp4";
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/v1/files/retrieve", get(retrieve))
+    super::tasks::routes(Router::new().route("/v1/files/retrieve", get(retrieve)))
         .fallback(not_found)
         .with_state(shared)
 }
@@ -32,7 +32,7 @@ async fn not_found(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// Why a retrieve call's key is not acceptable, if it is not.
-fn key_problem(headers: &HeaderMap, expected: Option<&str>) -> Option<()> {
+pub(super) fn key_problem(headers: &HeaderMap, expected: Option<&str>) -> Option<()> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -124,7 +124,7 @@ fn error_json(shared: &Shared, code: i64, msg: &str) -> Response {
     json_response(shared, StatusCode::OK, body.to_string())
 }
 
-fn json_response(shared: &Shared, status: StatusCode, body: String) -> Response {
+pub(super) fn json_response(shared: &Shared, status: StatusCode, body: String) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -167,13 +167,13 @@ fn gateway_page(status: StatusCode) -> String {
     )
 }
 
-fn shutting_down() -> Response {
+pub(super) fn shutting_down() -> Response {
     let mut resp = Response::new(Body::from("simulator shutting down"));
     *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     resp
 }
 
-async fn fault_response(
+pub(super) async fn fault_response(
     shared: &Shared,
     fault: ApiFault,
     file_id: Option<i64>,

@@ -58,6 +58,18 @@ pub struct SimArgs {
     /// local nginx for benchmarks) instead of the built-in CDN.
     #[arg(long, value_name = "URL")]
     pub external_cdn: Option<String>,
+
+    /// How long a task created with `POST /v1|v2/video_generation` generates, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 20)]
+    pub task_generation_secs: u64,
+
+    /// Every n-th created task fails (status_code 1027, output rejected).
+    #[arg(long, value_name = "N")]
+    pub task_fail_every: Option<u32>,
+
+    /// POST each task's final update this many times to its callback_url.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub callback_repeats: u32,
 }
 
 impl Default for SimArgs {
@@ -74,6 +86,9 @@ impl Default for SimArgs {
             drop_every: None,
             bandwidth: None,
             external_cdn: None,
+            task_generation_secs: 20,
+            task_fail_every: None,
+            callback_repeats: 1,
         }
     }
 }
@@ -105,6 +120,9 @@ impl SimArgs {
             url_ttl: Duration::from_secs(self.url_ttl),
             faults,
             external_cdn: self.external_cdn.clone(),
+            task_generation: Duration::from_secs(self.task_generation_secs),
+            task_fail_every: self.task_fail_every,
+            callback_repeats: self.callback_repeats,
             ..SimConfig::default()
         }
     }

@@ -35,6 +35,13 @@ pub struct SimConfig {
     /// object-store URL carries one: a known credential in the query, for
     /// tests that look for leaks. The CDN ignores it.
     pub url_token: Option<String>,
+    /// How long a task created by `POST /v1|v2/video_generation` generates.
+    pub task_generation: Duration,
+    /// Every n-th created task fails (1027, output rejected).
+    pub task_fail_every: Option<u32>,
+    /// How many times each task's final update is POSTed to its
+    /// `callback_url` (MiniMax may deliver one more than once).
+    pub callback_repeats: u32,
 }
 
 impl Default for SimConfig {
@@ -49,6 +56,9 @@ impl Default for SimConfig {
             faults: Faults::default(),
             external_cdn: None,
             url_token: None,
+            task_generation: Duration::from_secs(20),
+            task_fail_every: None,
+            callback_repeats: 1,
         }
     }
 }

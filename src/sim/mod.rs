@@ -21,6 +21,9 @@ mod config;
 mod conn;
 mod content;
 #[cfg(test)]
+mod task_tests;
+mod tasks;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
@@ -36,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 pub use cli::{SimArgs, run_cli};
 pub use config::{ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, FaultCounts, Faults, SimConfig};
 pub use content::{content_sha256, fill_content};
+pub use tasks::{SimTask, TaskEnd};
 
 use config::FaultState;
 use conn::{ConnInfo, SimListener};
@@ -98,6 +102,19 @@ pub struct SimStats {
     pub api_requests_without_valid_key: u64,
     /// Faults injected by API and CDN rules.
     pub faults_injected: u64,
+    /// Generation-task calls (create, query v1/v2, list), also counted in
+    /// `api_requests` and `api_request_times`.
+    pub task_requests: u64,
+    /// Task calls per task id (queries).
+    pub task_requests_by_task: HashMap<i64, u64>,
+    /// Pages of the v2 task list served.
+    pub task_list_requests: u64,
+    /// Challenges POSTed to a `callback_url` and answered.
+    pub callback_challenges: u64,
+    /// Task updates POSTed to a `callback_url` and answered with 2xx.
+    pub callbacks_delivered: u64,
+    /// Task updates whose POST failed or was refused.
+    pub callback_failures: u64,
 }
 
 /// State shared by the handlers and the [`Simulator`] handle.
@@ -116,6 +133,10 @@ pub(crate) struct Shared {
     stats: Mutex<SimStats>,
     cancel: CancellationToken,
     request_ids: AtomicU64,
+    tasks: Mutex<tasks::TaskBook>,
+    task_generation: Duration,
+    task_fail_every: Option<u32>,
+    callback_repeats: u32,
 }
 
 /// Locks a mutex, ignoring poisoning: the data is counters and
@@ -194,6 +215,15 @@ impl Shared {
         }
         if bad_key {
             s.api_requests_without_valid_key += 1;
+        }
+    }
+
+    fn record_task_request(&self, task_id: Option<i64>, bad_key: bool) {
+        self.record_api_request(None, bad_key);
+        let mut s = lock(&self.stats);
+        s.task_requests += 1;
+        if let Some(id) = task_id {
+            *s.task_requests_by_task.entry(id).or_default() += 1;
         }
     }
 
@@ -293,6 +323,9 @@ impl Simulator {
             faults,
             external_cdn,
             url_token,
+            task_generation,
+            task_fail_every,
+            callback_repeats,
         } = config;
         let shared = Arc::new(Shared {
             seed,
@@ -309,6 +342,10 @@ impl Simulator {
             stats: Mutex::new(SimStats::default()),
             cancel: CancellationToken::new(),
             request_ids: AtomicU64::new(0),
+            tasks: Mutex::default(),
+            task_generation,
+            task_fail_every,
+            callback_repeats,
         });
 
         let api_router = api::router(shared.clone());
@@ -422,6 +459,22 @@ impl Simulator {
     /// seconds): lets tests build an already-expired URL.
     pub fn download_url_expiring(&self, file_id: i64, expires_unix: u64) -> String {
         self.shared.download_url(file_id, expires_unix)
+    }
+
+    /// Declares a generation task `id` (queried as its `api` says),
+    /// generating from now.
+    pub fn add_task(&self, id: i64, task: SimTask) {
+        lock(&self.shared.tasks).insert(id, task);
+    }
+
+    /// The task `id` as declared or created.
+    pub fn task(&self, id: i64) -> Option<SimTask> {
+        lock(&self.shared.tasks).get(id)
+    }
+
+    /// Every task id, declared or created, in order.
+    pub fn task_ids(&self) -> Vec<i64> {
+        lock(&self.shared.tasks).ids()
     }
 
     /// A snapshot of the counters.
