@@ -21,6 +21,7 @@ mod error;
 mod group_commit;
 mod sqlite;
 pub mod state;
+pub mod task;
 #[doc(hidden)]
 pub mod testing;
 mod types;
@@ -31,6 +32,7 @@ use std::time::Duration;
 pub use error::QueueError;
 pub use sqlite::open;
 pub use state::{CancelVerdict, JobState, RetryPolicy, RetryVerdict};
+pub use task::{NewTask, PollRecord, Task, TaskCounts, TaskEnqueueReport, TaskResult, TaskState};
 pub use types::{
     Claimable, CommitSync, DbLocation, EnqueueReport, FleetPause, FleetState, Heartbeat, Job,
     JobEvent, Millis, StatusCounts, VerbOutcome, VerifiedFile, describe_delay, millis_after,
@@ -145,6 +147,33 @@ impl Queue {
     /// signal, so there it simply waits).
     pub async fn wait_for_work(&self, max: Duration) {
         on_store!(self, s => s.wait_for_work(max).await)
+    }
+
+    /// Tasks in task id order, a page at a time (see [`Queue::list_stream`]).
+    pub fn list_tasks_stream(
+        &self,
+        state: Option<TaskState>,
+        limit: Option<u64>,
+    ) -> futures_util::stream::BoxStream<'_, Result<Task, QueueError>> {
+        use futures_util::{StreamExt, TryStreamExt, stream};
+        const PAGE: u64 = 1000;
+        let pages = stream::try_unfold((None, limit), move |(after, left)| async move {
+            if left == Some(0) {
+                return Ok(None);
+            }
+            let page = left.map_or(PAGE, |l| l.min(PAGE));
+            let tasks = on_store!(self, s => s.list_tasks_page(state, after, page).await)?;
+            let Some(last) = tasks.last().map(|task| task.task_id) else {
+                return Ok(None);
+            };
+            let state = if tasks.len() as u64 == page {
+                (Some(last), left.map(|l| l - page))
+            } else {
+                (None, Some(0))
+            };
+            Ok::<_, QueueError>(Some((stream::iter(tasks.into_iter().map(Ok)), state)))
+        });
+        pages.try_flatten().boxed()
     }
 
     /// [`Queue::list_stream`], collected.
@@ -310,8 +339,52 @@ impl Queue {
         pub async fn lift_pause(&self, epoch: i64) -> Result<bool, QueueError>;
 
         /// What `run --exit-when-idle` checks before exiting: queued jobs (due
-        /// or not) and abandoned leases anywhere. Jobs running under a live
-        /// lease belong to their process, on this host or another.
+        /// or not), abandoned leases anywhere, and generating tasks. Jobs
+        /// running under a live lease belong to their process, on this host
+        /// or another.
         pub async fn claimable(&self) -> Result<Claimable, QueueError>;
+
+        // ---- generation tasks ----
+
+        /// Adds tasks not yet in the queue, each generating (due for a poll
+        /// now) with a deadline `deadline` from now; tasks already there are
+        /// counted as known. A task given with its result (a callback, the
+        /// task list) and still generating becomes its job at once. All or
+        /// nothing: one transaction for the whole call.
+        pub async fn enqueue_tasks(&self, tasks: &[NewTask], deadline: Duration)
+            -> Result<TaskEnqueueReport, QueueError>;
+
+        /// Takes up to `limit` generating tasks whose poll is due, moving
+        /// their next poll `slot` on: another process polls them only if
+        /// this one has not recorded its poll by then.
+        pub async fn take_due_tasks(&self, limit: usize, slot: Duration)
+            -> Result<Vec<Task>, QueueError>;
+
+        /// Records what a poll of a generating task found; a finished task
+        /// becomes its job (queued, linked to the task) in the same
+        /// transaction. Returns false when the task was not generating any
+        /// more (cancelled meanwhile, or finished by a callback).
+        pub async fn record_poll(&self, task_id: i64, record: &PollRecord<'_>)
+            -> Result<bool, QueueError>;
+
+        /// Makes a generating task due for a poll now (a callback said it
+        /// moved). Returns whether it was waiting.
+        pub async fn poll_task_now(&self, task_id: i64) -> Result<bool, QueueError>;
+
+        /// `cancel` of generating tasks: no more polls.
+        pub async fn cancel_tasks(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError>;
+
+        /// `retry` of failed or cancelled tasks: generating again, due now,
+        /// with a new deadline `deadline` from now.
+        pub async fn retry_tasks(&self, ids: &[i64], deadline: Duration)
+            -> Result<Vec<(i64, VerbOutcome)>, QueueError>;
+
+        pub async fn get_task(&self, task_id: i64) -> Result<Option<Task>, QueueError>;
+
+        /// Tasks per state (a scan of the tasks' state index).
+        pub async fn task_counts(&self) -> Result<TaskCounts, QueueError>;
+
+        /// When the earliest generating task is due for a poll.
+        pub async fn next_task_poll(&self) -> Result<Option<Millis>, QueueError>;
     }
 }

@@ -221,10 +221,12 @@ pub struct Claimable {
     pub queued: u64,
     /// Running jobs whose lease has expired: their worker is gone.
     pub abandoned: u64,
+    /// Generation tasks still to poll: each may yet become a job.
+    pub generating: u64,
 }
 
 impl Claimable {
     pub fn is_empty(&self) -> bool {
-        self.queued == 0 && self.abandoned == 0
+        self.queued == 0 && self.abandoned == 0 && self.generating == 0
     }
 }

@@ -8,7 +8,11 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use minimax_dl::queue::{DbLocation, JobState, Queue, QueueError, VerbOutcome, now_millis};
+use minimax_dl::ids::TaskApi;
+use minimax_dl::queue::{
+    DbLocation, JobState, NewTask, PollRecord, Queue, QueueError, TaskResult, TaskState,
+    VerbOutcome, now_millis,
+};
 
 /// A fresh SQLite queue on a temporary file (the directory lives as long
 /// as the returned guard).
@@ -52,6 +56,11 @@ contract!(sqlite = super::sqlite;
     one_process_at_a_time_takes_the_probe,
     a_shared_cooldown_turns_every_reservation_back_until_it_ends,
     claimable_counts_queued_and_abandoned_jobs_not_live_leases,
+    tasks_enqueue_idempotently_and_finished_ones_become_jobs,
+    a_due_task_is_taken_by_one_poller_until_its_slot_passes,
+    a_poll_records_what_it_found,
+    task_verbs_apply_by_state,
+    a_v2_task_never_takes_over_a_file_job_of_its_id,
 );
 
 async fn event_lines(queue: &Queue, file_id: i64) -> Vec<(String, Option<u32>, String)> {
@@ -655,4 +664,253 @@ async fn claimable_counts_queued_and_abandoned_jobs_not_live_leases(queue: Queue
         queue.claimable().await.unwrap().is_empty(),
         "only live leases left"
     );
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn task(task_id: i64, api: TaskApi, result: Option<TaskResult>) -> NewTask {
+    NewTask {
+        task_id,
+        api,
+        result,
+    }
+}
+
+async fn tasks_enqueue_idempotently_and_finished_ones_become_jobs(queue: Queue) {
+    let batch = [
+        task(1, TaskApi::V1, None),
+        task(2, TaskApi::V2, None),
+        task(3, TaskApi::V1, Some(TaskResult::File(30))),
+        task(4, TaskApi::V2, Some(TaskResult::Video)),
+    ];
+    let first = queue.enqueue_tasks(&batch, DAY).await.unwrap();
+    assert_eq!((first.added, first.known, first.handed_over), (4, 0, 2));
+    let again = queue.enqueue_tasks(&batch, DAY).await.unwrap();
+    assert_eq!((again.added, again.known, again.handed_over), (0, 4, 0));
+    let counts = queue.task_counts().await.unwrap();
+    assert_eq!((counts.generating, counts.done), (2, 2));
+    let three = queue.get_task(3).await.unwrap().unwrap();
+    assert_eq!((three.state, three.file_id), (TaskState::Done, Some(30)));
+    let four = queue.get_task(4).await.unwrap().unwrap();
+    assert_eq!(
+        (four.api, four.file_id),
+        (TaskApi::V2, Some(4)),
+        "a v2 job is keyed by its task"
+    );
+    let jobs: Vec<i64> = queue
+        .list(None, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.file_id)
+        .collect();
+    assert_eq!(jobs, [4, 30]);
+    assert_eq!(
+        queue.status().await.unwrap(),
+        queue.status_by_scan().await.unwrap()
+    );
+    assert_eq!(queue.status().await.unwrap().queued, 2);
+    let lines = event_lines(&queue, 30).await;
+    assert!(
+        lines[0].0 == "from_task" && lines[0].2.contains("task 3 (v1)"),
+        "{lines:?}"
+    );
+    let one = queue.get_task(1).await.unwrap().unwrap();
+    assert_eq!(one.deadline_at - one.created_at, DAY.as_millis() as i64);
+    let left = queue.claimable().await.unwrap();
+    assert_eq!((left.queued, left.generating), (2, 2));
+}
+
+async fn a_due_task_is_taken_by_one_poller_until_its_slot_passes(queue: Queue) {
+    let batch: Vec<NewTask> = (1..=40).map(|id| task(id, TaskApi::V1, None)).collect();
+    queue.enqueue_tasks(&batch, DAY).await.unwrap();
+    let takers: Vec<_> = (0..4)
+        .map(|_| {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                queue
+                    .take_due_tasks(15, Duration::from_secs(60))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut taken = Vec::new();
+    for taker in takers {
+        taken.extend(taker.await.unwrap().into_iter().map(|t| t.task_id));
+    }
+    taken.sort_unstable();
+    assert_eq!(
+        taken,
+        (1..=40).collect::<Vec<_>>(),
+        "each task taken exactly once"
+    );
+    assert!(
+        queue
+            .take_due_tasks(10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = queue.next_task_poll().await.unwrap().unwrap();
+    assert!(due > now_millis() + 50_000, "held for the slot");
+    let released = PollRecord::Released {
+        next_in: Duration::ZERO,
+    };
+    assert!(queue.record_poll(7, &released).await.unwrap());
+    let again = queue
+        .take_due_tasks(10, Duration::from_millis(1))
+        .await
+        .unwrap();
+    assert_eq!(again.iter().map(|t| t.task_id).collect::<Vec<_>>(), [7]);
+    assert_eq!(again[0].polls, 0, "a released slot is not a poll");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let after_slot = queue
+        .take_due_tasks(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        after_slot.len(),
+        1,
+        "a slot not recorded in time passes to the next poller"
+    );
+}
+
+async fn a_poll_records_what_it_found(queue: Queue) {
+    let batch: Vec<NewTask> = (1..=3).map(|id| task(id, TaskApi::V1, None)).collect();
+    queue.enqueue_tasks(&batch, DAY).await.unwrap();
+    let pending = PollRecord::Pending {
+        minimax_status: Some("Processing"),
+        error: None,
+        next_in: Duration::from_secs(10),
+    };
+    assert!(queue.record_poll(1, &pending).await.unwrap());
+    let one = queue.get_task(1).await.unwrap().unwrap();
+    assert_eq!(
+        (one.polls, one.minimax_status.as_deref()),
+        (1, Some("Processing"))
+    );
+    assert!(one.next_poll_at >= now_millis() + 9_000);
+    let flaky = PollRecord::Pending {
+        minimax_status: None,
+        error: Some("HTTP 502"),
+        next_in: Duration::from_secs(10),
+    };
+    queue.record_poll(1, &flaky).await.unwrap();
+    let one = queue.get_task(1).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            one.polls,
+            one.minimax_status.as_deref(),
+            one.last_error.as_deref()
+        ),
+        (2, Some("Processing"), Some("HTTP 502")),
+        "a failed poll keeps MiniMax's last word"
+    );
+    let failed = PollRecord::Failed {
+        reason: "MiniMax reported the task as Fail",
+    };
+    assert!(queue.record_poll(2, &failed).await.unwrap());
+    let two = queue.get_task(2).await.unwrap().unwrap();
+    assert_eq!(two.state, TaskState::Failed);
+    assert_eq!(
+        two.last_error.as_deref(),
+        Some("MiniMax reported the task as Fail")
+    );
+    assert!(
+        queue
+            .record_poll(3, &PollRecord::Finished(TaskResult::File(33)))
+            .await
+            .unwrap()
+    );
+    let three = queue.get_task(3).await.unwrap().unwrap();
+    assert_eq!(
+        (three.state, three.file_id, three.polls),
+        (TaskState::Done, Some(33), 1)
+    );
+    assert_eq!(
+        queue.get(33).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    // A task no longer generating takes no more records.
+    assert!(!queue.record_poll(2, &pending).await.unwrap());
+    assert!(
+        !queue
+            .record_poll(3, &PollRecord::Finished(TaskResult::File(34)))
+            .await
+            .unwrap()
+    );
+    assert!(queue.get(34).await.unwrap().is_none());
+    assert_eq!(queue.task_counts().await.unwrap().generating, 1);
+}
+
+async fn task_verbs_apply_by_state(queue: Queue) {
+    let batch = [
+        task(1, TaskApi::V1, None),
+        task(2, TaskApi::V2, None),
+        task(3, TaskApi::V1, Some(TaskResult::File(30))),
+    ];
+    queue.enqueue_tasks(&batch, DAY).await.unwrap();
+    let cancelled = queue.cancel_tasks(&[1, 3, 9]).await.unwrap();
+    assert_eq!(cancelled[0], (1, VerbOutcome::Applied));
+    assert!(matches!(cancelled[1], (3, VerbOutcome::Refused(_))));
+    assert_eq!(cancelled[2], (9, VerbOutcome::Unknown));
+    assert!(
+        queue
+            .take_due_tasks(10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.task_id == 2)
+    );
+    assert!(
+        !queue.poll_task_now(1).await.unwrap(),
+        "a cancelled task is not polled"
+    );
+    let retried = queue.retry_tasks(&[1, 2], DAY).await.unwrap();
+    assert_eq!(retried[0], (1, VerbOutcome::Applied));
+    assert!(matches!(retried[1], (2, VerbOutcome::Refused(_))));
+    assert_eq!(
+        queue.get_task(1).await.unwrap().unwrap().state,
+        TaskState::Generating
+    );
+    assert!(
+        queue.poll_task_now(2).await.unwrap(),
+        "task 2 waited out its slot"
+    );
+    let due: Vec<i64> = queue
+        .take_due_tasks(10, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.task_id)
+        .collect();
+    assert_eq!(due, [1, 2]);
+    let listed: Vec<i64> = {
+        use futures_util::TryStreamExt;
+        queue
+            .list_tasks_stream(Some(TaskState::Generating), None)
+            .map_ok(|t| t.task_id)
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    assert_eq!(listed, [1, 2]);
+}
+
+async fn a_v2_task_never_takes_over_a_file_job_of_its_id(queue: Queue) {
+    queue.enqueue(&[5]).await.unwrap();
+    let report = queue
+        .enqueue_tasks(&[task(5, TaskApi::V2, Some(TaskResult::Video))], DAY)
+        .await
+        .unwrap();
+    assert_eq!(report.handed_over, 1);
+    let five = queue.get_task(5).await.unwrap().unwrap();
+    assert_eq!(five.state, TaskState::Done);
+    assert!(five.last_error.unwrap().contains("already a job"));
+    assert!(
+        event_lines(&queue, 5).await.is_empty(),
+        "the file job is untouched"
+    );
+    assert_eq!(queue.status().await.unwrap().queued, 1);
 }

@@ -125,7 +125,8 @@ impl SqliteStore {
     pub async fn claimable(&self) -> Result<Claimable, QueueError> {
         let row = sqlx::query(
             "SELECT coalesce((SELECT jobs FROM job_counts WHERE state = 'queued'), 0) AS queued, \
-                    (SELECT count(*) FROM jobs WHERE state = 'running' AND lease_expires_at < ?1) AS abandoned",
+                    (SELECT count(*) FROM jobs WHERE state = 'running' AND lease_expires_at < ?1) AS abandoned, \
+                    (SELECT count(*) FROM tasks WHERE state = 'generating') AS generating",
         )
         .bind(now_millis())
         .fetch_one(&self.pool)
@@ -133,6 +134,7 @@ impl SqliteStore {
         Ok(Claimable {
             queued: row.try_get::<i64, _>("queued")?.max(0) as u64,
             abandoned: row.try_get::<i64, _>("abandoned")?.max(0) as u64,
+            generating: row.try_get::<i64, _>("generating")?.max(0) as u64,
         })
     }
 }

@@ -7,6 +7,7 @@ mod fleet;
 mod lease;
 pub mod open;
 mod reads;
+mod tasks;
 mod testing;
 mod verbs;
 
