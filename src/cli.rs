@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Parser, Subcommand};
 
 use crate::config::{LogFormat, MAX_CONCURRENCY, MAX_SEGMENTS};
-use crate::queue::JobState;
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -57,7 +56,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Add file ids to the queue (ids already present are skipped).
+    /// Add file ids, or generation tasks, to the queue (ids already present are skipped).
     Enqueue {
         /// File ids to add (decimal, 1 to 9223372036854775807), as MiniMax returns them.
         #[arg(value_name = "ID", allow_negative_numbers = true)]
@@ -65,6 +64,26 @@ pub enum Command {
         /// Read ids from FILE, one per line ('-' for stdin; blank lines and # comments ignored).
         #[arg(long, value_name = "FILE")]
         from: Option<PathBuf>,
+        /// Generation task ids (from POST /v1|v2/video_generation): each is polled until its
+        /// video exists, then downloaded. v1:ID or v2:ID picks the API; a bare ID uses task_api
+        /// (default v1).
+        #[arg(long = "task", value_name = "TASK_ID", num_args = 1.., allow_negative_numbers = true)]
+        tasks: Vec<String>,
+        /// Read task ids from FILE, one ID, v1:ID or v2:ID per line ('-' for stdin).
+        #[arg(long, value_name = "FILE")]
+        tasks_from: Option<PathBuf>,
+    },
+    /// Enqueue every video task this account generated in the last 7 days (the v2 task list)
+    /// that the queue does not know yet. Idempotent: safe to run from a timer.
+    Sync {
+        /// Only tasks created at or after DATE: 2026-07-01, 2026-07-01T12:00:00Z, or an age
+        /// such as 2d or 12h.
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Tasks asked for per page of the list (1 to 100).
+        #[arg(long, value_name = "N", default_value_t = 100,
+              value_parser = clap::value_parser!(u32).range(1..=100))]
+        page_size: u32,
     },
     /// Work the queue: download, verify and archive.
     Run {
@@ -89,17 +108,21 @@ pub enum Command {
         #[arg(long)]
         exit_when_idle: bool,
     },
-    /// Job counts per state and bytes downloaded.
+    /// Job counts per state, generation tasks per state, and bytes downloaded.
     Status {
         /// One JSON object with a count per state and "bytes_done", for scripts.
         #[arg(long)]
         json: bool,
     },
-    /// List jobs (a table, or JSON Lines with --json).
+    /// List jobs, or generation tasks with --tasks (a table, or JSON Lines with --json).
     List {
-        /// Only jobs in this state: queued, running, done, failed or cancelled.
-        #[arg(long, value_name = "STATE", value_parser = parse_state)]
-        state: Option<JobState>,
+        /// Only jobs in this state: queued, running, done, failed or cancelled; `generating`
+        /// lists the tasks still generating. With --tasks: generating, done, failed or cancelled.
+        #[arg(long, value_name = "STATE")]
+        state: Option<String>,
+        /// List generation tasks instead of jobs.
+        #[arg(long)]
+        tasks: bool,
         /// At most N jobs (in file id order).
         #[arg(long, value_name = "N")]
         limit: Option<u64>,
@@ -107,16 +130,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// One job with its history ("attempts" counts failed tries that count against max_attempts).
+    /// One job with its history ("attempts" counts failed tries that count against max_attempts),
+    /// or one generation task.
     Show {
-        /// The file id of the job.
+        /// The file id of the job, or a task id.
         #[arg(value_name = "ID", allow_negative_numbers = true)]
         id: String,
         /// One JSON object, with the history under "events", for scripts.
         #[arg(long)]
         json: bool,
     },
-    /// Put failed or cancelled jobs back in the queue with attempts reset.
+    /// Put failed or cancelled jobs back in the queue with attempts reset (a failed or
+    /// cancelled task id: polled again, with a new deadline).
     #[command(group(ArgGroup::new("which").required(true).args(["ids", "all_failed"])))]
     Retry {
         /// File ids of failed or cancelled jobs.
@@ -126,9 +151,9 @@ pub enum Command {
         #[arg(long)]
         all_failed: bool,
     },
-    /// Cancel queued jobs; running ones stop within about two seconds.
+    /// Cancel queued jobs (running ones stop within about two seconds), or stop polling tasks.
     Cancel {
-        /// File ids of queued or running jobs.
+        /// File ids of queued or running jobs, or ids of generating tasks.
         #[arg(value_name = "ID", required = true, allow_negative_numbers = true)]
         ids: Vec<String>,
     },
@@ -171,8 +196,4 @@ pub enum DbCommand {
         #[arg(long)]
         merge: bool,
     },
-}
-
-fn parse_state(raw: &str) -> Result<JobState, String> {
-    raw.parse()
 }

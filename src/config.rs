@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::fetch::range::DEFAULT_MAX_FILE_BYTES;
 use crate::fetch::url_policy::UrlPolicy;
+use crate::ids::TaskApi;
 use crate::queue::{DbLocation, RetryPolicy};
 
 pub const MAINLAND_API_BASE: &str = "https://api.minimaxi.com";
@@ -68,6 +69,8 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     pub cdn_allow: Option<Vec<String>>,
     pub max_file_bytes: Option<u64>,
+    pub task_api: Option<String>,
+    pub task_deadline_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -151,9 +154,66 @@ pub struct Settings {
     pub url_policy: UrlPolicy,
     /// Larger files are refused; a body of unknown length is cut here.
     pub max_file_bytes: u64,
+    /// Generation tasks: their default API, deadline and poll floor.
+    pub tasks: TaskSettings,
     /// Files holding a secret that others may read, found while loading:
     /// for the caller to log once logging is set up.
     pub warnings: Vec<String>,
+}
+
+/// How generation tasks are taken in and polled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskSettings {
+    /// The API of a task named without a `v1:`/`v2:` prefix (`task_api`).
+    pub api: TaskApi,
+    /// Still unfinished this long after it was enqueued, a task fails
+    /// (`task_deadline_secs`, default a day).
+    pub deadline: Duration,
+    /// The shortest wait between two polls of one task: 10 s. Shorter only
+    /// through the test hook `MINIMAX_DL_TEST_TASK_POLL_MS`.
+    pub poll_floor: Duration,
+}
+
+/// How long a task may generate before it is given up (`task_deadline_secs`).
+pub const DEFAULT_TASK_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+/// Never poll one task more often than this: MiniMax suggests about 10 s.
+pub const MIN_TASK_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest `task_deadline_secs`: MiniMax keeps tasks queryable for 7 days.
+pub const MAX_TASK_DEADLINE_SECS: u64 = 7 * 86_400;
+
+/// The task settings of a config file, and the poll floor's test hook.
+fn resolve_tasks(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &FileConfig,
+    file_origin: &dyn Fn(&str) -> String,
+) -> Result<TaskSettings, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        origin: file_origin(key),
+        message,
+    };
+    let api = match file.task_api.as_deref() {
+        None => TaskApi::V1,
+        Some(raw) => TaskApi::parse(raw)
+            .ok_or_else(|| invalid("task_api", format!("{raw:?} is not \"v1\" or \"v2\"")))?,
+    };
+    let deadline = match file.task_deadline_secs {
+        None => DEFAULT_TASK_DEADLINE,
+        Some(v @ 1..=MAX_TASK_DEADLINE_SECS) => Duration::from_secs(v),
+        Some(v) => {
+            return Err(invalid(
+                "task_deadline_secs",
+                format!("{v} is not in 1..={MAX_TASK_DEADLINE_SECS} (seconds: 7 days at most)"),
+            ));
+        }
+    };
+    let poll_floor = env("MINIMAX_DL_TEST_TASK_POLL_MS")
+        .and_then(|v| v.trim().parse().ok())
+        .map_or(MIN_TASK_POLL_INTERVAL, Duration::from_millis);
+    Ok(TaskSettings {
+        api,
+        deadline,
+        poll_floor,
+    })
 }
 
 pub const DEFAULT_CONCURRENCY: u32 = 4;
@@ -209,6 +269,7 @@ impl Settings {
             None => format!("config key `{key}`"),
         };
         let env_nonempty = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let tasks = resolve_tasks(env, &file, &file_origin)?;
 
         let (api_base_raw, api_base_origin) = match env_nonempty("MINIMAX_API_BASE") {
             Some(v) => (v, "environment variable MINIMAX_API_BASE".to_string()),
@@ -354,6 +415,7 @@ impl Settings {
             log_format: overrides.log_format.or(file.log_format).unwrap_or_default(),
             url_policy,
             max_file_bytes,
+            tasks,
             warnings: Vec::new(),
             config_path,
         })

@@ -11,11 +11,12 @@ use anyhow::{Context, Result};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{LogFormat, Settings};
+use crate::config::{LogFormat, Settings, TaskSettings};
 use crate::daemon::{self, RunEnd, RunOptions};
 use crate::fetch::file::hash_file;
 use crate::fetch::range::DEFAULT_MAX_FILE_BYTES;
 use crate::fetch::url_policy::UrlPolicy;
+use crate::ids::TaskApi;
 use crate::progress;
 use crate::queue::{DbLocation, JobState, Queue, RetryPolicy};
 use crate::runtime::{OnStop, engine, exit, spawn_signal_handler};
@@ -26,6 +27,9 @@ use crate::sim::{
 use crate::{outln, say};
 
 const DEMO_KEY: &str = "demo-key";
+/// The demo's tasks generate for seconds, not minutes: it polls them
+/// every half second (a real run never polls a task more often than every 10 s).
+const DEMO_POLL_FLOOR: Duration = Duration::from_millis(500);
 const FIRST_ID: i64 = 305_000_000_000_001;
 
 /// Where the demo sees that a fault it announced actually happened.
@@ -321,6 +325,11 @@ fn settings(sim: &Simulator, dir: &Path) -> Result<Settings> {
         log_format: LogFormat::Text,
         url_policy: UrlPolicy::default(),
         max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+        tasks: TaskSettings {
+            api: TaskApi::V1,
+            deadline: Duration::from_secs(600),
+            poll_floor: DEMO_POLL_FLOOR,
+        },
         warnings: Vec::new(),
     })
 }
@@ -349,6 +358,7 @@ async fn work(settings: &Settings, queue: &Queue, files: u32) -> Result<RunEnd> 
         concurrency: settings.concurrency,
         exit_when_idle: true,
         probe_interval: settings.probe_interval,
+        tasks: settings.tasks,
     };
     let end = daemon::run(engine, options, shutdown, None).await?;
     if let Some(b) = &bars {

@@ -11,6 +11,8 @@
 //!   URL-free error text, `Retry-After`).
 //! - [`fetch`]: resumable, verified download of one file.
 //! - [`worker`]: one job from claim to a verified file in the archive.
+//! - [`intake`]: generation tasks polled (or called back, or listed by
+//!   `sync`) until they become jobs.
 //! - [`daemon`]: the worker pool (claims, pauses and probes, reloads) and
 //!   the foreground driver of `fetch ID`.
 //! - [`runtime`]: what the long-running verbs stand on: logging, building
@@ -33,6 +35,7 @@ pub mod fetch;
 pub mod gate;
 pub mod http;
 pub mod ids;
+pub mod intake;
 pub mod partial;
 pub mod progress;
 pub mod queue;

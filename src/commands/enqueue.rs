@@ -1,4 +1,5 @@
-//! `enqueue`: ids from the arguments and `--from` into the queue.
+//! `enqueue`: file ids from the arguments and `--from`, generation tasks
+//! from `--task` and `--tasks-from`, into the queue.
 
 use std::io;
 use std::path::Path;
@@ -8,16 +9,13 @@ use anyhow::{Context, Result, bail};
 use super::{file_ids, open_queue};
 use crate::config::Settings;
 use crate::ids;
+use crate::queue::NewTask;
 use crate::runtime::exit;
 
 /// The ids of an `--from` list: a file, or stdin for `-`.
 fn ids_from(path: &Path) -> Result<Vec<i64>> {
     let stdin = path == Path::new("-");
-    let name = if stdin {
-        "stdin".to_string()
-    } else {
-        path.display().to_string()
-    };
+    let name = list_name(path);
     let ids = if stdin {
         ids::read_lines(io::stdin().lock())
     } else {
@@ -34,20 +32,79 @@ fn ids_from(path: &Path) -> Result<Vec<i64>> {
     Ok(ids)
 }
 
-pub async fn enqueue(settings: &Settings, args: &[String], from: Option<&Path>) -> Result<u8> {
-    let mut all = file_ids(args)?;
-    if let Some(path) = from {
+/// What `enqueue` was given: file ids and generation tasks.
+pub struct Inputs<'a> {
+    pub ids: &'a [String],
+    pub from: Option<&'a Path>,
+    pub tasks: &'a [String],
+    pub tasks_from: Option<&'a Path>,
+}
+
+pub async fn enqueue(settings: &Settings, inputs: Inputs<'_>) -> Result<u8> {
+    let mut all = file_ids(inputs.ids)?;
+    if let Some(path) = inputs.from {
         all.extend(ids_from(path)?);
     }
-    if all.is_empty() {
-        bail!("no file ids given: pass ids as arguments or with --from FILE");
+    let mut tasks = ids::parse_task_args(inputs.tasks)?;
+    if let Some(path) = inputs.tasks_from {
+        tasks.extend(tasks_from(path)?);
+    }
+    if all.is_empty() && tasks.is_empty() {
+        bail!(
+            "no file ids or tasks given: pass ids as arguments or with --from FILE, tasks with --task ID or --tasks-from FILE"
+        );
     }
     let queue = open_queue(settings).await?;
-    let report = queue.enqueue(&all).await?;
-    out!(
-        "enqueued {} new, skipped {} already queued",
-        report.added,
-        report.skipped
-    );
+    if !all.is_empty() {
+        let report = queue.enqueue(&all).await?;
+        out!(
+            "enqueued {} new, skipped {} already queued",
+            report.added,
+            report.skipped
+        );
+    }
+    if !tasks.is_empty() {
+        let new: Vec<NewTask> = tasks
+            .iter()
+            .map(|t| NewTask {
+                task_id: t.id,
+                api: t.api.unwrap_or(settings.tasks.api),
+                result: None,
+            })
+            .collect();
+        let report = queue.enqueue_tasks(&new, settings.tasks.deadline).await?;
+        out!(
+            "enqueued {} new tasks, skipped {} already known; `run` polls them until their videos exist",
+            report.added,
+            report.known
+        );
+    }
     Ok(exit::OK)
+}
+
+/// The tasks of a `--tasks-from` list: a file, or stdin for `-`.
+fn tasks_from(path: &Path) -> Result<Vec<ids::TaskRef>> {
+    let name = list_name(path);
+    let tasks = if path == Path::new("-") {
+        ids::read_task_lines(io::stdin().lock())
+    } else {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot read tasks from {name}"))?;
+        ids::read_task_lines(io::BufReader::new(file))
+    }
+    .with_context(|| format!("in {name}"))?;
+    if tasks.is_empty() {
+        bail!(
+            "{name} holds no task ids (one ID, v1:ID or v2:ID per line; blank lines and # comments are skipped)"
+        );
+    }
+    Ok(tasks)
+}
+
+fn list_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        "stdin".to_string()
+    } else {
+        path.display().to_string()
+    }
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{Cli, Command, DbCommand};
 use crate::config::{Overrides, Settings};
 use crate::ids;
-use crate::queue::{Job, JobState, Millis, Queue};
+use crate::queue::{Job, JobState, Millis, Queue, Task, TaskState};
 use crate::runtime::{OnStop, exit, spawn_signal_handler};
 
 /// Writes a line to stdout; a closed pipe (`| head`) ends output quietly.
@@ -35,6 +35,7 @@ mod list;
 mod run;
 mod show;
 mod status;
+mod sync;
 mod verbs;
 
 pub fn overrides(cli: &Cli) -> Overrides {
@@ -78,10 +79,39 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
     };
     let settings = settings.context("no configuration could be loaded")?;
     match command {
-        Command::Enqueue { ids, from } => enqueue::enqueue(&settings, &ids, from.as_deref()).await,
+        Command::Enqueue {
+            ids,
+            from,
+            tasks,
+            tasks_from,
+        } => {
+            let inputs = enqueue::Inputs {
+                ids: &ids,
+                from: from.as_deref(),
+                tasks: &tasks,
+                tasks_from: tasks_from.as_deref(),
+            };
+            enqueue::enqueue(&settings, inputs).await
+        }
+        Command::Sync { since, page_size } => {
+            sync::sync(&settings, since.as_deref(), page_size).await
+        }
         Command::Run { exit_when_idle, .. } => run::run(settings, overrides, exit_when_idle).await,
         Command::Status { json } => status::status(&settings, json).await,
-        Command::List { state, limit, json } => list::list(&settings, state, limit, json).await,
+        Command::List {
+            state,
+            tasks,
+            limit,
+            json,
+        } => {
+            let listing = list::Listing {
+                state: state.as_deref(),
+                tasks,
+                limit,
+                json,
+            };
+            list::list(&settings, listing).await
+        }
         Command::Show { id, json } => show::show(&settings, &id, json).await,
         Command::Retry { ids, all_failed } => verbs::retry(&settings, &ids, all_failed).await,
         Command::Cancel { ids } => verbs::cancel(&settings, &ids).await,
@@ -115,6 +145,22 @@ fn file_ids(values: &[String]) -> Result<Vec<i64>> {
 fn rfc3339(millis: Millis) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(millis.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn task_json(task: &Task) -> serde_json::Value {
+    json!({
+        "task_id": task.task_id,
+        "api": task.api,
+        "state": task.state,
+        "polls": task.polls,
+        "minimax_status": task.minimax_status,
+        "file_id": task.file_id,
+        "last_error": task.last_error,
+        "next_poll_at": (task.state == TaskState::Generating).then(|| rfc3339(task.next_poll_at)),
+        "deadline_at": rfc3339(task.deadline_at),
+        "created_at": rfc3339(task.created_at),
+        "updated_at": rfc3339(task.updated_at),
+    })
 }
 
 fn job_json(job: &Job) -> serde_json::Value {

@@ -1,11 +1,11 @@
-//! `show`: one job and its history.
+//! `show`: one job and its history, or one generation task.
 
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use super::{file_ids, job_json, open_queue_to_read, rfc3339};
+use super::{file_ids, job_json, open_queue_to_read, rfc3339, task_json};
 use crate::config::Settings;
-use crate::queue::{JobEvent, JobState, state};
+use crate::queue::{JobEvent, JobState, Task, TaskState, state};
 use crate::runtime::exit;
 
 fn event_json(event: &JobEvent) -> serde_json::Value {
@@ -20,8 +20,15 @@ fn event_json(event: &JobEvent) -> serde_json::Value {
 pub async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8> {
     let id = file_ids(&[raw_id.to_string()])?[0];
     let queue = open_queue_to_read(settings).await?;
+    let task = queue.get_task(id).await?;
     let Some(job) = queue.get(id).await? else {
-        bail!("file {id} is not in the queue at {}", queue.location());
+        return match task {
+            Some(task) => show_task(&task, as_json),
+            None => bail!(
+                "{id} is neither a file nor a task in the queue at {}",
+                queue.location()
+            ),
+        };
     };
     let events = queue.events(id).await?;
     if as_json {
@@ -30,6 +37,9 @@ pub async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8
         value["next_attempt_at"] = json!(rfc3339(job.next_attempt_at));
         value["lease_owner"] = json!(job.lease_owner);
         value["events"] = events.iter().map(event_json).collect();
+        if let Some(task) = &task {
+            value["task"] = task_json(task);
+        }
         out!("{value}");
         return Ok(exit::OK);
     }
@@ -78,5 +88,39 @@ pub async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8
             e.message.as_deref().unwrap_or("")
         );
     }
+    if let Some(task) = task {
+        out!("task:");
+        return show_task(&task, false);
+    }
+    Ok(exit::OK)
+}
+
+/// A generation task: where it is, what MiniMax last said, what it became.
+fn show_task(task: &Task, as_json: bool) -> Result<u8> {
+    if as_json {
+        out!("{}", task_json(task));
+        return Ok(exit::OK);
+    }
+    out!("task_id        {} ({})", task.task_id, task.api);
+    out!("state          {}", task.state);
+    out!("polls          {}", task.polls);
+    if let Some(status) = &task.minimax_status {
+        out!("minimax says   {status}");
+    }
+    match (task.state, task.file_id) {
+        (TaskState::Generating, _) => {
+            out!("next poll      {}", rfc3339(task.next_poll_at));
+            out!("deadline       {}", rfc3339(task.deadline_at));
+        }
+        (TaskState::Done, Some(file_id)) => {
+            out!("job            {file_id} (minimax-dl show {file_id})")
+        }
+        _ => {}
+    }
+    if let Some(err) = &task.last_error {
+        out!("last error     {err}");
+    }
+    out!("created        {}", rfc3339(task.created_at));
+    out!("updated        {}", rfc3339(task.updated_at));
     Ok(exit::OK)
 }

@@ -1,4 +1,5 @@
-//! `status`: the counts of each state, how long the oldest due job has
+//! `status`: the counts of each state (jobs, then generation tasks), how
+//! long the oldest due job has
 //! waited, the API-call window, and any cooldown or pause every process
 //! sharing the queue obeys.
 
@@ -10,12 +11,15 @@ use serde_json::json;
 use super::open_queue_to_read;
 use crate::config::Settings;
 use crate::gate::WINDOW;
-use crate::queue::{FleetState, JobState, Queue, StatusCounts, describe_delay, now_millis};
+use crate::queue::{
+    FleetState, JobState, Queue, StatusCounts, TaskCounts, describe_delay, now_millis,
+};
 use crate::runtime::exit;
 
 /// Everything `status` shows, read in one go.
 struct Overview {
     counts: StatusCounts,
+    tasks: TaskCounts,
     /// How long the earliest due queued job has been waiting, if one is due.
     oldest_due_waiting: Option<Duration>,
     api_calls: u64,
@@ -32,6 +36,7 @@ async fn overview(queue: &Queue) -> Result<Overview> {
         .map(|due| Duration::from_millis((now - due) as u64));
     Ok(Overview {
         counts,
+        tasks: queue.task_counts().await?,
         oldest_due_waiting,
         api_calls: queue.api_calls_in_window(WINDOW).await?,
         fleet: queue.fleet_state().await?,
@@ -49,6 +54,15 @@ pub async fn status(settings: &Settings, as_json: bool) -> Result<u8> {
     for state in JobState::ALL {
         out!("{:<10} {}", state.as_str(), seen.counts.get(state));
     }
+    let tasks = &seen.tasks;
+    out!(
+        "{:<10} {} tasks (finished {}, failed {}, cancelled {})",
+        "generating",
+        tasks.generating,
+        tasks.done,
+        tasks.failed,
+        tasks.cancelled
+    );
     out!("{:<10} {}", "bytes", seen.counts.bytes_done);
     match seen.oldest_due_waiting {
         Some(waited) => out!(
@@ -91,6 +105,7 @@ fn as_json_line(seen: &Overview, cap: u32) -> serde_json::Value {
         "api_calls_last_window": seen.api_calls,
         "window_s": WINDOW.as_secs(),
         "requests_per_minute": cap,
+        "tasks": seen.tasks,
         "cooldown_s": secs(seen.fleet.cooldown),
         "pause": seen.fleet.pause.as_ref().map(|p| json!({
             "message": p.message,

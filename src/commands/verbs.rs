@@ -1,4 +1,5 @@
-//! `retry` and `cancel`: the user verbs that change jobs.
+//! `retry` and `cancel`: the user verbs that change jobs (and, for an id
+//! no job has, the generation task of that id).
 
 use std::time::Duration;
 
@@ -38,14 +39,47 @@ pub async fn retry(settings: &Settings, raw: &[String], all_failed: bool) -> Res
         return Ok(exit::OK);
     }
     let ids = file_ids(raw)?;
-    let outcomes = queue.retry(&ids).await?;
+    let mut outcomes = queue.retry(&ids).await?;
+    let tasks = unknown(&outcomes);
+    if !tasks.is_empty() {
+        let polled = queue.retry_tasks(&tasks, settings.tasks.deadline).await?;
+        take_task_outcomes(&mut outcomes, polled);
+    }
     report_verb("requeued", &outcomes)
+}
+
+/// Ids no job has: they may name generation tasks.
+fn unknown(outcomes: &[(i64, VerbOutcome)]) -> Vec<i64> {
+    outcomes
+        .iter()
+        .filter(|(_, o)| *o == VerbOutcome::Unknown)
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// The tasks' outcomes in place of "not in the queue".
+fn take_task_outcomes(outcomes: &mut [(i64, VerbOutcome)], tasks: Vec<(i64, VerbOutcome)>) {
+    for (id, task) in tasks {
+        if let Some(slot) = outcomes
+            .iter_mut()
+            .find(|(i, o)| *i == id && *o == VerbOutcome::Unknown)
+        {
+            slot.1 = match task {
+                VerbOutcome::Refused(why) => VerbOutcome::Refused(format!("task {why}")),
+                other => other,
+            };
+        }
+    }
 }
 
 pub async fn cancel(settings: &Settings, raw: &[String]) -> Result<u8> {
     let ids = file_ids(raw)?;
     let queue = open_queue(settings).await?;
-    let outcomes = queue.cancel(&ids).await?;
+    let mut outcomes = queue.cancel(&ids).await?;
+    let tasks = unknown(&outcomes);
+    if !tasks.is_empty() {
+        take_task_outcomes(&mut outcomes, queue.cancel_tasks(&tasks).await?);
+    }
     // Wait for live workers to confirm (they check every second).
     let asked: Vec<i64> = outcomes
         .iter()

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 mod heartbeat;
 mod outage;
+mod poller;
 mod pool;
 mod probe;
 pub mod single;
@@ -37,6 +38,8 @@ pub struct RunOptions {
     pub concurrency: u32,
     pub exit_when_idle: bool,
     pub probe_interval: Duration,
+    /// How generation tasks are polled (the pool runs their poller).
+    pub tasks: crate::config::TaskSettings,
 }
 
 /// Why the pool returned.

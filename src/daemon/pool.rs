@@ -76,6 +76,13 @@ pub async fn run(
     reloads: Option<watch::Receiver<Option<Reload>>>,
 ) -> Result<RunEnd, QueueError> {
     let tasks = Tasks::start(&engine).await?;
+    let poller_stop = shutdown.child_token();
+    let poller = tokio::spawn(super::poller::run(
+        engine.clone(),
+        options.tasks,
+        tasks.reporter(),
+        poller_stop.clone(),
+    ));
     let concurrency = options.concurrency.max(1);
     let pool = Pool {
         engine,
@@ -90,7 +97,10 @@ pub async fn run(
         probe_early: false,
         outage: None,
     };
-    pool.run().await
+    let end = pool.run().await;
+    poller_stop.cancel();
+    let _ = poller.await;
+    end
 }
 
 /// The workers of `run`: up to `concurrency` jobs at a time.

@@ -21,11 +21,14 @@ pub(super) type Running = Arc<Mutex<HashMap<i64, (String, JobControl)>>>;
 /// One job's turn as its task reports it.
 pub(super) type Report = (i64, Result<Outcome, QueueError>);
 
+/// Where reports go: the pool takes them before its next claim.
+pub(super) type Reporter = mpsc::UnboundedSender<Report>;
+
 pub(super) struct Tasks {
     engine: Engine,
     tracker: TaskTracker,
     running: Running,
-    done_tx: mpsc::UnboundedSender<Report>,
+    done_tx: Reporter,
     done_rx: mpsc::UnboundedReceiver<Report>,
     heartbeat_stop: CancellationToken,
 }
@@ -63,6 +66,12 @@ impl Tasks {
 
     pub fn in_flight(&self) -> usize {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// A sender of reports for work that is not a job of this tracker
+    /// (the task poller's pauses).
+    pub fn reporter(&self) -> Reporter {
+        self.done_tx.clone()
     }
 
     /// Has a task reported an outcome not yet taken?

@@ -17,7 +17,6 @@ pub mod events;
 pub mod identity;
 mod pipeline;
 pub mod policy;
-pub mod task_policy;
 
 use std::time::Duration;
 

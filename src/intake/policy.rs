@@ -7,23 +7,21 @@ use std::time::Duration;
 
 use crate::api::{ErrorClass, TaskStatus};
 
-/// Never poll one task more often than this: MiniMax suggests about 10 s.
-pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(10);
+pub use crate::config::MIN_TASK_POLL_INTERVAL as MIN_POLL_INTERVAL;
 /// Longest wait between two polls of a long generation.
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
 /// How long a poll slot is held by the process that took it: past this a
 /// poller that died is replaced (a second query of the same task is
 /// harmless, so this is only about not polling twice in a row).
 pub const POLL_SLOT: Duration = Duration::from_secs(60);
-/// How long a task may generate before it is given up (`task_deadline`).
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 
 /// The wait before the next poll of a task generating for `age`: every
-/// 10 s for the first minutes (most videos take a few), then a tenth of
-/// its age, up to 5 minutes, so a generation that takes hours costs a
-/// few dozen calls instead of hundreds.
-pub fn poll_interval(age: Duration) -> Duration {
-    (age / 10).clamp(MIN_POLL_INTERVAL, MAX_POLL_INTERVAL)
+/// `floor` ([`MIN_POLL_INTERVAL`] but in tests) for the first minutes
+/// (most videos take a few), then a tenth of its age, up to 5 minutes, so
+/// a generation that takes hours costs a few dozen calls instead of
+/// hundreds.
+pub fn poll_interval(age: Duration, floor: Duration) -> Duration {
+    (age / 10).clamp(floor, MAX_POLL_INTERVAL.max(floor))
 }
 
 /// What a poll answered, as the policy needs it.
@@ -48,19 +46,30 @@ pub enum PollStep {
     /// Ended without a file: the task fails with this message.
     Fail(String),
     /// An account-level answer: the task's slot goes back unused and the
-    /// pool pauses until a probe succeeds.
-    Pause(String),
+    /// pool pauses until a probe succeeds (`pause`: how long the API asked).
+    Pause {
+        message: String,
+        pause: Option<Duration>,
+    },
 }
 
-/// The step after one poll. `cooldown`: what is left of the rate-limit
-/// cooldown (a task is not polled again before it ends).
-pub fn after_poll(
-    answer: PollAnswer<'_>,
-    age: Duration,
-    past_deadline: Option<Duration>,
-    cooldown: Duration,
-) -> PollStep {
-    let next = poll_interval(age);
+/// When a poll happened, as the policy needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PollTime {
+    /// How long the task has been in the queue.
+    pub age: Duration,
+    /// The shortest wait between polls ([`MIN_POLL_INTERVAL`]).
+    pub floor: Duration,
+    /// The task's deadline (its length) when it has passed.
+    pub past_deadline: Option<Duration>,
+    /// What is left of the rate-limit cooldown: no poll before it ends.
+    pub cooldown: Duration,
+}
+
+/// The step after one poll.
+pub fn after_poll(answer: PollAnswer<'_>, when: PollTime) -> PollStep {
+    let next = poll_interval(when.age, when.floor);
+    let (past_deadline, cooldown) = (when.past_deadline, when.cooldown);
     let step = match answer {
         PollAnswer::Status(TaskStatus::File(id)) => return PollStep::File(*id),
         PollAnswer::Status(TaskStatus::Video(_)) => return PollStep::Video,
@@ -73,8 +82,11 @@ pub fn after_poll(
             after: next,
             note: format!("MiniMax says {word:?}, a status it does not document: polling on"),
         },
-        PollAnswer::Error(ErrorClass::Account { .. }, message) => {
-            return PollStep::Pause(message.to_string());
+        PollAnswer::Error(ErrorClass::Account { pause }, message) => {
+            return PollStep::Pause {
+                message: message.to_string(),
+                pause,
+            };
         }
         PollAnswer::Error(ErrorClass::Permanent, message) => {
             return PollStep::Fail(message.to_string());
@@ -112,18 +124,39 @@ mod tests {
 
     const MIN: Duration = Duration::from_secs(60);
 
+    fn at(age: Duration, past_deadline: Option<Duration>, cooldown: Duration) -> PollTime {
+        PollTime {
+            age,
+            floor: MIN_POLL_INTERVAL,
+            past_deadline,
+            cooldown,
+        }
+    }
+
     #[test]
     fn polls_come_every_ten_seconds_then_back_off_to_five_minutes() {
-        assert_eq!(poll_interval(Duration::ZERO), MIN_POLL_INTERVAL);
-        assert_eq!(poll_interval(MIN), MIN_POLL_INTERVAL);
-        assert_eq!(poll_interval(2 * MIN), Duration::from_secs(12));
-        assert_eq!(poll_interval(10 * MIN), MIN);
-        assert_eq!(poll_interval(50 * MIN), MAX_POLL_INTERVAL);
-        assert_eq!(poll_interval(24 * 60 * MIN), MAX_POLL_INTERVAL);
+        assert_eq!(
+            poll_interval(Duration::ZERO, MIN_POLL_INTERVAL),
+            MIN_POLL_INTERVAL
+        );
+        assert_eq!(poll_interval(MIN, MIN_POLL_INTERVAL), MIN_POLL_INTERVAL);
+        assert_eq!(
+            poll_interval(2 * MIN, MIN_POLL_INTERVAL),
+            Duration::from_secs(12)
+        );
+        assert_eq!(poll_interval(10 * MIN, MIN_POLL_INTERVAL), MIN);
+        assert_eq!(
+            poll_interval(50 * MIN, MIN_POLL_INTERVAL),
+            MAX_POLL_INTERVAL
+        );
+        assert_eq!(
+            poll_interval(24 * 60 * MIN, MIN_POLL_INTERVAL),
+            MAX_POLL_INTERVAL
+        );
         // Never more often than every 10 s, and monotonic in the age.
         let mut last = Duration::ZERO;
         for minutes in 0..2000 {
-            let wait = poll_interval(MIN * minutes);
+            let wait = poll_interval(MIN * minutes, MIN_POLL_INTERVAL);
             assert!(wait >= MIN_POLL_INTERVAL && wait >= last);
             last = wait;
         }
@@ -134,28 +167,38 @@ mod tests {
         // Polls of a task that generates for 6 hours.
         let (mut age, mut polls) = (Duration::ZERO, 0);
         while age < 360 * MIN {
-            age += poll_interval(age);
+            age += poll_interval(age, MIN_POLL_INTERVAL);
             polls += 1;
         }
         assert!(polls < 120, "{polls} polls");
     }
 
     #[test]
+    fn a_test_floor_shortens_the_first_polls_only() {
+        let floor = Duration::from_millis(50);
+        assert_eq!(poll_interval(Duration::ZERO, floor), floor);
+        assert_eq!(poll_interval(50 * MIN, floor), MAX_POLL_INTERVAL);
+    }
+
+    #[test]
     fn finished_tasks_hand_over_or_fail() {
         let file = TaskStatus::File(9);
         assert_eq!(
-            after_poll(PollAnswer::Status(&file), MIN, None, Duration::ZERO),
+            after_poll(PollAnswer::Status(&file), at(MIN, None, Duration::ZERO)),
             PollStep::File(9)
         );
         let video = TaskStatus::Video(Url::parse("https://c/v.mp4").unwrap());
         assert_eq!(
-            after_poll(PollAnswer::Status(&video), MIN, Some(MIN), Duration::ZERO),
+            after_poll(
+                PollAnswer::Status(&video),
+                at(MIN, Some(MIN), Duration::ZERO)
+            ),
             PollStep::Video,
             "a result that came in time past the deadline is still taken"
         );
         let failed = TaskStatus::Failed("sensitive content".into());
         assert_eq!(
-            after_poll(PollAnswer::Status(&failed), MIN, None, Duration::ZERO),
+            after_poll(PollAnswer::Status(&failed), at(MIN, None, Duration::ZERO)),
             PollStep::Fail("sensitive content".into())
         );
     }
@@ -163,14 +206,17 @@ mod tests {
     #[test]
     fn unknown_statuses_and_passing_errors_are_polled_again() {
         let odd = TaskStatus::Unrecognised("Unknown".into());
-        let step = after_poll(PollAnswer::Status(&odd), MIN, None, Duration::ZERO);
+        let step = after_poll(PollAnswer::Status(&odd), at(MIN, None, Duration::ZERO));
         assert!(matches!(step, PollStep::Again { after, .. } if after == MIN_POLL_INTERVAL));
         for class in [ErrorClass::Transient, ErrorClass::Unknown] {
-            let step = after_poll(PollAnswer::Error(class, "502"), MIN, None, Duration::ZERO);
+            let step = after_poll(
+                PollAnswer::Error(class, "502"),
+                at(MIN, None, Duration::ZERO),
+            );
             assert!(matches!(step, PollStep::Again { note, .. } if note == "502"));
         }
         let limited = ErrorClass::RateLimited { retry_after: None };
-        let step = after_poll(PollAnswer::Error(limited, "1002"), MIN, None, 5 * MIN);
+        let step = after_poll(PollAnswer::Error(limited, "1002"), at(MIN, None, 5 * MIN));
         assert!(matches!(step, PollStep::Again { after, .. } if after == 5 * MIN));
     }
 
@@ -180,18 +226,17 @@ mod tests {
         assert_eq!(
             after_poll(
                 PollAnswer::Error(account, "1004"),
-                MIN,
-                None,
-                Duration::ZERO
+                at(MIN, None, Duration::ZERO)
             ),
-            PollStep::Pause("1004".into())
+            PollStep::Pause {
+                message: "1004".into(),
+                pause: None
+            }
         );
         assert_eq!(
             after_poll(
                 PollAnswer::Error(ErrorClass::Permanent, "invalid task_id"),
-                MIN,
-                None,
-                Duration::ZERO
+                at(MIN, None, Duration::ZERO)
             ),
             PollStep::Fail("invalid task_id".into())
         );
@@ -203,9 +248,7 @@ mod tests {
         let deadline = 24 * 60 * MIN;
         let PollStep::Fail(message) = after_poll(
             PollAnswer::Status(&running),
-            deadline,
-            Some(deadline),
-            Duration::ZERO,
+            at(deadline, Some(deadline), Duration::ZERO),
         ) else {
             panic!("past the deadline");
         };
@@ -215,9 +258,7 @@ mod tests {
         );
         let step = after_poll(
             PollAnswer::Error(ErrorClass::Transient, "502"),
-            deadline,
-            Some(deadline),
-            Duration::ZERO,
+            at(deadline, Some(deadline), Duration::ZERO),
         );
         assert!(matches!(step, PollStep::Fail(_)));
     }

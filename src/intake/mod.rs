@@ -1,0 +1,21 @@
+//! Task intake: MiniMax generation tasks in, downloads out. A task waits
+//! in the queue while it generates, is polled under the rate gate like
+//! every API call, and once finished becomes a job like any file id.
+//!
+//! - [`policy`] (pure): the poll schedule, and what one poll means.
+//! - [`poll`]: one poll of one task: gate, query, record.
+//! - [`sync`]: `minimax-dl sync`: the v2 task list, page by page, into
+//!   the queue.
+//! - [`callback`]: what a callback MiniMax POSTs does to the queue.
+//!
+//! Imports `worker` (the [`Engine`](crate::worker::Engine)), `api`,
+//! `gate` and `queue`; never `daemon`, `commands`, `runtime` or `demo`.
+
+pub mod callback;
+pub mod policy;
+pub mod poll;
+pub mod sync;
+
+pub use callback::{CallbackReply, apply_callback};
+pub use poll::{Polled, poll_task};
+pub use sync::{SyncError, SyncOptions, SyncReport, sync};
