@@ -64,6 +64,9 @@ pub struct FileConfig {
     pub read_timeout_secs: Option<u64>,
     pub probe_interval_secs: Option<u64>,
     pub log_format: Option<LogFormat>,
+    pub listen: Option<String>,
+    pub listen_public: Option<bool>,
+    pub listen_token: Option<SecretString>,
 }
 
 impl FileConfig {
@@ -84,6 +87,8 @@ pub struct Overrides {
     pub concurrency: Option<u32>,
     pub segments: Option<u32>,
     pub log_format: Option<LogFormat>,
+    /// `run --listen ADDR`.
+    pub listen: Option<String>,
 }
 
 /// Everything a command needs to know, resolved and validated.
@@ -107,7 +112,24 @@ pub struct Settings {
     pub read_timeout: Duration,
     pub probe_interval: Duration,
     pub log_format: LogFormat,
+    /// `run --listen`: where to serve metrics, health and the dashboard.
+    pub listen: Option<ListenSettings>,
 }
+
+/// Where `run` serves `/metrics`, the health checks and the dashboard.
+#[derive(Clone, Debug)]
+pub struct ListenSettings {
+    /// `host:port`, as the user wrote it (resolved when bound).
+    pub addr: String,
+    /// `listen_public = true`: the user asked to serve beyond loopback.
+    pub public: bool,
+    /// Enables the dashboard's retry and cancel buttons for whoever
+    /// presents it. Never printed (`SecretString`).
+    pub token: Option<SecretString>,
+}
+
+/// Shortest `listen_token`: shorter ones are guessable.
+pub const MIN_LISTEN_TOKEN: usize = 16;
 
 pub const DEFAULT_CONCURRENCY: u32 = 4;
 /// One retrieve call a second: well inside the RPM limits MiniMax documents
@@ -283,9 +305,62 @@ impl Settings {
             read_timeout: seconds(file.read_timeout_secs, "read_timeout_secs", 60)?,
             probe_interval: seconds(file.probe_interval_secs, "probe_interval_secs", 60)?,
             log_format: overrides.log_format.or(file.log_format).unwrap_or_default(),
+            listen: resolve_listen(
+                overrides,
+                env,
+                (file.listen, file.listen_public, file.listen_token),
+                &file_origin,
+            )?,
             config_path,
         })
     }
+}
+
+/// The listener: `--listen` > `MINIMAX_DL_LISTEN` > `listen`; the token
+/// from `MINIMAX_DL_LISTEN_TOKEN` > `listen_token`. Off when no address is
+/// given anywhere.
+fn resolve_listen(
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    (addr, public, token): (Option<String>, Option<bool>, Option<SecretString>),
+    file_origin: &dyn Fn(&str) -> String,
+) -> Result<Option<ListenSettings>, ConfigError> {
+    use secrecy::ExposeSecret;
+    let env_nonempty = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let Some(addr) = overrides
+        .listen
+        .clone()
+        .or_else(|| env_nonempty("MINIMAX_DL_LISTEN"))
+        .or(addr)
+        .map(|a| a.trim().to_string())
+    else {
+        return Ok(None);
+    };
+    let (token, origin) = match env_nonempty("MINIMAX_DL_LISTEN_TOKEN") {
+        Some(v) => (
+            Some(SecretString::from(v.trim().to_string())),
+            "environment variable MINIMAX_DL_LISTEN_TOKEN".to_string(),
+        ),
+        None => (token, file_origin("listen_token")),
+    };
+    if let Some(t) = &token {
+        let t = t.expose_secret();
+        let printable = t.chars().all(|c| c.is_ascii_graphic());
+        if t.len() < MIN_LISTEN_TOKEN || !printable {
+            return Err(ConfigError::Invalid {
+                origin,
+                message: format!(
+                    "the token must be at least {MIN_LISTEN_TOKEN} printable ASCII characters \
+                     without spaces (e.g. `openssl rand -hex 16`)"
+                ),
+            });
+        }
+    }
+    Ok(Some(ListenSettings {
+        addr,
+        public: public.unwrap_or(false),
+        token,
+    }))
 }
 
 /// Which config file to read, and whether it must exist (it must when the

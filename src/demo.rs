@@ -313,6 +313,7 @@ fn settings(sim: &Simulator, dir: &Path) -> Result<Settings> {
         read_timeout: Duration::from_secs(10),
         probe_interval: Duration::from_secs(5),
         log_format: LogFormat::Text,
+        listen: None,
     })
 }
 

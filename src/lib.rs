@@ -24,6 +24,7 @@
 //!   stdout lines that never panic.
 
 pub mod api;
+pub mod build_info;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -33,6 +34,7 @@ pub mod fetch;
 pub mod gate;
 pub mod http;
 pub mod ids;
+pub mod metrics;
 pub mod partial;
 pub mod progress;
 pub mod queue;

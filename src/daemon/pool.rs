@@ -90,6 +90,7 @@ impl Pool {
         let end = loop {
             // Outcomes first: a pause must stop claiming before the next claim.
             self.take_outcomes();
+            self.report_pause();
             if self.shutdown.is_cancelled() {
                 break RunEnd::Stopped;
             }
@@ -131,6 +132,15 @@ impl Pool {
                 Err(e) => error!(file_id, "queue error while recording a job: {e}"),
             }
         }
+    }
+
+    /// Tells the observers (metrics, `/readyz`) whether the pool is paused,
+    /// why, and how long until the next probe.
+    fn report_pause(&self) {
+        let now = tokio::time::Instant::now();
+        let pause = self.pause.as_ref();
+        let pause = pause.map(|(problem, at)| (problem, at.saturating_duration_since(now)));
+        self.engine.observer.paused(pause);
     }
 
     /// Applies the newest reload, if one came; a reload also lifts a pause.

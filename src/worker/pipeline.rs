@@ -59,15 +59,26 @@ impl ProgressSink for JobSink<'_> {
                 .observer
                 .size_known(self.file_id, expected.bytes);
         }
-        self.engine
+        let began = std::time::Instant::now();
+        let recorded = self
+            .engine
             .queue
             .checkpoint(self.file_id, self.owner, state, expected)
-            .await
-            .map_err(CheckpointError::from)
+            .await;
+        self.engine.observer.checkpointed(began.elapsed());
+        recorded.map_err(CheckpointError::from)
     }
 
     fn transferred(&self, bytes: u64) {
         self.engine.observer.transferred(self.file_id, bytes);
+    }
+
+    fn synced(&self, took: Duration) {
+        self.engine.observer.synced(took);
+    }
+
+    fn restarted(&self) {
+        self.engine.observer.restarted(self.file_id);
     }
 }
 
@@ -199,6 +210,9 @@ async fn resolve(
         _ = control.cancel.cancelled() => return Ok(Err(Failure::Stopped)),
         r = api.retrieve(file_id) => r,
     };
+    engine
+        .observer
+        .api_called(retrieved.as_ref().map(|_| ()));
     match retrieved {
         Ok(info) => {
             engine.gate.succeeded();
@@ -456,6 +470,7 @@ fn weigh_api(engine: &Engine, e: ApiError) -> (ErrorClass, String, Option<Durati
     let class = e.class();
     if let ErrorClass::RateLimited { retry_after } = class {
         let wait = engine.gate.rate_limited(retry_after);
+        engine.observer.rate_limited(wait);
         warn!(
             "rate limited by the API; the whole pool waits {}s",
             wait.as_secs()
