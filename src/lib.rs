@@ -34,6 +34,7 @@ pub mod fetch;
 pub mod gate;
 pub mod http;
 pub mod ids;
+pub mod listen;
 pub mod metrics;
 pub mod partial;
 pub mod progress;

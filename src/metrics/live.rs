@@ -21,6 +21,8 @@ pub struct RateMeter {
     window_start: Instant,
     window_bytes: u64,
     rate: f64,
+    /// A whole window has been measured (before that, the rate so far).
+    measured: bool,
 }
 
 impl RateMeter {
@@ -29,6 +31,7 @@ impl RateMeter {
             window_start: now,
             window_bytes: 0,
             rate: 0.0,
+            measured: false,
         }
     }
 
@@ -39,13 +42,15 @@ impl RateMeter {
             self.rate = self.window_bytes as f64 / elapsed.as_secs_f64();
             self.window_start = now;
             self.window_bytes = 0;
+            self.measured = true;
         }
     }
 
     pub fn rate(&self, now: Instant) -> f64 {
         let elapsed = now.saturating_duration_since(self.window_start);
-        if elapsed >= 2 * RATE_WINDOW {
-            self.window_bytes as f64 / elapsed.as_secs_f64()
+        let so_far = || self.window_bytes as f64 / elapsed.as_secs_f64();
+        if elapsed >= 2 * RATE_WINDOW || (!self.measured && !elapsed.is_zero()) {
+            so_far()
         } else {
             self.rate
         }
@@ -179,8 +184,9 @@ mod tests {
     fn the_rate_is_the_last_second_and_decays_when_the_transfer_stalls() {
         let t0 = Instant::now();
         let mut m = RateMeter::new(t0);
+        assert_eq!(m.rate(t0), 0.0);
         m.add(500_000, t0 + Duration::from_millis(500));
-        assert_eq!(m.rate(t0 + Duration::from_millis(600)), 0.0, "no full window yet");
+        assert_eq!(m.rate(t0 + Duration::from_millis(500)), 1_000_000.0, "the rate so far");
         m.add(500_000, t0 + Duration::from_secs(1));
         assert_eq!(m.rate(t0 + Duration::from_millis(1500)), 1_000_000.0);
         // Nothing for 4 s: the rate shown falls to what came in since.
