@@ -874,6 +874,62 @@ mod tests {
     }
 
     #[test]
+    fn the_listener_is_off_unless_an_address_is_given_and_the_flag_wins() {
+        let env = env_of(&[("HOME", "/h"), ("MINIMAX_DL_LISTEN", "127.0.0.1:2")]);
+        let none = Settings::resolve(
+            &Overrides::default(),
+            &env_of(&[("HOME", "/h")]),
+            None,
+            file(""),
+        );
+        assert!(none.unwrap().listen.is_none());
+        let f = || file("listen = \"127.0.0.1:3\"\nlisten_public = true\n");
+        let s = Settings::resolve(&Overrides::default(), &env_of(&[("HOME", "/h")]), None, f());
+        let l = s.unwrap().listen.unwrap();
+        assert_eq!((l.addr.as_str(), l.public), ("127.0.0.1:3", true));
+        let s = Settings::resolve(&Overrides::default(), &env, None, f()).unwrap();
+        assert_eq!(s.listen.unwrap().addr, "127.0.0.1:2");
+        let flag = Overrides {
+            listen: Some("127.0.0.1:1".into()),
+            ..Overrides::default()
+        };
+        let s = Settings::resolve(&flag, &env, None, f()).unwrap();
+        assert_eq!(s.listen.unwrap().addr, "127.0.0.1:1");
+    }
+
+    #[test]
+    fn a_short_listen_token_is_refused_naming_its_origin_not_its_value() {
+        let resolve = |env: &[(&str, &str)], text: &str| {
+            Settings::resolve(
+                &Overrides::default(),
+                &env_of(env),
+                Some("/c.toml".into()),
+                file(text),
+            )
+        };
+        let err = resolve(
+            &[("HOME", "/h")],
+            "listen = \"127.0.0.1:1\"\nlisten_token = \"abc\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("listen_token") && err.contains("16"), "{err}");
+        assert!(!err.contains("abc"), "{err}");
+        let env = [
+            ("HOME", "/h"),
+            ("MINIMAX_DL_LISTEN_TOKEN", "env-token-0123456789"),
+        ];
+        let s = resolve(
+            &env,
+            "listen = \"127.0.0.1:1\"\nlisten_token = \"file-token-0123456789\"",
+        )
+        .unwrap();
+        let token = s.listen.as_ref().unwrap().token.as_ref().unwrap();
+        assert_eq!(token.expose_secret(), "env-token-0123456789");
+        assert!(!format!("{s:?}").contains("env-token"), "never printed");
+    }
+
+    #[test]
     fn the_example_config_parses_and_matches_the_defaults() {
         let text = include_str!("../config.example.toml");
         let parsed = FileConfig::parse(text, Path::new("config.example.toml")).unwrap();
@@ -889,5 +945,6 @@ mod tests {
         assert_eq!(s.read_timeout, d.read_timeout);
         assert_eq!(s.connect_timeout, d.connect_timeout);
         assert_eq!(s.probe_interval, d.probe_interval);
+        assert!(s.listen.is_none() && d.listen.is_none());
     }
 }

@@ -106,7 +106,9 @@ async fn serve_ops(
         None => None,
     };
     if listen.public && actions.is_none() {
-        warn!("listening beyond loopback: anyone who can reach the port sees the dashboard and metrics");
+        warn!(
+            "listening beyond loopback: anyone who can reach the port sees the dashboard and metrics"
+        );
     }
     let addr = bound
         .local_addr()

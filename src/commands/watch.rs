@@ -27,7 +27,10 @@ pub async fn watch(settings: &Settings, as_json: bool, interval: Duration) -> Re
         let block = report(&queue, as_json)
             .await
             .unwrap_or_else(|e| format!("cannot read the queue: {e:#}"));
-        out!("{}", frame(&block, SystemTime::now(), interval, tty, as_json));
+        out!(
+            "{}",
+            frame(&block, SystemTime::now(), interval, tty, as_json)
+        );
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(interval) => {}
@@ -59,9 +62,18 @@ mod tests {
 
     #[test]
     fn a_terminal_is_redrawn_in_place_under_a_header() {
-        let f = frame("queued 1", SystemTime::UNIX_EPOCH + AT, Duration::from_secs(2), true, false);
+        let f = frame(
+            "queued 1",
+            SystemTime::UNIX_EPOCH + AT,
+            Duration::from_secs(2),
+            true,
+            false,
+        );
         assert!(f.starts_with(CLEAR), "{f:?}");
-        assert!(f.contains("Every 2s") && f.contains("2023-11-14T22:13:20Z"), "{f:?}");
+        assert!(
+            f.contains("Every 2s") && f.contains("2023-11-14T22:13:20Z"),
+            "{f:?}"
+        );
         assert!(f.ends_with("\n\nqueued 1"), "{f:?}");
     }
 

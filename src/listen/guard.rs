@@ -62,7 +62,10 @@ pub fn cross_site(origin: Option<&str>, fetch_site: Option<&str>, host: Option<&
 /// the digests is compared.
 pub fn token_matches(presented: &str, configured: &str) -> bool {
     let (a, b) = (Sha256::digest(presented), Sha256::digest(configured));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 #[cfg(test)]
@@ -83,10 +86,21 @@ mod tests {
 
     #[test]
     fn a_loopback_listener_answers_only_names_of_this_machine() {
-        for host in ["127.0.0.1:9898", "localhost:1", "LOCALHOST", "[::1]:9898", "127.1.2.3"] {
+        for host in [
+            "127.0.0.1:9898",
+            "localhost:1",
+            "LOCALHOST",
+            "[::1]:9898",
+            "127.1.2.3",
+        ] {
             assert!(host_allowed(Some(host), false), "{host}");
         }
-        for host in ["evil.example:9898", "192.0.2.7", "[2001:db8::1]:80", "localhost.evil.example"] {
+        for host in [
+            "evil.example:9898",
+            "192.0.2.7",
+            "[2001:db8::1]:80",
+            "localhost.evil.example",
+        ] {
             assert!(!host_allowed(Some(host), false), "{host}");
         }
         assert!(!host_allowed(None, false), "HTTP/1.1 requires Host");
@@ -97,7 +111,11 @@ mod tests {
     fn cross_site_requests_are_told_apart_from_the_page_and_from_scripts() {
         let host = Some("127.0.0.1:9898");
         assert!(!cross_site(None, None, host), "curl");
-        assert!(!cross_site(Some("http://127.0.0.1:9898"), Some("same-origin"), host));
+        assert!(!cross_site(
+            Some("http://127.0.0.1:9898"),
+            Some("same-origin"),
+            host
+        ));
         assert!(cross_site(Some("http://evil.example"), None, host));
         assert!(cross_site(Some("null"), None, host));
         assert!(cross_site(None, Some("cross-site"), host));

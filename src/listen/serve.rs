@@ -73,10 +73,8 @@ async fn check_request(
         ));
     }
     let body_max = usize::try_from(limits.body_max).unwrap_or(usize::MAX);
-    let request =
-        request.map(|body| Body::new(http_body_util::Limited::new(body, body_max)));
-    let mut response = match tokio::time::timeout(limits.request_timeout, next.run(request)).await
-    {
+    let request = request.map(|body| Body::new(http_body_util::Limited::new(body, body_max)));
+    let mut response = match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => closing(problem(
             StatusCode::REQUEST_TIMEOUT,
@@ -85,7 +83,10 @@ async fn check_request(
     };
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     headers
         .entry(header::CACHE_CONTROL)

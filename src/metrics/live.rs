@@ -186,7 +186,11 @@ mod tests {
         let mut m = RateMeter::new(t0);
         assert_eq!(m.rate(t0), 0.0);
         m.add(500_000, t0 + Duration::from_millis(500));
-        assert_eq!(m.rate(t0 + Duration::from_millis(500)), 1_000_000.0, "the rate so far");
+        assert_eq!(
+            m.rate(t0 + Duration::from_millis(500)),
+            1_000_000.0,
+            "the rate so far"
+        );
         m.add(500_000, t0 + Duration::from_secs(1));
         assert_eq!(m.rate(t0 + Duration::from_millis(1500)), 1_000_000.0);
         // Nothing for 4 s: the rate shown falls to what came in since.

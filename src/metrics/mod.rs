@@ -27,8 +27,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
-pub use live::{FlightView, PauseView, RecentError};
 use live::Live;
+pub use live::{FlightView, PauseView, RecentError};
 use window::CallWindow;
 
 use crate::gate::RateGate;
@@ -346,8 +346,7 @@ impl Metrics {
         let now = Instant::now();
         self.settle_pause(now);
         let gate = self.gate_view(now);
-        f.rate_per_minute
-            .set(gate.per_minute.map_or(0, i64::from));
+        f.rate_per_minute.set(gate.per_minute.map_or(0, i64::from));
         f.rate_window_calls.set(gate.calls_last_minute as i64);
         f.rate_cooldown.set(gate.cooldown_secs);
         f.in_flight.set(lock(&self.0.live).flights.len() as i64);

@@ -203,8 +203,14 @@ mod tests {
         );
         let text = scrape(&m);
         assert_eq!(value(&text, "minimax_dl_downloaded_bytes_total"), 100.0);
-        assert_eq!(value(&text, "minimax_dl_job_outcomes_total{outcome=\"done\"}"), 1.0);
-        assert_eq!(value(&text, "minimax_dl_download_duration_seconds_count"), 1.0);
+        assert_eq!(
+            value(&text, "minimax_dl_job_outcomes_total{outcome=\"done\"}"),
+            1.0
+        );
+        assert_eq!(
+            value(&text, "minimax_dl_download_duration_seconds_count"),
+            1.0
+        );
         assert_eq!(value(&text, "minimax_dl_downloads_in_flight"), 0.0);
     }
 
@@ -213,12 +219,20 @@ mod tests {
         let m = Metrics::new();
         m.started(9, 4096);
         m.restarted(9);
-        m.finished(9, &Outcome::Failed { error: "2013 file not found".into() });
+        m.finished(
+            9,
+            &Outcome::Failed {
+                error: "2013 file not found".into(),
+            },
+        );
         let text = scrape(&m);
         assert_eq!(value(&text, "minimax_dl_resumes_total"), 1.0);
         assert_eq!(value(&text, "minimax_dl_restarts_from_zero_total"), 1.0);
         let errors = m.snapshot().recent_errors;
-        assert_eq!((errors[0].file_id.as_str(), errors[0].outcome), ("9", "failed"));
+        assert_eq!(
+            (errors[0].file_id.as_str(), errors[0].outcome),
+            ("9", "failed")
+        );
     }
 
     #[test]
@@ -229,8 +243,14 @@ mod tests {
             trace_id: None,
         };
         assert_eq!(api_labels(Ok(())), ("ok".into(), "ok"));
-        assert_eq!(api_labels(Err(&status(1008))), ("code_1008".into(), "account"));
-        assert_eq!(api_labels(Err(&status(987_654))), ("code_other".into(), "unknown"));
+        assert_eq!(
+            api_labels(Err(&status(1008))),
+            ("code_1008".into(), "account")
+        );
+        assert_eq!(
+            api_labels(Err(&status(987_654))),
+            ("code_other".into(), "unknown")
+        );
         let m = Metrics::new();
         m.api_called(Err(&status(1002)));
         m.api_called(Ok(()));

@@ -61,7 +61,12 @@ impl Collector for ProcessCollector {
         };
         let cpu = ConstCounter::new(stat.cpu_ticks as f64 / ticks);
         let help = "User and system CPU time spent, in seconds";
-        cpu.encode(encoder.encode_descriptor("process_cpu_seconds", help, None, cpu.metric_type())?)?;
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            help,
+            None,
+            cpu.metric_type(),
+        )?)?;
         let mut gauge = |name: &str, help: &str, value: f64| {
             let g = ConstGauge::new(value);
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
@@ -71,9 +76,17 @@ impl Collector for ProcessCollector {
             "Resident memory size in bytes",
             (stat.rss_pages * page) as f64,
         )?;
-        gauge("process_threads", "OS threads in the process", stat.threads as f64)?;
+        gauge(
+            "process_threads",
+            "OS threads in the process",
+            stat.threads as f64,
+        )?;
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-            gauge("process_open_fds", "Open file descriptors", fds.count() as f64)?;
+            gauge(
+                "process_open_fds",
+                "Open file descriptors",
+                fds.count() as f64,
+            )?;
         }
         if let Some(boot) = std::fs::read_to_string("/proc/stat")
             .ok()
@@ -113,7 +126,10 @@ mod tests {
 
     #[test]
     fn boot_time_is_read_from_its_line() {
-        assert_eq!(boot_time("cpu 1 2 3\nbtime 1700000000\nprocesses 9\n"), Some(1_700_000_000));
+        assert_eq!(
+            boot_time("cpu 1 2 3\nbtime 1700000000\nprocesses 9\n"),
+            Some(1_700_000_000)
+        );
         assert_eq!(boot_time("cpu 1 2 3\n"), None);
     }
 }

@@ -210,9 +210,7 @@ async fn resolve(
         _ = control.cancel.cancelled() => return Ok(Err(Failure::Stopped)),
         r = api.retrieve(file_id) => r,
     };
-    engine
-        .observer
-        .api_called(retrieved.as_ref().map(|_| ()));
+    engine.observer.api_called(retrieved.as_ref().map(|_| ()));
     match retrieved {
         Ok(info) => {
             engine.gate.succeeded();

@@ -156,12 +156,7 @@ async fn halfway(daemon: &Listening) {
 }
 
 async fn retried(world: &World) -> bool {
-    let job = world.job(MISSING).await;
-    job["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["kind"] == "retried")
+    support::event_kinds(&world.job(MISSING).await).contains(&"retried".into())
 }
 
 #[tokio::test]
@@ -192,8 +187,14 @@ async fn the_dashboard_shows_jobs_finish_and_retries_a_failed_one_only_with_the_
     page.goto(daemon.url("/")).await.unwrap();
 
     // Moving: the missing file failed, some done, more in flight ...
-    wait_text(&page, "#count-failed", "the missing file to fail", |t| t == "1").await;
-    wait_text(&page, "#count-done", "a first file done", |t| t != "0" && t != "–").await;
+    wait_text(&page, "#count-failed", "the missing file to fail", |t| {
+        t == "1"
+    })
+    .await;
+    wait_text(&page, "#count-done", "a first file done", |t| {
+        t != "0" && t != "–"
+    })
+    .await;
     wait_text(&page, "#in-flight tbody", "a download in progress", |t| {
         t.contains("KiB/s") || t.contains("MiB/s")
     })
@@ -204,19 +205,33 @@ async fn the_dashboard_shows_jobs_finish_and_retries_a_failed_one_only_with_the_
     let all = GOOD.len().to_string();
     wait_text(&page, "#count-done", "every good file done", |t| t == all).await;
     let failed_row = format!("#failed tr[data-id='{MISSING}']");
-    wait_text(&page, &failed_row, "the failed job listed", |t| t.contains("2013")).await;
+    wait_text(&page, &failed_row, "the failed job listed", |t| {
+        t.contains("2013")
+    })
+    .await;
 
     // Without the token: refused, and the job stays failed.
     let retry = format!("{failed_row} button.retry");
     click(&page, &retry).await;
-    wait_text(&page, "#notice", "the refusal", |t| t.contains("refused (401)")).await;
+    wait_text(&page, "#notice", "the refusal", |t| {
+        t.contains("refused (401)")
+    })
+    .await;
     assert_eq!(world.job(MISSING).await["state"], "failed");
     assert!(!retried(&world).await, "a refused retry changed nothing");
 
     // With it: re-queued (it fails again: the file is still missing).
-    page.find(By::Id("token")).await.unwrap().send_keys(TOKEN).await.unwrap();
+    page.find(By::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(TOKEN)
+        .await
+        .unwrap();
     click(&page, &retry).await;
-    wait_text(&page, "#notice", "the retry", |t| t.contains(&format!("job {MISSING}"))).await;
+    wait_text(&page, "#notice", "the retry", |t| {
+        t.contains(&format!("job {MISSING}"))
+    })
+    .await;
     assert!(retried(&world).await, "the retry reached the queue");
 
     page.quit().await.unwrap();

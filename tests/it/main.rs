@@ -7,6 +7,7 @@ mod bounds;
 mod chaos;
 mod claims;
 mod cli;
+mod conventions;
 mod daemon;
 mod dashboard;
 mod disk;

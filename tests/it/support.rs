@@ -389,3 +389,13 @@ pub fn skip_or_fail(missing: &str, fix: &str) {
         "SKIPPED {test}: {missing} ({fix}; set CI=1 to make this a failure)"
     );
 }
+
+/// The kinds of a job's history (`show --json`'s `events`), oldest first.
+pub fn event_kinds(job: &serde_json::Value) -> Vec<String> {
+    job["events"]
+        .as_array()
+        .expect("a job with its events")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("an event kind").to_string())
+        .collect()
+}

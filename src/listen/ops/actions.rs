@@ -44,7 +44,7 @@ pub async fn act(
     }
     let id = match file_id(&raw_id) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let done = match action.as_str() {
         "retry" => within(actions.queue.retry(&[id])).await,
@@ -60,7 +60,9 @@ pub async fn act(
     };
     info!(file_id = id, action, "dashboard action: {outcome:?}");
     match outcome {
-        Some(VerbOutcome::Applied) => Json(json!({ "file_id": id.to_string(), "result": action })).into_response(),
+        Some(VerbOutcome::Applied) => {
+            Json(json!({ "file_id": id.to_string(), "result": action })).into_response()
+        }
         Some(VerbOutcome::Requested) => (
             StatusCode::ACCEPTED,
             Json(json!({ "file_id": id.to_string(), "result": "cancel requested" })),

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -14,8 +14,16 @@ use crate::queue::{Job, JobState};
 
 const PAGE: &str = include_str!("../assets/index.html");
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../assets/app.js")),
-    ("style.css", "text/css; charset=utf-8", include_str!("../assets/style.css")),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/style.css"),
+    ),
 ];
 
 /// Failed jobs the dashboard lists, the most recently failed first.
@@ -36,11 +44,7 @@ pub async fn asset(Path(name): Path<String>) -> Response {
 }
 
 fn with_type(body: &'static str, content_type: &'static str) -> Response {
-    let mut response = body.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// Everything the page shows, in one answer.
@@ -68,7 +72,7 @@ pub async fn state(State(ops): State<Ops>) -> Response {
 pub async fn job(State(ops): State<Ops>, Path(raw): Path<String>) -> Response {
     let id = match file_id(&raw) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let job = match within(ops.queue.get(id)).await {
         Ok(Some(job)) => job,
@@ -82,9 +86,7 @@ pub async fn job(State(ops): State<Ops>, Path(raw): Path<String>) -> Response {
 }
 
 /// The most recently failed jobs (see [`FAILED_SCANNED`]).
-async fn recent_failed(
-    queue: &crate::queue::Queue,
-) -> Result<Vec<Job>, crate::queue::QueueError> {
+async fn recent_failed(queue: &crate::queue::Queue) -> Result<Vec<Job>, crate::queue::QueueError> {
     use futures_util::TryStreamExt;
     let mut jobs = queue.list_stream(Some(JobState::Failed), Some(FAILED_SCANNED));
     let mut kept: Vec<Job> = Vec::new();

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -17,11 +17,7 @@ pub const STALLED_AFTER: Duration = Duration::from_secs(10);
 pub async fn metrics(State(ops): State<Ops>) -> Response {
     let counts = within(ops.queue.status()).await.ok();
     let text = ops.metrics.render(counts.as_ref());
-    let mut response = text.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    response
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }
 
 /// Alive: the pool's heartbeat has turned within [`STALLED_AFTER`].

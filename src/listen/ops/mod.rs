@@ -62,9 +62,7 @@ pub fn router(ops: Ops) -> Router {
 }
 
 /// The queue's answer, or why there is none (a timeout included).
-async fn within<T>(
-    read: impl Future<Output = Result<T, QueueError>>,
-) -> Result<T, String> {
+async fn within<T>(read: impl Future<Output = Result<T, QueueError>>) -> Result<T, String> {
     match tokio::time::timeout(QUEUE_TIMEOUT, read).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(e.to_string()),
@@ -75,13 +73,12 @@ async fn within<T>(
     }
 }
 
-/// A file id from a path: the same rule as the command line's.
-fn file_id(raw: &str) -> Result<i64, Response> {
+/// A file id from a path: the same rule as the command line's; an
+/// answer of 400 saying why not.
+fn file_id(raw: &str) -> Result<i64, Box<Response>> {
     crate::ids::parse_file_id(raw).map_err(|why| {
-        problem(
-            StatusCode::BAD_REQUEST,
-            &format!("{:?} is not a file id: {why}", truncate(raw)),
-        )
+        let message = format!("{:?} is not a file id: {why}", truncate(raw));
+        Box::new(problem(StatusCode::BAD_REQUEST, &message))
     })
 }
 
