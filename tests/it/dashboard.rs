@@ -37,11 +37,18 @@ fn find(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// chromedriver on a port of its choosing, stopped on drop.
+/// chromedriver on a port of its choosing, killed on drop.
 struct Chromedriver {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     url: String,
     chromium: PathBuf,
+}
+
+impl Chromedriver {
+    /// Ends it and waits for it (no zombie left behind).
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
 }
 
 async fn chromedriver() -> Option<Chromedriver> {
@@ -75,7 +82,7 @@ async fn chromedriver() -> Option<Chromedriver> {
     // Keep reading its stdout so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Some(Chromedriver {
-        _child: child,
+        child,
         url: format!("http://127.0.0.1:{port}"),
         chromium,
     })
@@ -161,6 +168,7 @@ async fn retried(world: &World) -> bool {
 
 #[tokio::test]
 async fn the_dashboard_shows_jobs_finish_and_retries_a_failed_one_only_with_the_token() {
+    use futures_util::FutureExt;
     let Some(driver) = chromedriver().await else {
         return;
     };
@@ -184,56 +192,64 @@ async fn the_dashboard_shows_jobs_finish_and_retries_a_failed_one_only_with_the_
     // The browser first (it takes seconds to start), then the work.
     let page = browser(&driver).await;
     let daemon: Listening = run_listening(&world, &["--concurrency", "3"]).await;
-    page.goto(daemon.url("/")).await.unwrap();
+    // The browser is closed whatever happens: a failed check must not
+    // leave Chromium running once chromedriver is gone.
+    let checked = std::panic::AssertUnwindSafe(watch_and_retry(&page, &daemon, &world))
+        .catch_unwind()
+        .await;
+    let _ = page.quit().await;
+    driver.stop().await;
+    if let Err(failure) = checked {
+        std::panic::resume_unwind(failure);
+    }
+    assert!(daemon.stop().await.success());
+}
 
+/// What the test checks in the page.
+async fn watch_and_retry(page: &WebDriver, daemon: &Listening, world: &World) {
+    page.goto(daemon.url("/")).await.unwrap();
     // Moving: the missing file failed, some done, more in flight ...
-    wait_text(&page, "#count-failed", "the missing file to fail", |t| {
+    wait_text(page, "#count-failed", "the missing file to fail", |t| {
         t == "1"
     })
     .await;
-    wait_text(&page, "#count-done", "a first file done", |t| {
+    wait_text(page, "#count-done", "a first file done", |t| {
         t != "0" && t != "–"
     })
     .await;
-    wait_text(&page, "#in-flight tbody", "a download in progress", |t| {
+    wait_text(page, "#in-flight tbody", "a download in progress", |t| {
         t.contains("KiB/s") || t.contains("MiB/s")
     })
     .await;
-    halfway(&daemon).await;
+    halfway(daemon).await;
     save_screenshot(&page.screenshot_as_png().await.unwrap());
     // ... then done.
     let all = GOOD.len().to_string();
-    wait_text(&page, "#count-done", "every good file done", |t| t == all).await;
+    wait_text(page, "#count-done", "every good file done", |t| t == all).await;
     let failed_row = format!("#failed tr[data-id='{MISSING}']");
-    wait_text(&page, &failed_row, "the failed job listed", |t| {
+    wait_text(page, &failed_row, "the failed job listed", |t| {
         t.contains("2013")
     })
     .await;
 
     // Without the token: refused, and the job stays failed.
     let retry = format!("{failed_row} button.retry");
-    click(&page, &retry).await;
-    wait_text(&page, "#notice", "the refusal", |t| {
+    click(page, &retry).await;
+    wait_text(page, "#notice", "the refusal", |t| {
         t.contains("refused (401)")
     })
     .await;
     assert_eq!(world.job(MISSING).await["state"], "failed");
-    assert!(!retried(&world).await, "a refused retry changed nothing");
+    assert!(!retried(world).await, "a refused retry changed nothing");
 
     // With it: re-queued (it fails again: the file is still missing).
-    page.find(By::Id("token"))
-        .await
-        .unwrap()
-        .send_keys(TOKEN)
-        .await
-        .unwrap();
-    click(&page, &retry).await;
-    wait_text(&page, "#notice", "the retry", |t| {
-        t.contains(&format!("job {MISSING}"))
+    let token = page.find(By::Id("token")).await.unwrap();
+    token.send_keys(TOKEN).await.unwrap();
+    click(page, &retry).await;
+    let retried_notice = format!("job {MISSING}");
+    wait_text(page, "#notice", "the retry", |t| {
+        t.contains(&retried_notice)
     })
     .await;
-    assert!(retried(&world).await, "the retry reached the queue");
-
-    page.quit().await.unwrap();
-    assert!(daemon.stop().await.success());
+    assert!(retried(world).await, "the retry reached the queue");
 }
