@@ -7,16 +7,16 @@ fn main() {
     println!("cargo:rerun-if-changed=migrations");
     let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=MINIMAX_DL_GIT_COMMIT={commit}");
-    // A new commit moves HEAD or the branch it names: build the new commit in.
-    for name in ["HEAD", "packed-refs"] {
-        if let Some(path) = git(&["rev-parse", "--git-path", name]) {
+    // A new commit moves HEAD or the branch it names: build the new commit
+    // in. Only files that exist are named: cargo reruns this script at every
+    // build for a missing one.
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]);
+    for name in ["HEAD", "packed-refs"].into_iter().chain(branch.as_deref()) {
+        if let Some(path) = git(&["rev-parse", "--git-path", name])
+            && std::path::Path::new(&path).exists()
+        {
             println!("cargo:rerun-if-changed={path}");
         }
-    }
-    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"])
-        && let Some(path) = git(&["rev-parse", "--git-path", &branch])
-    {
-        println!("cargo:rerun-if-changed={path}");
     }
 }
 
