@@ -7,13 +7,11 @@
 //!
 //! - `live.rs`: downloads in flight with their rate, the pause, recent
 //!   errors (what the dashboard shows).
-//! - `window.rs`: API calls in the last minute (pure).
 //! - `process.rs`: `process_*` metrics from /proc/self.
 
 mod live;
 mod observe;
 mod process;
-mod window;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -29,10 +27,9 @@ use serde::Serialize;
 
 use live::Live;
 pub use live::{FlightView, PauseView, RecentError};
-use window::CallWindow;
 
-use crate::gate::RateGate;
-use crate::queue::{JobState, StatusCounts};
+use crate::gate::{RateGate, WINDOW};
+use crate::queue::{JobState, Queue, QueueError, StatusCounts};
 
 /// `Content-Type` of what [`Metrics::render`] returns.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -49,11 +46,9 @@ struct Inner {
     registry: Registry,
     f: Families,
     live: Mutex<Live>,
-    calls: Mutex<CallWindow>,
     /// The pause being timed, and up to when it is counted already.
     pause_clock: Mutex<Option<(&'static str, Instant)>>,
     heartbeat: Mutex<Instant>,
-    started: Instant,
     gate: OnceLock<Arc<RateGate>>,
 }
 
@@ -162,7 +157,7 @@ impl Families {
         );
         r.register(
             "api_calls",
-            "Retrieve calls by answer (ok, code_N, http_N, malformed, transport, no_key) and class",
+            "Retrieve calls by answer (ok, code_N, http_N, malformed, transport, no_key, download_scheme) and class",
             f.api_calls.clone(),
         );
         r.register(
@@ -177,7 +172,7 @@ impl Families {
         );
         r.register(
             "rate_window_calls",
-            "API calls this process made in the last 60 s",
+            "API calls in the rate gate's window (61 s) by every process sharing the queue",
             f.rate_window_calls.clone(),
         );
         r.register(
@@ -279,11 +274,30 @@ fn reason_label(reason: &str) -> ReasonLabel {
     }
 }
 
+/// What the queue says at a scrape: its counts, and the API calls every
+/// process sharing it made in the rate gate's window.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueReading {
+    pub counts: StatusCounts,
+    pub api_calls: u64,
+}
+
+impl QueueReading {
+    pub async fn read(queue: &Queue) -> Result<QueueReading, QueueError> {
+        Ok(QueueReading {
+            counts: queue.status().await?,
+            api_calls: queue.api_calls_in_window(WINDOW).await?,
+        })
+    }
+}
+
 /// The rate gate as the dashboard shows it.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GateView {
     pub per_minute: Option<u32>,
-    pub calls_last_minute: u64,
+    /// In the gate's window, by every process sharing the queue.
+    pub calls_in_window: Option<u64>,
+    pub window_secs: u64,
     pub cooldown_secs: f64,
     /// The account-level answer holding every worker back, if any.
     pub held: Option<String>,
@@ -312,15 +326,12 @@ impl Metrics {
         let mut registry = Registry::default();
         f.register(registry.sub_registry_with_prefix("minimax_dl"));
         registry.register_collector(Box::new(process::ProcessCollector));
-        let now = Instant::now();
         Metrics(Arc::new(Inner {
             registry,
             f,
             live: Mutex::default(),
-            calls: Mutex::default(),
             pause_clock: Mutex::default(),
-            heartbeat: Mutex::new(now),
-            started: now,
+            heartbeat: Mutex::new(Instant::now()),
             gate: OnceLock::new(),
         }))
     }
@@ -331,23 +342,23 @@ impl Metrics {
         let _ = self.0.gate.set(gate);
     }
 
-    /// The scrape: the queue's `counts` (None when it could not be read:
-    /// the last ones stay) and everything else as of now.
-    pub fn render(&self, counts: Option<&StatusCounts>) -> String {
+    /// The scrape: what the queue said (None when it could not be read:
+    /// the last values stay) and everything else as of now.
+    pub fn render(&self, queue: Option<&QueueReading>) -> String {
         let f = &self.0.f;
-        if let Some(counts) = counts {
+        let gauge = |n: u64| n.min(i64::MAX as u64) as i64;
+        if let Some(QueueReading { counts, api_calls }) = queue {
             for state in JobState::ALL {
-                let n = counts.get(state).min(i64::MAX as u64) as i64;
-                f.jobs.get_or_create(&state_label(state)).set(n);
+                f.jobs
+                    .get_or_create(&state_label(state))
+                    .set(gauge(counts.get(state)));
             }
-            f.queue_bytes_done
-                .set(counts.bytes_done.min(i64::MAX as u64) as i64);
+            f.queue_bytes_done.set(gauge(counts.bytes_done));
+            f.rate_window_calls.set(gauge(*api_calls));
         }
-        let now = Instant::now();
-        self.settle_pause(now);
-        let gate = self.gate_view(now);
+        self.settle_pause(Instant::now());
+        let gate = self.gate_view(None);
         f.rate_per_minute.set(gate.per_minute.map_or(0, i64::from));
-        f.rate_window_calls.set(gate.calls_last_minute as i64);
         f.rate_cooldown.set(gate.cooldown_secs);
         f.in_flight.set(lock(&self.0.live).flights.len() as i64);
         f.heartbeat_age.set(self.heartbeat_age().as_secs_f64());
@@ -357,15 +368,16 @@ impl Metrics {
         text
     }
 
-    /// What the dashboard shows besides the queue's counts.
-    pub fn snapshot(&self) -> Snapshot {
+    /// What the dashboard shows besides the queue's counts (`api_calls`:
+    /// the queue's count of calls in the gate's window, when it was read).
+    pub fn snapshot(&self, api_calls: Option<u64>) -> Snapshot {
         let now = Instant::now();
         let live = lock(&self.0.live);
         Snapshot {
             in_flight: live.flights(now),
             pause: live.pause.clone(),
             recent_errors: live.errors.iter().cloned().collect(),
-            gate: self.gate_view(now),
+            gate: self.gate_view(api_calls),
             heartbeat_age_secs: self.heartbeat_age().as_secs_f64(),
         }
     }
@@ -381,18 +393,19 @@ impl Metrics {
         lock(&self.0.heartbeat).elapsed()
     }
 
-    fn gate_view(&self, now: Instant) -> GateView {
-        let second = now.duration_since(self.0.started).as_secs();
-        let calls_last_minute = lock(&self.0.calls).count(second);
+    fn gate_view(&self, calls_in_window: Option<u64>) -> GateView {
+        let window_secs = WINDOW.as_secs();
         let Some(gate) = self.0.gate.get() else {
             return GateView {
-                calls_last_minute,
+                calls_in_window,
+                window_secs,
                 ..GateView::default()
             };
         };
         GateView {
             per_minute: Some(gate.per_minute()),
-            calls_last_minute,
+            calls_in_window,
+            window_secs,
             cooldown_secs: gate.cooldown_remaining().unwrap_or_default().as_secs_f64(),
             held: gate.held().map(|h| h.message),
         }

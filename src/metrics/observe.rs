@@ -54,6 +54,7 @@ fn api_labels(answer: Result<(), &ApiError>) -> (String, &'static str) {
         ApiError::Malformed { .. } => "malformed".into(),
         ApiError::Transport(_) => "transport".into(),
         ApiError::NoKey => "no_key".into(),
+        ApiError::DownloadScheme { .. } => "download_scheme".into(),
     };
     (outcome, class)
 }
@@ -113,8 +114,6 @@ impl Observer for Metrics {
     }
 
     fn api_called(&self, answer: Result<(), &ApiError>) {
-        let second = self.0.started.elapsed().as_secs();
-        lock(&self.0.calls).record(second);
         let (outcome, class) = api_labels(answer);
         let labels = super::ApiLabels {
             outcome,
@@ -228,7 +227,7 @@ mod tests {
         let text = scrape(&m);
         assert_eq!(value(&text, "minimax_dl_resumes_total"), 1.0);
         assert_eq!(value(&text, "minimax_dl_restarts_from_zero_total"), 1.0);
-        let errors = m.snapshot().recent_errors;
+        let errors = m.snapshot(None).recent_errors;
         assert_eq!(
             (errors[0].file_id.as_str(), errors[0].outcome),
             ("9", "failed")
@@ -257,7 +256,6 @@ mod tests {
         let text = scrape(&m);
         let series = "minimax_dl_api_calls_total{outcome=\"code_1002\",class=\"rate_limited\"}";
         assert_eq!(value(&text, series), 1.0);
-        assert_eq!(value(&text, "minimax_dl_rate_window_calls"), 2.0);
     }
 
     #[test]

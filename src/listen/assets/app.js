@@ -79,8 +79,9 @@ function drawCounts(counts) {
 
 function drawGate(gate) {
   const parts = [];
-  if (gate.per_minute != null) parts.push(`${gate.calls_last_minute} of ${gate.per_minute} API calls in the last minute`);
-  else parts.push(`${gate.calls_last_minute} API calls in the last minute`);
+  const calls = gate.calls_in_window == null ? "?" : gate.calls_in_window;
+  const cap = gate.per_minute == null ? "" : ` (cap ${gate.per_minute} a minute)`;
+  parts.push(`${calls} API calls in the last ${gate.window_secs} s by every process sharing the queue${cap}`);
   if (gate.cooldown_secs > 0) parts.push(`cooling down after a rate-limit answer: ${secs(gate.cooldown_secs)} left`);
   if (gate.held) parts.push(`held: ${gate.held}`);
   $("gate").textContent = parts.join(" · ");

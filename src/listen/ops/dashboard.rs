@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::health::STALLED_AFTER;
 use super::{Ops, file_id, problem, within};
+use crate::metrics::QueueReading;
 use crate::queue::{Job, JobState};
 
 const PAGE: &str = include_str!("../assets/index.html");
@@ -49,14 +50,16 @@ fn with_type(body: &'static str, content_type: &'static str) -> Response {
 
 /// Everything the page shows, in one answer.
 pub async fn state(State(ops): State<Ops>) -> Response {
-    let counts = within(ops.queue.status()).await;
+    let reading = within(QueueReading::read(&ops.queue)).await;
     let failed = within(recent_failed(&ops.queue)).await.unwrap_or_default();
-    let live = ops.metrics.snapshot();
+    let live = ops
+        .metrics
+        .snapshot(reading.as_ref().ok().map(|r| r.api_calls));
     let healthy = ops.metrics.heartbeat_age() < STALLED_AFTER;
     Json(json!({
         "version": crate::build_info::version_line(),
-        "counts": counts.as_ref().ok(),
-        "queue_error": counts.as_ref().err(),
+        "counts": reading.as_ref().ok().map(|r| r.counts),
+        "queue_error": reading.as_ref().err(),
         "healthy": healthy,
         "actions": ops.actions.is_some(),
         "in_flight": live.in_flight,

@@ -9,14 +9,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{Ops, within};
-use crate::metrics::CONTENT_TYPE;
+use crate::metrics::{CONTENT_TYPE, QueueReading};
 
 /// The heartbeat turns every second; this long without a turn is a stall.
 pub const STALLED_AFTER: Duration = Duration::from_secs(10);
 
 pub async fn metrics(State(ops): State<Ops>) -> Response {
-    let counts = within(ops.queue.status()).await.ok();
-    let text = ops.metrics.render(counts.as_ref());
+    let reading = within(QueueReading::read(&ops.queue)).await.ok();
+    let text = ops.metrics.render(reading.as_ref());
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }
 

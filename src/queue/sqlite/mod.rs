@@ -2,6 +2,8 @@
 //! every write of this process.
 
 mod api_calls;
+mod copy;
+mod fleet;
 mod lease;
 pub mod open;
 mod reads;
