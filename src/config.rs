@@ -1099,6 +1099,10 @@ mod tests {
             ["database"]
         );
         assert!(secrets("database = \"postgres://dl@db/queue\"").is_empty());
+        assert_eq!(
+            secrets("listen_token = \"0123456789abcdef\""),
+            ["listen_token"]
+        );
         assert!(secrets("database = \"/var/lib/minimax-dl/queue.db\"").is_empty());
     }
 }
