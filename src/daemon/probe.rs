@@ -61,6 +61,7 @@ async fn probe_account(engine: &Engine, shutdown: &CancellationToken) -> bool {
         _ = shutdown.cancelled() => return false,
         answer = call => answer,
     };
+    engine.observer.api_called(answer.as_ref().map(|_| ()));
     match answer {
         Ok(()) => true,
         Err(e) => !matches!(e.class(), ErrorClass::Account { .. }),

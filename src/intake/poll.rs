@@ -52,6 +52,7 @@ pub async fn poll_task(
             }
         } => answer,
     };
+    engine.observer.api_called(answer.as_ref().map(|_| ()));
     let when = poll_time(engine, task, settings);
     let (step, word) = match &answer {
         Ok(status) => {
@@ -64,7 +65,8 @@ pub async fn poll_task(
         Err(e) => {
             let class = e.class();
             if let ErrorClass::RateLimited { retry_after } = class {
-                engine.gate.rate_limited(retry_after).await;
+                let cooldown = engine.gate.rate_limited(retry_after).await;
+                engine.observer.rate_limited(cooldown);
             }
             warn!(
                 task_id = task.task_id,
