@@ -38,6 +38,14 @@ pub enum ConfigError {
         origin: String,
         source: std::io::Error,
     },
+    #[error(
+        "cannot read the callback token file {path} (from {origin}): {source}. Only run --listen needs it"
+    )]
+    TokenFile {
+        path: PathBuf,
+        origin: String,
+        source: std::io::Error,
+    },
     #[error("no home directory: set HOME or XDG_DATA_HOME, or give --db and --out")]
     NoHome,
 }
@@ -74,6 +82,8 @@ pub struct FileConfig {
     pub max_file_bytes: Option<u64>,
     pub task_api: Option<String>,
     pub task_deadline_secs: Option<u64>,
+    pub callback_token: Option<SecretString>,
+    pub callback_token_file: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -94,6 +104,9 @@ impl FileConfig {
         }
         if self.listen_token.is_some() {
             keys.push("listen_token");
+        }
+        if self.callback_token.is_some() {
+            keys.push("callback_token");
         }
         keys
     }
@@ -166,6 +179,10 @@ pub struct Settings {
     pub max_file_bytes: u64,
     /// Generation tasks: their default API, deadline and poll floor.
     pub tasks: TaskSettings,
+    /// The secret in `POST /callback/{token}` (`run --listen` serves the
+    /// callback route only with one). An error when its file cannot be
+    /// read or it is too short: only `run` looks. Never printed.
+    pub callback_token: Result<Option<SecretString>, Arc<ConfigError>>,
     /// Files holding a secret that others may read, found while loading:
     /// for the caller to log once logging is set up.
     pub warnings: Vec<String>,
@@ -295,6 +312,7 @@ impl Settings {
         };
         let env_nonempty = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let tasks = resolve_tasks(env, &file, &file_origin)?;
+        let callback_token = resolve_callback_token(env, &file, &file_origin).map_err(Arc::new);
 
         let (api_base_raw, api_base_origin) = match env_nonempty("MINIMAX_API_BASE") {
             Some(v) => (v, "environment variable MINIMAX_API_BASE".to_string()),
@@ -447,6 +465,7 @@ impl Settings {
             url_policy,
             max_file_bytes,
             tasks,
+            callback_token,
             warnings: Vec::new(),
             config_path,
         })
@@ -481,17 +500,7 @@ fn resolve_listen(
         None => (token, file_origin("listen_token")),
     };
     if let Some(t) = &token {
-        let t = t.expose_secret();
-        let printable = t.chars().all(|c| c.is_ascii_graphic());
-        if t.len() < MIN_LISTEN_TOKEN || !printable {
-            return Err(ConfigError::Invalid {
-                origin,
-                message: format!(
-                    "the token must be at least {MIN_LISTEN_TOKEN} printable ASCII characters \
-                     without spaces (e.g. `openssl rand -hex 16`)"
-                ),
-            });
-        }
+        check_token(t.expose_secret(), origin)?;
     }
     Ok(Some(ListenSettings {
         addr,
@@ -517,6 +526,11 @@ fn exposed_secret_files(config_path: Option<&Path>, file: &FileConfig) -> Vec<St
         && let Some(mode) = mode(path)
     {
         warnings.extend(exposure_warning(path, mode, "the API key"));
+    }
+    if let Some(path) = file.callback_token_file.as_deref()
+        && let Some(mode) = mode(path)
+    {
+        warnings.extend(exposure_warning(path, mode, "the callback token"));
     }
     warnings
 }
@@ -573,6 +587,70 @@ fn absolute(path: &Path) -> PathBuf {
 
 /// The key from the environment, else the key file, else the systemd
 /// credential.
+/// A token (`listen_token`, `callback_token`) long enough not to be
+/// guessed, and usable in a header or a URL path as it is.
+fn check_token(token: &str, origin: String) -> Result<(), ConfigError> {
+    let printable = token.chars().all(|c| c.is_ascii_graphic() && c != '/');
+    if token.len() < MIN_LISTEN_TOKEN || !printable {
+        return Err(ConfigError::Invalid {
+            origin,
+            message: format!(
+                "the token must be at least {MIN_LISTEN_TOKEN} printable ASCII characters \
+                 without spaces or slashes (e.g. `openssl rand -hex 16`)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The callback token: `MINIMAX_DL_CALLBACK_TOKEN` > `callback_token_file`
+/// > `callback_token` > the systemd credential `callback_token`.
+fn resolve_callback_token(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &FileConfig,
+    file_origin: &dyn Fn(&str) -> String,
+) -> Result<Option<SecretString>, ConfigError> {
+    use secrecy::ExposeSecret;
+    let credential = env("CREDENTIALS_DIRECTORY")
+        .filter(|v| !v.trim().is_empty())
+        .map(|dir| Path::new(&dir).join("callback_token"))
+        .filter(|p| p.exists());
+    let (token, origin) =
+        if let Some(v) = env("MINIMAX_DL_CALLBACK_TOKEN").filter(|v| !v.trim().is_empty()) {
+            (
+                v.trim().to_string(),
+                "environment variable MINIMAX_DL_CALLBACK_TOKEN".to_string(),
+            )
+        } else if let Some(path) = file
+            .callback_token_file
+            .as_deref()
+            .or(credential.as_deref())
+        {
+            let origin = match &file.callback_token_file {
+                Some(_) => file_origin("callback_token_file"),
+                None => "systemd credential callback_token".to_string(),
+            };
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+                path: path.to_path_buf(),
+                origin: origin.clone(),
+                source,
+            })?;
+            (
+                text.trim_start_matches('\u{feff}').trim().to_string(),
+                origin,
+            )
+        } else if let Some(t) = &file.callback_token {
+            (
+                t.expose_secret().trim().to_string(),
+                file_origin("callback_token"),
+            )
+        } else {
+            return Ok(None);
+        };
+    check_token(&token, origin)?;
+    Ok(Some(SecretString::from(token)))
+}
+
 fn resolve_api_key(
     env: &dyn Fn(&str) -> Option<String>,
     key_file: Option<&Path>,

@@ -331,6 +331,7 @@ fn settings(sim: &Simulator, dir: &Path) -> Result<Settings> {
             deadline: Duration::from_secs(600),
             poll_floor: DEMO_POLL_FLOOR,
         },
+        callback_token: Ok(None),
         warnings: Vec::new(),
     })
 }

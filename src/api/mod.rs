@@ -61,6 +61,10 @@ pub enum ApiError {
     },
     #[error("cannot reach the MiniMax API: {0}")]
     Transport(String),
+    /// A v2 task whose video was being downloaded answers that it ended
+    /// without one (expired after its 7 days, say): permanent.
+    #[error("generation task {task_id} has no video any more: {reason}")]
+    TaskEnded { task_id: i64, reason: String },
     /// A `download_url` the download client would refuse: permanent, as
     /// the next answer would carry one like it. Names the scheme only: the
     /// URL's query is its signature.
@@ -108,7 +112,7 @@ impl ApiError {
                 ..
             } => classify::classify_api_http(*status, *retry_after),
             ApiError::Malformed { .. } | ApiError::Transport(_) => ErrorClass::Transient,
-            ApiError::DownloadScheme { .. } => ErrorClass::Permanent,
+            ApiError::DownloadScheme { .. } | ApiError::TaskEnded { .. } => ErrorClass::Permanent,
         }
     }
 
@@ -303,6 +307,32 @@ impl ApiClient {
             return Err(answer.v2_error());
         }
         task::parse_v2_query(task_id, &answer.body, answer.trace_id)
+    }
+
+    /// The video of a finished v2 task, as a file to download: the task is
+    /// queried again for a fresh URL (they are time-limited), and the job
+    /// it is for is keyed by the task id. The size is learned from the CDN.
+    pub async fn task_video(&self, task_id: i64) -> Result<FileInfo, ApiError> {
+        match self.query_task_v2(task_id).await? {
+            TaskStatus::Video(url) => Ok(FileInfo {
+                file_id: task_id,
+                bytes: None,
+                filename: url
+                    .path_segments()
+                    .and_then(|mut s| s.next_back())
+                    .filter(|name| !name.is_empty())
+                    .map(str::to_string),
+                download_url: url,
+                trace_id: None,
+            }),
+            TaskStatus::Failed(reason) => Err(ApiError::TaskEnded { task_id, reason }),
+            TaskStatus::File(_) | TaskStatus::Generating(_) | TaskStatus::Unrecognised(_) => {
+                Err(ApiError::Malformed {
+                    detail: format!("task {task_id} finished, but its query shows no video now"),
+                    trace_id: None,
+                })
+            }
+        }
     }
 
     /// `GET /v2/query/video_generation?page_num=N&page_size=M`: one page

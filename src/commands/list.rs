@@ -92,11 +92,11 @@ async fn list_tasks(
     );
     while let Some(task) = tasks.next().await {
         let task = task?;
-        let detail = task
-            .last_error
+        let word = task
+            .minimax_status
             .clone()
-            .or(task.minimax_status.clone())
-            .unwrap_or_default();
+            .filter(|_| task.state == TaskState::Generating);
+        let detail = task.last_error.clone().or(word).unwrap_or_default();
         out!(
             "{:>20}  {:<3}  {:<10}  {:>5}  {:>20}  {}",
             task.task_id,

@@ -13,6 +13,7 @@ use super::{open_queue, process_env};
 use crate::api::ApiClient;
 use crate::config::{Overrides, Settings};
 use crate::daemon::{self, Reload, RunEnd, RunOptions};
+use crate::listen::callback::Callbacks;
 use crate::listen::{self, ops, ops::Actions, ops::Ops};
 use crate::metrics::Metrics;
 use crate::progress::LogLines;
@@ -38,6 +39,11 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
     if matches!(settings.api_key, Ok(None)) {
         warn!(
             "no API key configured (MINIMAX_API_KEY or api_key_file): every retrieve call will pause the pool"
+        );
+    }
+    if listener.is_none() && matches!(settings.callback_token, Ok(Some(_))) {
+        warn!(
+            "a callback_token is set but run has no --listen (or `listen`): callbacks are not served"
         );
     }
     let metrics = listener.as_ref().map(|_| Metrics::new());
@@ -128,11 +134,23 @@ async fn serve_ops(
         actions = actions.is_some(),
         "listening on http://{addr}/ (metrics at /metrics)"
     );
-    let routes = ops::router(Ops {
+    let mut routes = ops::router(Ops {
         queue: queue.clone(),
         metrics,
         actions,
     });
+    if let Some(token) = settings
+        .callback_token
+        .clone()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        info!("taking MiniMax task callbacks at http://{addr}/callback/<callback_token>");
+        routes = routes.merge(listen::callback::router(Callbacks {
+            queue: open_queue(settings).await?,
+            token: Arc::new(token),
+            deadline: settings.tasks.deadline,
+        }));
+    }
     let limits = listen::Limits::default();
     Ok(tokio::spawn(bound.serve(routes, limits, shutdown.clone())))
 }

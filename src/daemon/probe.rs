@@ -49,6 +49,9 @@ async fn probe_account(engine: &Engine, shutdown: &CancellationToken) -> bool {
     let api = engine.api();
     let call = async {
         match (jobs.first(), &task) {
+            (Some(job), _) if job.task_api == Some(TaskApi::V2) => {
+                api.task_video(job.file_id).await.map(drop)
+            }
             (Some(job), _) => api.retrieve(job.file_id).await.map(drop),
             (None, Some(task)) if task.api == TaskApi::V2 => {
                 api.query_task_v2(task.task_id).await.map(drop)

@@ -7,8 +7,30 @@
 
 use std::time::Duration;
 
-use crate::api::{Callback, TaskStatus};
+use crate::api::task::parse_callback;
+use crate::api::{Callback, CallbackError, TaskStatus};
 use crate::queue::{NewTask, Queue, QueueError, TaskResult};
+
+/// Why a delivery was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// The body is not a callback: the sender's mistake (400).
+    #[error(transparent)]
+    Body(#[from] CallbackError),
+    /// The queue did not commit it: MiniMax should deliver it again (503).
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Parses a delivery's body and applies it (see [`apply_callback`]).
+pub async fn receive(
+    queue: &Queue,
+    body: &[u8],
+    deadline: Duration,
+) -> Result<CallbackReply, ReceiveError> {
+    let callback = parse_callback(body)?;
+    Ok(apply_callback(queue, callback, deadline).await?)
+}
 
 /// What the handler answers once the queue has committed.
 #[derive(Clone, Debug, PartialEq, Eq)]

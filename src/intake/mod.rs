@@ -9,13 +9,14 @@
 //! - [`callback`]: what a callback MiniMax POSTs does to the queue.
 //!
 //! Imports `worker` (the [`Engine`](crate::worker::Engine)), `api`,
-//! `gate` and `queue`; never `daemon`, `commands`, `runtime` or `demo`.
+//! `gate` and `queue`; never `daemon`, `commands`, `runtime`, `demo`,
+//! `metrics` or `listen` (which serves [`callback`] on `run --listen`).
 
 pub mod callback;
 pub mod policy;
 pub mod poll;
 pub mod sync;
 
-pub use callback::{CallbackReply, apply_callback};
+pub use callback::{CallbackReply, ReceiveError, apply_callback, receive};
 pub use poll::{Polled, poll_task};
 pub use sync::{SyncError, SyncOptions, SyncReport, sync};

@@ -1,7 +1,8 @@
 //! The HTTP listener of `run --listen`: one port for every route set the
-//! daemon serves. Today that is [`ops`] (`/metrics`, `/healthz`,
-//! `/readyz`, the dashboard and its API); a callback receiver mounts its
-//! own `axum::Router` beside it with `Router::merge` before [`Bound::serve`].
+//! daemon serves: [`ops`] (`/metrics`, `/healthz`, `/readyz`, the
+//! dashboard and its API) and, with a `callback_token`, [`callback`]
+//! (`POST /callback/{token}`), merged with `Router::merge` before
+//! [`Bound::serve`].
 //!
 //! Whatever the routes, the listener enforces (see `serve.rs`, `guard.rs`):
 //! loopback only unless the user said `listen_public = true`; a `Host`
@@ -12,6 +13,7 @@
 //! is read, and a longer one cut off as it is read; at most
 //! [`Limits::connections`] connections at once.
 
+pub mod callback;
 pub mod guard;
 pub mod ops;
 mod serve;

@@ -55,6 +55,7 @@ fn api_labels(answer: Result<(), &ApiError>) -> (String, &'static str) {
         ApiError::Transport(_) => "transport".into(),
         ApiError::NoKey => "no_key".into(),
         ApiError::DownloadScheme { .. } => "download_scheme".into(),
+        ApiError::TaskEnded { .. } => "task_ended".into(),
     };
     (outcome, class)
 }

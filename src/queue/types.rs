@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::JobState;
+use crate::ids::TaskApi;
 use crate::partial::{Resume, SizeSource};
 
 /// Unix time in milliseconds, the unit of every timestamp in the database.
@@ -84,6 +85,12 @@ pub struct Job {
     pub last_error: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// The generation task the file came from, if it came from one.
+    pub task_id: Option<i64>,
+    /// How the job is resolved when it came from a task: v2 jobs have no
+    /// file id (they are keyed by their task id) and query the task for a
+    /// fresh URL; v1 jobs retrieve their file like any other.
+    pub task_api: Option<TaskApi>,
 }
 
 impl Job {

@@ -16,6 +16,7 @@ use crate::fetch::{
     CheckpointError, Download, FetchError, ProgressSink, Resume, Verified, file, made_progress,
 };
 use crate::gate::{GateError, Hold};
+use crate::ids::TaskApi;
 use crate::partial::ExpectedSize;
 use crate::queue::{Job, QueueError, VerifiedFile, millis_after, now_millis};
 
@@ -158,7 +159,7 @@ async fn fetch_with_fresh_urls(
 ) -> Result<Result<Fetched, Failure>, QueueError> {
     let mut refusals = 0u32;
     loop {
-        let info = match resolve(engine, job.file_id, control).await? {
+        let info = match resolve(engine, job, control).await? {
             Ok(info) => info,
             Err(failure) => return Ok(Err(failure)),
         };
@@ -195,12 +196,14 @@ async fn fetch_with_fresh_urls(
     }
 }
 
-/// Passes the rate gate and asks the API for the file's download URL.
+/// Passes the rate gate and asks the API for the file's download URL (a
+/// v2 task's job: the task's fresh URL).
 async fn resolve(
     engine: &Engine,
-    file_id: i64,
+    job: &Job,
     control: &JobControl,
 ) -> Result<Result<FileInfo, Failure>, QueueError> {
+    let file_id = job.file_id;
     match engine.gate.acquire(&control.cancel).await {
         Ok(()) => {}
         Err(GateError::Cancelled) => return Ok(Err(Failure::Stopped)),
@@ -208,9 +211,15 @@ async fn resolve(
         Err(GateError::Queue(e)) => return Err(e),
     }
     let api = engine.api();
+    let call = async {
+        match job.task_api {
+            Some(TaskApi::V2) => api.task_video(file_id).await,
+            _ => api.retrieve(file_id).await,
+        }
+    };
     let retrieved = tokio::select! {
         _ = control.cancel.cancelled() => return Ok(Err(Failure::Stopped)),
-        r = api.retrieve(file_id) => r,
+        r = call => r,
     };
     engine.observer.api_called(retrieved.as_ref().map(|_| ()));
     match retrieved {

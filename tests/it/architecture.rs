@@ -11,14 +11,14 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "fetch",
         &[
             "api", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics",
-            "listen",
+            "listen", "intake",
         ],
     ),
     (
         "api",
         &[
             "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics",
-            "listen",
+            "listen", "intake",
         ],
     ),
     // The queue is storage: it never touches the network or the archive.
@@ -26,18 +26,27 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "queue",
         &[
             "api", "fetch", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics",
-            "listen",
+            "listen", "intake",
         ],
     ),
     (
         "gate",
         &[
             "api", "fetch", "worker", "daemon", "commands", "runtime", "demo", "metrics", "listen",
+            "intake",
         ],
     ),
     // Workers and the pool report to observers; they never name metrics.
     (
         "worker",
+        &[
+            "daemon", "commands", "runtime", "demo", "metrics", "listen", "intake",
+        ],
+    ),
+    // Task intake drives the API for tasks and hands the queue their jobs;
+    // the pool runs its poller, the listener serves its callbacks.
+    (
+        "intake",
         &["daemon", "commands", "runtime", "demo", "metrics", "listen"],
     ),
     (
@@ -95,6 +104,9 @@ const POLICY_FILES: &[&str] = &[
     "src/fetch/pieces.rs",
     "src/fetch/url_policy.rs",
     "src/worker/policy.rs",
+    "src/api/task.rs",
+    "src/queue/task.rs",
+    "src/intake/policy.rs",
 ];
 const IO_PATHS: &[&str] = &[
     "tokio",

@@ -54,8 +54,8 @@ impl SqliteStore {
                 "INSERT INTO jobs (file_id, state, attempts, next_attempt_at, lease_owner, \
                    lease_expires_at, cancel_requested, bytes_expected, size_source, bytes_done, \
                    validator, pieces, boot_id, filename, final_path, sha256, last_error, \
-                   created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
+                   created_at, updated_at, task_id, task_api) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) \
                  ON CONFLICT (file_id) DO NOTHING",
             )
             .bind(job.file_id)
@@ -77,6 +77,8 @@ impl SqliteStore {
             .bind(&job.last_error)
             .bind(job.created_at)
             .bind(job.updated_at)
+            .bind(job.task_id)
+            .bind(job.task_api.map(|a| a.as_str()))
             .execute(&mut *tx)
             .await?
             .rows_affected();
