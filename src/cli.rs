@@ -11,8 +11,8 @@ use crate::config::{LogFormat, MAX_CONCURRENCY, MAX_SEGMENTS};
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  some jobs failed (run --exit-when-idle, fetch, demo), or a running job's
-     worker has not yet confirmed a cancel
+  1  some jobs (or generation tasks) failed (run --exit-when-idle, fetch, demo), or
+     a running job's worker has not yet confirmed a cancel
   2  usage, configuration or database error; an id that is unknown or in the wrong
      state for retry/cancel (the other ids of the call are still applied)
   3  stopped by an account-level API error (bad key, no balance, quota, an api_base
@@ -109,8 +109,9 @@ pub enum Command {
             value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SEGMENTS))
         )]
         segments: Option<u32>,
-        /// Exit once nothing is left that this process could claim: nothing queued and no
-        /// abandoned lease (jobs running in other processes are theirs). Exit 1 if any job failed.
+        /// Exit once nothing is left that this process could claim: nothing queued, no
+        /// abandoned lease (jobs running in other processes are theirs) and no task still
+        /// generating. Exit 1 if any job or task failed.
         #[arg(long)]
         exit_when_idle: bool,
         /// Serve /metrics, /healthz, /readyz and the dashboard on ADDR (host:port; loopback only

@@ -76,13 +76,6 @@ pub async fn run(
     reloads: Option<watch::Receiver<Option<Reload>>>,
 ) -> Result<RunEnd, QueueError> {
     let tasks = Tasks::start(&engine).await?;
-    let poller_stop = shutdown.child_token();
-    let poller = tokio::spawn(super::poller::run(
-        engine.clone(),
-        options.tasks,
-        tasks.reporter(),
-        poller_stop.clone(),
-    ));
     let concurrency = options.concurrency.max(1);
     let pool = Pool {
         engine,
@@ -97,10 +90,7 @@ pub async fn run(
         probe_early: false,
         outage: None,
     };
-    let end = pool.run().await;
-    poller_stop.cancel();
-    let _ = poller.await;
-    end
+    pool.run().await
 }
 
 /// The workers of `run`: up to `concurrency` jobs at a time.
@@ -138,6 +128,15 @@ impl Pool {
             self.adopt(pause, Instant::now());
             self.probe_early = true;
         }
+        // Started once a pause found at the start holds the gate: its
+        // first poll must not meet an answer the pause already stands for.
+        let poller_stop = self.shutdown.child_token();
+        let poller = tokio::spawn(super::poller::run(
+            self.engine.clone(),
+            self.options.tasks,
+            self.tasks.reporter(),
+            poller_stop.clone(),
+        ));
         let end = loop {
             // Outcomes first: a pause must stop claiming before the next claim.
             self.take_outcomes();
@@ -150,7 +149,9 @@ impl Pool {
                 continue;
             }
             let turn = match self.pause.clone() {
-                Some(pause) if self.options.exit_when_idle => {
+                // A batch gives up on a pause, but first probes one found at
+                // its start: its user may have fixed the cause.
+                Some(pause) if self.options.exit_when_idle && !self.probe_early => {
                     Turn::End(RunEnd::Blocked(pause.problem))
                 }
                 Some(pause) => self.wait_out(pause).await,
@@ -160,6 +161,8 @@ impl Pool {
                 break end;
             }
         };
+        poller_stop.cancel();
+        let _ = poller.await;
         self.tasks.finish().await;
         Ok(end)
     }

@@ -67,6 +67,10 @@ pub async fn poll_task(
             if let ErrorClass::RateLimited { retry_after } = class {
                 let cooldown = engine.gate.rate_limited(retry_after).await;
                 engine.observer.rate_limited(cooldown);
+                warn!(
+                    "rate limited by the API; every caller sharing the queue waits {}s",
+                    cooldown.as_secs()
+                );
             }
             warn!(
                 task_id = task.task_id,

@@ -23,4 +23,5 @@ mod queue_contract;
 mod secrets;
 mod segments;
 mod support;
+mod tasks;
 mod url_policy;
