@@ -18,11 +18,11 @@ use crate::fetch::range::DEFAULT_MAX_FILE_BYTES;
 use crate::fetch::url_policy::UrlPolicy;
 use crate::ids::TaskApi;
 use crate::progress;
-use crate::queue::{DbLocation, JobState, Queue, RetryPolicy};
+use crate::queue::{DbLocation, JobState, NewTask, Queue, RetryPolicy, TaskState};
 use crate::runtime::{OnStop, engine, exit, spawn_signal_handler};
 use crate::sim::{
     ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, FaultCounts, Faults, SimConfig, SimStats,
-    Simulator,
+    SimTask, Simulator, TaskEnd,
 };
 use crate::{outln, say};
 
@@ -31,6 +31,81 @@ const DEMO_KEY: &str = "demo-key";
 /// every half second (a real run never polls a task more often than every 10 s).
 const DEMO_POLL_FLOOR: Duration = Duration::from_millis(500);
 const FIRST_ID: i64 = 305_000_000_000_001;
+
+/// Files that arrive as generation tasks: a v1 task (its result is a file
+/// id), a v2 task (its result is the video's URL; the job is keyed by the
+/// task) and one MiniMax rejects.
+struct DemoTasks {
+    v1: i64,
+    v1_file: i64,
+    v2: i64,
+    rejected: i64,
+}
+
+const DEMO_TASKS: DemoTasks = DemoTasks {
+    v1: 424_010_985_738_001,
+    v1_file: 424_010_985_739_001,
+    v2: 424_010_985_738_003,
+    rejected: 424_010_985_738_005,
+};
+
+/// How long the demo's tasks generate.
+const DEMO_GENERATION: Duration = Duration::from_millis(1500);
+
+impl DemoTasks {
+    /// Declares them on the simulator (generating from now) and enqueues
+    /// them: `run` polls them until they become jobs.
+    async fn start(&self, sim: &Simulator, queue: &Queue, settings: &Settings) -> Result<()> {
+        sim.add_task(
+            self.v1,
+            SimTask::new(TaskApi::V1, self.v1_file).generating(DEMO_GENERATION),
+        );
+        sim.add_task(
+            self.v2,
+            SimTask::new(TaskApi::V2, self.v2).generating(DEMO_GENERATION * 2),
+        );
+        let rejected = TaskEnd::Fail(1026, "video description contains sensitive content".into());
+        sim.add_task(
+            self.rejected,
+            SimTask::new(TaskApi::V2, self.rejected)
+                .generating(DEMO_GENERATION)
+                .ending(rejected),
+        );
+        let new = |task_id, api| NewTask {
+            task_id,
+            api,
+            result: None,
+        };
+        let tasks = [
+            new(self.v1, TaskApi::V1),
+            new(self.v2, TaskApi::V2),
+            new(self.rejected, TaskApi::V2),
+        ];
+        queue.enqueue_tasks(&tasks, settings.tasks.deadline).await?;
+        Ok(())
+    }
+
+    /// The tasks ended as planned: two became jobs, one failed with
+    /// MiniMax's reason.
+    async fn check(&self, queue: &Queue, check: &mut Check) -> Result<()> {
+        for (id, wanted) in [
+            (self.v1, TaskState::Done),
+            (self.v2, TaskState::Done),
+            (self.rejected, TaskState::Failed),
+        ] {
+            match queue.get_task(id).await? {
+                Some(task) if task.state == wanted => {}
+                Some(task) => check.problems.push(format!(
+                    "task {id}: ended {} ({})",
+                    task.state,
+                    task.last_error.unwrap_or_default()
+                )),
+                None => check.problems.push(format!("task {id}: not in the queue")),
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Where the demo sees that a fault it announced actually happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -255,8 +330,9 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
 
     let queue = Queue::open_for_workers(&settings.database).await?;
     queue.enqueue(&ids).await?;
+    DEMO_TASKS.start(&sim, &queue, &settings).await?;
     let started = Instant::now();
-    match work(&settings, &queue, files).await? {
+    match work(&settings, &queue, files + 2).await? {
         RunEnd::Idle => {}
         RunEnd::Stopped => {
             outln!("demo interrupted");
@@ -274,6 +350,7 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
     let elapsed = started.elapsed();
     let missing: Vec<i64> = plan.faults.missing.iter().copied().collect();
     let mut check = verify(&queue, &sim, &settings, &missing).await?;
+    DEMO_TASKS.check(&queue, &mut check).await?;
     let stats = sim.stats();
     let unseen = unfired(&plan.announced, &sim.fault_counts(), &stats);
     check.problems.extend(
@@ -283,11 +360,12 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
     );
     let total: u64 = ids
         .iter()
+        .chain([&DEMO_TASKS.v1_file, &DEMO_TASKS.v2])
         .filter(|id| !missing.contains(id))
         .map(|&id| sim.file_size(id))
         .sum();
     let summary = Summary {
-        expected: files as usize - missing.len(),
+        expected: files as usize + 2 - missing.len(),
         missing: missing.len(),
         announced: plan.announced.len(),
         unseen: unseen.len(),
@@ -348,6 +426,13 @@ fn announce(files: u32, sim: &Simulator, settings: &Settings, plan: &Plan) {
     for announced in &plan.announced {
         outln!("    - {}", announced.note);
     }
+    outln!(
+        "  and 3 generation tasks: v1 task {} and v2 task {} polled until their videos exist, \
+         v2 task {} rejected by MiniMax (1026)",
+        DEMO_TASKS.v1,
+        DEMO_TASKS.v2,
+        DEMO_TASKS.rejected
+    );
 }
 
 /// Runs the pool over the whole queue until it is empty.
@@ -451,7 +536,8 @@ impl Summary {
             self.announced
         );
         outln!(
-            "  failed     {} as expected (missing on the API side)",
+            "  failed     {} as expected (missing on the API side), and 1 generation task \
+             rejected by MiniMax",
             self.missing
         );
         outln!("  time       {:.1} s", self.elapsed.as_secs_f64());

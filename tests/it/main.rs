@@ -23,5 +23,6 @@ mod queue_contract;
 mod secrets;
 mod segments;
 mod support;
+mod task_props;
 mod tasks;
 mod url_policy;
