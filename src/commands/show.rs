@@ -104,11 +104,11 @@ fn show_task(task: &Task, as_json: bool) -> Result<u8> {
     out!("task_id        {} ({})", task.task_id, task.api);
     out!("state          {}", task.state);
     out!("polls          {}", task.polls);
-    if let Some(status) = &task.minimax_status {
-        out!("minimax says   {status}");
-    }
     match (task.state, task.file_id) {
         (TaskState::Generating, _) => {
+            if let Some(status) = &task.minimax_status {
+                out!("minimax says   {status}");
+            }
             out!("next poll      {}", rfc3339(task.next_poll_at));
             out!("deadline       {}", rfc3339(task.deadline_at));
         }

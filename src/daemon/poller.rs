@@ -67,7 +67,7 @@ async fn poll_batch(
     due: Vec<Task>,
 ) {
     let mut tasks = due.into_iter();
-    while let Some(task) = tasks.next() {
+    for task in tasks.by_ref() {
         match poll_task(engine, &task, settings, stop).await {
             Ok(Polled::Recorded) => continue,
             Ok(Polled::Paused(hold)) => {

@@ -268,7 +268,7 @@ async fn create(shared: &Arc<Shared>, api: TaskApi, body: &[u8]) -> Result<i64, 
         book.created += 1;
         let fails = shared
             .task_fail_every
-            .is_some_and(|n| n > 0 && book.created % u64::from(n) == 0);
+            .is_some_and(|n| n > 0 && book.created.is_multiple_of(u64::from(n)));
         let mut task = SimTask::new(api, if api == TaskApi::V1 { id + 1 } else { id })
             .generating(shared.task_generation);
         if fails {
