@@ -168,32 +168,35 @@ pub fn parse_lines(text: &str) -> Result<Vec<i64>, IdError> {
 /// The id on one line of a list: `None` for a blank or comment-only line.
 /// The one rule both [`parse_lines`] and [`read_lines`] apply.
 fn id_on_line(line: &str, number: usize) -> Result<Option<i64>, IdError> {
-    let content = line.split('#').next().unwrap_or("").trim();
-    if content.is_empty() {
-        return Ok(None);
-    }
-    parse_file_id(content)
-        .map(Some)
-        .map_err(|reason| IdError::Invalid {
-            value: content.to_string(),
-            line: Some(number),
-            reason,
-        })
+    on_line(line, parse_file_id).map_err(|(value, reason)| IdError::Invalid {
+        value,
+        line: Some(number),
+        reason,
+    })
 }
 
 /// The task on one line of a `--tasks-from` list, as [`id_on_line`].
 fn task_on_line(line: &str, number: usize) -> Result<Option<TaskRef>, IdError> {
+    on_line(line, parse_task_ref).map_err(|(value, reason)| IdError::InvalidTask {
+        value,
+        line: Some(number),
+        reason,
+    })
+}
+
+/// A list line's value without its comment, parsed; `None` when blank.
+/// A refusal comes with the value it refused.
+fn on_line<T>(
+    line: &str,
+    parse: fn(&str) -> Result<T, &'static str>,
+) -> Result<Option<T>, (String, &'static str)> {
     let content = line.split('#').next().unwrap_or("").trim();
     if content.is_empty() {
         return Ok(None);
     }
-    parse_task_ref(content)
+    parse(content)
         .map(Some)
-        .map_err(|reason| IdError::InvalidTask {
-            value: content.to_string(),
-            line: Some(number),
-            reason,
-        })
+        .map_err(|reason| (content.to_string(), reason))
 }
 
 /// Longest line [`read_lines`] accepts, in bytes. An id is at most 20

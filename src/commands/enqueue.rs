@@ -14,22 +14,33 @@ use crate::runtime::exit;
 
 /// The ids of an `--from` list: a file, or stdin for `-`.
 fn ids_from(path: &Path) -> Result<Vec<i64>> {
-    let stdin = path == Path::new("-");
+    read_list(
+        path,
+        |reader| ids::read_lines(reader),
+        "ids",
+        "file ids (one decimal id per line",
+    )
+}
+
+/// A list of `what` read by `read` from a file, or stdin for `-`; an
+/// empty one is refused, saying what a line holds (`shape`).
+fn read_list<T, R>(path: &Path, read: R, what: &str, shape: &str) -> Result<Vec<T>>
+where
+    R: for<'r> Fn(Box<dyn io::BufRead + 'r>) -> Result<Vec<T>, ids::ListError>,
+{
     let name = list_name(path);
-    let ids = if stdin {
-        ids::read_lines(io::stdin().lock())
+    let items = if path == Path::new("-") {
+        read(Box::new(io::stdin().lock()))
     } else {
         let file =
-            std::fs::File::open(path).with_context(|| format!("cannot read ids from {name}"))?;
-        ids::read_lines(io::BufReader::new(file))
+            std::fs::File::open(path).with_context(|| format!("cannot read {what} from {name}"))?;
+        read(Box::new(io::BufReader::new(file)))
     }
     .with_context(|| format!("in {name}"))?;
-    if ids.is_empty() {
-        bail!(
-            "{name} holds no file ids (one decimal id per line; blank lines and # comments are skipped)"
-        );
+    if items.is_empty() {
+        bail!("{name} holds no {shape}; blank lines and # comments are skipped)");
     }
-    Ok(ids)
+    Ok(items)
 }
 
 /// What `enqueue` was given: file ids and generation tasks.
@@ -84,21 +95,12 @@ pub async fn enqueue(settings: &Settings, inputs: Inputs<'_>) -> Result<u8> {
 
 /// The tasks of a `--tasks-from` list: a file, or stdin for `-`.
 fn tasks_from(path: &Path) -> Result<Vec<ids::TaskRef>> {
-    let name = list_name(path);
-    let tasks = if path == Path::new("-") {
-        ids::read_task_lines(io::stdin().lock())
-    } else {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("cannot read tasks from {name}"))?;
-        ids::read_task_lines(io::BufReader::new(file))
-    }
-    .with_context(|| format!("in {name}"))?;
-    if tasks.is_empty() {
-        bail!(
-            "{name} holds no task ids (one ID, v1:ID or v2:ID per line; blank lines and # comments are skipped)"
-        );
-    }
-    Ok(tasks)
+    read_list(
+        path,
+        |reader| ids::read_task_lines(reader),
+        "tasks",
+        "task ids (one ID, v1:ID or v2:ID per line",
+    )
 }
 
 fn list_name(path: &Path) -> String {

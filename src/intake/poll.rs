@@ -65,12 +65,7 @@ pub async fn poll_task(
         Err(e) => {
             let class = e.class();
             if let ErrorClass::RateLimited { retry_after } = class {
-                let cooldown = engine.gate.rate_limited(retry_after).await;
-                engine.observer.rate_limited(cooldown);
-                warn!(
-                    "rate limited by the API; every caller sharing the queue waits {}s",
-                    cooldown.as_secs()
-                );
+                engine.rate_limited(retry_after).await;
             }
             warn!(
                 task_id = task.task_id,

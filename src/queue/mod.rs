@@ -51,6 +51,44 @@ pub struct Queue {
     completions: Arc<CompletionBatch>,
 }
 
+/// Rows read a page at a time after the last key seen, up to `limit`:
+/// `fetch(after, page)` reads one page in key order.
+fn paged<'a, T, F, Fut>(
+    limit: Option<u64>,
+    key: fn(&T) -> i64,
+    fetch: F,
+) -> futures_util::stream::BoxStream<'a, Result<T, QueueError>>
+where
+    T: Send + 'a,
+    F: Fn(Option<i64>, u64) -> Fut + Send + Sync + 'a,
+    Fut: std::future::Future<Output = Result<Vec<T>, QueueError>> + Send + 'a,
+{
+    use futures_util::{StreamExt, TryStreamExt, stream};
+    const PAGE: u64 = 1000;
+    let fetch = Arc::new(fetch);
+    let pages = stream::try_unfold((None, limit), move |(after, left)| {
+        let fetch = fetch.clone();
+        async move {
+            if left == Some(0) {
+                return Ok(None);
+            }
+            let page = left.map_or(PAGE, |l| l.min(PAGE));
+            let rows = fetch(after, page).await?;
+            let Some(last) = rows.last().map(key) else {
+                return Ok(None);
+            };
+            // A short page was the last one.
+            let state = if rows.len() as u64 == page {
+                (Some(last), left.map(|l| l - page))
+            } else {
+                (None, Some(0))
+            };
+            Ok::<_, QueueError>(Some((stream::iter(rows.into_iter().map(Ok)), state)))
+        }
+    });
+    pages.try_flatten().boxed()
+}
+
 impl Queue {
     fn new(store: Store) -> Queue {
         Queue {
@@ -113,26 +151,28 @@ impl Queue {
         state: Option<JobState>,
         limit: Option<u64>,
     ) -> futures_util::stream::BoxStream<'_, Result<Job, QueueError>> {
-        use futures_util::{StreamExt, TryStreamExt, stream};
-        const PAGE: u64 = 1000;
-        let pages = stream::try_unfold((None, limit), move |(after, left)| async move {
-            if left == Some(0) {
-                return Ok(None);
-            }
-            let page = left.map_or(PAGE, |l| l.min(PAGE));
-            let jobs = on_store!(self, s => s.list_page(state, after, page).await)?;
-            let Some(last) = jobs.last().map(|job| job.file_id) else {
-                return Ok(None);
-            };
-            // A short page was the last one.
-            let state = if jobs.len() as u64 == page {
-                (Some(last), left.map(|l| l - page))
-            } else {
-                (None, Some(0))
-            };
-            Ok::<_, QueueError>(Some((stream::iter(jobs.into_iter().map(Ok)), state)))
-        });
-        pages.try_flatten().boxed()
+        paged(
+            limit,
+            |job: &Job| job.file_id,
+            move |after, page| async move {
+                on_store!(self, s => s.list_page(state, after, page).await)
+            },
+        )
+    }
+
+    /// Tasks in task id order, a page at a time (as [`Queue::list_stream`]).
+    pub fn list_tasks_stream(
+        &self,
+        state: Option<TaskState>,
+        limit: Option<u64>,
+    ) -> futures_util::stream::BoxStream<'_, Result<Task, QueueError>> {
+        paged(
+            limit,
+            |task: &Task| task.task_id,
+            move |after, page| async move {
+                on_store!(self, s => s.list_tasks_page(state, after, page).await)
+            },
+        )
     }
 
     /// The longest an idle pool should wait between looks at the queue: a
@@ -147,33 +187,6 @@ impl Queue {
     /// signal, so there it simply waits).
     pub async fn wait_for_work(&self, max: Duration) {
         on_store!(self, s => s.wait_for_work(max).await)
-    }
-
-    /// Tasks in task id order, a page at a time (see [`Queue::list_stream`]).
-    pub fn list_tasks_stream(
-        &self,
-        state: Option<TaskState>,
-        limit: Option<u64>,
-    ) -> futures_util::stream::BoxStream<'_, Result<Task, QueueError>> {
-        use futures_util::{StreamExt, TryStreamExt, stream};
-        const PAGE: u64 = 1000;
-        let pages = stream::try_unfold((None, limit), move |(after, left)| async move {
-            if left == Some(0) {
-                return Ok(None);
-            }
-            let page = left.map_or(PAGE, |l| l.min(PAGE));
-            let tasks = on_store!(self, s => s.list_tasks_page(state, after, page).await)?;
-            let Some(last) = tasks.last().map(|task| task.task_id) else {
-                return Ok(None);
-            };
-            let state = if tasks.len() as u64 == page {
-                (Some(last), left.map(|l| l - page))
-            } else {
-                (None, Some(0))
-            };
-            Ok::<_, QueueError>(Some((stream::iter(tasks.into_iter().map(Ok)), state)))
-        });
-        pages.try_flatten().boxed()
     }
 
     /// [`Queue::list_stream`], collected.

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use super::events::Observer;
 use super::identity::worker_identity;
@@ -66,6 +67,19 @@ impl Engine {
 
     pub fn api(&self) -> ApiClient {
         self.api.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The API answered "too many": every caller sharing the queue cools
+    /// down (see [`RateGate::rate_limited`]), the observers hear it, and
+    /// the log says for how long. Returns the cooldown.
+    pub async fn rate_limited(&self, retry_after: Option<Duration>) -> Duration {
+        let wait = self.gate.rate_limited(retry_after).await;
+        self.observer.rate_limited(wait);
+        tracing::warn!(
+            "rate limited by the API; every worker sharing the queue waits {}s",
+            wait.as_secs()
+        );
+        wait
     }
 
     /// Swaps the API client (a reloaded key) for every later call.

@@ -478,12 +478,7 @@ fn weigh_fetch(partial: &Path, e: FetchError) -> (ErrorClass, String, Option<Dur
 async fn weigh_api(engine: &Engine, e: ApiError) -> (ErrorClass, String, Option<Duration>) {
     let class = e.class();
     if let ErrorClass::RateLimited { retry_after } = class {
-        let wait = engine.gate.rate_limited(retry_after).await;
-        engine.observer.rate_limited(wait);
-        warn!(
-            "rate limited by the API; every worker sharing the queue waits {}s",
-            wait.as_secs()
-        );
+        engine.rate_limited(retry_after).await;
     }
     (class, e.to_string(), None)
 }
