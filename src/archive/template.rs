@@ -16,9 +16,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::fetch::naming::{
-    MAX_NAME_BYTES, is_kept, sanitize_component, sanitize_filename, truncate_keeping_extension,
-};
+use crate::fetch::naming::{MAX_NAME_BYTES, is_kept, sanitize_component, sanitize_filename};
 
 /// Today's naming, and the default: `42-output_aigc.mp4`.
 pub const DEFAULT_TEMPLATE: &str = "{file_id}-{filename}";
@@ -491,7 +489,7 @@ fn expand_component(tokens: &[Token], fields: &Fields<'_>, is_file: bool) -> Str
     }
     let max = if is_file { FILE_NAME_MAX } else { NAME_MAX };
     match sanitize_component(&out, max) {
-        Some(name) => truncate_keeping_extension(&name, max),
+        Some(name) => name,
         None if is_file => format!("{}.mp4", fields.file_id),
         None => NO_PURPOSE.to_string(),
     }

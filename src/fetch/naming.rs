@@ -43,7 +43,9 @@ pub fn sanitize_component(raw: &str, max: usize) -> Option<String> {
     if name.is_empty() || name.chars().all(|c| c == '_') {
         return None;
     }
-    Some(truncate_keeping_extension(name, max))
+    // A cut may leave a dot or a space at the end: trimmed again.
+    let name = truncate_keeping_extension(name, max);
+    Some(name.trim_end_matches(['.', ' ']).to_string())
 }
 
 /// Cuts `name` to at most `max` bytes on a character boundary, keeping an
@@ -60,7 +62,8 @@ pub fn truncate_keeping_extension(name: &str, max: usize) -> String {
     while !stem.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}{}", &stem[..cut], ext)
+    // No `..` where the cut stem meets the extension.
+    format!("{}{}", stem[..cut].trim_end_matches(['.', ' ']), ext)
 }
 
 /// The archive name of a file: `{file_id}-{filename}`, or `{file_id}.mp4`

@@ -248,6 +248,7 @@ async fn finish(
         Ok(path) => path,
         Err(error) => return retry_transient(engine, job, &error).await,
     };
+    crash_point("after-reserve");
     let final_path = final_path.as_path();
     let record = VerifiedFile {
         size: verified.size,
