@@ -13,18 +13,9 @@ use minimax_dl::sim::{Faults, SimConfig, Simulator};
 use serde_json::Value;
 
 use crate::support::{
-    self, World, assert_exit, assert_success, assert_verified, finish, sha256_of, spawn, stdout,
+    self, World, assert_exit, assert_success, assert_verified, enqueue, files_under, finish, ids,
+    sha256_of, spawn, stdout,
 };
-
-fn ids(range: std::ops::RangeInclusive<i64>) -> Vec<String> {
-    range.map(|i| i.to_string()).collect()
-}
-
-async fn enqueue(world: &World, ids: &[String]) {
-    let mut args = vec!["enqueue"];
-    args.extend(ids.iter().map(String::as_str));
-    assert_success(&world.run(&args).await);
-}
 
 async fn run_idle(world: &World) {
     assert_success(
@@ -36,23 +27,6 @@ async fn run_idle(world: &World) {
 
 fn config(world: &World, text: &str) {
     std::fs::write(&world.config, text).expect("write config");
-}
-
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(path);
-            } else {
-                found.push(path);
-            }
-        }
-    }
-    found
 }
 
 fn sidecar_of(path: &Path) -> Value {
