@@ -11,9 +11,9 @@ use reqwest::Url;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::archive::PathTemplate;
 use crate::fetch::range::DEFAULT_MAX_FILE_BYTES;
 use crate::fetch::url_policy::UrlPolicy;
-use crate::archive::PathTemplate;
 use crate::queue::{DbLocation, RetryPolicy};
 
 pub const MAINLAND_API_BASE: &str = "https://api.minimaxi.com";
