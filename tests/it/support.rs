@@ -420,6 +420,7 @@ pub fn event_kinds(job: &serde_json::Value) -> Vec<String> {
         .iter()
         .map(|e| e["kind"].as_str().expect("an event kind").to_string())
         .collect()
+}
 
 /// The ids of a range as the command line takes them.
 pub fn ids(range: std::ops::RangeInclusive<i64>) -> Vec<String> {
