@@ -744,6 +744,8 @@ fn config_text() -> impl Strategy<Value = String> {
         Just("read_timeout_secs"),
         Just("probe_interval_secs"),
         Just("log_format"),
+        Just("path_template"),
+        Just("sidecar"),
         Just("cdn_allow"),
         Just("max_file_bytes"),
         Just("unknown_key"),
