@@ -411,6 +411,8 @@ fn settings(sim: &Simulator, dir: &Path) -> Result<Settings> {
         },
         callback_token: Ok(None),
         warnings: Vec::new(),
+        path_template: crate::archive::PathTemplate::default(),
+        sidecar: false,
     })
 }
 

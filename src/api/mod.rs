@@ -29,6 +29,13 @@ pub struct FileInfo {
     pub filename: Option<String>,
     pub download_url: Url,
     pub trace_id: Option<String>,
+    /// The API's `purpose` (`video_generation`, ...).
+    pub purpose: Option<String>,
+    /// The API's `created_at`, Unix seconds.
+    pub created_at: Option<i64>,
+    /// The file object as retrieve returned it, without `download_url` (a
+    /// credential): what a sidecar records.
+    pub object: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +136,7 @@ impl ApiError {
 
 #[derive(Deserialize)]
 struct RetrieveBody {
-    file: Option<FileBody>,
+    file: Option<serde_json::Value>,
     base_resp: Option<BaseResp>,
 }
 
@@ -192,9 +199,12 @@ pub fn parse_retrieve(
             trace_id,
         });
     }
-    let file = parsed
-        .file
-        .ok_or_else(|| malformed("status 0 but no file object".into()))?;
+    let Some(serde_json::Value::Object(mut object)) = parsed.file else {
+        return Err(malformed("status 0 but no file object".into()));
+    };
+    let file: FileBody = serde_json::from_value(serde_json::Value::Object(object.clone()))
+        .map_err(|e| malformed(format!("not the expected JSON in file ({e})")))?;
+    object.remove("download_url");
     let file_id = file
         .file_id
         .as_ref()
@@ -226,6 +236,12 @@ pub fn parse_retrieve(
         filename: file.filename,
         download_url,
         trace_id,
+        purpose: object
+            .get("purpose")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        created_at: object.get("created_at").and_then(|v| v.as_i64()),
+        object,
     })
 }
 
@@ -313,26 +329,13 @@ impl ApiClient {
     /// queried again for a fresh URL (they are time-limited), and the job
     /// it is for is keyed by the task id. The size is learned from the CDN.
     pub async fn task_video(&self, task_id: i64) -> Result<FileInfo, ApiError> {
-        match self.query_task_v2(task_id).await? {
-            TaskStatus::Video(url) => Ok(FileInfo {
-                file_id: task_id,
-                bytes: None,
-                filename: url
-                    .path_segments()
-                    .and_then(|mut s| s.next_back())
-                    .filter(|name| !name.is_empty())
-                    .map(str::to_string),
-                download_url: url,
-                trace_id: None,
-            }),
-            TaskStatus::Failed(reason) => Err(ApiError::TaskEnded { task_id, reason }),
-            TaskStatus::File(_) | TaskStatus::Generating(_) | TaskStatus::Unrecognised(_) => {
-                Err(ApiError::Malformed {
-                    detail: format!("task {task_id} finished, but its query shows no video now"),
-                    trace_id: None,
-                })
-            }
+        let answer = self
+            .get(&format!("v2/query/video_generation/{task_id}"), &[])
+            .await?;
+        if !answer.success {
+            return Err(answer.v2_error());
         }
+        task::parse_v2_video(task_id, &answer.body, answer.trace_id)
     }
 
     /// `GET /v2/query/video_generation?page_num=N&page_size=M`: one page
@@ -474,6 +477,11 @@ mod tests {
         assert_eq!(info.bytes, None);
         assert_eq!(info.filename.as_deref(), Some("output_aigc.mp4"));
         assert_eq!(info.download_url.host_str(), Some("cdn.example"));
+        assert_eq!(info.purpose.as_deref(), Some("video_generation"));
+        assert_eq!(info.created_at, Some(1_700_469_398));
+        // The object is kept for sidecars, without its credential.
+        assert_eq!(info.object["filename"], "output_aigc.mp4");
+        assert!(!info.object.contains_key("download_url"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ApiError, BaseResp, FlexibleId};
+use super::{ApiError, BaseResp, FileInfo, FlexibleId};
 use crate::ids::TaskApi;
 
 /// Where a generation task is, as one answer says.
@@ -190,6 +190,53 @@ pub fn parse_v2_query(
         .ok_or_else(|| malformed("no task object in the answer", &trace_id))?;
     check_id(requested, task.get("id"), &trace_id)?;
     v2_status(task, &trace_id)
+}
+
+/// A finished v2 task's video as a file to download (`file_id` is the
+/// task id: v2 has no file ids). The task object, without its URL (a
+/// credential), is what a sidecar records; a task that ended without a
+/// video is [`ApiError::TaskEnded`].
+pub fn parse_v2_video(
+    requested: i64,
+    body: &[u8],
+    trace_id: Option<String>,
+) -> Result<FileInfo, ApiError> {
+    let url = match parse_v2_query(requested, body, trace_id.clone())? {
+        TaskStatus::Video(url) => url,
+        TaskStatus::Failed(reason) => {
+            return Err(ApiError::TaskEnded {
+                task_id: requested,
+                reason,
+            });
+        }
+        _ => {
+            return Err(malformed(
+                format!("task {requested} finished, but its query shows no video now"),
+                &trace_id,
+            ));
+        }
+    };
+    let mut object = match json(body, &trace_id)?.get_mut("task").map(Value::take) {
+        Some(Value::Object(object)) => object,
+        _ => serde_json::Map::new(),
+    };
+    if let Some(Value::Object(content)) = object.get_mut("content") {
+        content.remove("url");
+    }
+    Ok(FileInfo {
+        file_id: requested,
+        bytes: None,
+        filename: url
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .filter(|name| !name.is_empty())
+            .map(str::to_string),
+        purpose: Some("video_generation".into()),
+        created_at: object.get("created_at").and_then(Value::as_i64),
+        object,
+        download_url: url,
+        trace_id,
+    })
 }
 
 /// The status of a v2 task object (a query answer, a list item, a callback).
@@ -511,6 +558,23 @@ mod tests {
             parse_v2_query(7, text.as_bytes(), None),
             Ok(TaskStatus::Failed(r)) if r.contains("h3_context_ir")
         ));
+    }
+
+    #[test]
+    fn a_v2_video_is_a_file_keyed_by_its_task_whose_record_has_no_url() {
+        let info = parse_v2_video(424_010_985_738_629, V2_OK.as_bytes(), None).unwrap();
+        assert_eq!(info.file_id, 424_010_985_738_629);
+        assert_eq!(info.filename.as_deref(), Some("out.mp4"));
+        assert_eq!(info.created_at, Some(1_785_125_529));
+        assert_eq!(info.object["model"], "MiniMax-H3");
+        assert!(
+            !serde_json::to_string(&info.object)
+                .unwrap()
+                .contains("sig=1")
+        );
+        let ended = r#"{"task":{"id":"7","status":"expired"}}"#;
+        let err = parse_v2_video(7, ended.as_bytes(), None).unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
     }
 
     #[test]

@@ -11,14 +11,14 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "fetch",
         &[
             "api", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics",
-            "listen", "intake",
+            "listen", "archive", "intake",
         ],
     ),
     (
         "api",
         &[
             "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics",
-            "listen", "intake",
+            "listen", "archive", "intake",
         ],
     ),
     // The queue is storage: it never touches the network or the archive.
@@ -26,13 +26,21 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "queue",
         &[
             "api", "fetch", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics",
-            "listen", "intake",
+            "listen", "archive", "intake",
         ],
     ),
     (
         "gate",
         &[
             "api", "fetch", "worker", "daemon", "commands", "runtime", "demo", "metrics", "listen",
+            "archive", "intake",
+        ],
+    ),
+    // The archive knows files and the queue's facts, not who fetched them.
+    (
+        "archive",
+        &[
+            "api", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics", "listen",
             "intake",
         ],
     ),
@@ -71,20 +79,21 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "partial",
         &[
             "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
-            "http", "config",
+            "http", "config", "archive",
         ],
     ),
     (
         "http",
         &[
             "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
+            "archive",
         ],
     ),
     (
         "build_info",
         &[
             "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
-            "http", "config", "metrics", "listen",
+            "http", "config", "metrics", "listen", "archive",
         ],
     ),
 ];
@@ -104,6 +113,8 @@ const POLICY_FILES: &[&str] = &[
     "src/fetch/pieces.rs",
     "src/fetch/url_policy.rs",
     "src/worker/policy.rs",
+    "src/archive/template.rs",
+    "src/archive/manifest.rs",
     "src/api/task.rs",
     "src/queue/task.rs",
     "src/intake/policy.rs",

@@ -424,3 +424,55 @@ async fn a_task_created_with_the_daemon_as_its_callback_url_is_archived() {
     assert_eq!(sim.stats().callback_failures, 0);
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_task_s_file_is_named_recorded_and_exported_with_its_task() {
+    let sim = support::sim(support::small_files()).await;
+    sim.add_task(8001, SimTask::new(TaskApi::V1, 8_100));
+    sim.add_task(8002, SimTask::new(TaskApi::V2, 8002));
+    let world = polling_world(&sim);
+    std::fs::write(
+        &world.config,
+        "path_template = \"{task_id}/{file_id}-{filename}\"\nsidecar = true\n",
+    )
+    .unwrap();
+    assert_success(
+        &world
+            .run(&["enqueue", "--task", "8001", "v2:8002", "--", "8200"])
+            .await,
+    );
+    assert_success(&world.run(&["run", "--exit-when-idle"]).await);
+    for (file, task) in [(8_100, Some("8001")), (8002, Some("8002")), (8200, None)] {
+        let job = world.job(file).await;
+        assert_verified(&world, &sim, &job);
+        let path = std::path::PathBuf::from(job["path"].as_str().unwrap());
+        let folder = task.unwrap_or("notask");
+        assert!(path.starts_with(world.out.join(folder)), "{path:?}");
+        let sidecar: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{}.json", path.display())).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(sidecar["task_id"].as_str(), task, "{sidecar}");
+        let text = sidecar.to_string();
+        assert!(
+            !text.contains("Signature") && !text.contains("Expires"),
+            "no URL: {text}"
+        );
+    }
+    let v2_sidecar =
+        std::fs::read_to_string(world.out.join("8002/8002-output_aigc.mp4.json")).unwrap();
+    assert!(
+        v2_sidecar.contains("MiniMax-H3"),
+        "the v2 task object: {v2_sidecar}"
+    );
+    let export = world.run(&["export", "--format", "jsonl"]).await;
+    assert_success(&export);
+    let tasks: Vec<Value> = stdout(&export)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["task_id"].clone())
+        .collect();
+    assert_eq!(
+        tasks,
+        [Value::from("8002"), Value::from("8001"), Value::Null]
+    );
+}
