@@ -30,10 +30,11 @@ pub async fn copy(from: &str, to: &str, merge: bool) -> Result<u8> {
     .await
     .context("db copy stopped")?;
     out!(
-        "copied {} jobs ({} already there, left as they were) and {} history lines from {} into {}; counts match",
+        "copied {} jobs ({} already there, left as they were), {} history lines and {} generation tasks from {} into {}; counts match",
         report.copied,
         report.skipped,
         report.events,
+        report.tasks,
         source.location(),
         target.location()
     );

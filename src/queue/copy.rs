@@ -1,6 +1,6 @@
 //! `db copy`: moves a queue (jobs with their attempts, schedules, leases,
-//! recorded digests, and their history) from one store into another, for a
-//! user who outgrows one host. The source is only read. The API-call window
+//! recorded digests, and their history; generation tasks as they are)
+//! from one store into another, for a user who outgrows one host. The source is only read. The API-call window
 //! and the fleet row are not copied: they describe the last minute, not the
 //! archive.
 
@@ -29,6 +29,8 @@ pub struct CopyReport {
     pub copied: u64,
     pub skipped: u64,
     pub events: u64,
+    /// Generation tasks copied (tasks the target had are left as they are).
+    pub tasks: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,10 @@ pub async fn copy(
         report.skipped += page.len() as u64 - copied;
         report.events += events.len() as u64;
         progress(report.copied);
+    }
+    let mut tasks = source.list_tasks_stream(None, None).try_chunks(PAGE);
+    while let Some(page) = tasks.try_next().await.map_err(|e| e.1)? {
+        report.tasks += target.import_tasks(&page).await?;
     }
     check_counts(source, target, options, &before).await?;
     Ok(report)

@@ -416,5 +416,10 @@ impl Queue {
 
         /// When the earliest generating task is due for a poll.
         pub async fn next_task_poll(&self) -> Result<Option<Millis>, QueueError>;
+
+        /// `db copy`: takes in tasks copied from another queue as they are
+        /// (state, polls, schedule, deadline, result), in one transaction.
+        /// Ids already here are left alone. Returns how many were added.
+        pub async fn import_tasks(&self, tasks: &[Task]) -> Result<u64, QueueError>;
     }
 }

@@ -28,6 +28,7 @@ async fn a_worked_queue() -> (World, minimax_dl::sim::Simulator) {
     assert_success(&world.run(&["cancel", "9"]).await);
     assert_exit(&world.run(&["run", "--exit-when-idle"]).await, 1);
     assert_success(&world.run(&["enqueue", "10", "11", "12"]).await);
+    assert_success(&world.run(&["enqueue", "--task", "900", "v2:901"]).await);
     (world, sim)
 }
 
@@ -42,6 +43,14 @@ async fn every_job(location: &str) -> Vec<String> {
         let events = queue.events(id).await.unwrap();
         jobs.push(format!("{job:?} {events:?}"));
     }
+    for id in [900, 901] {
+        let task = queue
+            .get_task(id)
+            .await
+            .unwrap()
+            .expect("every task is there");
+        jobs.push(format!("{task:?}"));
+    }
     queue.close().await;
     jobs
 }
@@ -55,6 +64,11 @@ pub async fn a_queue_is_copied_whole_and_its_source_left_untouched(target: Strin
         .await;
     assert_success(&out);
     assert!(stdout(&out).contains("copied 12 jobs"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("2 generation tasks"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(
         std::fs::read(&world.db).unwrap(),
         before,

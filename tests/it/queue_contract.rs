@@ -64,6 +64,7 @@ contract!(sqlite = super::sqlite;
     a_poll_records_what_it_found,
     task_verbs_apply_by_state,
     a_v2_task_never_takes_over_a_file_job_of_its_id,
+    imported_tasks_keep_their_state_and_are_not_doubled,
 );
 
 async fn event_lines(queue: &Queue, file_id: i64) -> Vec<(String, Option<u32>, String)> {
@@ -1031,4 +1032,39 @@ async fn a_v2_task_never_takes_over_a_file_job_of_its_id(queue: Queue) {
         "the file job is untouched"
     );
     assert_eq!(queue.status().await.unwrap().queued, 1);
+}
+
+async fn imported_tasks_keep_their_state_and_are_not_doubled(queue: Queue) {
+    let (_dir, other) = sqlite().await;
+    let batch = [
+        task(1, TaskApi::V1, None),
+        task(2, TaskApi::V2, Some(TaskResult::Video)),
+    ];
+    other.enqueue_tasks(&batch, DAY).await.unwrap();
+    let pending = PollRecord::Pending {
+        minimax_status: Some("Queueing"),
+        error: None,
+        next_in: Duration::from_secs(30),
+    };
+    other.record_poll(1, &pending).await.unwrap();
+    let tasks: Vec<_> = {
+        use futures_util::TryStreamExt;
+        other
+            .list_tasks_stream(None, None)
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    assert_eq!(queue.import_tasks(&tasks).await.unwrap(), 2);
+    assert_eq!(
+        queue.import_tasks(&tasks).await.unwrap(),
+        0,
+        "ids already here are left alone"
+    );
+    for original in &tasks {
+        assert_eq!(
+            &queue.get_task(original.task_id).await.unwrap().unwrap(),
+            original
+        );
+    }
 }
