@@ -23,6 +23,13 @@ pub fn millis_after(from: Millis, delay: Duration) -> Millis {
     from.saturating_add(delay.as_millis().min(i64::MAX as u128) as i64)
 }
 
+/// The host a lease owner names: the first field of `host:pidns:pid:tag-N`
+/// (the whole name when it has no `:`). Claims record it as the job's
+/// `file_host`, the host whose disk holds its partial file.
+pub fn owner_host(owner: &str) -> &str {
+    owner.split(':').next().unwrap_or(owner)
+}
+
 /// "in 2m 30s" style text for event messages.
 pub fn describe_delay(millis: i64) -> String {
     let secs = (millis.max(0) as u64).div_ceil(1000);
@@ -43,11 +50,35 @@ pub enum CommitSync {
     Normal,
 }
 
-/// Which database holds the queue: a SQLite file path or `sqlite:` URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Which database holds the queue: a SQLite file path or `sqlite:` URL, or a
+/// `postgres://` / `postgresql://` URL. The raw text may hold a password:
+/// show it only through [`DbLocation::redacted`] (its `Debug` does).
+#[derive(Clone, PartialEq, Eq)]
 pub struct DbLocation(pub String);
 
+impl std::fmt::Debug for DbLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DbLocation").field(&self.redacted()).finish()
+    }
+}
+
 impl DbLocation {
+    /// A PostgreSQL URL (`postgres://` or `postgresql://`, any case) selects
+    /// the PostgreSQL store; anything else is a SQLite path or URL.
+    pub fn is_postgres(&self) -> bool {
+        super::postgres::is_postgres_url(&self.0)
+    }
+
+    /// The location as it may be shown: a PostgreSQL URL without its
+    /// password, a SQLite location as written.
+    pub fn redacted(&self) -> String {
+        if self.is_postgres() {
+            super::postgres::redact_url(&self.0)
+        } else {
+            self.0.clone()
+        }
+    }
+
     pub(crate) fn sqlite_path(&self) -> PathBuf {
         let raw = self.0.as_str();
         let stripped = raw
@@ -84,6 +115,9 @@ pub struct Job {
     pub last_error: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// The host whose disk holds the partial file, and once done the final
+    /// file (the first field of the lease owner of the latest claim).
+    pub file_host: Option<String>,
 }
 
 impl Job {

@@ -292,3 +292,94 @@ pub async fn wait_for_checkpoint(q: &Queue, id: i64, limit: Duration) {
     })
     .await
 }
+
+/// The variable naming the PostgreSQL server the tests may use (`.ci/run`
+/// starts a throwaway one and sets it): a URL whose role may CREATE DATABASE.
+pub const PG_URL_VAR: &str = "MINIMAX_DL_TEST_PG_URL";
+
+/// A PostgreSQL database of its own for one test (its own NOTIFY channels
+/// and advisory locks too, which are database-wide), dropped when this is
+/// dropped. `url` points at it, with the server's password.
+pub struct PgTestDb {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PgTestDb {
+    /// A fresh, empty database; `None` when [`PG_URL_VAR`] is not set (the
+    /// test then says so and returns), except under CI, where that fails
+    /// the test: CI must run the PostgreSQL cases.
+    pub async fn create() -> Option<PgTestDb> {
+        use sqlx::Connection;
+        let Some(admin_url) = std::env::var(PG_URL_VAR).ok().filter(|v| !v.is_empty()) else {
+            skip_without_postgres();
+            return None;
+        };
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("mdl_test_{}_{n}_{nanos:08x}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to the test PostgreSQL server");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("CREATE DATABASE");
+        let _ = admin.close().await;
+        let mut url = reqwest::Url::parse(&admin_url).expect("the test PostgreSQL URL parses");
+        url.set_path(&format!("/{name}"));
+        Some(PgTestDb {
+            url: url.to_string(),
+            admin_url,
+            name,
+        })
+    }
+
+    pub fn location(&self) -> DbLocation {
+        DbLocation(self.url.clone())
+    }
+}
+
+impl Drop for PgTestDb {
+    /// On a thread of its own: a test's runtime may be shutting down.
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            use sqlx::Connection;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut admin)
+                    .await;
+                admin.close().await.ok()
+            })
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// No PostgreSQL to test against: a failure under CI (the `CI` variable set
+/// and not empty, as `.ci/run` sets it), else a line on the process's stderr
+/// (past the harness's capture: a skip must not read as a pass).
+fn skip_without_postgres() {
+    use std::io::Write;
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a PostgreSQL test")
+        .to_string();
+    assert!(
+        std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+        "{test}: {PG_URL_VAR} is not set: CI must run the PostgreSQL tests (.ci/run starts a server)"
+    );
+    let _ = writeln!(std::io::stderr(), "{test}: skipped: {PG_URL_VAR} not set");
+}

@@ -13,7 +13,11 @@ use crate::queue::error::lease_held;
 use crate::queue::group_commit::Completion;
 use crate::queue::{
     Heartbeat, Job, Millis, QueueError, VerifiedFile, describe_delay, millis_after, now_millis,
+    owner_host,
 };
+
+/// The job's partial file is on another host than the claimer (`?5`).
+const OTHER_HOST: &str = "(file_host IS NOT NULL AND file_host <> ?5)";
 
 /// Which jobs a claim may take.
 #[derive(Clone, Copy, Debug)]
@@ -77,14 +81,24 @@ impl SqliteStore {
                 id,
             ),
         };
+        // Another host's partial bytes are not ours: a claim by a host other
+        // than the one recorded starts from its own partial file (none,
+        // usually). NULL, from before the column, counts as ours.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3 \
+            "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3, \
+             bytes_done = CASE WHEN {OTHER_HOST} THEN 0 ELSE bytes_done END, \
+             validator = CASE WHEN {OTHER_HOST} THEN NULL ELSE validator END, \
+             pieces = CASE WHEN {OTHER_HOST} THEN NULL ELSE pieces END, \
+             sha256 = CASE WHEN {OTHER_HOST} THEN NULL ELSE sha256 END, \
+             boot_id = CASE WHEN {OTHER_HOST} THEN NULL ELSE boot_id END, \
+             file_host = ?5 \
              WHERE {chosen} RETURNING {JOB_COLUMNS}"
         )))
         .bind(owner)
         .bind(millis_after(now, lease))
         .bind(now)
         .bind(parameter)
+        .bind(owner_host(owner))
         .fetch_all(&self.writer)
         .await?;
         let mut jobs = rows

@@ -18,7 +18,7 @@ use crate::queue::{Job, JobState, Millis};
 
 const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owner, lease_expires_at, \
      cancel_requested, bytes_expected, size_source, bytes_done, validator, pieces, boot_id, filename, final_path, \
-     sha256, last_error, created_at, updated_at";
+     sha256, last_error, created_at, updated_at, file_host";
 
 /// The queue in one SQLite file. Cheap to clone (connection pools inside).
 #[derive(Clone, Debug)]
@@ -89,6 +89,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, sqlx::Error> {
         last_error: row.try_get("last_error")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        file_host: row.try_get("file_host")?,
     })
 }
 
