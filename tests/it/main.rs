@@ -12,6 +12,7 @@ mod disk;
 mod durability;
 mod engine;
 mod logging;
+mod postgres;
 mod props;
 mod queue_contract;
 mod segments;

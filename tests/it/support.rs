@@ -62,11 +62,13 @@ impl World {
             .env("MINIMAX_DL_CONFIG", &self.config)
             // Tests are not about the rate cap unless they say so.
             .env("MINIMAX_DL_REQUESTS_PER_MINUTE", "100000")
-            .arg("--db")
-            .arg(&self.db)
             .arg("--out")
             .arg(&self.out)
             .kill_on_drop(true);
+        // An empty `db` leaves the database to the other layers.
+        if !self.db.as_os_str().is_empty() {
+            cmd.arg("--db").arg(&self.db);
+        }
         if let Some((base, key)) = &self.api {
             cmd.env("MINIMAX_API_BASE", base)
                 .env("MINIMAX_API_KEY", key);
@@ -342,6 +344,54 @@ impl PgTestDb {
 
     pub fn location(&self) -> DbLocation {
         DbLocation(self.url.clone())
+    }
+
+    /// The password in [`PgTestDb::url`], which must never be shown.
+    pub fn password(&self) -> String {
+        let url = reqwest::Url::parse(&self.url).expect("the test URL parses");
+        url.password()
+            .expect("the test URL has a password")
+            .to_string()
+    }
+
+    /// The tables of the database, with their row counts: what a test
+    /// compares to show that a verb left a database as it was.
+    pub async fn tables(&self) -> Vec<(String, i64)> {
+        let mut conn = self.connect().await;
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let mut tables = Vec::new();
+        for name in names {
+            let sql = format!("SELECT count(*) FROM \"{name}\"");
+            let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            tables.push((name, rows));
+        }
+        tables
+    }
+
+    /// Makes this database another application's: a table of notes.
+    pub async fn make_foreign(&self) {
+        let mut conn = self.connect().await;
+        for sql in [
+            "CREATE TABLE notes (id integer PRIMARY KEY, text text)",
+            "INSERT INTO notes VALUES (1, 'buy milk'), (2, 'call mum')",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+
+    async fn connect(&self) -> sqlx::PgConnection {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&self.url)
+            .await
+            .expect("connect to the test database")
     }
 }
 

@@ -1,0 +1,158 @@
+//! The binary on a PostgreSQL queue: opening (an empty database, someone
+//! else's, several processes at once), the password kept out of every
+//! output, and a download end to end. Each test takes a database of its own
+//! on the server `MINIMAX_DL_TEST_PG_URL` names (skipped without it, a
+//! failure under CI).
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use crate::support::{self, PgTestDb, World, assert_exit, assert_success, stderr, stdout};
+
+/// A world whose `--db` is the test database's URL.
+async fn pg_world() -> Option<(PgTestDb, World)> {
+    let db = PgTestDb::create().await?;
+    let mut world = World::new();
+    world.db = PathBuf::from(&db.url);
+    Some((db, world))
+}
+
+#[track_caller]
+fn assert_no_password(db: &PgTestDb, out: &Output) {
+    let password = db.password();
+    for (name, text) in [("stdout", stdout(out)), ("stderr", stderr(out))] {
+        assert!(
+            !text.contains(&password),
+            "the password is in {name}:\n{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn processes_opening_an_empty_database_at_once_all_succeed() {
+    let Some((db, world)) = pg_world().await else {
+        return;
+    };
+    let writers = (1..=4).map(|id| {
+        let world = &world;
+        async move { world.run(&["enqueue", &id.to_string()]).await }
+    });
+    for out in futures_util::future::join_all(writers).await {
+        assert_success(&out);
+        assert_no_password(&db, &out);
+    }
+    assert_eq!(world.status().await["queued"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_verbs_on_an_empty_database_create_nothing() {
+    let Some((db, world)) = pg_world().await else {
+        return;
+    };
+    let shown = db.url.replace(&db.password(), "***");
+    for args in [&["status"][..], &["list"], &["show", "1"]] {
+        let out = world.run(args).await;
+        assert_exit(&out, 2);
+        assert_no_password(&db, &out);
+        assert!(
+            stderr(&out).contains(&format!(
+                "no minimax-dl queue in {shown}: run `minimax-dl enqueue`"
+            )),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(db.tables().await, [], "{args:?} created tables");
+    }
+    assert_success(&world.run(&["enqueue", "1"]).await);
+    assert_eq!(world.status().await["queued"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_applications_database_is_refused_and_left_unchanged() {
+    let Some((db, world)) = pg_world().await else {
+        return;
+    };
+    db.make_foreign().await;
+    let before = db.tables().await;
+    for args in [
+        &["status"][..],
+        &["list"],
+        &["show", "1"],
+        &["enqueue", "1"],
+        &["retry", "--all-failed"],
+        &["cancel", "1"],
+    ] {
+        let out = world.run(args).await;
+        assert_exit(&out, 2);
+        assert_no_password(&db, &out);
+        assert!(
+            stderr(&out).contains("is not a minimax-dl queue"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(db.tables().await, before, "{args:?} changed the database");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_password_shows_nowhere_even_in_errors_and_trace_logs() {
+    let Some((db, world)) = pg_world().await else {
+        return;
+    };
+    let world = world.env("MINIMAX_DL_LOG", "trace");
+    assert_success(&world.run(&["enqueue", "1"]).await);
+    for args in [&["status"][..], &["list"], &["show", "1"], &["--help"]] {
+        let out = world.run(args).await;
+        assert_success(&out);
+        assert_no_password(&db, &out);
+    }
+    // A wrong password: refused, and the message names the URL without it.
+    let mut wrong = World::new().env("MINIMAX_DL_LOG", "trace");
+    let bad = db.url.replace(&db.password(), "not-the-password-0451");
+    wrong.db = PathBuf::from(&bad);
+    let out = wrong.run(&["status"]).await;
+    assert_exit(&out, 2);
+    assert!(!stderr(&out).contains("0451"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(":***@"), "{}", stderr(&out));
+    // From ~/.pgpass, with a malformed line (which sqlx logs, line and all).
+    let mut from_pgpass = World::new().env("MINIMAX_DL_LOG", "trace");
+    let without = db.url.replace(&format!(":{}@", db.password()), "@");
+    from_pgpass.db = PathBuf::from(&without);
+    let pgpass = from_pgpass.dir.path().join(".pgpass");
+    let lines = format!("broken-line-{}\n*:*:*:*:{}\n", db.password(), db.password());
+    std::fs::write(&pgpass, lines).unwrap();
+    std::fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = from_pgpass.run(&["status"]).await;
+    assert_success(&out);
+    assert_no_password(&db, &out);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_through_a_url_file_records_the_host_holding_the_file() {
+    let Some((db, world)) = pg_world().await else {
+        return;
+    };
+    let sim = support::sim(support::small_files()).await;
+    let mut world = world.with_sim(&sim);
+    let url_file = world.path("db_url");
+    std::fs::write(&url_file, format!("{}\n", db.url)).unwrap();
+    world.db = PathBuf::new();
+    let world = world.env("MINIMAX_DL_DATABASE_URL_FILE", url_file.to_str().unwrap());
+    let out = world.run(&["fetch", "11"]).await;
+    assert_success(&out);
+    assert_no_password(&db, &out);
+    let job = world.job(11).await;
+    support::assert_verified(&world, &sim, &job);
+    let host = job["file_host"]
+        .as_str()
+        .expect("a done job names its host");
+    let out = world.run(&["show", "11"]).await;
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "held by host {host} at {}",
+            job["path"].as_str().unwrap()
+        )),
+        "{text}"
+    );
+}
