@@ -6,7 +6,8 @@
 //! the store only applies them with compare-and-set updates so two processes
 //! never race.
 //!
-//! - `types.rs`: jobs, events, counts and the other plain types.
+//! - `types.rs`: jobs, events, counts and the other plain types; `rows.rs`
+//!   decodes jobs and counts from either store's rows.
 //! - `group_commit.rs`: completions made at the same moment share a statement.
 //! - `sqlite/`: `open.rs` (what a path may be opened as), `lease.rs` (claims,
 //!   heartbeats, worker writes), `verbs.rs` (enqueue, retry, cancel),
@@ -22,6 +23,7 @@ mod store;
 mod error;
 mod group_commit;
 mod postgres;
+mod rows;
 mod sqlite;
 pub mod state;
 #[doc(hidden)]
@@ -34,6 +36,7 @@ use std::time::Duration;
 pub use error::QueueError;
 pub use sqlite::open;
 pub use state::{CancelVerdict, JobState, RetryPolicy, RetryVerdict};
+use types::failure_message;
 pub use types::{
     CommitSync, DbLocation, EnqueueReport, Heartbeat, Job, JobEvent, Millis, StatusCounts,
     VerbOutcome, VerifiedFile, describe_delay, millis_after, now_millis, owner_host,

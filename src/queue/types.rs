@@ -205,6 +205,27 @@ pub struct VerifiedFile<'a> {
     pub final_path: &'a Path,
 }
 
+impl VerifiedFile<'_> {
+    /// Its line in the job's history.
+    pub(crate) fn history_message(&self) -> String {
+        format!(
+            "{} bytes verified against the {} size; sha256 {}",
+            self.size,
+            self.size_source.as_str(),
+            self.sha256
+        )
+    }
+}
+
+/// The history line of a counted failure: the error, and with a retry
+/// `delay_ms` later, when the next attempt is.
+pub(crate) fn failure_message(error: &str, delay_ms: Option<i64>) -> String {
+    match delay_ms {
+        Some(ms) => format!("{error}; next attempt in {}", describe_delay(ms)),
+        None => error.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

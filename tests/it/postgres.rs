@@ -136,7 +136,7 @@ async fn a_download_through_a_url_file_records_the_host_holding_the_file() {
     let mut world = world.with_sim(&sim);
     let url_file = world.path("db_url");
     std::fs::write(&url_file, format!("{}\n", db.url)).unwrap();
-    world.db = PathBuf::new();
+    world.db_flag = false;
     let world = world.env("MINIMAX_DL_DATABASE_URL_FILE", url_file.to_str().unwrap());
     let out = world.run(&["fetch", "11"]).await;
     assert_success(&out);

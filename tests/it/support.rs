@@ -17,6 +17,8 @@ pub const TEST_KEY: &str = "test-key-0123456789";
 pub struct World {
     pub dir: TempDir,
     pub db: PathBuf,
+    /// Whether `db` is passed as `--db` (else the other layers decide).
+    pub db_flag: bool,
     pub out: PathBuf,
     pub config: PathBuf,
     /// API base and key given to the binary (from a simulator), if any.
@@ -31,6 +33,7 @@ impl World {
         std::fs::write(&config, "").expect("write empty config");
         World {
             db: dir.path().join("queue.db"),
+            db_flag: true,
             out: dir.path().join("archive"),
             config,
             dir,
@@ -65,8 +68,7 @@ impl World {
             .arg("--out")
             .arg(&self.out)
             .kill_on_drop(true);
-        // An empty `db` leaves the database to the other layers.
-        if !self.db.as_os_str().is_empty() {
+        if self.db_flag {
             cmd.arg("--db").arg(&self.db);
         }
         if let Some((base, key)) = &self.api {

@@ -17,7 +17,7 @@ use super::{JOB_COLUMNS, PgStore, delay_until, jobs_from_rows, retry_conflicts};
 use crate::partial::{ExpectedSize, Resume};
 use crate::queue::error::lease_held;
 use crate::queue::group_commit::Completion;
-use crate::queue::{Heartbeat, Job, Millis, QueueError, VerifiedFile, describe_delay, owner_host};
+use crate::queue::{Heartbeat, Job, Millis, QueueError, VerifiedFile, failure_message, owner_host};
 
 /// A claim's new values: the lease, and the partial-file columns reset when
 /// the claimer is another host than the one holding the partial file
@@ -216,17 +216,7 @@ impl PgStore {
         owner: &str,
         verified: &VerifiedFile<'_>,
     ) -> Result<(), QueueError> {
-        let VerifiedFile {
-            size,
-            size_source,
-            sha256,
-            filename,
-            final_path,
-        } = *verified;
-        let message = format!(
-            "{size} bytes verified against the {} size; sha256 {sha256}",
-            size_source.as_str()
-        );
+        let message = verified.history_message();
         let sql = with_event(
             "UPDATE jobs SET bytes_done = $3::bigint, bytes_expected = $3::bigint, size_source = $4::text, \
              sha256 = $5::text, pieces = NULL, filename = $6::text, final_path = $7::text, \
@@ -238,11 +228,11 @@ impl PgStore {
         let query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(file_id)
             .bind(owner)
-            .bind(size as i64)
-            .bind(size_source.as_str())
-            .bind(sha256)
-            .bind(filename)
-            .bind(final_path.to_string_lossy().into_owned())
+            .bind(verified.size as i64)
+            .bind(verified.size_source.as_str())
+            .bind(verified.sha256)
+            .bind(verified.filename)
+            .bind(verified.final_path.to_string_lossy().into_owned())
             .bind(message);
         self.leased(file_id, query).await
     }
@@ -305,10 +295,7 @@ impl PgStore {
         retry_at: Option<Millis>,
     ) -> Result<(), QueueError> {
         let delay = retry_at.map(delay_until);
-        let message = match delay {
-            Some(ms) => format!("{error}; next attempt in {}", describe_delay(ms)),
-            None => error.to_string(),
-        };
+        let message = failure_message(error, delay);
         let row = sqlx::query(
             "WITH u AS ( \
                UPDATE jobs SET \

@@ -27,15 +27,12 @@ mod reads;
 mod testing;
 mod verbs;
 
-use std::str::FromStr;
-
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row};
 
 pub use open::{is_postgres_url, redact_url};
 
-use crate::partial::SizeSource;
-use crate::queue::{Job, JobState, Millis, QueueError, now_millis};
+use crate::queue::{Job, Millis, QueueError, now_millis};
 
 const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owner, lease_expires_at, \
      cancel_requested, bytes_expected, size_source, bytes_done, validator, pieces, boot_id, filename, final_path, \
@@ -78,40 +75,9 @@ fn delay_until(at: Millis) -> i64 {
 /// Decoding is strict on PostgreSQL: `attempts` is `integer` (i32) and
 /// `cancel_requested` is `boolean`.
 fn job_from_row(row: &PgRow) -> Result<Job, sqlx::Error> {
-    let state: String = row.try_get("state")?;
-    let state = JobState::from_str(&state).map_err(|e| sqlx::Error::Decode(e.into()))?;
-    let size_source = row
-        .try_get::<Option<String>, _>("size_source")?
-        .map(|s| SizeSource::from_str(&s))
-        .transpose()
-        .map_err(|e| sqlx::Error::Decode(e.into()))?;
-    let opt_u64 = |name: &str| -> Result<Option<u64>, sqlx::Error> {
-        Ok(row
-            .try_get::<Option<i64>, _>(name)?
-            .map(|v| v.max(0) as u64))
-    };
-    Ok(Job {
-        file_id: row.try_get("file_id")?,
-        state,
-        attempts: row.try_get::<i32, _>("attempts")?.max(0) as u32,
-        next_attempt_at: row.try_get("next_attempt_at")?,
-        lease_owner: row.try_get("lease_owner")?,
-        lease_expires_at: row.try_get("lease_expires_at")?,
-        cancel_requested: row.try_get("cancel_requested")?,
-        bytes_expected: opt_u64("bytes_expected")?,
-        size_source,
-        bytes_done: row.try_get::<i64, _>("bytes_done")?.max(0) as u64,
-        validator: row.try_get("validator")?,
-        pieces: row.try_get("pieces")?,
-        boot_id: row.try_get("boot_id")?,
-        filename: row.try_get("filename")?,
-        final_path: row.try_get("final_path")?,
-        sha256: row.try_get("sha256")?,
-        last_error: row.try_get("last_error")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        file_host: row.try_get("file_host")?,
-    })
+    let attempts = row.try_get::<i32, _>("attempts")?.max(0) as u32;
+    let cancel_requested = row.try_get("cancel_requested")?;
+    crate::queue::rows::job_from_row(row, attempts, cancel_requested)
 }
 
 fn jobs_from_rows(rows: &[PgRow]) -> Result<Vec<Job>, QueueError> {

@@ -160,35 +160,13 @@ impl PgStore {
     /// empty database, migrates an older one, refuses someone else's.
     pub async fn open_with(location: &DbLocation, sync: CommitSync) -> Result<PgStore, QueueError> {
         let display = location.redacted();
-        let options = connect_options(location, &display)?;
         let synchronous_commit = match sync {
             CommitSync::Full => "on",
             CommitSync::Normal => "off",
         };
-        let options = options.options([("synchronous_commit", synchronous_commit)]);
-        let pool = connect(options.clone(), POOL_SIZE, &display).await?;
-        let opened = async {
-            match inspect(&pool, &display).await? {
-                Contents::Foreign => {
-                    return Err(QueueError::NotOurs {
-                        location: display.clone(),
-                    });
-                }
-                Contents::Queue { behind: false } => {}
-                Contents::Empty | Contents::Queue { behind: true } => {
-                    migrate(&options, &display).await?;
-                }
-            }
-            Ok(())
-        };
-        if let Err(e) = opened.await {
-            pool.close().await;
-            return Err(e);
-        }
-        Ok(PgStore {
-            pool,
-            location: display,
-        })
+        let options = connect_options(location, &display)?
+            .options([("synchronous_commit", synchronous_commit)]);
+        open_checked(options.clone(), options, POOL_SIZE, Verb::Writes, display).await
     }
 
     /// Opens the queue for a verb that only reads (`status`, `list`, `show`):
@@ -201,27 +179,58 @@ impl PgStore {
         let reading = options
             .clone()
             .options([("default_transaction_read_only", "on")]);
-        let pool = connect(reading, 2, &display).await?;
-        let opened = async {
-            match inspect(&pool, &display).await? {
-                Contents::Empty => Err(QueueError::NoQueueIn {
-                    location: display.clone(),
-                }),
-                Contents::Foreign => Err(QueueError::NotOurs {
-                    location: display.clone(),
-                }),
-                Contents::Queue { behind: true } => migrate(&options, &display).await,
-                Contents::Queue { behind: false } => Ok(()),
-            }
-        };
-        if let Err(e) = opened.await {
-            pool.close().await;
-            return Err(e);
+        open_checked(reading, options, 2, Verb::Reads, display).await
+    }
+}
+
+/// Whether the verb opening the queue writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Writes,
+    Reads,
+}
+
+/// What an open does with what it found (pure): `Ok(true)` migrates first,
+/// `Ok(false)` uses the queue as it is.
+pub fn plan(contents: Contents, verb: Verb, display: &str) -> Result<bool, QueueError> {
+    match (contents, verb) {
+        (Contents::Foreign, _) => Err(QueueError::NotOurs {
+            location: display.to_string(),
+        }),
+        (Contents::Empty, Verb::Reads) => Err(QueueError::NoQueueIn {
+            location: display.to_string(),
+        }),
+        (Contents::Empty, Verb::Writes) => Ok(true),
+        (Contents::Queue { behind }, _) => Ok(behind),
+    }
+}
+
+/// The pool, once the database was found to be a queue this verb may use
+/// (and migrated, on a connection of `migrating`'s, if it had to be);
+/// otherwise the pool is closed and the error returned.
+async fn open_checked(
+    pooled: PgConnectOptions,
+    migrating: PgConnectOptions,
+    size: u32,
+    verb: Verb,
+    display: String,
+) -> Result<PgStore, QueueError> {
+    let pool = connect(pooled, size, &display).await?;
+    let checked = async {
+        if plan(inspect(&pool, &display).await?, verb, &display)? {
+            migrate(&migrating, &display).await?;
         }
-        Ok(PgStore {
+        Ok(())
+    };
+    match checked.await {
+        Ok(()) => Ok(PgStore {
             pool,
             location: display,
-        })
+        }),
+        Err(e) => {
+            pool.close().await;
+            Err(e)
+        }
     }
 }
 
@@ -397,6 +406,25 @@ mod tests {
         for (raw, shown) in cases {
             assert_eq!(redact_url(raw), shown, "{raw}");
             assert!(!redact_url(raw).contains("secret"), "{raw}");
+        }
+    }
+
+    #[test]
+    fn reading_verbs_never_create_and_nobody_touches_a_foreign_database() {
+        use Contents::*;
+        let at = "postgres://h/db";
+        assert!(matches!(
+            plan(Empty, Verb::Reads, at),
+            Err(QueueError::NoQueueIn { .. })
+        ));
+        assert!(matches!(plan(Empty, Verb::Writes, at), Ok(true)));
+        for verb in [Verb::Reads, Verb::Writes] {
+            assert!(matches!(
+                plan(Foreign, verb, at),
+                Err(QueueError::NotOurs { .. })
+            ));
+            assert!(matches!(plan(Queue { behind: true }, verb, at), Ok(true)));
+            assert!(matches!(plan(Queue { behind: false }, verb, at), Ok(false)));
         }
     }
 

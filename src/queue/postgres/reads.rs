@@ -1,9 +1,6 @@
 //! Reads on PostgreSQL: counts, lists, one job, its history, the next due time.
 
-use std::str::FromStr;
-
 use sqlx::Row;
-use sqlx::postgres::PgRow;
 
 use super::{JOB_COLUMNS, PgStore, fetch_job, jobs_from_rows};
 use crate::queue::{Job, JobEvent, JobState, Millis, QueueError, StatusCounts, now_millis};
@@ -56,7 +53,7 @@ impl PgStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        fold_counts(&rows)
+        Ok(crate::queue::rows::counts_from_rows(&rows)?)
     }
 
     pub async fn status_by_scan(&self) -> Result<StatusCounts, QueueError> {
@@ -66,7 +63,7 @@ impl PgStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        fold_counts(&rows)
+        Ok(crate::queue::rows::counts_from_rows(&rows)?)
     }
 
     pub async fn get(&self, file_id: i64) -> Result<Option<Job>, QueueError> {
@@ -104,23 +101,4 @@ impl PgStore {
         .await?;
         Ok(wait.map(|ms| now_millis().saturating_add(ms)))
     }
-}
-
-/// Rows of `(state, jobs, bytes)` into counts.
-fn fold_counts(rows: &[PgRow]) -> Result<StatusCounts, QueueError> {
-    let mut counts = StatusCounts::default();
-    for row in rows {
-        let state: String = row.try_get("state")?;
-        let n = row.try_get::<Option<i64>, _>("jobs")?.unwrap_or(0).max(0) as u64;
-        counts.bytes_done += row.try_get::<Option<i64>, _>("bytes")?.unwrap_or(0).max(0) as u64;
-        match JobState::from_str(&state) {
-            Ok(JobState::Queued) => counts.queued = n,
-            Ok(JobState::Running) => counts.running = n,
-            Ok(JobState::Done) => counts.done = n,
-            Ok(JobState::Failed) => counts.failed = n,
-            Ok(JobState::Cancelled) => counts.cancelled = n,
-            Err(_) => {}
-        }
-    }
-    Ok(counts)
 }

@@ -12,7 +12,7 @@ use crate::partial::{ExpectedSize, Resume};
 use crate::queue::error::lease_held;
 use crate::queue::group_commit::Completion;
 use crate::queue::{
-    Heartbeat, Job, Millis, QueueError, VerifiedFile, describe_delay, millis_after, now_millis,
+    Heartbeat, Job, Millis, QueueError, VerifiedFile, failure_message, millis_after, now_millis,
     owner_host,
 };
 
@@ -213,10 +213,7 @@ impl SqliteStore {
         .bind(owner)
         .bind(filename)
         .bind(final_path.to_string_lossy().into_owned());
-        let message = format!(
-            "{size} bytes verified against the {} size; sha256 {sha256}",
-            size_source.as_str()
-        );
+        let message = verified.history_message();
         self.leased_transition(file_id, now, update, "verified", &message)
             .await
     }
@@ -296,10 +293,7 @@ impl SqliteStore {
             return Err(QueueError::LeaseLost(file_id));
         };
         let attempt = row.try_get::<i64, _>("attempts")? as u32;
-        let message = match retry_at {
-            Some(at) => format!("{error}; next attempt in {}", describe_delay(at - now)),
-            None => error.to_string(),
-        };
+        let message = failure_message(error, retry_at.map(|at| at - now));
         insert_event(&mut tx, file_id, now, kind, Some(attempt), Some(&message)).await?;
         tx.commit().await?;
         Ok(())

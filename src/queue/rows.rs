@@ -1,0 +1,82 @@
+//! Decoding what both stores return in the same shape: a job row and a
+//! table of counts. Only `attempts` and `cancel_requested` differ in type
+//! (SQLite: integers; PostgreSQL: `integer` and `boolean`, which sqlx will
+//! not decode as `i64`), so each store decodes those two and hands them in.
+
+use std::str::FromStr;
+
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use super::{Job, JobState, StatusCounts};
+use crate::partial::SizeSource;
+
+/// A job from a row with the columns of `JOB_COLUMNS`.
+pub(super) fn job_from_row<'r, R>(
+    row: &'r R,
+    attempts: u32,
+    cancel_requested: bool,
+) -> Result<Job, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let text = |name: &'static str| row.try_get::<Option<String>, _>(name);
+    let int = |name: &'static str| row.try_get::<Option<i64>, _>(name);
+    let state: String = row.try_get("state")?;
+    let state = JobState::from_str(&state).map_err(|e| sqlx::Error::Decode(e.into()))?;
+    let size_source = text("size_source")?
+        .map(|s| SizeSource::from_str(&s))
+        .transpose()
+        .map_err(|e| sqlx::Error::Decode(e.into()))?;
+    let unsigned = |v: Option<i64>| v.map(|v| v.max(0) as u64);
+    Ok(Job {
+        file_id: row.try_get("file_id")?,
+        state,
+        attempts,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        lease_owner: text("lease_owner")?,
+        lease_expires_at: int("lease_expires_at")?,
+        cancel_requested,
+        bytes_expected: unsigned(int("bytes_expected")?),
+        size_source,
+        bytes_done: unsigned(int("bytes_done")?).unwrap_or(0),
+        validator: text("validator")?,
+        pieces: text("pieces")?,
+        boot_id: text("boot_id")?,
+        filename: text("filename")?,
+        final_path: text("final_path")?,
+        sha256: text("sha256")?,
+        last_error: text("last_error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        file_host: text("file_host")?,
+    })
+}
+
+/// Rows of `(state, jobs, bytes)` into counts (a state with no row, or
+/// NULL sums, counts nothing).
+pub(super) fn counts_from_rows<'r, R>(rows: &'r [R]) -> Result<StatusCounts, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut counts = StatusCounts::default();
+    for row in rows {
+        let state: String = row.try_get("state")?;
+        let n = row.try_get::<Option<i64>, _>("jobs")?.unwrap_or(0).max(0) as u64;
+        counts.bytes_done += row.try_get::<Option<i64>, _>("bytes")?.unwrap_or(0).max(0) as u64;
+        match JobState::from_str(&state) {
+            Ok(JobState::Queued) => counts.queued = n,
+            Ok(JobState::Running) => counts.running = n,
+            Ok(JobState::Done) => counts.done = n,
+            Ok(JobState::Failed) => counts.failed = n,
+            Ok(JobState::Cancelled) => counts.cancelled = n,
+            Err(_) => {}
+        }
+    }
+    Ok(counts)
+}
