@@ -18,6 +18,8 @@ Exit codes:
   3  stopped by an account-level API error (bad key, no balance, quota, an api_base
      that is not the MiniMax API); jobs stay queued, attempts untouched
   4  stopped because the archive disk is full or not writable; jobs stay queued
+  5  run --exit-when-idle could not reach the queue database (PostgreSQL down or
+     unreachable for 15 s); a daemon (no --exit-when-idle) keeps retrying instead
   130  interrupted by SIGINT (Ctrl-C): fetch, or run --exit-when-idle with jobs left;
      jobs stay queued and resume from their last checkpoint
   143  interrupted by SIGTERM, as 130 (run without --exit-when-idle is a daemon: 0)
@@ -87,7 +89,8 @@ pub enum Command {
             value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SEGMENTS))
         )]
         segments: Option<u32>,
-        /// Exit once nothing is queued or running (exit 1 if any job failed).
+        /// Exit once nothing is left that this process could claim: nothing queued and no
+        /// abandoned lease (jobs running in other processes are theirs). Exit 1 if any job failed.
         #[arg(long)]
         exit_when_idle: bool,
     },
@@ -151,6 +154,28 @@ pub enum Command {
     },
     /// Run the MiniMax API + CDN simulator on loopback.
     Sim(crate::sim::SimArgs),
+    /// Move a queue to another database (SQLite to PostgreSQL when one host is no longer enough).
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Copy every job (state, attempts, schedule, recorded digest, history) into another queue.
+    /// The source is only read; stop the daemons using it first. The target must be empty
+    /// unless --merge; the counts of both are compared at the end.
+    Copy {
+        /// The queue to copy: a SQLite path or a postgres:// URL.
+        #[arg(long, value_name = "DB")]
+        from: String,
+        /// The queue to copy into (created if missing). Keep passwords out of the URL:
+        /// PGPASSWORD or ~/.pgpass are read as libpq reads them.
+        #[arg(long, value_name = "DB")]
+        to: String,
+        /// Copy into a queue that has jobs already: ids it has are left as they are.
+        #[arg(long)]
+        merge: bool,
+    },
 }
 
 fn parse_state(raw: &str) -> Result<JobState, String> {

@@ -11,6 +11,8 @@ use reqwest::Url;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::fetch::range::DEFAULT_MAX_FILE_BYTES;
+use crate::fetch::url_policy::UrlPolicy;
 use crate::queue::{DbLocation, RetryPolicy};
 
 pub const MAINLAND_API_BASE: &str = "https://api.minimaxi.com";
@@ -75,6 +77,8 @@ pub struct FileConfig {
     pub read_timeout_secs: Option<u64>,
     pub probe_interval_secs: Option<u64>,
     pub log_format: Option<LogFormat>,
+    pub cdn_allow: Option<Vec<String>>,
+    pub max_file_bytes: Option<u64>,
 }
 
 impl FileConfig {
@@ -84,6 +88,42 @@ impl FileConfig {
             message: e.to_string().trim_end().replace('\n', "\n  "),
         })
     }
+
+    /// The keys of this file that hold a secret, for the warning about a
+    /// file others may read. A key added later that holds one (a token, a
+    /// password) adds a line here.
+    pub fn secret_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.database.as_deref().is_some_and(has_password) {
+            keys.push("database");
+        }
+        keys
+    }
+}
+
+/// Does a database location carry a password (`postgres://user:pw@host`,
+/// or `password=` in a key/value connection string)?
+fn has_password(location: &str) -> bool {
+    Url::parse(location).is_ok_and(|u| u.password().is_some())
+        || location.to_ascii_lowercase().contains("password=")
+}
+
+/// Is a file with these mode bits readable by users other than its owner?
+pub fn readable_by_others(mode: u32) -> bool {
+    mode & 0o044 != 0
+}
+
+/// The warning for a file holding `what` that others may read, naming the
+/// file and the fix; `None` when its mode keeps it private.
+pub fn exposure_warning(path: &Path, mode: u32, what: &str) -> Option<String> {
+    readable_by_others(mode).then(|| {
+        format!(
+            "{} holds {what} and is readable by other users (mode {:04o}): run `chmod 600 {}`",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        )
+    })
 }
 
 /// What the command line says; `None` leaves the decision to lower layers.
@@ -119,6 +159,13 @@ pub struct Settings {
     pub read_timeout: Duration,
     pub probe_interval: Duration,
     pub log_format: LogFormat,
+    /// Which download URLs and redirects are fetched (`cdn_allow`).
+    pub url_policy: UrlPolicy,
+    /// Larger files are refused; a body of unknown length is cut here.
+    pub max_file_bytes: u64,
+    /// Files holding a secret that others may read, found while loading:
+    /// for the caller to log once logging is set up.
+    pub warnings: Vec<String>,
 }
 
 pub const DEFAULT_CONCURRENCY: u32 = 4;
@@ -150,7 +197,12 @@ impl Settings {
             },
             None => (None, FileConfig::default()),
         };
-        Settings::resolve(overrides, env, path, file)
+        let warnings = exposed_secret_files(path.as_deref(), &file);
+        let settings = Settings::resolve(overrides, env, path, file)?;
+        Ok(Settings {
+            warnings,
+            ..settings
+        })
     }
 
     /// The precedence rules: flag, then environment, then file, then default.
@@ -273,6 +325,23 @@ impl Settings {
                 }
             };
 
+        let url_policy = UrlPolicy::new(file.cdn_allow.iter().flatten()).map_err(|message| {
+            ConfigError::Invalid {
+                origin: file_origin("cdn_allow"),
+                message,
+            }
+        })?;
+        let max_file_bytes = match file.max_file_bytes {
+            Some(0) => {
+                return Err(ConfigError::Invalid {
+                    origin: file_origin("max_file_bytes"),
+                    message: "must be at least 1 byte".into(),
+                });
+            }
+            Some(v) => v,
+            None => DEFAULT_MAX_FILE_BYTES,
+        };
+
         Ok(Settings {
             api_base,
             api_key,
@@ -290,6 +359,9 @@ impl Settings {
             read_timeout: seconds(file.read_timeout_secs, "read_timeout_secs", 60)?,
             probe_interval: seconds(file.probe_interval_secs, "probe_interval_secs", 60)?,
             log_format: overrides.log_format.or(file.log_format).unwrap_or_default(),
+            url_policy,
+            max_file_bytes,
+            warnings: Vec::new(),
             config_path,
         })
     }
@@ -383,6 +455,32 @@ fn read_url_file(path: &Path, origin: &str) -> Result<String, ConfigError> {
         });
     }
     Ok(url.to_string())
+}
+
+/// The config file (when it holds a secret), the API key file and the
+/// database URL file, when users other than their owner may read them.
+fn exposed_secret_files(config_path: Option<&Path>, file: &FileConfig) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).ok().map(|m| m.permissions().mode());
+    let mut warnings = Vec::new();
+    let secrets = file.secret_keys();
+    if let Some(path) = config_path.filter(|_| !secrets.is_empty())
+        && let Some(mode) = mode(path)
+    {
+        let what = format!("a secret (`{}`)", secrets.join("`, `"));
+        warnings.extend(exposure_warning(path, mode, &what));
+    }
+    if let Some(path) = file.api_key_file.as_deref()
+        && let Some(mode) = mode(path)
+    {
+        warnings.extend(exposure_warning(path, mode, "the API key"));
+    }
+    if let Some(path) = file.database_url_file.as_deref()
+        && let Some(mode) = mode(path)
+    {
+        warnings.extend(exposure_warning(path, mode, "the database URL"));
+    }
+    warnings
 }
 
 /// Which config file to read, and whether it must exist (it must when the
@@ -987,5 +1085,63 @@ mod tests {
         assert_eq!(s.read_timeout, d.read_timeout);
         assert_eq!(s.connect_timeout, d.connect_timeout);
         assert_eq!(s.probe_interval, d.probe_interval);
+        assert_eq!(s.url_policy, d.url_policy);
+        assert_eq!(s.max_file_bytes, d.max_file_bytes);
+    }
+
+    #[test]
+    fn cdn_allow_and_max_file_bytes_are_checked_naming_the_key() {
+        let resolve = |text: &str| {
+            Settings::resolve(
+                &Overrides::default(),
+                &env_of(&[("HOME", "/h")]),
+                Some("/c.toml".into()),
+                file(text),
+            )
+        };
+        let s =
+            resolve("cdn_allow = [\"AliyunCS.com\", \".minimax.io\"]\nmax_file_bytes = 5").unwrap();
+        assert_eq!(s.url_policy.cdn_allow(), ["aliyuncs.com", "minimax.io"]);
+        assert_eq!(s.max_file_bytes, 5);
+        let d = resolve("").unwrap();
+        assert!(d.url_policy.cdn_allow().is_empty());
+        assert_eq!(d.max_file_bytes, 64 << 30);
+        for (text, key) in [
+            ("cdn_allow = [\"https://cdn.example\"]", "cdn_allow"),
+            ("cdn_allow = [\"\"]", "cdn_allow"),
+            ("max_file_bytes = 0", "max_file_bytes"),
+        ] {
+            let err = resolve(text).unwrap_err().to_string();
+            assert!(
+                err.contains("/c.toml") && err.contains(key),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_secret_in_a_file_others_can_read_is_named_with_the_fix() {
+        let path = Path::new("/etc/minimax-dl/config.toml");
+        let warning = exposure_warning(path, 0o100644, "the API key").unwrap();
+        assert!(
+            warning.contains("/etc/minimax-dl/config.toml")
+                && warning.contains("chmod 600 /etc/minimax-dl/config.toml")
+                && warning.contains("0644"),
+            "{warning}"
+        );
+        assert!(exposure_warning(path, 0o100640, "x").is_some(), "group");
+        assert!(exposure_warning(path, 0o100600, "x").is_none());
+        assert!(exposure_warning(path, 0o100400, "x").is_none());
+        let secrets = |text: &str| file(text).secret_keys();
+        assert_eq!(
+            secrets("database = \"postgres://dl:hunter2@db/queue\""),
+            ["database"]
+        );
+        assert_eq!(
+            secrets("database = \"host=db user=dl password=hunter2\""),
+            ["database"]
+        );
+        assert!(secrets("database = \"postgres://dl@db/queue\"").is_empty());
+        assert!(secrets("database = \"/var/lib/minimax-dl/queue.db\"").is_empty());
     }
 }

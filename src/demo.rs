@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{LogFormat, Settings};
 use crate::daemon::{self, RunEnd, RunOptions};
 use crate::fetch::file::hash_file;
+use crate::fetch::range::DEFAULT_MAX_FILE_BYTES;
+use crate::fetch::url_policy::UrlPolicy;
 use crate::progress;
 use crate::queue::{DbLocation, JobState, Queue, RetryPolicy};
 use crate::runtime::{OnStop, engine, exit, spawn_signal_handler};
@@ -260,6 +262,10 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
             say!("minimax-dl demo: stopped: {}", problem.message());
             return Ok(exit::JOB_FAILURES);
         }
+        RunEnd::Unreachable(why) => {
+            say!("minimax-dl demo: stopped: the queue database does not answer: {why}");
+            return Ok(exit::DB_UNREACHABLE);
+        }
     }
     let elapsed = started.elapsed();
     let missing: Vec<i64> = plan.faults.missing.iter().copied().collect();
@@ -313,6 +319,9 @@ fn settings(sim: &Simulator, dir: &Path) -> Result<Settings> {
         read_timeout: Duration::from_secs(10),
         probe_interval: Duration::from_secs(5),
         log_format: LogFormat::Text,
+        url_policy: UrlPolicy::default(),
+        max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+        warnings: Vec::new(),
     })
 }
 

@@ -1,8 +1,10 @@
 //! One gate every retrieve call passes through: an even spacing of calls
 //! (governor, burst 1), a hard cap of N calls in any 60-second window kept in
 //! the queue database (so it holds across restarts and across processes),
-//! a cooldown shared by the whole pool after the API says "too many", and a
-//! hold while the pool is paused for an account-level error.
+//! a cooldown after the API says "too many" (shared through the queue's
+//! `fleet` row with every process using it), and a hold while the pool is
+//! paused for an account-level error (the pool shares that pause through
+//! the queue too: see `daemon::pool`).
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,6 +14,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 use crate::queue::{Queue, QueueError, now_millis};
 
@@ -150,8 +153,22 @@ impl RateGate {
             .clone()
     }
 
-    /// The API said "too many": every worker waits. Returns the cooldown.
-    pub fn rate_limited(&self, retry_after: Option<Duration>) -> Duration {
+    /// The API said "too many": every worker waits, and through the queue
+    /// every other process sharing it (whose next reservation answers with
+    /// the cooldown's end). Returns the cooldown.
+    pub async fn rate_limited(&self, retry_after: Option<Duration>) -> Duration {
+        let wait = self.cool_here(retry_after);
+        if let Some(queue) = &self.window
+            && let Err(e) = queue.cool_fleet(wait).await
+        {
+            // This process still cools; the others learn of the limit
+            // from their own answers.
+            warn!("cannot share the rate-limit cooldown through the queue: {e}");
+        }
+        wait
+    }
+
+    fn cool_here(&self, retry_after: Option<Duration>) -> Duration {
         let mut state = self.cooldown.lock().unwrap_or_else(|p| p.into_inner());
         state.streak = state.streak.saturating_add(1);
         let wait = cooldown_for(state.streak, retry_after);
@@ -252,7 +269,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_rate_limit_answer_holds_every_caller_until_the_cooldown_ends() {
         let gate = RateGate::new(600, None);
-        gate.rate_limited(Some(Duration::from_secs(30)));
+        gate.rate_limited(Some(Duration::from_secs(30))).await;
         let started = Instant::now();
         gate.acquire(&CancellationToken::new()).await.unwrap();
         assert_eq!(
@@ -265,7 +282,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_caller_waiting_out_a_cooldown_stops_when_cancelled() {
         let gate = Arc::new(RateGate::new(600, None));
-        gate.rate_limited(Some(Duration::from_secs(30)));
+        gate.rate_limited(Some(Duration::from_secs(30))).await;
         let cancel = CancellationToken::new();
         let started = Instant::now();
         let waiting = tokio::spawn({
@@ -308,7 +325,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_hold_set_while_a_caller_waits_stops_it_before_its_call() {
         let gate = Arc::new(RateGate::new(600, None));
-        gate.rate_limited(Some(Duration::from_secs(30)));
+        gate.rate_limited(Some(Duration::from_secs(30))).await;
         let cancel = CancellationToken::new();
         let waiting = tokio::spawn({
             let (gate, cancel) = (gate.clone(), cancel.clone());

@@ -34,7 +34,7 @@ pub fn describe_reqwest(error: &reqwest::Error) -> String {
     } else if error.is_decode() {
         "the body could not be decoded"
     } else if error.is_redirect() {
-        "too many redirects"
+        "redirect refused"
     } else {
         "request failed"
     }

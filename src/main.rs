@@ -35,6 +35,9 @@ fn run() -> u8 {
         .or(settings.as_ref().map(|s| s.log_format))
         .unwrap_or_default();
     runtime::init_logging(&cli, format);
+    for warning in settings.iter().flat_map(|s| &s.warnings) {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

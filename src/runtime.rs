@@ -29,6 +29,9 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     pub const ACCOUNT: u8 = 3;
     pub const DISK_FULL: u8 = 4;
+    /// `run --exit-when-idle` could not reach the queue database (a daemon
+    /// keeps trying instead).
+    pub const DB_UNREACHABLE: u8 = 5;
     /// `fetch`, or `run --exit-when-idle` with jobs left, stopped by SIGINT
     /// (128 + 2, the shell's convention) ...
     pub const INTERRUPTED: u8 = 130;
@@ -107,9 +110,14 @@ pub fn engine(
         settings.requests_per_minute,
         Some(queue.clone()),
     ));
-    let fetcher = Fetcher::new(settings.connect_timeout, settings.read_timeout)
-        .map_err(SetupError::Http)?
-        .with_segments(settings.segments);
+    let fetcher = Fetcher::new(
+        settings.connect_timeout,
+        settings.read_timeout,
+        settings.url_policy.clone(),
+    )
+    .map_err(SetupError::Http)?
+    .with_segments(settings.segments)
+    .with_max_file_bytes(settings.max_file_bytes);
     std::fs::create_dir_all(&settings.output_dir)
         .map_err(|e| SetupError::OutputDir(settings.output_dir.clone(), e))?;
     Ok(Engine::new(

@@ -21,7 +21,9 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             assert!(matches!(
                 e,
-                ApiError::Malformed { .. } | ApiError::Status { .. }
+                ApiError::Malformed { .. }
+                    | ApiError::Status { .. }
+                    | ApiError::DownloadScheme { .. }
             ));
             let _ = e.to_string();
         }

@@ -1,7 +1,8 @@
 -- The minimax-dl queue on PostgreSQL: the schema of SQLite migrations
--- 0001-0007 in one file (there was no PostgreSQL queue to upgrade), plus what
--- a fleet of hosts shares (section 6). Designed and checked in
--- docs/design/postgres/ (schema.sql, queries.md).
+-- 0001-0008 in one file (there was no PostgreSQL queue to upgrade), with what
+-- a fleet of hosts shares: the clock (section 1), the API-call window as a
+-- function every host serialises on (section 4) and the fleet row (section
+-- 6). Designed and checked in docs/design/postgres/ (schema.sql, queries.md).
 --
 -- Types, where they differ from SQLite (sqlx's PostgreSQL decoder is strict:
 -- `try_get::<i64>` on an int4 or a numeric column is an error, not a cast):
@@ -244,15 +245,13 @@ CREATE TRIGGER job_events_on_done AFTER UPDATE OF state ON jobs
     WHEN (NEW.state = 'done' AND OLD.state IS DISTINCT FROM 'done')
     EXECUTE FUNCTION mdl_job_events_on_done();
 
--- 6. The fleet (PostgreSQL only: one SQLite file is one host) --------------------
+-- 6. The fleet (SQLite's 0008, the same row for hosts instead of processes) ------
 
 -- One row: what the whole fleet shares besides the jobs.
 CREATE TABLE fleet (
     id              boolean PRIMARY KEY DEFAULT true CHECK (id),
     -- After a rate-limit answer no host calls retrieve before this (db ms).
     cooldown_until  bigint  NOT NULL DEFAULT 0,
-    -- Rate-limit answers in a row (cooldown doubles with each), 0 after a success.
-    rate_streak     integer NOT NULL DEFAULT 0,
     -- Account-level pause (1004/1008 ...): NULL when not paused.
     pause_message   text,
     paused_at       bigint,

@@ -57,6 +57,18 @@ pub enum ApiError {
     },
     #[error("cannot reach the MiniMax API: {0}")]
     Transport(String),
+    /// A `download_url` the download client would refuse: permanent, as
+    /// the next answer would carry one like it. Names the scheme only: the
+    /// URL's query is its signature.
+    #[error(
+        "retrieve answered a download_url with scheme {scheme:?}: only http and https URLs are \
+         fetched{}",
+        trace(.trace_id)
+    )]
+    DownloadScheme {
+        scheme: String,
+        trace_id: Option<String>,
+    },
 }
 
 fn hint(status: u16) -> &'static str {
@@ -92,6 +104,7 @@ impl ApiError {
                 ..
             } => classify::classify_api_http(*status, *retry_after),
             ApiError::Malformed { .. } | ApiError::Transport(_) => ErrorClass::Transient,
+            ApiError::DownloadScheme { .. } => ErrorClass::Permanent,
         }
     }
 
@@ -99,7 +112,8 @@ impl ApiError {
         match self {
             ApiError::Status { trace_id, .. }
             | ApiError::Http { trace_id, .. }
-            | ApiError::Malformed { trace_id, .. } => trace_id.as_deref(),
+            | ApiError::Malformed { trace_id, .. }
+            | ApiError::DownloadScheme { trace_id, .. } => trace_id.as_deref(),
             _ => None,
         }
     }
@@ -188,9 +202,16 @@ pub fn parse_retrieve(
         .filter(|u| !u.trim().is_empty())
         .ok_or_else(|| malformed("file.download_url missing".into()))?;
     let download_url = Url::parse(raw_url.trim())
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-        .ok_or_else(|| malformed("file.download_url is not an http(s) URL".into()))?;
+        .map_err(|_| malformed("file.download_url is not an http(s) URL".into()))?;
+    if !matches!(download_url.scheme(), "http" | "https") {
+        return Err(ApiError::DownloadScheme {
+            scheme: download_url.scheme().to_string(),
+            trace_id,
+        });
+    }
+    if download_url.host_str().is_none_or(str::is_empty) {
+        return Err(malformed("file.download_url has no host".into()));
+    }
     Ok(FileInfo {
         file_id,
         bytes: file.bytes.filter(|&b| b > 0).map(|b| b as u64),
@@ -346,6 +367,27 @@ mod tests {
         assert!(matches!(err, ApiError::Status { code: 1004, .. }));
         assert_eq!(err.class(), ErrorClass::Account { pause: None });
         assert!(err.to_string().contains("Trace-Id abc"));
+    }
+
+    #[test]
+    fn a_download_url_of_another_scheme_is_permanent_and_named_by_its_scheme_only() {
+        for (url, scheme) in [
+            ("ftp://cdn.example/x?Signature=SECRET", "ftp"),
+            ("file:///etc/passwd?SECRET", "file"),
+            ("data:text/plain,SECRET", "data"),
+        ] {
+            let body = format!(
+                r#"{{"file":{{"file_id":1,"download_url":"{url}"}},"base_resp":{{"status_code":0}}}}"#
+            );
+            let err = parse_retrieve(1, body.as_bytes(), None).unwrap_err();
+            assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
+            let text = err.to_string();
+            assert!(text.contains(&format!("{scheme:?}")), "{text}");
+            assert!(
+                !text.contains("SECRET") && !text.contains("cdn.example"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, DbCommand};
 use crate::config::{Overrides, Settings};
 use crate::ids;
 use crate::queue::{Job, JobState, Millis, Queue};
@@ -28,6 +28,7 @@ macro_rules! out {
     }};
 }
 
+mod db;
 mod enqueue;
 mod fetch;
 mod list;
@@ -86,6 +87,7 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
         Command::Retry { ids, all_failed } => verbs::retry(&settings, &ids, all_failed).await,
         Command::Cancel { ids } => verbs::cancel(&settings, &ids).await,
         Command::Fetch { id } => fetch::fetch(&settings, &id).await,
+        Command::Db(DbCommand::Copy { from, to, merge }) => db::copy(&from, &to, merge).await,
         Command::Demo { .. } | Command::Sim(_) => Ok(exit::OK),
     }
 }

@@ -9,12 +9,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{open_queue_for_workers, process_env};
+use super::process_env;
 use crate::api::ApiClient;
 use crate::config::{Overrides, Settings};
 use crate::daemon::{self, Reload, RunEnd, RunOptions};
 use crate::progress::LogLines;
-use crate::queue::StatusCounts;
+use crate::queue::{Queue, StatusCounts};
 use crate::runtime::{
     self, Interrupt, OnHangup, OnStop, engine, exit, host_problem_exit, spawn_signal_handler,
     spawn_systemd_notifier,
@@ -23,7 +23,10 @@ use crate::say;
 use crate::worker::{Engine, Observer};
 
 pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> Result<u8> {
-    let queue = open_queue_for_workers(&settings).await?;
+    let queue = match open_when_reachable(&settings, exit_when_idle).await? {
+        Some(queue) => queue,
+        None => return Ok(exit::DB_UNREACHABLE),
+    };
     if matches!(settings.api_key, Ok(None)) {
         warn!(
             "no API key configured (MINIMAX_API_KEY or api_key_file): every retrieve call will pause the pool"
@@ -58,9 +61,44 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
     runtime::notify_stopping();
     shutdown.cancel();
     let _ = notifier.await;
+    if let RunEnd::Unreachable(why) = end {
+        error!(
+            "stopping: the queue database {} does not answer: {why}; jobs stay as they are and resume on the next run",
+            queue.location()
+        );
+        return Ok(exit::DB_UNREACHABLE);
+    }
     let counts = queue.status().await?;
     queue.close().await;
     Ok(exit_code(end, &counts, &interrupt, exit_when_idle))
+}
+
+/// Opens the queue, waiting with backoff while the database does not
+/// answer: a daemon started before its PostgreSQL server keeps trying (a
+/// line a minute); a batch gives up after `BATCH_GRACE` (`None`). Any other
+/// error (a wrong path, a foreign database, a bad password) ends at once.
+async fn open_when_reachable(settings: &Settings, batch: bool) -> Result<Option<Queue>> {
+    let mut outage: Option<daemon::Outage> = None;
+    loop {
+        let error = match Queue::open_for_workers(&settings.database).await {
+            Ok(queue) => {
+                if let Some(outage) = outage {
+                    outage.ended(tokio::time::Instant::now());
+                }
+                return Ok(Some(queue));
+            }
+            Err(e) if e.is_unreachable() => e,
+            Err(e) => return Err(e.into()),
+        };
+        let now = tokio::time::Instant::now();
+        let down = outage.get_or_insert_with(|| daemon::Outage::new(now));
+        let wait = down.failed(now, "cannot open the queue database", &error);
+        if batch && down.lasted(now) >= daemon::BATCH_GRACE {
+            error!("stopping: {error}");
+            return Ok(None);
+        }
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// SIGHUP: load the settings again and hand the pool what may change
@@ -122,6 +160,7 @@ fn exit_code(end: RunEnd, counts: &StatusCounts, interrupt: &Interrupt, batch: b
                 }
             }
         }
+        RunEnd::Unreachable(_) => exit::DB_UNREACHABLE,
         RunEnd::Blocked(problem) => {
             error!(
                 "stopping: {}; jobs stay queued with their attempts",

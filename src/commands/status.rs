@@ -1,22 +1,105 @@
-//! `status`: the counts of each state.
+//! `status`: the counts of each state, how long the oldest due job has
+//! waited, the API-call window, and any cooldown or pause every process
+//! sharing the queue obeys.
+
+use std::time::Duration;
 
 use anyhow::Result;
+use serde_json::json;
 
 use super::open_queue_to_read;
 use crate::config::Settings;
-use crate::queue::JobState;
+use crate::gate::WINDOW;
+use crate::queue::{FleetState, JobState, Queue, StatusCounts, describe_delay, now_millis};
 use crate::runtime::exit;
+
+/// Everything `status` shows, read in one go.
+struct Overview {
+    counts: StatusCounts,
+    /// How long the earliest due queued job has been waiting, if one is due.
+    oldest_due_waiting: Option<Duration>,
+    api_calls: u64,
+    fleet: FleetState,
+}
+
+async fn overview(queue: &Queue) -> Result<Overview> {
+    let counts = queue.status().await?;
+    let now = now_millis();
+    let oldest_due_waiting = queue
+        .next_due()
+        .await?
+        .filter(|due| *due <= now)
+        .map(|due| Duration::from_millis((now - due) as u64));
+    Ok(Overview {
+        counts,
+        oldest_due_waiting,
+        api_calls: queue.api_calls_in_window(WINDOW).await?,
+        fleet: queue.fleet_state().await?,
+    })
+}
 
 pub async fn status(settings: &Settings, as_json: bool) -> Result<u8> {
     let queue = open_queue_to_read(settings).await?;
-    let counts = queue.status().await?;
+    let seen = overview(&queue).await?;
+    let cap = settings.requests_per_minute;
     if as_json {
-        out!("{}", serde_json::to_string(&counts)?);
-    } else {
-        for state in JobState::ALL {
-            out!("{:<10} {}", state.as_str(), counts.get(state));
-        }
-        out!("{:<10} {}", "bytes", counts.bytes_done);
+        out!("{}", as_json_line(&seen, cap));
+        return Ok(exit::OK);
+    }
+    for state in JobState::ALL {
+        out!("{:<10} {}", state.as_str(), seen.counts.get(state));
+    }
+    out!("{:<10} {}", "bytes", seen.counts.bytes_done);
+    match seen.oldest_due_waiting {
+        Some(waited) => out!(
+            "{:<10} the oldest due job has waited {}",
+            "waiting",
+            describe_delay(waited.as_millis() as i64)
+        ),
+        None => out!("{:<10} no job is due", "waiting"),
+    }
+    out!(
+        "{:<10} {} calls in the last {} s (cap {cap} a minute, for every process sharing the queue)",
+        "api",
+        seen.api_calls,
+        WINDOW.as_secs()
+    );
+    if let Some(left) = seen.fleet.cooldown {
+        out!(
+            "{:<10} no API call for {} after a rate-limit answer",
+            "cooldown",
+            describe_delay(left.as_millis() as i64)
+        );
+    }
+    if let Some(pause) = &seen.fleet.pause {
+        out!(
+            "{:<10} {} (paused by {}); next probe in {}; `run` resumes by itself once a probe succeeds",
+            "paused",
+            pause.message,
+            pause.paused_by,
+            describe_delay(pause.probe_in.as_millis() as i64)
+        );
     }
     Ok(exit::OK)
+}
+
+fn as_json_line(seen: &Overview, cap: u32) -> serde_json::Value {
+    let mut line = serde_json::to_value(seen.counts).unwrap_or_default();
+    let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+    let extra = json!({
+        "oldest_due_waiting_s": secs(seen.oldest_due_waiting),
+        "api_calls_last_window": seen.api_calls,
+        "window_s": WINDOW.as_secs(),
+        "requests_per_minute": cap,
+        "cooldown_s": secs(seen.fleet.cooldown),
+        "pause": seen.fleet.pause.as_ref().map(|p| json!({
+            "message": p.message,
+            "paused_by": p.paused_by,
+            "probe_in_s": p.probe_in.as_secs_f64(),
+        })),
+    });
+    if let (Some(line), serde_json::Value::Object(extra)) = (line.as_object_mut(), extra) {
+        line.extend(extra);
+    }
+    line
 }

@@ -1,15 +1,18 @@
 //! The lease heartbeat of the jobs a process is working.
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::HEARTBEAT;
+use super::outage::Outage;
 use super::tasks::Running;
 use crate::worker::{Engine, LEASE};
 
 /// Renews the leases of running jobs every second and passes on user
 /// cancellations recorded in the queue.
 pub(super) async fn heartbeat(engine: Engine, running: Running, stop: CancellationToken) {
+    let mut outage: Option<Outage> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -26,6 +29,9 @@ pub(super) async fn heartbeat(engine: Engine, running: Running, stop: Cancellati
         }
         match engine.queue.heartbeat(&leases, LEASE).await {
             Ok(report) => {
+                if let Some(outage) = outage.take() {
+                    outage.ended(Instant::now());
+                }
                 let running = running.lock().unwrap_or_else(|p| p.into_inner());
                 for id in report.lost {
                     if let Some((_, control)) = running.get(&id) {
@@ -43,7 +49,16 @@ pub(super) async fn heartbeat(engine: Engine, running: Running, stop: Cancellati
                     }
                 }
             }
-            Err(e) => warn!("lease heartbeat failed: {e}"),
+            // Logged once a minute however long it lasts; the leases run
+            // out after `LEASE`, and the jobs go to whoever claims next.
+            Err(e) => {
+                let now = Instant::now();
+                outage.get_or_insert_with(|| Outage::new(now)).failed(
+                    now,
+                    "lease heartbeat failed",
+                    &e,
+                );
+            }
         }
     }
 }

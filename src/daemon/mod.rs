@@ -9,11 +9,13 @@
 use std::time::Duration;
 
 mod heartbeat;
+mod outage;
 mod pool;
 mod probe;
 pub mod single;
 mod tasks;
 
+pub use outage::{BATCH_GRACE, Outage};
 pub use pool::{gather_permits, run};
 pub use probe::DISK_RESUME_MARGIN;
 pub use single::fetch_one;
@@ -46,6 +48,9 @@ pub enum RunEnd {
     Stopped,
     /// `--exit-when-idle` met a host-level problem.
     Blocked(HostProblem),
+    /// `--exit-when-idle` could not reach the queue database for
+    /// [`outage::BATCH_GRACE`]: what the last try said.
+    Unreachable(String),
 }
 
 /// A change of settings delivered on SIGHUP: a new API client (key) and

@@ -6,19 +6,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::outage::{BATCH_GRACE, Outage};
 use super::probe::probe;
 use super::tasks::Tasks;
-use super::{
-    CLAIM_BATCH_MAX, CLAIM_LINGER, IDLE_POLL_MAX, IDLE_POLL_MIN, Reload, RunEnd, RunOptions,
-};
-use crate::queue::{QueueError, now_millis};
+use super::{CLAIM_BATCH_MAX, CLAIM_LINGER, IDLE_POLL_MIN, Reload, RunEnd, RunOptions};
+use crate::gate::Hold;
+use crate::queue::{FleetPause, QueueError, now_millis};
 use crate::worker::{Engine, HostProblem, LEASE, Outcome};
 
-/// A pool-wide pause: its cause and when to probe whether it is gone.
-type Pause = (HostProblem, tokio::time::Instant);
+/// A pool-wide pause: its cause, when to probe whether it is gone, and
+/// whether the other processes sharing the queue obey it too.
+#[derive(Clone, Debug, PartialEq)]
+struct Pause {
+    problem: HostProblem,
+    probe_at: Instant,
+    scope: Scope,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Scope {
+    /// This host's alone (a full disk: each host has its own `--out`), or
+    /// an account pause the queue could not record.
+    Host,
+    /// An account-level pause not yet recorded in the queue.
+    Unshared,
+    /// The queue's pause with this epoch: every process sharing the queue
+    /// stops claiming until one probe, from any of them, lifts it.
+    Fleet(i64),
+}
 
 /// The pause once a worker has reported `problem` at `now`. The first report
 /// starts it and fixes its first probe (`probe_interval` later, or as long
@@ -27,18 +46,26 @@ type Pause = (HostProblem, tokio::time::Instant);
 fn pause_after(
     current: Option<Pause>,
     problem: HostProblem,
-    now: tokio::time::Instant,
+    now: Instant,
     probe_interval: Duration,
 ) -> Pause {
     if let Some(current) = current {
         return current;
     }
-    let wait = match &problem {
-        HostProblem::Account { pause: Some(p), .. } => *p,
-        _ => probe_interval,
+    let (wait, scope) = match &problem {
+        HostProblem::Account { pause, .. } => (pause.unwrap_or(probe_interval), Scope::Unshared),
+        HostProblem::DiskFull { .. } => (probe_interval, Scope::Host),
     };
-    (problem, now + wait)
+    Pause {
+        problem,
+        probe_at: now + wait,
+        scope,
+    }
 }
+
+/// How often a process paused by the queue's pause looks whether another
+/// process lifted it (or moved its probe).
+const FLEET_PAUSE_POLL: Duration = Duration::from_secs(2);
 
 /// Runs the pool until the shutdown, or (with `exit_when_idle`) until the
 /// queue is empty or a host problem stops it.
@@ -60,6 +87,8 @@ pub async fn run(
         concurrency,
         idle: IDLE_POLL_MIN,
         pause: None,
+        probe_early: false,
+        outage: None,
     };
     pool.run().await
 }
@@ -74,9 +103,15 @@ struct Pool {
     /// One permit a worker; `concurrency` of them in circulation.
     permits: Arc<Semaphore>,
     concurrency: u32,
-    /// The sleep of the next idle turn (doubling up to [`IDLE_POLL_MAX`]).
+    /// The sleep of the next idle turn (doubling up to the queue's
+    /// `idle_poll_max`).
     idle: Duration,
     pause: Option<Pause>,
+    /// Probe the pause at once, whatever its probe time (a pause found at
+    /// start: the user may have restarted us because they fixed its cause).
+    probe_early: bool,
+    /// Since when the queue database has not answered a claim, if it has not.
+    outage: Option<Outage>,
 }
 
 /// What a turn of the loop leads to.
@@ -87,18 +122,25 @@ enum Turn {
 
 impl Pool {
     async fn run(mut self) -> Result<RunEnd, QueueError> {
+        if let Ok(state) = self.engine.queue.fleet_state().await
+            && let Some(pause) = state.pause
+        {
+            self.adopt(pause, Instant::now());
+            self.probe_early = true;
+        }
         let end = loop {
             // Outcomes first: a pause must stop claiming before the next claim.
             self.take_outcomes();
+            self.share_pause().await;
             if self.shutdown.is_cancelled() {
                 break RunEnd::Stopped;
             }
-            if self.apply_reload() {
+            if self.apply_reload().await {
                 continue;
             }
             let turn = match self.pause.clone() {
-                Some((problem, _)) if self.options.exit_when_idle => {
-                    Turn::End(RunEnd::Blocked(problem))
+                Some(pause) if self.options.exit_when_idle => {
+                    Turn::End(RunEnd::Blocked(pause.problem))
                 }
                 Some(pause) => self.wait_out(pause).await,
                 None => self.claim_and_spawn().await,
@@ -119,7 +161,7 @@ impl Pool {
                     if self.pause.is_none() {
                         error!(file_id, "pausing all work: {}", problem.message());
                     }
-                    let now = tokio::time::Instant::now();
+                    let now = Instant::now();
                     self.pause = Some(pause_after(
                         self.pause.take(),
                         problem,
@@ -133,8 +175,70 @@ impl Pool {
         }
     }
 
+    /// Records a new account-level pause in the queue, so that every other
+    /// process sharing it stops claiming too.
+    async fn share_pause(&mut self) {
+        let Some(pause) = self.pause.as_mut() else {
+            return;
+        };
+        if pause.scope != Scope::Unshared {
+            return;
+        }
+        let first_probe = pause.probe_at.saturating_duration_since(Instant::now());
+        let owner = self.engine.identity();
+        match self
+            .engine
+            .queue
+            .pause_fleet(pause.problem.message(), owner, first_probe)
+            .await
+        {
+            Ok(epoch) => pause.scope = Scope::Fleet(epoch),
+            Err(e) => {
+                warn!(
+                    "cannot record the pause in the queue (other processes will meet the same answer): {e}"
+                );
+                pause.scope = Scope::Host;
+            }
+        }
+    }
+
+    /// Takes on the queue's pause, recorded by another process (or by an
+    /// earlier run of this one).
+    fn adopt(&mut self, pause: FleetPause, probe_at: Instant) {
+        let message = format!("{} (paused by {})", pause.message, pause.paused_by);
+        error!("the queue is paused; not claiming jobs: {message}");
+        self.engine.gate.hold(Hold {
+            message: message.clone(),
+            pause: None,
+        });
+        self.pause = Some(Pause {
+            problem: HostProblem::Account {
+                message,
+                pause: None,
+            },
+            probe_at,
+            scope: Scope::Fleet(pause.epoch),
+        });
+    }
+
+    /// The pause is over: calls and claims go on.
+    async fn resume(&mut self, why: &str) {
+        if let Some(Pause {
+            scope: Scope::Fleet(epoch),
+            ..
+        }) = self.pause.take()
+            && let Err(e) = self.engine.queue.lift_pause(epoch).await
+        {
+            warn!(
+                "cannot lift the queue's pause (other processes lift it by their own probe): {e}"
+            );
+        }
+        self.engine.gate.release();
+        info!("{why}; resuming work");
+    }
+
     /// Applies the newest reload, if one came; a reload also lifts a pause.
-    fn apply_reload(&mut self) -> bool {
+    async fn apply_reload(&mut self) -> bool {
         let Some(reload) = self.reloads.as_mut().and_then(take_reload) else {
             return false;
         };
@@ -146,9 +250,8 @@ impl Pool {
             requests_per_minute = reload.requests_per_minute,
             "configuration reloaded"
         );
-        if self.pause.take().is_some() {
-            self.engine.gate.release();
-            info!("resuming after reload");
+        if self.pause.is_some() {
+            self.resume("configuration reloaded").await;
         }
         true
     }
@@ -171,40 +274,109 @@ impl Pool {
     }
 
     /// Paused: sleeps until the probe is due (or a reload or the shutdown
-    /// comes), then probes whether the problem is gone.
-    async fn wait_out(&mut self, (problem, probe_at): Pause) -> Turn {
-        if tokio::time::Instant::now() < probe_at {
-            // Wakes on a reload without consuming it: the top of the loop applies it.
-            let reload_changed = async {
-                match self.reloads.as_ref() {
-                    Some(r) => {
-                        let mut r = r.clone();
-                        let _ = r.changed().await;
-                    }
-                    None => std::future::pending().await,
+    /// comes), then probes whether the problem is gone. A pause shared
+    /// through the queue is probed by one process at a time, and lifted for
+    /// all by the first probe that succeeds.
+    async fn wait_out(&mut self, pause: Pause) -> Turn {
+        let now = Instant::now();
+        let early = std::mem::take(&mut self.probe_early);
+        let pause = match pause.scope {
+            Scope::Fleet(epoch) if !early => {
+                match self.follow_fleet_pause(pause, epoch, now).await {
+                    Some(pause) => pause,
+                    None => return Turn::Again,
                 }
-            };
-            tokio::select! {
-                _ = self.shutdown.cancelled() => {}
-                _ = tokio::time::sleep_until(probe_at) => {}
-                _ = reload_changed => {}
             }
+            _ => pause,
+        };
+        if !early && now < pause.probe_at {
+            let wake = match pause.scope {
+                Scope::Fleet(_) => pause.probe_at.min(now + FLEET_PAUSE_POLL),
+                _ => pause.probe_at,
+            };
+            self.sleep_until(wake).await;
             return Turn::Again;
         }
-        if probe(&self.engine, &problem, &self.shutdown).await {
-            info!("the problem is gone; resuming work");
-            self.engine.gate.release();
-            self.pause = None;
+        let interval = self.options.probe_interval;
+        if let Scope::Fleet(_) = pause.scope {
+            match self.engine.queue.take_probe_slot(interval, early).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    // Another process probes this time.
+                    self.set_probe_at(now + FLEET_PAUSE_POLL);
+                    return Turn::Again;
+                }
+                Err(e) => warn!("cannot take the probe slot from the queue; probing anyway: {e}"),
+            }
+        }
+        if probe(&self.engine, &pause.problem, &self.shutdown).await {
+            self.resume("the problem is gone").await;
         } else {
-            let interval = self.options.probe_interval;
             error!(
                 "still paused: {} (next check in {}s)",
-                problem.message(),
+                pause.problem.message(),
                 interval.as_secs()
             );
-            self.pause = Some((problem, tokio::time::Instant::now() + interval));
+            self.set_probe_at(Instant::now() + interval);
         }
         Turn::Again
+    }
+
+    /// Brings a pause shared through the queue up to date: `None` when
+    /// another process lifted it (this one resumes too).
+    async fn follow_fleet_pause(
+        &mut self,
+        pause: Pause,
+        epoch: i64,
+        now: Instant,
+    ) -> Option<Pause> {
+        match self.engine.queue.fleet_state().await {
+            Ok(state) => match state.pause {
+                None => {
+                    self.pause = None;
+                    self.engine.gate.release();
+                    info!("the queue's pause was lifted by another process; resuming work");
+                    None
+                }
+                Some(current) if current.epoch != epoch => {
+                    self.adopt(current.clone(), now + current.probe_in);
+                    self.pause.clone()
+                }
+                Some(current) => {
+                    self.set_probe_at(now + current.probe_in);
+                    self.pause.clone()
+                }
+            },
+            Err(e) => {
+                warn!("cannot read the queue's pause: {e}");
+                Some(pause)
+            }
+        }
+    }
+
+    fn set_probe_at(&mut self, at: Instant) {
+        if let Some(pause) = self.pause.as_mut() {
+            pause.probe_at = at;
+        }
+    }
+
+    /// Sleeps until `until`, a reload (not consumed: the top of the loop
+    /// applies it) or the shutdown.
+    async fn sleep_until(&self, until: Instant) {
+        let reload_changed = async {
+            match self.reloads.as_ref() {
+                Some(r) => {
+                    let mut r = r.clone();
+                    let _ = r.changed().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            _ = tokio::time::sleep_until(until) => {}
+            _ = reload_changed => {}
+        }
     }
 
     /// Claims a job for every free worker (one statement for the batch)
@@ -227,21 +399,35 @@ impl Pool {
             }
             Ok(claimed) => claimed,
             Err(e) => {
-                // A busy or briefly failing database: wait and try again
-                // rather than abandon the jobs in flight.
                 drop(permits);
-                warn!("cannot claim a job: {e}; retrying shortly");
-                tokio::select! {
-                    _ = self.shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(IDLE_POLL_MAX) => {}
-                }
-                return Turn::Again;
+                return self.claim_failed(e).await;
             }
         };
+        if let Some(outage) = self.outage.take() {
+            outage.ended(Instant::now());
+        }
         self.idle = IDLE_POLL_MIN;
         self.tasks.stop_previous(&claimed).await;
         for (job, permit) in claimed.into_iter().zip(permits) {
             self.tasks.spawn(job, &owner, &self.shutdown, Some(permit));
+        }
+        Turn::Again
+    }
+
+    /// A busy, restarting or unreachable database: back off and try again
+    /// rather than abandon the jobs in flight (their leases outlive a short
+    /// outage; a long one hands them to whoever claims next). A batch gives
+    /// up after [`BATCH_GRACE`].
+    async fn claim_failed(&mut self, e: QueueError) -> Turn {
+        let now = Instant::now();
+        let outage = self.outage.get_or_insert_with(|| Outage::new(now));
+        let wait = outage.failed(now, "cannot claim a job from the queue database", &e);
+        if self.options.exit_when_idle && outage.lasted(now) >= BATCH_GRACE {
+            return Turn::End(RunEnd::Unreachable(e.to_string()));
+        }
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         Turn::Again
     }
@@ -275,14 +461,19 @@ impl Pool {
     /// else sleeps until a job is due, an outcome comes, or the back-off
     /// has passed.
     async fn idle(&mut self) -> Turn {
-        if self.options.exit_when_idle && self.tasks.in_flight() == 0 {
-            match self.engine.queue.status().await {
-                Ok(counts) if counts.queued == 0 && counts.running == 0 => {
-                    return Turn::End(RunEnd::Idle);
-                }
-                Ok(_) => {}
-                Err(e) => warn!("cannot read the queue's counts: {e}"),
-            }
+        // Claims take nothing while the queue is paused: is that why?
+        if let Ok(state) = self.engine.queue.fleet_state().await
+            && let Some(pause) = state.pause
+        {
+            let probe_at = Instant::now() + pause.probe_in;
+            self.adopt(pause, probe_at);
+            return Turn::Again;
+        }
+        if self.options.exit_when_idle
+            && self.tasks.in_flight() == 0
+            && self.nothing_claimable().await
+        {
+            return Turn::End(RunEnd::Idle);
         }
         let mut wait = self.idle;
         if let Ok(Some(due)) = self.engine.queue.next_due().await {
@@ -291,11 +482,34 @@ impl Pool {
         }
         tokio::select! {
             _ = self.shutdown.cancelled() => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = self.engine.queue.wait_for_work(wait) => {}
             _ = self.tasks.report_arrived() => {}
         }
-        self.idle = (self.idle * 2).min(IDLE_POLL_MAX);
+        self.idle = (self.idle * 2).min(self.engine.queue.idle_poll_max());
         Turn::Again
+    }
+}
+
+impl Pool {
+    /// `--exit-when-idle`: nothing queued anywhere (due or not) and no
+    /// abandoned lease (after freeing those of workers dead on this host).
+    /// Jobs running under live leases, on this host or another, are theirs.
+    async fn nothing_claimable(&self) -> bool {
+        let queue = &self.engine.queue;
+        if let Err(e) = queue
+            .expire_leases_of_dead_owners(crate::worker::owner_is_dead)
+            .await
+        {
+            warn!("cannot free the leases of dead workers: {e}");
+            return false;
+        }
+        match queue.claimable().await {
+            Ok(left) => left.is_empty(),
+            Err(e) => {
+                warn!("cannot read what is left in the queue: {e}");
+                false
+            }
+        }
     }
 }
 
@@ -352,7 +566,8 @@ mod tests {
         let interval = Duration::from_secs(60);
         let began = tokio::time::Instant::now();
         let first = pause_after(None, account("1008 no balance"), began, interval);
-        assert_eq!(first.1, began + interval);
+        assert_eq!(first.probe_at, began + interval);
+        assert_eq!(first.scope, Scope::Unshared, "to be recorded in the queue");
         // Three more workers report the same answer as the wait ends.
         let later = began + interval;
         let mut pause = first.clone();
@@ -371,7 +586,7 @@ mod tests {
             pause: Some(hour),
         };
         let pause = pause_after(None, problem, now, Duration::from_secs(60));
-        assert_eq!(pause.1, now + hour);
+        assert_eq!(pause.probe_at, now + hour);
     }
 
     #[tokio::test(start_paused = true)]

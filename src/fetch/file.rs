@@ -69,6 +69,41 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Mode of the partial directory: partial files are unverified bytes of the
+/// archive, for this user alone. (The archive itself follows the umask.)
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Creates the partial directory `dir` with mode 0700 whatever the umask,
+/// its parents as the umask says, and brings an existing one (from an older
+/// version) to 0700 when it can: one it may not change (another user's)
+/// stays as it is.
+pub async fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || private_dir(&dir))
+        .await
+        .map_err(io::Error::other)?
+}
+
+fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new()
+        .mode(PRIVATE_DIR_MODE)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(e) => return Err(e),
+    }
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode != PRIVATE_DIR_MODE {
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR_MODE));
+    }
+    Ok(())
+}
+
 /// Free bytes on the filesystem holding `path`.
 pub fn available_space(path: &Path) -> io::Result<u64> {
     fs4::available_space(path)
@@ -102,6 +137,19 @@ mod tests {
         place(&a, &b).unwrap();
         assert_eq!(std::fs::read(&b).unwrap(), b"new");
         assert!(!a.exists());
+    }
+
+    #[tokio::test]
+    async fn the_partial_dir_is_private_even_when_it_existed() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let partial = root.path().join("a/.p");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        create_private_dir(&partial).await.unwrap();
+        assert_eq!(mode(&partial), 0o700);
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&partial).await.unwrap();
+        assert_eq!(mode(&partial), 0o700, "an older, open one is tightened");
     }
 
     #[test]

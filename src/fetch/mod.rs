@@ -7,7 +7,10 @@
 //! ([`resume`]). The sha256 is computed while streaming, with resumed bytes
 //! re-hashed from disk. This
 //! client never carries the API key: the object store rejects requests that
-//! do, and the key belongs to the API host alone.
+//! do, and the key belongs to the API host alone. What it may fetch and
+//! follow is [`url_policy`]; how much a body may bring is
+//! [`range::SizeLimit`]; a body that brings less than [`STALL_FLOOR`] bytes
+//! in a whole read timeout is cut.
 
 mod disk_writer;
 pub mod file;
@@ -16,6 +19,7 @@ pub mod pieces;
 pub mod range;
 pub mod resume;
 mod segmented;
+pub mod url_policy;
 
 use std::future::Future;
 use std::path::Path;
@@ -33,7 +37,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::{USER_AGENT, describe_reqwest, parse_retry_after};
 use disk_writer::{DiskError, DiskWriter};
-use range::{Asked, Plan, ResponseHead};
+use range::{Asked, Plan, ResponseHead, SizeLimit};
+use url_policy::{UrlPolicy, UrlRefusal};
 
 use crate::partial::ExpectedSize;
 pub use crate::partial::{Resume, SizeSource};
@@ -59,12 +64,32 @@ pub enum FetchError {
     },
     #[error("download interrupted: {0}")]
     Network(String),
+    /// A body brought less than [`STALL_FLOOR`] bytes in a read timeout.
+    #[error("download stalled: {0}")]
+    Stalled(String),
     #[error("size mismatch: expected {expected} bytes ({source_name} size), the CDN has {actual}")]
     SizeMismatch {
         expected: u64,
         actual: u64,
         source_name: &'static str,
     },
+    /// The body went on past the size being verified: cut there, and the
+    /// partial bytes thrown away (the file never held more than `expected`).
+    #[error(
+        "size mismatch: the CDN sent more than the {expected} bytes expected ({source_name} \
+         size); the download was cut there and its bytes discarded"
+    )]
+    Oversized {
+        expected: u64,
+        source_name: &'static str,
+    },
+    /// Larger than `max_file_bytes`: announced so, or a body of unknown
+    /// length that went on past it.
+    #[error("{}", over_cap_text(*.max, *.size))]
+    OverCap { max: u64, size: Option<u64> },
+    /// The URL, or a redirect from it, is not one this client fetches.
+    #[error(transparent)]
+    UrlPolicy(#[from] UrlRefusal),
     #[error(
         "the CDN did not say how long the file is, and retrieve reported no size to verify against"
     )]
@@ -97,6 +122,96 @@ pub enum FetchError {
 /// Why a [`ProgressSink`] could not record a checkpoint: the caller's own
 /// error (the worker's is the queue's), carried through untouched.
 pub type CheckpointError = Box<dyn std::error::Error + Send + Sync>;
+
+fn over_cap_text(max: u64, size: Option<u64>) -> String {
+    let what = match size {
+        Some(size) => format!("the file ({size} bytes) is larger than"),
+        None => "the CDN did not say how long the file is and sent more than".to_string(),
+    };
+    format!("{what} max_file_bytes ({max} bytes): raise max_file_bytes in the config to fetch it")
+}
+
+/// A body must bring at least this many bytes in every read timeout: a
+/// server that drips a byte now and then, just often enough to beat a
+/// plain idle timeout, is cut like one that sends nothing. 1 KiB a minute
+/// (the default timeout) is far below any working connection.
+pub const STALL_FLOOR: u64 = 1024;
+
+/// Did a transfer move from `before` to `after` bytes far enough to count
+/// as progress? Less than [`STALL_FLOOR`] is what a dripping server gives
+/// each time: counting it would let such a server keep a job forever.
+pub fn made_progress(before: u64, after: u64) -> bool {
+    after >= before.saturating_add(STALL_FLOOR)
+}
+
+/// The idle-read rule for one body: its deadline moves on only when at
+/// least [`STALL_FLOOR`] bytes arrived since it last moved.
+struct IdleWatch {
+    read_timeout: Duration,
+    deadline: Instant,
+    received: u64,
+}
+
+impl IdleWatch {
+    fn start(read_timeout: Duration) -> IdleWatch {
+        IdleWatch {
+            read_timeout,
+            deadline: Instant::now() + read_timeout,
+            received: 0,
+        }
+    }
+
+    fn received(&mut self, bytes: u64) {
+        self.received += bytes;
+        if self.received >= STALL_FLOOR {
+            self.received = 0;
+            self.deadline = Instant::now() + self.read_timeout;
+        }
+    }
+
+    /// Waits for the next item of `body`, or `None` past the deadline.
+    async fn next<S: futures_util::Stream + Unpin>(&self, body: &mut S) -> Option<Option<S::Item>> {
+        tokio::time::timeout_at(self.deadline, body.next())
+            .await
+            .ok()
+    }
+
+    /// Why the body was cut.
+    fn stalled(&self) -> String {
+        match self.received {
+            0 => format!("no data for {:?} (read_timeout_secs)", self.read_timeout),
+            n => format!(
+                "only {n} bytes in {:?}, under the {STALL_FLOOR} bytes every read timeout \
+                 (read_timeout_secs) must bring",
+                self.read_timeout
+            ),
+        }
+    }
+}
+
+/// A request's error: a redirect the [`UrlPolicy`] refused, else what
+/// went wrong, described without the URL.
+fn request_error(error: &reqwest::Error) -> FetchError {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(refusal) = cause.downcast_ref::<UrlRefusal>() {
+            return FetchError::UrlPolicy(refusal.clone());
+        }
+        source = cause.source();
+    }
+    FetchError::Network(describe_reqwest(error))
+}
+
+/// Asks the policy about every redirect, so that each hop is checked as
+/// the first URL was.
+fn redirect_policy(policy: UrlPolicy) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        match policy.redirect(attempt.previous(), attempt.url()) {
+            Ok(()) => attempt.follow(),
+            Err(refusal) => attempt.error(refusal),
+        }
+    })
+}
 
 impl FetchError {
     fn io(context: impl Into<String>, source: std::io::Error) -> FetchError {
@@ -144,6 +259,8 @@ pub struct Download<'a> {
 #[derive(Clone)]
 pub struct Fetcher {
     http: reqwest::Client,
+    policy: UrlPolicy,
+    max_file_bytes: u64,
     read_timeout: Duration,
     checkpoint_interval: Duration,
     /// Connections per large file (1: one stream).
@@ -153,9 +270,12 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
+    /// A client that fetches what `policy` allows, following the redirects
+    /// it allows, and cuts a body that stalls for `read_timeout`.
     pub fn new(
         connect_timeout: Duration,
         read_timeout: Duration,
+        policy: UrlPolicy,
     ) -> Result<Fetcher, reqwest::Error> {
         // No default headers, no cookies: nothing but the signed URL reaches
         // the CDN. reqwest drops Authorization on cross-host redirects too,
@@ -164,9 +284,12 @@ impl Fetcher {
             .user_agent(USER_AGENT)
             .connect_timeout(connect_timeout)
             .read_timeout(read_timeout)
+            .redirect(redirect_policy(policy.clone()))
             .build()?;
         Ok(Fetcher {
             http,
+            policy,
+            max_file_bytes: range::DEFAULT_MAX_FILE_BYTES,
             read_timeout,
             checkpoint_interval: Duration::from_secs(2),
             segments: 1,
@@ -185,6 +308,13 @@ impl Fetcher {
         self
     }
 
+    /// Refuse files larger than this (`max_file_bytes`), and cut a body of
+    /// unknown length there.
+    pub fn with_max_file_bytes(mut self, max: u64) -> Fetcher {
+        self.max_file_bytes = max.max(1);
+        self
+    }
+
     /// Downloads (or resumes) `job` into its partial file and verifies it.
     /// `state` is updated as durable progress is made, so on error the
     /// caller knows how far it got.
@@ -195,9 +325,18 @@ impl Fetcher {
         sink: &S,
         cancel: &CancellationToken,
     ) -> Result<Verified, FetchError> {
+        let url = self.policy.first(job.url)?;
+        if url.scheme() != job.url.scheme() {
+            tracing::debug!(
+                file_id = job.file_id,
+                host = url.host_str(),
+                "plain http download URL upgraded to https"
+            );
+        }
+        let job = &Download { url: &url, ..*job };
         let partial = job.partial_path;
         if let Some(dir) = partial.parent() {
-            tokio::fs::create_dir_all(dir)
+            file::create_private_dir(dir)
                 .await
                 .map_err(|e| FetchError::io(format!("cannot create {}", dir.display()), e))?;
         }
@@ -291,10 +430,15 @@ impl Fetcher {
             }
             let start = transfer.state.bytes_done;
             let outcome = self.one_request(job, transfer, cancel).await;
-            let progressed = transfer.state.bytes_done > start;
+            let progressed = made_progress(start, transfer.state.bytes_done);
             match outcome {
                 Ok(RequestOutcome::Complete) => return Ok(()),
-                Ok(RequestOutcome::Incomplete(why)) | Err(FetchError::Network(why)) => {
+                // A request that stalled having brought next to nothing
+                // goes back to the worker at once: a dripping server is
+                // not asked again and again inside one attempt.
+                Err(stalled @ FetchError::Stalled(_)) if !progressed => return Err(stalled),
+                Ok(RequestOutcome::Incomplete(why))
+                | Err(FetchError::Network(why) | FetchError::Stalled(why)) => {
                     // A request that brought nothing twice in a row goes
                     // back to the worker.
                     stalled_requests = if progressed { 0 } else { stalled_requests + 1 };
@@ -328,7 +472,14 @@ impl Fetcher {
         }
         let response = self.send(job.url, transfer.state, cancel).await?;
         let status = response.status().as_u16();
-        if let Some(ended) = take_head(job, transfer, status, response.headers()).await? {
+        let head = take_head(
+            job,
+            transfer,
+            status,
+            response.headers(),
+            self.max_file_bytes,
+        );
+        if let Some(ended) = head.await? {
             return Ok(ended);
         }
         // Durable before the first byte of this body is written, so any
@@ -361,7 +512,7 @@ impl Fetcher {
         }
         tokio::select! {
             _ = cancel.cancelled() => Err(FetchError::Cancelled),
-            r = request.send() => r.map_err(|e| FetchError::Network(describe_reqwest(&e))),
+            r = request.send() => r.map_err(|e| request_error(&e)),
         }
     }
 
@@ -375,6 +526,11 @@ impl Fetcher {
         cancel: &CancellationToken,
     ) -> Result<RequestOutcome, FetchError> {
         let mut body = response.bytes_stream();
+        let limit = SizeLimit::of(
+            ExpectedSize::of(job.api_size, transfer.state.total),
+            self.max_file_bytes,
+        );
+        let mut watch = IdleWatch::start(self.read_timeout);
         loop {
             let next = tokio::select! {
                 biased;
@@ -382,33 +538,25 @@ impl Fetcher {
                     transfer.checkpoint().await?;
                     return Err(FetchError::Cancelled);
                 }
-                next = tokio::time::timeout(self.read_timeout, body.next()) => next,
+                next = watch.next(&mut body) => next,
             };
             match next {
-                Ok(Some(Ok(chunk))) => {
-                    let at = transfer.position;
-                    if let Some(total) = transfer.state.total
-                        && at + chunk.len() as u64 > total
-                    {
-                        transfer.checkpoint().await?;
+                Some(Some(Ok(chunk))) => {
+                    if limit.passed_by(transfer.position, chunk.len() as u64) {
                         transfer.restart().await?;
-                        return Ok(RequestOutcome::Incomplete(format!(
-                            "the CDN sent more than the {total} bytes it announced"
-                        )));
+                        return Err(oversized(limit));
                     }
+                    watch.received(chunk.len() as u64);
                     transfer.write(chunk).await?;
                 }
-                Ok(Some(Err(e))) => {
+                Some(Some(Err(e))) => {
                     transfer.checkpoint().await?;
-                    return Err(FetchError::Network(describe_reqwest(&e)));
+                    return Err(request_error(&e));
                 }
-                Ok(None) => break,
-                Err(_) => {
+                Some(None) => break,
+                None => {
                     transfer.checkpoint().await?;
-                    return Err(FetchError::Network(format!(
-                        "no data for {}s",
-                        self.read_timeout.as_secs()
-                    )));
+                    return Err(FetchError::Stalled(watch.stalled()));
                 }
             }
         }
@@ -454,6 +602,17 @@ impl Fetcher {
     }
 }
 
+/// The error for a body that went past its [`SizeLimit`].
+fn oversized(limit: SizeLimit) -> FetchError {
+    match limit {
+        SizeLimit::Expected(expected) => FetchError::Oversized {
+            expected: expected.bytes,
+            source_name: expected.source.as_str(),
+        },
+        SizeLimit::Cap(max) => FetchError::OverCap { max, size: None },
+    }
+}
+
 /// Reads a response's head against what was asked ([`range::plan_response`]):
 /// pins the length and validator, restarts from byte 0 when the bytes on
 /// disk belong to another object, or ends the request (`Some`) when there
@@ -463,6 +622,7 @@ async fn take_head<S: ProgressSink>(
     transfer: &mut Transfer<'_, S>,
     status: u16,
     headers: &HeaderMap,
+    max_file_bytes: u64,
 ) -> Result<Option<RequestOutcome>, FetchError> {
     let header = |name| {
         headers
@@ -514,6 +674,13 @@ async fn take_head<S: ProgressSink>(
             expected: api,
             actual: cdn,
             source_name: "api",
+        });
+    }
+    let announced = total.or(job.api_size);
+    if range::over_cap(announced, max_file_bytes) {
+        return Err(FetchError::OverCap {
+            max: max_file_bytes,
+            size: announced,
         });
     }
     transfer.state.total = total.or(transfer.state.total);

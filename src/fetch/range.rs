@@ -1,5 +1,8 @@
 //! Reading a CDN's answer to a (possibly ranged) GET and deciding what the
-//! bytes mean. Pure: the table of cases is unit-tested without a server.
+//! bytes mean, and how many bytes a body may bring. Pure: the table of
+//! cases is unit-tested without a server.
+
+use crate::partial::ExpectedSize;
 
 /// `Content-Range: bytes a-b/total` (or `bytes */total` on a 416).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +199,43 @@ pub fn plan_response(asked: Asked<'_>, head: &ResponseHead<'_>) -> Plan {
     }
 }
 
+/// Default `max_file_bytes`: 64 GiB, far above any video MiniMax makes, and
+/// a bound on what a CDN that never ends its body can write.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 30;
+
+/// What bounds a download's bytes: the size it is verified against when one
+/// is known (not one byte more is written: more is a failed verification),
+/// else `max_file_bytes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeLimit {
+    Expected(ExpectedSize),
+    Cap(u64),
+}
+
+impl SizeLimit {
+    pub fn of(expected: Option<ExpectedSize>, max_file_bytes: u64) -> SizeLimit {
+        expected.map_or(SizeLimit::Cap(max_file_bytes), SizeLimit::Expected)
+    }
+
+    pub fn bytes(self) -> u64 {
+        match self {
+            SizeLimit::Expected(e) => e.bytes,
+            SizeLimit::Cap(max) => max,
+        }
+    }
+
+    /// Would `more` bytes written at `position` pass the limit?
+    pub fn passed_by(self, position: u64, more: u64) -> bool {
+        position.saturating_add(more) > self.bytes()
+    }
+}
+
+/// Is a file announced at `size` bytes (by the API or the CDN) too large to
+/// be fetched at all?
+pub fn over_cap(size: Option<u64>, max_file_bytes: u64) -> bool {
+    size.is_some_and(|size| size > max_file_bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,5 +426,24 @@ mod tests {
                 Plan::Retry { status }
             );
         }
+    }
+
+    #[test]
+    fn a_body_is_bounded_by_the_size_it_is_verified_against_else_the_cap() {
+        let expected = ExpectedSize {
+            bytes: 1000,
+            source: crate::partial::SizeSource::Api,
+        };
+        let limit = SizeLimit::of(Some(expected), 10_000);
+        assert_eq!(limit, SizeLimit::Expected(expected));
+        assert!(!limit.passed_by(900, 100));
+        assert!(limit.passed_by(900, 101));
+        assert!(limit.passed_by(u64::MAX, 1), "no overflow");
+        let cap = SizeLimit::of(None, 10_000);
+        assert_eq!(cap.bytes(), 10_000);
+        assert!(cap.passed_by(10_000, 1));
+        assert!(over_cap(Some(10_001), 10_000));
+        assert!(!over_cap(Some(10_000), 10_000));
+        assert!(!over_cap(None, 10_000));
     }
 }

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use reqwest::Url;
 use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE, RETRY_AFTER};
 use sha2::{Digest, Sha256};
@@ -26,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use super::pieces::{PieceMap, piece_size_for};
 use super::range::{choose_validator, parse_content_range};
 use super::{
-    Download, FetchError, Fetcher, ProgressSink, Resume, SizeSource, Verified, check_free_space,
-    resume, status_error,
+    Download, FetchError, Fetcher, IdleWatch, ProgressSink, Resume, SizeSource, Verified,
+    check_free_space, range, request_error, resume, status_error,
 };
 use crate::http::describe_reqwest;
 
@@ -151,6 +150,12 @@ impl Fetcher {
                 expected: api,
                 actual: plan.total,
                 source_name: "api",
+            });
+        }
+        if range::over_cap(Some(plan.total), self.max_file_bytes) {
+            return Err(FetchError::OverCap {
+                max: self.max_file_bytes,
+                size: Some(plan.total),
             });
         }
         // Before anything is sized by the CDN's word: a length that cannot
@@ -277,7 +282,7 @@ impl Fetcher {
         let request = self.http.get(job.url.clone()).header(RANGE, "bytes=0-0");
         let response = tokio::select! {
             _ = cancel.cancelled() => return Err(FetchError::Cancelled),
-            r = request.send() => r.map_err(|e| FetchError::Network(describe_reqwest(&e)))?,
+            r = request.send() => r.map_err(|e| request_error(&e))?,
         };
         let header = |name| {
             response
@@ -552,7 +557,10 @@ impl Connection {
         }
         let response = tokio::select! {
             _ = self.cancel.cancelled() => return Err(PieceError::Cancelled),
-            r = request.send() => r.map_err(|e| PieceError::Retry(describe_reqwest(&e)))?,
+            r = request.send() => r.map_err(|e| match request_error(&e) {
+                FetchError::Network(why) => PieceError::Retry(why),
+                refused => PieceError::Fatal(refused),
+            })?,
         };
         self.check_piece_head(start, end, response.status().as_u16(), response.headers())?;
         self.receive_piece(response, start, end).await
@@ -616,13 +624,15 @@ impl Connection {
         let mut body = response.bytes_stream();
         let mut buffer = Vec::with_capacity(PIECE_WRITE_BUFFER);
         let mut written = start;
+        let mut watch = IdleWatch::start(self.read_timeout);
         loop {
             let next = tokio::select! {
                 _ = self.cancel.cancelled() => return Err(PieceError::Cancelled),
-                next = tokio::time::timeout(self.read_timeout, body.next()) => next,
+                next = watch.next(&mut body) => next,
             };
             match next {
-                Ok(Some(Ok(chunk))) => {
+                Some(Some(Ok(chunk))) => {
+                    watch.received(chunk.len() as u64);
                     if written + (buffer.len() + chunk.len()) as u64 > end {
                         return Err(PieceError::Changed(
                             "the CDN sent more bytes than asked for".into(),
@@ -637,14 +647,9 @@ impl Connection {
                         written += len;
                     }
                 }
-                Ok(Some(Err(e))) => return Err(PieceError::Retry(describe_reqwest(&e))),
-                Ok(None) => break,
-                Err(_) => {
-                    return Err(PieceError::Retry(format!(
-                        "no data for {}s",
-                        self.read_timeout.as_secs()
-                    )));
-                }
+                Some(Some(Err(e))) => return Err(PieceError::Retry(describe_reqwest(&e))),
+                Some(None) => break,
+                None => return Err(PieceError::Retry(watch.stalled())),
             }
         }
         if !buffer.is_empty() {

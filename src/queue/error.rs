@@ -63,6 +63,36 @@ pub enum QueueError {
     LeaseLost(i64),
 }
 
+impl QueueError {
+    /// The database did not answer (connection refused or reset, a timeout,
+    /// a server shutting down): worth trying again later, unlike a wrong
+    /// path, a foreign database or a bad password.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            QueueError::Open { cause, .. }
+            | QueueError::Connect { cause, .. }
+            | QueueError::Sql(cause) => unreachable(cause),
+            QueueError::Migrate {
+                cause: sqlx::migrate::MigrateError::Execute(cause),
+                ..
+            } => unreachable(cause),
+            _ => false,
+        }
+    }
+}
+
+/// See [`QueueError::is_unreachable`]: SQLSTATE class 08 (connection
+/// exception) and 57P01-57P03 (the server shutting down or starting).
+fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for QueueError {
     fn from(e: sqlx::Error) -> QueueError {
         QueueError::Sql(e)
@@ -75,5 +105,25 @@ pub(crate) fn lease_held(rows_affected: u64, file_id: i64) -> Result<(), QueueEr
         Ok(())
     } else {
         Err(QueueError::LeaseLost(file_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_connection_is_unreachable_and_a_missing_file_is_not() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(QueueError::Sql(sqlx::Error::Io(refused)).is_unreachable());
+        assert!(QueueError::Sql(sqlx::Error::PoolTimedOut).is_unreachable());
+        assert!(
+            !QueueError::Missing {
+                location: "q.db".into()
+            }
+            .is_unreachable()
+        );
+        assert!(!QueueError::Sql(sqlx::Error::RowNotFound).is_unreachable());
+        assert!(!QueueError::LeaseLost(1).is_unreachable());
     }
 }

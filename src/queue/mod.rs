@@ -20,6 +20,7 @@
 
 #[macro_use]
 mod store;
+pub mod copy;
 mod error;
 mod group_commit;
 mod postgres;
@@ -38,8 +39,9 @@ pub use sqlite::open;
 pub use state::{CancelVerdict, JobState, RetryPolicy, RetryVerdict};
 use types::failure_message;
 pub use types::{
-    CommitSync, DbLocation, EnqueueReport, Heartbeat, Job, JobEvent, Millis, StatusCounts,
-    VerbOutcome, VerifiedFile, describe_delay, millis_after, now_millis, owner_host,
+    Claimable, CommitSync, DbLocation, EnqueueReport, FleetPause, FleetState, Heartbeat, Job,
+    JobEvent, Millis, StatusCounts, VerbOutcome, VerifiedFile, describe_delay, millis_after,
+    now_millis, owner_host,
 };
 
 use crate::partial::{ExpectedSize, Resume};
@@ -149,6 +151,20 @@ impl Queue {
             Ok::<_, QueueError>(Some((stream::iter(jobs.into_iter().map(Ok)), state)))
         });
         pages.try_flatten().boxed()
+    }
+
+    /// The longest an idle pool should wait between looks at the queue: a
+    /// job enqueued by another process starts within about this long even
+    /// if no wake-up reaches the pool.
+    pub fn idle_poll_max(&self) -> Duration {
+        on_store!(self, s => s.idle_poll_max())
+    }
+
+    /// Waits up to `max` for new work: a job enqueued, retried or given
+    /// back by any process (a NOTIFY on PostgreSQL; SQLite has no such
+    /// signal, so there it simply waits).
+    pub async fn wait_for_work(&self, max: Duration) {
+        on_store!(self, s => s.wait_for_work(max).await)
     }
 
     /// [`Queue::list_stream`], collected.
@@ -263,6 +279,18 @@ impl Queue {
         /// queued), so an idle worker can sleep until then.
         pub async fn next_due(&self) -> Result<Option<Millis>, QueueError>;
 
+        // ---- `db copy` ----
+
+        /// The history of these jobs, oldest first per job.
+        pub async fn events_of(&self, ids: &[i64]) -> Result<Vec<(i64, JobEvent)>, QueueError>;
+
+        /// Takes in jobs copied from another queue as they are (state,
+        /// attempts, schedule, lease, digest) with their history, in one
+        /// transaction. Ids already here are left alone. Returns how many
+        /// jobs were added.
+        pub async fn import(&self, jobs: &[Job], events: &[(i64, JobEvent)])
+            -> Result<u64, QueueError>;
+
         // ---- the API-call window ----
 
         /// Counts one API call against the cap of `per_minute` calls in any
@@ -270,5 +298,40 @@ impl Queue {
         /// go, or when the oldest call in the window leaves it.
         pub async fn reserve_api_call(&self, per_minute: u32, window: Duration)
             -> Result<Option<Millis>, QueueError>;
+
+        /// API calls counted in the last `window`, by every process: how
+        /// much of the cap is in use (`status`).
+        pub async fn api_calls_in_window(&self, window: Duration) -> Result<u64, QueueError>;
+
+        // ---- the fleet: what every process sharing the queue obeys ----
+
+        /// The API said "too many": no process calls it for `wait` (a longer
+        /// cooldown already set stands). [`Queue::reserve_api_call`] answers
+        /// with the cooldown's end until then.
+        pub async fn cool_fleet(&self, wait: Duration) -> Result<(), QueueError>;
+
+        /// An account-level answer (1004, 1008, ...): no process claims a job
+        /// until a probe lifts the pause. A pause in force keeps its cause
+        /// and probe time. Returns the pause's epoch.
+        pub async fn pause_fleet(&self, message: &str, paused_by: &str,
+            first_probe_after: Duration) -> Result<i64, QueueError>;
+
+        pub async fn fleet_state(&self) -> Result<FleetState, QueueError>;
+
+        /// Takes the next probe of the pause if it is due (or at once with
+        /// `even_if_early`), moving the one after to `next_probe_after` from
+        /// now: one prober at a time, fleet wide. Returns the epoch of the
+        /// pause to probe.
+        pub async fn take_probe_slot(&self, next_probe_after: Duration, even_if_early: bool)
+            -> Result<Option<i64>, QueueError>;
+
+        /// A probe of pause `epoch` succeeded: lifts it, unless a newer
+        /// pause replaced it meanwhile. Returns whether it lifted one.
+        pub async fn lift_pause(&self, epoch: i64) -> Result<bool, QueueError>;
+
+        /// What `run --exit-when-idle` checks before exiting: queued jobs (due
+        /// or not) and abandoned leases anywhere. Jobs running under a live
+        /// lease belong to their process, on this host or another.
+        pub async fn claimable(&self) -> Result<Claimable, QueueError>;
     }
 }

@@ -1,5 +1,5 @@
-//! Decoding what both stores return in the same shape: a job row and a
-//! table of counts. Only `attempts` and `cancel_requested` differ in type
+//! Decoding what both stores return in the same shape: a job row, a
+//! history line, a table of counts and the fleet row. Only `attempts` and `cancel_requested` differ in type
 //! (SQLite: integers; PostgreSQL: `integer` and `boolean`, which sqlx will
 //! not decode as `i64`), so each store decodes those two and hands them in.
 
@@ -7,7 +7,9 @@ use std::str::FromStr;
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{Job, JobState, StatusCounts};
+use std::time::Duration;
+
+use super::{FleetPause, FleetState, Job, JobEvent, JobState, StatusCounts};
 use crate::partial::SizeSource;
 
 /// A job from a row with the columns of `JOB_COLUMNS`.
@@ -79,4 +81,54 @@ where
         }
     }
     Ok(counts)
+}
+
+/// A history line (`attempt`, whose type differs, decoded by the store).
+pub(super) fn event_from_row<'r, R>(
+    row: &'r R,
+    attempt: Option<u32>,
+) -> Result<JobEvent, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(JobEvent {
+        at: row.try_get("at")?,
+        kind: row.try_get("kind")?,
+        attempt,
+        message: row.try_get("message")?,
+    })
+}
+
+/// The fleet row, with `probe_in_ms` and `cooldown_ms` computed against
+/// the store's clock (zero or less: nothing left).
+pub(super) fn fleet_from_row<'r, R>(row: &'r R) -> Result<FleetState, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let left = |name: &'static str| -> Result<Option<Duration>, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<i64>, _>(name)?
+            .filter(|&ms| ms > 0)
+            .map(|ms| Duration::from_millis(ms as u64)))
+    };
+    let text = |name: &'static str| row.try_get::<Option<String>, _>(name);
+    let pause = match row.try_get::<Option<i64>, _>("paused_at")? {
+        None => None,
+        Some(_) => Some(FleetPause {
+            message: text("pause_message")?.unwrap_or_default(),
+            paused_by: text("paused_by")?.unwrap_or_default(),
+            epoch: row.try_get("pause_epoch")?,
+            probe_in: left("probe_in_ms")?.unwrap_or_default(),
+        }),
+    };
+    Ok(FleetState {
+        pause,
+        cooldown: left("cooldown_ms")?,
+    })
 }

@@ -246,3 +246,40 @@ mod tests {
         );
     }
 }
+
+/// What every process sharing the queue agrees on (the `fleet` row): a
+/// pause for an account-level answer and the cooldown after a rate limit.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FleetState {
+    pub pause: Option<FleetPause>,
+    /// How much of the shared rate-limit cooldown is left.
+    pub cooldown: Option<Duration>,
+}
+
+/// An account-level pause, as the process that met it recorded it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FleetPause {
+    pub message: String,
+    /// The lease owner name of the process that paused (host first).
+    pub paused_by: String,
+    /// Which pause this is: a probe lifts only the pause it probed.
+    pub epoch: i64,
+    /// Until the next probe is due (zero: due now).
+    pub probe_in: Duration,
+}
+
+/// What `run --exit-when-idle` asks before it exits: is anything left that
+/// this process could still claim?
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Claimable {
+    /// Jobs waiting in `queued`, due now or later.
+    pub queued: u64,
+    /// Running jobs whose lease has expired: their worker is gone.
+    pub abandoned: u64,
+}
+
+impl Claimable {
+    pub fn is_empty(&self) -> bool {
+        self.queued == 0 && self.abandoned == 0
+    }
+}

@@ -31,6 +31,10 @@ pub struct SimConfig {
     /// server (the benchmarks' nginx) instead of this simulator's CDN. CDN
     /// faults and counters then do not apply.
     pub external_cdn: Option<String>,
+    /// Append `&security-token=TOKEN` to every download URL, as an STS-signed
+    /// object-store URL carries one: a known credential in the query, for
+    /// tests that look for leaks. The CDN ignores it.
+    pub url_token: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -44,6 +48,7 @@ impl Default for SimConfig {
             url_ttl: Duration::from_secs(3600),
             faults: Faults::default(),
             external_cdn: None,
+            url_token: None,
         }
     }
 }

@@ -109,6 +109,7 @@ pub(crate) struct Shared {
     url_ttl: Duration,
     cdn_base: String,
     external_cdn: Option<String>,
+    url_token: Option<String>,
     api_key: Mutex<Option<String>>,
     faults: Mutex<FaultState>,
     versions: Mutex<HashMap<i64, u64>>,
@@ -148,14 +149,19 @@ impl Shared {
     }
 
     fn download_url(&self, file_id: i64, expires: u64) -> String {
+        let token = self
+            .url_token
+            .as_ref()
+            .map(|t| format!("&security-token={t}"))
+            .unwrap_or_default();
         if let Some(external) = &self.external_cdn {
             return format!(
-                "{}/{file_id}.bin?Expires={expires}",
+                "{}/{file_id}.bin?Expires={expires}{token}",
                 external.trim_end_matches('/')
             );
         }
         format!(
-            "{}/{file_id}/{}?Expires={expires}&OSSAccessKeyId={}&Signature={}",
+            "{}/{file_id}/{}?Expires={expires}&OSSAccessKeyId={}&Signature={}{token}",
             self.cdn_base,
             cdn::OBJECT_NAME,
             cdn::ACCESS_KEY_ID,
@@ -286,6 +292,7 @@ impl Simulator {
             url_ttl,
             faults,
             external_cdn,
+            url_token,
         } = config;
         let shared = Arc::new(Shared {
             seed,
@@ -295,6 +302,7 @@ impl Simulator {
             url_ttl,
             cdn_base: base_url(cdn_addr),
             external_cdn,
+            url_token,
             api_key: Mutex::new(api_key),
             faults: Mutex::new(FaultState::new(faults)),
             versions: Mutex::new(HashMap::new()),

@@ -51,6 +51,12 @@ impl Engine {
         }
     }
 
+    /// This process's name in the queue (`host:pidns:pid:tag`): who paused
+    /// the queue, for the others' logs.
+    pub fn identity(&self) -> &str {
+        &self.owner_prefix
+    }
+
     /// A lease owner name for one claim. Unique per claim, so a job this
     /// process reclaims after losing it is never confused with the old task.
     pub fn next_owner(&self) -> String {

@@ -20,7 +20,7 @@ pub fn worker_identity() -> String {
 /// The host's name (`gethostname`, which works where `/proc/sys` is hidden)
 /// and the start of `/etc/machine-id`, which tells apart hosts that share a
 /// name.
-fn host_name() -> String {
+pub fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
     // within it on success (and we stop at the first NUL regardless).

@@ -23,7 +23,7 @@ use std::time::Duration;
 pub use control::JobControl;
 pub use engine::Engine;
 pub use events::{HostProblem, Observer, Outcome};
-pub use identity::{owner_is_dead, parse_owner, worker_identity};
+pub use identity::{host_name, owner_is_dead, parse_owner, worker_identity};
 pub use pipeline::process;
 pub use policy::{
     Decision, MAX_CDN_RETRY_AFTER, PROGRESS_REQUEUE_DELAY, classify_fetch, decide,

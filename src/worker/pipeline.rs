@@ -12,7 +12,9 @@ use super::policy::{Decision, classify_fetch, decide, honour_retry_after};
 use super::{Engine, HostProblem, JobControl, Outcome};
 use crate::api::{ApiError, ErrorClass, FileInfo};
 use crate::fetch::naming;
-use crate::fetch::{CheckpointError, Download, FetchError, ProgressSink, Resume, Verified, file};
+use crate::fetch::{
+    CheckpointError, Download, FetchError, ProgressSink, Resume, Verified, file, made_progress,
+};
 use crate::gate::{GateError, Hold};
 use crate::partial::ExpectedSize;
 use crate::queue::{Job, QueueError, VerifiedFile, millis_after, now_millis};
@@ -125,7 +127,7 @@ async fn process_inner(
             finish(engine, &job, destination, verified).await
         }
         Err(failure) => {
-            let progressed = resume.bytes_done > started_at;
+            let progressed = made_progress(started_at, resume.bytes_done);
             settle(engine, &job, &partial, failure, progressed, control).await
         }
     }
@@ -409,7 +411,7 @@ async fn settle(
             format!("{URL_REFRESHES} fresh download URLs in a row did not work; last: {last}"),
             None,
         ),
-        Failure::Api(e) => weigh_api(engine, e),
+        Failure::Api(e) => weigh_api(engine, e).await,
     };
     settle_error(engine, job, &error, class, progressed, cdn_retry_after).await
 }
@@ -451,13 +453,13 @@ fn weigh_fetch(partial: &Path, e: FetchError) -> (ErrorClass, String, Option<Dur
 }
 
 /// An API failure's class and message; a rate-limit answer starts the
-/// cooldown of the whole pool.
-fn weigh_api(engine: &Engine, e: ApiError) -> (ErrorClass, String, Option<Duration>) {
+/// cooldown of every process sharing the queue.
+async fn weigh_api(engine: &Engine, e: ApiError) -> (ErrorClass, String, Option<Duration>) {
     let class = e.class();
     if let ErrorClass::RateLimited { retry_after } = class {
-        let wait = engine.gate.rate_limited(retry_after);
+        let wait = engine.gate.rate_limited(retry_after).await;
         warn!(
-            "rate limited by the API; the whole pool waits {}s",
+            "rate limited by the API; every worker sharing the queue waits {}s",
             wait.as_secs()
         );
     }

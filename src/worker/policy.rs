@@ -71,7 +71,11 @@ pub fn honour_retry_after(decision: Decision, retry_after: Option<Duration>) -> 
 /// How the worker classifies a download failure.
 pub fn classify_fetch(error: &FetchError) -> ErrorClass {
     match error {
-        FetchError::SizeMismatch { .. } | FetchError::TooLarge { .. } => ErrorClass::Permanent,
+        FetchError::SizeMismatch { .. }
+        | FetchError::Oversized { .. }
+        | FetchError::OverCap { .. }
+        | FetchError::UrlPolicy(_)
+        | FetchError::TooLarge { .. } => ErrorClass::Permanent,
         _ => ErrorClass::Transient,
     }
 }

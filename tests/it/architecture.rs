@@ -65,6 +65,7 @@ const POLICY_FILES: &[&str] = &[
     "src/fetch/range.rs",
     "src/fetch/naming.rs",
     "src/fetch/pieces.rs",
+    "src/fetch/url_policy.rs",
     "src/worker/policy.rs",
 ];
 const IO_PATHS: &[&str] = &[

@@ -503,11 +503,29 @@ async fn status_counts_every_state_and_the_bytes() {
         "failed",
         "cancelled",
         "bytes_done",
+        "oldest_due_waiting_s",
+        "api_calls_last_window",
+        "window_s",
+        "requests_per_minute",
+        "cooldown_s",
+        "pause",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     assert_eq!(keys(&empty), expected_keys, "{empty}");
+    assert_eq!(
+        (
+            &empty["oldest_due_waiting_s"],
+            &empty["api_calls_last_window"],
+            &empty["pause"]
+        ),
+        (
+            &serde_json::Value::Null,
+            &serde_json::json!(0),
+            &serde_json::Value::Null
+        )
+    );
     assert_no_jobs(&empty);
     assert_eq!(empty["bytes_done"], 0);
 
@@ -518,9 +536,30 @@ async fn status_counts_every_state_and_the_bytes() {
     stage(&world, STAGE_RUNNING_LIVE, &[5]).await;
 
     let status = world.status().await;
+    let counts: serde_json::Map<_, _> = status
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| {
+            [
+                "queued",
+                "running",
+                "done",
+                "failed",
+                "cancelled",
+                "bytes_done",
+            ]
+            .contains(&k.as_str())
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     assert_eq!(
-        status,
+        serde_json::Value::Object(counts),
         serde_json::json!({"queued": 2, "running": 1, "done": 1, "failed": 1, "cancelled": 1, "bytes_done": 107})
+    );
+    assert!(
+        status["oldest_due_waiting_s"].as_f64().is_some(),
+        "two queued jobs are due: {status}"
     );
 
     let out = world.run(&["status"]).await;
@@ -1378,15 +1417,20 @@ async fn closing_stdout_after_a_read(world: &World, args: &[&str], limit: Durati
 
 // ------------------------------------------------- odd inputs (issue 9, §4-5)
 
-/// The world's binary and its queue, as another user sees them: readable,
-/// not writable. As root, who may write any file whatever its mode, the
-/// binary runs as `nobody`; otherwise the file and its directory lose their
-/// write bits (put back by [`writable_again`]).
+/// The world's binary and its queue, as another user sees them: readable
+/// (its owner opened it up: a queue is created 0600), not writable. As
+/// root, who may write any file whatever its mode, the binary runs as
+/// `nobody`; otherwise the file and its directory lose their write bits
+/// (put back by [`writable_again`]).
 fn as_another_users_queue(world: &World) -> Command {
     use std::os::unix::fs::PermissionsExt;
     let mut cmd = world.command();
     if unsafe { libc::geteuid() } == 0 {
         std::fs::set_permissions(world.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let path = format!("{}{suffix}", world.db.display());
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));
+        }
         cmd.uid(65534).gid(65534);
     } else {
         std::fs::set_permissions(&world.db, std::fs::Permissions::from_mode(0o444)).unwrap();

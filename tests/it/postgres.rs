@@ -4,7 +4,6 @@
 //! on the server `MINIMAX_DL_TEST_PG_URL` names (skipped without it, a
 //! failure under CI).
 
-use std::path::PathBuf;
 use std::process::Output;
 
 use crate::support::{self, PgTestDb, World, assert_exit, assert_success, stderr, stdout};
@@ -12,8 +11,7 @@ use crate::support::{self, PgTestDb, World, assert_exit, assert_success, stderr,
 /// A world whose `--db` is the test database's URL.
 async fn pg_world() -> Option<(PgTestDb, World)> {
     let db = PgTestDb::create().await?;
-    let mut world = World::new();
-    world.db = PathBuf::from(&db.url);
+    let world = World::new().on_database(&db.url);
     Some((db, world))
 }
 
@@ -107,17 +105,19 @@ async fn the_password_shows_nowhere_even_in_errors_and_trace_logs() {
         assert_no_password(&db, &out);
     }
     // A wrong password: refused, and the message names the URL without it.
-    let mut wrong = World::new().env("MINIMAX_DL_LOG", "trace");
     let bad = db.url.replace(&db.password(), "not-the-password-0451");
-    wrong.db = PathBuf::from(&bad);
+    let wrong = World::new()
+        .env("MINIMAX_DL_LOG", "trace")
+        .on_database(&bad);
     let out = wrong.run(&["status"]).await;
     assert_exit(&out, 2);
     assert!(!stderr(&out).contains("0451"), "{}", stderr(&out));
     assert!(stderr(&out).contains(":***@"), "{}", stderr(&out));
     // From ~/.pgpass, with a malformed line (which sqlx logs, line and all).
-    let mut from_pgpass = World::new().env("MINIMAX_DL_LOG", "trace");
     let without = db.url.replace(&format!(":{}@", db.password()), "@");
-    from_pgpass.db = PathBuf::from(&without);
+    let from_pgpass = World::new()
+        .env("MINIMAX_DL_LOG", "trace")
+        .on_database(&without);
     let pgpass = from_pgpass.dir.path().join(".pgpass");
     let lines = format!("broken-line-{}\n*:*:*:*:{}\n", db.password(), db.password());
     std::fs::write(&pgpass, lines).unwrap();
@@ -155,4 +155,39 @@ async fn a_download_through_a_url_file_records_the_host_holding_the_file() {
         )),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sqlite_queue_is_copied_into_postgres_whole() {
+    let Some(db) = PgTestDb::create().await else {
+        return;
+    };
+    crate::copy::a_queue_is_copied_whole_and_its_source_left_untouched(db.url.clone()).await;
+}
+
+/// The fleet test on PostgreSQL: three processes with their own
+/// archives, one SIGKILLed, a cap below what the batch needs in a minute.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_processes_share_one_postgres_queue_and_survive_the_loss_of_one() {
+    let Some(db) = PgTestDb::create().await else {
+        return;
+    };
+    let world = World::new().on_database(&db.url);
+    crate::fleet::three_processes_share_one_queue_and_survive_the_loss_of_one(world).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_pause_stops_every_process_on_postgres_and_one_probe_lifts_it() {
+    let Some((_db, world)) = pg_world().await else {
+        return;
+    };
+    crate::fleet::an_account_pause_stops_every_process_and_one_probe_lifts_it_for_all(world).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limit_answer_to_one_process_on_postgres_cools_every_process() {
+    let Some((_db, world)) = pg_world().await else {
+        return;
+    };
+    crate::fleet::a_rate_limit_answer_to_one_process_cools_every_process(world).await;
 }

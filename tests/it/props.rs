@@ -9,8 +9,10 @@ use minimax_dl::api::{ApiError, parse_retrieve};
 use minimax_dl::config::{FileConfig, Overrides, Settings};
 use minimax_dl::fetch::naming::{MAX_NAME_BYTES, final_name, final_path, sanitize_filename};
 use minimax_dl::fetch::range::{Asked, Plan, ResponseHead, parse_content_range, plan_response};
+use minimax_dl::fetch::url_policy::{MAX_REDIRECTS, UrlPolicy, host_matches};
 use minimax_dl::ids;
 use proptest::prelude::*;
+use reqwest::Url;
 
 /// Longest file name ext4 (and most Linux filesystems) accept, in bytes.
 const EXT4_NAME_MAX: usize = 255;
@@ -125,7 +127,12 @@ fn check_retrieve(requested: i64, body: &[u8]) {
         }
         Err(e) => {
             assert!(
-                matches!(e, ApiError::Malformed { .. } | ApiError::Status { .. }),
+                matches!(
+                    e,
+                    ApiError::Malformed { .. }
+                        | ApiError::Status { .. }
+                        | ApiError::DownloadScheme { .. }
+                ),
                 "{e:?}"
             );
             // The message quotes at most a short start of the body.
@@ -563,6 +570,9 @@ fn toml_value() -> impl Strategy<Value = String> {
             Just("\"\""),
             Just("[]"),
             Just("{}"),
+            Just("[\"aliyuncs.com\", \".minimax.io\"]"),
+            Just("[\"https://cdn.example\"]"),
+            Just("[1, 2]"),
         ]
         .prop_map(str::to_string),
     ]
@@ -582,6 +592,8 @@ fn config_text() -> impl Strategy<Value = String> {
         Just("read_timeout_secs"),
         Just("probe_interval_secs"),
         Just("log_format"),
+        Just("cdn_allow"),
+        Just("max_file_bytes"),
         Just("unknown_key"),
     ];
     prop::collection::vec((key, toml_value()), 0..8).prop_map(|pairs| {
@@ -628,6 +640,7 @@ fn check_config(text: &str) {
     );
     assert!(settings.concurrency >= 1 && settings.requests_per_minute >= 1);
     assert!(matches!(settings.api_base.scheme(), "http" | "https"));
+    assert!(settings.max_file_bytes >= 1);
 }
 
 proptest! {
@@ -641,5 +654,124 @@ proptest! {
     #[test]
     fn config_plausible_files_are_settings_or_a_typed_error(text in config_text()) {
         check_config(&text);
+    }
+}
+
+// -------------------------------------------------------------- URL policy
+
+const SECRET_QUERY: &str = "Signature=never-shown";
+
+/// URLs of many schemes and hosts, loopback or not, always with a secret
+/// in the query.
+fn any_url() -> impl Strategy<Value = Url> {
+    let scheme = prop_oneof![
+        prop_oneof![
+            Just("http"),
+            Just("https"),
+            Just("ftp"),
+            Just("file"),
+            Just("ws")
+        ]
+        .prop_map(str::to_string),
+        "[a-z][a-z0-9+.-]{0,6}",
+    ];
+    let host = prop_oneof![
+        Just("127.0.0.1".to_string()),
+        Just("localhost".to_string()),
+        Just("[::1]".to_string()),
+        Just("0.0.0.0".to_string()),
+        "[a-z0-9-]{1,10}(\\.[a-z0-9-]{1,10}){0,3}\\.?",
+        "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+    ];
+    let port = prop::option::of(1u16..);
+    (scheme, host, port, "[a-zA-Z0-9/._-]{0,20}").prop_filter_map(
+        "not a URL",
+        |(scheme, host, port, path)| {
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            Url::parse(&format!("{scheme}://{host}{port}/{path}?{SECRET_QUERY}")).ok()
+        },
+    )
+}
+
+fn label() -> impl Strategy<Value = String> {
+    "[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?"
+}
+
+/// A host name: labels, then a top-level one of letters (a name whose
+/// last label is a number is an IPv4 address to a URL parser).
+fn domain() -> impl Strategy<Value = String> {
+    (prop::collection::vec(label(), 0..3), "[a-z]{2,6}").prop_map(|(mut labels, top)| {
+        labels.push(top);
+        labels.join(".")
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A URL is fetched as itself or its https form, or refused with a
+    /// message that never carries its query.
+    #[test]
+    fn url_policy_fetches_http_s_only_upgrading_beyond_loopback(url in any_url()) {
+        match UrlPolicy::default().first(&url) {
+            Ok(fetched) => {
+                prop_assert!(matches!(url.scheme(), "http" | "https"));
+                prop_assert_eq!(fetched.host_str(), url.host_str());
+                prop_assert_eq!(fetched.path(), url.path());
+                prop_assert_eq!(fetched.query(), url.query());
+                let loopback = minimax_dl::config::is_loopback_host(url.host_str().unwrap());
+                let expected = if loopback { url.scheme() } else { "https" };
+                prop_assert_eq!(fetched.scheme(), expected);
+            }
+            Err(refusal) => {
+                prop_assert!(!refusal.to_string().contains(SECRET_QUERY));
+                prop_assert!(!matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty));
+            }
+        }
+    }
+
+    /// A host is under an allowed name exactly when it is that name or
+    /// ends in "." and that name.
+    #[test]
+    fn cdn_allow_matches_on_label_boundaries(prefix in "[a-z0-9.-]{0,12}", allowed in domain()) {
+        let host = format!("{prefix}{allowed}");
+        let expected = prefix.is_empty() || (prefix.ends_with('.') && prefix.len() > 1);
+        prop_assert_eq!(host_matches(&host, &allowed, true), expected, "{} under {}", host, allowed);
+        // Through a URL: both sides as the URL parser writes them (an
+        // all-numeric name is an IPv4 address there, which matches only
+        // itself).
+        let policy = UrlPolicy::new([allowed.as_str()]);
+        prop_assume!(policy.is_ok());
+        let policy = policy.unwrap();
+        if let Ok(url) = Url::parse(&format!("https://{host}/x?{SECRET_QUERY}")) {
+            let parsed = url.host_str().unwrap();
+            let normalised = &policy.cdn_allow()[0];
+            prop_assert_eq!(
+                policy.first(&url).is_ok(),
+                host_matches(parsed, normalised, url.domain().is_some())
+            );
+        }
+    }
+
+    /// A followed redirect stays on http(s), never leaves https for http,
+    /// never goes to plain http beyond loopback, and ends after
+    /// MAX_REDIRECTS; a refusal never carries a query.
+    #[test]
+    fn redirects_keep_the_rules(
+        chain in prop::collection::vec(any_url(), 1..9),
+        next in any_url(),
+    ) {
+        match UrlPolicy::default().redirect(&chain, &next) {
+            Ok(()) => {
+                prop_assert!(chain.len() <= MAX_REDIRECTS);
+                prop_assert!(matches!(next.scheme(), "http" | "https"));
+                let last = chain.last().unwrap();
+                prop_assert!(!(last.scheme() == "https" && next.scheme() == "http"));
+                if next.scheme() == "http" {
+                    prop_assert!(minimax_dl::config::is_loopback_host(next.host_str().unwrap()));
+                }
+            }
+            Err(refusal) => prop_assert!(!refusal.to_string().contains(SECRET_QUERY)),
+        }
     }
 }

@@ -69,6 +69,10 @@ macro_rules! every_backend {
                 retry_applies_to_failed_and_cancelled_jobs_only,
                 cancel_acts_by_state_and_lease,
                 a_claim_by_another_host_starts_from_its_own_partial_file,
+                a_paused_queue_claims_nothing_until_a_probe_of_that_pause_lifts_it,
+                one_process_at_a_time_takes_the_probe,
+                a_shared_cooldown_turns_every_reservation_back_until_it_ends,
+                claimable_counts_queued_and_abandoned_jobs_not_live_leases,
             );
         )*
     };
@@ -624,9 +628,140 @@ async fn a_claim_by_another_host_starts_from_its_own_partial_file(queue: Queue) 
     );
 }
 
+async fn a_paused_queue_claims_nothing_until_a_probe_of_that_pause_lifts_it(queue: Queue) {
+    queue.enqueue(&[1, 2, 3]).await.unwrap();
+    let epoch = queue
+        .pause_fleet("1008 insufficient balance", "host-a:1:2:x", Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(queue.claim_batch("w", LEASE, 3).await.unwrap().is_empty());
+    // A second report keeps the first cause, its epoch and its probe time.
+    let again = queue
+        .pause_fleet("1004 auth", "host-b:1:2:y", Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(again, epoch);
+    let pause = queue.fleet_state().await.unwrap().pause.expect("paused");
+    assert_eq!(
+        (
+            pause.message.as_str(),
+            pause.paused_by.as_str(),
+            pause.epoch
+        ),
+        ("1008 insufficient balance", "host-a:1:2:x", epoch)
+    );
+    assert_eq!(pause.probe_in, Duration::ZERO, "its probe is due");
+    // `fetch ID` is a user's explicit request: not held back.
+    assert!(queue.claim_id(3, "f", LEASE).await.unwrap().is_some());
+
+    assert!(
+        !queue.lift_pause(epoch + 1).await.unwrap(),
+        "another pause's probe"
+    );
+    assert!(queue.lift_pause(epoch).await.unwrap());
+    assert_eq!(queue.fleet_state().await.unwrap().pause, None);
+    assert!(!queue.lift_pause(epoch).await.unwrap(), "lifted once");
+    assert_eq!(queue.claim_batch("w", LEASE, 3).await.unwrap().len(), 2);
+
+    let next = queue
+        .pause_fleet("1004 auth", "host-b:1:2:y", Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(next > epoch, "a new pause, a new epoch");
+}
+
+async fn one_process_at_a_time_takes_the_probe(queue: Queue) {
+    assert_eq!(
+        queue.take_probe_slot(LEASE, false).await.unwrap(),
+        None,
+        "no pause, nothing to probe"
+    );
+    let epoch = queue
+        .pause_fleet("1008", "a", Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        queue.take_probe_slot(LEASE, false).await.unwrap(),
+        None,
+        "not yet due"
+    );
+    let probe_in = queue.fleet_state().await.unwrap().pause.unwrap().probe_in;
+    assert!(probe_in > Duration::ZERO && probe_in <= Duration::from_millis(300));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let next = Duration::from_secs(60);
+    assert_eq!(
+        queue.take_probe_slot(next, false).await.unwrap(),
+        Some(epoch)
+    );
+    assert_eq!(
+        queue.take_probe_slot(next, false).await.unwrap(),
+        None,
+        "the slot moved a minute on: the next process waits"
+    );
+    let probe_in = queue.fleet_state().await.unwrap().pause.unwrap().probe_in;
+    assert!(probe_in > Duration::from_secs(50), "{probe_in:?}");
+    // A process that starts while paused probes at once.
+    assert_eq!(
+        queue.take_probe_slot(next, true).await.unwrap(),
+        Some(epoch)
+    );
+}
+
+async fn a_shared_cooldown_turns_every_reservation_back_until_it_ends(queue: Queue) {
+    let window = Duration::from_secs(61);
+    assert_eq!(queue.fleet_state().await.unwrap().cooldown, None);
+    let before = now_millis();
+    queue.cool_fleet(Duration::from_millis(500)).await.unwrap();
+    // A shorter cooldown reported meanwhile does not cut it short.
+    queue.cool_fleet(Duration::from_millis(10)).await.unwrap();
+    let until = queue
+        .reserve_api_call(100, window)
+        .await
+        .unwrap()
+        .expect("cooling: the call must wait");
+    assert!(
+        until >= before + 500 && until <= now_millis() + 500,
+        "{until} vs {before}"
+    );
+    let left = queue
+        .fleet_state()
+        .await
+        .unwrap()
+        .cooldown
+        .expect("cooling");
+    assert!(left <= Duration::from_millis(500));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(queue.reserve_api_call(100, window).await.unwrap(), None);
+    assert_eq!(queue.fleet_state().await.unwrap().cooldown, None);
+}
+
+async fn claimable_counts_queued_and_abandoned_jobs_not_live_leases(queue: Queue) {
+    assert!(queue.claimable().await.unwrap().is_empty());
+    queue.enqueue(&[1, 2, 3]).await.unwrap();
+    let left = queue.claimable().await.unwrap();
+    assert_eq!((left.queued, left.abandoned), (3, 0));
+    // One job under a live lease (another host's: its own), one whose
+    // lease ran out (its worker is gone: anyone may take it).
+    queue.claim_id(1, "live", LEASE).await.unwrap().unwrap();
+    queue
+        .claim_id(2, "gone", Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let left = queue.claimable().await.unwrap();
+    assert_eq!((left.queued, left.abandoned), (1, 1));
+    queue.claim_batch("w", LEASE, 5).await.unwrap();
+    assert!(
+        queue.claimable().await.unwrap().is_empty(),
+        "only live leases left"
+    );
+}
+
 /// What only a database shared by several processes (and hosts) can show.
 mod postgres_fleet {
     use std::collections::HashSet;
+    use std::time::Duration;
 
     use minimax_dl::queue::testing;
     use minimax_dl::queue::{Queue, VerbOutcome, now_millis};
@@ -731,5 +866,46 @@ mod postgres_fleet {
         ids.sort();
         assert_eq!(ids, [1, 2]);
         queue.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_waiting_pool_wakes_on_work_from_another_process() {
+        let Some(db) = PgTestDb::create().await else {
+            return;
+        };
+        let pool = Queue::open_for_workers(&db.location()).await.unwrap();
+        let user = Queue::open(&db.location()).await.unwrap();
+        let never = Duration::from_secs(3600);
+        let bounded = async |what: &str, wait| {
+            tokio::time::timeout(Duration::from_secs(60), wait)
+                .await
+                .unwrap_or_else(|_| panic!("still waiting after {what}"))
+        };
+        // The first wait subscribes and returns: the pool looks again.
+        bounded("subscribing", pool.wait_for_work(never)).await;
+        // An enqueue elsewhere ends a wait of an hour.
+        let (_, added) = tokio::join!(bounded("an enqueue", pool.wait_for_work(never)), async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            user.enqueue(&[1]).await.unwrap()
+        });
+        assert_eq!(added.added, 1);
+        // So does a job given back, and a pause lifted.
+        pool.claim_id(1, "a:0:1:t", LEASE).await.unwrap().unwrap();
+        let epoch = user.pause_fleet("1008", "b:0:1:t", LEASE).await.unwrap();
+        tokio::join!(bounded("a release", pool.wait_for_work(never)), async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            pool.release(1, "a:0:1:t", "shutdown", now_millis(), false)
+                .await
+                .unwrap()
+        });
+        tokio::join!(
+            bounded("a lifted pause", pool.wait_for_work(never)),
+            async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                assert!(user.lift_pause(epoch).await.unwrap());
+            }
+        );
+        pool.close().await;
+        user.close().await;
     }
 }

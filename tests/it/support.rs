@@ -24,6 +24,8 @@ pub struct World {
     /// API base and key given to the binary (from a simulator), if any.
     pub api: Option<(String, String)>,
     pub extra_env: Vec<(String, String)>,
+    /// A database other than the SQLite file `db` (a PostgreSQL URL).
+    pub database: Option<String>,
 }
 
 impl World {
@@ -39,7 +41,21 @@ impl World {
             dir,
             api: None,
             extra_env: Vec::new(),
+            database: None,
         }
+    }
+
+    /// Uses this database (a `postgres://` URL) instead of the SQLite file.
+    pub fn on_database(mut self, location: &str) -> World {
+        self.database = Some(location.to_string());
+        self
+    }
+
+    /// What `--db` says: the SQLite file or [`World::on_database`]'s URL.
+    pub fn location(&self) -> String {
+        self.database
+            .clone()
+            .unwrap_or_else(|| self.db.to_string_lossy().into_owned())
     }
 
     /// Points the binary at a simulator with the right key.
@@ -56,6 +72,12 @@ impl World {
     /// The binary with a clean environment: nothing from the developer's
     /// own config or key can leak in.
     pub fn command(&self) -> tokio::process::Command {
+        self.command_archiving_to(&self.out)
+    }
+
+    /// [`World::command`] with an archive of its own: each host of a fleet
+    /// has its own `--out`.
+    pub fn command_archiving_to(&self, out: &Path) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(BIN);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -66,10 +88,10 @@ impl World {
             // Tests are not about the rate cap unless they say so.
             .env("MINIMAX_DL_REQUESTS_PER_MINUTE", "100000")
             .arg("--out")
-            .arg(&self.out)
+            .arg(out)
             .kill_on_drop(true);
         if self.db_flag {
-            cmd.arg("--db").arg(&self.db);
+            cmd.arg("--db").arg(self.location());
         }
         if let Some((base, key)) = &self.api {
             cmd.env("MINIMAX_API_BASE", base)
@@ -222,7 +244,7 @@ pub fn assert_verified(world: &World, sim: &Simulator, job: &serde_json::Value) 
 }
 
 pub async fn queue(world: &World) -> Queue {
-    Queue::open(&DbLocation(world.db.to_string_lossy().into_owned()))
+    Queue::open(&DbLocation(world.location()))
         .await
         .expect("open queue")
 }

@@ -1,6 +1,7 @@
 //! The API-call window on PostgreSQL: one cap for the whole fleet, on the
 //! database clock, serialised by `mdl_reserve_api_call` (an advisory lock,
-//! the time read after it is granted; see migrations/postgres/0001).
+//! the time read after it is granted; see migrations/postgres/0001), which
+//! also answers "wait" while the fleet's cooldown lasts.
 
 use std::time::Duration;
 
@@ -24,5 +25,16 @@ impl PgStore {
                 .fetch_one(&self.pool)
                 .await?;
         Ok(wait.map(|ms| now_millis().saturating_add(ms)))
+    }
+
+    pub async fn api_calls_in_window(&self, window: Duration) -> Result<u64, QueueError> {
+        let window_ms = window.as_millis().min(i64::MAX as u128) as i64;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM api_calls WHERE at > mdl_now_ms() - $1::bigint",
+        )
+        .bind(window_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.max(0) as u64)
     }
 }

@@ -33,18 +33,21 @@ const CLAIM_SET: &str = "state = 'running', lease_owner = $1::text, \
      file_host = $4::text";
 
 /// Up to `$3` due jobs: abandoned leases first (few, and the oldest work),
-/// then the earliest due. PostgreSQL refuses `FOR UPDATE` on a UNION, so
+/// then the earliest due; none while the fleet is paused for an
+/// account-level answer (checked once, in the same statement). PostgreSQL refuses `FOR UPDATE` on a UNION, so
 /// each arm locks its own rows, skipping rows another claimer holds; the
 /// update finds them by primary key (`= ANY(ARRAY(...))`: a join may be
 /// planned as a merge join walking the whole key).
 const CLAIM_DUE: &str = "WITH expired AS ( \
        SELECT file_id FROM jobs \
        WHERE state = 'running' AND lease_expires_at < mdl_now_ms() \
+         AND NOT EXISTS (SELECT 1 FROM fleet WHERE paused_at IS NOT NULL) \
        ORDER BY next_attempt_at, file_id LIMIT $3::bigint \
        FOR UPDATE SKIP LOCKED \
      ), due AS ( \
        SELECT file_id FROM jobs \
        WHERE state = 'queued' AND next_attempt_at <= mdl_now_ms() \
+         AND NOT EXISTS (SELECT 1 FROM fleet WHERE paused_at IS NOT NULL) \
        ORDER BY next_attempt_at, file_id \
        LIMIT greatest($3::bigint - (SELECT count(*) FROM expired), 0) \
        FOR UPDATE SKIP LOCKED \

@@ -21,18 +21,22 @@
 //! `testing.rs`. The schema is `migrations/postgres/`.
 
 mod api_calls;
+mod copy;
+mod fleet;
 mod lease;
 pub mod open;
 mod reads;
 mod testing;
 mod verbs;
 
-use sqlx::postgres::{PgPool, PgRow};
+use std::sync::Arc;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgRow};
 use sqlx::{Postgres, Row};
 
 pub use open::{is_postgres_url, redact_url};
 
-use crate::queue::{Job, Millis, QueueError, now_millis};
+use crate::queue::{Job, JobEvent, Millis, QueueError, now_millis};
 
 const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owner, lease_expires_at, \
      cancel_requested, bytes_expected, size_source, bytes_done, validator, pieces, boot_id, filename, final_path, \
@@ -44,6 +48,11 @@ pub struct PgStore {
     pool: PgPool,
     /// The URL without its password: all that is ever shown.
     location: String,
+    /// How to connect (for the listener's own connection). Holds the
+    /// password: never printed. Boxed: it is ten times the rest.
+    options: Arc<PgConnectOptions>,
+    /// Subscribed to new work by the first [`PgStore::wait_for_work`].
+    listener: Arc<tokio::sync::Mutex<Option<PgListener>>>,
 }
 
 /// By hand: the pool's options hold the password, and their `Debug` prints it.
@@ -60,7 +69,20 @@ impl PgStore {
         &self.location
     }
 
+    fn new(pool: PgPool, location: String, options: PgConnectOptions) -> PgStore {
+        PgStore {
+            pool,
+            location,
+            options: Arc::new(options),
+            listener: Arc::default(),
+        }
+    }
+
     pub async fn close(&self) {
+        // A wait in progress keeps its listener until it returns.
+        if let Ok(mut listener) = self.listener.try_lock() {
+            listener.take();
+        }
         self.pool.close().await;
     }
 }
@@ -78,6 +100,12 @@ fn job_from_row(row: &PgRow) -> Result<Job, sqlx::Error> {
     let attempts = row.try_get::<i32, _>("attempts")?.max(0) as u32;
     let cancel_requested = row.try_get("cancel_requested")?;
     crate::queue::rows::job_from_row(row, attempts, cancel_requested)
+}
+
+/// One history line; `attempt` is `integer` (i32).
+fn event_from_row(row: &PgRow) -> Result<JobEvent, sqlx::Error> {
+    let attempt = row.try_get::<Option<i32>, _>("attempt")?;
+    crate::queue::rows::event_from_row(row, attempt.map(|a| a.max(0) as u32))
 }
 
 fn jobs_from_rows(rows: &[PgRow]) -> Result<Vec<Job>, QueueError> {

@@ -215,6 +215,7 @@ async fn open_checked(
     verb: Verb,
     display: String,
 ) -> Result<PgStore, QueueError> {
+    let pooled_options = pooled.clone();
     let pool = connect(pooled, size, &display).await?;
     let checked = async {
         if plan(inspect(&pool, &display).await?, verb, &display)? {
@@ -223,10 +224,7 @@ async fn open_checked(
         Ok(())
     };
     match checked.await {
-        Ok(()) => Ok(PgStore {
-            pool,
-            location: display,
-        }),
+        Ok(()) => Ok(PgStore::new(pool, display, pooled_options)),
         Err(e) => {
             pool.close().await;
             Err(e)

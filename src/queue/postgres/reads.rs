@@ -1,7 +1,5 @@
 //! Reads on PostgreSQL: counts, lists, one job, its history, the next due time.
 
-use sqlx::Row;
-
 use super::{JOB_COLUMNS, PgStore, fetch_job, jobs_from_rows};
 use crate::queue::{Job, JobEvent, JobState, Millis, QueueError, StatusCounts, now_millis};
 
@@ -78,16 +76,7 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| {
-                Ok(JobEvent {
-                    at: row.try_get("at")?,
-                    kind: row.try_get("kind")?,
-                    attempt: row
-                        .try_get::<Option<i32>, _>("attempt")?
-                        .map(|a| a.max(0) as u32),
-                    message: row.try_get("message")?,
-                })
-            })
+            .map(|row| Ok(super::event_from_row(row)?))
             .collect()
     }
 

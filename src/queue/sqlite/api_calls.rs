@@ -1,5 +1,5 @@
 //! The API-call window on SQLite: the `api_calls` table shared by every
-//! process using the queue.
+//! process using the queue, and the shared cooldown (the `fleet` row).
 
 use std::time::Duration;
 
@@ -17,6 +17,13 @@ impl SqliteStore {
         let now = now_millis();
         let window_ms = window.as_millis() as i64;
         let mut tx = self.write_tx().await?;
+        let cooldown_until: i64 =
+            sqlx::query_scalar("SELECT cooldown_until FROM fleet WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?;
+        if cooldown_until > now {
+            return Ok(Some(cooldown_until));
+        }
         sqlx::query("DELETE FROM api_calls WHERE at <= ?1")
             .bind(now - window_ms)
             .execute(&mut *tx)
@@ -37,5 +44,14 @@ impl SqliteStore {
         };
         tx.commit().await?;
         Ok(verdict)
+    }
+
+    pub async fn api_calls_in_window(&self, window: Duration) -> Result<u64, QueueError> {
+        let since = now_millis() - window.as_millis() as i64;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM api_calls WHERE at > ?1")
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
     }
 }

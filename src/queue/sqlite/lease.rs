@@ -64,8 +64,9 @@ impl SqliteStore {
         let (chosen, parameter) = match pick {
             // Abandoned leases first (few, and the oldest work), then the
             // earliest due queued jobs: two indexed look-ups, not one OR.
+            // Nothing while the fleet is paused for an account-level answer.
             Pick::Due(limit) => (
-                "file_id IN ( \
+                "NOT EXISTS (SELECT 1 FROM fleet WHERE paused_at IS NOT NULL) AND file_id IN ( \
                    SELECT file_id FROM (SELECT file_id FROM jobs \
                      WHERE state = 'running' AND lease_expires_at < ?3 \
                      ORDER BY next_attempt_at, file_id LIMIT ?4) \

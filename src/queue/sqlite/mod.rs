@@ -2,6 +2,8 @@
 //! every write of this process.
 
 mod api_calls;
+mod copy;
+mod fleet;
 mod lease;
 pub mod open;
 mod reads;
@@ -11,7 +13,7 @@ mod verbs;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
 
-use crate::queue::{Job, Millis};
+use crate::queue::{Job, JobEvent, Millis};
 
 const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owner, lease_expires_at, \
      cancel_requested, bytes_expected, size_source, bytes_done, validator, pieces, boot_id, filename, final_path, \
@@ -57,6 +59,12 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, sqlx::Error> {
     let attempts = row.try_get::<i64, _>("attempts")?.max(0) as u32;
     let cancel_requested = row.try_get::<i64, _>("cancel_requested")? != 0;
     crate::queue::rows::job_from_row(row, attempts, cancel_requested)
+}
+
+/// One history line.
+fn event_from_row(row: &SqliteRow) -> Result<JobEvent, sqlx::Error> {
+    let attempt = row.try_get::<Option<i64>, _>("attempt")?;
+    crate::queue::rows::event_from_row(row, attempt.map(|a| a.max(0) as u32))
 }
 
 /// One job by id, in a transaction or straight from the pool.

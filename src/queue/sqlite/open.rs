@@ -95,6 +95,7 @@ impl SqliteStore {
             })?;
         }
         let _first_open = OpenLock::take(&path, Sharing::Exclusive).await;
+        let created = !exists(&path, &display)? && create_private(&path, &display)?;
         let mut marked = false;
         if exists(&path, &display)? {
             let found = inspect(&path, &display).await?;
@@ -116,6 +117,9 @@ impl SqliteStore {
                 cause,
             })?;
         let writer = connect(options, 1, &display).await?;
+        if created {
+            restrict_sidecars(&path, &display)?;
+        }
         if !marked {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "PRAGMA application_id = {APPLICATION_ID}"
@@ -197,6 +201,56 @@ impl OpenLock {
         .flatten();
         OpenLock { _held: locked }
     }
+}
+
+/// Mode of a queue file this process creates, and of its -wal and -shm:
+/// the queue names every file of the account and where it is archived, for
+/// its owner alone.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Creates the missing queue file, empty, 0600 whatever the umask (SQLite
+/// would create it 0644 under the usual umask). Returns `true`; `false`
+/// when another process created it first.
+fn create_private(path: &Path, display: &str) -> Result<bool, QueueError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io_error = |cause| QueueError::Open {
+        location: display.to_string(),
+        cause: sqlx::Error::Io(cause),
+    };
+    let file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_FILE_MODE)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(io_error(e)),
+    };
+    file.set_permissions(std::fs::Permissions::from_mode(PRIVATE_FILE_MODE))
+        .map_err(io_error)?;
+    Ok(true)
+}
+
+/// SQLite gives the -wal and -shm files the database's mode; they are set
+/// to 0600 again for a new queue, in case a build of SQLite did not.
+fn restrict_sidecars(path: &Path, display: &str) -> Result<(), QueueError> {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["-wal", "-shm"] {
+        let mut sidecar = path.as_os_str().to_owned();
+        sidecar.push(suffix);
+        match std::fs::set_permissions(&sidecar, std::fs::Permissions::from_mode(PRIVATE_FILE_MODE))
+        {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(QueueError::Open {
+                    location: display.to_string(),
+                    cause: sqlx::Error::Io(e),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn writing_options(path: &Path, sync: CommitSync) -> SqliteConnectOptions {

@@ -57,14 +57,7 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| {
-                Ok(JobEvent {
-                    at: row.try_get("at")?,
-                    kind: row.try_get("kind")?,
-                    attempt: row.try_get::<Option<i64>, _>("attempt")?.map(|a| a as u32),
-                    message: row.try_get("message")?,
-                })
-            })
+            .map(|row| Ok(super::event_from_row(row)?))
             .collect()
     }
 

@@ -1,0 +1,116 @@
+//! The `fleet` row on SQLite: the pause and cooldown every process sharing
+//! the queue file obeys, and what `--exit-when-idle` asks before exiting.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use super::SqliteStore;
+use crate::queue::{Claimable, FleetState, QueueError, millis_after, now_millis};
+
+/// An idle pool's longest wait between looks at a SQLite queue: nothing
+/// tells it of an enqueue by another process, so it polls (a claim
+/// statement is a few microseconds on a local file).
+const IDLE_POLL_MAX: Duration = Duration::from_secs(1);
+
+impl SqliteStore {
+    pub fn idle_poll_max(&self) -> Duration {
+        IDLE_POLL_MAX
+    }
+
+    /// SQLite has no notifications: the wait is the poll.
+    pub async fn wait_for_work(&self, max: Duration) {
+        tokio::time::sleep(max).await;
+    }
+
+    pub async fn pause_fleet(
+        &self,
+        message: &str,
+        paused_by: &str,
+        first_probe_after: Duration,
+    ) -> Result<i64, QueueError> {
+        let now = now_millis();
+        // A pause already in force keeps its cause and its probe time.
+        let epoch = sqlx::query_scalar(
+            "UPDATE fleet SET \
+               pause_epoch = CASE WHEN paused_at IS NULL THEN pause_epoch + 1 ELSE pause_epoch END, \
+               pause_message = CASE WHEN paused_at IS NULL THEN ?1 ELSE pause_message END, \
+               paused_by = CASE WHEN paused_at IS NULL THEN ?2 ELSE paused_by END, \
+               probe_at = CASE WHEN paused_at IS NULL THEN ?3 ELSE probe_at END, \
+               paused_at = coalesce(paused_at, ?4) \
+             WHERE id = 1 RETURNING pause_epoch",
+        )
+        .bind(message)
+        .bind(paused_by)
+        .bind(millis_after(now, first_probe_after))
+        .bind(now)
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(epoch)
+    }
+
+    pub async fn fleet_state(&self) -> Result<FleetState, QueueError> {
+        let row = sqlx::query(
+            "SELECT pause_message, paused_at, paused_by, pause_epoch, \
+               probe_at - ?1 AS probe_in_ms, cooldown_until - ?1 AS cooldown_ms \
+             FROM fleet WHERE id = 1",
+        )
+        .bind(now_millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(crate::queue::rows::fleet_from_row(&row)?)
+    }
+
+    pub async fn take_probe_slot(
+        &self,
+        next_probe_after: Duration,
+        even_if_early: bool,
+    ) -> Result<Option<i64>, QueueError> {
+        let now = now_millis();
+        let epoch = sqlx::query_scalar(
+            "UPDATE fleet SET probe_at = ?1 \
+             WHERE id = 1 AND paused_at IS NOT NULL AND (?3 OR coalesce(probe_at, 0) <= ?2) \
+             RETURNING pause_epoch",
+        )
+        .bind(millis_after(now, next_probe_after))
+        .bind(now)
+        .bind(even_if_early)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(epoch)
+    }
+
+    pub async fn lift_pause(&self, epoch: i64) -> Result<bool, QueueError> {
+        let lifted = sqlx::query(
+            "UPDATE fleet SET paused_at = NULL, pause_message = NULL, paused_by = NULL, probe_at = NULL \
+             WHERE id = 1 AND paused_at IS NOT NULL AND pause_epoch = ?1",
+        )
+        .bind(epoch)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(lifted == 1)
+    }
+
+    pub async fn cool_fleet(&self, wait: Duration) -> Result<(), QueueError> {
+        sqlx::query("UPDATE fleet SET cooldown_until = max(cooldown_until, ?1) WHERE id = 1")
+            .bind(millis_after(now_millis(), wait))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn claimable(&self) -> Result<Claimable, QueueError> {
+        let row = sqlx::query(
+            "SELECT coalesce((SELECT jobs FROM job_counts WHERE state = 'queued'), 0) AS queued, \
+                    (SELECT count(*) FROM jobs WHERE state = 'running' AND lease_expires_at < ?1) AS abandoned",
+        )
+        .bind(now_millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Claimable {
+            queued: row.try_get::<i64, _>("queued")?.max(0) as u64,
+            abandoned: row.try_get::<i64, _>("abandoned")?.max(0) as u64,
+        })
+    }
+}
