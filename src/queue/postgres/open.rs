@@ -34,6 +34,11 @@ pub const POOL_SIZE: u32 = 4;
 /// row locks, instead of holding them until TCP notices (hours).
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
 
+/// The longest a statement waits for a pooled connection: past it the
+/// database counts as unreachable (the daemon backs off and retries)
+/// rather than every worker queueing behind a server that does not answer.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A pooled connection idle for longer is pinged before use; one used
 /// moments ago is not (a ping per statement would double every round trip).
 const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
@@ -206,8 +211,14 @@ pub fn plan(contents: Contents, verb: Verb, display: &str) -> Result<bool, Queue
 }
 
 /// The pool, once the database was found to be a queue this verb may use
-/// (and migrated, on a connection of `migrating`'s, if it had to be);
-/// otherwise the pool is closed and the error returned.
+/// (and migrated, if it had to be). The look and the migration are made on
+/// a connection of their own, closed afterwards whatever happened: sqlx's
+/// migrator holds a session advisory lock while it works (which is what
+/// serialises processes starting at once) and returns without unlocking
+/// when a migration fails; a pooled connection would go back to the pool
+/// still holding it, and the next migrator would wait for ever. Connecting
+/// once by hand first also reports a server that refuses or a bad password
+/// at once, where the pool would retry until its acquire timeout.
 async fn open_checked(
     pooled: PgConnectOptions,
     migrating: PgConnectOptions,
@@ -215,21 +226,30 @@ async fn open_checked(
     verb: Verb,
     display: String,
 ) -> Result<PgStore, QueueError> {
-    let pooled_options = pooled.clone();
-    let pool = connect(pooled, size, &display).await?;
-    let checked = async {
-        if plan(inspect(&pool, &display).await?, verb, &display)? {
-            migrate(&migrating, &display).await?;
-        }
-        Ok(())
+    let connect_error = |cause| QueueError::Connect {
+        location: display.clone(),
+        cause,
     };
-    match checked.await {
-        Ok(()) => Ok(PgStore::new(pool, display, pooled_options)),
-        Err(e) => {
-            pool.close().await;
-            Err(e)
+    let mut conn = PgConnection::connect_with(&migrating)
+        .await
+        .map_err(connect_error)?;
+    let checked = async {
+        if plan(inspect(&mut conn, &display).await?, verb, &display)? {
+            MIGRATOR
+                .run(&mut conn)
+                .await
+                .map_err(|cause| QueueError::Migrate {
+                    location: display.clone(),
+                    cause,
+                })?;
         }
-    }
+        Ok::<_, QueueError>(())
+    };
+    let checked = checked.await;
+    let _ = conn.close().await;
+    checked?;
+    let pool = connect(pooled.clone(), size, &display).await?;
+    Ok(PgStore::new(pool, display, pooled))
 }
 
 /// The URL's options (with `PGPASSWORD`, `~/.pgpass`, `PGSSLMODE` ... as
@@ -266,6 +286,7 @@ async fn connect(
 ) -> Result<PgPool, QueueError> {
     PgPoolOptions::new()
         .max_connections(size)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
@@ -283,40 +304,18 @@ async fn connect(
         })
 }
 
-/// Migrates on a connection of its own, closed afterwards whatever
-/// happened: sqlx's migrator holds a session advisory lock while it works
-/// (which is what serialises processes starting at once) and returns
-/// without unlocking when a migration fails; a pooled connection would go
-/// back to the pool still holding it, and the next migrator would wait for
-/// ever.
-async fn migrate(options: &PgConnectOptions, display: &str) -> Result<(), QueueError> {
-    let mut conn =
-        PgConnection::connect_with(options)
-            .await
-            .map_err(|cause| QueueError::Connect {
-                location: display.to_string(),
-                cause,
-            })?;
-    let migrated = MIGRATOR.run(&mut conn).await;
-    let _ = conn.close().await;
-    migrated.map_err(|cause| QueueError::Migrate {
-        location: display.to_string(),
-        cause,
-    })
-}
-
 /// The tables of the current schema and the applied migrations, read
 /// without writing anything.
-async fn inspect(pool: &PgPool, display: &str) -> Result<Contents, QueueError> {
+async fn inspect(conn: &mut PgConnection, display: &str) -> Result<Contents, QueueError> {
     let read = async {
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
         let applied: Vec<(i64, Vec<u8>)> = if tables.iter().any(|t| t == "_sqlx_migrations") {
             sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
-                .fetch_all(pool)
+                .fetch_all(&mut *conn)
                 .await?
         } else {
             Vec::new()
