@@ -40,12 +40,14 @@ impl PgStore {
     pub async fn wait_for_work(&self, max: Duration) {
         let mut listener = self.listener.lock().await;
         let Some(subscribed) = listener.as_mut() else {
-            match self.listen().await {
-                Ok(subscribed) => *listener = Some(subscribed),
-                Err(e) => {
+            match tokio::time::timeout(max, self.listen()).await {
+                Ok(Ok(subscribed)) => *listener = Some(subscribed),
+                Ok(Err(e)) => {
                     tracing::debug!(error = %e, "cannot listen for new jobs; polling");
                     tokio::time::sleep(max).await;
                 }
+                // The wait is over before the subscription was made.
+                Err(_) => {}
             }
             return;
         };
