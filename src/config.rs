@@ -77,6 +77,9 @@ pub struct FileConfig {
     pub read_timeout_secs: Option<u64>,
     pub probe_interval_secs: Option<u64>,
     pub log_format: Option<LogFormat>,
+    pub listen: Option<String>,
+    pub listen_public: Option<bool>,
+    pub listen_token: Option<SecretString>,
     pub cdn_allow: Option<Vec<String>>,
     pub max_file_bytes: Option<u64>,
 }
@@ -96,6 +99,9 @@ impl FileConfig {
         let mut keys = Vec::new();
         if self.database.as_deref().is_some_and(has_password) {
             keys.push("database");
+        }
+        if self.listen_token.is_some() {
+            keys.push("listen_token");
         }
         keys
     }
@@ -136,6 +142,8 @@ pub struct Overrides {
     pub concurrency: Option<u32>,
     pub segments: Option<u32>,
     pub log_format: Option<LogFormat>,
+    /// `run --listen ADDR`.
+    pub listen: Option<String>,
 }
 
 /// Everything a command needs to know, resolved and validated.
@@ -159,6 +167,8 @@ pub struct Settings {
     pub read_timeout: Duration,
     pub probe_interval: Duration,
     pub log_format: LogFormat,
+    /// `run --listen`: where to serve metrics, health and the dashboard.
+    pub listen: Option<ListenSettings>,
     /// Which download URLs and redirects are fetched (`cdn_allow`).
     pub url_policy: UrlPolicy,
     /// Larger files are refused; a body of unknown length is cut here.
@@ -167,6 +177,21 @@ pub struct Settings {
     /// for the caller to log once logging is set up.
     pub warnings: Vec<String>,
 }
+
+/// Where `run` serves `/metrics`, the health checks and the dashboard.
+#[derive(Clone, Debug)]
+pub struct ListenSettings {
+    /// `host:port`, as the user wrote it (resolved when bound).
+    pub addr: String,
+    /// `listen_public = true`: the user asked to serve beyond loopback.
+    pub public: bool,
+    /// Enables the dashboard's retry and cancel buttons for whoever
+    /// presents it. Never printed (`SecretString`).
+    pub token: Option<SecretString>,
+}
+
+/// Shortest `listen_token`: shorter ones are guessable.
+pub const MIN_LISTEN_TOKEN: usize = 16;
 
 pub const DEFAULT_CONCURRENCY: u32 = 4;
 /// One retrieve call a second: well inside the RPM limits MiniMax documents
@@ -359,6 +384,12 @@ impl Settings {
             read_timeout: seconds(file.read_timeout_secs, "read_timeout_secs", 60)?,
             probe_interval: seconds(file.probe_interval_secs, "probe_interval_secs", 60)?,
             log_format: overrides.log_format.or(file.log_format).unwrap_or_default(),
+            listen: resolve_listen(
+                overrides,
+                env,
+                (file.listen, file.listen_public, file.listen_token),
+                &file_origin,
+            )?,
             url_policy,
             max_file_bytes,
             warnings: Vec::new(),
@@ -455,6 +486,53 @@ fn read_url_file(path: &Path, origin: &str) -> Result<String, ConfigError> {
         });
     }
     Ok(url.to_string())
+}
+
+/// The listener: `--listen` > `MINIMAX_DL_LISTEN` > `listen`; the token
+/// from `MINIMAX_DL_LISTEN_TOKEN` > `listen_token`. Off when no address is
+/// given anywhere.
+fn resolve_listen(
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    (addr, public, token): (Option<String>, Option<bool>, Option<SecretString>),
+    file_origin: &dyn Fn(&str) -> String,
+) -> Result<Option<ListenSettings>, ConfigError> {
+    use secrecy::ExposeSecret;
+    let env_nonempty = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let Some(addr) = overrides
+        .listen
+        .clone()
+        .or_else(|| env_nonempty("MINIMAX_DL_LISTEN"))
+        .or(addr)
+        .map(|a| a.trim().to_string())
+    else {
+        return Ok(None);
+    };
+    let (token, origin) = match env_nonempty("MINIMAX_DL_LISTEN_TOKEN") {
+        Some(v) => (
+            Some(SecretString::from(v.trim().to_string())),
+            "environment variable MINIMAX_DL_LISTEN_TOKEN".to_string(),
+        ),
+        None => (token, file_origin("listen_token")),
+    };
+    if let Some(t) = &token {
+        let t = t.expose_secret();
+        let printable = t.chars().all(|c| c.is_ascii_graphic());
+        if t.len() < MIN_LISTEN_TOKEN || !printable {
+            return Err(ConfigError::Invalid {
+                origin,
+                message: format!(
+                    "the token must be at least {MIN_LISTEN_TOKEN} printable ASCII characters \
+                     without spaces (e.g. `openssl rand -hex 16`)"
+                ),
+            });
+        }
+    }
+    Ok(Some(ListenSettings {
+        addr,
+        public: public.unwrap_or(false),
+        token,
+    }))
 }
 
 /// The config file (when it holds a secret), the API key file and the
@@ -1070,6 +1148,62 @@ mod tests {
     }
 
     #[test]
+    fn the_listener_is_off_unless_an_address_is_given_and_the_flag_wins() {
+        let env = env_of(&[("HOME", "/h"), ("MINIMAX_DL_LISTEN", "127.0.0.1:2")]);
+        let none = Settings::resolve(
+            &Overrides::default(),
+            &env_of(&[("HOME", "/h")]),
+            None,
+            file(""),
+        );
+        assert!(none.unwrap().listen.is_none());
+        let f = || file("listen = \"127.0.0.1:3\"\nlisten_public = true\n");
+        let s = Settings::resolve(&Overrides::default(), &env_of(&[("HOME", "/h")]), None, f());
+        let l = s.unwrap().listen.unwrap();
+        assert_eq!((l.addr.as_str(), l.public), ("127.0.0.1:3", true));
+        let s = Settings::resolve(&Overrides::default(), &env, None, f()).unwrap();
+        assert_eq!(s.listen.unwrap().addr, "127.0.0.1:2");
+        let flag = Overrides {
+            listen: Some("127.0.0.1:1".into()),
+            ..Overrides::default()
+        };
+        let s = Settings::resolve(&flag, &env, None, f()).unwrap();
+        assert_eq!(s.listen.unwrap().addr, "127.0.0.1:1");
+    }
+
+    #[test]
+    fn a_short_listen_token_is_refused_naming_its_origin_not_its_value() {
+        let resolve = |env: &[(&str, &str)], text: &str| {
+            Settings::resolve(
+                &Overrides::default(),
+                &env_of(env),
+                Some("/c.toml".into()),
+                file(text),
+            )
+        };
+        let err = resolve(
+            &[("HOME", "/h")],
+            "listen = \"127.0.0.1:1\"\nlisten_token = \"abc\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("listen_token") && err.contains("16"), "{err}");
+        assert!(!err.contains("abc"), "{err}");
+        let env = [
+            ("HOME", "/h"),
+            ("MINIMAX_DL_LISTEN_TOKEN", "env-token-0123456789"),
+        ];
+        let s = resolve(
+            &env,
+            "listen = \"127.0.0.1:1\"\nlisten_token = \"file-token-0123456789\"",
+        )
+        .unwrap();
+        let token = s.listen.as_ref().unwrap().token.as_ref().unwrap();
+        assert_eq!(token.expose_secret(), "env-token-0123456789");
+        assert!(!format!("{s:?}").contains("env-token"), "never printed");
+    }
+
+    #[test]
     fn the_example_config_parses_and_matches_the_defaults() {
         let text = include_str!("../config.example.toml");
         let parsed = FileConfig::parse(text, Path::new("config.example.toml")).unwrap();
@@ -1085,6 +1219,7 @@ mod tests {
         assert_eq!(s.read_timeout, d.read_timeout);
         assert_eq!(s.connect_timeout, d.connect_timeout);
         assert_eq!(s.probe_interval, d.probe_interval);
+        assert!(s.listen.is_none() && d.listen.is_none());
         assert_eq!(s.url_policy, d.url_policy);
         assert_eq!(s.max_file_bytes, d.max_file_bytes);
     }
@@ -1142,6 +1277,10 @@ mod tests {
             ["database"]
         );
         assert!(secrets("database = \"postgres://dl@db/queue\"").is_empty());
+        assert_eq!(
+            secrets("listen_token = \"0123456789abcdef\""),
+            ["listen_token"]
+        );
         assert!(secrets("database = \"/var/lib/minimax-dl/queue.db\"").is_empty());
     }
 }

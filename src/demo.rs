@@ -319,6 +319,7 @@ fn settings(sim: &Simulator, dir: &Path) -> Result<Settings> {
         read_timeout: Duration::from_secs(10),
         probe_interval: Duration::from_secs(5),
         log_format: LogFormat::Text,
+        listen: None,
         url_policy: UrlPolicy::default(),
         max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         warnings: Vec::new(),

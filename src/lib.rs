@@ -15,6 +15,11 @@
 //!   the foreground driver of `fetch ID`.
 //! - [`runtime`]: what the long-running verbs stand on: logging, building
 //!   the engine, signals, systemd notification, exit codes.
+//! - [`metrics`]: the numbers of a running pool (Prometheus) and the
+//!   dashboard's live state, heard as an observer.
+//! - [`listen`]: the HTTP listener of `run --listen`: metrics, health, the
+//!   dashboard.
+//! - [`build_info`]: version, commit and backends of this binary.
 //! - [`sim`]: a MiniMax API + CDN simulator for the demo and the tests.
 //! - [`demo`]: the simulator, the real engine and a check of every file.
 //! - [`cli`] and [`commands`]: the command line (one file per verb), kept
@@ -24,6 +29,7 @@
 //!   stdout lines that never panic.
 
 pub mod api;
+pub mod build_info;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -33,6 +39,8 @@ pub mod fetch;
 pub mod gate;
 pub mod http;
 pub mod ids;
+pub mod listen;
+pub mod metrics;
 pub mod partial;
 pub mod progress;
 pub mod queue;

@@ -23,8 +23,15 @@ fn run() -> u8 {
     let cli = Cli::parse();
     let settings = match Settings::load(&commands::overrides(&cli), &commands::process_env) {
         Ok(s) => Some(s),
-        // demo and sim need no configuration of their own.
-        Err(_) if matches!(cli.command, Command::Demo { .. } | Command::Sim(_)) => None,
+        // demo, sim and the reference verbs need no configuration of their own.
+        Err(_)
+            if matches!(
+                cli.command,
+                Command::Demo { .. } | Command::Sim(_) | Command::Completions { .. } | Command::Man
+            ) =>
+        {
+            None
+        }
         Err(e) => {
             say!("minimax-dl: error: {e}");
             return exit::USAGE;

@@ -179,12 +179,15 @@ pub fn spawn_signal_handler(
     use tokio::signal::unix::{SignalKind, signal};
     let interrupt = Interrupt::default();
     let first = interrupt.clone();
+    // Installed before this returns: a signal that comes right after
+    // (say, once `run` has said it is listening) finds them in place.
+    let handlers = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    );
     tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = handlers else {
             error!("cannot install signal handlers");
             return;
         };

@@ -32,19 +32,22 @@ mod db;
 mod enqueue;
 mod fetch;
 mod list;
+mod reference;
 mod run;
 mod show;
 mod status;
 mod verbs;
+mod watch;
 
 pub fn overrides(cli: &Cli) -> Overrides {
-    let (concurrency, segments) = match &cli.command {
+    let (concurrency, segments, listen) = match &cli.command {
         Command::Run {
             concurrency,
             segments,
+            listen,
             ..
-        } => (*concurrency, *segments),
-        _ => (None, None),
+        } => (*concurrency, *segments, listen.clone()),
+        _ => (None, None, None),
     };
     Overrides {
         config: cli.config.clone(),
@@ -54,6 +57,7 @@ pub fn overrides(cli: &Cli) -> Overrides {
         concurrency,
         segments,
         log_format: cli.log_format,
+        listen,
     }
 }
 
@@ -75,20 +79,31 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
                 .context("simulator")?;
             return Ok(exit::OK);
         }
+        Command::Completions { shell } => return reference::completions(shell),
+        Command::Man => return reference::man(),
         other => other,
     };
     let settings = settings.context("no configuration could be loaded")?;
     match command {
         Command::Enqueue { ids, from } => enqueue::enqueue(&settings, &ids, from.as_deref()).await,
         Command::Run { exit_when_idle, .. } => run::run(settings, overrides, exit_when_idle).await,
-        Command::Status { json } => status::status(&settings, json).await,
+        Command::Status {
+            json,
+            watch,
+            interval,
+        } => match watch {
+            false => status::status(&settings, json).await,
+            true => watch::watch(&settings, json, interval).await,
+        },
         Command::List { state, limit, json } => list::list(&settings, state, limit, json).await,
         Command::Show { id, json } => show::show(&settings, &id, json).await,
         Command::Retry { ids, all_failed } => verbs::retry(&settings, &ids, all_failed).await,
         Command::Cancel { ids } => verbs::cancel(&settings, &ids).await,
         Command::Fetch { id } => fetch::fetch(&settings, &id).await,
         Command::Db(DbCommand::Copy { from, to, merge }) => db::copy(&from, &to, merge).await,
-        Command::Demo { .. } | Command::Sim(_) => Ok(exit::OK),
+        Command::Demo { .. } | Command::Sim(_) | Command::Completions { .. } | Command::Man => {
+            Ok(exit::OK)
+        }
     }
 }
 

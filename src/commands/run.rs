@@ -4,15 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::process_env;
+use super::{open_queue, process_env};
 use crate::api::ApiClient;
 use crate::config::{Overrides, Settings};
 use crate::daemon::{self, Reload, RunEnd, RunOptions};
+use crate::listen::{self, ops, ops::Actions, ops::Ops};
+use crate::metrics::Metrics;
 use crate::progress::LogLines;
 use crate::queue::{Queue, StatusCounts};
 use crate::runtime::{
@@ -20,9 +22,15 @@ use crate::runtime::{
     spawn_systemd_notifier,
 };
 use crate::say;
-use crate::worker::{Engine, Observer};
+use crate::worker::{Engine, Observer, Observers};
 
 pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> Result<u8> {
+    // Bound first: an address that is taken or not allowed stops `run`
+    // before any work starts.
+    let listener = match &settings.listen {
+        Some(l) => Some(listen::bind(&l.addr, l.public).await?),
+        None => None,
+    };
     let queue = match open_when_reachable(&settings, exit_when_idle).await? {
         Some(queue) => queue,
         None => return Ok(exit::DB_UNREACHABLE),
@@ -32,7 +40,12 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
             "no API key configured (MINIMAX_API_KEY or api_key_file): every retrieve call will pause the pool"
         );
     }
-    let observer: Arc<dyn Observer> = Arc::new(LogLines::new(Duration::from_secs(10)));
+    let metrics = listener.as_ref().map(|_| Metrics::new());
+    let log_lines: Arc<dyn Observer> = Arc::new(LogLines::new(Duration::from_secs(10)));
+    let observer: Arc<dyn Observer> = match &metrics {
+        Some(m) => Arc::new(Observers(vec![log_lines, Arc::new(m.clone())])),
+        None => log_lines,
+    };
     let engine = engine(&settings, queue.clone(), observer)?;
     let shutdown = CancellationToken::new();
     let (reload_tx, reload_rx) = watch::channel::<Option<Reload>>(None);
@@ -45,6 +58,15 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
     let on_hangup = reloader(&engine, overrides, reload_tx);
     let interrupt = spawn_signal_handler(shutdown.clone(), Some(on_hangup), on_stop);
     let notifier = spawn_systemd_notifier(queue.clone(), shutdown.clone());
+    // Served once a stop signal is handled: from "listening" on, SIGTERM is
+    // a clean stop.
+    let server = match (listener, metrics) {
+        (Some(bound), Some(metrics)) => {
+            metrics.watch_gate(engine.gate.clone());
+            Some(serve_ops(bound, &settings, &queue, metrics, &shutdown).await?)
+        }
+        _ => None,
+    };
     info!(
         database = queue.location(),
         output_dir = %settings.output_dir.display(),
@@ -61,6 +83,9 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
     runtime::notify_stopping();
     shutdown.cancel();
     let _ = notifier.await;
+    if let Some(server) = server {
+        let _ = server.await;
+    }
     if let RunEnd::Unreachable(why) = end {
         error!(
             "stopping: the queue database {} does not answer: {why}; jobs stay as they are and resume on the next run",
@@ -71,6 +96,44 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
     let counts = queue.status().await?;
     queue.close().await;
     Ok(exit_code(end, &counts, &interrupt, exit_when_idle))
+}
+
+/// Starts serving `/metrics`, the health checks and the dashboard on
+/// `bound` until `shutdown`.
+async fn serve_ops(
+    bound: listen::Bound,
+    settings: &Settings,
+    queue: &Queue,
+    metrics: Metrics,
+    shutdown: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let listen = settings.listen.as_ref().context("listen settings")?;
+    let actions = match &listen.token {
+        Some(token) => Some(Actions {
+            queue: open_queue(settings).await?,
+            token: Arc::new(token.clone()),
+        }),
+        None => None,
+    };
+    if listen.public && actions.is_none() {
+        warn!(
+            "listening beyond loopback: anyone who can reach the port sees the dashboard and metrics"
+        );
+    }
+    let addr = bound
+        .local_addr()
+        .map_or_else(|| listen.addr.clone(), |a| a.to_string());
+    info!(
+        actions = actions.is_some(),
+        "listening on http://{addr}/ (metrics at /metrics)"
+    );
+    let routes = ops::router(Ops {
+        queue: queue.clone(),
+        metrics,
+        actions,
+    });
+    let limits = listen::Limits::default();
+    Ok(tokio::spawn(bound.serve(routes, limits, shutdown.clone())))
 }
 
 /// Opens the queue, waiting with backoff while the database does not

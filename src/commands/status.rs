@@ -40,47 +40,56 @@ async fn overview(queue: &Queue) -> Result<Overview> {
 
 pub async fn status(settings: &Settings, as_json: bool) -> Result<u8> {
     let queue = open_queue_to_read(settings).await?;
-    let seen = overview(&queue).await?;
-    let cap = settings.requests_per_minute;
+    out!(
+        "{}",
+        report(&queue, settings.requests_per_minute, as_json).await?
+    );
+    Ok(exit::OK)
+}
+
+/// What `status` prints, as one block (`status --watch` prints it again at
+/// each refresh); `cap` is the configured requests per minute.
+pub(super) async fn report(queue: &Queue, cap: u32, as_json: bool) -> Result<String> {
+    let seen = overview(queue).await?;
     if as_json {
-        out!("{}", as_json_line(&seen, cap));
-        return Ok(exit::OK);
+        return Ok(as_json_line(&seen, cap).to_string());
     }
-    for state in JobState::ALL {
-        out!("{:<10} {}", state.as_str(), seen.counts.get(state));
-    }
-    out!("{:<10} {}", "bytes", seen.counts.bytes_done);
-    match seen.oldest_due_waiting {
-        Some(waited) => out!(
+    let mut lines: Vec<String> = JobState::ALL
+        .iter()
+        .map(|&state| format!("{:<10} {}", state.as_str(), seen.counts.get(state)))
+        .collect();
+    lines.push(format!("{:<10} {}", "bytes", seen.counts.bytes_done));
+    lines.push(match seen.oldest_due_waiting {
+        Some(waited) => format!(
             "{:<10} the oldest due job has waited {}",
             "waiting",
             describe_delay(waited.as_millis() as i64)
         ),
-        None => out!("{:<10} no job is due", "waiting"),
-    }
-    out!(
+        None => format!("{:<10} no job is due", "waiting"),
+    });
+    lines.push(format!(
         "{:<10} {} calls in the last {} s (cap {cap} a minute, for every process sharing the queue)",
         "api",
         seen.api_calls,
         WINDOW.as_secs()
-    );
+    ));
     if let Some(left) = seen.fleet.cooldown {
-        out!(
+        lines.push(format!(
             "{:<10} no API call for {} after a rate-limit answer",
             "cooldown",
             describe_delay(left.as_millis() as i64)
-        );
+        ));
     }
     if let Some(pause) = &seen.fleet.pause {
-        out!(
+        lines.push(format!(
             "{:<10} {} (paused by {}); next probe in {}; `run` resumes by itself once a probe succeeds",
             "paused",
             pause.message,
             pause.paused_by,
             describe_delay(pause.probe_in.as_millis() as i64)
-        );
+        ));
     }
-    Ok(exit::OK)
+    Ok(lines.join("\n"))
 }
 
 fn as_json_line(seen: &Overview, cap: u32) -> serde_json::Value {

@@ -18,6 +18,7 @@ pub(super) async fn heartbeat(engine: Engine, running: Running, stop: Cancellati
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(HEARTBEAT) => {}
         }
+        engine.observer.alive();
         let leases: Vec<(i64, String)> = running
             .lock()
             .unwrap_or_else(|p| p.into_inner())

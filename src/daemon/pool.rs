@@ -132,6 +132,7 @@ impl Pool {
             // Outcomes first: a pause must stop claiming before the next claim.
             self.take_outcomes();
             self.share_pause().await;
+            self.report_pause();
             if self.shutdown.is_cancelled() {
                 break RunEnd::Stopped;
             }
@@ -173,6 +174,15 @@ impl Pool {
                 Err(e) => error!(file_id, "queue error while recording a job: {e}"),
             }
         }
+    }
+
+    /// Tells the observers (metrics, `/readyz`) whether the pool is paused,
+    /// why, and how long until the next probe.
+    fn report_pause(&self) {
+        let now = Instant::now();
+        let pause = self.pause.as_ref();
+        let pause = pause.map(|p| (&p.problem, p.probe_at.saturating_duration_since(now)));
+        self.engine.observer.paused(pause);
     }
 
     /// Records a new account-level pause in the queue, so that every other

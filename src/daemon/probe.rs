@@ -38,6 +38,7 @@ pub(super) async fn probe(
                 _ = shutdown.cancelled() => return false,
                 answer = api.retrieve(job.file_id) => answer,
             };
+            engine.observer.api_called(answer.as_ref().map(|_| ()));
             match answer {
                 Ok(_) => true,
                 Err(e) => !matches!(e.class(), crate::api::ErrorClass::Account { .. }),

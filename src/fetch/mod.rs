@@ -238,12 +238,16 @@ impl FetchError {
 /// fsynced, with the state to persist; `transferred` after every chunk, for
 /// progress bars. Fetch knows nothing of where the state goes: an error
 /// from `checkpoint` ends the download as [`FetchError::Checkpoint`].
+/// `synced` and `restarted` are for metrics: how long each checkpoint's
+/// fsync took, and a download starting again from byte 0.
 pub trait ProgressSink: Sync {
     fn checkpoint(
         &self,
         state: &Resume,
     ) -> impl Future<Output = Result<(), CheckpointError>> + Send;
     fn transferred(&self, _bytes: u64) {}
+    fn synced(&self, _took: Duration) {}
+    fn restarted(&self) {}
 }
 
 /// One file to fetch.
@@ -841,7 +845,9 @@ impl<S: ProgressSink> Transfer<'_, S> {
     async fn checkpoint(&mut self) -> Result<(), FetchError> {
         self.last_checkpoint = Instant::now();
         if self.position != self.state.bytes_done {
+            let began = Instant::now();
             self.disk.sync().await.map_err(|e| self.disk_error(e))?;
+            self.sink.synced(began.elapsed());
             self.state.bytes_done = self.position;
         }
         self.sink.checkpoint(self.state).await?;
@@ -852,6 +858,7 @@ impl<S: ProgressSink> Transfer<'_, S> {
     /// file, or the server would not resume them.
     async fn restart(&mut self) -> Result<(), FetchError> {
         self.disk.restart().await.map_err(|e| self.disk_error(e))?;
+        self.sink.restarted();
         self.hasher = Sha256::new();
         self.position = 0;
         self.state.reset();

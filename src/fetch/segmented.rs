@@ -396,6 +396,7 @@ async fn give_up<S: ProgressSink>(
             let path = job.partial_path.to_path_buf();
             let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
             state.reset();
+            sink.restarted();
             if let Err(e) = sink.checkpoint(state).await {
                 return e.into();
             }
@@ -455,10 +456,12 @@ async fn checkpoint<S: ProgressSink>(
         done_bytes: snapshot.done_bytes(),
     };
     let sync = file.clone();
+    let began = tokio::time::Instant::now();
     tokio::task::spawn_blocking(move || sync.sync_data())
         .await
         .map_err(|e| FetchError::Network(format!("fsync task failed: {e}")))?
         .map_err(|e| FetchError::io("cannot fsync the partial file", e))?;
+    sink.synced(began.elapsed());
     state.bytes_done = snapshot.contiguous_bytes();
     state.pieces = Some(snapshot.encode());
     sink.checkpoint(state).await?;

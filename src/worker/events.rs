@@ -1,15 +1,75 @@
-//! What workers report: to observers (progress bars, status lines) as they
-//! go, and to the pool as the [`Outcome`] of each job's turn.
+//! What workers report: to observers (progress bars, status lines,
+//! metrics) as they go, and to the pool as the [`Outcome`] of each job's
+//! turn.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Hears what workers do, for progress bars and status lines.
+use crate::api::ApiError;
+
+/// Hears what workers and the pool do, for progress bars, status lines and
+/// metrics. Every method has an empty default: an observer listens only
+/// to what it shows.
 pub trait Observer: Send + Sync {
     fn started(&self, _file_id: i64, _bytes_done: u64) {}
     fn size_known(&self, _file_id: i64, _total: u64) {}
     fn transferred(&self, _file_id: i64, _bytes: u64) {}
     fn finished(&self, _file_id: i64, _outcome: &Outcome) {}
+    /// The API answered a retrieve call (or could not be reached).
+    fn api_called(&self, _answer: Result<(), &ApiError>) {}
+    /// A rate-limit answer: the whole pool waits `_cooldown`.
+    fn rate_limited(&self, _cooldown: Duration) {}
+    /// Durable progress was recorded in the queue; the write took `_took`.
+    fn checkpointed(&self, _took: Duration) {}
+    /// A partial file was fsynced; that took `_took`.
+    fn synced(&self, _took: Duration) {}
+    /// A download threw its partial bytes away and starts from byte 0.
+    fn restarted(&self, _file_id: i64) {}
+    /// The pool paused (the problem, and how long until its next probe),
+    /// or resumed (`None`).
+    fn paused(&self, _pause: Option<(&HostProblem, Duration)>) {}
+    /// The pool's heartbeat turned (every second while it runs).
+    fn alive(&self) {}
+}
+
+/// Several observers hearing the same events (log lines and metrics).
+pub struct Observers(pub Vec<Arc<dyn Observer>>);
+
+impl Observer for Observers {
+    fn started(&self, file_id: i64, bytes_done: u64) {
+        self.0.iter().for_each(|o| o.started(file_id, bytes_done));
+    }
+    fn size_known(&self, file_id: i64, total: u64) {
+        self.0.iter().for_each(|o| o.size_known(file_id, total));
+    }
+    fn transferred(&self, file_id: i64, bytes: u64) {
+        self.0.iter().for_each(|o| o.transferred(file_id, bytes));
+    }
+    fn finished(&self, file_id: i64, outcome: &Outcome) {
+        self.0.iter().for_each(|o| o.finished(file_id, outcome));
+    }
+    fn api_called(&self, answer: Result<(), &ApiError>) {
+        self.0.iter().for_each(|o| o.api_called(answer));
+    }
+    fn rate_limited(&self, cooldown: Duration) {
+        self.0.iter().for_each(|o| o.rate_limited(cooldown));
+    }
+    fn checkpointed(&self, took: Duration) {
+        self.0.iter().for_each(|o| o.checkpointed(took));
+    }
+    fn synced(&self, took: Duration) {
+        self.0.iter().for_each(|o| o.synced(took));
+    }
+    fn restarted(&self, file_id: i64) {
+        self.0.iter().for_each(|o| o.restarted(file_id));
+    }
+    fn paused(&self, pause: Option<(&HostProblem, Duration)>) {
+        self.0.iter().for_each(|o| o.paused(pause));
+    }
+    fn alive(&self) {
+        self.0.iter().for_each(|o| o.alive());
+    }
 }
 
 /// How one job's turn ended.

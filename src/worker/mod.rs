@@ -22,7 +22,7 @@ use std::time::Duration;
 
 pub use control::JobControl;
 pub use engine::Engine;
-pub use events::{HostProblem, Observer, Outcome};
+pub use events::{HostProblem, Observer, Observers, Outcome};
 pub use identity::{host_name, owner_is_dead, parse_owner, worker_identity};
 pub use pipeline::process;
 pub use policy::{

@@ -61,15 +61,26 @@ impl ProgressSink for JobSink<'_> {
                 .observer
                 .size_known(self.file_id, expected.bytes);
         }
-        self.engine
+        let began = std::time::Instant::now();
+        let recorded = self
+            .engine
             .queue
             .checkpoint(self.file_id, self.owner, state, expected)
-            .await
-            .map_err(CheckpointError::from)
+            .await;
+        self.engine.observer.checkpointed(began.elapsed());
+        recorded.map_err(CheckpointError::from)
     }
 
     fn transferred(&self, bytes: u64) {
         self.engine.observer.transferred(self.file_id, bytes);
+    }
+
+    fn synced(&self, took: Duration) {
+        self.engine.observer.synced(took);
+    }
+
+    fn restarted(&self) {
+        self.engine.observer.restarted(self.file_id);
     }
 }
 
@@ -201,6 +212,7 @@ async fn resolve(
         _ = control.cancel.cancelled() => return Ok(Err(Failure::Stopped)),
         r = api.retrieve(file_id) => r,
     };
+    engine.observer.api_called(retrieved.as_ref().map(|_| ()));
     match retrieved {
         Ok(info) => {
             engine.gate.succeeded();
@@ -458,6 +470,7 @@ async fn weigh_api(engine: &Engine, e: ApiError) -> (ErrorClass, String, Option<
     let class = e.class();
     if let ErrorClass::RateLimited { retry_after } = class {
         let wait = engine.gate.rate_limited(retry_after).await;
+        engine.observer.rate_limited(wait);
         warn!(
             "rate limited by the API; every worker sharing the queue waits {}s",
             wait.as_secs()

@@ -10,30 +10,51 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     (
         "fetch",
         &[
-            "api", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
+            "api", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics",
+            "listen",
         ],
     ),
     (
         "api",
         &[
-            "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
+            "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics",
+            "listen",
         ],
     ),
     // The queue is storage: it never touches the network or the archive.
     (
         "queue",
         &[
-            "api", "fetch", "gate", "worker", "daemon", "commands", "runtime", "demo",
+            "api", "fetch", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics",
+            "listen",
         ],
     ),
     (
         "gate",
         &[
-            "api", "fetch", "worker", "daemon", "commands", "runtime", "demo",
+            "api", "fetch", "worker", "daemon", "commands", "runtime", "demo", "metrics", "listen",
         ],
     ),
-    ("worker", &["daemon", "commands", "runtime", "demo"]),
-    ("daemon", &["commands", "runtime", "demo"]),
+    // Workers and the pool report to observers; they never name metrics.
+    (
+        "worker",
+        &["daemon", "commands", "runtime", "demo", "metrics", "listen"],
+    ),
+    (
+        "daemon",
+        &["commands", "runtime", "demo", "metrics", "listen"],
+    ),
+    // Metrics hear the pool; the listener serves them and the queue.
+    (
+        "metrics",
+        &["daemon", "commands", "runtime", "demo", "listen"],
+    ),
+    (
+        "listen",
+        &[
+            "api", "fetch", "gate", "worker", "daemon", "commands", "runtime", "demo",
+        ],
+    ),
     ("runtime", &["commands", "demo"]),
     ("demo", &["commands"]),
     // Plain data and shared helpers at the bottom: they import nothing above.
@@ -48,6 +69,13 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "http",
         &[
             "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
+        ],
+    ),
+    (
+        "build_info",
+        &[
+            "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
+            "http", "config", "metrics", "listen",
         ],
     ),
 ];

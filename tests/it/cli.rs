@@ -780,13 +780,8 @@ async fn retry_requeues_failed_and_cancelled_jobs_only() {
         assert_eq!(job["state"], "queued", "{job}");
         assert_eq!(job["attempts"], 0, "{job}");
         assert!(job["last_error"].is_null(), "{job}");
-        let kinds: Vec<&str> = job["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["kind"].as_str().unwrap())
-            .collect();
-        assert_eq!(kinds.last(), Some(&"retried"), "{job}");
+        let kinds = support::event_kinds(&job);
+        assert_eq!(kinds.last().map(String::as_str), Some("retried"), "{job}");
     }
 
     for (id, why) in [(3, "already queued"), (4, "already done"), (5, "running")] {

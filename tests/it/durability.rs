@@ -51,13 +51,8 @@ async fn crash_then_recover(point: &str) {
         sent_before,
         "a verified file is never downloaded again"
     );
-    let events: Vec<&str> = job["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
-    assert!(events.contains(&"recovered"), "{events:?}");
+    let events = support::event_kinds(&job);
+    assert!(events.contains(&"recovered".into()), "{events:?}");
     assert!(!world.out.join(".minimax-dl-partial/42.part").exists());
 }
 

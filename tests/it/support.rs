@@ -339,7 +339,10 @@ impl PgTestDb {
     pub async fn create() -> Option<PgTestDb> {
         use sqlx::Connection;
         let Some(admin_url) = std::env::var(PG_URL_VAR).ok().filter(|v| !v.is_empty()) else {
-            skip_without_postgres();
+            skip_or_fail(
+                &format!("{PG_URL_VAR} is not set"),
+                "start a PostgreSQL server (.ci/postgres.sh) and set it",
+            );
             return None;
         };
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -442,18 +445,109 @@ impl Drop for PgTestDb {
     }
 }
 
-/// No PostgreSQL to test against: a failure under CI (the `CI` variable set
-/// and not empty, as `.ci/run` sets it), else a line on the process's stderr
-/// (past the harness's capture: a skip must not read as a pass).
-fn skip_without_postgres() {
+/// `run --listen 127.0.0.1:0` (plus `args`), started, and the base URL it
+/// says it serves (`http://127.0.0.1:PORT`). Its stderr is kept in `log`.
+pub struct Listening {
+    pub child: tokio::process::Child,
+    pub base: String,
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+pub async fn run_listening(world: &World, args: &[&str]) -> Listening {
+    spawn_listening(world, "127.0.0.1:0", args).await
+}
+
+/// [`run_listening`] on another address.
+pub async fn spawn_listening(world: &World, listen: &str, args: &[&str]) -> Listening {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = world
+        .command()
+        .args(["run", "--listen", listen])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn minimax-dl run");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (found, base) = tokio::sync::oneshot::channel();
+    let kept = log.clone();
+    tokio::spawn(async move {
+        let mut found = Some(found);
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(at) = line.find("listening on http://") {
+                let url = &line[at + "listening on ".len()..];
+                let base = url.split('/').take(3).collect::<Vec<_>>().join("/");
+                if let Some(found) = found.take() {
+                    let _ = found.send(base);
+                }
+            }
+            let mut log = kept.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let base = tokio::time::timeout(Duration::from_secs(60), base)
+        .await
+        .unwrap_or_else(|_| panic!("no 'listening on' line in 60 s:\n{}", log.lock().unwrap()))
+        .unwrap_or_else(|_| panic!("run exited before listening:\n{}", log.lock().unwrap()));
+    Listening { child, base, log }
+}
+
+impl Listening {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then the exit (bounded).
+    pub async fn stop(self) -> std::process::ExitStatus {
+        signal(self.child.id().expect("running"), "-TERM");
+        let mut child = self.child;
+        tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("run did not stop within 60 s of SIGTERM")
+            .expect("wait")
+    }
+}
+
+/// An HTTP client for the tests' own loopback servers (no proxy).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+/// What a test does when the machine lacks what it needs (`missing`, and
+/// `fix` to get it). Under CI (`CI` set and not empty, as `.ci/run` sets
+/// it) that is a failure: CI must run every test. Elsewhere the test says
+/// SKIPPED and returns; the line is written to the process's stderr, past
+/// the harness's capture, because a passing test's captured output is never
+/// shown and a skip must not read as a pass.
+pub fn skip_or_fail(missing: &str, fix: &str) {
     use std::io::Write;
     let test = std::thread::current()
         .name()
-        .unwrap_or("a PostgreSQL test")
+        .unwrap_or("a test")
         .to_string();
     assert!(
         std::env::var_os("CI").is_none_or(|v| v.is_empty()),
-        "{test}: {PG_URL_VAR} is not set: CI must run the PostgreSQL tests (.ci/run starts a server)"
+        "{test}: {missing}: {fix}; CI must run it"
     );
-    let _ = writeln!(std::io::stderr(), "{test}: skipped: {PG_URL_VAR} not set");
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {missing} ({fix}; set CI=1 to make this a failure)"
+    );
+}
+
+/// The kinds of a job's history (`show --json`'s `events`), oldest first.
+pub fn event_kinds(job: &serde_json::Value) -> Vec<String> {
+    job["events"]
+        .as_array()
+        .expect("a job with its events")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("an event kind").to_string())
+        .collect()
 }

@@ -1,0 +1,52 @@
+//! `/metrics`, `/healthz`, `/readyz`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{Ops, within};
+use crate::metrics::{CONTENT_TYPE, QueueReading};
+
+/// The heartbeat turns every second; this long without a turn is a stall.
+pub const STALLED_AFTER: Duration = Duration::from_secs(10);
+
+pub async fn metrics(State(ops): State<Ops>) -> Response {
+    let reading = within(QueueReading::read(&ops.queue)).await.ok();
+    let text = ops.metrics.render(reading.as_ref());
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+}
+
+/// Alive: the pool's heartbeat has turned within [`STALLED_AFTER`].
+pub async fn healthz(State(ops): State<Ops>) -> Response {
+    let age = ops.metrics.heartbeat_age();
+    let body = json!({
+        "status": if age < STALLED_AFTER { "ok" } else { "stalled" },
+        "heartbeat_age_secs": age.as_secs_f64(),
+    });
+    let status = if age < STALLED_AFTER {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Ready: the queue answers and the pool is not paused. Otherwise 503,
+/// with the reason (and a pause's message and next probe) as JSON.
+pub async fn readyz(State(ops): State<Ops>) -> Response {
+    if let Err(message) = within(ops.queue.status()).await {
+        let body = json!({ "ready": false, "reason": "queue", "message": message });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    match ops.metrics.pause() {
+        Some(pause) => {
+            let body = json!({ "ready": false, "reason": "paused", "pause": pause });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+        None => Json(json!({ "ready": true })).into_response(),
+    }
+}
