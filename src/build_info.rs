@@ -12,9 +12,9 @@ pub const COMMIT: &str = env!("MINIMAX_DL_GIT_COMMIT");
 
 /// The queue backends this binary can open: the one list to extend when a
 /// backend is added (gate it with the same `cfg` as the backend).
-pub const BACKENDS: &[&str] = &["sqlite"];
+pub const BACKENDS: &[&str] = &["sqlite", "postgres"];
 
-/// "0.1.0 (commit 1a2b3c4; backends: sqlite)": what `--version` prints
+/// "0.1.0 (commit 1a2b3c4; backends: sqlite, postgres)": what `--version` prints
 /// after the program name.
 pub fn version_line() -> &'static str {
     static LINE: OnceLock<String> = OnceLock::new();

@@ -47,6 +47,14 @@ pub enum ConfigError {
         origin: String,
         source: std::io::Error,
     },
+    #[error(
+        "cannot read the database URL file {path} (from {origin}): {source}. It holds the queue's URL (or path) on one line"
+    )]
+    UrlFile {
+        path: PathBuf,
+        origin: String,
+        source: std::io::Error,
+    },
     #[error("no home directory: set HOME or XDG_DATA_HOME, or give --db and --out")]
     NoHome,
 }
@@ -67,6 +75,9 @@ pub struct FileConfig {
     pub api_base: Option<String>,
     pub api_key_file: Option<PathBuf>,
     pub database: Option<String>,
+    /// A file holding the database URL (a password in it stays out of the
+    /// config file and the process's arguments).
+    pub database_url_file: Option<PathBuf>,
     pub output_dir: Option<PathBuf>,
     pub concurrency: Option<u32>,
     pub requests_per_minute: Option<u32>,
@@ -145,6 +156,7 @@ pub fn exposure_warning(path: &Path, mode: u32, what: &str) -> Option<String> {
 pub struct Overrides {
     pub config: Option<PathBuf>,
     pub database: Option<String>,
+    pub database_url_file: Option<PathBuf>,
     pub output_dir: Option<PathBuf>,
     pub concurrency: Option<u32>,
     pub segments: Option<u32>,
@@ -339,26 +351,21 @@ impl Settings {
         let api_key =
             resolve_api_key(env, file.api_key_file.as_deref(), &file_origin).map_err(Arc::new);
 
-        let (database, database_origin) = match (
-            &overrides.database,
-            env_nonempty("MINIMAX_DL_DATABASE"),
-            file.database,
-        ) {
-            (Some(v), _, _) => (v.clone(), "command-line flag --db".to_string()),
-            (None, Some(v), _) => (v, "environment variable MINIMAX_DL_DATABASE".to_string()),
-            (None, None, Some(v)) => (v, file_origin("database")),
-            (None, None, None) => (
-                data_dir(env)?
-                    .join("queue.db")
-                    .to_string_lossy()
-                    .into_owned(),
-                file_origin("database"),
-            ),
-        };
-        crate::queue::open::check_location(&database).map_err(|why| ConfigError::Invalid {
-            origin: database_origin,
-            message: format!("{database:?} {why}"),
-        })?;
+        let (database, database_origin) = resolve_database(
+            overrides,
+            env,
+            (file.database, file.database_url_file),
+            &file_origin,
+        )?;
+        let location = DbLocation(database);
+        if !location.is_postgres() {
+            crate::queue::open::check_location(&location.0).map_err(|why| {
+                ConfigError::Invalid {
+                    origin: database_origin,
+                    message: format!("{:?} {why}", location.0),
+                }
+            })?;
+        }
 
         let output_dir = match (
             &overrides.output_dir,
@@ -457,7 +464,7 @@ impl Settings {
             api_base,
             api_key,
             api_key_file: file.api_key_file,
-            database: DbLocation(database),
+            database: location,
             output_dir,
             concurrency,
             requests_per_minute,
@@ -486,6 +493,96 @@ impl Settings {
             config_path,
         })
     }
+}
+
+/// The database setting and where it came from: at each layer (flag,
+/// environment, config file) either the location itself or a file holding
+/// it, never both; then the systemd credential `db_url`, then the default.
+fn resolve_database(
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    (file_database, file_url_file): (Option<String>, Option<PathBuf>),
+    file_origin: &dyn Fn(&str) -> String,
+) -> Result<(String, String), ConfigError> {
+    let env_nonempty = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let layers = [
+        (
+            overrides.database.clone(),
+            "command-line flag --db".to_string(),
+            overrides.database_url_file.clone(),
+            "command-line flag --database-url-file".to_string(),
+        ),
+        (
+            env_nonempty("MINIMAX_DL_DATABASE"),
+            "environment variable MINIMAX_DL_DATABASE".to_string(),
+            env_nonempty("MINIMAX_DL_DATABASE_URL_FILE").map(PathBuf::from),
+            "environment variable MINIMAX_DL_DATABASE_URL_FILE".to_string(),
+        ),
+        (
+            file_database,
+            file_origin("database"),
+            file_url_file,
+            file_origin("database_url_file"),
+        ),
+    ];
+    for (value, value_origin, url_file, url_file_origin) in layers {
+        match (value, url_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    origin: format!("{value_origin} and {url_file_origin}"),
+                    message: "both set: give the database or a file holding its URL, not both"
+                        .into(),
+                });
+            }
+            (Some(v), None) => return Ok((v, value_origin)),
+            (None, Some(path)) => {
+                let origin = format!("{url_file_origin} ({})", path.display());
+                return Ok((read_url_file(&path, &url_file_origin)?, origin));
+            }
+            (None, None) => {}
+        }
+    }
+    // systemd's LoadCredential=db_url:... puts it here.
+    if let Some(dir) = env_nonempty("CREDENTIALS_DIRECTORY") {
+        let path = Path::new(&dir).join("db_url");
+        if path.exists() {
+            let origin = "systemd credential db_url".to_string();
+            return Ok((read_url_file(&path, &origin)?, origin));
+        }
+    }
+    let default = data_dir(env)?.join("queue.db");
+    Ok((
+        default.to_string_lossy().into_owned(),
+        file_origin("database"),
+    ))
+}
+
+/// The database URL from a file: one line (a byte-order mark and the
+/// surrounding whitespace, the trailing newline included, are dropped).
+/// Errors name the file, never its contents.
+fn read_url_file(path: &Path, origin: &str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::UrlFile {
+        path: path.to_path_buf(),
+        origin: origin.to_string(),
+        source,
+    })?;
+    let url = text.strip_prefix('\u{feff}').unwrap_or(&text).trim();
+    if url.is_empty() {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_string(),
+            message: format!("the database URL file {} is empty", path.display()),
+        });
+    }
+    if url.contains('\n') {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_string(),
+            message: format!(
+                "the database URL file {} has more than one line: it holds the URL alone",
+                path.display()
+            ),
+        });
+    }
+    Ok(url.to_string())
 }
 
 /// The listener: `--listen` > `MINIMAX_DL_LISTEN` > `listen`; the token
@@ -525,8 +622,8 @@ fn resolve_listen(
     }))
 }
 
-/// The config file (when it holds a secret) and the API key file, when
-/// users other than their owner may read them.
+/// The config file (when it holds a secret), the API key file and the
+/// database URL file, when users other than their owner may read them.
 fn exposed_secret_files(config_path: Option<&Path>, file: &FileConfig) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = |path: &Path| std::fs::metadata(path).ok().map(|m| m.permissions().mode());
@@ -547,6 +644,11 @@ fn exposed_secret_files(config_path: Option<&Path>, file: &FileConfig) -> Vec<St
         && let Some(mode) = mode(path)
     {
         warnings.extend(exposure_warning(path, mode, "the callback token"));
+    }
+    if let Some(path) = file.database_url_file.as_deref()
+        && let Some(mode) = mode(path)
+    {
+        warnings.extend(exposure_warning(path, mode, "the database URL"));
     }
     warnings
 }
@@ -1123,6 +1225,82 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("MINIMAX_DL_DATABASE"), "{err}");
+    }
+
+    #[test]
+    fn the_database_url_may_come_from_a_file_at_each_layer_and_never_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let url_file = dir.path().join("db_url");
+        std::fs::write(&url_file, "postgres://u:hunter2@db/q\n").unwrap();
+        let path = url_file.to_str().unwrap();
+        let home = ("HOME", "/h");
+        let resolve = |overrides: &Overrides, env: &[(&str, &str)], text: &str| {
+            Settings::resolve(overrides, &env_of(env), None, file(text))
+        };
+        let from_file = format!("database_url_file = {path:?}");
+        let flag = Overrides {
+            database_url_file: Some(url_file.clone()),
+            ..Overrides::default()
+        };
+        let env_var = [home, ("MINIMAX_DL_DATABASE_URL_FILE", path)];
+        let dir_path = dir.path().to_str().unwrap();
+        let credential = [home, ("CREDENTIALS_DIRECTORY", dir_path)];
+        for s in [
+            resolve(&Overrides::default(), &[home], &from_file),
+            resolve(&flag, &[home], ""),
+            resolve(&Overrides::default(), &env_var, ""),
+            resolve(&Overrides::default(), &credential, ""),
+        ] {
+            let s = s.unwrap();
+            assert_eq!(s.database.0, "postgres://u:hunter2@db/q");
+            assert!(!format!("{s:?}").contains("hunter2"), "{s:?}");
+            assert_eq!(s.database.redacted(), "postgres://u:***@db/q");
+        }
+        // A higher layer wins over the file; the credential comes last.
+        let s = resolve(
+            &Overrides::default(),
+            &[home, ("MINIMAX_DL_DATABASE", "/e.db")],
+            &from_file,
+        );
+        assert_eq!(s.unwrap().database.0, "/e.db");
+        let s = resolve(&Overrides::default(), &credential, "database = \"/f.db\"");
+        assert_eq!(s.unwrap().database.0, "/f.db");
+        // Both at one layer is a mistake, named by both origins.
+        let both = format!("database = \"/f.db\"\n{from_file}");
+        let err = resolve(&Overrides::default(), &[home], &both)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`database`") && err.contains("`database_url_file`"),
+            "{err}"
+        );
+        let err = resolve(
+            &Overrides::default(),
+            &[home, ("MINIMAX_DL_DATABASE", "/e.db"), env_var[1]],
+            "",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("MINIMAX_DL_DATABASE_URL_FILE"), "{err}");
+        // Unreadable, empty or several lines: the file is named, its contents never.
+        for (contents, needle) in [
+            ("", "empty"),
+            ("postgres://u:hunter2@a/b\nmore\n", "one line"),
+        ] {
+            std::fs::write(&url_file, contents).unwrap();
+            let err = resolve(&flag, &[home], "").unwrap_err().to_string();
+            assert!(err.contains(path) && err.contains(needle), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        let missing = Overrides {
+            database_url_file: Some(dir.path().join("nope")),
+            ..Overrides::default()
+        };
+        let err = resolve(&missing, &[home], "").unwrap_err().to_string();
+        assert!(
+            err.contains("nope") && err.contains("--database-url-file"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -61,8 +61,16 @@ pub fn init_logging(cli: &Cli, format: LogFormat) {
         (1, _) => "minimax_dl=debug",
         _ => "minimax_dl=trace",
     };
-    let filter =
-        EnvFilter::try_from_env("MINIMAX_DL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Whatever MINIMAX_DL_LOG says, sqlx's PostgreSQL option parsing stays
+    // below WARN: it logs a malformed ~/.pgpass line, password included, and
+    // an unknown URL parameter with its value.
+    let filter = EnvFilter::try_from_env("MINIMAX_DL_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(default))
+        .add_directive(
+            "sqlx_postgres::options=error"
+                .parse()
+                .expect("a valid directive"),
+        );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(stderr::sink().clone());

@@ -56,6 +56,7 @@ pub fn overrides(cli: &Cli) -> Overrides {
     Overrides {
         config: cli.config.clone(),
         database: cli.db.clone(),
+        database_url_file: cli.database_url_file.clone(),
         output_dir: cli.out.clone(),
         concurrency,
         segments,

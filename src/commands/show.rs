@@ -36,6 +36,7 @@ pub async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8
         value["size_source"] = json!(job.size_source);
         value["next_attempt_at"] = json!(rfc3339(job.next_attempt_at));
         value["lease_owner"] = json!(job.lease_owner);
+        value["file_host"] = json!(job.file_host);
         value["events"] = events.iter().map(event_json).collect();
         if let Some(task) = &task {
             value["task"] = task_json(task);
@@ -61,6 +62,9 @@ pub async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8
     }
     if let Some(path) = &job.final_path {
         out!("path           {path}");
+    }
+    if let (JobState::Done, Some(host), Some(path)) = (job.state, &job.file_host, &job.final_path) {
+        out!("file           held by host {host} at {path}");
     }
     if let Some(sha) = &job.sha256 {
         out!("sha256         {sha}");

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use futures_util::TryStreamExt;
 
-use super::{JobState, Queue, QueueError, StatusCounts, now_millis};
+use super::{Job, JobState, Queue, QueueError, StatusCounts, now_millis};
 
 /// Jobs per page: read from the source, written to the target in one
 /// transaction.
@@ -79,6 +79,7 @@ pub async fn copy(
     while let Some(page) = pages.try_next().await.map_err(|e| e.1)? {
         let ids: Vec<i64> = page.iter().map(|job| job.file_id).collect();
         let events = source.events_of(&ids).await?;
+        let page = with_file_host(page, options.file_host.as_deref());
         let copied = target.import(&page, &events).await?;
         report.copied += copied;
         report.skipped += page.len() as u64 - copied;
@@ -91,6 +92,20 @@ pub async fn copy(
     }
     check_counts(source, target, options, &before).await?;
     Ok(report)
+}
+
+/// Jobs with bytes on a disk (a partial file, a digest, a placed file) that
+/// name no host, from a queue made before the column, are given `host`:
+/// their files are there, and that host resumes them. A job never started
+/// has nothing anywhere and stays without one.
+fn with_file_host(mut jobs: Vec<Job>, host: Option<&str>) -> Vec<Job> {
+    for job in &mut jobs {
+        let on_disk = job.bytes_done > 0 || job.sha256.is_some() || job.final_path.is_some();
+        if job.file_host.is_none() && on_disk {
+            job.file_host = host.map(str::to_string);
+        }
+    }
+    jobs
 }
 
 fn total(counts: &StatusCounts) -> u64 {

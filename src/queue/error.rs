@@ -40,6 +40,23 @@ pub enum QueueError {
         "queue {location} was written by an older minimax-dl and needs upgrading, but is read-only here: run `minimax-dl status` once as a user who may write it"
     )]
     Outdated { location: String },
+    #[error(
+        "cannot use the PostgreSQL queue {location}: {cause}. Check the host, port, database, user, the password (in the URL, PGPASSWORD or ~/.pgpass) and sslmode"
+    )]
+    Connect {
+        location: String,
+        cause: sqlx::Error,
+    },
+    #[error(
+        "no minimax-dl queue in {location}: run `minimax-dl enqueue` to create one (status, list and show never create it)"
+    )]
+    NoQueueIn { location: String },
+    #[error(
+        "{location} is not a minimax-dl queue: it holds another application's tables, left unchanged. Give minimax-dl a database of its own (CREATE DATABASE minimax_dl OWNER <user>)"
+    )]
+    NotOurs { location: String },
+    #[error("{what} is not possible on a PostgreSQL queue")]
+    Unsupported { what: &'static str },
     #[error("queue database error: {0}")]
     Sql(sqlx::Error),
     #[error("job {0} is no longer leased by this worker (it was reclaimed or cancelled)")]
@@ -52,7 +69,9 @@ impl QueueError {
     /// path, a foreign database or a bad password.
     pub fn is_unreachable(&self) -> bool {
         match self {
-            QueueError::Open { cause, .. } | QueueError::Sql(cause) => unreachable(cause),
+            QueueError::Open { cause, .. }
+            | QueueError::Connect { cause, .. }
+            | QueueError::Sql(cause) => unreachable(cause),
             QueueError::Migrate {
                 cause: sqlx::migrate::MigrateError::Execute(cause),
                 ..

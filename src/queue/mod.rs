@@ -1,15 +1,19 @@
 //! The durable job queue. [`Queue`] is the front type every caller uses: its
-//! method list is the interface. Behind it a [`store`] holds the jobs (today
-//! SQLite, in `sqlite/`); every state change is one short transaction there,
+//! method list is the interface. Behind it a [`store`] holds the jobs (a
+//! SQLite file, in `sqlite/`, or a PostgreSQL database shared by a fleet of
+//! hosts, in `postgres/`); every state change is one short transaction there,
 //! and the rules deciding which change is allowed live in [`state`] (pure),
 //! the store only applies them with compare-and-set updates so two processes
 //! never race.
 //!
-//! - `types.rs`: jobs, events, counts and the other plain types.
+//! - `types.rs`: jobs, events, counts and the other plain types; `rows.rs`
+//!   decodes jobs and counts from either store's rows.
 //! - `group_commit.rs`: completions made at the same moment share a statement.
 //! - `sqlite/`: `open.rs` (what a path may be opened as), `lease.rs` (claims,
 //!   heartbeats, worker writes), `verbs.rs` (enqueue, retry, cancel),
 //!   `reads.rs`, `api_calls.rs` (the API-call window).
+//! - `postgres/`: the same files for PostgreSQL (`open.rs` also redacts
+//!   URLs); times there come from the database's clock.
 //!
 //! The queue never touches the network or the archive: it stores facts the
 //! worker reports.
@@ -19,6 +23,8 @@ mod store;
 pub mod copy;
 mod error;
 mod group_commit;
+mod postgres;
+mod rows;
 mod sqlite;
 pub mod state;
 pub mod task;
@@ -33,14 +39,16 @@ pub use error::QueueError;
 pub use sqlite::open;
 pub use state::{CancelVerdict, JobState, RetryPolicy, RetryVerdict};
 pub use task::{NewTask, PollRecord, Task, TaskCounts, TaskEnqueueReport, TaskResult, TaskState};
+use types::failure_message;
 pub use types::{
     Claimable, CommitSync, DbLocation, EnqueueReport, FleetPause, FleetState, Heartbeat, Job,
     JobEvent, Millis, PruneBatch, StatusCounts, VerbOutcome, VerifiedFile, describe_delay,
-    millis_after, now_millis,
+    millis_after, now_millis, owner_host,
 };
 
 use crate::partial::{ExpectedSize, Resume};
 use group_commit::CompletionBatch;
+use postgres::PgStore;
 use sqlite::SqliteStore;
 use store::Store;
 
@@ -99,8 +107,9 @@ impl Queue {
 
     /// Opens (creating if missing) the queue database and applies pending
     /// migrations (see [`Queue::open_with`]). A file that exists but is not
-    /// a readable SQLite database, or is another application's, is an error,
-    /// never silently replaced by or turned into a queue.
+    /// a readable SQLite database, or a database that is another
+    /// application's, is an error, never silently replaced by or turned into
+    /// a queue.
     pub async fn open(location: &DbLocation) -> Result<Queue, QueueError> {
         Queue::open_with(location, CommitSync::Full).await
     }
@@ -113,20 +122,31 @@ impl Queue {
 
     /// Opens the queue for a verb that writes: creates the file (and its
     /// directory) when missing, refuses a file that is someone else's
-    /// database or that we may not write, migrates and marks it.
+    /// database or that we may not write, migrates and marks it. A
+    /// `postgres://` URL opens a PostgreSQL queue instead, creating its
+    /// schema in an empty database.
     pub async fn open_with(location: &DbLocation, sync: CommitSync) -> Result<Queue, QueueError> {
-        let store = SqliteStore::open_with(location, sync).await?;
-        Ok(Queue::new(Store::Sqlite(store)))
+        let store = if location.is_postgres() {
+            Store::Postgres(PgStore::open_with(location, sync).await?)
+        } else {
+            Store::Sqlite(SqliteStore::open_with(location, sync).await?)
+        };
+        Ok(Queue::new(store))
     }
 
     /// Opens the queue for a verb that only reads (`status`, `list`, `show`):
     /// nothing created, nothing written (but an upgrade of an older schema,
     /// when we may write it).
     pub async fn open_read_only(location: &DbLocation) -> Result<Queue, QueueError> {
-        let store = SqliteStore::open_read_only(location).await?;
-        Ok(Queue::new(Store::Sqlite(store)))
+        let store = if location.is_postgres() {
+            Store::Postgres(PgStore::open_read_only(location).await?)
+        } else {
+            Store::Sqlite(SqliteStore::open_read_only(location).await?)
+        };
+        Ok(Queue::new(store))
     }
 
+    /// The location as it may be shown (a PostgreSQL URL without its password).
     pub fn location(&self) -> &str {
         on_store!(self, s => s.location())
     }

@@ -1,15 +1,16 @@
 //! The seam between [`Queue`](super::Queue) and the database that holds the
 //! jobs. An enum rather than a trait object: the store's methods are async,
-//! and async methods do not go through `dyn` easily. A second backend is a
-//! second variant, a second folder beside `sqlite/`, and one more arm in
-//! [`on_store!`]; the contract suite (`tests/it/queue_contract.rs`) runs
-//! against each.
+//! and async methods do not go through `dyn` easily. Each backend is a
+//! variant, a folder (`sqlite/`, `postgres/`), and an arm in [`on_store!`];
+//! the contract suite (`tests/it/queue_contract.rs`) runs against each.
 
+use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
 
 #[derive(Clone, Debug)]
 pub(super) enum Store {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 /// Runs `$call` with `$s` bound to whichever store backs `$queue`.
@@ -17,6 +18,7 @@ macro_rules! on_store {
     ($queue:expr, $s:ident => $call:expr) => {
         match &$queue.store {
             Store::Sqlite($s) => $call,
+            Store::Postgres($s) => $call,
         }
     };
 }

@@ -26,6 +26,8 @@ pub struct JobPatch {
     pub lease_expires_at: Option<Millis>,
     pub bytes_done: Option<u64>,
     pub filename: Option<String>,
+    /// The host holding the job's partial (or final) file.
+    pub file_host: Option<String>,
 }
 
 /// Overwrites columns of one job. Returns whether the job exists.
@@ -52,19 +54,59 @@ pub async fn hold_write_lock(queue: &Queue) -> Result<WriteLock, QueueError> {
 
 /// See [`hold_write_lock`]. Dropping it lets go too, a moment later.
 pub struct WriteLock {
-    pub(super) held: sqlx::Transaction<'static, sqlx::Sqlite>,
+    held: Held,
+}
+
+/// The transaction holding the lock, whichever store it is in.
+enum Held {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 impl WriteLock {
+    pub(super) fn sqlite(held: sqlx::Transaction<'static, sqlx::Sqlite>) -> WriteLock {
+        WriteLock {
+            held: Held::Sqlite(held),
+        }
+    }
+
+    pub(super) fn postgres(held: sqlx::Transaction<'static, sqlx::Postgres>) -> WriteLock {
+        WriteLock {
+            held: Held::Postgres(held),
+        }
+    }
+
     /// Lets go of the lock now.
     pub async fn release(self) -> Result<(), QueueError> {
-        self.held.rollback().await?;
+        match self.held {
+            Held::Sqlite(tx) => tx.rollback().await?,
+            Held::Postgres(tx) => tx.rollback().await?,
+        }
         Ok(())
     }
 }
 
 /// SQLite: takes the queue's mark (`PRAGMA application_id`) off the file,
-/// as every queue made before the mark was.
+/// as every queue made before the mark was. A PostgreSQL queue has no mark:
+/// an error says so.
 pub async fn remove_sqlite_mark(queue: &Queue) -> Result<(), QueueError> {
-    on_store!(queue, s => s.remove_mark().await)
+    match &queue.store {
+        Store::Sqlite(s) => s.remove_mark().await,
+        Store::Postgres(_) => Err(QueueError::Unsupported {
+            what: "removing the SQLite mark",
+        }),
+    }
+}
+
+/// PostgreSQL: runs the database's clock (`mdl_now_ms`, `mdl_clock_ms`)
+/// `offset_ms` away from the server's real one, as if the database server's
+/// clock and the hosts' disagreed; 0 puts it back. For the whole database,
+/// every connection. SQLite has no clock of its own: an error says so.
+pub async fn offset_database_clock(queue: &Queue, offset_ms: i64) -> Result<(), QueueError> {
+    match &queue.store {
+        Store::Postgres(s) => s.offset_clock(offset_ms).await,
+        Store::Sqlite(_) => Err(QueueError::Unsupported {
+            what: "moving the database clock",
+        }),
+    }
 }

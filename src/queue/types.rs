@@ -24,6 +24,13 @@ pub fn millis_after(from: Millis, delay: Duration) -> Millis {
     from.saturating_add(delay.as_millis().min(i64::MAX as u128) as i64)
 }
 
+/// The host a lease owner names: the first field of `host:pidns:pid:tag-N`
+/// (the whole name when it has no `:`). Claims record it as the job's
+/// `file_host`, the host whose disk holds its partial file.
+pub fn owner_host(owner: &str) -> &str {
+    owner.split(':').next().unwrap_or(owner)
+}
+
 /// "in 2m 30s" style text for event messages.
 pub fn describe_delay(millis: i64) -> String {
     let secs = (millis.max(0) as u64).div_ceil(1000);
@@ -44,11 +51,35 @@ pub enum CommitSync {
     Normal,
 }
 
-/// Which database holds the queue: a SQLite file path or `sqlite:` URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Which database holds the queue: a SQLite file path or `sqlite:` URL, or a
+/// `postgres://` / `postgresql://` URL. The raw text may hold a password:
+/// show it only through [`DbLocation::redacted`] (its `Debug` does).
+#[derive(Clone, PartialEq, Eq)]
 pub struct DbLocation(pub String);
 
+impl std::fmt::Debug for DbLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DbLocation").field(&self.redacted()).finish()
+    }
+}
+
 impl DbLocation {
+    /// A PostgreSQL URL (`postgres://` or `postgresql://`, any case) selects
+    /// the PostgreSQL store; anything else is a SQLite path or URL.
+    pub fn is_postgres(&self) -> bool {
+        super::postgres::is_postgres_url(&self.0)
+    }
+
+    /// The location as it may be shown: a PostgreSQL URL without its
+    /// password, a SQLite location as written.
+    pub fn redacted(&self) -> String {
+        if self.is_postgres() {
+            super::postgres::redact_url(&self.0)
+        } else {
+            self.0.clone()
+        }
+    }
+
     pub(crate) fn sqlite_path(&self) -> PathBuf {
         let raw = self.0.as_str();
         let stripped = raw
@@ -85,6 +116,9 @@ pub struct Job {
     pub last_error: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// The host whose disk holds the partial file, and once done the final
+    /// file (the first field of the lease owner of the latest claim).
+    pub file_host: Option<String>,
     /// The generation task the file came from, if it came from one.
     pub task_id: Option<i64>,
     /// How the job is resolved when it came from a task: v2 jobs have no
@@ -186,6 +220,27 @@ pub struct VerifiedFile<'a> {
     /// The name the API gave (before sanitising).
     pub filename: Option<&'a str>,
     pub final_path: &'a Path,
+}
+
+impl VerifiedFile<'_> {
+    /// Its line in the job's history.
+    pub(crate) fn history_message(&self) -> String {
+        format!(
+            "{} bytes verified against the {} size; sha256 {}",
+            self.size,
+            self.size_source.as_str(),
+            self.sha256
+        )
+    }
+}
+
+/// The history line of a counted failure: the error, and with a retry
+/// `delay_ms` later, when the next attempt is.
+pub(crate) fn failure_message(error: &str, delay_ms: Option<i64>) -> String {
+    match delay_ms {
+        Some(ms) => format!("{error}; next attempt in {}", describe_delay(ms)),
+        None => error.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -1751,6 +1751,13 @@ async fn show_of_a_succeeded_job_has_one_meaning_of_attempts() {
     assert!(!text.contains("attempt 1"), "{text}");
     let job = world.job(11).await;
     assert_eq!(job["attempts"], 0);
+    // Which host's disk holds the file.
+    let host = job["file_host"].as_str().expect("file_host");
+    let path = job["path"].as_str().expect("path");
+    assert!(
+        text.contains(&format!("held by host {host} at {path}")),
+        "{text}"
+    );
     for event in job["events"].as_array().unwrap() {
         assert!(event["attempt"].is_null(), "{event}");
     }

@@ -17,7 +17,10 @@ async fn version_names_the_version_the_commit_and_the_backends() {
     let commit = line[expected.len()..].split(';').next().unwrap();
     let hex = commit.len() >= 7 && commit.bytes().all(|b| b.is_ascii_hexdigit());
     assert!(hex || commit == "unknown", "{line}");
-    assert!(line.trim_end().ends_with("backends: sqlite)"), "{line}");
+    assert!(
+        line.trim_end().ends_with("backends: sqlite, postgres)"),
+        "{line}"
+    );
 }
 
 #[tokio::test]

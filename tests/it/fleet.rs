@@ -21,7 +21,11 @@ fn calls_between(times: &[SystemTime], from: SystemTime, to: SystemTime) -> usiz
 /// time, so while the account stays empty the API sees one call per probe
 /// interval, not one per process. One successful probe resumes both.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_account_pause_stops_every_process_and_one_probe_lifts_it_for_all() {
+async fn an_account_pause_stops_every_sqlite_process_and_one_probe_lifts_it_for_all() {
+    an_account_pause_stops_every_process_and_one_probe_lifts_it_for_all(World::new()).await;
+}
+
+pub async fn an_account_pause_stops_every_process_and_one_probe_lifts_it_for_all(world: World) {
     const INTERVAL: Duration = Duration::from_secs(3);
     let no_balance = ApiFaultRule::new(ApiFault::Code(1008, "insufficient balance".into()));
     let sim = support::sim(SimConfig {
@@ -32,7 +36,7 @@ async fn an_account_pause_stops_every_process_and_one_probe_lifts_it_for_all() {
         ..support::small_files()
     })
     .await;
-    let world = World::new()
+    let world = world
         .with_sim(&sim)
         .env("MINIMAX_DL_REQUESTS_PER_MINUTE", "600");
     std::fs::write(
@@ -106,7 +110,11 @@ async fn an_account_pause_stops_every_process_and_one_probe_lifts_it_for_all() {
 /// API sees no call from either until the cooldown (5 s for a first answer
 /// without Retry-After) has passed.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_rate_limit_answer_to_one_process_cools_every_process() {
+async fn a_rate_limit_answer_to_one_sqlite_process_cools_every_process() {
+    a_rate_limit_answer_to_one_process_cools_every_process(World::new()).await;
+}
+
+pub async fn a_rate_limit_answer_to_one_process_cools_every_process(world: World) {
     let once = ApiFaultRule::new(ApiFault::Code(1002, "rate limit exceeded".into())).limit(1);
     let sim = support::sim(SimConfig {
         faults: Faults {
@@ -116,7 +124,7 @@ async fn a_rate_limit_answer_to_one_process_cools_every_process() {
         ..support::small_files()
     })
     .await;
-    let world = World::new()
+    let world = world
         .with_sim(&sim)
         .env("MINIMAX_DL_REQUESTS_PER_MINUTE", "600");
     let ids: Vec<String> = (1..=6).map(|i| i.to_string()).collect();

@@ -19,6 +19,7 @@ mod fleet;
 mod listen;
 mod logging;
 mod permissions;
+mod postgres;
 mod props;
 mod queue_contract;
 mod secrets;

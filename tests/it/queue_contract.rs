@@ -1,27 +1,40 @@
 //! The storage contract: the queue's behaviour through [`Queue`] alone,
 //! whatever store holds the jobs. Each case is an `async fn(Queue)` on a
 //! fresh, empty queue; [`contract!`] instantiates every case for each
-//! backend (today SQLite on a temporary file). A new backend adds one line
-//! at the bottom and must pass the same cases.
+//! backend: SQLite on a temporary file, and PostgreSQL on a database of its
+//! own (on the server `MINIMAX_DL_TEST_PG_URL` names; without it the
+//! PostgreSQL cases say "skipped" and pass, except under CI, where they
+//! fail). A new backend adds one line at the bottom and must pass the same
+//! cases. `postgres_fleet` holds what only a shared database can show.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use minimax_dl::ids::TaskApi;
-use minimax_dl::partial::SizeSource;
+use minimax_dl::partial::{Resume, SizeSource};
 use minimax_dl::queue::{
     DbLocation, JobState, NewTask, PollRecord, Queue, QueueError, TaskResult, TaskState,
     VerbOutcome, VerifiedFile, now_millis,
 };
 
+use crate::support::PgTestDb;
+
 /// A fresh SQLite queue on a temporary file (the directory lives as long
 /// as the returned guard).
-async fn sqlite() -> (tempfile::TempDir, Queue) {
+async fn sqlite() -> Option<(tempfile::TempDir, Queue)> {
     let dir = tempfile::tempdir().unwrap();
     let location = DbLocation(dir.path().join("q.db").to_string_lossy().into_owned());
     let queue = Queue::open_for_workers(&location).await.unwrap();
-    (dir, queue)
+    Some((dir, queue))
+}
+
+/// A fresh PostgreSQL queue in a database of its own (dropped with the
+/// guard); `None` when no server was given.
+async fn postgres() -> Option<(PgTestDb, Queue)> {
+    let db = PgTestDb::create().await?;
+    let queue = Queue::open_for_workers(&db.location()).await.unwrap();
+    Some((db, queue))
 }
 
 /// `contract!(backend = opener; case, case, ...)`: a module named after the
@@ -32,40 +45,52 @@ macro_rules! contract {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    let (_keep, queue) = $open().await;
-                    super::$case(queue).await;
+                    let Some((_keep, queue)) = $open().await else {
+                        return;
+                    };
+                    super::$case(queue.clone()).await;
+                    queue.close().await;
                 }
             )*
         }
     };
 }
 
-contract!(sqlite = super::sqlite;
-    enqueue_is_idempotent,
-    enqueue_is_all_or_nothing,
-    concurrent_claimers_never_share_a_job,
-    a_batch_claim_takes_abandoned_leases_first_then_the_earliest_due,
-    an_expired_lease_is_reclaimed_and_its_old_holder_refused,
-    a_heartbeat_renews_held_leases_and_reports_lost_and_cancelled_ones,
-    concurrent_completions_commit_together_and_each_learns_its_own_fate,
-    a_stale_completion_in_the_same_batch_is_refused_not_told_of_the_other,
-    kept_counts_match_a_scan_through_every_transition,
-    the_api_call_window_caps_calls_and_says_when_the_next_may_go,
-    retry_applies_to_failed_and_cancelled_jobs_only,
-    cancel_acts_by_state_and_lease,
-    a_paused_queue_claims_nothing_until_a_probe_of_that_pause_lifts_it,
-    one_process_at_a_time_takes_the_probe,
-    a_shared_cooldown_turns_every_reservation_back_until_it_ends,
-    claimable_counts_queued_and_abandoned_jobs_not_live_leases,
-    refetch_requeues_a_done_job_with_that_digest_only,
-    prune_deletes_old_done_jobs_and_their_history_in_batches,
-    tasks_enqueue_idempotently_and_finished_ones_become_jobs,
-    a_due_task_is_taken_by_one_poller_until_its_slot_passes,
-    a_poll_records_what_it_found,
-    task_verbs_apply_by_state,
-    a_v2_task_never_takes_over_a_file_job_of_its_id,
-    imported_tasks_keep_their_state_and_are_not_doubled,
-);
+macro_rules! every_backend {
+    ($($backend:ident = $open:path),* $(,)?) => {
+        $(
+            contract!($backend = $open;
+                enqueue_is_idempotent,
+                enqueue_is_all_or_nothing,
+                concurrent_claimers_never_share_a_job,
+                a_batch_claim_takes_abandoned_leases_first_then_the_earliest_due,
+                an_expired_lease_is_reclaimed_and_its_old_holder_refused,
+                a_heartbeat_renews_held_leases_and_reports_lost_and_cancelled_ones,
+                concurrent_completions_commit_together_and_each_learns_its_own_fate,
+                a_stale_completion_in_the_same_batch_is_refused_not_told_of_the_other,
+                kept_counts_match_a_scan_through_every_transition,
+                the_api_call_window_caps_calls_and_says_when_the_next_may_go,
+                retry_applies_to_failed_and_cancelled_jobs_only,
+                cancel_acts_by_state_and_lease,
+                a_claim_by_another_host_starts_from_its_own_partial_file,
+                a_paused_queue_claims_nothing_until_a_probe_of_that_pause_lifts_it,
+                one_process_at_a_time_takes_the_probe,
+                a_shared_cooldown_turns_every_reservation_back_until_it_ends,
+                claimable_counts_queued_and_abandoned_jobs_not_live_leases,
+                refetch_requeues_a_done_job_with_that_digest_only,
+                prune_deletes_old_done_jobs_and_their_history_in_batches,
+                tasks_enqueue_idempotently_and_finished_ones_become_jobs,
+                a_due_task_is_taken_by_one_poller_until_its_slot_passes,
+                a_poll_records_what_it_found,
+                task_verbs_apply_by_state,
+                a_v2_task_never_takes_over_a_file_job_of_its_id,
+                imported_tasks_keep_their_state_and_are_not_doubled,
+            );
+        )*
+    };
+}
+
+every_backend!(sqlite = super::sqlite, postgres = super::postgres);
 
 async fn event_lines(queue: &Queue, file_id: i64) -> Vec<(String, Option<u32>, String)> {
     queue
@@ -538,6 +563,81 @@ async fn cancel_acts_by_state_and_lease(queue: Queue) {
         (1, VerbOutcome::Refused(_))
     ));
     assert!(queue.claim("w", LEASE).await.unwrap().is_none());
+}
+
+async fn a_claim_by_another_host_starts_from_its_own_partial_file(queue: Queue) {
+    queue.enqueue(&[1, 2]).await.unwrap();
+    let progress = Resume {
+        bytes_done: 100,
+        validator: Some("\"etag\"".into()),
+        total: None,
+        pieces: Some("64/1000/0-1".into()),
+        boot_id: Some("boot-a".into()),
+    };
+    let job = queue.claim_id(1, "a:0:1:t1", LEASE).await.unwrap().unwrap();
+    assert_eq!(job.file_host.as_deref(), Some("a"));
+    queue
+        .checkpoint(1, "a:0:1:t1", &progress, None)
+        .await
+        .unwrap();
+    let drop_lease = async |owner: &'static str| {
+        let freed = queue
+            .expire_leases_of_dead_owners(|o| o == owner)
+            .await
+            .unwrap();
+        assert_eq!(freed, 1);
+    };
+
+    // The same host, another process: its partial file is on this disk.
+    drop_lease("a:0:1:t1").await;
+    let same = queue.claim("a:0:2:t2", LEASE).await.unwrap().unwrap();
+    assert_eq!(same.file_id, 1);
+    assert_eq!(same.resume(), progress);
+    assert_eq!(same.file_host.as_deref(), Some("a"));
+
+    // Another host: nothing of host a's partial file is trusted.
+    drop_lease("a:0:2:t2").await;
+    let other = queue.claim("b:0:1:t1", LEASE).await.unwrap().unwrap();
+    assert_eq!(other.file_id, 1);
+    assert_eq!(
+        (
+            other.bytes_done,
+            other.validator,
+            other.pieces,
+            other.boot_id,
+            other.sha256
+        ),
+        (0, None, None, None, None)
+    );
+    assert_eq!(other.file_host.as_deref(), Some("b"));
+    assert_eq!(queue.get(1).await.unwrap().unwrap().bytes_done, 0);
+    assert_eq!(
+        queue.status().await.unwrap(),
+        queue.status_by_scan().await.unwrap()
+    );
+
+    // A claim by id resets in the same way; the done job names its host.
+    queue.claim_id(2, "a:0:1:t1", LEASE).await.unwrap().unwrap();
+    queue
+        .checkpoint(2, "a:0:1:t1", &progress, None)
+        .await
+        .unwrap();
+    drop_lease("a:0:1:t1").await;
+    let by_id = queue.claim_id(2, "b:0:1:t1", LEASE).await.unwrap().unwrap();
+    assert_eq!((by_id.bytes_done, by_id.validator), (0, None));
+    queue
+        .complete(2, "b:0:1:t1", Path::new("/archive/2.mp4"))
+        .await
+        .unwrap();
+    let done = queue.get(2).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            done.state,
+            done.file_host.as_deref(),
+            done.final_path.as_deref()
+        ),
+        (JobState::Done, Some("b"), Some("/archive/2.mp4"))
+    );
 }
 
 async fn a_paused_queue_claims_nothing_until_a_probe_of_that_pause_lifts_it(queue: Queue) {
@@ -1035,7 +1135,7 @@ async fn a_v2_task_never_takes_over_a_file_job_of_its_id(queue: Queue) {
 }
 
 async fn imported_tasks_keep_their_state_and_are_not_doubled(queue: Queue) {
-    let (_dir, other) = sqlite().await;
+    let (_dir, other) = sqlite().await.unwrap();
     let batch = [
         task(1, TaskApi::V1, None),
         task(2, TaskApi::V2, Some(TaskResult::Video)),
@@ -1066,5 +1166,157 @@ async fn imported_tasks_keep_their_state_and_are_not_doubled(queue: Queue) {
             &queue.get_task(original.task_id).await.unwrap().unwrap(),
             original
         );
+    }
+}
+
+/// What only a database shared by several processes (and hosts) can show.
+mod postgres_fleet {
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use minimax_dl::queue::testing;
+    use minimax_dl::queue::{Queue, VerbOutcome, now_millis};
+
+    use crate::support::PgTestDb;
+
+    use super::LEASE;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_opens_of_an_empty_database_all_succeed() {
+        let Some(db) = PgTestDb::create().await else {
+            return;
+        };
+        let location = db.location();
+        // Four opens at once, each with its own connections (the open
+        // future is not `Send`: sqlx's migrator future is not, for every
+        // lifetime; joined in one task they still race at the server).
+        let opens = (0..4).map(|_| Queue::open(&location));
+        let mut queues = Vec::new();
+        for opened in futures_util::future::join_all(opens).await {
+            queues.push(opened.expect("every open succeeds"));
+        }
+        // One schema, usable by all of them.
+        assert_eq!(queues[0].enqueue(&[1, 2, 3]).await.unwrap().added, 3);
+        for queue in &queues {
+            assert_eq!(queue.status().await.unwrap().queued, 3);
+            queue.close().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn claims_from_eight_processes_never_share_a_job() {
+        let Some(db) = PgTestDb::create().await else {
+            return;
+        };
+        let first = Queue::open(&db.location()).await.unwrap();
+        let ids: Vec<i64> = (1..=2000).collect();
+        first.enqueue(&ids).await.unwrap();
+        // Eight queues: eight pools, as eight daemons would have.
+        let mut claimers = Vec::new();
+        for worker in 0..8 {
+            let queue = Queue::open_for_workers(&db.location()).await.unwrap();
+            claimers.push(tokio::spawn(async move {
+                let owner = format!("host{worker}:0:1:w");
+                let mut mine = Vec::new();
+                loop {
+                    let jobs = queue.claim_batch(&owner, LEASE, 16).await.unwrap();
+                    if jobs.is_empty() {
+                        queue.close().await;
+                        return mine;
+                    }
+                    mine.extend(jobs.iter().map(|j| j.file_id));
+                }
+            }));
+        }
+        let mut seen = HashSet::new();
+        for claimer in claimers {
+            for id in claimer.await.unwrap() {
+                assert!(seen.insert(id), "job {id} claimed twice");
+            }
+        }
+        assert_eq!(seen.len(), 2000);
+        let counts = first.status().await.unwrap();
+        assert_eq!((counts.running, counts.queued), (2000, 0));
+        assert_eq!(counts, first.status_by_scan().await.unwrap());
+        first.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn leases_and_due_times_are_judged_on_the_database_clock() {
+        let Some(db) = PgTestDb::create().await else {
+            return;
+        };
+        let queue = Queue::open_for_workers(&db.location()).await.unwrap();
+        queue.enqueue(&[1, 2]).await.unwrap();
+        // The database's clock is an hour behind this host's.
+        let hour: i64 = 3_600_000;
+        testing::offset_database_clock(&queue, -hour).await.unwrap();
+        let job = queue.claim_id(1, "a:0:1:t", LEASE).await.unwrap().unwrap();
+        let lease_end = job.lease_expires_at.unwrap();
+        assert!(lease_end < now_millis() - hour + 60_000, "{lease_end}");
+        // By this host's clock that lease ended long ago; by the database's
+        // it is live: nobody takes it, and cancel asks its worker.
+        assert!(queue.claim("b:0:1:t", LEASE).await.unwrap().is_none());
+        assert_eq!(
+            queue.cancel(&[1]).await.unwrap(),
+            [(1, VerbOutcome::Requested)]
+        );
+        // A job released "now" is due now on the database's clock (written
+        // as this host's time, it would wait an hour).
+        queue.claim_id(2, "a:0:1:t", LEASE).await.unwrap().unwrap();
+        queue
+            .release(2, "a:0:1:t", "shutdown", now_millis(), false)
+            .await
+            .unwrap();
+        let again = queue.claim("b:0:1:t", LEASE).await.unwrap().unwrap();
+        assert_eq!(again.file_id, 2);
+        // Two hours later on the database's clock, both leases have run out.
+        testing::offset_database_clock(&queue, hour).await.unwrap();
+        let reclaimed = queue.claim_batch("c:0:1:t", LEASE, 5).await.unwrap();
+        let mut ids: Vec<i64> = reclaimed.iter().map(|j| j.file_id).collect();
+        ids.sort();
+        assert_eq!(ids, [1, 2]);
+        queue.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_waiting_pool_wakes_on_work_from_another_process() {
+        let Some(db) = PgTestDb::create().await else {
+            return;
+        };
+        let pool = Queue::open_for_workers(&db.location()).await.unwrap();
+        let user = Queue::open(&db.location()).await.unwrap();
+        let never = Duration::from_secs(3600);
+        let bounded = async |what: &str, wait| {
+            tokio::time::timeout(Duration::from_secs(60), wait)
+                .await
+                .unwrap_or_else(|_| panic!("still waiting after {what}"))
+        };
+        // The first wait subscribes and returns: the pool looks again.
+        bounded("subscribing", pool.wait_for_work(never)).await;
+        // An enqueue elsewhere ends a wait of an hour.
+        let (_, added) = tokio::join!(bounded("an enqueue", pool.wait_for_work(never)), async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            user.enqueue(&[1]).await.unwrap()
+        });
+        assert_eq!(added.added, 1);
+        // So does a job given back, and a pause lifted.
+        pool.claim_id(1, "a:0:1:t", LEASE).await.unwrap().unwrap();
+        let epoch = user.pause_fleet("1008", "b:0:1:t", LEASE).await.unwrap();
+        tokio::join!(bounded("a release", pool.wait_for_work(never)), async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            pool.release(1, "a:0:1:t", "shutdown", now_millis(), false)
+                .await
+                .unwrap()
+        });
+        tokio::join!(
+            bounded("a lifted pause", pool.wait_for_work(never)),
+            async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                assert!(user.lift_pause(epoch).await.unwrap());
+            }
+        );
+        pool.close().await;
+        user.close().await;
     }
 }

@@ -17,6 +17,8 @@ pub const TEST_KEY: &str = "test-key-0123456789";
 pub struct World {
     pub dir: TempDir,
     pub db: PathBuf,
+    /// Whether `db` is passed as `--db` (else the other layers decide).
+    pub db_flag: bool,
     pub out: PathBuf,
     pub config: PathBuf,
     /// API base and key given to the binary (from a simulator), if any.
@@ -33,6 +35,7 @@ impl World {
         std::fs::write(&config, "").expect("write empty config");
         World {
             db: dir.path().join("queue.db"),
+            db_flag: true,
             out: dir.path().join("archive"),
             config,
             dir,
@@ -84,11 +87,12 @@ impl World {
             .env("MINIMAX_DL_CONFIG", &self.config)
             // Tests are not about the rate cap unless they say so.
             .env("MINIMAX_DL_REQUESTS_PER_MINUTE", "100000")
-            .arg("--db")
-            .arg(self.location())
             .arg("--out")
             .arg(out)
             .kill_on_drop(true);
+        if self.db_flag {
+            cmd.arg("--db").arg(self.location());
+        }
         if let Some((base, key)) = &self.api {
             cmd.env("MINIMAX_API_BASE", base)
                 .env("MINIMAX_API_KEY", key);
@@ -313,6 +317,132 @@ pub async fn wait_for_checkpoint(q: &Queue, id: i64, limit: Duration) {
             .map(|_| ())
     })
     .await
+}
+
+/// The variable naming the PostgreSQL server the tests may use (`.ci/run`
+/// starts a throwaway one and sets it): a URL whose role may CREATE DATABASE.
+pub const PG_URL_VAR: &str = "MINIMAX_DL_TEST_PG_URL";
+
+/// A PostgreSQL database of its own for one test (its own NOTIFY channels
+/// and advisory locks too, which are database-wide), dropped when this is
+/// dropped. `url` points at it, with the server's password.
+pub struct PgTestDb {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PgTestDb {
+    /// A fresh, empty database; `None` when [`PG_URL_VAR`] is not set (the
+    /// test then says so and returns), except under CI, where that fails
+    /// the test: CI must run the PostgreSQL cases.
+    pub async fn create() -> Option<PgTestDb> {
+        use sqlx::Connection;
+        let Some(admin_url) = std::env::var(PG_URL_VAR).ok().filter(|v| !v.is_empty()) else {
+            skip_or_fail(
+                &format!("{PG_URL_VAR} is not set"),
+                "start a PostgreSQL server (.ci/postgres.sh) and set it",
+            );
+            return None;
+        };
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("mdl_test_{}_{n}_{nanos:08x}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to the test PostgreSQL server");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("CREATE DATABASE");
+        let _ = admin.close().await;
+        let mut url = reqwest::Url::parse(&admin_url).expect("the test PostgreSQL URL parses");
+        url.set_path(&format!("/{name}"));
+        Some(PgTestDb {
+            url: url.to_string(),
+            admin_url,
+            name,
+        })
+    }
+
+    pub fn location(&self) -> DbLocation {
+        DbLocation(self.url.clone())
+    }
+
+    /// The password in [`PgTestDb::url`], which must never be shown.
+    pub fn password(&self) -> String {
+        let url = reqwest::Url::parse(&self.url).expect("the test URL parses");
+        url.password()
+            .expect("the test URL has a password")
+            .to_string()
+    }
+
+    /// The tables of the database, with their row counts: what a test
+    /// compares to show that a verb left a database as it was.
+    pub async fn tables(&self) -> Vec<(String, i64)> {
+        let mut conn = self.connect().await;
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let mut tables = Vec::new();
+        for name in names {
+            let sql = format!("SELECT count(*) FROM \"{name}\"");
+            let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            tables.push((name, rows));
+        }
+        tables
+    }
+
+    /// Makes this database another application's: a table of notes.
+    pub async fn make_foreign(&self) {
+        let mut conn = self.connect().await;
+        for sql in [
+            "CREATE TABLE notes (id integer PRIMARY KEY, text text)",
+            "INSERT INTO notes VALUES (1, 'buy milk'), (2, 'call mum')",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+
+    async fn connect(&self) -> sqlx::PgConnection {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+impl Drop for PgTestDb {
+    /// On a thread of its own: a test's runtime may be shutting down.
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            use sqlx::Connection;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut admin)
+                    .await;
+                admin.close().await.ok()
+            })
+        });
+        let _ = dropped.join();
+    }
 }
 
 /// `run --listen 127.0.0.1:0` (plus `args`), started, and the base URL it

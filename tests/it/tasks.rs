@@ -476,3 +476,43 @@ async fn a_task_s_file_is_named_recorded_and_exported_with_its_task() {
         [Value::from("8002"), Value::from("8001"), Value::Null]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_poll_sync_and_download_on_a_postgresql_queue() {
+    let Some(db) = support::PgTestDb::create().await else {
+        return;
+    };
+    let sim = support::sim(support::small_files()).await;
+    sim.add_task(
+        8101,
+        SimTask::new(TaskApi::V1, 8_190).generating(Duration::from_millis(600)),
+    );
+    sim.add_task(
+        8102,
+        SimTask::new(TaskApi::V2, 8102).generating(Duration::from_millis(600)),
+    );
+    sim.add_task(8103, SimTask::new(TaskApi::V2, 8103));
+    let world = polling_world(&sim).on_database(&db.url);
+    assert_success(&world.run(&["enqueue", "--task", "8101"]).await);
+    let first = world.run(&["sync"]).await;
+    assert_success(&first);
+    assert!(
+        stdout(&first).contains("2 new (1 already finished"),
+        "{}",
+        stdout(&first)
+    );
+    let second = world.run(&["sync"]).await;
+    assert!(
+        stdout(&second)
+            .contains("0 new (0 already finished: their videos are queued), 2 already known"),
+        "{}",
+        stdout(&second)
+    );
+    assert_eq!(world.status().await["tasks"]["generating"], 2);
+    assert_success(&world.run(&["run", "--exit-when-idle"]).await);
+    for id in [8_190, 8102, 8103] {
+        assert_verified(&world, &sim, &world.job(id).await);
+    }
+    let all = tasks(&world).await;
+    assert!(all.iter().all(|t| t["state"] == "done"), "{all:?}");
+}

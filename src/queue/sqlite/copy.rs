@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::{SqliteStore, insert_event};
+use super::{SqliteStore, event_from_row, insert_event};
 use crate::queue::{Job, JobEvent, JobState, QueueError};
 
 /// Job ids per statement when reading their history.
@@ -25,17 +25,7 @@ impl SqliteStore {
                 query = query.bind(*id);
             }
             for row in query.fetch_all(&self.pool).await? {
-                events.push((
-                    row.try_get("file_id")?,
-                    JobEvent {
-                        at: row.try_get("at")?,
-                        kind: row.try_get("kind")?,
-                        attempt: row
-                            .try_get::<Option<i64>, _>("attempt")?
-                            .map(|a| a.max(0) as u32),
-                        message: row.try_get("message")?,
-                    },
-                ));
+                events.push((row.try_get("file_id")?, event_from_row(&row)?));
             }
         }
         Ok(events)
@@ -54,8 +44,8 @@ impl SqliteStore {
                 "INSERT INTO jobs (file_id, state, attempts, next_attempt_at, lease_owner, \
                    lease_expires_at, cancel_requested, bytes_expected, size_source, bytes_done, \
                    validator, pieces, boot_id, filename, final_path, sha256, last_error, \
-                   created_at, updated_at, task_id, task_api) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) \
+                   created_at, updated_at, file_host, task_id, task_api) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22) \
                  ON CONFLICT (file_id) DO NOTHING",
             )
             .bind(job.file_id)
@@ -77,6 +67,7 @@ impl SqliteStore {
             .bind(&job.last_error)
             .bind(job.created_at)
             .bind(job.updated_at)
+            .bind(&job.file_host)
             .bind(job.task_id)
             .bind(job.task_api.map(|a| a.as_str()))
             .execute(&mut *tx)

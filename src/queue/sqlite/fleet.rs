@@ -6,13 +6,7 @@ use std::time::Duration;
 use sqlx::Row;
 
 use super::SqliteStore;
-use crate::queue::{Claimable, FleetPause, FleetState, QueueError, millis_after, now_millis};
-
-/// Milliseconds left until `at`, if any.
-fn left_until(at: Option<i64>, now: i64) -> Option<Duration> {
-    at.filter(|&at| at > now)
-        .map(|at| Duration::from_millis((at - now) as u64))
-}
+use crate::queue::{Claimable, FleetState, QueueError, millis_after, now_millis};
 
 /// An idle pool's longest wait between looks at a SQLite queue: nothing
 /// tells it of an enqueue by another process, so it polls (a claim
@@ -57,30 +51,14 @@ impl SqliteStore {
 
     pub async fn fleet_state(&self) -> Result<FleetState, QueueError> {
         let row = sqlx::query(
-            "SELECT cooldown_until, pause_message, paused_at, paused_by, probe_at, pause_epoch \
+            "SELECT pause_message, paused_at, paused_by, pause_epoch, \
+               probe_at - ?1 AS probe_in_ms, cooldown_until - ?1 AS cooldown_ms \
              FROM fleet WHERE id = 1",
         )
+        .bind(now_millis())
         .fetch_one(&self.pool)
         .await?;
-        let now = now_millis();
-        let paused_at: Option<i64> = row.try_get("paused_at")?;
-        let pause = match paused_at {
-            None => None,
-            Some(_) => Some(FleetPause {
-                message: row
-                    .try_get::<Option<String>, _>("pause_message")?
-                    .unwrap_or_default(),
-                paused_by: row
-                    .try_get::<Option<String>, _>("paused_by")?
-                    .unwrap_or_default(),
-                epoch: row.try_get("pause_epoch")?,
-                probe_in: left_until(row.try_get("probe_at")?, now).unwrap_or_default(),
-            }),
-        };
-        Ok(FleetState {
-            pause,
-            cooldown: left_until(Some(row.try_get("cooldown_until")?), now),
-        })
+        Ok(crate::queue::rows::fleet_from_row(&row)?)
     }
 
     pub async fn take_probe_slot(

@@ -12,8 +12,12 @@ use crate::partial::{ExpectedSize, Resume};
 use crate::queue::error::lease_held;
 use crate::queue::group_commit::Completion;
 use crate::queue::{
-    Heartbeat, Job, Millis, QueueError, VerifiedFile, describe_delay, millis_after, now_millis,
+    Heartbeat, Job, Millis, QueueError, VerifiedFile, failure_message, millis_after, now_millis,
+    owner_host,
 };
+
+/// The job's partial file is on another host than the claimer (`?5`).
+const OTHER_HOST: &str = "(file_host IS NOT NULL AND file_host <> ?5)";
 
 /// Which jobs a claim may take.
 #[derive(Clone, Copy, Debug)]
@@ -78,14 +82,24 @@ impl SqliteStore {
                 id,
             ),
         };
+        // Another host's partial bytes are not ours: a claim by a host other
+        // than the one recorded starts from its own partial file (none,
+        // usually). NULL, from before the column, counts as ours.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3 \
+            "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3, \
+             bytes_done = CASE WHEN {OTHER_HOST} THEN 0 ELSE bytes_done END, \
+             validator = CASE WHEN {OTHER_HOST} THEN NULL ELSE validator END, \
+             pieces = CASE WHEN {OTHER_HOST} THEN NULL ELSE pieces END, \
+             sha256 = CASE WHEN {OTHER_HOST} THEN NULL ELSE sha256 END, \
+             boot_id = CASE WHEN {OTHER_HOST} THEN NULL ELSE boot_id END, \
+             file_host = ?5 \
              WHERE {chosen} RETURNING {JOB_COLUMNS}"
         )))
         .bind(owner)
         .bind(millis_after(now, lease))
         .bind(now)
         .bind(parameter)
+        .bind(owner_host(owner))
         .fetch_all(&self.writer)
         .await?;
         let mut jobs = rows
@@ -200,10 +214,7 @@ impl SqliteStore {
         .bind(owner)
         .bind(filename)
         .bind(final_path.to_string_lossy().into_owned());
-        let message = format!(
-            "{size} bytes verified against the {} size; sha256 {sha256}",
-            size_source.as_str()
-        );
+        let message = verified.history_message();
         self.leased_transition(file_id, now, update, "verified", &message)
             .await
     }
@@ -283,10 +294,7 @@ impl SqliteStore {
             return Err(QueueError::LeaseLost(file_id));
         };
         let attempt = row.try_get::<i64, _>("attempts")? as u32;
-        let message = match retry_at {
-            Some(at) => format!("{error}; next attempt in {}", describe_delay(at - now)),
-            None => error.to_string(),
-        };
+        let message = failure_message(error, retry_at.map(|at| at - now));
         insert_event(&mut tx, file_id, now, kind, Some(attempt), Some(&message)).await?;
         tx.commit().await?;
         Ok(())

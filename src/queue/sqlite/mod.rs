@@ -12,17 +12,14 @@ mod tasks;
 mod testing;
 mod verbs;
 
-use std::str::FromStr;
-
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
 
-use crate::partial::SizeSource;
-use crate::queue::{Job, JobState, Millis};
+use crate::queue::{Job, JobEvent, Millis};
 
 const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owner, lease_expires_at, \
      cancel_requested, bytes_expected, size_source, bytes_done, validator, pieces, boot_id, filename, final_path, \
-     sha256, last_error, created_at, updated_at, task_id, task_api";
+     sha256, last_error, created_at, updated_at, file_host, task_id, task_api";
 
 /// The queue in one SQLite file. Cheap to clone (connection pools inside).
 #[derive(Clone, Debug)]
@@ -61,43 +58,15 @@ impl SqliteStore {
 }
 
 fn job_from_row(row: &SqliteRow) -> Result<Job, sqlx::Error> {
-    let state: String = row.try_get("state")?;
-    let state = JobState::from_str(&state).map_err(|e| sqlx::Error::Decode(e.into()))?;
-    let size_source = row
-        .try_get::<Option<String>, _>("size_source")?
-        .map(|s| SizeSource::from_str(&s))
-        .transpose()
-        .map_err(|e| sqlx::Error::Decode(e.into()))?;
-    let opt_u64 = |name: &str| -> Result<Option<u64>, sqlx::Error> {
-        Ok(row
-            .try_get::<Option<i64>, _>(name)?
-            .map(|v| v.max(0) as u64))
-    };
-    Ok(Job {
-        file_id: row.try_get("file_id")?,
-        state,
-        attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
-        next_attempt_at: row.try_get("next_attempt_at")?,
-        lease_owner: row.try_get("lease_owner")?,
-        lease_expires_at: row.try_get("lease_expires_at")?,
-        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
-        bytes_expected: opt_u64("bytes_expected")?,
-        size_source,
-        bytes_done: row.try_get::<i64, _>("bytes_done")?.max(0) as u64,
-        validator: row.try_get("validator")?,
-        pieces: row.try_get("pieces")?,
-        boot_id: row.try_get("boot_id")?,
-        filename: row.try_get("filename")?,
-        final_path: row.try_get("final_path")?,
-        sha256: row.try_get("sha256")?,
-        last_error: row.try_get("last_error")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        task_id: row.try_get("task_id")?,
-        task_api: row
-            .try_get::<Option<String>, _>("task_api")?
-            .and_then(|a| crate::ids::TaskApi::parse(&a)),
-    })
+    let attempts = row.try_get::<i64, _>("attempts")?.max(0) as u32;
+    let cancel_requested = row.try_get::<i64, _>("cancel_requested")? != 0;
+    crate::queue::rows::job_from_row(row, attempts, cancel_requested)
+}
+
+/// One history line.
+fn event_from_row(row: &SqliteRow) -> Result<JobEvent, sqlx::Error> {
+    let attempt = row.try_get::<Option<i64>, _>("attempt")?;
+    crate::queue::rows::event_from_row(row, attempt.map(|a| a.max(0) as u32))
 }
 
 /// One job by id, in a transaction or straight from the pool.

@@ -1,9 +1,6 @@
 //! Reads on SQLite: counts, lists, one job, its history, the next due time.
 
-use std::str::FromStr;
-
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::{JOB_COLUMNS, SqliteStore, fetch_job, job_from_row};
 use crate::queue::{Job, JobEvent, JobState, Millis, QueueError, StatusCounts};
@@ -36,7 +33,7 @@ impl SqliteStore {
         let rows = sqlx::query("SELECT state, jobs, bytes FROM job_counts")
             .fetch_all(&self.pool)
             .await?;
-        fold_counts(&rows)
+        Ok(crate::queue::rows::counts_from_rows(&rows)?)
     }
 
     pub async fn status_by_scan(&self) -> Result<StatusCounts, QueueError> {
@@ -45,7 +42,7 @@ impl SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        fold_counts(&rows)
+        Ok(crate::queue::rows::counts_from_rows(&rows)?)
     }
 
     pub async fn get(&self, file_id: i64) -> Result<Option<Job>, QueueError> {
@@ -60,14 +57,7 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| {
-                Ok(JobEvent {
-                    at: row.try_get("at")?,
-                    kind: row.try_get("kind")?,
-                    attempt: row.try_get::<Option<i64>, _>("attempt")?.map(|a| a as u32),
-                    message: row.try_get("message")?,
-                })
-            })
+            .map(|row| Ok(super::event_from_row(row)?))
             .collect()
     }
 
@@ -77,23 +67,4 @@ impl SqliteStore {
             .await?;
         Ok(row.try_get("t")?)
     }
-}
-
-/// Rows of `(state, jobs, bytes)` into counts.
-fn fold_counts(rows: &[SqliteRow]) -> Result<StatusCounts, QueueError> {
-    let mut counts = StatusCounts::default();
-    for row in rows {
-        let state: String = row.try_get("state")?;
-        let n = row.try_get::<i64, _>("jobs")?.max(0) as u64;
-        counts.bytes_done += row.try_get::<i64, _>("bytes")?.max(0) as u64;
-        match JobState::from_str(&state) {
-            Ok(JobState::Queued) => counts.queued = n,
-            Ok(JobState::Running) => counts.running = n,
-            Ok(JobState::Done) => counts.done = n,
-            Ok(JobState::Failed) => counts.failed = n,
-            Ok(JobState::Cancelled) => counts.cancelled = n,
-            Err(_) => {}
-        }
-    }
-    Ok(counts)
 }

@@ -9,33 +9,15 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{SqliteStore, insert_event};
-use crate::ids::TaskApi;
+use crate::queue::rows::TASK_COLUMNS;
 use crate::queue::task::{
     NewTask, PollRecord, Task, TaskCounts, TaskEnqueueReport, TaskResult, TaskState,
     cancel_task_verdict, retry_task_verdict,
 };
 use crate::queue::{Millis, QueueError, VerbOutcome, millis_after, now_millis};
 
-const TASK_COLUMNS: &str = "task_id, api, state, polls, next_poll_at, deadline_at, minimax_status, \
-     file_id, last_error, created_at, updated_at";
-
 fn task_from_row(row: &SqliteRow) -> Result<Task, sqlx::Error> {
-    let decode = |e: String| sqlx::Error::Decode(e.into());
-    let api: String = row.try_get("api")?;
-    let state: String = row.try_get("state")?;
-    Ok(Task {
-        task_id: row.try_get("task_id")?,
-        api: TaskApi::parse(&api).ok_or_else(|| decode(format!("unknown task api {api:?}")))?,
-        state: TaskState::from_str(&state).map_err(decode)?,
-        polls: row.try_get::<i64, _>("polls")?.max(0) as u32,
-        next_poll_at: row.try_get("next_poll_at")?,
-        deadline_at: row.try_get("deadline_at")?,
-        minimax_status: row.try_get("minimax_status")?,
-        file_id: row.try_get("file_id")?,
-        last_error: row.try_get("last_error")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+    crate::queue::rows::task_from_row(row)
 }
 
 async fn fetch_task<'e, E>(executor: E, task_id: i64) -> Result<Option<Task>, sqlx::Error>

@@ -25,6 +25,7 @@ impl SqliteStore {
             ("filename", text(&patch.filename)),
             ("final_path", text(&final_path)),
             ("sha256", text(&sha256)),
+            ("file_host", text(&patch.file_host)),
         ];
         let mut sql = QueryBuilder::<Sqlite>::new("UPDATE jobs SET ");
         let mut set = sql.separated(", ");
@@ -63,7 +64,7 @@ impl SqliteStore {
     /// waits at SQLite's lock like another process would.
     pub async fn hold_write_lock(&self) -> Result<WriteLock, QueueError> {
         let held = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(WriteLock { held })
+        Ok(WriteLock::sqlite(held))
     }
 
     pub async fn remove_mark(&self) -> Result<(), QueueError> {

@@ -1,21 +1,17 @@
--- minimax-dl queue on PostgreSQL: the schema of SQLite migrations 0001-0005
--- in one file (proposed as migrations/postgres/0001_queue.sql; there is no
--- PostgreSQL queue to upgrade yet, so nothing is gained by replaying five
--- steps), plus what the fleet needs (section 6), which SQLite gets as a
--- migrations/sqlite/0006 so both backends keep the same columns and
--- `db copy` maps them 1:1.
---
--- Checked on PostgreSQL 15 (Debian 12). Runs inside one transaction (sqlx's
--- default for a migration); nothing here needs `-- no-transaction`.
+-- The minimax-dl queue on PostgreSQL: the schema of SQLite migrations
+-- 0001-0008 in one file (there was no PostgreSQL queue to upgrade), with what
+-- a fleet of hosts shares: the clock (section 1), the API-call window as a
+-- function every host serialises on (section 4) and the fleet row (section
+-- 6). Designed and checked in docs/design/postgres/ (schema.sql, queries.md).
 --
 -- Types, where they differ from SQLite (sqlx's PostgreSQL decoder is strict:
 -- `try_get::<i64>` on an int4 or a numeric column is an error, not a cast):
 --   attempts, job_events.attempt  integer  -> decode i32
 --   cancel_requested              boolean  -> decode bool (SQLite: 0/1 integer)
 --   every time                    bigint   Unix ms, as on SQLite, but taken from the
---                                          database clock (mdl_now_ms), never the host's
+--                                          database clock (mdl_now_ms), never a host's
 --   job_events.id                 bigint identity (SQLite: INTEGER AUTOINCREMENT)
---   sum(bigint) is numeric in PostgreSQL: cast sums ::bigint before decoding.
+--   sum(bigint) is numeric in PostgreSQL: sums are cast ::bigint before decoding.
 
 -- 1. Clock ----------------------------------------------------------------
 
@@ -46,7 +42,7 @@ CREATE TABLE jobs (
     cancel_requested  boolean NOT NULL DEFAULT false,
     bytes_expected    bigint,
     size_source       text,
-    -- Bytes of the partial file (on file_host, section 6) fsynced before this row was written.
+    -- Bytes of the partial file (on file_host) fsynced before this row was written.
     bytes_done        bigint  NOT NULL DEFAULT 0,
     validator         text,
     filename          text,
@@ -56,7 +52,14 @@ CREATE TABLE jobs (
     created_at        bigint  NOT NULL DEFAULT mdl_now_ms(),
     updated_at        bigint  NOT NULL DEFAULT mdl_now_ms(),
     -- 0002: segmented downloads' piece map.
-    pieces            text
+    pieces            text,
+    -- 0006: the boot in which the partial bytes were written (fetch::resume).
+    boot_id           text,
+    -- 0007: the host whose disk holds this job's partial file, and once done
+    -- its final file: set by every claim. A claim by another host resets
+    -- bytes_done, validator, pieces, sha256 and boot_id (they describe bytes
+    -- that host cannot see) in the same statement.
+    file_host         text
 )
 -- Heartbeats (lease_expires_at) and checkpoints (bytes_done, validator,
 -- pieces, updated_at) touch no indexed column: with room left on the page
@@ -242,21 +245,13 @@ CREATE TRIGGER job_events_on_done AFTER UPDATE OF state ON jobs
     WHEN (NEW.state = 'done' AND OLD.state IS DISTINCT FROM 'done')
     EXECUTE FUNCTION mdl_job_events_on_done();
 
--- 6. The fleet (new; SQLite gets the jobs column as 0006, the rest is
---    PostgreSQL-only because one SQLite file is one host) -------------------------
-
--- The host whose disk holds this job's partial file, and once done its
--- final file. A claim by another host resets bytes_done, validator, pieces
--- and sha256 (they describe bytes this host cannot see) and takes it over.
-ALTER TABLE jobs ADD COLUMN file_host text;
+-- 6. The fleet (SQLite's 0008, the same row for hosts instead of processes) ------
 
 -- One row: what the whole fleet shares besides the jobs.
 CREATE TABLE fleet (
     id              boolean PRIMARY KEY DEFAULT true CHECK (id),
     -- After a rate-limit answer no host calls retrieve before this (db ms).
     cooldown_until  bigint  NOT NULL DEFAULT 0,
-    -- Rate-limit answers in a row (cooldown doubles with each), 0 after a success.
-    rate_streak     integer NOT NULL DEFAULT 0,
     -- Account-level pause (1004/1008 ...): NULL when not paused.
     pause_message   text,
     paused_at       bigint,

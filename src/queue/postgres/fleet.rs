@@ -1,0 +1,176 @@
+//! The `fleet` row on PostgreSQL: the pause and cooldown every host sharing
+//! the database obeys, on the database clock; what `--exit-when-idle` asks
+//! before exiting; and waiting for work on `LISTEN minimax_dl_jobs`, which
+//! the jobs table's triggers notify whenever rows become queued (enqueue,
+//! retry, a job given back) and which `lift_pause` notifies too.
+
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+
+use super::PgStore;
+use crate::queue::{Claimable, FleetState, QueueError};
+
+/// The channel the triggers notify when jobs become claimable.
+const JOBS_CHANNEL: &str = "minimax_dl_jobs";
+
+/// An idle pool's longest wait between looks at a PostgreSQL queue. New
+/// work wakes it at once through the notification; this bounds what a lost
+/// notification (sent while its listening connection was down) or a lease
+/// running out on a dead host costs: a dead host's jobs are taken up within
+/// the lease (30 s) plus this.
+const IDLE_POLL_MAX: Duration = Duration::from_secs(5);
+
+fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+impl PgStore {
+    pub fn idle_poll_max(&self) -> Duration {
+        IDLE_POLL_MAX
+    }
+
+    /// Waits up to `max` for a notification that jobs became claimable.
+    /// The first call only subscribes and returns at once: the caller looks
+    /// at the queue again, and from then on nothing enqueued goes unheard.
+    /// A lost connection returns at once too (notifications sent meanwhile
+    /// are lost: look again); a listener that fails is dropped and the wait
+    /// becomes a plain sleep until the next call subscribes anew.
+    pub async fn wait_for_work(&self, max: Duration) {
+        let mut listener = self.listener.lock().await;
+        let Some(subscribed) = listener.as_mut() else {
+            match tokio::time::timeout(max, self.listen()).await {
+                Ok(Ok(subscribed)) => *listener = Some(subscribed),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "cannot listen for new jobs; polling");
+                    tokio::time::sleep(max).await;
+                }
+                // The wait is over before the subscription was made.
+                Err(_) => {}
+            }
+            return;
+        };
+        match tokio::time::timeout(max, subscribed.try_recv()).await {
+            // Work, a lost connection, or nothing within `max`: look again.
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "listening for new jobs failed; polling");
+                *listener = None;
+                tokio::time::sleep(max).await;
+            }
+        }
+    }
+
+    /// A listener on a connection of its own (a pool of one, so the
+    /// queue's pool keeps all of its connections).
+    async fn listen(&self) -> Result<PgListener, sqlx::Error> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(PgConnectOptions::clone(&self.options));
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(JOBS_CHANNEL).await?;
+        Ok(listener)
+    }
+
+    pub async fn pause_fleet(
+        &self,
+        message: &str,
+        paused_by: &str,
+        first_probe_after: Duration,
+    ) -> Result<i64, QueueError> {
+        // A pause already in force keeps its cause and its probe time.
+        let epoch = sqlx::query_scalar(
+            "UPDATE fleet SET \
+               pause_epoch = CASE WHEN paused_at IS NULL THEN pause_epoch + 1 ELSE pause_epoch END, \
+               pause_message = CASE WHEN paused_at IS NULL THEN $1::text ELSE pause_message END, \
+               paused_by = CASE WHEN paused_at IS NULL THEN $2::text ELSE paused_by END, \
+               probe_at = CASE WHEN paused_at IS NULL THEN mdl_now_ms() + $3::bigint ELSE probe_at END, \
+               paused_at = coalesce(paused_at, mdl_now_ms()) \
+             RETURNING pause_epoch",
+        )
+        .bind(message)
+        .bind(paused_by)
+        .bind(millis(first_probe_after))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(epoch)
+    }
+
+    pub async fn fleet_state(&self) -> Result<FleetState, QueueError> {
+        let row = sqlx::query(
+            "SELECT pause_message, paused_at, paused_by, pause_epoch, \
+               probe_at - mdl_now_ms() AS probe_in_ms, cooldown_until - mdl_now_ms() AS cooldown_ms \
+             FROM fleet",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(crate::queue::rows::fleet_from_row(&row)?)
+    }
+
+    pub async fn take_probe_slot(
+        &self,
+        next_probe_after: Duration,
+        even_if_early: bool,
+    ) -> Result<Option<i64>, QueueError> {
+        let epoch = sqlx::query_scalar(
+            "UPDATE fleet SET probe_at = mdl_now_ms() + $1::bigint \
+             WHERE paused_at IS NOT NULL AND ($2::boolean OR coalesce(probe_at, 0) <= mdl_now_ms()) \
+             RETURNING pause_epoch",
+        )
+        .bind(millis(next_probe_after))
+        .bind(even_if_early)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(epoch)
+    }
+
+    /// Lifting the pause makes the queued jobs claimable again: the waiting
+    /// pools are woken as by an enqueue (the notification goes at commit).
+    pub async fn lift_pause(&self, epoch: i64) -> Result<bool, QueueError> {
+        let mut tx = self.pool.begin().await?;
+        let lifted = sqlx::query(
+            "UPDATE fleet SET paused_at = NULL, pause_message = NULL, paused_by = NULL, probe_at = NULL \
+             WHERE paused_at IS NOT NULL AND pause_epoch = $1::bigint",
+        )
+        .bind(epoch)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if lifted {
+            sqlx::query("SELECT pg_notify($1::text, 'resumed')")
+                .bind(JOBS_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(lifted)
+    }
+
+    pub async fn cool_fleet(&self, wait: Duration) -> Result<(), QueueError> {
+        sqlx::query(
+            "UPDATE fleet SET cooldown_until = greatest(cooldown_until, mdl_now_ms() + $1::bigint)",
+        )
+        .bind(millis(wait))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn claimable(&self) -> Result<Claimable, QueueError> {
+        let row = sqlx::query(
+            "SELECT (SELECT coalesce(sum(jobs), 0)::bigint FROM job_counts WHERE state = 'queued') AS queued, \
+               (SELECT count(*) FROM jobs \
+                WHERE state = 'running' AND lease_expires_at < mdl_now_ms()) AS abandoned, \
+               (SELECT count(*) FROM tasks WHERE state = 'generating') AS generating",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Claimable {
+            queued: row.try_get::<i64, _>("queued")?.max(0) as u64,
+            abandoned: row.try_get::<i64, _>("abandoned")?.max(0) as u64,
+            generating: row.try_get::<i64, _>("generating")?.max(0) as u64,
+        })
+    }
+}

@@ -1,0 +1,170 @@
+//! Decoding what both stores return in the same shape: a job row, a
+//! history line, a table of counts and the fleet row. Only `attempts` and `cancel_requested` differ in type
+//! (SQLite: integers; PostgreSQL: `integer` and `boolean`, which sqlx will
+//! not decode as `i64`), so each store decodes those two and hands them in.
+
+use std::str::FromStr;
+
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use std::time::Duration;
+
+use super::{FleetPause, FleetState, Job, JobEvent, JobState, StatusCounts, Task, TaskState};
+use crate::ids::TaskApi;
+use crate::partial::SizeSource;
+
+/// A job from a row with the columns of `JOB_COLUMNS`.
+pub(super) fn job_from_row<'r, R>(
+    row: &'r R,
+    attempts: u32,
+    cancel_requested: bool,
+) -> Result<Job, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let text = |name: &'static str| row.try_get::<Option<String>, _>(name);
+    let int = |name: &'static str| row.try_get::<Option<i64>, _>(name);
+    let state: String = row.try_get("state")?;
+    let state = JobState::from_str(&state).map_err(|e| sqlx::Error::Decode(e.into()))?;
+    let size_source = text("size_source")?
+        .map(|s| SizeSource::from_str(&s))
+        .transpose()
+        .map_err(|e| sqlx::Error::Decode(e.into()))?;
+    let unsigned = |v: Option<i64>| v.map(|v| v.max(0) as u64);
+    Ok(Job {
+        file_id: row.try_get("file_id")?,
+        state,
+        attempts,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        lease_owner: text("lease_owner")?,
+        lease_expires_at: int("lease_expires_at")?,
+        cancel_requested,
+        bytes_expected: unsigned(int("bytes_expected")?),
+        size_source,
+        bytes_done: unsigned(int("bytes_done")?).unwrap_or(0),
+        validator: text("validator")?,
+        pieces: text("pieces")?,
+        boot_id: text("boot_id")?,
+        filename: text("filename")?,
+        final_path: text("final_path")?,
+        sha256: text("sha256")?,
+        last_error: text("last_error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        file_host: text("file_host")?,
+        task_id: int("task_id")?,
+        task_api: text("task_api")?.and_then(|a| TaskApi::parse(&a)),
+    })
+}
+
+/// A generation task from a row with the columns of `TASK_COLUMNS` (every
+/// integer a BIGINT on both stores).
+pub(super) fn task_from_row<'r, R>(row: &'r R) -> Result<Task, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let decode = |e: String| sqlx::Error::Decode(e.into());
+    let api: String = row.try_get("api")?;
+    let state: String = row.try_get("state")?;
+    Ok(Task {
+        task_id: row.try_get("task_id")?,
+        api: TaskApi::parse(&api).ok_or_else(|| decode(format!("unknown task api {api:?}")))?,
+        state: TaskState::from_str(&state).map_err(decode)?,
+        polls: row
+            .try_get::<i64, _>("polls")?
+            .clamp(0, i64::from(u32::MAX)) as u32,
+        next_poll_at: row.try_get("next_poll_at")?,
+        deadline_at: row.try_get("deadline_at")?,
+        minimax_status: row.try_get("minimax_status")?,
+        file_id: row.try_get("file_id")?,
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// The columns [`task_from_row`] reads.
+pub(super) const TASK_COLUMNS: &str = "task_id, api, state, polls, next_poll_at, deadline_at, \
+     minimax_status, file_id, last_error, created_at, updated_at";
+
+/// Rows of `(state, jobs, bytes)` into counts (a state with no row, or
+/// NULL sums, counts nothing).
+pub(super) fn counts_from_rows<'r, R>(rows: &'r [R]) -> Result<StatusCounts, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut counts = StatusCounts::default();
+    for row in rows {
+        let state: String = row.try_get("state")?;
+        let n = row.try_get::<Option<i64>, _>("jobs")?.unwrap_or(0).max(0) as u64;
+        counts.bytes_done += row.try_get::<Option<i64>, _>("bytes")?.unwrap_or(0).max(0) as u64;
+        match JobState::from_str(&state) {
+            Ok(JobState::Queued) => counts.queued = n,
+            Ok(JobState::Running) => counts.running = n,
+            Ok(JobState::Done) => counts.done = n,
+            Ok(JobState::Failed) => counts.failed = n,
+            Ok(JobState::Cancelled) => counts.cancelled = n,
+            Err(_) => {}
+        }
+    }
+    Ok(counts)
+}
+
+/// A history line (`attempt`, whose type differs, decoded by the store).
+pub(super) fn event_from_row<'r, R>(
+    row: &'r R,
+    attempt: Option<u32>,
+) -> Result<JobEvent, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(JobEvent {
+        at: row.try_get("at")?,
+        kind: row.try_get("kind")?,
+        attempt,
+        message: row.try_get("message")?,
+    })
+}
+
+/// The fleet row, with `probe_in_ms` and `cooldown_ms` computed against
+/// the store's clock (zero or less: nothing left).
+pub(super) fn fleet_from_row<'r, R>(row: &'r R) -> Result<FleetState, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let left = |name: &'static str| -> Result<Option<Duration>, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<i64>, _>(name)?
+            .filter(|&ms| ms > 0)
+            .map(|ms| Duration::from_millis(ms as u64)))
+    };
+    let text = |name: &'static str| row.try_get::<Option<String>, _>(name);
+    let pause = match row.try_get::<Option<i64>, _>("paused_at")? {
+        None => None,
+        Some(_) => Some(FleetPause {
+            message: text("pause_message")?.unwrap_or_default(),
+            paused_by: text("paused_by")?.unwrap_or_default(),
+            epoch: row.try_get("pause_epoch")?,
+            probe_in: left("probe_in_ms")?.unwrap_or_default(),
+        }),
+    };
+    Ok(FleetState {
+        pause,
+        cooldown: left("cooldown_ms")?,
+    })
+}
