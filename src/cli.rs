@@ -141,8 +141,9 @@ pub enum Command {
     },
     /// List jobs, or generation tasks with --tasks (a table, or JSON Lines with --json).
     List {
-        /// Only jobs in this state: queued, running, done, failed or cancelled; `generating`
-        /// lists the tasks still generating. With --tasks: generating, done, failed or cancelled.
+        /// Only jobs in this state: queued, running, done, failed or cancelled. `generating`
+        /// lists the tasks still generating; a listing of tasks takes generating, done, failed
+        /// or cancelled.
         #[arg(long, value_name = "STATE")]
         state: Option<String>,
         /// List generation tasks instead of jobs.

@@ -101,9 +101,11 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
         return Ok(exit::DB_UNREACHABLE);
     }
     let mut counts = queue.status().await?;
-    // A task that failed is a video that will not be archived: for the
-    // exit code, a failure like a job's.
-    counts.failed += queue.task_counts().await?.failed;
+    if end == RunEnd::Idle {
+        // A task that failed is a video that will not be archived: for a
+        // batch's exit code, a failure like a job's.
+        counts.failed += queue.task_counts().await?.failed;
+    }
     queue.close().await;
     Ok(exit_code(end, &counts, &interrupt, exit_when_idle))
 }

@@ -25,7 +25,7 @@ pub async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8
         return match task {
             Some(task) => show_task(&task, as_json),
             None => bail!(
-                "{id} is neither a file nor a task in the queue at {}",
+                "{id} is not in the queue at {} (neither a file nor a generation task)",
                 queue.location()
             ),
         };

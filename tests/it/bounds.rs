@@ -126,7 +126,7 @@ fn enqueue_from_a_gigabyte_of_garbage_fails_fast_in_bounded_memory() {
     );
     assert!(!run.status.success(), "garbage accepted: {}", run.stdout);
     assert!(
-        run.stderr.contains("line 1001") && run.stderr.contains("not a list of file ids"),
+        run.stderr.contains("line 1001") && run.stderr.contains("not a list of ids"),
         "{}",
         run.stderr
     );

@@ -308,7 +308,7 @@ async fn the_demo_with_8_files_sees_every_announced_fault_and_every_digest() {
     let announced = text.lines().filter(|l| l.starts_with("    - ")).count();
     assert_eq!(announced, 8, "{text}");
     assert!(
-        text.contains("verified   7 of 7 files")
+        text.contains("verified   9 of 9 files")
             && text.contains("every sha256 matching the simulator's"),
         "{text}"
     );

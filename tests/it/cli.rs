@@ -509,6 +509,7 @@ async fn status_counts_every_state_and_the_bytes() {
         "requests_per_minute",
         "cooldown_s",
         "pause",
+        "tasks",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -1797,7 +1798,7 @@ fn undescribed(help: &str) -> Vec<String> {
 async fn every_flag_and_argument_of_every_verb_is_explained() {
     let world = World::new();
     for verb in [
-        "enqueue", "run", "status", "list", "show", "retry", "cancel", "fetch",
+        "enqueue", "run", "status", "list", "show", "retry", "cancel", "fetch", "sync",
     ] {
         let out = world.run(&[verb, "--help"]).await;
         assert_success(&out);

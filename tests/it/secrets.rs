@@ -2,7 +2,9 @@
 //! crate's logs included, with a known API key and signed CDN URLs whose
 //! query carries a known token: `enqueue`, `run` through API and CDN
 //! faults, a `fetch` that crashes at a crash point (the abort path) and its
-//! recovery, `show`, `list --json`, `status`, in text and JSON log formats.
+//! recovery, `show`, `list --json`, `status`, in text and JSON log formats;
+//! generation tasks (a v2 task's answer carries the signed URL itself) and
+//! a configured callback token.
 //! Then every surface a user or another program can read (each command's
 //! stdout and stderr, the database and its WAL, every file name and byte
 //! under the archive) is searched for each secret: zero hits.
@@ -15,14 +17,16 @@
 use std::path::Path;
 use std::process::Output;
 
+use minimax_dl::ids::TaskApi;
 use minimax_dl::sim::{
-    ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, Faults, SimConfig, Simulator,
+    ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, Faults, SimConfig, SimTask, Simulator,
 };
 
 use crate::support::{self, World, assert_success};
 
 const API_KEY: &str = "sk-api-key-never-shown-5c21e9d0";
 const URL_TOKEN: &str = "sts-url-token-never-shown-93fa17";
+const CALLBACK_TOKEN: &str = "cb-token-never-shown-0d7e44b1";
 
 /// What must never be seen: the key, the URL token, the query parameter
 /// names of a signed URL, and every signature the simulator handed out.
@@ -30,6 +34,7 @@ fn secrets(sim: &Simulator) -> Vec<(String, String)> {
     let mut secrets = vec![
         ("the API key".to_string(), API_KEY.to_string()),
         ("the URL's security token".into(), URL_TOKEN.into()),
+        ("the callback token".into(), CALLBACK_TOKEN.into()),
         ("a signed URL's query".into(), "Signature=".into()),
         ("a signed URL's query".into(), "security-token=".into()),
     ];
@@ -141,13 +146,20 @@ async fn no_secret_reaches_any_output_the_database_or_the_archive() {
     // names collide (reservation markers) are surfaces too.
     std::fs::write(
         &world.config,
-        "read_timeout_secs = 1\nsidecar = true\npath_template = \"{purpose}/{filename}\"\n",
+        format!(
+            "read_timeout_secs = 1\nsidecar = true\npath_template = \"{{purpose}}/{{filename}}\"\n\
+             callback_token = \"{CALLBACK_TOKEN}\"\n"
+        ),
     )
     .unwrap();
+    // A v2 task's video (its answer holds the signed URL) and a v1 task's file.
+    sim.add_task(900, SimTask::new(TaskApi::V2, 900));
+    sim.add_task(901, SimTask::new(TaskApi::V1, 9));
     let mut seen = Seen::default();
 
     let flow: &[(&str, &[&str])] = &[
         ("enqueue", &["enqueue", "1", "2", "3", "4", "5", "6", "7"]),
+        ("enqueue tasks", &["enqueue", "--task", "v2:900", "901"]),
         ("run", &["run", "--exit-when-idle", "--concurrency", "3"]),
         (
             "run, JSON logs",
@@ -159,6 +171,9 @@ async fn no_secret_reaches_any_output_the_database_or_the_archive() {
         ("list --json", &["list", "--json"]),
         ("status", &["status"]),
         ("status --json", &["status", "--json"]),
+        ("list --tasks", &["list", "--tasks", "--json"]),
+        ("show a task", &["show", "901", "--json"]),
+        ("show a v2 video", &["show", "900", "--json"]),
         ("export", &["export"]),
         ("export --format csv", &["export", "--format", "csv"]),
         ("verify", &["verify", "--all"]),
@@ -192,6 +207,8 @@ async fn no_secret_reaches_any_output_the_database_or_the_archive() {
     assert_eq!(stats.api_requests_without_valid_key, 0, "{stats:?}");
     assert_eq!(world.job(1).await["state"], "done");
     assert_eq!(world.job(7).await["state"], "failed");
+    assert_eq!(world.job(900).await["state"], "done");
+    assert_eq!(world.job(9).await["state"], "done");
     let secrets = secrets(&sim);
     assert!(secrets.len() > 8, "no signatures were issued");
 
