@@ -178,6 +178,48 @@ impl TaskCounts {
     }
 }
 
+/// A finished task's result job was in the queue already (`linked`: the
+/// task it names, if any). Whether to link it to this task, and what the
+/// task says about it. A v1 file enqueued by hand is linked to its task; a
+/// v2 task whose id a file job holds cannot be keyed by it (its download
+/// would be that file's): the task says so. Pure.
+pub fn existing_job(
+    job_id: i64,
+    task_id: i64,
+    result: TaskResult,
+    linked: Option<i64>,
+) -> (bool, Option<String>) {
+    match (result, linked) {
+        (_, Some(other)) if other == task_id => (false, None),
+        (TaskResult::File(_), None) => (
+            true,
+            Some(format!(
+                "file {job_id} was already in the queue: linked to this task"
+            )),
+        ),
+        (TaskResult::File(_), Some(other)) => (
+            false,
+            Some(format!(
+                "file {job_id} was already in the queue, from task {other}"
+            )),
+        ),
+        (TaskResult::Video, _) => (
+            false,
+            Some(format!(
+                "its id is already a job of the queue (file {job_id}): its video was not enqueued"
+            )),
+        ),
+    }
+}
+
+/// The history line a job made from a task starts with.
+pub fn from_task_message(task: &Task) -> String {
+    format!(
+        "from generation task {} ({}), finished after {} polls",
+        task.task_id, task.api, task.polls
+    )
+}
+
 /// What `cancel` may do to a task: only a generating one stops.
 pub fn cancel_task_verdict(state: TaskState) -> Result<(), &'static str> {
     match state {

@@ -14,7 +14,7 @@ use super::PgStore;
 use crate::queue::rows::TASK_COLUMNS;
 use crate::queue::task::{
     NewTask, PollRecord, Task, TaskCounts, TaskEnqueueReport, TaskResult, TaskState,
-    cancel_task_verdict, retry_task_verdict,
+    cancel_task_verdict, existing_job, from_task_message, retry_task_verdict,
 };
 use crate::queue::{Millis, QueueError, VerbOutcome, now_millis};
 
@@ -337,10 +337,7 @@ async fn hand_over(
         return Ok(false);
     }
     let job_id = result.job_id(task_id);
-    let message = format!(
-        "from generation task {task_id} ({}), finished after {} polls",
-        task.api, task.polls
-    );
+    let message = from_task_message(&task);
     let added = sqlx::query(
         "WITH i AS ( \
            INSERT INTO jobs (file_id, state, next_attempt_at, created_at, updated_at, task_id, task_api) \
@@ -385,26 +382,16 @@ async fn link_existing(
             .bind(job_id)
             .fetch_optional(&mut **tx)
             .await?;
-    match (result, linked.flatten()) {
-        (_, Some(other)) if other == task_id => Ok(None),
-        (TaskResult::File(_), None) => {
-            sqlx::query(
-                "UPDATE jobs SET task_id = $1::bigint, task_api = 'v1' \
-                 WHERE file_id = $2::bigint AND task_id IS NULL",
-            )
-            .bind(task_id)
-            .bind(job_id)
-            .execute(&mut **tx)
-            .await?;
-            Ok(Some(format!(
-                "file {job_id} was already in the queue: linked to this task"
-            )))
-        }
-        (TaskResult::File(_), Some(other)) => Ok(Some(format!(
-            "file {job_id} was already in the queue, from task {other}"
-        ))),
-        (TaskResult::Video, _) => Ok(Some(format!(
-            "its id is already a job of the queue (file {job_id}): its video was not enqueued"
-        ))),
+    let (link, note) = existing_job(job_id, task_id, result, linked.flatten());
+    if link {
+        sqlx::query(
+            "UPDATE jobs SET task_id = $1::bigint, task_api = 'v1' \
+             WHERE file_id = $2::bigint AND task_id IS NULL",
+        )
+        .bind(task_id)
+        .bind(job_id)
+        .execute(&mut **tx)
+        .await?;
     }
+    Ok(note)
 }

@@ -12,7 +12,7 @@ use super::{SqliteStore, insert_event};
 use crate::queue::rows::TASK_COLUMNS;
 use crate::queue::task::{
     NewTask, PollRecord, Task, TaskCounts, TaskEnqueueReport, TaskResult, TaskState,
-    cancel_task_verdict, retry_task_verdict,
+    cancel_task_verdict, existing_job, from_task_message, retry_task_verdict,
 };
 use crate::queue::{Millis, QueueError, VerbOutcome, millis_after, now_millis};
 
@@ -351,10 +351,7 @@ async fn hand_over(
     } else {
         link_existing(tx, job_id, task_id, result).await?
     };
-    let message = format!(
-        "from generation task {task_id} ({}), finished after {} polls",
-        task.api, task.polls
-    );
+    let message = from_task_message(&task);
     if added == 1 {
         insert_event(tx, job_id, now, "from_task", None, Some(&message)).await?;
     }
@@ -370,9 +367,8 @@ async fn hand_over(
     Ok(true)
 }
 
-/// The result's job was in the queue already: a v1 file enqueued by hand
-/// is linked to its task; a v2 task whose id is taken by a file job cannot
-/// be keyed by it (its download would be that file's): the task says so.
+/// The result's job was in the queue already: linked to the task when
+/// [`existing_job`] says so; returns the task's note.
 async fn link_existing(
     tx: &mut Transaction<'static, Sqlite>,
     job_id: i64,
@@ -384,23 +380,15 @@ async fn link_existing(
             .bind(job_id)
             .fetch_optional(&mut **tx)
             .await?;
-    match (result, linked.flatten()) {
-        (_, Some(other)) if other == task_id => Ok(None),
-        (TaskResult::File(_), None) => {
-            sqlx::query("UPDATE jobs SET task_id = ?1, task_api = 'v1' WHERE file_id = ?2 AND task_id IS NULL")
-                .bind(task_id)
-                .bind(job_id)
-                .execute(&mut **tx)
-                .await?;
-            Ok(Some(format!(
-                "file {job_id} was already in the queue: linked to this task"
-            )))
-        }
-        (TaskResult::File(_), Some(other)) => Ok(Some(format!(
-            "file {job_id} was already in the queue, from task {other}"
-        ))),
-        (TaskResult::Video, _) => Ok(Some(format!(
-            "its id is already a job of the queue (file {job_id}): its video was not enqueued"
-        ))),
+    let (link, note) = existing_job(job_id, task_id, result, linked.flatten());
+    if link {
+        sqlx::query(
+            "UPDATE jobs SET task_id = ?1, task_api = 'v1' WHERE file_id = ?2 AND task_id IS NULL",
+        )
+        .bind(task_id)
+        .bind(job_id)
+        .execute(&mut **tx)
+        .await?;
     }
+    Ok(note)
 }
