@@ -398,6 +398,9 @@ mod tests {
             columns.starts_with("jobs.file_id, jobs.state,"),
             "{columns}"
         );
-        assert!(columns.ends_with("jobs.file_host"), "{columns}");
+        assert!(
+            columns.ends_with("jobs.file_host, jobs.task_id, jobs.task_api"),
+            "{columns}"
+        );
     }
 }
