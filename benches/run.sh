@@ -16,8 +16,14 @@
 #   --profile         where minimax-dl's time goes, cases 1-3 at full size: each
 #                     minimax-dl run is repeated under `perf stat`, `perf record -g`
 #                     and `strace -c`; peers do not run. Reports in benches/results/profile/.
+#   --pg URL          also on PostgreSQL (the server URL names; its role needs CREATEDB):
+#                     case 2 runs minimax-dl on SQLite and on PostgreSQL side by side
+#                     ("minimax-dl postgres", a fresh database each run, dropped after),
+#                     case 4 runs the queue benchmark on both. Prefer the variable below:
+#                     an argument shows the password to every user of the machine.
 # Environment:
 #   MINIMAX_DL_BIN    binary to benchmark (implies --no-build)
+#   MINIMAX_DL_BENCH_PG_URL  as --pg URL
 #   TMPDIR            work directory parent (must be a real disk, not tmpfs: fsync costs are part of the story)
 #   BENCH_KEEP=1      keep the work directory
 #   BENCH_CARGO_PROFILE  cargo profile of the queue benchmark (default: bench);
@@ -31,6 +37,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PG_URL=${MINIMAX_DL_BENCH_PG_URL:-}
 MODE=full
 REPS=
 CASES="1 2 3 4 5"
@@ -46,11 +53,15 @@ while [ $# -gt 0 ]; do
     --results) RESULTS=$2; shift ;;
     --no-build) BUILD=0 ;;
     --profile) PROFILE=1 ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --pg) PG_URL=$2; shift ;;
+    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+[ "$PROFILE" = 1 ] && PG_URL=   # profiles are of the SQLite runs
+# Children (the queue benchmark) get the URL from run.sh explicitly.
+unset MINIMAX_DL_BENCH_PG_URL
 
 MiB=$((1024 * 1024))
 if [ "$PROFILE" = 1 ]; then
@@ -105,6 +116,29 @@ install_missing() {
   fi
 }
 install_missing
+PSQL=
+if [ -n "$PG_URL" ]; then
+  PSQL=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | tail -1 || true)
+  [ -n "$PSQL" ] || die "--pg needs psql (apt-get install postgresql-client)" 2
+fi
+# pg_sql SQL: one statement on the server of --pg. The URL goes through the
+# environment (libpq expands a URL in PGDATABASE), never the command line.
+pg_sql() { PGDATABASE=$PG_URL "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
+
+# pg_fresh_db NAME: an empty database NAME on the server of --pg; its URL in PG_DB_URL.
+pg_fresh_db() {
+  local name=$1 base=${PG_URL%%\?*} query= authority
+  [[ $PG_URL == *\?* ]] && query="?${PG_URL#*\?}"
+  authority=${base#*://}
+  authority=${authority%%/*}
+  pg_sql "DROP DATABASE IF EXISTS $name WITH (FORCE)" || die "cannot drop database $name on the PostgreSQL server"
+  pg_sql "CREATE DATABASE $name" || die "cannot create database $name on the PostgreSQL server (does the role have CREATEDB?)"
+  PG_DBS+=("$name")
+  PG_DB_URL="${base%%://*}://$authority/$name$query"
+}
+
+pg_drop_db() { pg_sql "DROP DATABASE IF EXISTS $1 WITH (FORCE)" || die "cannot drop database $1"; }
+
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 TIME=/usr/bin/time
 
@@ -135,6 +169,7 @@ BENCH_START=$SECONDS
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/minimax-dl-bench.XXXXXX")
 chmod 755 "$TMP"
 PIDS=()
+PG_DBS=()   # databases made for runs on PostgreSQL, dropped on exit
 # Work on copies: a rebuild in the checkout during the run must not swap binaries.
 mkdir -p "$TMP/bin"
 cp "$BIN" "$TMP/bin/minimax-dl"
@@ -150,6 +185,9 @@ cleanup() {
   done
   for pid in "${PIDS[@]}"; do
     wait "$pid" 2>/dev/null || true
+  done
+  for db in "${PG_DBS[@]}"; do
+    pg_sql "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null || true
   done
   if [ "${BENCH_KEEP:-0}" = 1 ]; then
     echo "work directory kept: $TMP" >&2
@@ -196,6 +234,9 @@ fs_type=$(df -PT "$TMP" | awk 'NR == 2 { print $2 }')
   echo "aria2c: $(aria2c --version | head -1)"
   echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //')"
   echo "gnuplot: $(gnuplot --version)"
+  if [ -n "$PG_URL" ]; then
+    echo "postgresql: $(pg_sql 'SHOW server_version') (fsync $(pg_sql 'SHOW fsync'), synchronous_commit $(pg_sql 'SHOW synchronous_commit') by default; $(pg_sql "SELECT CASE WHEN inet_server_addr() IS NULL OR host(inet_server_addr()) IN ('127.0.0.1', '::1') THEN 'on this machine' ELSE 'remote' END"))"
+  fi
 } > "$RESULTS/machine.txt"
 cat "$RESULTS/machine.txt" >&2
 
