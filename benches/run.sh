@@ -121,9 +121,23 @@ if [ -n "$PG_URL" ]; then
   PSQL=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | tail -1 || true)
   [ -n "$PSQL" ] || die "--pg needs psql (apt-get install postgresql-client)" 2
 fi
-# pg_sql SQL: one statement on the server of --pg. The URL goes through the
-# environment (libpq expands a URL in PGDATABASE), never the command line.
-pg_sql() { PGDATABASE=$PG_URL "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
+# pg_sql SQL: one statement on the server of --pg. Its password goes through
+# the environment (PGPASSWORD, percent-decoded), never the command line.
+pg_sql() {
+  local scheme=${PG_URL%%://*} rest=${PG_URL#*://} userinfo= password=
+  if [[ ${rest%%/*} == *@* ]]; then
+    userinfo=${rest%%@*}
+    rest=${rest#*@}
+    if [[ $userinfo == *:* ]]; then
+      password=$(printf '%b' "${userinfo#*:}" | sed 's/%\([0-9A-Fa-f][0-9A-Fa-f]\)/\\x\1/g')
+      password=$(printf '%b' "$password")
+      userinfo=${userinfo%%:*}
+    fi
+    userinfo="$userinfo@"
+  fi
+  PGPASSWORD=${password:-${PGPASSWORD:-}} "$PSQL" -X -q -At -v ON_ERROR_STOP=1 \
+    -d "$scheme://$userinfo$rest" -c "$1"
+}
 
 # pg_fresh_db NAME: an empty database NAME on the server of --pg; its URL in PG_DB_URL.
 pg_fresh_db() {
@@ -432,23 +446,39 @@ fresh_start() {
   sed "s|.*|$TMP/src/&.bin|" "$1" | xargs cat > /dev/null
 }
 
+# With BACKEND "pg" (default "sqlite"), the queue is a fresh database on the
+# server of --pg, named through MINIMAX_DL_DATABASE (exported: no password in
+# any argv), dropped after.
 run_mdl() {
-  local case=$1 tool=$2 idsf=$3 conc=$4 segs=$5 api=$6 rep=$7 n bytes
-  local w=$TMP/mdl
+  local case=$1 tool=$2 idsf=$3 conc=$4 segs=$5 api=$6 rep=$7 backend=${8:-sqlite} n bytes
+  local w=$TMP/mdl pg_db=
   fresh_start "$idsf"
   mkdir -p "$w/out"
   n=$(wc -l < "$idsf")
   bytes=$(stat -c %s "$TMP/src/$(head -1 "$idsf").bin")
-  mdl_env "$api" "$BIN" --db "$w/q.db" --out "$w/out" enqueue --from "$idsf" > "$w/enqueue.log" 2>&1 \
+  local db=(--db "$w/q.db")
+  if [ "$backend" = pg ]; then
+    pg_db=mdl_bench_${case}_$$_$rep
+    pg_fresh_db "$pg_db"
+    export MINIMAX_DL_DATABASE=$PG_DB_URL
+    db=("$BIN")
+  else
+    db=("$BIN" "${db[@]}")
+  fi
+  mdl_env "$api" "${db[@]}" --out "$w/out" enqueue --from "$idsf" > "$w/enqueue.log" 2>&1 \
     || { cat "$w/enqueue.log" >&2; die "minimax-dl enqueue failed"; }
   local seg_args=()
   [ "$segs" -gt 1 ] && seg_args=(--segments "$segs")
   mdl_env_cmd "$api"
   measure "$case" "$tool" "$n" "$bytes" "$conc" "$rep" -- \
-    "${MDL_ENV[@]}" "$BIN" --db "$w/q.db" --out "$w/out" run --exit-when-idle --concurrency "$conc" "${seg_args[@]}"
+    "${MDL_ENV[@]}" "${db[@]}" --out "$w/out" run --exit-when-idle --concurrency "$conc" "${seg_args[@]}"
   local done_count
-  done_count=$(mdl_env "$api" "$BIN" --db "$w/q.db" status --json | sed -n 's/.*"done":\([0-9]*\).*/\1/p')
-  [ "$done_count" = "$n" ] || die "minimax-dl finished $done_count of $n jobs"
+  done_count=$(mdl_env "$api" "${db[@]}" status --json | sed -n 's/.*"done":\([0-9]*\).*/\1/p')
+  [ "$done_count" = "$n" ] || die "minimax-dl ($backend) finished $done_count of $n jobs"
+  if [ -n "$pg_db" ]; then
+    unset MINIMAX_DL_DATABASE
+    pg_drop_db "$pg_db"
+  fi
   if [ "${BENCH_INJECT_FAULT:-}" = corrupt-output ]; then
     # Test of the harness itself: the verification below must catch this.
     f=$(find "$w/out" -maxdepth 1 -type f | head -1)
@@ -590,11 +620,13 @@ if has 2; then
     write_lists "$idsf" files
     for rep in $(seq "$REPS"); do
       how=$(peer_check "$rep")
-      order=(mdl aria curlz loop)
-      [ $((rep % 2)) = 0 ] && order=(loop curlz aria mdl)
+      order=(mdl mdlpg aria curlz loop)
+      [ $((rep % 2)) = 0 ] && order=(loop curlz aria mdlpg mdl)
       for t in "${order[@]}"; do
         case $t in
           mdl) run_mdl 2 minimax-dl "$idsf" "$CONCURRENCY" 1 "$SIM_files" "$rep" ;;
+          mdlpg) [ -n "$PG_URL" ] || continue
+                 run_mdl 2 "minimax-dl postgres" "$idsf" "$CONCURRENCY" 1 "$SIM_files" "$rep" pg ;;
           aria) run_peer 2 "aria2c -j$CONCURRENCY" "$idsf" "$CONCURRENCY" "$rep" "$how" -- \
                   "${ARIA[@]}" -j "$CONCURRENCY" -i "${idsf%.ids}.urls" ;;
           curlz) sed "s|@OUT@|$TMP/peer/out|" "${idsf%.ids}.curl" > "${idsf%.ids}.curlrc"
@@ -660,6 +692,13 @@ if has 4; then
     > "$TMP/logs/queue.log" 2> "$TMP/logs/queue.err" \
     || { tail -30 "$TMP/logs/queue.err" >&2; die "the queue benchmark failed"; }
   grep '^queue ' "$TMP/logs/queue.log" >&2
+  if [ -n "$PG_URL" ]; then
+    log "case 4 on PostgreSQL (the queue benchmark with MINIMAX_DL_BENCH_PG_URL)"
+    MINIMAX_DL_BENCH_PG_URL=$PG_URL "$QUEUE_BENCH" --bench "${smoke_arg[@]}" --csv "$RESULTS_CSV" \
+      > "$TMP/logs/queue-pg.log" 2> "$TMP/logs/queue-pg.err" \
+      || { tail -30 "$TMP/logs/queue-pg.err" >&2; die "the queue benchmark on PostgreSQL failed"; }
+    grep '^queue' "$TMP/logs/queue-pg.log" >&2
+  fi
 fi
 
 # --- case 5: the idle daemon --------------------------------------------------------------
