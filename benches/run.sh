@@ -13,6 +13,10 @@
 #   --results DIR     where the CSV, chart and tables go
 #                     (full: benches/results, smoke: a temporary directory, printed)
 #   --no-build        use the existing target/release/minimax-dl
+#   --batches "2000"  case 2's batch sizes (full: "100 500 2000", smoke: "20 50")
+#   --busy-ok         time even when the machine is busy (skip the wait for < 25% of a
+#                     core busy before each run); the figures are then only comparable
+#                     within the run
 #   --profile         where minimax-dl's time goes, cases 1-3 at full size: each
 #                     minimax-dl run is repeated under `perf stat`, `perf record -g`
 #                     and `strace -c`; peers do not run. Reports in benches/results/profile/.
@@ -44,6 +48,8 @@ CASES="1 2 3 4 5"
 RESULTS=
 BUILD=1
 PROFILE=0
+BATCHES_ARG=
+BUSY_OK=0
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -54,7 +60,9 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --profile) PROFILE=1 ;;
     --pg) PG_URL=$2; shift ;;
-    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --batches) BATCHES_ARG=$2; shift ;;
+    --busy-ok) BUSY_OK=1 ;;
+    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -83,6 +91,7 @@ else
   IDLE_SECS=60
   LATENCY_PROBES=7
 fi
+[ -n "$BATCHES_ARG" ] && BATCHES=$BATCHES_ARG
 BATCH_FILE_SIZE=$MiB
 CONCURRENCY=16
 SEGMENTS=8
@@ -351,6 +360,7 @@ busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 wait_quiet() {
   local b0 b1 pct hz
   [ "$MODE" = smoke ] && return   # timings of the smoke run mean nothing anyway
+  [ "$BUSY_OK" = 1 ] && return
   hz=$(getconf CLK_TCK)
   for _ in $(seq 24); do
     b0=$(busy_ticks); sleep 1; b1=$(busy_ticks)
