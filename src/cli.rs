@@ -13,9 +13,10 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  some jobs failed (run --exit-when-idle, fetch, demo), or a running job's
-     worker has not yet confirmed a cancel
+     worker has not yet confirmed a cancel, or verify found a file missing,
+     changed or unreadable (with --requeue too: it is downloaded again later)
   2  usage, configuration or database error; an id that is unknown or in the wrong
-     state for retry/cancel (the other ids of the call are still applied)
+     state for retry/cancel/verify (the other ids of the call are still applied)
   3  stopped by an account-level API error (bad key, no balance, quota, an api_base
      that is not the MiniMax API); jobs stay queued, attempts untouched
   4  stopped because the archive disk is full or not writable; jobs stay queued
@@ -169,6 +170,38 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// A manifest of the archive, streamed: one line per job (ids, state, path, size,
+    /// sha256, when enqueued and done).
+    Export {
+        /// jsonl (one JSON object a line) or csv (RFC 4180, with a header line).
+        #[arg(long, value_enum, default_value = "jsonl", value_name = "FORMAT")]
+        format: ExportFormat,
+        /// Only jobs in this state (done: the files in the archive).
+        #[arg(long, value_name = "STATE", value_parser = parse_state)]
+        state: Option<JobState>,
+    },
+    /// Fixity check: re-hash archived files against the sha256 recorded when they were
+    /// downloaded, and report each as ok, missing, changed or unreadable. Files are only read.
+    #[command(group(ArgGroup::new("which").required(true).args(["ids", "all"])))]
+    Verify {
+        /// File ids of done jobs.
+        #[arg(value_name = "ID", allow_negative_numbers = true)]
+        ids: Vec<String>,
+        /// Every done job.
+        #[arg(long)]
+        all: bool,
+        /// Put missing and changed files back in the queue for a fresh download (the next
+        /// `run` fetches them; a changed file is replaced where it is).
+        #[arg(long)]
+        requeue: bool,
+    },
+    /// Delete done jobs and their history from the queue (never files), a batch at a time,
+    /// so a running daemon is not held up.
+    Prune {
+        /// Done jobs that finished longer ago than this: 30d, 12h, 2weeks, ...
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        done_older_than: Duration,
+    },
     /// Run the MiniMax API + CDN simulator on loopback.
     Sim(crate::sim::SimArgs),
     /// Print a shell completion script (e.g. `minimax-dl completions bash > /etc/bash_completion.d/minimax-dl`).
@@ -216,6 +249,18 @@ fn parse_interval(raw: &str) -> Result<Duration, String> {
     }
 }
 
+/// `export --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
 fn parse_state(raw: &str) -> Result<JobState, String> {
     raw.parse()
+}
+
+fn parse_age(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw)
+        .map_err(|e| format!("{raw:?} is not an age like 30d or 12h ({e})"))
 }

@@ -11,6 +11,7 @@ use reqwest::Url;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::archive::PathTemplate;
 use crate::fetch::range::DEFAULT_MAX_FILE_BYTES;
 use crate::fetch::url_policy::UrlPolicy;
 use crate::queue::{DbLocation, RetryPolicy};
@@ -82,6 +83,8 @@ pub struct FileConfig {
     pub listen_token: Option<SecretString>,
     pub cdn_allow: Option<Vec<String>>,
     pub max_file_bytes: Option<u64>,
+    pub path_template: Option<String>,
+    pub sidecar: Option<bool>,
 }
 
 impl FileConfig {
@@ -176,6 +179,10 @@ pub struct Settings {
     /// Files holding a secret that others may read, found while loading:
     /// for the caller to log once logging is set up.
     pub warnings: Vec<String>,
+    /// Where each file goes inside `output_dir` (see `archive::template`).
+    pub path_template: PathTemplate,
+    /// Write `NAME.json` beside each file.
+    pub sidecar: bool,
 }
 
 /// Where `run` serves `/metrics`, the health checks and the dashboard.
@@ -366,6 +373,13 @@ impl Settings {
             Some(v) => v,
             None => DEFAULT_MAX_FILE_BYTES,
         };
+        let path_template = match file.path_template {
+            Some(text) => PathTemplate::parse(&text).map_err(|e| ConfigError::Invalid {
+                origin: file_origin("path_template"),
+                message: format!("{text:?}: {e}"),
+            })?,
+            None => PathTemplate::default(),
+        };
 
         Ok(Settings {
             api_base,
@@ -393,6 +407,8 @@ impl Settings {
             url_policy,
             max_file_bytes,
             warnings: Vec::new(),
+            path_template,
+            sidecar: file.sidecar.unwrap_or(false),
             config_path,
         })
     }
@@ -1222,6 +1238,8 @@ mod tests {
         assert!(s.listen.is_none() && d.listen.is_none());
         assert_eq!(s.url_policy, d.url_policy);
         assert_eq!(s.max_file_bytes, d.max_file_bytes);
+        assert_eq!(s.path_template, d.path_template);
+        assert_eq!(s.sidecar, d.sidecar);
     }
 
     #[test]
@@ -1282,5 +1300,30 @@ mod tests {
             ["listen_token"]
         );
         assert!(secrets("database = \"/var/lib/minimax-dl/queue.db\"").is_empty());
+    }
+
+    #[test]
+    fn a_bad_path_template_names_the_key_and_the_problem() {
+        let err = Settings::resolve(
+            &Overrides::default(),
+            &env_of(&[("HOME", "/h")]),
+            Some("/c.toml".into()),
+            file("path_template = \"{purpose}/../{filename}\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/c.toml") && err.contains("path_template") && err.contains("`..`"),
+            "{err}"
+        );
+        let s = Settings::resolve(
+            &Overrides::default(),
+            &env_of(&[("HOME", "/h")]),
+            None,
+            file("path_template = \"{created:%Y/%m}/{filename}\"\nsidecar = true"),
+        )
+        .unwrap();
+        assert_eq!(s.path_template.as_str(), "{created:%Y/%m}/{filename}");
+        assert!(s.sidecar);
     }
 }

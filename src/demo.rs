@@ -323,6 +323,8 @@ fn settings(sim: &Simulator, dir: &Path) -> Result<Settings> {
         url_policy: UrlPolicy::default(),
         max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         warnings: Vec::new(),
+        path_template: crate::archive::PathTemplate::default(),
+        sidecar: false,
     })
 }
 

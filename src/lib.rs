@@ -11,6 +11,8 @@
 //!   URL-free error text, `Retry-After`).
 //! - [`fetch`]: resumable, verified download of one file.
 //! - [`worker`]: one job from claim to a verified file in the archive.
+//! - [`archive`]: where files go (naming templates, collisions, sidecars)
+//!   and what is known about them (`export`, `verify`).
 //! - [`daemon`]: the worker pool (claims, pauses and probes, reloads) and
 //!   the foreground driver of `fetch ID`.
 //! - [`runtime`]: what the long-running verbs stand on: logging, building
@@ -29,6 +31,7 @@
 //!   stdout lines that never panic.
 
 pub mod api;
+pub mod archive;
 pub mod build_info;
 pub mod cli;
 pub mod commands;

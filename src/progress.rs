@@ -214,6 +214,76 @@ pub fn for_stderr(
     }
 }
 
+/// Files worked through one after another (`verify`): a bar of files with
+/// the bytes read and the rate on a terminal, nothing elsewhere. Cheap to
+/// clone; every clone counts into the same bar.
+#[derive(Clone)]
+pub struct Tally {
+    bar: Option<ProgressBar>,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    started: Instant,
+}
+
+impl Tally {
+    /// A bar for `files` files, prefixed `what`, when stderr is a terminal.
+    pub fn new(files: u64, what: &str) -> Tally {
+        let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(files), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30.green/white}] {pos}/{len} files {msg} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(what.to_string());
+            bar
+        });
+        Tally {
+            bar,
+            bytes: Default::default(),
+            started: Instant::now(),
+        }
+    }
+
+    /// `n` more bytes read.
+    pub fn read(&self, n: u64) {
+        let total = self
+            .bytes
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed)
+            + n;
+        if let Some(bar) = &self.bar {
+            let secs = self.started.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!(
+                "{} read, {}/s",
+                indicatif::HumanBytes(total),
+                indicatif::HumanBytes((total as f64 / secs) as u64)
+            ));
+        }
+    }
+
+    /// One more file done.
+    pub fn file_done(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    /// Runs `f` (which prints) with the bar out of the way.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

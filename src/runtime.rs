@@ -128,7 +128,8 @@ pub fn engine(
         settings.output_dir.clone(),
         settings.retry,
         observer,
-    ))
+    )
+    .with_naming(settings.path_template.clone(), settings.sidecar))
 }
 
 /// What SIGHUP does: reload the settings and hand them over, or say why not.

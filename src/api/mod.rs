@@ -25,6 +25,13 @@ pub struct FileInfo {
     pub filename: Option<String>,
     pub download_url: Url,
     pub trace_id: Option<String>,
+    /// The API's `purpose` (`video_generation`, ...).
+    pub purpose: Option<String>,
+    /// The API's `created_at`, Unix seconds.
+    pub created_at: Option<i64>,
+    /// The file object as retrieve returned it, without `download_url` (a
+    /// credential): what a sidecar records.
+    pub object: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +128,7 @@ impl ApiError {
 
 #[derive(Deserialize)]
 struct RetrieveBody {
-    file: Option<FileBody>,
+    file: Option<serde_json::Value>,
     base_resp: Option<BaseResp>,
 }
 
@@ -184,9 +191,12 @@ pub fn parse_retrieve(
             trace_id,
         });
     }
-    let file = parsed
-        .file
-        .ok_or_else(|| malformed("status 0 but no file object".into()))?;
+    let Some(serde_json::Value::Object(mut object)) = parsed.file else {
+        return Err(malformed("status 0 but no file object".into()));
+    };
+    let file: FileBody = serde_json::from_value(serde_json::Value::Object(object.clone()))
+        .map_err(|e| malformed(format!("not the expected JSON in file ({e})")))?;
+    object.remove("download_url");
     let file_id = file
         .file_id
         .as_ref()
@@ -218,6 +228,12 @@ pub fn parse_retrieve(
         filename: file.filename,
         download_url,
         trace_id,
+        purpose: object
+            .get("purpose")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        created_at: object.get("created_at").and_then(|v| v.as_i64()),
+        object,
     })
 }
 
@@ -351,6 +367,11 @@ mod tests {
         assert_eq!(info.bytes, None);
         assert_eq!(info.filename.as_deref(), Some("output_aigc.mp4"));
         assert_eq!(info.download_url.host_str(), Some("cdn.example"));
+        assert_eq!(info.purpose.as_deref(), Some("video_generation"));
+        assert_eq!(info.created_at, Some(1_700_469_398));
+        // The object is kept for sidecars, without its credential.
+        assert_eq!(info.object["filename"], "output_aigc.mp4");
+        assert!(!info.object.contains_key("download_url"));
     }
 
     #[test]

@@ -30,13 +30,16 @@ macro_rules! out {
 
 mod db;
 mod enqueue;
+mod export;
 mod fetch;
 mod list;
+mod prune;
 mod reference;
 mod run;
 mod show;
 mod status;
 mod verbs;
+mod verify;
 mod watch;
 
 pub fn overrides(cli: &Cli) -> Overrides {
@@ -101,6 +104,11 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
         Command::Cancel { ids } => verbs::cancel(&settings, &ids).await,
         Command::Fetch { id } => fetch::fetch(&settings, &id).await,
         Command::Db(DbCommand::Copy { from, to, merge }) => db::copy(&from, &to, merge).await,
+        Command::Export { format, state } => export::export(&settings, format, state).await,
+        Command::Verify { ids, all, requeue } => {
+            verify::verify(&settings, &ids, all, requeue).await
+        }
+        Command::Prune { done_older_than } => prune::prune(&settings, done_older_than).await,
         Command::Demo { .. } | Command::Sim(_) | Command::Completions { .. } | Command::Man => {
             Ok(exit::OK)
         }

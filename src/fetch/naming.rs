@@ -15,15 +15,23 @@ pub const PARTIAL_DIR: &str = ".minimax-dl-partial";
 /// control characters, no leading dots (hidden files), no trailing dots or
 /// spaces, at most [`MAX_NAME_BYTES`]. `None` when nothing usable is left.
 pub fn sanitize_filename(raw: &str) -> Option<String> {
+    sanitize_component(raw, MAX_NAME_BYTES)
+}
+
+/// Is `c` kept as it is by the sanitiser? Path separators, `:`, control
+/// characters and Unicode direction overrides (which disguise extensions:
+/// "evil\u{202e}4pm.exe") become `_`.
+pub fn is_kept(c: char) -> bool {
+    !(matches!(c, '/' | '\\' | ':' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || c.is_control())
+}
+
+/// [`sanitize_filename`] with a length cap of the caller's: one plain path
+/// component of at most `max` bytes (the extension kept), or `None`.
+pub fn sanitize_component(raw: &str, max: usize) -> Option<String> {
     let mapped: String = raw
         .chars()
-        .map(|c| match c {
-            '/' | '\\' | ':' => '_',
-            c if c.is_control() => '_',
-            // Unicode direction overrides disguise extensions ("evil\u{202e}4pm.exe").
-            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => '_',
-            c => c,
-        })
+        .map(|c| if is_kept(c) { c } else { '_' })
         .collect();
     let mut name = mapped;
     while name.contains("..") {
@@ -35,10 +43,14 @@ pub fn sanitize_filename(raw: &str) -> Option<String> {
     if name.is_empty() || name.chars().all(|c| c == '_') {
         return None;
     }
-    Some(truncate_keeping_extension(name, MAX_NAME_BYTES))
+    // A cut may leave a dot or a space at the end: trimmed again.
+    let name = truncate_keeping_extension(name, max);
+    Some(name.trim_end_matches(['.', ' ']).to_string())
 }
 
-fn truncate_keeping_extension(name: &str, max: usize) -> String {
+/// Cuts `name` to at most `max` bytes on a character boundary, keeping an
+/// extension of up to 16 bytes.
+pub fn truncate_keeping_extension(name: &str, max: usize) -> String {
     if name.len() <= max {
         return name.to_string();
     }
@@ -46,11 +58,12 @@ fn truncate_keeping_extension(name: &str, max: usize) -> String {
         Some(dot) if name.len() - dot <= 16 && dot > 0 => (&name[..dot], &name[dot..]),
         _ => (name, ""),
     };
-    let mut cut = max - ext.len();
+    let mut cut = max.saturating_sub(ext.len()).min(stem.len());
     while !stem.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}{}", &stem[..cut], ext)
+    // No `..` where the cut stem meets the extension.
+    format!("{}{}", stem[..cut].trim_end_matches(['.', ' ']), ext)
 }
 
 /// The archive name of a file: `{file_id}-{filename}`, or `{file_id}.mp4`
@@ -69,6 +82,12 @@ pub fn final_path(output_dir: &Path, file_id: i64, filename: Option<&str>) -> Pa
 
 pub fn partial_path(output_dir: &Path, file_id: i64) -> PathBuf {
     output_dir.join(PARTIAL_DIR).join(format!("{file_id}.part"))
+}
+
+/// Where a file's sidecar waits, complete and fsynced, until it is moved
+/// next to the file (see `archive::place`).
+pub fn pending_sidecar_path(output_dir: &Path, file_id: i64) -> PathBuf {
+    output_dir.join(PARTIAL_DIR).join(format!("{file_id}.json"))
 }
 
 #[cfg(test)]

@@ -40,8 +40,8 @@ pub use state::{CancelVerdict, JobState, RetryPolicy, RetryVerdict};
 use types::failure_message;
 pub use types::{
     Claimable, CommitSync, DbLocation, EnqueueReport, FleetPause, FleetState, Heartbeat, Job,
-    JobEvent, Millis, StatusCounts, VerbOutcome, VerifiedFile, describe_delay, millis_after,
-    now_millis, owner_host,
+    JobEvent, Millis, PruneBatch, StatusCounts, VerbOutcome, VerifiedFile, describe_delay,
+    millis_after, now_millis, owner_host,
 };
 
 use crate::partial::{ExpectedSize, Resume};
@@ -195,6 +195,23 @@ impl Queue {
         /// `cancel`: queued jobs (and running ones whose worker died) are
         /// cancelled at once; a live worker is asked to stop.
         pub async fn cancel(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError>;
+
+        /// `verify --requeue`: a done job whose file is missing or changed goes
+        /// back to `queued` for a fresh download (attempts reset, digest and
+        /// progress forgotten, the reason as its last error and in its
+        /// history). Applies only while the job is done with this digest.
+        /// The recorded path is kept, so the new copy replaces the changed
+        /// one, unless `forget_path` (a missing file has no claim on its name
+        /// any more: the template chooses again). Returns whether it applied.
+        pub async fn refetch(&self, file_id: i64, recorded_sha256: &str, forget_path: bool,
+            reason: &str) -> Result<bool, QueueError>;
+
+        /// `prune`: deletes up to `limit` done jobs last changed before
+        /// `done_before`, with their history, among ids after `after`, in
+        /// one short transaction. Files are never touched. Call again with
+        /// the returned `last` until it is `None`.
+        pub async fn prune_done(&self, done_before: Millis, after: Option<i64>, limit: u32)
+            -> Result<PruneBatch, QueueError>;
 
         /// Appends a note to a job's history without changing its state.
         pub async fn note(&self, file_id: i64, kind: &str, message: &str)

@@ -194,6 +194,16 @@ pub enum VerbOutcome {
     Unknown,
 }
 
+/// What one batch of `prune` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneBatch {
+    /// Jobs deleted (with their history).
+    pub removed: u64,
+    /// The last id this batch looked at: the next batch starts after it.
+    /// `None` when nothing was left to look at.
+    pub last: Option<i64>,
+}
+
 /// A complete file about to be placed: what `record_verified` stores.
 #[derive(Clone, Copy, Debug)]
 pub struct VerifiedFile<'a> {

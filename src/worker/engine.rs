@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use super::events::Observer;
 use super::identity::worker_identity;
 use crate::api::ApiClient;
+use crate::archive::Archive;
 use crate::fetch::Fetcher;
 use crate::gate::RateGate;
 use crate::queue::{Queue, RetryPolicy};
@@ -19,6 +20,8 @@ pub struct Engine {
     pub gate: Arc<RateGate>,
     pub fetcher: Fetcher,
     pub output_dir: PathBuf,
+    /// Where files go in `output_dir`, and whether they get sidecars.
+    pub archive: Arc<Archive>,
     pub policy: RetryPolicy,
     /// This process's part of every `lease_owner` it writes: host, pid
     /// namespace, pid and a random tag; [`Engine::next_owner`] adds a
@@ -43,12 +46,23 @@ impl Engine {
             api: Arc::new(RwLock::new(api)),
             gate,
             fetcher,
+            archive: Arc::new(Archive::new(output_dir.clone())),
             output_dir,
             policy,
             owner_prefix: worker_identity(),
             claims: Arc::default(),
             observer,
         }
+    }
+
+    /// Names files with `template` and writes sidecars when `sidecar`.
+    pub fn with_naming(mut self, template: crate::archive::PathTemplate, sidecar: bool) -> Engine {
+        self.archive = Arc::new(Archive {
+            dir: self.output_dir.clone(),
+            template,
+            sidecar,
+        });
+        self
     }
 
     /// This process's name in the queue (`host:pidns:pid:tag`): who paused

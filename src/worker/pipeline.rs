@@ -11,6 +11,8 @@ use tracing::{Instrument, info, warn};
 use super::policy::{Decision, classify_fetch, decide, honour_retry_after};
 use super::{Engine, HostProblem, JobControl, Outcome};
 use crate::api::{ApiError, ErrorClass, FileInfo};
+use crate::archive::Fields;
+use crate::archive::sidecar::{self, Sidecar};
 use crate::fetch::naming;
 use crate::fetch::{
     CheckpointError, Download, FetchError, ProgressSink, Resume, Verified, file, made_progress,
@@ -129,14 +131,7 @@ async fn process_inner(
     let mut resume = job.resume();
     let started_at = resume.bytes_done;
     match fetch_with_fresh_urls(engine, &job, &partial, &mut resume, control).await? {
-        Ok((verified, final_path, filename)) => {
-            let destination = Destination {
-                partial: &partial,
-                final_path: &final_path,
-                filename: filename.as_deref(),
-            };
-            finish(engine, &job, destination, verified).await
-        }
+        Ok((verified, info)) => finish(engine, &job, &partial, &info, verified).await,
         Err(failure) => {
             let progressed = made_progress(started_at, resume.bytes_done);
             settle(engine, &job, &partial, failure, progressed, control).await
@@ -144,8 +139,8 @@ async fn process_inner(
     }
 }
 
-/// A verified partial file, where it goes, and the API's name for it.
-type Fetched = (Verified, PathBuf, Option<String>);
+/// A verified partial file, and what retrieve said of it.
+type Fetched = (Verified, FileInfo);
 
 /// Resolve and download; a URL the CDN refuses (or that has expired) is
 /// replaced by a fresh one, up to [`URL_REFRESHES`] times.
@@ -162,8 +157,6 @@ async fn fetch_with_fresh_urls(
             Ok(info) => info,
             Err(failure) => return Ok(Err(failure)),
         };
-        let final_path =
-            naming::final_path(&engine.output_dir, job.file_id, info.filename.as_deref());
         let download = Download {
             file_id: job.file_id,
             url: &info.download_url,
@@ -181,7 +174,7 @@ async fn fetch_with_fresh_urls(
             .download(&download, resume, &sink, &control.cancel)
             .await
         {
-            Ok(verified) => return Ok(Ok((verified, final_path, info.filename))),
+            Ok(verified) => return Ok(Ok((verified, info))),
             Err(e @ (FetchError::UrlRejected { .. } | FetchError::UrlExpired)) => {
                 refusals += 1;
                 if refusals >= URL_REFRESHES {
@@ -228,29 +221,18 @@ async fn resolve(
     }
 }
 
-/// Where a verified file is and where it goes.
-#[derive(Clone, Copy)]
-struct Destination<'a> {
-    partial: &'a Path,
-    final_path: &'a Path,
-    filename: Option<&'a str>,
-}
-
-/// Verified bytes → recorded digest → atomic rename → done. Each step is
-/// durable before the next, so a crash anywhere recovers in
-/// [`recover_verified`] without a second download.
+/// Verified bytes → staged sidecar and reserved path → recorded digest →
+/// atomic rename → done. Each step is durable before the next, so a crash
+/// anywhere recovers in [`recover_verified`] without a second download
+/// (`archive::place` says what each crash leaves).
 async fn finish(
     engine: &Engine,
     job: &Job,
-    destination: Destination<'_>,
+    partial: &Path,
+    info: &FileInfo,
     verified: Verified,
 ) -> Result<Outcome, QueueError> {
     let owner = lease_owner(job);
-    let Destination {
-        partial,
-        final_path,
-        filename,
-    } = destination;
     // The bytes on disk must still be the ones hashed.
     let on_disk = tokio::fs::metadata(partial).await.map(|m| m.len()).ok();
     if on_disk != Some(verified.size) {
@@ -262,11 +244,17 @@ async fn finish(
         let _ = tokio::fs::remove_file(partial).await;
         return retry_transient(engine, job, &error).await;
     }
+    let final_path = match reserve(engine, job, info, &verified).await {
+        Ok(path) => path,
+        Err(error) => return retry_transient(engine, job, &error).await,
+    };
+    crash_point("after-reserve");
+    let final_path = final_path.as_path();
     let record = VerifiedFile {
         size: verified.size,
         size_source: verified.size_source,
         sha256: &verified.sha256,
-        filename,
+        filename: info.filename.as_deref(),
         final_path,
     };
     engine
@@ -274,7 +262,7 @@ async fn finish(
         .record_verified(job.file_id, owner, &record)
         .await?;
     crash_point("after-verified");
-    if let Err(error) = place(partial, final_path).await {
+    if let Err(error) = place(engine, job.file_id, partial, final_path).await {
         return retry_transient(engine, job, &error).await;
     }
     crash_point("after-rename");
@@ -296,16 +284,69 @@ async fn finish(
     })
 }
 
-/// Renames a verified file into place (see [`file::place`]) off the async
-/// threads; the error says why it could not.
-async fn place(partial: &Path, final_path: &Path) -> Result<(), String> {
+/// Stages the sidecar (when sidecars are on), then chooses and reserves
+/// the file's path: the one recorded by an earlier attempt, else the
+/// template's, moved on past names that belong to other files.
+async fn reserve(
+    engine: &Engine,
+    job: &Job,
+    info: &FileInfo,
+    verified: &Verified,
+) -> Result<PathBuf, String> {
+    let downloaded = std::time::SystemTime::now();
+    let staged = engine.archive.sidecar.then(|| {
+        Sidecar {
+            file_id: job.file_id,
+            task_id: None,
+            file: &info.object,
+            size: verified.size,
+            size_source: verified.size_source,
+            sha256: &verified.sha256,
+            downloaded_at: humantime::format_rfc3339_seconds(downloaded).to_string(),
+            minimax_dl_version: sidecar::VERSION,
+        }
+        .to_bytes()
+    });
+    let archive = engine.archive.clone();
+    let recorded = job.final_path.as_ref().map(PathBuf::from);
+    let (file_id, info) = (job.file_id, info.clone());
+    let downloaded = downloaded
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let chosen = tokio::task::spawn_blocking(move || {
+        if let Some(bytes) = staged {
+            archive.stage_sidecar(file_id, &bytes)?;
+        }
+        let fields = Fields {
+            file_id,
+            task_id: None,
+            filename: info.filename.as_deref(),
+            purpose: info.purpose.as_deref(),
+            created: info.created_at,
+            downloaded,
+        };
+        archive.reserve(&fields, recorded.as_deref())
+    })
+    .await;
+    match chosen {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("choosing the file's path failed: {e}")),
+    }
+}
+
+/// Moves the staged sidecar and the verified file into place (see
+/// `archive::place`) off the async threads; the error says why it could
+/// not.
+async fn place(
+    engine: &Engine,
+    file_id: i64,
+    partial: &Path,
+    final_path: &Path,
+) -> Result<(), String> {
+    let archive = engine.archive.clone();
     let (from, to) = (partial.to_path_buf(), final_path.to_path_buf());
-    match tokio::task::spawn_blocking(move || file::place(&from, &to)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!(
-            "cannot move the verified file to {}: {e}",
-            final_path.display()
-        )),
+    match tokio::task::spawn_blocking(move || archive.place(file_id, &from, &to)).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
         Err(e) => Err(format!("placing the file failed: {e}")),
     }
 }
@@ -339,7 +380,11 @@ async fn recover_verified(engine: &Engine, job: &Job) -> Result<Option<Outcome>,
             continue;
         }
         let Some(final_path) = &final_path else { break };
-        if candidate == partial && place(&partial, final_path).await.is_err() {
+        if candidate == partial
+            && place(engine, job.file_id, &partial, final_path)
+                .await
+                .is_err()
+        {
             // Keep the verified file: this is worth another try later.
             let error = format!("cannot move the verified file to {}", final_path.display());
             return retry_transient(engine, job, &error).await.map(Some);

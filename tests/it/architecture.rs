@@ -11,14 +11,14 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "fetch",
         &[
             "api", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics",
-            "listen",
+            "listen", "archive",
         ],
     ),
     (
         "api",
         &[
             "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics",
-            "listen",
+            "listen", "archive",
         ],
     ),
     // The queue is storage: it never touches the network or the archive.
@@ -26,13 +26,21 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "queue",
         &[
             "api", "fetch", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics",
-            "listen",
+            "listen", "archive",
         ],
     ),
     (
         "gate",
         &[
             "api", "fetch", "worker", "daemon", "commands", "runtime", "demo", "metrics", "listen",
+            "archive",
+        ],
+    ),
+    // The archive knows files and the queue's facts, not who fetched them.
+    (
+        "archive",
+        &[
+            "api", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics", "listen",
         ],
     ),
     // Workers and the pool report to observers; they never name metrics.
@@ -62,20 +70,21 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "partial",
         &[
             "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
-            "http", "config",
+            "http", "config", "archive",
         ],
     ),
     (
         "http",
         &[
             "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
+            "archive",
         ],
     ),
     (
         "build_info",
         &[
             "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
-            "http", "config", "metrics", "listen",
+            "http", "config", "metrics", "listen", "archive",
         ],
     ),
 ];
@@ -95,6 +104,8 @@ const POLICY_FILES: &[&str] = &[
     "src/fetch/pieces.rs",
     "src/fetch/url_policy.rs",
     "src/worker/policy.rs",
+    "src/archive/template.rs",
+    "src/archive/manifest.rs",
 ];
 const IO_PATHS: &[&str] = &[
     "tokio",

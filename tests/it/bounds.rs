@@ -234,3 +234,39 @@ fn a_million_ids_stream_in_and_list_streams_out() {
         small_run.peak_rss / MIB
     );
 }
+
+/// `export` of a million jobs streams: its peak RSS is about that of an
+/// export of 10,000, and every job is one line.
+#[test]
+fn export_of_a_million_jobs_streams_in_flat_memory() {
+    const MILLION: i64 = 1_000_000;
+    const SMALL: i64 = 10_000;
+    let mut runs = Vec::new();
+    for count in [SMALL, MILLION] {
+        let world = World::new();
+        let list = world.path("ids.txt");
+        write_id_list(&list, 1..=count);
+        assert_ok(&run_measured(
+            &world,
+            &["enqueue", "--from", list.to_str().unwrap()],
+            "enqueue",
+        ));
+        let export = run_measured(&world, &["export", "--format", "csv"], "export");
+        assert_ok(&export);
+        assert_eq!(export.stdout.lines().count(), count as usize + 1);
+        runs.push(export);
+    }
+    let (small, big) = (&runs[0], &runs[1]);
+    eprintln!(
+        "export: {} MiB for {SMALL} jobs, {} MiB for {MILLION} ({:?})",
+        small.peak_rss / MIB,
+        big.peak_rss / MIB,
+        big.took
+    );
+    assert!(
+        big.peak_rss < small.peak_rss + 16 * MIB,
+        "export peaked at {} MiB for {MILLION} jobs, {} MiB for {SMALL}",
+        big.peak_rss / MIB,
+        small.peak_rss / MIB
+    );
+}

@@ -7,7 +7,7 @@
 //! `Authorization` header ever got there (the API key stays on the API host).
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
@@ -17,7 +17,8 @@ use minimax_dl::sim::{
 use serde_json::Value;
 
 use crate::support::{
-    self, World, assert_exit, assert_success, assert_verified, sha256_of, stderr, stdout,
+    self, World, assert_exit, assert_success, assert_verified, enqueue, files_under, ids,
+    sha256_of, stderr, stdout,
 };
 
 const KIB: u64 = 1024;
@@ -27,16 +28,6 @@ const SMALL: u64 = 64 * KIB;
 
 fn sizes(pairs: &[(i64, u64)]) -> HashMap<i64, u64> {
     pairs.iter().copied().collect()
-}
-
-fn ids(range: std::ops::RangeInclusive<i64>) -> Vec<String> {
-    range.map(|i| i.to_string()).collect()
-}
-
-async fn enqueue(world: &World, ids: &[String]) {
-    let mut args = vec!["enqueue"];
-    args.extend(ids.iter().map(String::as_str));
-    assert_success(&world.run(&args).await);
 }
 
 async fn run_idle(world: &World, concurrency: u32) -> Output {
@@ -102,29 +93,6 @@ fn partial_path(world: &World, id: i64) -> PathBuf {
         .out
         .join(minimax_dl::fetch::naming::PARTIAL_DIR)
         .join(format!("{id}.part"))
-}
-
-/// Every regular file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() {
-                stack.push(path);
-            } else {
-                found.push(path);
-            }
-        }
-    }
-    found
 }
 
 /// Everything `show --json` says about a done job, verified against the

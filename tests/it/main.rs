@@ -3,6 +3,7 @@
 //! the in-process simulator on 127.0.0.1.
 
 mod architecture;
+mod archive;
 mod bounds;
 mod chaos;
 mod claims;

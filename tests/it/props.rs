@@ -6,6 +6,9 @@ use std::path::{Component, Path};
 use std::time::Duration;
 
 use minimax_dl::api::{ApiError, parse_retrieve};
+use minimax_dl::archive::template::{
+    Fields, MAX_COLLISION, MAX_COMPONENTS, NAME_MAX, PathTemplate, SIDECAR_SUFFIX,
+};
 use minimax_dl::config::{FileConfig, Overrides, Settings};
 use minimax_dl::fetch::naming::{MAX_NAME_BYTES, final_name, final_path, sanitize_filename};
 use minimax_dl::fetch::range::{Asked, Plan, ResponseHead, parse_content_range, plan_response};
@@ -393,6 +396,9 @@ fn check_name(id: i64, raw: &str) {
             "{raw:?} -> {} bytes",
             name.len()
         );
+        // Even where a long name was cut.
+        assert!(!name.ends_with(['.', ' ']), "{raw:?} -> {name:?}");
+        assert!(!name.contains(".."), "{raw:?} -> {name:?}");
     }
     let dir = Path::new("/srv/archive");
     let name = final_name(id, Some(raw));
@@ -445,6 +451,152 @@ proptest! {
     fn ordinary_names_survive(stem in "[A-Za-z0-9][A-Za-z0-9_ -]{0,60}[A-Za-z0-9]", ext in "(\\.[a-z0-9]{1,5})?") {
         let raw = format!("{stem}{ext}");
         prop_assert_eq!(sanitize_filename(&raw), Some(raw.clone()));
+    }
+}
+
+// --------------------------------------------------------------- templates
+
+/// Template texts: anything, and near misses built of fields, formats,
+/// separators, dots and stray braces.
+fn template_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("{file_id}".to_string()),
+        Just("{task_id}".to_string()),
+        Just("{filename}".to_string()),
+        Just("{purpose}".to_string()),
+        Just("{created:%Y/%m/%d}".to_string()),
+        Just("{downloaded:%Y-%m %j %%}".to_string()),
+        Just("{created}".to_string()),
+        Just("{created:%".to_string()),
+        Just("/".to_string()),
+        Just("-".to_string()),
+        Just(".".to_string()),
+        Just("..".to_string()),
+        Just("{{".to_string()),
+        Just("}}".to_string()),
+        Just("{".to_string()),
+        Just("}".to_string()),
+        Just("\\".to_string()),
+        Just(" ".to_string()),
+        Just("_".to_string()),
+        Just("\u{202e}".to_string()),
+        "[a-z0-9]{1,6}",
+    ];
+    prop_oneof![
+        1 => any::<String>(),
+        4 => prop::collection::vec(piece, 1..14).prop_map(|p| p.concat()),
+    ]
+}
+
+/// Whatever the values, a template that parsed gives plain components
+/// inside the archive, each a valid name with room for a sidecar, as many
+/// for every file and every collision candidate.
+fn check_template(text: &str, fields: &Fields<'_>) {
+    let Ok(template) = PathTemplate::parse(text) else {
+        return;
+    };
+    let dir = Path::new("/srv/archive");
+    let expanded = template.expand(fields);
+    let levels = expanded.components().len();
+    assert!((1..=MAX_COMPONENTS).contains(&levels), "{text:?}");
+    for n in [0, 1, 2, MAX_COLLISION] {
+        let rel = expanded.candidate(n, fields.file_id);
+        assert_eq!(rel.components().len(), levels);
+        for (i, part) in rel.components().iter().enumerate() {
+            assert!(
+                !part.is_empty() && part != "." && part != "..",
+                "{text:?}: {part:?}"
+            );
+            assert!(!part.starts_with('.'), "{text:?}: hidden {part:?}");
+            assert!(!part.contains(['/', '\\', '\0']), "{text:?}: {part:?}");
+            assert!(!part.chars().any(char::is_control), "{text:?}: {part:?}");
+            let room = if i + 1 == levels {
+                SIDECAR_SUFFIX.len()
+            } else {
+                0
+            };
+            assert!(
+                part.len() + room <= NAME_MAX,
+                "{text:?}: {} bytes",
+                part.len()
+            );
+        }
+        let path = dir.join(rel.to_path_buf());
+        let rest: Vec<_> = path
+            .strip_prefix(dir)
+            .expect("inside")
+            .components()
+            .collect();
+        assert_eq!(rest.len(), levels, "{text:?} -> {path:?}");
+        assert!(
+            rest.iter().all(|c| matches!(c, Component::Normal(_))),
+            "{path:?}"
+        );
+    }
+}
+
+fn hostile_fields() -> impl Strategy<Value = (i64, [Option<String>; 3], Option<i64>, i64)> {
+    let value = || prop::option::weighted(0.8, hostile_name());
+    (
+        1..=i64::MAX,
+        [value(), value(), value()],
+        prop::option::of(any::<i64>()),
+        any::<i64>(),
+    )
+}
+
+fn fields_of<'a>(
+    (id, [task, name, purpose], created, downloaded): &'a (
+        i64,
+        [Option<String>; 3],
+        Option<i64>,
+        i64,
+    ),
+) -> Fields<'a> {
+    Fields {
+        file_id: *id,
+        task_id: task.as_deref(),
+        filename: name.as_deref(),
+        purpose: purpose.as_deref(),
+        created: *created,
+        downloaded: *downloaded,
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn templates_keep_every_path_inside_the_archive(
+        text in template_text(),
+        values in hostile_fields(),
+    ) {
+        check_template(&text, &fields_of(&values));
+    }
+
+    #[test]
+    fn the_default_template_is_the_old_naming(id in 1..=i64::MAX, raw in hostile_name()) {
+        let fields = Fields { file_id: id, task_id: None, filename: Some(&raw), purpose: None, created: None, downloaded: 0 };
+        let rel = PathTemplate::default().expand(&fields).to_path_buf();
+        prop_assert_eq!(rel, std::path::PathBuf::from(final_name(id, Some(&raw))));
+    }
+
+    #[test]
+    fn a_template_called_unique_never_gives_two_files_one_path(
+        dirs in prop::option::of(template_text()),
+        tail in prop_oneof![Just(""), Just("-{filename}"), Just("_{task_id}.mp4"), Just(".{purpose}"), Just(" {created:%F}"), Just("{filename}")],
+        a in hostile_fields(),
+        b in hostile_fields(),
+    ) {
+        let text = match dirs {
+            Some(dirs) => format!("{dirs}/{{file_id}}{tail}"),
+            None => format!("{{file_id}}{tail}"),
+        };
+        let Ok(template) = PathTemplate::parse(&text) else { return Ok(()) };
+        if !template.unique_per_file() || a.0 == b.0 {
+            return Ok(());
+        }
+        prop_assert_ne!(template.expand(&fields_of(&a)), template.expand(&fields_of(&b)));
     }
 }
 
@@ -592,6 +744,8 @@ fn config_text() -> impl Strategy<Value = String> {
         Just("read_timeout_secs"),
         Just("probe_interval_secs"),
         Just("log_format"),
+        Just("path_template"),
+        Just("sidecar"),
         Just("cdn_allow"),
         Just("max_file_bytes"),
         Just("unknown_key"),

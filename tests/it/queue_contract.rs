@@ -11,8 +11,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use minimax_dl::partial::Resume;
-use minimax_dl::queue::{DbLocation, JobState, Queue, QueueError, VerbOutcome, now_millis};
+use minimax_dl::partial::{Resume, SizeSource};
+use minimax_dl::queue::{
+    DbLocation, JobState, Queue, QueueError, VerbOutcome, VerifiedFile, now_millis,
+};
 
 use crate::support::PgTestDb;
 
@@ -73,6 +75,8 @@ macro_rules! every_backend {
                 one_process_at_a_time_takes_the_probe,
                 a_shared_cooldown_turns_every_reservation_back_until_it_ends,
                 claimable_counts_queued_and_abandoned_jobs_not_live_leases,
+                refetch_requeues_a_done_job_with_that_digest_only,
+                prune_deletes_old_done_jobs_and_their_history_in_batches,
             );
         )*
     };
@@ -756,6 +760,121 @@ async fn claimable_counts_queued_and_abandoned_jobs_not_live_leases(queue: Queue
         queue.claimable().await.unwrap().is_empty(),
         "only live leases left"
     );
+}
+
+/// Claims, verifies and completes `id` as a worker would: a done job with
+/// a recorded size, digest and path.
+async fn finish_job(queue: &Queue, id: i64, sha256: &str) {
+    queue.claim_id(id, "w", LEASE).await.unwrap().unwrap();
+    let path = PathBuf::from(format!("/archive/{id}.mp4"));
+    let verified = VerifiedFile {
+        size: 10,
+        size_source: SizeSource::Cdn,
+        sha256,
+        filename: Some("a.mp4"),
+        final_path: &path,
+    };
+    queue.record_verified(id, "w", &verified).await.unwrap();
+    queue.complete(id, "w", &path).await.unwrap();
+}
+
+async fn refetch_requeues_a_done_job_with_that_digest_only(queue: Queue) {
+    queue.enqueue(&[1, 2, 3]).await.unwrap();
+    finish_job(&queue, 1, "aa").await;
+    finish_job(&queue, 2, "bb").await;
+    // Another digest (the job was downloaded again meanwhile), another
+    // state, an unknown id: nothing changes.
+    assert!(!queue.refetch(1, "zz", false, "why").await.unwrap());
+    assert!(!queue.refetch(3, "aa", false, "why").await.unwrap());
+    assert!(!queue.refetch(99, "aa", false, "why").await.unwrap());
+    assert_eq!(queue.get(1).await.unwrap().unwrap().state, JobState::Done);
+
+    assert!(
+        queue
+            .refetch(1, "aa", false, "verify: changed")
+            .await
+            .unwrap()
+    );
+    let job = queue.get(1).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!((job.attempts, job.bytes_done), (0, 0));
+    assert_eq!((job.sha256, job.bytes_expected), (None, None));
+    assert_eq!(job.final_path.as_deref(), Some("/archive/1.mp4"), "kept");
+    assert_eq!(job.last_error.as_deref(), Some("verify: changed"));
+    assert_eq!(
+        event_lines(&queue, 1).await.last().unwrap(),
+        &("refetch".to_string(), None, "verify: changed".to_string())
+    );
+    // Applied once: the job is no longer done.
+    assert!(!queue.refetch(1, "aa", false, "again").await.unwrap());
+
+    assert!(
+        queue
+            .refetch(2, "bb", true, "verify: missing")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        queue.get(2).await.unwrap().unwrap().final_path,
+        None,
+        "forgotten"
+    );
+    let counts = queue.status().await.unwrap();
+    assert_eq!((counts.queued, counts.done), (3, 0));
+    assert_eq!(counts, queue.status_by_scan().await.unwrap());
+    // A requeued job is claimed like any other.
+    let claimed = queue.claim_batch("w2", LEASE, 3).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+}
+
+async fn prune_deletes_old_done_jobs_and_their_history_in_batches(queue: Queue) {
+    queue.enqueue(&(1..=9).collect::<Vec<_>>()).await.unwrap();
+    for id in [1, 2, 4, 5, 7] {
+        finish_job(&queue, id, "aa").await;
+    }
+    queue.claim_id(3, "w", LEASE).await.unwrap().unwrap();
+    queue.record_failure(3, "w", "gone", None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let cutoff = now_millis();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Done after the cutoff: kept.
+    finish_job(&queue, 8, "aa").await;
+
+    let mut removed = 0;
+    let mut after = None;
+    let mut batches = 0;
+    loop {
+        let batch = queue.prune_done(cutoff, after, 2).await.unwrap();
+        assert!(batch.removed <= 2);
+        removed += batch.removed;
+        batches += 1;
+        let Some(last) = batch.last else { break };
+        assert!(after.is_none_or(|a| last > a), "batches move on");
+        after = Some(last);
+    }
+    assert_eq!(removed, 5);
+    assert_eq!(batches, 4, "3 batches of up to 2, then an empty one");
+    let left: Vec<i64> = queue
+        .list(None, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.file_id)
+        .collect();
+    assert_eq!(left, [3, 6, 8, 9]);
+    for id in [1, 2, 4, 5, 7] {
+        assert!(
+            queue.events(id).await.unwrap().is_empty(),
+            "history of {id}"
+        );
+    }
+    assert!(!queue.events(8).await.unwrap().is_empty());
+    let counts = queue.status().await.unwrap();
+    assert_eq!(counts, queue.status_by_scan().await.unwrap());
+    assert_eq!((counts.done, counts.queued, counts.failed), (1, 2, 1));
+    // Nothing left to prune: one empty batch.
+    let again = queue.prune_done(cutoff, None, 2).await.unwrap();
+    assert_eq!((again.removed, again.last), (0, None));
 }
 
 /// What only a database shared by several processes (and hosts) can show.

@@ -137,7 +137,13 @@ async fn no_secret_reaches_any_output_the_database_or_the_archive() {
         .env("RUST_LOG", "trace")
         .env("RUST_BACKTRACE", "1");
     world.api = Some((sim.api_base(), API_KEY.to_string()));
-    std::fs::write(&world.config, "read_timeout_secs = 1\n").unwrap();
+    // Sidecars (the API's file object beside each file) and a template whose
+    // names collide (reservation markers) are surfaces too.
+    std::fs::write(
+        &world.config,
+        "read_timeout_secs = 1\nsidecar = true\npath_template = \"{purpose}/{filename}\"\n",
+    )
+    .unwrap();
     let mut seen = Seen::default();
 
     let flow: &[(&str, &[&str])] = &[
@@ -153,6 +159,9 @@ async fn no_secret_reaches_any_output_the_database_or_the_archive() {
         ("list --json", &["list", "--json"]),
         ("status", &["status"]),
         ("status --json", &["status", "--json"]),
+        ("export", &["export"]),
+        ("export --format csv", &["export", "--format", "csv"]),
+        ("verify", &["verify", "--all"]),
     ];
     for (what, args) in flow {
         let out = world.run(args).await;

@@ -551,3 +551,32 @@ pub fn event_kinds(job: &serde_json::Value) -> Vec<String> {
         .map(|e| e["kind"].as_str().expect("an event kind").to_string())
         .collect()
 }
+
+/// The ids of a range as the command line takes them.
+pub fn ids(range: std::ops::RangeInclusive<i64>) -> Vec<String> {
+    range.map(|i| i.to_string()).collect()
+}
+
+/// `enqueue ID...`, which must succeed.
+pub async fn enqueue(world: &World, ids: &[String]) {
+    let mut args = vec!["enqueue"];
+    args.extend(ids.iter().map(String::as_str));
+    assert_success(&world.run(&args).await);
+}
+
+/// Every regular file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}

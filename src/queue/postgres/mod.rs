@@ -17,14 +17,16 @@
 //!
 //! `open.rs` (URLs, redaction, what a database may be opened as, the pool),
 //! `lease.rs` (claims, heartbeats, every write by a lease holder),
-//! `verbs.rs` (enqueue, retry, cancel), `reads.rs`, `api_calls.rs`,
-//! `testing.rs`. The schema is `migrations/postgres/`.
+//! `verbs.rs` (enqueue, retry, cancel, refetch), `reads.rs`, `api_calls.rs`,
+//! `fleet.rs` (the fleet row, waiting for work on LISTEN), `copy.rs` (`db
+//! copy`), `prune.rs`, `testing.rs`. The schema is `migrations/postgres/`.
 
 mod api_calls;
 mod copy;
 mod fleet;
 mod lease;
 pub mod open;
+mod prune;
 mod reads;
 mod testing;
 mod verbs;

@@ -126,6 +126,36 @@ impl PgStore {
         Ok(outcomes)
     }
 
+    /// One statement: the update (only while done with this digest) and
+    /// its history line.
+    pub async fn refetch(
+        &self,
+        file_id: i64,
+        recorded_sha256: &str,
+        forget_path: bool,
+        reason: &str,
+    ) -> Result<bool, QueueError> {
+        let result = sqlx::query(
+            "WITH u AS ( \
+               UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_at = mdl_now_ms(), \
+                 last_error = $4::text, cancel_requested = false, sha256 = NULL, bytes_done = 0, \
+                 bytes_expected = NULL, size_source = NULL, validator = NULL, pieces = NULL, \
+                 boot_id = NULL, final_path = CASE WHEN $3::boolean THEN NULL ELSE final_path END, \
+                 updated_at = mdl_now_ms() \
+               WHERE file_id = $1::bigint AND state = 'done' AND sha256 = $2::text \
+               RETURNING file_id, updated_at) \
+             INSERT INTO job_events (file_id, at, kind, attempt, message) \
+             SELECT file_id, updated_at, 'refetch', NULL, $4::text FROM u",
+        )
+        .bind(file_id)
+        .bind(recorded_sha256)
+        .bind(forget_path)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
     pub async fn note(&self, file_id: i64, kind: &str, message: &str) -> Result<(), QueueError> {
         sqlx::query(
             "INSERT INTO job_events (file_id, at, kind, attempt, message) \

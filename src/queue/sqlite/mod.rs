@@ -6,6 +6,7 @@ mod copy;
 mod fleet;
 mod lease;
 pub mod open;
+mod prune;
 mod reads;
 mod testing;
 mod verbs;

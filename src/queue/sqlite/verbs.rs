@@ -133,6 +133,37 @@ impl SqliteStore {
         Ok(outcomes)
     }
 
+    pub async fn refetch(
+        &self,
+        file_id: i64,
+        recorded_sha256: &str,
+        forget_path: bool,
+        reason: &str,
+    ) -> Result<bool, QueueError> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_at = ?1, last_error = ?2, \
+             cancel_requested = 0, sha256 = NULL, bytes_done = 0, bytes_expected = NULL, \
+             size_source = NULL, validator = NULL, pieces = NULL, boot_id = NULL, \
+             final_path = CASE WHEN ?3 THEN NULL ELSE final_path END, updated_at = ?1 \
+             WHERE file_id = ?4 AND state = 'done' AND sha256 = ?5",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(forget_path)
+        .bind(file_id)
+        .bind(recorded_sha256)
+        .execute(&mut *tx)
+        .await?;
+        let applied = done.rows_affected() == 1;
+        if applied {
+            insert_event(&mut tx, file_id, now, "refetch", None, Some(reason)).await?;
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
     pub async fn note(&self, file_id: i64, kind: &str, message: &str) -> Result<(), QueueError> {
         let mut tx = self.write_tx().await?;
         insert_event(&mut tx, file_id, now_millis(), kind, None, Some(message)).await?;
