@@ -127,13 +127,14 @@ install_missing() {
 install_missing
 PSQL=
 if [ -n "$PG_URL" ]; then
-  PSQL=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | tail -1 || true)
+  PSQL=$(command -v psql || true)
+  for p in /usr/lib/postgresql/*/bin/psql; do [ -n "$PSQL" ] || [ ! -x "$p" ] || PSQL=$p; done
   [ -n "$PSQL" ] || die "--pg needs psql (apt-get install postgresql-client)" 2
 fi
 # pg_sql SQL: one statement on the server of --pg. Its password goes through
 # the environment (PGPASSWORD, percent-decoded), never the command line.
 pg_sql() {
-  local scheme=${PG_URL%%://*} rest=${PG_URL#*://} userinfo= password=
+  local scheme=${PG_URL%%://*} rest=${PG_URL#*://} userinfo='' password=''
   if [[ ${rest%%/*} == *@* ]]; then
     userinfo=${rest%%@*}
     rest=${rest#*@}
@@ -150,7 +151,7 @@ pg_sql() {
 
 # pg_fresh_db NAME: an empty database NAME on the server of --pg; its URL in PG_DB_URL.
 pg_fresh_db() {
-  local name=$1 base=${PG_URL%%\?*} query= authority
+  local name=$1 base=${PG_URL%%\?*} query='' authority
   [[ $PG_URL == *\?* ]] && query="?${PG_URL#*\?}"
   authority=${base#*://}
   authority=${authority%%/*}
