@@ -13,11 +13,21 @@
 #   --results DIR     where the CSV, chart and tables go
 #                     (full: benches/results, smoke: a temporary directory, printed)
 #   --no-build        use the existing target/release/minimax-dl
+#   --batches "2000"  case 2's batch sizes (full: "100 500 2000", smoke: "20 50")
+#   --busy-ok         time even when the machine is busy (skip the wait for < 25% of a
+#                     core busy before each run); the figures are then only comparable
+#                     within the run
 #   --profile         where minimax-dl's time goes, cases 1-3 at full size: each
 #                     minimax-dl run is repeated under `perf stat`, `perf record -g`
 #                     and `strace -c`; peers do not run. Reports in benches/results/profile/.
+#   --pg URL          also on PostgreSQL (the server URL names; its role needs CREATEDB):
+#                     case 2 runs minimax-dl on SQLite and on PostgreSQL side by side
+#                     ("minimax-dl postgres", a fresh database each run, dropped after),
+#                     case 4 runs the queue benchmark on both. Prefer the variable below:
+#                     an argument shows the password to every user of the machine.
 # Environment:
 #   MINIMAX_DL_BIN    binary to benchmark (implies --no-build)
+#   MINIMAX_DL_BENCH_PG_URL  as --pg URL
 #   TMPDIR            work directory parent (must be a real disk, not tmpfs: fsync costs are part of the story)
 #   BENCH_KEEP=1      keep the work directory
 #   BENCH_CARGO_PROFILE  cargo profile of the queue benchmark (default: bench);
@@ -31,12 +41,15 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PG_URL=${MINIMAX_DL_BENCH_PG_URL:-}
 MODE=full
 REPS=
 CASES="1 2 3 4 5"
 RESULTS=
 BUILD=1
 PROFILE=0
+BATCHES_ARG=
+BUSY_OK=0
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,11 +59,17 @@ while [ $# -gt 0 ]; do
     --results) RESULTS=$2; shift ;;
     --no-build) BUILD=0 ;;
     --profile) PROFILE=1 ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --pg) PG_URL=$2; shift ;;
+    --batches) BATCHES_ARG=$2; shift ;;
+    --busy-ok) BUSY_OK=1 ;;
+    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+[ "$PROFILE" = 1 ] && PG_URL=   # profiles are of the SQLite runs
+# Children (the queue benchmark) get the URL from run.sh explicitly.
+unset MINIMAX_DL_BENCH_PG_URL
 
 MiB=$((1024 * 1024))
 if [ "$PROFILE" = 1 ]; then
@@ -72,6 +91,7 @@ else
   IDLE_SECS=60
   LATENCY_PROBES=7
 fi
+[ -n "$BATCHES_ARG" ] && BATCHES=$BATCHES_ARG
 BATCH_FILE_SIZE=$MiB
 CONCURRENCY=16
 SEGMENTS=8
@@ -105,6 +125,44 @@ install_missing() {
   fi
 }
 install_missing
+PSQL=
+if [ -n "$PG_URL" ]; then
+  PSQL=$(command -v psql || true)
+  for p in /usr/lib/postgresql/*/bin/psql; do [ -n "$PSQL" ] || [ ! -x "$p" ] || PSQL=$p; done
+  [ -n "$PSQL" ] || die "--pg needs psql (apt-get install postgresql-client)" 2
+fi
+# pg_sql SQL: one statement on the server of --pg. Its password goes through
+# the environment (PGPASSWORD, percent-decoded), never the command line.
+pg_sql() {
+  local scheme=${PG_URL%%://*} rest=${PG_URL#*://} userinfo='' password=''
+  if [[ ${rest%%/*} == *@* ]]; then
+    userinfo=${rest%%@*}
+    rest=${rest#*@}
+    if [[ $userinfo == *:* ]]; then
+      password=$(printf '%b' "${userinfo#*:}" | sed 's/%\([0-9A-Fa-f][0-9A-Fa-f]\)/\\x\1/g')
+      password=$(printf '%b' "$password")
+      userinfo=${userinfo%%:*}
+    fi
+    userinfo="$userinfo@"
+  fi
+  PGPASSWORD=${password:-${PGPASSWORD:-}} "$PSQL" -X -q -At -v ON_ERROR_STOP=1 \
+    -d "$scheme://$userinfo$rest" -c "$1"
+}
+
+# pg_fresh_db NAME: an empty database NAME on the server of --pg; its URL in PG_DB_URL.
+pg_fresh_db() {
+  local name=$1 base=${PG_URL%%\?*} query='' authority
+  [[ $PG_URL == *\?* ]] && query="?${PG_URL#*\?}"
+  authority=${base#*://}
+  authority=${authority%%/*}
+  pg_sql "DROP DATABASE IF EXISTS $name WITH (FORCE)" || die "cannot drop database $name on the PostgreSQL server"
+  pg_sql "CREATE DATABASE $name" || die "cannot create database $name on the PostgreSQL server (does the role have CREATEDB?)"
+  PG_DBS+=("$name")
+  PG_DB_URL="${base%%://*}://$authority/$name$query"
+}
+
+pg_drop_db() { pg_sql "DROP DATABASE IF EXISTS $1 WITH (FORCE)" || die "cannot drop database $1"; }
+
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 TIME=/usr/bin/time
 
@@ -135,6 +193,7 @@ BENCH_START=$SECONDS
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/minimax-dl-bench.XXXXXX")
 chmod 755 "$TMP"
 PIDS=()
+PG_DBS=()   # databases made for runs on PostgreSQL, dropped on exit
 # Work on copies: a rebuild in the checkout during the run must not swap binaries.
 mkdir -p "$TMP/bin"
 cp "$BIN" "$TMP/bin/minimax-dl"
@@ -150,6 +209,9 @@ cleanup() {
   done
   for pid in "${PIDS[@]}"; do
     wait "$pid" 2>/dev/null || true
+  done
+  for db in "${PG_DBS[@]}"; do
+    pg_sql "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null || true
   done
   if [ "${BENCH_KEEP:-0}" = 1 ]; then
     echo "work directory kept: $TMP" >&2
@@ -196,6 +258,9 @@ fs_type=$(df -PT "$TMP" | awk 'NR == 2 { print $2 }')
   echo "aria2c: $(aria2c --version | head -1)"
   echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //')"
   echo "gnuplot: $(gnuplot --version)"
+  if [ -n "$PG_URL" ]; then
+    echo "postgresql: $(pg_sql 'SHOW server_version') (fsync $(pg_sql 'SHOW fsync'), synchronous_commit $(pg_sql 'SHOW synchronous_commit') by default; $(pg_sql "SELECT CASE WHEN inet_server_addr() IS NULL OR host(inet_server_addr()) IN ('127.0.0.1', '::1') THEN 'on this machine' ELSE 'remote' END"))"
+  fi
 } > "$RESULTS/machine.txt"
 cat "$RESULTS/machine.txt" >&2
 
@@ -296,6 +361,7 @@ busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 wait_quiet() {
   local b0 b1 pct hz
   [ "$MODE" = smoke ] && return   # timings of the smoke run mean nothing anyway
+  [ "$BUSY_OK" = 1 ] && return
   hz=$(getconf CLK_TCK)
   for _ in $(seq 24); do
     b0=$(busy_ticks); sleep 1; b1=$(busy_ticks)
@@ -391,23 +457,39 @@ fresh_start() {
   sed "s|.*|$TMP/src/&.bin|" "$1" | xargs cat > /dev/null
 }
 
+# With BACKEND "pg" (default "sqlite"), the queue is a fresh database on the
+# server of --pg, named through MINIMAX_DL_DATABASE (exported: no password in
+# any argv), dropped after.
 run_mdl() {
-  local case=$1 tool=$2 idsf=$3 conc=$4 segs=$5 api=$6 rep=$7 n bytes
-  local w=$TMP/mdl
+  local case=$1 tool=$2 idsf=$3 conc=$4 segs=$5 api=$6 rep=$7 backend=${8:-sqlite} n bytes
+  local w=$TMP/mdl pg_db=
   fresh_start "$idsf"
   mkdir -p "$w/out"
   n=$(wc -l < "$idsf")
   bytes=$(stat -c %s "$TMP/src/$(head -1 "$idsf").bin")
-  mdl_env "$api" "$BIN" --db "$w/q.db" --out "$w/out" enqueue --from "$idsf" > "$w/enqueue.log" 2>&1 \
+  local db=(--db "$w/q.db")
+  if [ "$backend" = pg ]; then
+    pg_db=mdl_bench_${case}_$$_$rep
+    pg_fresh_db "$pg_db"
+    export MINIMAX_DL_DATABASE=$PG_DB_URL
+    db=("$BIN")
+  else
+    db=("$BIN" "${db[@]}")
+  fi
+  mdl_env "$api" "${db[@]}" --out "$w/out" enqueue --from "$idsf" > "$w/enqueue.log" 2>&1 \
     || { cat "$w/enqueue.log" >&2; die "minimax-dl enqueue failed"; }
   local seg_args=()
   [ "$segs" -gt 1 ] && seg_args=(--segments "$segs")
   mdl_env_cmd "$api"
   measure "$case" "$tool" "$n" "$bytes" "$conc" "$rep" -- \
-    "${MDL_ENV[@]}" "$BIN" --db "$w/q.db" --out "$w/out" run --exit-when-idle --concurrency "$conc" "${seg_args[@]}"
+    "${MDL_ENV[@]}" "${db[@]}" --out "$w/out" run --exit-when-idle --concurrency "$conc" "${seg_args[@]}"
   local done_count
-  done_count=$(mdl_env "$api" "$BIN" --db "$w/q.db" status --json | sed -n 's/.*"done":\([0-9]*\).*/\1/p')
-  [ "$done_count" = "$n" ] || die "minimax-dl finished $done_count of $n jobs"
+  done_count=$(mdl_env "$api" "${db[@]}" status --json | sed -n 's/.*"done":\([0-9]*\).*/\1/p')
+  [ "$done_count" = "$n" ] || die "minimax-dl ($backend) finished $done_count of $n jobs"
+  if [ -n "$pg_db" ]; then
+    unset MINIMAX_DL_DATABASE
+    pg_drop_db "$pg_db"
+  fi
   if [ "${BENCH_INJECT_FAULT:-}" = corrupt-output ]; then
     # Test of the harness itself: the verification below must catch this.
     f=$(find "$w/out" -maxdepth 1 -type f | head -1)
@@ -549,11 +631,13 @@ if has 2; then
     write_lists "$idsf" files
     for rep in $(seq "$REPS"); do
       how=$(peer_check "$rep")
-      order=(mdl aria curlz loop)
-      [ $((rep % 2)) = 0 ] && order=(loop curlz aria mdl)
+      order=(mdl mdlpg aria curlz loop)
+      [ $((rep % 2)) = 0 ] && order=(loop curlz aria mdlpg mdl)
       for t in "${order[@]}"; do
         case $t in
           mdl) run_mdl 2 minimax-dl "$idsf" "$CONCURRENCY" 1 "$SIM_files" "$rep" ;;
+          mdlpg) [ -n "$PG_URL" ] || continue
+                 run_mdl 2 "minimax-dl postgres" "$idsf" "$CONCURRENCY" 1 "$SIM_files" "$rep" pg ;;
           aria) run_peer 2 "aria2c -j$CONCURRENCY" "$idsf" "$CONCURRENCY" "$rep" "$how" -- \
                   "${ARIA[@]}" -j "$CONCURRENCY" -i "${idsf%.ids}.urls" ;;
           curlz) sed "s|@OUT@|$TMP/peer/out|" "${idsf%.ids}.curl" > "${idsf%.ids}.curlrc"
@@ -619,6 +703,13 @@ if has 4; then
     > "$TMP/logs/queue.log" 2> "$TMP/logs/queue.err" \
     || { tail -30 "$TMP/logs/queue.err" >&2; die "the queue benchmark failed"; }
   grep '^queue ' "$TMP/logs/queue.log" >&2
+  if [ -n "$PG_URL" ]; then
+    log "case 4 on PostgreSQL (the queue benchmark with MINIMAX_DL_BENCH_PG_URL)"
+    MINIMAX_DL_BENCH_PG_URL=$PG_URL "$QUEUE_BENCH" --bench "${smoke_arg[@]}" --csv "$RESULTS_CSV" \
+      > "$TMP/logs/queue-pg.log" 2> "$TMP/logs/queue-pg.err" \
+      || { tail -30 "$TMP/logs/queue-pg.err" >&2; die "the queue benchmark on PostgreSQL failed"; }
+    grep '^queue' "$TMP/logs/queue-pg.log" >&2
+  fi
 fi
 
 # --- case 5: the idle daemon --------------------------------------------------------------

@@ -69,7 +69,9 @@ grep -v '^[123]-' "$RESULTS_CSV" > "$R/.keep" || true
     NR > 1 {
       c = $1; t = $2; f = $3; b = $4
       wall[c, t, f, b] = $7; rss[c, t, f, b] = $12
-      if (t ~ /^minimax-dl/) mdl[c] = t
+      # "minimax-dl postgres" (run.sh --pg) is judged against minimax-dl on SQLite.
+      if (t ~ /^minimax-dl/ && t !~ /postgres/) mdl[c] = t
+      if (t ~ /^minimax-dl postgres/) pg[c] = t
       if (c == 1) { if (b > big) big = b; if (small == 0 || b < small) small = b }
       if (c == 2 && f > f2) { f2 = f; b2 = b }
       if (c == 3) { f3 = f; b3 = b }
@@ -102,6 +104,10 @@ grep -v '^[123]-' "$RESULTS_CSV" > "$R/.keep" || true
         r = wall[2, m, f2, b2] / wall[2, "aria2c -j16", f2, b2]
         row(2, m, "wall_vs_aria2c_j16", f2, b2, sprintf("%.3f", r), "x", "<=1.0", verdict(r <= 1.0))
         row(2, m, "peak_rss_mib", f2, b2, rss[2, m, f2, b2], "MiB", "<=48", verdict(rss[2, m, f2, b2] <= 48))
+        if (pg[2] != "") {
+          r = wall[2, pg[2], f2, b2] / wall[2, m, f2, b2]
+          row(2, pg[2], "wall_vs_sqlite", f2, b2, sprintf("%.3f", r), "x", "<=1.1", verdict(r <= 1.1))
+        }
       }
       m = mdl[3]
       if (m != "" && f3 > 0) {
