@@ -32,9 +32,39 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
         Some(l) => Some(listen::bind(&l.addr, l.public).await?),
         None => None,
     };
-    let queue = match open_when_reachable(&settings, exit_when_idle).await? {
-        Some(queue) => queue,
-        None => return Ok(exit::DB_UNREACHABLE),
+    if let (Some(bound), Some(listen)) = (&listener, &settings.listen) {
+        let addr = bound
+            .local_addr()
+            .map_or_else(|| listen.addr.clone(), |a| a.to_string());
+        info!(
+            actions = listen.token.is_some(),
+            "listening on http://{addr}/ (metrics at /metrics)"
+        );
+    }
+    let shutdown = CancellationToken::new();
+    // A daemon's stop is its normal end; a batch stopped early is not done.
+    let on_stop = if exit_when_idle {
+        OnStop::Interrupt
+    } else {
+        OnStop::Finish
+    };
+    // Signals are handled from here on, while the queue opens too; a
+    // reload has something to reload once the engine exists.
+    let reloads: Arc<std::sync::Mutex<Option<OnHangup>>> = Arc::default();
+    let interrupt = spawn_signal_handler(shutdown.clone(), Some(late_reload(&reloads)), on_stop);
+    let opened =
+        open_answering_health_checks(&settings, listener.as_ref(), exit_when_idle, &shutdown)
+            .await?;
+    let queue = match opened {
+        Opened::Queue(queue) => queue,
+        Opened::Unreachable => return Ok(exit::DB_UNREACHABLE),
+        Opened::Stopped => {
+            info!("stopped before the queue database answered; nothing was claimed");
+            return Ok(match on_stop {
+                OnStop::Finish => exit::OK,
+                OnStop::Interrupt => interrupt.code().unwrap_or(exit::INTERRUPTED),
+            });
+        }
     };
     if matches!(settings.api_key, Ok(None)) {
         warn!(
@@ -53,16 +83,9 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
         None => log_lines,
     };
     let engine = engine(&settings, queue.clone(), observer)?;
-    let shutdown = CancellationToken::new();
     let (reload_tx, reload_rx) = watch::channel::<Option<Reload>>(None);
-    // A daemon's stop is its normal end; a batch stopped early is not done.
-    let on_stop = if exit_when_idle {
-        OnStop::Interrupt
-    } else {
-        OnStop::Finish
-    };
-    let on_hangup = reloader(&engine, overrides, reload_tx);
-    let interrupt = spawn_signal_handler(shutdown.clone(), Some(on_hangup), on_stop);
+    *reloads.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some(reloader(&engine, overrides, reload_tx));
     let notifier = spawn_systemd_notifier(queue.clone(), shutdown.clone());
     // Served once a stop signal is handled: from "listening" on, SIGTERM is
     // a clean stop.
@@ -135,10 +158,6 @@ async fn serve_ops(
     let addr = bound
         .local_addr()
         .map_or_else(|| listen.addr.clone(), |a| a.to_string());
-    info!(
-        actions = actions.is_some(),
-        "listening on http://{addr}/ (metrics at /metrics)"
-    );
     let mut routes = ops::router(Ops {
         queue: queue.clone(),
         metrics,
@@ -160,11 +179,52 @@ async fn serve_ops(
     Ok(tokio::spawn(bound.serve(routes, limits, shutdown.clone())))
 }
 
+/// [`open_when_reachable`], with the listener (when there is one)
+/// answering health checks meanwhile: alive, not ready, and why.
+async fn open_answering_health_checks(
+    settings: &Settings,
+    listener: Option<&listen::Bound>,
+    batch: bool,
+    shutdown: &CancellationToken,
+) -> Result<Opened> {
+    let Some(bound) = listener else {
+        return open_when_reachable(settings, batch, None, shutdown).await;
+    };
+    let opening = ops::Opening::default();
+    opening.set("connecting".into());
+    let stop = CancellationToken::new();
+    let routes = ops::opening_router(opening.clone());
+    let server = tokio::spawn(
+        bound
+            .clone()
+            .serve(routes, listen::Limits::default(), stop.clone()),
+    );
+    let opened = open_when_reachable(settings, batch, Some(&opening), shutdown).await;
+    stop.cancel();
+    let _ = server.await;
+    opened
+}
+
+/// How opening the queue ended.
+enum Opened {
+    Queue(Queue),
+    /// A batch gave up on a database that did not answer.
+    Unreachable,
+    /// A stop signal came first.
+    Stopped,
+}
+
 /// Opens the queue, waiting with backoff while the database does not
 /// answer: a daemon started before its PostgreSQL server keeps trying (a
-/// line a minute); a batch gives up after `BATCH_GRACE` (`None`). Any other
-/// error (a wrong path, a foreign database, a bad password) ends at once.
-async fn open_when_reachable(settings: &Settings, batch: bool) -> Result<Option<Queue>> {
+/// line a minute) until it is stopped; a batch gives up after
+/// `BATCH_GRACE`. Any other error (a wrong path, a foreign database, a bad
+/// password) ends at once.
+async fn open_when_reachable(
+    settings: &Settings,
+    batch: bool,
+    opening: Option<&ops::Opening>,
+    shutdown: &CancellationToken,
+) -> Result<Opened> {
     let mut outage: Option<daemon::Outage> = None;
     loop {
         let error = match Queue::open_for_workers(&settings.database).await {
@@ -172,20 +232,38 @@ async fn open_when_reachable(settings: &Settings, batch: bool) -> Result<Option<
                 if let Some(outage) = outage {
                     outage.ended(tokio::time::Instant::now());
                 }
-                return Ok(Some(queue));
+                return Ok(Opened::Queue(queue));
             }
             Err(e) if e.is_unreachable() => e,
             Err(e) => return Err(e.into()),
         };
+        if let Some(opening) = opening {
+            opening.set(error.to_string());
+        }
         let now = tokio::time::Instant::now();
         let down = outage.get_or_insert_with(|| daemon::Outage::new(now));
         let wait = down.failed(now, "cannot open the queue database", &error);
         if batch && down.lasted(now) >= daemon::BATCH_GRACE {
             error!("stopping: {error}");
-            return Ok(None);
+            return Ok(Opened::Unreachable);
         }
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return Ok(Opened::Stopped),
+        }
     }
+}
+
+/// The SIGHUP handler installed before the engine exists: it runs the
+/// reloader put in `slot` once there is one.
+fn late_reload(slot: &Arc<std::sync::Mutex<Option<OnHangup>>>) -> OnHangup {
+    let slot = slot.clone();
+    Box::new(
+        move || match &*slot.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(reload) => reload(),
+            None => Err("the queue database is not open yet: nothing to reload".into()),
+        },
+    )
 }
 
 /// SIGHUP: load the settings again and hand the pool what may change

@@ -73,8 +73,9 @@ pub enum ListenError {
 }
 
 /// A bound socket, not yet serving.
+#[derive(Clone)]
 pub struct Bound {
-    listener: TcpListener,
+    listener: std::sync::Arc<TcpListener>,
     public: bool,
 }
 
@@ -100,7 +101,10 @@ pub async fn bind(addr: &str, public: bool) -> Result<Bound, ListenError> {
             addr: addr.to_string(),
             source,
         })?;
-    Ok(Bound { listener, public })
+    Ok(Bound {
+        listener: std::sync::Arc::new(listener),
+        public,
+    })
 }
 
 impl Bound {
@@ -110,7 +114,10 @@ impl Bound {
     }
 
     /// Serves `routes` until `shutdown`, then lets requests in progress
-    /// finish (for a few seconds at most).
+    /// finish (for a few seconds at most). A clone of this `Bound` serves
+    /// the same socket afterwards: connections that arrive in between wait
+    /// in the kernel's backlog, so a daemon can answer health checks while
+    /// it starts and hand the port over to its full routes.
     pub async fn serve(
         self,
         routes: axum::Router,

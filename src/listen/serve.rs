@@ -106,7 +106,7 @@ fn closing(response: Response) -> Response {
 /// Accepts connections (at most `limits.connections` at once) until
 /// `shutdown`, then waits a little for those in progress.
 pub(super) async fn accept_loop(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     app: Router,
     limits: Limits,
     shutdown: CancellationToken,

@@ -39,9 +39,14 @@ fn jitter_unit() -> f64 {
 }
 
 /// Test hook: `MINIMAX_DL_CRASH_AT=<point>` aborts the process there, so the
-/// tests can prove each crash point recovers. Inert unless set.
+/// tests can prove each crash point recovers; `panic:<point>` panics there
+/// instead (a bug in a worker). Inert unless set.
 fn crash_point(point: &str) {
-    if std::env::var("MINIMAX_DL_CRASH_AT").is_ok_and(|v| v == point) {
+    let wanted = std::env::var("MINIMAX_DL_CRASH_AT").unwrap_or_default();
+    if wanted.strip_prefix("panic:") == Some(point) {
+        panic!("a test panic at {point} (MINIMAX_DL_CRASH_AT)");
+    }
+    if wanted == point {
         crate::say!("minimax-dl: crashing at {point} (MINIMAX_DL_CRASH_AT)");
         crate::stderr::sink().flush(Duration::from_millis(200));
         std::process::abort();
@@ -103,9 +108,22 @@ pub async fn process(
     job: Job,
     control: &JobControl,
 ) -> Result<Outcome, QueueError> {
+    use futures_util::FutureExt;
     let span = tracing::info_span!("job", file_id = job.file_id);
     let file_id = job.file_id;
-    let outcome = process_inner(engine, job, control).instrument(span).await;
+    let claimed = job.clone();
+    let outcome = match std::panic::AssertUnwindSafe(process_inner(engine, job, control))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            after_panic(engine, &claimed, &panic_message(&*panic))
+                .instrument(span)
+                .await
+        }
+    };
     match &outcome {
         Ok(o) => engine.observer.finished(file_id, o),
         Err(QueueError::LeaseLost(_)) => engine.observer.finished(file_id, &Outcome::LeaseLost),
@@ -115,6 +133,28 @@ pub async fn process(
         Err(QueueError::LeaseLost(_)) => Ok(Outcome::LeaseLost),
         other => other,
     }
+}
+
+/// A bug met while working `job` (the panic itself was printed by the
+/// panic hook): the job is not left under a lease that its heartbeat
+/// would keep renewing, it is retried later like any transient failure,
+/// and after its attempts it fails with the panic's message.
+async fn after_panic(engine: &Engine, job: &Job, message: &str) -> Result<Outcome, QueueError> {
+    let error = format!(
+        "internal error (a bug in minimax-dl {}; please report it): {message}",
+        env!("CARGO_PKG_VERSION")
+    );
+    tracing::error!("{error}");
+    retry_transient(engine, job, &error).await
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 async fn process_inner(

@@ -87,6 +87,41 @@ async fn a_tampered_verified_file_is_downloaded_again_not_accepted() {
     assert_eq!(sim.stats().cdn_bytes_sent, 2 * 64 * 1024);
 }
 
+/// A bug in a worker (a panic) does not leave its job under a lease that
+/// the heartbeat would renew for ever: the job is retried like any
+/// transient failure, fails after its attempts with the panic's message,
+/// and the batch ends. Without the bug, a retry finishes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_worker_fails_its_job_with_the_panic_and_the_batch_ends() {
+    let sim = support::sim(support::small_files()).await;
+    let world = World::new().with_sim(&sim);
+    std::fs::write(&world.config, "max_attempts = 2\n").unwrap();
+    assert_success(&world.run(&["enqueue", "3", "4"]).await);
+    let mut buggy = world.command();
+    buggy
+        .env("MINIMAX_DL_CRASH_AT", "panic:after-reserve")
+        .args(["run", "--exit-when-idle", "--concurrency", "2"]);
+    let out = support::run_bounded(&mut buggy, Duration::from_secs(120)).await;
+    assert_exit(&out, 1);
+    assert!(support::stderr(&out).contains("a test panic at after-reserve"));
+    for id in [3, 4] {
+        let job = world.job(id).await;
+        assert_eq!(job["state"], "failed", "{job}");
+        assert_eq!(job["attempts"], 2, "{job}");
+        let error = job["last_error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("internal error") && error.contains("a test panic at after-reserve"),
+            "{job}"
+        );
+    }
+
+    assert_success(&world.run(&["retry", "3", "4"]).await);
+    assert_success(&world.run(&["run", "--exit-when-idle"]).await);
+    for id in [3, 4] {
+        assert_verified(&world, &sim, &world.job(id).await);
+    }
+}
+
 /// A simulator serving 4 MiB files at 1 MiB/s: slow enough to interrupt a
 /// download part way. Returns the file size and the simulator.
 async fn slow_4_mib_files() -> (u64, minimax_dl::sim::Simulator) {

@@ -189,6 +189,51 @@ async fn readyz_answers_503_with_the_reason_while_the_pool_is_paused() {
     assert!(daemon.stop().await.success());
 }
 
+/// A daemon started before its database answers is alive (a watchdog
+/// must not restart it for that) but not ready, says why without the
+/// password, and stops cleanly on SIGTERM. No server needed: a loopback
+/// port nothing listens on.
+#[tokio::test]
+async fn while_the_database_does_not_answer_healthz_is_ok_and_readyz_says_why() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://mdl:hunter2-0451@127.0.0.1:{port}/queue");
+    let world = World::new().on_database(&url).env("MINIMAX_API_KEY", "k");
+    let daemon = run_listening(&world, &[]).await;
+    let ready = wait_for(
+        Duration::from_secs(30),
+        "the reason it is not ready",
+        || async {
+            let (status, body) = get_json(&daemon.url("/readyz")).await;
+            assert_eq!(status, 503, "{body}");
+            let message = body["message"].as_str().unwrap_or_default().to_string();
+            (message != "connecting").then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(ready["reason"], "queue", "{ready}");
+    let message = ready["message"].as_str().unwrap();
+    assert!(message.contains(&format!("127.0.0.1:{port}")), "{ready}");
+    let (status, health) = get_json(&daemon.url("/healthz")).await;
+    assert_eq!(status, 200, "waiting is not dead: {health}");
+    assert_eq!(health["status"], "starting", "{health}");
+    let (status, _) = get_json(&daemon.url("/api/state")).await;
+    assert_eq!(status, 503);
+    let log = daemon.log.clone();
+    assert!(
+        daemon.stop().await.success(),
+        "SIGTERM while waiting is a clean stop"
+    );
+    let log = log.lock().unwrap().clone();
+    assert!(
+        !log.contains("hunter2") && !message.contains("hunter2"),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn the_dashboard_acts_only_for_a_same_site_request_with_the_token() {
     let sim = sim_with_a_missing_file().await;

@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{Ops, within};
+use super::{Opening, Ops, within};
 use crate::metrics::{CONTENT_TYPE, QueueReading};
 
 /// The heartbeat turns every second; this long without a turn is a stall.
@@ -49,4 +49,19 @@ pub async fn readyz(State(ops): State<Ops>) -> Response {
         }
         None => Json(json!({ "ready": true })).into_response(),
     }
+}
+
+/// Alive while `run` waits for its database: the wait is the loop turning.
+pub async fn healthz_while_opening(State(opening): State<Opening>) -> Response {
+    let body = json!({
+        "status": "starting",
+        "message": format!("waiting for the queue database: {}", opening.why()),
+    });
+    Json(body).into_response()
+}
+
+/// Not ready while `run` waits for its database, with the reason.
+pub async fn not_ready_while_opening(State(opening): State<Opening>) -> Response {
+    let body = json!({ "ready": false, "reason": "queue", "message": opening.why() });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }

@@ -61,6 +61,35 @@ pub fn router(ops: Ops) -> Router {
         .with_state(ops)
 }
 
+/// What `run` says while it waits for its queue database to answer (a
+/// daemon started before its PostgreSQL server): the last reason it could
+/// not open it.
+#[derive(Clone, Default)]
+pub struct Opening {
+    why: Arc<std::sync::Mutex<String>>,
+}
+
+impl Opening {
+    pub fn set(&self, why: String) {
+        *self.why.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    fn why(&self) -> String {
+        self.why.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The routes served until the queue opens: the process is alive
+/// (`/healthz` 200) but not ready (`/readyz` 503, reason `queue`, as when
+/// a running daemon loses its database); anything else is 503 too.
+pub fn opening_router(opening: Opening) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz_while_opening))
+        .route("/readyz", get(health::not_ready_while_opening))
+        .fallback(health::not_ready_while_opening)
+        .with_state(opening)
+}
+
 /// The queue's answer, or why there is none (a timeout included).
 async fn within<T>(read: impl Future<Output = Result<T, QueueError>>) -> Result<T, String> {
     match tokio::time::timeout(QUEUE_TIMEOUT, read).await {
