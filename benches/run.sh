@@ -374,6 +374,12 @@ wait_quiet() {
 }
 
 # measure CASE TOOL FILES FILE_BYTES CONC REP -- COMMAND...: one timed run.
+# The jobs' "done" count from `status --json` on stdin (the first "done":
+# the tasks' own counts follow it).
+jobs_done() {
+  grep -o '"done":[0-9]*' | head -1 | cut -d: -f2
+}
+
 measure() {
   local case=$1 tool=$2 files=$3 bytes=$4 conc=$5 rep=$6
   shift 7
@@ -484,7 +490,7 @@ run_mdl() {
   measure "$case" "$tool" "$n" "$bytes" "$conc" "$rep" -- \
     "${MDL_ENV[@]}" "${db[@]}" --out "$w/out" run --exit-when-idle --concurrency "$conc" "${seg_args[@]}"
   local done_count
-  done_count=$(mdl_env "$api" "${db[@]}" status --json | sed -n 's/.*"done":\([0-9]*\).*/\1/p')
+  done_count=$(mdl_env "$api" "${db[@]}" status --json | jobs_done)
   [ "$done_count" = "$n" ] || die "minimax-dl ($backend) finished $done_count of $n jobs"
   if [ -n "$pg_db" ]; then
     unset MINIMAX_DL_DATABASE
@@ -755,7 +761,7 @@ if has 5; then
   done < "$w/probe.ids"
   # Wait for the probes to finish, then stop the daemon as systemd would.
   for _ in $(seq 200); do
-    [ "$(mdl_env "$SIM_files" "$BIN" --db "$w/q.db" status --json | sed -n 's/.*"done":\([0-9]*\).*/\1/p')" = "$LATENCY_PROBES" ] && break
+    [ "$(mdl_env "$SIM_files" "$BIN" --db "$w/q.db" status --json | jobs_done)" = "$LATENCY_PROBES" ] && break
     sleep 0.05
   done
   kill -TERM "$daemon"
