@@ -403,6 +403,22 @@ impl PgTestDb {
         tables
     }
 
+    /// Every row of every table, as text: what a search for a secret in
+    /// the database reads.
+    pub async fn dump(&self) -> Vec<u8> {
+        let mut conn = self.connect().await;
+        let mut dump = Vec::new();
+        for (name, _) in self.tables().await {
+            let sql = format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{name}\" t");
+            let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            dump.extend_from_slice(format!("-- {name}\n{rows}\n").as_bytes());
+        }
+        dump
+    }
+
     /// Makes this database another application's: a table of notes.
     pub async fn make_foreign(&self) {
         let mut conn = self.connect().await;
