@@ -195,12 +195,7 @@ async fn a_rate_limit_answer_to_one_process_on_postgres_cools_every_process() {
 /// No server needed: a loopback port nothing listens on.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_database_ends_a_batch_with_exit_5_and_shows_no_password() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("postgres://mdl:hunter2-0451@127.0.0.1:{port}/queue");
+    let (url, port) = support::unreachable_pg_url("hunter2-0451");
     let world = World::new().on_database(&url).env("MINIMAX_API_KEY", "k");
     let out = world.run(&["status"]).await;
     assert_exit(&out, 2);

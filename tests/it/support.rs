@@ -461,6 +461,20 @@ impl Drop for PgTestDb {
     }
 }
 
+/// A PostgreSQL URL, with `password`, to a loopback port nothing listens
+/// on: a database that does not answer, with no server needed.
+pub fn unreachable_pg_url(password: &str) -> (String, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a loopback port")
+        .local_addr()
+        .expect("its address")
+        .port();
+    (
+        format!("postgres://mdl:{password}@127.0.0.1:{port}/queue"),
+        port,
+    )
+}
+
 /// `run --listen 127.0.0.1:0` (plus `args`), started, and the base URL it
 /// says it serves (`http://127.0.0.1:PORT`). Its stderr is kept in `log`.
 pub struct Listening {
