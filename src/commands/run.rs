@@ -32,15 +32,6 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
         Some(l) => Some(listen::bind(&l.addr, l.public).await?),
         None => None,
     };
-    if let (Some(bound), Some(listen)) = (&listener, &settings.listen) {
-        let addr = bound
-            .local_addr()
-            .map_or_else(|| listen.addr.clone(), |a| a.to_string());
-        info!(
-            actions = listen.token.is_some(),
-            "listening on http://{addr}/ (metrics at /metrics)"
-        );
-    }
     let shutdown = CancellationToken::new();
     // A daemon's stop is its normal end; a batch stopped early is not done.
     let on_stop = if exit_when_idle {
@@ -158,6 +149,10 @@ async fn serve_ops(
     let addr = bound
         .local_addr()
         .map_or_else(|| listen.addr.clone(), |a| a.to_string());
+    info!(
+        actions = actions.is_some(),
+        "listening on http://{addr}/ (metrics at /metrics)"
+    );
     let mut routes = ops::router(Ops {
         queue: queue.clone(),
         metrics,
@@ -180,29 +175,57 @@ async fn serve_ops(
 }
 
 /// [`open_when_reachable`], with the listener (when there is one)
-/// answering health checks meanwhile: alive, not ready, and why.
+/// answering health checks once the database has failed to answer:
+/// alive, not ready, and why.
 async fn open_answering_health_checks(
     settings: &Settings,
     listener: Option<&listen::Bound>,
     batch: bool,
     shutdown: &CancellationToken,
 ) -> Result<Opened> {
-    let Some(bound) = listener else {
-        return open_when_reachable(settings, batch, None, shutdown).await;
+    let mut waiting = WaitingAnswers {
+        bound: listener,
+        serving: None,
     };
-    let opening = ops::Opening::default();
-    opening.set("connecting".into());
-    let stop = CancellationToken::new();
-    let routes = ops::opening_router(opening.clone());
-    let server = tokio::spawn(
-        bound
-            .clone()
-            .serve(routes, listen::Limits::default(), stop.clone()),
-    );
-    let opened = open_when_reachable(settings, batch, Some(&opening), shutdown).await;
-    stop.cancel();
-    let _ = server.await;
+    let opened = open_when_reachable(settings, batch, &mut waiting, shutdown).await;
+    waiting.stop().await;
     opened
+}
+
+/// The health answers served while `run` waits for its database, started
+/// at its first failure (a database that answers at once never sees them).
+struct WaitingAnswers<'a> {
+    bound: Option<&'a listen::Bound>,
+    serving: Option<(ops::Opening, CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+impl WaitingAnswers<'_> {
+    /// The database did not answer, for this reason.
+    fn failed(&mut self, why: String) {
+        let Some(bound) = self.bound else { return };
+        let (opening, _, _) = self.serving.get_or_insert_with(|| {
+            let opening = ops::Opening::default();
+            let stop = CancellationToken::new();
+            let routes = ops::opening_router(opening.clone());
+            let limits = listen::Limits::default();
+            let server = tokio::spawn(bound.clone().serve(routes, limits, stop.clone()));
+            if let Some(addr) = bound.local_addr() {
+                info!(
+                    "listening on http://{addr}/ (health checks only, until the queue database answers)"
+                );
+            }
+            (opening, stop, server)
+        });
+        opening.set(why);
+    }
+
+    /// Hands the socket back for the full routes.
+    async fn stop(self) {
+        if let Some((_, stop, server)) = self.serving {
+            stop.cancel();
+            let _ = server.await;
+        }
+    }
 }
 
 /// How opening the queue ended.
@@ -222,7 +245,7 @@ enum Opened {
 async fn open_when_reachable(
     settings: &Settings,
     batch: bool,
-    opening: Option<&ops::Opening>,
+    waiting: &mut WaitingAnswers<'_>,
     shutdown: &CancellationToken,
 ) -> Result<Opened> {
     let mut outage: Option<daemon::Outage> = None;
@@ -237,9 +260,7 @@ async fn open_when_reachable(
             Err(e) if e.is_unreachable() => e,
             Err(e) => return Err(e.into()),
         };
-        if let Some(opening) = opening {
-            opening.set(error.to_string());
-        }
+        waiting.failed(error.to_string());
         let now = tokio::time::Instant::now();
         let down = outage.get_or_insert_with(|| daemon::Outage::new(now));
         let wait = down.failed(now, "cannot open the queue database", &error);
