@@ -5,6 +5,7 @@
 //! failure under CI).
 
 use std::process::Output;
+use std::time::Duration;
 
 use crate::support::{self, PgTestDb, World, assert_exit, assert_success, stderr, stdout};
 
@@ -207,4 +208,61 @@ async fn an_unreachable_database_ends_a_batch_with_exit_5_and_shows_no_password(
         assert!(!output.contains("hunter2"), "{output}");
     }
     assert!(stderr(&out).contains(&shown), "{}", stderr(&out));
+}
+
+/// A daemon started while its database does not answer serves health
+/// checks, then hands the port to its full routes once the database
+/// answers (here: a forwarder to the test server that starts listening
+/// on the daemon's port only after the daemon has said it waits).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_waiting_for_its_database_starts_serving_when_it_answers() {
+    let Some(db) = PgTestDb::create().await else {
+        return;
+    };
+    let real = reqwest::Url::parse(&db.url).unwrap();
+    let real = format!("{}:{}", real.host_str().unwrap(), real.port().unwrap());
+    let (_, port) = support::unreachable_pg_url("unused");
+    let mut url = reqwest::Url::parse(&db.url).unwrap();
+    url.set_port(Some(port)).unwrap();
+    let world = World::new().on_database(url.as_str());
+    let daemon = support::run_listening(&world, &[]).await;
+    let health = support::http()
+        .get(daemon.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let ready = support::http()
+        .get(daemon.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+
+    let forwarder = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = forwarder.accept().await {
+            let real = real.clone();
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(real).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    let url = daemon.url("/readyz");
+    support::wait_for(Duration::from_secs(60), "the daemon ready", || async {
+        let status = support::http().get(&url).send().await.ok()?.status();
+        (status.as_u16() == 200).then_some(())
+    })
+    .await;
+    let state = support::http()
+        .get(daemon.url("/api/state"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(state.status().as_u16(), 200);
+    assert!(daemon.stop().await.success());
 }
