@@ -40,8 +40,9 @@ fn jitter_unit() -> f64 {
 
 /// Test hook: `MINIMAX_DL_CRASH_AT=<point>` aborts the process there, so the
 /// tests can prove each crash point recovers; `panic:<point>` panics there
-/// instead (a bug in a worker). Inert unless set.
-fn crash_point(point: &str) {
+/// instead (a bug in a worker, or in the task poller: `poll-task`). Inert
+/// unless set.
+pub fn crash_point(point: &str) {
     let wanted = std::env::var("MINIMAX_DL_CRASH_AT").unwrap_or_default();
     if wanted.strip_prefix("panic:") == Some(point) {
         panic!("a test panic at {point} (MINIMAX_DL_CRASH_AT)");
@@ -149,7 +150,7 @@ async fn after_panic(engine: &Engine, job: &Job, message: &str) -> Result<Outcom
 }
 
 /// What a panic said, when it said it with a string.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())
