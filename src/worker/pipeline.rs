@@ -9,7 +9,7 @@ use std::time::Duration;
 use tracing::{Instrument, info, warn};
 
 use super::policy::{Decision, classify_fetch, decide, honour_retry_after};
-use super::{Engine, HostProblem, JobControl, Outcome};
+use super::{Engine, HostProblem, JobControl, LEASE, Outcome};
 use crate::api::{ApiError, ErrorClass, FileInfo};
 use crate::archive::Fields;
 use crate::archive::sidecar::{self, Sidecar};
@@ -59,6 +59,34 @@ struct JobSink<'a> {
     owner: &'a str,
     file_id: i64,
     api_size: Option<u64>,
+    /// Since when the queue database has not answered this job's
+    /// checkpoints, if it has not.
+    unanswered_since: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// How long a download goes on while the queue database does not answer
+/// its checkpoints: well inside the lease, which nobody renews meanwhile
+/// if the heartbeat cannot reach the database either, so that the job is
+/// not worked here after another process may have claimed it.
+const UNANSWERED_CHECKPOINTS: Duration = LEASE.saturating_sub(Duration::from_secs(5));
+
+impl JobSink<'_> {
+    /// A checkpoint the database did not answer: the download goes on
+    /// (the bytes stay on disk and the next checkpoint records them) for
+    /// [`UNANSWERED_CHECKPOINTS`] from the first one.
+    fn may_go_on_unrecorded(&self, error: &QueueError) -> bool {
+        if !error.is_unreachable() {
+            return false;
+        }
+        let mut since = self
+            .unanswered_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        since
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            < UNANSWERED_CHECKPOINTS
+    }
 }
 
 impl ProgressSink for JobSink<'_> {
@@ -77,7 +105,17 @@ impl ProgressSink for JobSink<'_> {
             .checkpoint(self.file_id, self.owner, state, expected)
             .await;
         self.engine.observer.checkpointed(began.elapsed());
-        recorded.map_err(CheckpointError::from)
+        match recorded {
+            Ok(()) => {
+                *self
+                    .unanswered_since
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(())
+            }
+            Err(e) if self.may_go_on_unrecorded(&e) => Ok(()),
+            Err(e) => Err(CheckpointError::from(e)),
+        }
     }
 
     fn transferred(&self, bytes: u64) {
@@ -210,6 +248,7 @@ async fn fetch_with_fresh_urls(
             owner: lease_owner(job),
             file_id: job.file_id,
             api_size: info.bytes,
+            unanswered_since: std::sync::Mutex::default(),
         };
         match engine
             .fetcher
