@@ -563,9 +563,11 @@ async fn losing_the_database_mid_run_lets_downloads_go_on_and_logs_once() {
     support::assert_verified(&world, &sim, &world.job(1).await);
 }
 
-/// A batch whose database goes away mid-run gives up 15 s after its
-/// first failed claim with exit code 5, and its job is neither lost nor
-/// failed: the next run finishes it.
+/// A batch whose database goes away mid-run gives up with exit code 5
+/// 15 s after the first claim the database did not answer (its idle pool
+/// claims within 5 s of the cut), then stops its download (whose last
+/// writes wait up to the pool's 10 s acquire timeout each); its job is
+/// neither lost nor failed: the next run finishes it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_that_loses_its_database_exits_5_after_15_s() {
     let Some((db, proxy)) = proxied_pg().await else {
@@ -573,8 +575,8 @@ async fn a_batch_that_loses_its_database_exits_5_after_15_s() {
     };
     let sim = support::throttled_sim(2 << 20, 400 << 10).await;
     let world = World::new().with_sim(&sim).on_database(&proxy.url(&db.url));
-    enqueue(&world, &ids(1..=2)).await;
-    let batch = support::spawn(&world, &["run", "--exit-when-idle", "--concurrency", "1"]);
+    enqueue(&world, &ids(1..=1)).await;
+    let batch = support::spawn(&world, &["run", "--exit-when-idle", "--concurrency", "2"]);
     wait_for(Duration::from_secs(60), "the first download to start", || async {
         (sim.stats().cdn_bytes_sent > 0).then_some(())
     })
@@ -591,8 +593,8 @@ async fn a_batch_that_loses_its_database_exits_5_after_15_s() {
         stderr(&out)
     );
     assert!(
-        took >= Duration::from_secs(15) && took <= Duration::from_secs(60),
-        "gave up {took:?} after the database went away, promised 15 s"
+        took >= Duration::from_secs(15) && took <= Duration::from_secs(50),
+        "gave up {took:?} after the database went away, promised 15 s after a claim failed"
     );
     let direct = world.on_database(&db.url);
     for job in direct.jobs().await {
@@ -600,7 +602,7 @@ async fn a_batch_that_loses_its_database_exits_5_after_15_s() {
     }
     let out = direct.run(&["run", "--exit-when-idle"]).await;
     assert_success(&out);
-    assert_eq!(direct.status().await["done"], 2);
+    assert_eq!(direct.status().await["done"], 1);
 }
 
 /// Idle daemons hear `enqueue` and `retry` (LISTEN/NOTIFY): the first API
