@@ -411,10 +411,7 @@ impl Pool {
         };
         let owner = self.engine.next_owner();
         let began = Instant::now();
-        let claim = self
-            .engine
-            .queue
-            .claim_batch(&owner, LEASE, permits.len());
+        let claim = self.engine.queue.claim_batch(&owner, LEASE, permits.len());
         let claimed = match self.claim_limit(began) {
             Some(limit) => match tokio::time::timeout(limit, claim).await {
                 Ok(claimed) => claimed.map_err(|e| e.to_string()),
@@ -473,7 +470,10 @@ impl Pool {
         if !self.options.exit_when_idle {
             return None;
         }
-        let lasted = self.outage.as_ref().map_or(Duration::ZERO, |o| o.lasted(now));
+        let lasted = self
+            .outage
+            .as_ref()
+            .map_or(Duration::ZERO, |o| o.lasted(now));
         Some(
             BATCH_GRACE
                 .saturating_sub(lasted)

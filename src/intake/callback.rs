@@ -133,9 +133,15 @@ mod tests {
     #[tokio::test]
     async fn a_repeated_success_hands_the_file_over_once() {
         let (_dir, queue) = queue().await;
-        assert_eq!(deliver(&queue, v1(1, TaskStatus::File(10))).await, taken(1, true));
+        assert_eq!(
+            deliver(&queue, v1(1, TaskStatus::File(10))).await,
+            taken(1, true)
+        );
         for _ in 0..3 {
-            assert_eq!(deliver(&queue, v1(1, TaskStatus::File(10))).await, taken(1, false));
+            assert_eq!(
+                deliver(&queue, v1(1, TaskStatus::File(10))).await,
+                taken(1, false)
+            );
         }
         assert_eq!(state(&queue, 1).await, (TaskState::Done, Some(10)));
         assert_eq!(queue.status().await.unwrap().queued, 1, "one job");
@@ -158,7 +164,10 @@ mod tests {
             assert_eq!(deliver(&queue, v1(3, processing())).await, taken(3, false));
             assert_eq!(state(&queue, 3).await, (TaskState::Generating, None));
         }
-        assert_eq!(deliver(&queue, v1(3, TaskStatus::File(30))).await, taken(3, true));
+        assert_eq!(
+            deliver(&queue, v1(3, TaskStatus::File(30))).await,
+            taken(3, true)
+        );
         assert_eq!(state(&queue, 3).await, (TaskState::Done, Some(30)));
     }
 
@@ -182,7 +191,10 @@ mod tests {
             reason: "MiniMax says Fail",
         };
         assert!(queue.record_poll(5, &failed).await.unwrap());
-        assert_eq!(deliver(&queue, v1(5, TaskStatus::File(50))).await, taken(5, false));
+        assert_eq!(
+            deliver(&queue, v1(5, TaskStatus::File(50))).await,
+            taken(5, false)
+        );
         assert_eq!(state(&queue, 5).await, (TaskState::Failed, None));
         assert!(queue.get(50).await.unwrap().is_none(), "no job from it");
     }

@@ -82,10 +82,7 @@ impl JobSink<'_> {
             .unanswered_since
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        since
-            .get_or_insert_with(std::time::Instant::now)
-            .elapsed()
-            < UNANSWERED_CHECKPOINTS
+        since.get_or_insert_with(std::time::Instant::now).elapsed() < UNANSWERED_CHECKPOINTS
     }
 }
 

@@ -153,7 +153,10 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, 
     let started = Instant::now();
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(limit, stream.read_to_end(&mut answer)).await;
-    (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
 }
 
 /// A client that sends its headers a line a second is cut off once 5 s
@@ -361,13 +364,30 @@ async fn late_and_out_of_order_callbacks_change_nothing_already_known() {
     assert!(daemon.stop().await.success());
 
     let t1 = task_of(&world, 8001).await;
-    assert_eq!((t1["state"].as_str(), t1["file_id"].as_i64()), (Some("done"), Some(8_100)), "{t1}");
+    assert_eq!(
+        (t1["state"].as_str(), t1["file_id"].as_i64()),
+        (Some("done"), Some(8_100)),
+        "{t1}"
+    );
     let t2 = task_of(&world, 8002).await;
-    assert_eq!((t2["state"].as_str(), t2["file_id"].as_i64()), (Some("done"), Some(8_200)), "{t2}");
+    assert_eq!(
+        (t2["state"].as_str(), t2["file_id"].as_i64()),
+        (Some("done"), Some(8_200)),
+        "{t2}"
+    );
     let t3 = task_of(&world, 8003).await;
     assert_eq!(t3["state"], "failed", "{t3}");
-    let jobs: Vec<i64> = world.jobs().await.iter().map(|j| j["file_id"].as_i64().unwrap()).collect();
-    assert_eq!(jobs.len(), 2, "one job a success, none for the failed task: {jobs:?}");
+    let jobs: Vec<i64> = world
+        .jobs()
+        .await
+        .iter()
+        .map(|j| j["file_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        jobs.len(),
+        2,
+        "one job a success, none for the failed task: {jobs:?}"
+    );
     assert!(!jobs.contains(&8_300), "{jobs:?}");
 }
 
@@ -400,7 +420,12 @@ async fn a_dead_hosts_job_is_claimed_within_the_default_lease_and_one_poll() {
     elsewhere
         .env_clear()
         .envs(here.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .args(["--uts", "sh", "-c", "hostname other-host && exec \"$0\" \"$@\""])
+        .args([
+            "--uts",
+            "sh",
+            "-c",
+            "hostname other-host && exec \"$0\" \"$@\"",
+        ])
         .arg(here.get_program())
         .args(here.get_args())
         .args(["run", "--concurrency", "1"])
@@ -409,10 +434,14 @@ async fn a_dead_hosts_job_is_claimed_within_the_default_lease_and_one_poll() {
         .kill_on_drop(true);
     let mut dead = elsewhere.spawn().expect("spawn the other host's daemon");
     let q = support::queue(&world).await;
-    let owner = wait_for(Duration::from_secs(60), "the other host's claim", || async {
-        let job = q.get(1).await.ok()??;
-        (job.bytes_done > 0).then_some(job.lease_owner?)
-    })
+    let owner = wait_for(
+        Duration::from_secs(60),
+        "the other host's claim",
+        || async {
+            let job = q.get(1).await.ok()??;
+            (job.bytes_done > 0).then_some(job.lease_owner?)
+        },
+    )
     .await;
     assert!(owner.starts_with("other-host."), "{owner}");
     support::signal(dead.id().unwrap(), "-KILL");
@@ -553,7 +582,9 @@ async fn losing_the_database_mid_run_lets_downloads_go_on_and_logs_once() {
     assert_eq!(heartbeat, 1, "one line, not one a try (8 tries):\n{log}");
     assert!(log.contains("logged once a minute while it lasts"), "{log}");
 
-    let q = minimax_dl::queue::Queue::open(&db.location()).await.unwrap();
+    let q = minimax_dl::queue::Queue::open(&db.location())
+        .await
+        .unwrap();
     wait_for(Duration::from_secs(90), "the job done", || async {
         let job = q.get(1).await.ok()??;
         (job.state == minimax_dl::queue::JobState::Done).then_some(())
@@ -577,9 +608,11 @@ async fn a_batch_that_loses_its_database_exits_5_after_15_s() {
     let world = World::new().with_sim(&sim).on_database(&proxy.url(&db.url));
     enqueue(&world, &ids(1..=1)).await;
     let batch = support::spawn(&world, &["run", "--exit-when-idle", "--concurrency", "2"]);
-    wait_for(Duration::from_secs(60), "the first download to start", || async {
-        (sim.stats().cdn_bytes_sent > 0).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "the first download to start",
+        || async { (sim.stats().cdn_bytes_sent > 0).then_some(()) },
+    )
     .await;
     proxy.cut().await;
     let cut = Instant::now();
@@ -587,11 +620,7 @@ async fn a_batch_that_loses_its_database_exits_5_after_15_s() {
     let took = cut.elapsed();
     proxy.restore().await;
     assert_exit(&out, 5);
-    assert!(
-        stderr(&out).contains("does not answer"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("does not answer"), "{}", stderr(&out));
     assert!(
         took >= Duration::from_secs(15) && took <= Duration::from_secs(50),
         "gave up {took:?} after the database went away, promised 15 s after a claim failed"
@@ -646,9 +675,11 @@ async fn enqueue_and_retry_wake_an_idle_daemon_at_once() {
     assert_success(&world.run(&["enqueue", &MISSING.to_string()]).await);
     let enqueued = SystemTime::now();
     let woke = first_call_after(enqueued).await;
-    wait_for(Duration::from_secs(60), "the missing file to fail", || async {
-        (world.job(MISSING).await["state"] == "failed").then_some(())
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "the missing file to fail",
+        || async { (world.job(MISSING).await["state"] == "failed").then_some(()) },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_success(&world.run(&["retry", &MISSING.to_string()]).await);
@@ -681,7 +712,9 @@ async fn the_rate_window_is_counted_on_the_database_clock_across_hosts() {
         .env("MINIMAX_DL_REQUESTS_PER_MINUTE", &PER_MINUTE.to_string())
         .env("MINIMAX_DL_TEST_CLOCK_SKEW_MS", "90000");
     enqueue(&world, &ids(1..=1)).await;
-    let q = minimax_dl::queue::Queue::open(&db.location()).await.unwrap();
+    let q = minimax_dl::queue::Queue::open(&db.location())
+        .await
+        .unwrap();
     let now = minimax_dl::queue::now_millis();
     let filled = SystemTime::now();
     minimax_dl::queue::testing::record_api_calls(&q, now - 55_000, PER_MINUTE)
@@ -693,7 +726,12 @@ async fn the_rate_window_is_counted_on_the_database_clock_across_hosts() {
     )
     .await;
     assert_success(&out);
-    let first = sim.stats().api_request_times.into_iter().min().expect("a call");
+    let first = sim
+        .stats()
+        .api_request_times
+        .into_iter()
+        .min()
+        .expect("a call");
     let waited = first.duration_since(filled).unwrap_or_default();
     assert!(
         waited >= Duration::from_secs(4) && waited <= Duration::from_secs(30),

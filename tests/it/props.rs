@@ -546,7 +546,10 @@ fn check_template(text: &str, fields: &Fields<'_>) -> bool {
         Ok(template) => template,
         Err(e) => {
             let message = e.to_string();
-            assert!(!message.is_empty() && !message.contains('\n'), "{text:?}: {message:?}");
+            assert!(
+                !message.is_empty() && !message.contains('\n'),
+                "{text:?}: {message:?}"
+            );
             return false;
         }
     };
@@ -898,13 +901,17 @@ fn check_config(text: &str) -> bool {
 /// reaches the settings.
 #[test]
 fn config_any_text_is_settings_or_a_typed_error() {
-    reaching("config: any text", any::<String>(), 0.0, |text| check_config(&text));
+    reaching("config: any text", any::<String>(), 0.0, |text| {
+        check_config(&text)
+    });
 }
 
 /// Near misses of real config files: a good share becomes settings.
 #[test]
 fn config_plausible_files_are_settings_or_a_typed_error() {
-    reaching("config: plausible files", config_text(), 0.1, |text| check_config(&text));
+    reaching("config: plausible files", config_text(), 0.1, |text| {
+        check_config(&text)
+    });
 }
 
 // -------------------------------------------------------------- URL policy
