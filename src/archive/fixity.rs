@@ -4,6 +4,7 @@
 
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -50,7 +51,14 @@ impl Fixity {
 /// Checks the file at `path` against the recorded `size` and `sha256`;
 /// `read` hears of every buffer read (progress).
 pub fn check(path: &Path, size: u64, sha256: &str, read: &dyn Fn(u64)) -> Fixity {
-    let file = match std::fs::File::open(path) {
+    // Non-blocking: a FIFO in the file's place would otherwise block the
+    // open until someone writes to it (the flag changes nothing for a
+    // regular file), and is then reported as not a regular file.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Fixity::Missing,
         Err(e) => return Fixity::Unreadable(e.to_string()),

@@ -12,6 +12,10 @@ use crate::worker::{Engine, LEASE};
 /// Renews the leases of running jobs every second and passes on user
 /// cancellations recorded in the queue.
 pub(super) async fn heartbeat(engine: Engine, running: Running, stop: CancellationToken) {
+    if stalled_by_test_hook() {
+        stop.cancelled().await;
+        return;
+    }
     let mut outage: Option<Outage> = None;
     loop {
         tokio::select! {
@@ -62,4 +66,11 @@ pub(super) async fn heartbeat(engine: Engine, running: Running, stop: Cancellati
             }
         }
     }
+}
+
+/// Test hook: `MINIMAX_DL_CRASH_AT=stall:heartbeat` keeps the heartbeat
+/// from ever turning (as a wedged runtime would), so that a test can see
+/// `/healthz` say so. Inert unless set.
+fn stalled_by_test_hook() -> bool {
+    std::env::var("MINIMAX_DL_CRASH_AT").is_ok_and(|v| v == "stall:heartbeat")
 }

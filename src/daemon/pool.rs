@@ -410,11 +410,15 @@ impl Pool {
             Err(turn) => return turn,
         };
         let owner = self.engine.next_owner();
-        let claimed = self
-            .engine
-            .queue
-            .claim_batch(&owner, LEASE, permits.len())
-            .await;
+        let began = Instant::now();
+        let claim = self.engine.queue.claim_batch(&owner, LEASE, permits.len());
+        let claimed = match self.claim_limit(began) {
+            Some(limit) => match tokio::time::timeout(limit, claim).await {
+                Ok(claimed) => claimed.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer to a claim in {} ms", limit.as_millis())),
+            },
+            None => claim.await.map_err(|e| e.to_string()),
+        };
         let claimed = match claimed {
             Ok(claimed) if claimed.is_empty() => {
                 drop(permits);
@@ -423,7 +427,7 @@ impl Pool {
             Ok(claimed) => claimed,
             Err(e) => {
                 drop(permits);
-                return self.claim_failed(e).await;
+                return self.claim_failed(began, e).await;
             }
         };
         if let Some(outage) = self.outage.take() {
@@ -441,18 +445,40 @@ impl Pool {
     /// rather than abandon the jobs in flight (their leases outlive a short
     /// outage; a long one hands them to whoever claims next). A batch gives
     /// up after [`BATCH_GRACE`].
-    async fn claim_failed(&mut self, e: QueueError) -> Turn {
+    ///
+    /// The outage counts from the start of the first claim that failed: a
+    /// statement against a database that is gone waits for the pool's
+    /// acquire timeout before it fails.
+    async fn claim_failed(&mut self, began: Instant, e: String) -> Turn {
         let now = Instant::now();
-        let outage = self.outage.get_or_insert_with(|| Outage::new(now));
+        let outage = self.outage.get_or_insert_with(|| Outage::new(began));
         let wait = outage.failed(now, "cannot claim a job from the queue database", &e);
         if self.options.exit_when_idle && outage.lasted(now) >= BATCH_GRACE {
-            return Turn::End(RunEnd::Unreachable(e.to_string()));
+            return Turn::End(RunEnd::Unreachable(e));
         }
         tokio::select! {
             _ = self.shutdown.cancelled() => {}
             _ = tokio::time::sleep(wait) => {}
         }
         Turn::Again
+    }
+
+    /// How long a batch's claim may wait for the database: what is left of
+    /// [`BATCH_GRACE`], so that a batch gives up on time however long the
+    /// database takes to fail. A daemon waits as long as it takes.
+    fn claim_limit(&self, now: Instant) -> Option<Duration> {
+        if !self.options.exit_when_idle {
+            return None;
+        }
+        let lasted = self
+            .outage
+            .as_ref()
+            .map_or(Duration::ZERO, |o| o.lasted(now));
+        Some(
+            BATCH_GRACE
+                .saturating_sub(lasted)
+                .max(Duration::from_millis(100)),
+        )
     }
 
     /// A permit for every worker free now or within [`CLAIM_LINGER`]; none
@@ -498,7 +524,7 @@ impl Pool {
         {
             return Turn::End(RunEnd::Idle);
         }
-        let mut wait = self.idle;
+        let mut wait = test_idle_poll().unwrap_or(self.idle);
         if let Ok(Some(due)) = self.engine.queue.next_due().await {
             let until_due = Duration::from_millis((due - now_millis()).max(0) as u64);
             wait = wait.min(until_due.max(IDLE_POLL_MIN));
@@ -534,6 +560,14 @@ impl Pool {
             }
         }
     }
+}
+
+/// Test hook: `MINIMAX_DL_TEST_IDLE_POLL_MS` fixes an idle pool's wait
+/// for work (no back-off), so that a test can tell a wake-up from a poll.
+/// Inert unless set.
+fn test_idle_poll() -> Option<Duration> {
+    let ms = std::env::var("MINIMAX_DL_TEST_IDLE_POLL_MS").ok()?;
+    ms.parse().ok().map(Duration::from_millis)
 }
 
 /// The newest reload not yet applied, if any.

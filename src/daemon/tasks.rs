@@ -37,10 +37,20 @@ impl Tasks {
     /// Frees the jobs of workers that died on this host, then starts the
     /// heartbeat.
     pub async fn start(engine: &Engine) -> Result<Tasks, QueueError> {
-        let freed = engine
+        // A queue that does not answer here must not end the daemon: the
+        // claim loop backs off until it does (and frees these leases then:
+        // an expired lease is claimed first).
+        let freed = match engine
             .queue
             .expire_leases_of_dead_owners(worker::owner_is_dead)
-            .await?;
+            .await
+        {
+            Ok(freed) => freed,
+            Err(e) => {
+                warn!("cannot free the leases of workers that died on this host: {e}");
+                0
+            }
+        };
         if freed > 0 {
             info!(
                 jobs = freed,

@@ -18,6 +18,20 @@ pub fn now_millis() -> Millis {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+        .saturating_add(test_clock_skew())
+}
+
+/// Test hook: `MINIMAX_DL_TEST_CLOCK_SKEW_MS` moves this process's clock
+/// (as a host whose clock is wrong), so that a test can show what is
+/// counted on the database's clock instead. Inert (0) unless set.
+fn test_clock_skew() -> Millis {
+    static SKEW: std::sync::OnceLock<Millis> = std::sync::OnceLock::new();
+    *SKEW.get_or_init(|| {
+        std::env::var("MINIMAX_DL_TEST_CLOCK_SKEW_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
 }
 
 pub fn millis_after(from: Millis, delay: Duration) -> Millis {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tracing::{Instrument, info, warn};
 
 use super::policy::{Decision, classify_fetch, decide, honour_retry_after};
-use super::{Engine, HostProblem, JobControl, Outcome};
+use super::{Engine, HostProblem, JobControl, LEASE, Outcome};
 use crate::api::{ApiError, ErrorClass, FileInfo};
 use crate::archive::Fields;
 use crate::archive::sidecar::{self, Sidecar};
@@ -40,8 +40,9 @@ fn jitter_unit() -> f64 {
 
 /// Test hook: `MINIMAX_DL_CRASH_AT=<point>` aborts the process there, so the
 /// tests can prove each crash point recovers; `panic:<point>` panics there
-/// instead (a bug in a worker). Inert unless set.
-fn crash_point(point: &str) {
+/// instead (a bug in a worker, or in the task poller: `poll-task`). Inert
+/// unless set.
+pub fn crash_point(point: &str) {
     let wanted = std::env::var("MINIMAX_DL_CRASH_AT").unwrap_or_default();
     if wanted.strip_prefix("panic:") == Some(point) {
         panic!("a test panic at {point} (MINIMAX_DL_CRASH_AT)");
@@ -58,6 +59,31 @@ struct JobSink<'a> {
     owner: &'a str,
     file_id: i64,
     api_size: Option<u64>,
+    /// Since when the queue database has not answered this job's
+    /// checkpoints, if it has not.
+    unanswered_since: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// How long a download goes on while the queue database does not answer
+/// its checkpoints: well inside the lease, which nobody renews meanwhile
+/// if the heartbeat cannot reach the database either, so that the job is
+/// not worked here after another process may have claimed it.
+const UNANSWERED_CHECKPOINTS: Duration = LEASE.saturating_sub(Duration::from_secs(5));
+
+impl JobSink<'_> {
+    /// A checkpoint the database did not answer: the download goes on
+    /// (the bytes stay on disk and the next checkpoint records them) for
+    /// [`UNANSWERED_CHECKPOINTS`] from the first one.
+    fn may_go_on_unrecorded(&self, error: &QueueError) -> bool {
+        if !error.is_unreachable() {
+            return false;
+        }
+        let mut since = self
+            .unanswered_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        since.get_or_insert_with(std::time::Instant::now).elapsed() < UNANSWERED_CHECKPOINTS
+    }
 }
 
 impl ProgressSink for JobSink<'_> {
@@ -76,7 +102,17 @@ impl ProgressSink for JobSink<'_> {
             .checkpoint(self.file_id, self.owner, state, expected)
             .await;
         self.engine.observer.checkpointed(began.elapsed());
-        recorded.map_err(CheckpointError::from)
+        match recorded {
+            Ok(()) => {
+                *self
+                    .unanswered_since
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(())
+            }
+            Err(e) if self.may_go_on_unrecorded(&e) => Ok(()),
+            Err(e) => Err(CheckpointError::from(e)),
+        }
     }
 
     fn transferred(&self, bytes: u64) {
@@ -149,7 +185,7 @@ async fn after_panic(engine: &Engine, job: &Job, message: &str) -> Result<Outcom
 }
 
 /// What a panic said, when it said it with a string.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())
@@ -209,6 +245,7 @@ async fn fetch_with_fresh_urls(
             owner: lease_owner(job),
             file_id: job.file_id,
             api_size: info.bytes,
+            unanswered_since: std::sync::Mutex::default(),
         };
         match engine
             .fetcher

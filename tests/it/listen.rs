@@ -366,7 +366,10 @@ async fn trickle_until_closed(mut stream: TcpStream, limit: Duration) -> bool {
 
 #[tokio::test]
 async fn a_slow_loris_client_is_cut_off_while_others_are_served() {
-    let daemon = run_listening(&World::new(), &[]).await;
+    // Kept to the end: a temporary `World` deletes the daemon's queue
+    // while it starts.
+    let world = World::new();
+    let daemon = run_listening(&world, &[]).await;
     let mut slow = Vec::new();
     for _ in 0..20 {
         let mut stream = TcpStream::connect(authority(&daemon)).await.unwrap();
@@ -392,7 +395,10 @@ async fn a_slow_loris_client_is_cut_off_while_others_are_served() {
 
 #[tokio::test]
 async fn a_100_mb_body_is_refused_before_it_is_read() {
-    let daemon = run_listening(&World::new(), &[]).await;
+    // Kept to the end: a temporary `World` deletes the daemon's queue
+    // while it starts.
+    let world = World::new();
+    let daemon = run_listening(&world, &[]).await;
     let mut stream = TcpStream::connect(authority(&daemon)).await.unwrap();
     let head = "POST /api/jobs/1/retry HTTP/1.1\r\nHost: 127.0.0.1\r\n\
                 Content-Length: 104857600\r\n\r\n";

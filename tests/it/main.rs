@@ -20,6 +20,7 @@ mod listen;
 mod logging;
 mod permissions;
 mod postgres;
+mod promises;
 mod props;
 mod queue_contract;
 mod secrets;

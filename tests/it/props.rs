@@ -35,6 +35,38 @@ fn config() -> ProptestConfig {
     }
 }
 
+/// Runs `check` on [`config`]'s number of values of `strategy`; `check`
+/// says whether the value reached the property's main assertions (rather
+/// than being refused before them). A property that is mostly vacuous
+/// proves little: fewer than `min_share` of the cases reaching them fails,
+/// and the share is printed (`--nocapture` shows it).
+fn reaching<S>(name: &str, strategy: S, min_share: f64, check: impl Fn(S::Value) -> bool)
+where
+    S: Strategy,
+    S::Value: std::fmt::Debug,
+{
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let (cases, reached) = (AtomicU32::new(0), AtomicU32::new(0));
+    let mut runner = proptest::test_runner::TestRunner::new(config());
+    let result = runner.run(&strategy, |value| {
+        cases.fetch_add(1, Ordering::Relaxed);
+        if check(value) {
+            reached.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{name}: {failure}");
+    }
+    let (cases, reached) = (cases.into_inner(), reached.into_inner());
+    let share = f64::from(reached) / f64::from(cases.max(1));
+    println!("{name}: {reached} of {cases} cases reached the assertions ({share:.2})");
+    assert!(
+        share >= min_share,
+        "{name}: only {reached} of {cases} cases reached the assertions (at least {min_share} wanted)"
+    );
+}
+
 // ---------------------------------------------------------------- retrieve
 
 /// JSON values of every shape, nested a little.
@@ -482,18 +514,44 @@ fn template_text() -> impl Strategy<Value = String> {
         Just("\u{202e}".to_string()),
         "[a-z0-9]{1,6}",
     ];
+    // Levels built only of what parses, so that a good share of the cases
+    // reach the checks of what a template gives.
+    let good = prop_oneof![
+        Just("{file_id}".to_string()),
+        Just("{task_id}".to_string()),
+        Just("{filename}".to_string()),
+        Just("{purpose}".to_string()),
+        Just("{created}".to_string()),
+        Just("{downloaded:%Y-%m %j %%}".to_string()),
+        Just("-".to_string()),
+        Just("_".to_string()),
+        "[a-z0-9]{1,6}",
+    ];
+    let level = prop::collection::vec(good, 1..4).prop_map(|p| p.concat());
     prop_oneof![
         1 => any::<String>(),
         4 => prop::collection::vec(piece, 1..14).prop_map(|p| p.concat()),
+        4 => prop::collection::vec(level, 1..5).prop_map(|l| l.join("/")),
     ]
 }
 
 /// Whatever the values, a template that parsed gives plain components
 /// inside the archive, each a valid name with room for a sidecar, as many
 /// for every file and every collision candidate.
-fn check_template(text: &str, fields: &Fields<'_>) {
-    let Ok(template) = PathTemplate::parse(text) else {
-        return;
+///
+/// Returns whether the template parsed (a refusal's only promise is a
+/// message naming `path_template`, asserted here).
+fn check_template(text: &str, fields: &Fields<'_>) -> bool {
+    let template = match PathTemplate::parse(text) {
+        Ok(template) => template,
+        Err(e) => {
+            let message = e.to_string();
+            assert!(
+                !message.is_empty() && !message.contains('\n'),
+                "{text:?}: {message:?}"
+            );
+            return false;
+        }
     };
     let dir = Path::new("/srv/archive");
     let expanded = template.expand(fields);
@@ -533,6 +591,7 @@ fn check_template(text: &str, fields: &Fields<'_>) {
             "{path:?}"
         );
     }
+    true
 }
 
 fn hostile_fields() -> impl Strategy<Value = (i64, [Option<String>; 3], Option<i64>, i64)> {
@@ -563,16 +622,63 @@ fn fields_of<'a>(
     }
 }
 
+/// A share of the generated templates parse (the rest are refused with
+/// a message, also checked).
+#[test]
+fn templates_keep_every_path_inside_the_archive() {
+    let strategy = (template_text(), hostile_fields());
+    reaching("templates", strategy, 0.2, |(text, values)| {
+        check_template(&text, &fields_of(&values))
+    });
+}
+
+/// Templates ending in `{file_id}` and a non-digit, with directories made
+/// of pieces that parse: most are unique, and their two files differ.
+fn unique_template() -> impl Strategy<Value = String> {
+    let level = prop_oneof![
+        Just("{task_id}".to_string()),
+        Just("{purpose}".to_string()),
+        Just("{created:%Y/%m/%d}".to_string()),
+        Just("{downloaded:%Y-%m %j %%}".to_string()),
+        Just("{filename}".to_string()),
+        "[a-z0-9]{1,6}",
+    ];
+    // At most 2 levels of 3 directories, and the file: within the 8.
+    let dirs = prop::option::of(prop::collection::vec(level, 1..3).prop_map(|l| l.join("/")));
+    let tail = prop_oneof![
+        Just(""),
+        Just("-{filename}"),
+        Just("_{task_id}.mp4"),
+        Just(".{purpose}"),
+        Just(" {created:%F}"),
+        Just("{filename}"),
+    ];
+    (dirs, tail).prop_map(|(dirs, tail)| match dirs {
+        Some(dirs) => format!("{dirs}/{{file_id}}{tail}"),
+        None => format!("{{file_id}}{tail}"),
+    })
+}
+
+/// Counts only pairs of distinct ids under a template called unique.
+#[test]
+fn a_template_called_unique_never_gives_two_files_one_path() {
+    let strategy = (unique_template(), hostile_fields(), hostile_fields());
+    reaching("unique templates", strategy, 0.5, |(text, a, b)| {
+        let template = PathTemplate::parse(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        if !template.unique_per_file() || a.0 == b.0 {
+            return false;
+        }
+        assert_ne!(
+            template.expand(&fields_of(&a)),
+            template.expand(&fields_of(&b)),
+            "{text:?}"
+        );
+        true
+    });
+}
+
 proptest! {
     #![proptest_config(config())]
-
-    #[test]
-    fn templates_keep_every_path_inside_the_archive(
-        text in template_text(),
-        values in hostile_fields(),
-    ) {
-        check_template(&text, &fields_of(&values));
-    }
 
     #[test]
     fn the_default_template_is_the_old_naming(id in 1..=i64::MAX, raw in hostile_name()) {
@@ -581,23 +687,6 @@ proptest! {
         prop_assert_eq!(rel, std::path::PathBuf::from(final_name(id, Some(&raw))));
     }
 
-    #[test]
-    fn a_template_called_unique_never_gives_two_files_one_path(
-        dirs in prop::option::of(template_text()),
-        tail in prop_oneof![Just(""), Just("-{filename}"), Just("_{task_id}.mp4"), Just(".{purpose}"), Just(" {created:%F}"), Just("{filename}")],
-        a in hostile_fields(),
-        b in hostile_fields(),
-    ) {
-        let text = match dirs {
-            Some(dirs) => format!("{dirs}/{{file_id}}{tail}"),
-            None => format!("{{file_id}}{tail}"),
-        };
-        let Ok(template) = PathTemplate::parse(&text) else { return Ok(()) };
-        if !template.unique_per_file() || a.0 == b.0 {
-            return Ok(());
-        }
-        prop_assert_ne!(template.expand(&fields_of(&a)), template.expand(&fields_of(&b)));
-    }
 }
 
 // --------------------------------------------------------------------- ids
@@ -758,18 +847,25 @@ fn config_text() -> impl Strategy<Value = String> {
     })
 }
 
-fn check_config(text: &str) {
+/// Returns whether `text` became settings (then checked); a refusal
+/// must say something (checked too).
+fn check_config(text: &str) -> bool {
     let path = Path::new("/etc/minimax-dl/config.toml");
-    let Ok(file) = FileConfig::parse(text, path) else {
-        return;
+    let refused = |e: &dyn std::fmt::Display| {
+        assert!(!e.to_string().trim().is_empty(), "{text:?}: an empty error");
+        false
+    };
+    let file = match FileConfig::parse(text, path) {
+        Ok(file) => file,
+        Err(e) => return refused(&e),
     };
     let env = |name: &str| match name {
         "HOME" => Some("/home/someone".to_string()),
         _ => None,
     };
-    let Ok(settings) = Settings::resolve(&Overrides::default(), &env, Some(path.into()), file)
-    else {
-        return;
+    let settings = match Settings::resolve(&Overrides::default(), &env, Some(path.into()), file) {
+        Ok(settings) => settings,
+        Err(e) => return refused(&e),
     };
     // What the engine later does with the settings must not overflow: the
     // API client adds the two timeouts, the daemon adds the probe interval
@@ -795,20 +891,27 @@ fn check_config(text: &str) {
     assert!(settings.concurrency >= 1 && settings.requests_per_minute >= 1);
     assert!(matches!(settings.api_base.scheme(), "http" | "https"));
     assert!(settings.max_file_bytes >= 1);
+    true
 }
 
-proptest! {
-    #![proptest_config(config())]
+/// Any text: its promise is a typed error or settings, never a panic.
+/// Almost no random text is a config (the share that is: the empty text,
+/// comments, blank lines), so every case's assertions are on the error's
+/// message; [`config_plausible_files_are_settings_or_a_typed_error`]
+/// reaches the settings.
+#[test]
+fn config_any_text_is_settings_or_a_typed_error() {
+    reaching("config: any text", any::<String>(), 0.0, |text| {
+        check_config(&text)
+    });
+}
 
-    #[test]
-    fn config_any_text_is_settings_or_a_typed_error(text in any::<String>()) {
-        check_config(&text);
-    }
-
-    #[test]
-    fn config_plausible_files_are_settings_or_a_typed_error(text in config_text()) {
-        check_config(&text);
-    }
+/// Near misses of real config files: a good share becomes settings.
+#[test]
+fn config_plausible_files_are_settings_or_a_typed_error() {
+    reaching("config: plausible files", config_text(), 0.1, |text| {
+        check_config(&text)
+    });
 }
 
 // -------------------------------------------------------------- URL policy

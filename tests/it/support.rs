@@ -610,3 +610,14 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     found
 }
+
+/// Whether this process may make a UTS namespace (to run a daemon under
+/// another host name, as a second host would): root with util-linux.
+pub fn can_unshare_uts() -> bool {
+    std::process::Command::new("unshare")
+        .args(["--uts", "true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
