@@ -84,7 +84,7 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
             return Ok(exit::OK);
         }
         Command::Completions { shell } => return reference::completions(shell),
-        Command::Man => return reference::man(),
+        Command::Man { dir } => return reference::man(dir.as_deref()),
         other => other,
     };
     let settings = settings.context("no configuration could be loaded")?;
@@ -139,9 +139,10 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
             verify::verify(&settings, &ids, all, requeue).await
         }
         Command::Prune { done_older_than } => prune::prune(&settings, done_older_than).await,
-        Command::Demo { .. } | Command::Sim(_) | Command::Completions { .. } | Command::Man => {
-            Ok(exit::OK)
-        }
+        Command::Demo { .. }
+        | Command::Sim(_)
+        | Command::Completions { .. }
+        | Command::Man { .. } => Ok(exit::OK),
     }
 }
 

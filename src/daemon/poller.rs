@@ -69,7 +69,10 @@ async fn poll_batch(
     let mut tasks = due.into_iter();
     for task in tasks.by_ref() {
         match poll_task(engine, &task, settings, stop).await {
-            Ok(Polled::Recorded) => continue,
+            Ok(Polled::Recorded) => {
+                engine.observer.task_polled();
+                continue;
+            }
             Ok(Polled::Paused(hold)) => {
                 let _ = reporter.send((task.task_id, Ok(Outcome::Paused(hold.into()))));
             }

@@ -4,6 +4,7 @@
 
 mod architecture;
 mod archive;
+mod bad_inputs;
 mod bounds;
 mod chaos;
 mod claims;
@@ -22,6 +23,7 @@ mod permissions;
 mod postgres;
 mod props;
 mod queue_contract;
+mod reference;
 mod secrets;
 mod segments;
 mod support;
