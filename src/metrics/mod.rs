@@ -531,3 +531,68 @@ impl Metrics {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(series))
+    }
+
+    #[test]
+    fn tasks_are_scraped_and_an_outage_keeps_the_last_values_marked_stale() {
+        let metrics = Metrics::new();
+        let reading = QueueReading {
+            counts: StatusCounts {
+                queued: 4,
+                ..StatusCounts::default()
+            },
+            tasks: TaskCounts {
+                generating: 2,
+                failed: 1,
+                polls: 9,
+                ..TaskCounts::default()
+            },
+            api_calls: 3,
+        };
+        let fresh = metrics.render(Some(&reading));
+        for (series, want) in [
+            ("minimax_dl_tasks{state=\"generating\"}", "2"),
+            ("minimax_dl_tasks{state=\"failed\"}", "1"),
+            ("minimax_dl_tasks{state=\"done\"}", "0"),
+            ("minimax_dl_queue_task_polls ", "9"),
+            ("minimax_dl_queue_up ", "1"),
+            ("minimax_dl_queue_read_age_seconds ", "0.0"),
+        ] {
+            assert_eq!(
+                line(&fresh, series).and_then(|l| l.rsplit(' ').next()),
+                Some(want),
+                "{series}\n{fresh}"
+            );
+        }
+        let stale = metrics.render(None);
+        assert!(line(&stale, "minimax_dl_queue_up 0").is_some(), "{stale}");
+        assert!(
+            line(&stale, "minimax_dl_tasks{state=\"generating\"} 2").is_some(),
+            "the last known value stays: {stale}"
+        );
+        let age = line(&stale, "minimax_dl_queue_read_age_seconds ").unwrap();
+        let age: f64 = age.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(age >= 0.0, "{stale}");
+        let never = Metrics::new().render(None);
+        assert!(
+            line(&never, "minimax_dl_queue_read_age_seconds -1").is_some(),
+            "{never}"
+        );
+        let unopened = Metrics::render_unopened();
+        assert!(
+            line(&unopened, "minimax_dl_queue_up 0").is_some(),
+            "{unopened}"
+        );
+        assert!(
+            line(&unopened, "minimax_dl_build_info{").is_some(),
+            "{unopened}"
+        );
+    }
+}

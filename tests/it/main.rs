@@ -27,6 +27,7 @@ mod reference;
 mod secrets;
 mod segments;
 mod support;
+mod task_monitoring;
 mod task_props;
 mod tasks;
 mod url_policy;

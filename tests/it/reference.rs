@@ -170,14 +170,15 @@ async fn fish_completes_verbs_and_each_verbs_flags() {
 
 /// The long options a man page lists (`\-\-name` in roff).
 fn options_in(page: &str) -> BTreeSet<String> {
-    page.split("\\-\\-")
+    let page = page.replace("\\-", "-");
+    page.split("--")
         .skip(1)
         .map(|rest| {
             let name: String = rest
                 .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '\\')
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
                 .collect();
-            format!("--{}", name.replace("\\-", "-"))
+            format!("--{name}")
         })
         .collect()
 }
