@@ -417,7 +417,7 @@ mod tests {
                  at character 1; remove it (an id is decimal digits only)",
             ),
             (
-                "4\0402\n",
+                "4\x00402\n",
                 "invalid file id \"4<U+0000>402\" on line 1: it holds a NUL character (U+0000) \
                  at character 2; remove it (an id is decimal digits only)",
             ),
