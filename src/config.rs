@@ -100,6 +100,26 @@ pub struct FileConfig {
     pub callback_token_file: Option<PathBuf>,
 }
 
+impl Settings {
+    /// The archive directory, when a file is where it should be: said in
+    /// words before mkdir answers "File exists". Only the verbs that write
+    /// the archive (`run`, `fetch`) ask.
+    pub fn check_output_dir(&self) -> Result<(), ConfigError> {
+        let out = &self.output_dir;
+        if out.exists() && !out.is_dir() {
+            return Err(ConfigError::Invalid {
+                origin: "the archive directory (--out, MINIMAX_DL_OUTPUT_DIR or output_dir)"
+                    .to_string(),
+                message: format!(
+                    "{} is a file, not a directory: name a directory",
+                    out.display()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl FileConfig {
     pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
@@ -679,9 +699,8 @@ fn exposed_secret_files(config_path: Option<&Path>, file: &FileConfig) -> Vec<St
     warnings
 }
 
-/// The queue file and the archive directory, when what is there already is
-/// the wrong kind: said here in words, before SQLite answers "disk I/O
-/// error" for a directory or mkdir "File exists" for a file.
+/// The queue file, when what is there already is a directory: said here in
+/// words, before SQLite answers "disk I/O error".
 fn check_paths(settings: &Settings) -> Result<(), ConfigError> {
     let db = &settings.database;
     if !db.is_postgres() && db.sqlite_path().is_dir() {
@@ -691,17 +710,6 @@ fn check_paths(settings: &Settings) -> Result<(), ConfigError> {
                 "{} is a directory: name a file, e.g. {}",
                 db.sqlite_path().display(),
                 db.sqlite_path().join("queue.db").display()
-            ),
-        });
-    }
-    let out = &settings.output_dir;
-    if out.exists() && !out.is_dir() {
-        return Err(ConfigError::Invalid {
-            origin: "the archive directory (--out, MINIMAX_DL_OUTPUT_DIR or output_dir)"
-                .to_string(),
-            message: format!(
-                "{} is a file, not a directory: name a directory",
-                out.display()
             ),
         });
     }

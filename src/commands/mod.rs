@@ -88,6 +88,9 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
         other => other,
     };
     let settings = settings.context("no configuration could be loaded")?;
+    if matches!(command, Command::Run { .. } | Command::Fetch { .. }) {
+        settings.check_output_dir()?;
+    }
     match command {
         Command::Enqueue {
             ids,

@@ -149,7 +149,7 @@ const CASES: &[Case] = &[
     ),
     with_files(
         &[Put::File("out.txt", b"not a directory\n")],
-        &["--out", "@/out.txt", "enqueue", "5"],
+        &["--out", "@/out.txt", "fetch", "5"],
         "is a file, not a directory",
     ),
     with_files(
