@@ -15,28 +15,121 @@ Exit codes:
   1  some jobs (or generation tasks) failed (run --exit-when-idle, fetch, demo), or
      a running job's worker has not yet confirmed a cancel, or verify found a file
      missing, changed or unreadable (with --requeue too: it is downloaded again later)
-  2  usage, configuration or database error; an id that is unknown or in the wrong
-     state for retry/cancel/verify (the other ids of the call are still applied)
-  3  stopped by an account-level API error (bad key, no balance, quota, an api_base
+  2  usage, configuration or database error (a missing or unreadable API key
+     included); an id that is unknown or in the wrong state for retry/cancel/verify
+     (the other ids of the call are still applied)
+  3  stopped by an account-level API error (a key MiniMax refuses, no balance, quota, an api_base
      that is not the MiniMax API); jobs stay queued, attempts untouched
   4  stopped because the archive disk is full or not writable; jobs stay queued
   5  run --exit-when-idle could not reach the queue database (PostgreSQL down or
      unreachable for 15 s); a daemon (no --exit-when-idle) keeps retrying instead
   130  interrupted by SIGINT (Ctrl-C): fetch, or run --exit-when-idle with jobs left;
      jobs stay queued and resume from their last checkpoint
-  143  interrupted by SIGTERM, as 130 (run without --exit-when-idle is a daemon: 0)
+  143  interrupted by SIGTERM, as 130 (run without --exit-when-idle is a daemon: 0)";
 
-Environment: MINIMAX_API_KEY, MINIMAX_API_BASE, MINIMAX_DL_DATABASE, MINIMAX_DL_DATABASE_URL_FILE,
-MINIMAX_DL_OUTPUT_DIR, MINIMAX_DL_CONCURRENCY, MINIMAX_DL_REQUESTS_PER_MINUTE, MINIMAX_DL_CONFIG,
-MINIMAX_DL_LISTEN, MINIMAX_DL_LISTEN_TOKEN, MINIMAX_DL_LOG (log filter). PostgreSQL also reads
-PGPASSWORD, ~/.pgpass, PGSSLMODE as libpq does.";
+/// An environment variable the program reads, and what for.
+pub struct EnvVar {
+    pub name: &'static str,
+    pub what: &'static str,
+    /// A hook for tests and benchmarks, not for users: kept out of `--help`.
+    pub test_hook: bool,
+}
+
+const fn user(name: &'static str, what: &'static str) -> EnvVar {
+    EnvVar {
+        name,
+        what,
+        test_hook: false,
+    }
+}
+
+const fn hook(name: &'static str, what: &'static str) -> EnvVar {
+    EnvVar {
+        name,
+        what,
+        test_hook: true,
+    }
+}
+
+/// Every environment variable the program reads, in one place: `--help`
+/// and the man page print it, and a test (tests/it/reference.rs) scans the
+/// source for environment reads and fails when one is missing here.
+pub const ENVIRONMENT: &[EnvVar] = &[
+    user(
+        "MINIMAX_API_KEY",
+        "the API key (run, fetch, sync); else api_key_file",
+    ),
+    user(
+        "MINIMAX_API_BASE",
+        "the API's base URL (default https://api.minimaxi.com)",
+    ),
+    user("MINIMAX_DL_CONFIG", "the config file"),
+    user("MINIMAX_DL_DATABASE", "the queue (--db)"),
+    user(
+        "MINIMAX_DL_DATABASE_URL_FILE",
+        "a file holding the queue's location (--database-url-file)",
+    ),
+    user("MINIMAX_DL_OUTPUT_DIR", "the archive directory (--out)"),
+    user(
+        "MINIMAX_DL_CONCURRENCY",
+        "downloads at once (run --concurrency)",
+    ),
+    user(
+        "MINIMAX_DL_REQUESTS_PER_MINUTE",
+        "the cap of API calls in any 60 s",
+    ),
+    user(
+        "MINIMAX_DL_LISTEN",
+        "the address of /metrics and the dashboard (run --listen)",
+    ),
+    user(
+        "MINIMAX_DL_LISTEN_TOKEN",
+        "the token the dashboard's actions need",
+    ),
+    user(
+        "MINIMAX_DL_CALLBACK_TOKEN",
+        "the secret path of POST /callback/{token}",
+    ),
+    user("MINIMAX_DL_LOG", "the log filter (e.g. minimax_dl=debug)"),
+    user("XDG_CONFIG_HOME", "where the config file is looked for"),
+    user("XDG_DATA_HOME", "where the queue and archive go by default"),
+    user("HOME", "the default for both XDG directories"),
+    user(
+        "CREDENTIALS_DIRECTORY",
+        "systemd credentials: api_key, db_url, callback_token",
+    ),
+    user("NOTIFY_SOCKET", "systemd's readiness and watchdog socket"),
+    hook(
+        "MINIMAX_DL_BOOT_ID_FILE",
+        "tests: a file standing for the boot id",
+    ),
+    hook(
+        "MINIMAX_DL_CRASH_AT",
+        "tests: abort the process at a named step",
+    ),
+    hook(
+        "MINIMAX_DL_TEST_TASK_POLL_MS",
+        "tests: a shorter floor between task polls",
+    ),
+];
+
+/// What `--help` (and so the man page) says after the options: the exit
+/// codes and [`ENVIRONMENT`].
+pub fn after_help() -> String {
+    let mut text = format!("{EXIT_CODES}\n\nEnvironment:\n");
+    for v in ENVIRONMENT.iter().filter(|v| !v.test_hook) {
+        text.push_str(&format!("  {}  {}\n", v.name, v.what));
+    }
+    text.push_str("PostgreSQL also reads PGPASSWORD, ~/.pgpass and PGSSLMODE as libpq does.");
+    text
+}
 
 /// Durable background downloader for files generated by the MiniMax API.
 #[derive(Debug, Parser)]
 #[command(
     name = "minimax-dl",
     version = crate::build_info::version_line(),
-    after_help = EXIT_CODES
+    after_help = after_help()
 )]
 pub struct Cli {
     /// Config file (default: $MINIMAX_DL_CONFIG, else $XDG_CONFIG_HOME/minimax-dl/config.toml, else /etc/minimax-dl/config.toml).
@@ -238,8 +331,13 @@ pub enum Command {
         #[arg(value_enum, value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), e.g. `minimax-dl man > /usr/local/share/man/man1/minimax-dl.1`.
-    Man,
+    /// Print the man page minimax-dl(1) (roff), or with --dir write it and one page per verb
+    /// (minimax-dl-enqueue(1), ...), as git does.
+    Man {
+        /// Write every page into DIR (created if missing), e.g. /usr/local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Move a queue to another database (SQLite to PostgreSQL when one host is no longer enough).
     #[command(subcommand)]
     Db(DbCommand),
@@ -269,11 +367,15 @@ pub const WATCH_INTERVAL: std::ops::RangeInclusive<Duration> =
     Duration::from_millis(100)..=Duration::from_secs(3600);
 
 fn parse_interval(raw: &str) -> Result<Duration, String> {
-    let interval = humantime::parse_duration(raw).map_err(|e| format!("{raw:?}: {e}"))?;
+    let interval =
+        humantime::parse_duration(raw).map_err(|e| format!("{}: {e}", crate::ids::quoted(raw)))?;
     if WATCH_INTERVAL.contains(&interval) {
         Ok(interval)
     } else {
-        Err(format!("{raw:?} is not between 100ms and 1h"))
+        Err(format!(
+            "{} is not between 100ms and 1h",
+            crate::ids::quoted(raw)
+        ))
     }
 }
 
@@ -289,6 +391,10 @@ fn parse_state(raw: &str) -> Result<JobState, String> {
 }
 
 fn parse_age(raw: &str) -> Result<Duration, String> {
-    humantime::parse_duration(raw)
-        .map_err(|e| format!("{raw:?} is not an age like 30d or 12h ({e})"))
+    humantime::parse_duration(raw).map_err(|e| {
+        format!(
+            "{} is not an age like 30d or 12h ({e})",
+            crate::ids::quoted(raw)
+        )
+    })
 }

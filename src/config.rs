@@ -100,11 +100,45 @@ pub struct FileConfig {
     pub callback_token_file: Option<PathBuf>,
 }
 
+impl Settings {
+    /// The archive directory, when a file is where it should be: said in
+    /// words before mkdir answers "File exists". Only the verbs that write
+    /// the archive (`run`, `fetch`) ask.
+    pub fn check_output_dir(&self) -> Result<(), ConfigError> {
+        let out = &self.output_dir;
+        if out.exists() && !out.is_dir() {
+            return Err(ConfigError::Invalid {
+                origin: "the archive directory (--out, MINIMAX_DL_OUTPUT_DIR or output_dir)"
+                    .to_string(),
+                message: format!(
+                    "{} is a file, not a directory: name a directory",
+                    out.display()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl FileConfig {
     pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', "\n  "),
+            message: match e.span() {
+                // One line: where, then what (toml's own text draws the
+                // line over several, which a log line cannot hold).
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    let key = text
+                        .lines()
+                        .nth(line - 1)
+                        .and_then(|l| l.split_once('='))
+                        .map(|(key, _)| format!(", key `{}`", key.trim()))
+                        .unwrap_or_default();
+                    format!("line {line}{key}: {}", e.message().trim_end())
+                }
+                None => e.message().trim_end().to_string(),
+            },
         })
     }
 
@@ -239,8 +273,12 @@ fn resolve_tasks(
     };
     let api = match file.task_api.as_deref() {
         None => TaskApi::V1,
-        Some(raw) => TaskApi::parse(raw)
-            .ok_or_else(|| invalid("task_api", format!("{raw:?} is not \"v1\" or \"v2\"")))?,
+        Some(raw) => TaskApi::parse(raw).ok_or_else(|| {
+            invalid(
+                "task_api",
+                format!("{} is not \"v1\" or \"v2\"", crate::ids::quoted(raw)),
+            )
+        })?,
     };
     let deadline = match file.task_deadline_secs {
         None => DEFAULT_TASK_DEADLINE,
@@ -294,7 +332,7 @@ impl Settings {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, ConfigError> {
         let (path, file) = match config_file_path(overrides, env) {
-            Some((path, required)) => match std::fs::read_to_string(&path) {
+            Some((path, required)) => match read_text(&path) {
                 Ok(text) => {
                     let file = FileConfig::parse(&text, &path)?;
                     (Some(path), file)
@@ -308,6 +346,7 @@ impl Settings {
         };
         let warnings = exposed_secret_files(path.as_deref(), &file);
         let settings = Settings::resolve(overrides, env, path, file)?;
+        check_paths(&settings)?;
         Ok(Settings {
             warnings,
             ..settings
@@ -362,7 +401,7 @@ impl Settings {
             crate::queue::open::check_location(&location.0).map_err(|why| {
                 ConfigError::Invalid {
                     origin: database_origin,
-                    message: format!("{:?} {why}", location.0),
+                    message: format!("{} {why}", crate::ids::quoted(&location.0)),
                 }
             })?;
         }
@@ -455,7 +494,7 @@ impl Settings {
         let path_template = match file.path_template {
             Some(text) => PathTemplate::parse(&text).map_err(|e| ConfigError::Invalid {
                 origin: file_origin("path_template"),
-                message: format!("{text:?}: {e}"),
+                message: format!("{}: {e}", crate::ids::quoted(&text)),
             })?,
             None => PathTemplate::default(),
         };
@@ -561,7 +600,7 @@ fn resolve_database(
 /// surrounding whitespace, the trailing newline included, are dropped).
 /// Errors name the file, never its contents.
 fn read_url_file(path: &Path, origin: &str) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::UrlFile {
+    let text = read_text(path).map_err(|source| ConfigError::UrlFile {
         path: path.to_path_buf(),
         origin: origin.to_string(),
         source,
@@ -626,7 +665,14 @@ fn resolve_listen(
 /// database URL file, when users other than their owner may read them.
 fn exposed_secret_files(config_path: Option<&Path>, file: &FileConfig) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = |path: &Path| std::fs::metadata(path).ok().map(|m| m.permissions().mode());
+    // Only files: a directory named by mistake is refused when it is read,
+    // and `chmod 600` would not be the fix.
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.permissions().mode())
+    };
     let mut warnings = Vec::new();
     let secrets = file.secret_keys();
     if let Some(path) = config_path.filter(|_| !secrets.is_empty())
@@ -651,6 +697,23 @@ fn exposed_secret_files(config_path: Option<&Path>, file: &FileConfig) -> Vec<St
         warnings.extend(exposure_warning(path, mode, "the database URL"));
     }
     warnings
+}
+
+/// The queue file, when what is there already is a directory: said here in
+/// words, before SQLite answers "disk I/O error".
+fn check_paths(settings: &Settings) -> Result<(), ConfigError> {
+    let db = &settings.database;
+    if !db.is_postgres() && db.sqlite_path().is_dir() {
+        return Err(ConfigError::Invalid {
+            origin: "the queue database (--db, MINIMAX_DL_DATABASE or database)".to_string(),
+            message: format!(
+                "{} is a directory: name a file, e.g. {}",
+                db.sqlite_path().display(),
+                db.sqlite_path().join("queue.db").display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Which config file to read, and whether it must exist (it must when the
@@ -748,7 +811,7 @@ fn resolve_callback_token(
                 Some(_) => file_origin("callback_token_file"),
                 None => "systemd credential callback_token".to_string(),
             };
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+            let text = read_text(path).map_err(|source| ConfigError::TokenFile {
                 path: path.to_path_buf(),
                 origin: origin.clone(),
                 source,
@@ -794,7 +857,7 @@ fn resolve_api_key(
 }
 
 fn read_key_file(path: &Path, origin: &str) -> Result<SecretString, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile {
+    let text = read_text(path).map_err(|source| ConfigError::KeyFile {
         path: path.to_path_buf(),
         origin: origin.to_string(),
         source,
@@ -843,13 +906,10 @@ fn layered_number(
         (v, format!("command-line flag {name}"))
     } else if let Some(raw) = env_value.filter(|v| !v.trim().is_empty()) {
         let origin = format!("environment variable {env_name}");
-        let v = raw
-            .trim()
-            .parse::<u32>()
-            .map_err(|_| ConfigError::Invalid {
-                origin: origin.clone(),
-                message: format!("{raw:?} is not a whole number"),
-            })?;
+        let v = parse_whole(&raw, &range).map_err(|message| ConfigError::Invalid {
+            origin: origin.clone(),
+            message,
+        })?;
         (v, origin)
     } else if let Some(v) = file_value {
         (v, file_origin.to_string())
@@ -865,6 +925,33 @@ fn layered_number(
     Ok(value)
 }
 
+/// A whole number from the environment. Digits too many for any value in
+/// range are out of range, not "not a number".
+fn parse_whole(raw: &str, range: &std::ops::RangeInclusive<u32>) -> Result<u32, String> {
+    let digits = raw.trim();
+    match digits.parse::<u32>() {
+        Ok(v) => Ok(v),
+        Err(_) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            Err(out_of_range(digits, range))
+        }
+        Err(_) => Err(format!(
+            "{} is not a whole number",
+            crate::ids::quoted(digits)
+        )),
+    }
+}
+
+/// A file's text; a directory is named as such (reading one fails with the
+/// OS's bare "Is a directory", which does not say which setting is wrong).
+fn read_text(path: &Path) -> std::io::Result<String> {
+    if path.is_dir() {
+        return Err(std::io::Error::other(
+            "it is a directory; name the file inside it",
+        ));
+    }
+    std::fs::read_to_string(path)
+}
+
 /// The one wording of a number outside its range, the same as the
 /// command-line parser's.
 pub fn out_of_range(
@@ -878,34 +965,33 @@ pub fn out_of_range(
 /// only for loopback hosts (the simulator): the key must not cross a network
 /// in clear text.
 pub fn parse_api_base(raw: &str) -> Result<Url, String> {
-    let url = Url::parse(raw.trim()).map_err(|e| format!("{raw:?} is not a URL ({e})"))?;
+    let q = crate::ids::quoted(raw.trim());
+    let url = Url::parse(raw.trim()).map_err(|e| format!("{q} is not a URL ({e})"))?;
     if !url.username().is_empty() || url.password().is_some() {
         let mut shown = url.clone();
         let _ = shown.set_username("");
         let _ = shown.set_password(None);
         return Err(format!(
-            "{:?} (shown without them) has a user name or password in it: they would be sent \
+            "{} (shown without them) has a user name or password in it: they would be sent \
              to the host and written to logs. Remove them; the API key is set with \
              MINIMAX_API_KEY or api_key_file",
-            shown.as_str()
+            crate::ids::quoted(shown.as_str())
         ));
     }
-    let host = url
-        .host_str()
-        .ok_or_else(|| format!("{raw:?} has no host"))?;
+    let host = url.host_str().ok_or_else(|| format!("{q} has no host"))?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback_host(host) => {}
         "http" => {
             return Err(format!(
-                "{raw:?} uses plain http: the API key would cross the network unencrypted; use https \
+                "{q} uses plain http: the API key would cross the network unencrypted; use https \
                  ({MAINLAND_API_BASE} or {INTERNATIONAL_API_BASE})"
             ));
         }
-        other => return Err(format!("{raw:?} has scheme {other:?}; expected https")),
+        other => return Err(format!("{q} has scheme \"{other}\"; expected https")),
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{raw:?} must not carry a query or fragment"));
+        return Err(format!("{q} must not carry a query or fragment"));
     }
     // A base with a path (a proxy prefix) must end in '/', or joining
     // "v1/files/retrieve" would replace its last segment.

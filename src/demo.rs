@@ -375,6 +375,11 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
     summary.print(&check, &stats);
     if place.kept {
         outln!("  look:      minimax-dl --db {} list", settings.database.0);
+    } else {
+        outln!(
+            "  removed:   {} (a temporary directory; keep the queue and files with --dir DIR)",
+            place.dir.display()
+        );
     }
     queue.close().await;
     Ok(verdict(&check, &stats))

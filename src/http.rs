@@ -41,12 +41,24 @@ pub fn describe_reqwest(error: &reqwest::Error) -> String {
     .to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        let cause_text = cause.to_string();
+        let cause_text = plain_tls(cause.to_string());
         if !text.contains(&cause_text) {
             text.push_str(": ");
             text.push_str(&cause_text);
         }
         source = cause.source();
+    }
+    text
+}
+
+/// rustls's words for the usual TLS mistakes, in the user's: an `https://`
+/// URL to a server that answers plain http gets "received corrupt message
+/// of type InvalidContentType", which names neither the cause nor the fix.
+fn plain_tls(text: String) -> String {
+    if text.contains("InvalidContentType") || text.contains("corrupt message") {
+        return "the server does not speak TLS: it may serve plain http (use an http:// URL only \
+                for a loopback server, or the server's https port)"
+            .to_string();
     }
     text
 }

@@ -9,13 +9,13 @@ use std::io::BufRead;
 /// a file, the line.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("invalid file id {}{}: {reason}", shown(value), line.map(|l| format!(" on line {l}")).unwrap_or_default())]
+    #[error("invalid file id {}{}: {}", quoted(value), on_line_no(*line), why(value, reason))]
     Invalid {
         value: String,
         line: Option<usize>,
         reason: &'static str,
     },
-    #[error("invalid task id {}{}: {reason}", shown(value), line.map(|l| format!(" on line {l}")).unwrap_or_default())]
+    #[error("invalid task id {}{}: {}", quoted(value), on_line_no(*line), why(value, reason))]
     InvalidTask {
         value: String,
         line: Option<usize>,
@@ -23,18 +23,70 @@ pub enum IdError {
     },
 }
 
+fn on_line_no(line: Option<usize>) -> String {
+    line.map(|l| format!(" on line {l}")).unwrap_or_default()
+}
+
+/// Why a value was refused: a character that cannot be seen (a stray
+/// byte-order mark, a NUL from a binary file, a no-break space pasted from
+/// a web page) is named with its position, since the value as shown would
+/// otherwise look right; else the parser's reason.
+fn why(value: &str, reason: &str) -> String {
+    match value
+        .chars()
+        .position(|c| !c.is_ascii_graphic() && c != ' ')
+    {
+        Some(at) => {
+            let c = value.chars().nth(at).unwrap_or_default();
+            format!(
+                "it holds {} at character {}; remove it (an id is decimal digits only)",
+                char_name(c),
+                at + 1
+            )
+        }
+        None => reason.to_string(),
+    }
+}
+
+/// A character no one can see, in words and its code point.
+pub fn char_name(c: char) -> String {
+    let code = format!("U+{:04X}", c as u32);
+    match c {
+        '\u{feff}' => format!("a byte-order mark ({code})"),
+        '\0' => format!("a NUL character ({code})"),
+        '\t' => format!("a tab ({code})"),
+        '\r' => format!("a carriage return ({code})"),
+        '\u{a0}' => format!("a no-break space ({code})"),
+        c if c.is_control() => format!("a control character ({code})"),
+        c if c.is_alphanumeric() || c.is_ascii_punctuation() => {
+            format!("the non-ASCII character '{c}' ({code})")
+        }
+        _ => format!("an invisible or non-ASCII character ({code})"),
+    }
+}
+
 /// Characters of a refused value quoted in a message; longer values are cut.
 pub const SHOWN_CHARS: usize = 64;
 
 /// The value as a message quotes it: whole when short, else its first
-/// [`SHOWN_CHARS`] characters and its length.
-fn shown(value: &str) -> String {
+/// [`SHOWN_CHARS`] characters and its length. Characters that cannot be
+/// seen or printed appear as their code point (`<U+FEFF>`), never as an
+/// escape of Rust's debug formatting.
+pub fn quoted(value: &str) -> String {
     let chars = value.chars().count();
+    let visible = |s: &mut dyn Iterator<Item = char>| -> String {
+        s.map(|c| match c {
+            c if c.is_ascii_graphic() || c == ' ' => c.to_string(),
+            c if c.is_alphanumeric() => c.to_string(),
+            c => format!("<U+{:04X}>", c as u32),
+        })
+        .collect()
+    };
     if chars <= SHOWN_CHARS {
-        return format!("{value:?}");
+        return format!("\"{}\"", visible(&mut value.chars()));
     }
-    let head: String = value.chars().take(SHOWN_CHARS).collect();
-    format!("{head:?}... ({chars} characters)")
+    let head = visible(&mut value.chars().take(SHOWN_CHARS));
+    format!("\"{head}\"... ({chars} characters)")
 }
 
 /// The byte-order mark some editors put at the start of a UTF-8 file.
@@ -121,6 +173,25 @@ pub fn parse_task_ref(raw: &str) -> Result<TaskRef, &'static str> {
         id: parse_file_id(id)?,
         api,
     })
+}
+
+/// The first task id a call names under both APIs (`1001` taken as v1 and
+/// `v2:1001`), as the sentence refusing it. A task id belongs to one API,
+/// and the queue keeps one entry per id: the second would be lost.
+pub fn api_clash(tasks: impl IntoIterator<Item = (i64, TaskApi)>) -> Option<String> {
+    let mut seen = std::collections::HashMap::new();
+    for (id, api) in tasks {
+        match seen.insert(id, api) {
+            Some(first) if first != api => {
+                return Some(format!(
+                    "task {id} is given as {first}:{id} and as {api}:{id}; a task id belongs to one \
+                     API: give it once"
+                ));
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Parses task refs given as command-line arguments.
@@ -210,7 +281,8 @@ pub enum ListError {
     #[error(transparent)]
     Id(#[from] IdError),
     #[error(
-        "line {line} is longer than {MAX_LINE_BYTES} bytes ({start:?}…): this is not a list of ids (one decimal id per line)"
+        "line {line} is longer than {MAX_LINE_BYTES} bytes ({}…): this is not a list of ids (one decimal id per line)",
+        quoted(start)
     )]
     LineTooLong {
         line: usize,
@@ -334,6 +406,61 @@ mod tests {
         assert_eq!(parse_lines("\u{feff}# ids\r\n7\r\n"), Ok(vec![7]));
         // Only at the very start: elsewhere it is a bad character.
         assert!(parse_lines("1\n\u{feff}2\n").is_err());
+    }
+
+    #[test]
+    fn invisible_characters_are_named_with_their_line_and_place() {
+        for (text, want) in [
+            (
+                "1\n\u{feff}202\n",
+                "invalid file id \"<U+FEFF>202\" on line 2: it holds a byte-order mark (U+FEFF) \
+                 at character 1; remove it (an id is decimal digits only)",
+            ),
+            (
+                "4\x00402\n",
+                "invalid file id \"4<U+0000>402\" on line 1: it holds a NUL character (U+0000) \
+                 at character 2; remove it (an id is decimal digits only)",
+            ),
+            (
+                "\n\n12\u{a0}3\n",
+                "invalid file id \"12<U+00A0>3\" on line 3: it holds a no-break space (U+00A0) \
+                 at character 3; remove it (an id is decimal digits only)",
+            ),
+            (
+                "7\u{200b}\n",
+                "invalid file id \"7<U+200B>\" on line 1: it holds an invisible or non-ASCII \
+                 character (U+200B) at character 2; remove it (an id is decimal digits only)",
+            ),
+        ] {
+            let streamed = read_lines(text.as_bytes()).unwrap_err().to_string();
+            assert_eq!(streamed, want);
+            assert!(!streamed.contains("\\u{") && !streamed.contains("\\0"));
+        }
+    }
+
+    #[test]
+    fn a_task_named_under_both_apis_is_a_clash() {
+        use TaskApi::{V1, V2};
+        for (tasks, clash) in [
+            (vec![(1001, V1), (1001, V2)], Some(1001)),
+            (vec![(1, V2), (2, V1), (1, V2)], None),
+            (vec![(5, V1), (6, V2), (7, V1), (6, V1)], Some(6)),
+            (vec![], None),
+        ] {
+            let found = api_clash(tasks);
+            assert_eq!(
+                found
+                    .as_ref()
+                    .map(|m| m.starts_with(&format!("task {} ", clash.unwrap_or(0)))),
+                clash.map(|_| true),
+                "{found:?}"
+            );
+        }
+        let message = api_clash([(1001, V1), (1001, V2)]).unwrap();
+        assert!(
+            message.contains("v1:1001") && message.contains("v2:1001"),
+            "{message}"
+        );
     }
 
     #[test]

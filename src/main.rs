@@ -27,13 +27,16 @@ fn run() -> u8 {
         Err(_)
             if matches!(
                 cli.command,
-                Command::Demo { .. } | Command::Sim(_) | Command::Completions { .. } | Command::Man
+                Command::Demo { .. }
+                    | Command::Sim(_)
+                    | Command::Completions { .. }
+                    | Command::Man { .. }
             ) =>
         {
             None
         }
         Err(e) => {
-            say!("minimax-dl: error: {e}");
+            say!("minimax-dl: error: {}", stderr::error_line(&e));
             return exit::USAGE;
         }
     };
@@ -59,7 +62,7 @@ fn run() -> u8 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            say!("minimax-dl: error: {e:#}");
+            say!("minimax-dl: error: {}", stderr::error_line(e.as_ref()));
             exit::USAGE
         }
     }

@@ -148,6 +148,41 @@ macro_rules! outln {
     };
 }
 
+/// An error and its causes as the one line a user reads. Libraries often
+/// repeat their cause in their own message (`thiserror`'s `{source}` with a
+/// `#[source]` field, an `io::Error` wrapped in a context naming it again),
+/// so printing every link of the chain would say the same thing twice: a
+/// cause whose text the line already holds is left out. Line breaks inside
+/// a message become spaces, and the OS's ` (os error N)` suffix, which says
+/// nothing a user can act on, is dropped.
+pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = plain(&e.to_string());
+        if !text.is_empty() && !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        next = e.source();
+    }
+    line
+}
+
+/// One message as plain words on one line (see [`error_line`]).
+fn plain(text: &str) -> String {
+    let mut text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    while let Some(start) = text.find(" (os error ") {
+        let Some(len) = text[start..].find(')') else {
+            break;
+        };
+        text.replace_range(start..start + len + 1, "");
+    }
+    text
+}
+
 /// The writer `tracing` formats each record into: the record is queued
 /// whole when the writer is dropped.
 pub struct Record<'a> {
@@ -188,6 +223,56 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {what}: {source}")]
+    struct Repeats {
+        what: &'static str,
+        source: io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Wraps(&'static str, #[source] Repeats);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Same(&'static str, #[source] io::Error);
+
+    #[test]
+    fn an_error_line_says_each_cause_once_on_one_line() {
+        let dir = || io::Error::from_raw_os_error(21);
+        let cases: [(&(dyn std::error::Error + 'static), &str); 4] = [
+            (&dir(), "Is a directory"),
+            (
+                &Repeats {
+                    what: "the key file /k",
+                    source: dir(),
+                },
+                "cannot read the key file /k: Is a directory",
+            ),
+            (
+                &Wraps(
+                    "enqueue",
+                    Repeats {
+                        what: "x",
+                        source: io::Error::other("two\nlines"),
+                    },
+                ),
+                "enqueue: cannot read x: two lines",
+            ),
+            (
+                &Same(
+                    "invalid socket address",
+                    io::Error::other("invalid socket address"),
+                ),
+                "invalid socket address",
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(error_line(err), want);
+        }
+    }
     use std::sync::Mutex;
     use std::sync::mpsc::{Sender, channel};
 

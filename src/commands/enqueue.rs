@@ -29,6 +29,9 @@ where
     R: for<'r> Fn(Box<dyn io::BufRead + 'r>) -> Result<Vec<T>, ids::ListError>,
 {
     let name = list_name(path);
+    if path.is_dir() {
+        bail!("cannot read {what} from {name}: it is a directory; give a file (or - for stdin)");
+    }
     let items = if path == Path::new("-") {
         read(Box::new(io::stdin().lock()))
     } else {
@@ -65,7 +68,19 @@ pub async fn enqueue(settings: &Settings, inputs: Inputs<'_>) -> Result<u8> {
             "no file ids or tasks given: pass ids as arguments or with --from FILE, tasks with --task ID or --tasks-from FILE"
         );
     }
+    let new: Vec<NewTask> = tasks
+        .iter()
+        .map(|t| NewTask {
+            task_id: t.id,
+            api: t.api.unwrap_or(settings.tasks.api),
+            result: None,
+        })
+        .collect();
+    if let Some(clash) = ids::api_clash(new.iter().map(|t| (t.task_id, t.api))) {
+        bail!("{clash}");
+    }
     let queue = open_queue(settings).await?;
+    known_under_other_api(&queue, &new).await?;
     if !all.is_empty() {
         let report = queue.enqueue(&all).await?;
         out!(
@@ -74,15 +89,7 @@ pub async fn enqueue(settings: &Settings, inputs: Inputs<'_>) -> Result<u8> {
             report.skipped
         );
     }
-    if !tasks.is_empty() {
-        let new: Vec<NewTask> = tasks
-            .iter()
-            .map(|t| NewTask {
-                task_id: t.id,
-                api: t.api.unwrap_or(settings.tasks.api),
-                result: None,
-            })
-            .collect();
+    if !new.is_empty() {
         let report = queue.enqueue_tasks(&new, settings.tasks.deadline).await?;
         out!(
             "enqueued {} new tasks, skipped {} already known; `run` polls them until their videos exist",
@@ -91,6 +98,26 @@ pub async fn enqueue(settings: &Settings, inputs: Inputs<'_>) -> Result<u8> {
         );
     }
     Ok(exit::OK)
+}
+
+/// Refuses the call, before anything is written, when a task it names is
+/// in the queue already under the other API: the queue keeps one entry per
+/// task id, so the second would be dropped without a word.
+async fn known_under_other_api(queue: &crate::queue::Queue, new: &[NewTask]) -> Result<()> {
+    for task in new {
+        if let Some(known) = queue.get_task(task.task_id).await?
+            && known.api != task.api
+        {
+            bail!(
+                "task {id} is already known under {known_api} (given here as {api}:{id}); a task id \
+                 belongs to one API: give it as {known_api}:{id} or without a prefix",
+                id = task.task_id,
+                known_api = known.api,
+                api = task.api,
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The tasks of a `--tasks-from` list: a file, or stdin for `-`.

@@ -84,10 +84,13 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
             return Ok(exit::OK);
         }
         Command::Completions { shell } => return reference::completions(shell),
-        Command::Man => return reference::man(),
+        Command::Man { dir } => return reference::man(dir.as_deref()),
         other => other,
     };
     let settings = settings.context("no configuration could be loaded")?;
+    if matches!(command, Command::Run { .. } | Command::Fetch { .. }) {
+        settings.check_output_dir()?;
+    }
     match command {
         Command::Enqueue {
             ids,
@@ -139,9 +142,10 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
             verify::verify(&settings, &ids, all, requeue).await
         }
         Command::Prune { done_older_than } => prune::prune(&settings, done_older_than).await,
-        Command::Demo { .. } | Command::Sim(_) | Command::Completions { .. } | Command::Man => {
-            Ok(exit::OK)
-        }
+        Command::Demo { .. }
+        | Command::Sim(_)
+        | Command::Completions { .. }
+        | Command::Man { .. } => Ok(exit::OK),
     }
 }
 

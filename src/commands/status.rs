@@ -65,8 +65,8 @@ pub(super) async fn report(queue: &Queue, cap: u32, as_json: bool) -> Result<Str
         .collect();
     let tasks = &seen.tasks;
     lines.push(format!(
-        "{:<10} {} tasks (finished {}, failed {}, cancelled {})",
-        "generating", tasks.generating, tasks.done, tasks.failed, tasks.cancelled
+        "{:<10} {} tasks (finished {}, failed {}, cancelled {}; {} polls)",
+        "generating", tasks.generating, tasks.done, tasks.failed, tasks.cancelled, tasks.polls
     ));
     lines.push(format!("{:<10} {}", "bytes", seen.counts.bytes_done));
     lines.push(match seen.oldest_due_waiting {

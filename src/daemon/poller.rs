@@ -95,7 +95,10 @@ async fn poll_batch(
             }
         };
         match polled {
-            Ok(Polled::Recorded) => continue,
+            Ok(Polled::Recorded) => {
+                engine.observer.task_polled();
+                continue;
+            }
             Ok(Polled::Paused(hold)) => {
                 let _ = reporter.send((task.task_id, Ok(Outcome::Paused(hold.into()))));
             }

@@ -29,7 +29,7 @@ use live::Live;
 pub use live::{FlightView, PauseView, RecentError};
 
 use crate::gate::{RateGate, WINDOW};
-use crate::queue::{JobState, Queue, QueueError, StatusCounts};
+use crate::queue::{JobState, Queue, QueueError, StatusCounts, TaskCounts, TaskState};
 
 /// `Content-Type` of what [`Metrics::render`] returns.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -50,6 +50,8 @@ struct Inner {
     pause_clock: Mutex<Option<(&'static str, Instant)>>,
     heartbeat: Mutex<Instant>,
     gate: OnceLock<Arc<RateGate>>,
+    /// When the queue's counts were last read (None: never).
+    last_read: Mutex<Option<Instant>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -85,6 +87,11 @@ type GaugeF = Gauge<f64, AtomicU64>;
 
 struct Families {
     jobs: Family<StateLabel, Gauge>,
+    tasks: Family<StateLabel, Gauge>,
+    queue_task_polls: Gauge,
+    task_polls: Counter,
+    queue_up: Gauge,
+    queue_read_age: GaugeF,
     queue_bytes_done: Gauge,
     downloaded_bytes: Counter,
     outcomes: Family<OutcomeLabel, Counter>,
@@ -110,6 +117,11 @@ impl Families {
     fn new() -> Families {
         Families {
             jobs: Family::default(),
+            tasks: Family::default(),
+            queue_task_polls: Gauge::default(),
+            task_polls: Counter::default(),
+            queue_up: Gauge::default(),
+            queue_read_age: GaugeF::default(),
             queue_bytes_done: Gauge::default(),
             downloaded_bytes: Counter::default(),
             outcomes: Family::default(),
@@ -140,6 +152,32 @@ impl Families {
     fn register(&self, r: &mut Registry) {
         let f = self;
         r.register("jobs", "Jobs in the queue by state", f.jobs.clone());
+        r.register(
+            "tasks",
+            "Generation tasks in the queue by state (generating, done, failed, cancelled)",
+            f.tasks.clone(),
+        );
+        r.register(
+            "queue_task_polls",
+            "Polls recorded of the generation tasks in the queue, by every process sharing it",
+            f.queue_task_polls.clone(),
+        );
+        r.register(
+            "task_polls",
+            "Generation task polls this process made and recorded",
+            f.task_polls.clone(),
+        );
+        r.register(
+            "queue_up",
+            "1 when the queue answered this scrape; 0 when it did not, and the queue's numbers \
+             (jobs, tasks, bytes, rate window) are the last known ones",
+            f.queue_up.clone(),
+        );
+        r.register(
+            "queue_read_age_seconds",
+            "Seconds since the queue's numbers were read (0 when they are fresh; -1 before the first read)",
+            f.queue_read_age.clone(),
+        );
         r.register(
             "queue_bytes_done",
             "Bytes downloaded of every job in the queue (status's bytes)",
@@ -243,6 +281,9 @@ impl Families {
         for state in JobState::ALL {
             let _ = self.jobs.get_or_create(&state_label(state));
         }
+        for state in TaskState::ALL {
+            let _ = self.tasks.get_or_create(&task_label(state));
+        }
         for reason in PAUSE_REASONS {
             let label = reason_label(reason);
             let _ = self.paused.get_or_create(&label);
@@ -268,6 +309,12 @@ fn state_label(state: JobState) -> StateLabel {
     }
 }
 
+fn task_label(state: TaskState) -> StateLabel {
+    StateLabel {
+        state: state.as_str().into(),
+    }
+}
+
 fn reason_label(reason: &str) -> ReasonLabel {
     ReasonLabel {
         reason: reason.into(),
@@ -279,6 +326,7 @@ fn reason_label(reason: &str) -> ReasonLabel {
 #[derive(Clone, Copy, Debug)]
 pub struct QueueReading {
     pub counts: StatusCounts,
+    pub tasks: TaskCounts,
     pub api_calls: u64,
 }
 
@@ -286,6 +334,7 @@ impl QueueReading {
     pub async fn read(queue: &Queue) -> Result<QueueReading, QueueError> {
         Ok(QueueReading {
             counts: queue.status().await?,
+            tasks: queue.task_counts().await?,
             api_calls: queue.api_calls_in_window(WINDOW).await?,
         })
     }
@@ -333,6 +382,7 @@ impl Metrics {
             pause_clock: Mutex::default(),
             heartbeat: Mutex::new(Instant::now()),
             gate: OnceLock::new(),
+            last_read: Mutex::default(),
         }))
     }
 
@@ -343,20 +393,27 @@ impl Metrics {
     }
 
     /// The scrape: what the queue said (None when it could not be read:
-    /// the last values stay) and everything else as of now.
+    /// the last values stay, `queue_up` says 0 and `queue_read_age_seconds`
+    /// how old they are) and everything else as of now. Always Prometheus
+    /// text: a scraper must see the outage as a value, not a missing target.
     pub fn render(&self, queue: Option<&QueueReading>) -> String {
         let f = &self.0.f;
-        let gauge = |n: u64| n.min(i64::MAX as u64) as i64;
-        if let Some(QueueReading { counts, api_calls }) = queue {
-            for state in JobState::ALL {
-                f.jobs
-                    .get_or_create(&state_label(state))
-                    .set(gauge(counts.get(state)));
+        let now = Instant::now();
+        match queue {
+            Some(reading) => {
+                self.record_reading(reading);
+                *lock(&self.0.last_read) = Some(now);
             }
-            f.queue_bytes_done.set(gauge(counts.bytes_done));
-            f.rate_window_calls.set(gauge(*api_calls));
+            None => {
+                f.queue_up.set(0);
+            }
         }
-        self.settle_pause(Instant::now());
+        let age = lock(&self.0.last_read).map_or(-1.0, |at| match queue {
+            Some(_) => 0.0,
+            None => now.saturating_duration_since(at).as_secs_f64(),
+        });
+        f.queue_read_age.set(age);
+        self.settle_pause(now);
         let gate = self.gate_view(None);
         f.rate_per_minute.set(gate.per_minute.map_or(0, i64::from));
         f.rate_cooldown.set(gate.cooldown_secs);
@@ -365,6 +422,51 @@ impl Metrics {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.0.registry);
+        text
+    }
+
+    /// The queue's numbers into their gauges.
+    fn record_reading(&self, reading: &QueueReading) {
+        let f = &self.0.f;
+        let gauge = |n: u64| n.min(i64::MAX as u64) as i64;
+        for state in JobState::ALL {
+            f.jobs
+                .get_or_create(&state_label(state))
+                .set(gauge(reading.counts.get(state)));
+        }
+        for state in TaskState::ALL {
+            f.tasks
+                .get_or_create(&task_label(state))
+                .set(gauge(reading.tasks.get(state)));
+        }
+        f.queue_task_polls.set(gauge(reading.tasks.polls));
+        f.queue_bytes_done.set(gauge(reading.counts.bytes_done));
+        f.rate_window_calls.set(gauge(reading.api_calls));
+        f.queue_up.set(1);
+    }
+
+    /// `/metrics` while `run` waits for its queue database to open: no
+    /// numbers of the queue are known yet, so only that it is down, the
+    /// build and the process.
+    pub fn render_unopened() -> String {
+        let mut registry = Registry::default();
+        let up = Gauge::<i64>::default();
+        let f = Families::new();
+        f.preset();
+        let sub = registry.sub_registry_with_prefix("minimax_dl");
+        sub.register(
+            "queue_up",
+            "1 when the queue answered this scrape; 0 while it does not (run waits for it)",
+            up,
+        );
+        sub.register(
+            "build_info",
+            "Version, commit and queue backends of this binary (always 1)",
+            f.build_info.clone(),
+        );
+        registry.register_collector(Box::new(process::ProcessCollector));
+        let mut text = String::new();
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
         text
     }
 
@@ -428,4 +530,69 @@ impl Metrics {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(series))
+    }
+
+    #[test]
+    fn tasks_are_scraped_and_an_outage_keeps_the_last_values_marked_stale() {
+        let metrics = Metrics::new();
+        let reading = QueueReading {
+            counts: StatusCounts {
+                queued: 4,
+                ..StatusCounts::default()
+            },
+            tasks: TaskCounts {
+                generating: 2,
+                failed: 1,
+                polls: 9,
+                ..TaskCounts::default()
+            },
+            api_calls: 3,
+        };
+        let fresh = metrics.render(Some(&reading));
+        for (series, want) in [
+            ("minimax_dl_tasks{state=\"generating\"}", "2"),
+            ("minimax_dl_tasks{state=\"failed\"}", "1"),
+            ("minimax_dl_tasks{state=\"done\"}", "0"),
+            ("minimax_dl_queue_task_polls ", "9"),
+            ("minimax_dl_queue_up ", "1"),
+            ("minimax_dl_queue_read_age_seconds ", "0.0"),
+        ] {
+            assert_eq!(
+                line(&fresh, series).and_then(|l| l.rsplit(' ').next()),
+                Some(want),
+                "{series}\n{fresh}"
+            );
+        }
+        let stale = metrics.render(None);
+        assert!(line(&stale, "minimax_dl_queue_up 0").is_some(), "{stale}");
+        assert!(
+            line(&stale, "minimax_dl_tasks{state=\"generating\"} 2").is_some(),
+            "the last known value stays: {stale}"
+        );
+        let age = line(&stale, "minimax_dl_queue_read_age_seconds ").unwrap();
+        let age: f64 = age.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(age >= 0.0, "{stale}");
+        let never = Metrics::new().render(None);
+        assert!(
+            line(&never, "minimax_dl_queue_read_age_seconds -1").is_some(),
+            "{never}"
+        );
+        let unopened = Metrics::render_unopened();
+        assert!(
+            line(&unopened, "minimax_dl_queue_up 0").is_some(),
+            "{unopened}"
+        );
+        assert!(
+            line(&unopened, "minimax_dl_build_info{").is_some(),
+            "{unopened}"
+        );
+    }
 }

@@ -67,6 +67,10 @@ impl Metrics {
 }
 
 impl Observer for Metrics {
+    fn task_polled(&self) {
+        self.0.f.task_polls.inc();
+    }
+
     fn started(&self, file_id: i64, bytes_done: u64) {
         if bytes_done > 0 {
             self.0.f.resumes.inc();

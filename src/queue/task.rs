@@ -145,13 +145,15 @@ pub enum PollRecord<'a> {
     },
 }
 
-/// Tasks per state.
+/// Tasks per state, and the polls recorded of them all (by every process
+/// sharing the queue).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TaskCounts {
     pub generating: u64,
     pub done: u64,
     pub failed: u64,
     pub cancelled: u64,
+    pub polls: u64,
 }
 
 impl TaskCounts {

@@ -31,6 +31,8 @@ pub trait Observer: Send + Sync {
     fn paused(&self, _pause: Option<(&HostProblem, Duration)>) {}
     /// The pool's heartbeat turned (every second while it runs).
     fn alive(&self) {}
+    /// The pool's poller polled a generation task and recorded the answer.
+    fn task_polled(&self) {}
 }
 
 /// Several observers hearing the same events (log lines and metrics).
@@ -69,6 +71,9 @@ impl Observer for Observers {
     }
     fn alive(&self) {
         self.0.iter().for_each(|o| o.alive());
+    }
+    fn task_polled(&self) {
+        self.0.iter().for_each(|o| o.task_polled());
     }
 }
 

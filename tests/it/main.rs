@@ -4,6 +4,7 @@
 
 mod architecture;
 mod archive;
+mod bad_inputs;
 mod bounds;
 mod chaos;
 mod claims;
@@ -23,9 +24,11 @@ mod postgres;
 mod promises;
 mod props;
 mod queue_contract;
+mod reference;
 mod secrets;
 mod segments;
 mod support;
+mod task_monitoring;
 mod task_props;
 mod tasks;
 mod url_policy;

@@ -77,6 +77,12 @@ function drawCounts(counts) {
   $("count-bytes").textContent = counts ? bytes(counts.bytes_done) : "–";
 }
 
+function drawTasks(tasks) {
+  for (const key of ["generating", "done", "failed", "polls"]) {
+    $("task-" + key).textContent = tasks ? tasks[key] : "–";
+  }
+}
+
 function drawGate(gate) {
   const parts = [];
   const calls = gate.calls_in_window == null ? "?" : gate.calls_in_window;
@@ -145,6 +151,7 @@ function draw(s) {
   $("queue-error").hidden = !s.queue_error;
   $("queue-error").textContent = s.queue_error ? "Queue unreachable: " + s.queue_error : "";
   drawCounts(s.counts);
+  drawTasks(s.tasks);
   drawGate(s.gate);
   drawPause(s.pause);
   drawInFlight(s.in_flight);

@@ -50,7 +50,10 @@ pub async fn act(
         "retry" => within(actions.queue.retry(&[id])).await,
         "cancel" => within(actions.queue.cancel(&[id])).await,
         other => {
-            let message = format!("no action {:?}: retry or cancel", truncate(other));
+            let message = format!(
+                "no action {}: retry or cancel",
+                crate::ids::quoted(&truncate(other))
+            );
             return problem(StatusCode::NOT_FOUND, &message);
         }
     };
@@ -58,7 +61,12 @@ pub async fn act(
         Ok(mut outcomes) => outcomes.pop().map(|(_, o)| o),
         Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, &e),
     };
-    info!(file_id = id, action, "dashboard action: {outcome:?}");
+    info!(
+        file_id = id,
+        action,
+        "dashboard action: {}",
+        said(outcome.as_ref(), &action)
+    );
     match outcome {
         Some(VerbOutcome::Applied) => {
             Json(json!({ "file_id": id.to_string(), "result": action })).into_response()
@@ -71,6 +79,40 @@ pub async fn act(
         Some(VerbOutcome::Refused(why)) => problem(StatusCode::CONFLICT, &why),
         Some(VerbOutcome::Unknown) | None => {
             problem(StatusCode::NOT_FOUND, &format!("no job {id} in the queue"))
+        }
+    }
+}
+
+/// What an action did, in the words of the log line.
+fn said(outcome: Option<&VerbOutcome>, action: &str) -> String {
+    match outcome {
+        Some(VerbOutcome::Applied) => format!("{action} done"),
+        Some(VerbOutcome::Requested) => "cancel requested from the job's worker".to_string(),
+        Some(VerbOutcome::Refused(why)) => format!("{action} refused: {why}"),
+        Some(VerbOutcome::Unknown) | None => "no such job".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_action_is_logged_in_words() {
+        for (outcome, want) in [
+            (Some(VerbOutcome::Applied), "retry done"),
+            (
+                Some(VerbOutcome::Requested),
+                "cancel requested from the job's worker",
+            ),
+            (
+                Some(VerbOutcome::Refused("it is done".into())),
+                "retry refused: it is done",
+            ),
+            (Some(VerbOutcome::Unknown), "no such job"),
+            (None, "no such job"),
+        ] {
+            assert_eq!(said(outcome.as_ref(), "retry"), want);
         }
     }
 }

@@ -59,6 +59,7 @@ pub async fn state(State(ops): State<Ops>) -> Response {
     Json(json!({
         "version": crate::build_info::version_line(),
         "counts": reading.as_ref().ok().map(|r| r.counts),
+        "tasks": reading.as_ref().ok().map(|r| r.tasks),
         "queue_error": reading.as_ref().err(),
         "healthy": healthy,
         "actions": ops.actions.is_some(),

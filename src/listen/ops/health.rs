@@ -51,6 +51,16 @@ pub async fn readyz(State(ops): State<Ops>) -> Response {
     }
 }
 
+/// `/metrics` while `run` waits for its database: Prometheus text with
+/// `minimax_dl_queue_up 0`, so the outage is a value a rule can alert on.
+pub async fn metrics_while_opening() -> Response {
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        crate::metrics::Metrics::render_unopened(),
+    )
+        .into_response()
+}
+
 /// Alive while `run` waits for its database: the wait is the loop turning.
 pub async fn healthz_while_opening(State(opening): State<Opening>) -> Response {
     let body = json!({

@@ -81,11 +81,13 @@ impl Opening {
 
 /// The routes served until the queue opens: the process is alive
 /// (`/healthz` 200) but not ready (`/readyz` 503, reason `queue`, as when
-/// a running daemon loses its database); anything else is 503 too.
+/// a running daemon loses its database), `/metrics` Prometheus text saying
+/// the queue is down; anything else is 503 too.
 pub fn opening_router(opening: Opening) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz_while_opening))
         .route("/readyz", get(health::not_ready_while_opening))
+        .route("/metrics", get(health::metrics_while_opening))
         .fallback(health::not_ready_while_opening)
         .with_state(opening)
 }
@@ -106,7 +108,10 @@ async fn within<T>(read: impl Future<Output = Result<T, QueueError>>) -> Result<
 /// answer of 400 saying why not.
 fn file_id(raw: &str) -> Result<i64, Box<Response>> {
     crate::ids::parse_file_id(raw).map_err(|why| {
-        let message = format!("{:?} is not a file id: {why}", truncate(raw));
+        let message = format!(
+            "{} is not a file id: {why}",
+            crate::ids::quoted(&truncate(raw))
+        );
         Box::new(problem(StatusCode::BAD_REQUEST, &message))
     })
 }

@@ -268,7 +268,9 @@ impl PgStore {
     }
 
     pub async fn task_counts(&self) -> Result<TaskCounts, QueueError> {
-        let rows = sqlx::query("SELECT state, count(*) AS n FROM tasks GROUP BY state")
+        let rows = sqlx::query(
+            "SELECT state, count(*) AS n, COALESCE(sum(polls), 0)::bigint AS polls FROM tasks GROUP BY state",
+        )
             .fetch_all(&self.pool)
             .await?;
         let mut counts = TaskCounts::default();
@@ -277,6 +279,7 @@ impl PgStore {
             if let Ok(state) = TaskState::from_str(&state) {
                 counts.set(state, row.try_get::<i64, _>("n")?.max(0) as u64);
             }
+            counts.polls += row.try_get::<i64, _>("polls")?.max(0) as u64;
         }
         Ok(counts)
     }
