@@ -60,7 +60,7 @@ fn run() -> u8 {
         Ok(code) => code,
         Err(e) => {
             say!("minimax-dl: error: {e:#}");
-            exit::USAGE
+            commands::error_exit(&e)
         }
     }
 }

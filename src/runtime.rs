@@ -29,8 +29,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     pub const ACCOUNT: u8 = 3;
     pub const DISK_FULL: u8 = 4;
-    /// `run --exit-when-idle` could not reach the queue database (a daemon
-    /// keeps trying instead).
+    /// The queue database did not answer: any verb, or `run
+    /// --exit-when-idle` after its grace (a daemon keeps trying instead).
     pub const DB_UNREACHABLE: u8 = 5;
     /// `fetch`, or `run --exit-when-idle` with jobs left, stopped by SIGINT
     /// (128 + 2, the shell's convention) ...

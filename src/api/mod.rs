@@ -275,6 +275,22 @@ impl ApiClient {
         &self.base
     }
 
+    /// Which MiniMax account this client calls for, as a name that may be
+    /// stored in a shared queue: the first 16 hex digits (64 bits) of the
+    /// key's SHA-256, never the key (a hash does not give it back, and an
+    /// API key is a long random string, not something to guess); `""`
+    /// without a key. Two keys get the same name once in 2^64. A pause learned
+    /// from an answer to this key is recorded under it (see
+    /// `Queue::set_account`).
+    pub fn account(&self) -> String {
+        use sha2::Digest;
+        let Some(key) = &self.key else {
+            return String::new();
+        };
+        let digest = sha2::Sha256::digest(key.expose_secret().as_bytes());
+        hex::encode(&digest[..8])
+    }
+
     pub fn has_key(&self) -> bool {
         self.key.is_some()
     }
@@ -463,6 +479,23 @@ async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_account_is_a_short_digest_of_the_key_never_the_key() {
+        let base = Url::parse("http://127.0.0.1:1/").unwrap();
+        let client = |key: Option<&str>| {
+            let key = key.map(SecretString::from);
+            let t = Duration::from_secs(1);
+            ApiClient::new(base.clone(), key, t, t).unwrap()
+        };
+        let a = client(Some("key-a-0123456789")).account();
+        assert_eq!(a.len(), 16);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert!(!a.contains("key-a"), "{a}");
+        assert_eq!(client(Some("key-a-0123456789")).account(), a);
+        assert_ne!(client(Some("key-b-0123456789")).account(), a);
+        assert_eq!(client(None).account(), "");
+    }
 
     fn ok_body(id: &str, bytes: i64) -> String {
         format!(

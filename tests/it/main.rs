@@ -18,6 +18,7 @@ mod engine;
 mod fleet;
 mod listen;
 mod logging;
+mod mistakes;
 mod permissions;
 mod postgres;
 mod props;
