@@ -505,6 +505,7 @@ async fn work(settings: &Settings, queue: &Queue, files: u32) -> Result<RunEnd> 
         concurrency: settings.concurrency,
         exit_when_idle: true,
         probe_interval: settings.probe_interval,
+        api_unreachable: settings.api_unreachable,
         tasks: settings.tasks,
     };
     let end = daemon::run(engine, options, shutdown, None).await?;

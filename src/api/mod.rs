@@ -68,6 +68,12 @@ pub enum ApiError {
     },
     #[error("cannot reach the MiniMax API: {0}")]
     Transport(String),
+    /// No connection to the API host at all (refused, no route, DNS): this
+    /// host's network or `api_base`, not the file.
+    #[error(
+        "cannot connect to the MiniMax API at {base}: {detail}; check api_base (MINIMAX_API_BASE) and this host's network"
+    )]
+    Unreachable { base: String, detail: String },
     /// A v2 task whose video was being downloaded answers that it ended
     /// without one (expired after its 7 days, say): permanent.
     #[error("generation task {task_id} has no video any more: {reason}")]
@@ -119,6 +125,7 @@ impl ApiError {
                 ..
             } => classify::classify_api_http(*status, *retry_after),
             ApiError::Malformed { .. } | ApiError::Transport(_) => ErrorClass::Transient,
+            ApiError::Unreachable { .. } => ErrorClass::Unreachable,
             ApiError::DownloadScheme { .. } | ApiError::TaskEnded { .. } => ErrorClass::Permanent,
         }
     }
@@ -396,7 +403,13 @@ impl ApiClient {
             .header(AUTHORIZATION, auth)
             .send()
             .await
-            .map_err(|e| ApiError::Transport(describe_reqwest(&e)))?;
+            .map_err(|e| match e.is_connect() {
+                true => ApiError::Unreachable {
+                    base: self.base.to_string(),
+                    detail: describe_reqwest(&e),
+                },
+                false => ApiError::Transport(describe_reqwest(&e)),
+            })?;
         let status = response.status();
         let headers = response.headers();
         let trace_id = headers

@@ -93,6 +93,7 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
         concurrency: settings.concurrency,
         exit_when_idle,
         probe_interval: settings.probe_interval,
+        api_unreachable: settings.api_unreachable,
         tasks: settings.tasks,
     };
     let end = daemon::run(engine, options, shutdown.clone(), Some(reload_rx)).await?;

@@ -95,7 +95,10 @@ pub fn after_poll(answer: PollAnswer<'_>, when: PollTime) -> PollStep {
             after: next.max(cooldown),
             note: message.to_string(),
         },
-        PollAnswer::Error(ErrorClass::Transient | ErrorClass::Unknown, message) => {
+        PollAnswer::Error(
+            ErrorClass::Transient | ErrorClass::Unknown | ErrorClass::Unreachable,
+            message,
+        ) => {
             PollStep::Again {
                 after: next,
                 note: message.to_string(),

@@ -282,3 +282,55 @@ async fn run_on_a_database_that_never_answers_serves_health_and_obeys_sigterm() 
     let out = support::run_bounded(&mut batch, Duration::from_secs(120)).await;
     assert_exit(&out, 5);
 }
+
+/// An `api_base` on a loopback port nothing listens on.
+fn closed_api_base() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_gives_up_on_an_api_it_cannot_connect_to_and_a_daemon_says_so() {
+    let world = World::new()
+        .env("MINIMAX_API_BASE", &closed_api_base())
+        .env("MINIMAX_API_KEY", TEST_KEY);
+    std::fs::write(&world.config, "api_unreachable_secs = 3\n").unwrap();
+    support::enqueue(&world, &["1".to_string(), "2".to_string()]).await;
+    let out = support::run_bounded(
+        world.command().args(["run", "--exit-when-idle"]),
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_exit(&out, 5);
+    assert!(stderr(&out).contains("cannot connect to the MiniMax API"), "{}", stderr(&out));
+    for id in [1, 2] {
+        let job = world.job(id).await;
+        assert_eq!(job["state"], "queued", "{job}");
+        assert_eq!(job["attempts"], 0, "{job}");
+    }
+
+    let daemon = support::run_listening(&world, &[]).await;
+    let client = http();
+    let body = wait_for(Duration::from_secs(60), "/readyz to say why", || async {
+        let answer = client.get(daemon.url("/readyz")).send().await.ok()?;
+        let body = answer.text().await.ok()?;
+        body.contains("cannot connect").then_some(body)
+    })
+    .await;
+    assert!(body.contains("\"ready\":false"), "{body}");
+    let state = client
+        .get(daemon.url("/api/state"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(state.contains("cannot connect"), "dashboard state: {state}");
+    assert_eq!(daemon.stop().await.code(), Some(0));
+    assert_eq!(world.job(1).await["state"], "queued");
+}
