@@ -370,7 +370,8 @@ impl Settings {
             crate::queue::open::check_location(&location.0).map_err(|why| {
                 ConfigError::Invalid {
                     origin: database_origin,
-                    message: format!("{:?} {why}", location.0),
+                    // Redacted: a mistyped scheme may still carry a password.
+                    message: format!("'{}' {why}", location.redacted()),
                 }
             })?;
         }

@@ -70,13 +70,15 @@ pub fn process_env(name: &str) -> Option<String> {
 }
 
 /// The exit code of a verb that failed with `error`: 5 when the queue
-/// database did not answer (worth trying again later), else 2 (usage,
-/// configuration or a database that is wrong as it is).
+/// database server did not answer (worth trying again later), else 2
+/// (usage, configuration or a database that is wrong as it is).
 pub fn error_exit(error: &anyhow::Error) -> u8 {
     let unreachable = error
         .chain()
         .filter_map(|e| e.downcast_ref::<QueueError>())
-        .any(QueueError::is_unreachable);
+        // A SQLite file that cannot be opened is a wrong path, not a
+        // server that may answer later.
+        .any(|e| e.is_unreachable() && !matches!(e, QueueError::Open { .. }));
     if unreachable {
         exit::DB_UNREACHABLE
     } else {

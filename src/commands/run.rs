@@ -321,9 +321,9 @@ fn reloader(
     let load = move || -> Result<Reload> {
         let fresh = Settings::load(&overrides, &process_env)?;
         // A reload that loses the key keeps the one in use.
-        let key = fresh
-            .api_key?
-            .context("no API key any more (MINIMAX_API_KEY or api_key_file); keeping the one in use")?;
+        let key = fresh.api_key?.context(
+            "no API key any more (MINIMAX_API_KEY or api_key_file); keeping the one in use",
+        )?;
         Ok(Reload {
             api: ApiClient::new(
                 fresh.api_base,

@@ -59,9 +59,7 @@ fn pause_after(
         HostProblem::DiskFull { .. } => (probe_interval, Scope::Host),
         // Another host's network may be fine: never shared. A connection
         // attempt is cheap, so probed more often than an account.
-        HostProblem::ApiUnreachable { .. } => {
-            (probe_interval.min(UNREACHABLE_PROBE), Scope::Host)
-        }
+        HostProblem::ApiUnreachable { .. } => (probe_interval.min(UNREACHABLE_PROBE), Scope::Host),
     };
     Pause {
         problem,
@@ -78,7 +76,12 @@ const UNREACHABLE_PROBE: Duration = Duration::from_secs(5);
 /// `true` ends it. An account or disk pause ends it at once (but a pause
 /// found at the start is probed first: its user may have fixed the cause);
 /// an unreachable API only once it has lasted `api_unreachable`.
-fn batch_gives_up(pause: &Pause, probe_early: bool, now: Instant, api_unreachable: Duration) -> bool {
+fn batch_gives_up(
+    pause: &Pause,
+    probe_early: bool,
+    now: Instant,
+    api_unreachable: Duration,
+) -> bool {
     match pause.problem {
         HostProblem::ApiUnreachable { .. } => now.duration_since(pause.since) >= api_unreachable,
         _ => !probe_early,
@@ -641,11 +644,18 @@ mod tests {
         assert_eq!(pause.probe_at, began + UNREACHABLE_PROBE);
         let grace = 2 * minute;
         for (after, gives_up) in [(Duration::ZERO, false), (minute, false), (grace, true)] {
-            assert_eq!(batch_gives_up(&pause, false, began + after, grace), gives_up, "{after:?}");
+            assert_eq!(
+                batch_gives_up(&pause, false, began + after, grace),
+                gives_up,
+                "{after:?}"
+            );
         }
         let account = pause_after(None, account("1004"), began, minute);
         assert!(batch_gives_up(&account, false, began, grace), "at once");
-        assert!(!batch_gives_up(&account, true, began, grace), "probed first");
+        assert!(
+            !batch_gives_up(&account, true, began, grace),
+            "probed first"
+        );
     }
 
     #[test]

@@ -98,12 +98,10 @@ pub fn after_poll(answer: PollAnswer<'_>, when: PollTime) -> PollStep {
         PollAnswer::Error(
             ErrorClass::Transient | ErrorClass::Unknown | ErrorClass::Unreachable,
             message,
-        ) => {
-            PollStep::Again {
-                after: next,
-                note: message.to_string(),
-            }
-        }
+        ) => PollStep::Again {
+            after: next,
+            note: message.to_string(),
+        },
     };
     match past_deadline {
         Some(deadline) => PollStep::Fail(deadline_message(deadline)),

@@ -108,7 +108,8 @@ impl Queue {
     }
 
     async fn complete_alone(&self, completion: &Completion) -> Result<(), QueueError> {
-        let done = on_store_within!(self, s => s.complete_many(std::slice::from_ref(completion)).await)?;
+        let done =
+            on_store_within!(self, s => s.complete_many(std::slice::from_ref(completion)).await)?;
         lease_held(
             u64::from(done.contains(&completion.file_id)),
             completion.file_id,

@@ -49,9 +49,11 @@ async fn a_host_without_a_key_or_with_a_wrong_one_never_stalls_a_good_daemon() {
     support::enqueue(&world, &ids).await;
     let good = spawn(&world, &["run", "--concurrency", "1"]);
     let q = queue(&world).await;
-    wait_for(Duration::from_secs(60), "the good daemon's first file", || async {
-        (q.status().await.unwrap().done >= 1).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "the good daemon's first file",
+        || async { (q.status().await.unwrap().done >= 1).then_some(()) },
+    )
     .await;
 
     let keyless = World {
@@ -62,9 +64,16 @@ async fn a_host_without_a_key_or_with_a_wrong_one_never_stalls_a_good_daemon() {
     for args in [&["run", "--exit-when-idle"][..], &["fetch", "9"]] {
         let out = keyless.run(args).await;
         assert_exit(&out, 2);
-        assert!(stderr(&out).contains("no API key"), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no API key"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
     }
-    assert!(q.get(9).await.unwrap().is_none(), "a keyless fetch enqueued 9");
+    assert!(
+        q.get(9).await.unwrap().is_none(),
+        "a keyless fetch enqueued 9"
+    );
     assert_eq!(q.fleet_state().await.unwrap().pause, None);
     // Before the queue is opened: a keyless run on a new path creates nothing.
     let mut fresh = clone_world(&keyless);
@@ -81,9 +90,11 @@ async fn a_host_without_a_key_or_with_a_wrong_one_never_stalls_a_good_daemon() {
     let pause = q.fleet_state().await.unwrap().pause;
     assert!(pause.is_some(), "the wrong key's account is paused");
     support::enqueue(&world, &["7".to_string(), "8".to_string()]).await;
-    wait_for(Duration::from_secs(90), "the good daemon to finish every job", || async {
-        (q.status().await.unwrap().done == 8).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(90),
+        "the good daemon to finish every job",
+        || async { (q.status().await.unwrap().done == 8).then_some(()) },
+    )
     .await;
     for id in 1..=8 {
         assert_eq!(state_of(&world, id).await, "done", "job {id}");
@@ -155,7 +166,11 @@ async fn verbs_that_add_no_work_never_create_a_postgres_queue() {
     for args in NO_WORK_ADDED {
         let out = world.run(args).await;
         assert_exit(&out, 2);
-        assert!(stderr(&out).contains("no queue at"), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no queue at"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
         assert!(db.tables().await.is_empty(), "{args:?} created tables");
     }
     support::enqueue(&world, &["1".to_string()]).await;
@@ -171,7 +186,11 @@ async fn unknown_schemes_are_refused_and_nothing_is_created() {
     ] {
         let world = World::new().on_database(location);
         let before = tree(world.dir.path());
-        for args in [&["enqueue", "5"][..], &["status"], &["db", "copy", "--from", location, "--to", "x.db"]] {
+        for args in [
+            &["enqueue", "5"][..],
+            &["status"],
+            &["db", "copy", "--from", location, "--to", "x.db"],
+        ] {
             let mut cmd = world.command();
             cmd.current_dir(world.dir.path()).args(args);
             let out = support::run_bounded(&mut cmd, Duration::from_secs(60)).await;
@@ -181,8 +200,15 @@ async fn unknown_schemes_are_refused_and_nothing_is_created() {
                 err.contains("postgres://") && err.contains("sqlite:"),
                 "{location} {args:?}: {err}"
             );
-            assert!(!err.contains("sekrit"), "{location}: the password shown: {err}");
-            assert_eq!(tree(world.dir.path()), before, "{location} {args:?} created something");
+            assert!(
+                !err.contains("sekrit"),
+                "{location}: the password shown: {err}"
+            );
+            assert_eq!(
+                tree(world.dir.path()),
+                before,
+                "{location} {args:?} created something"
+            );
         }
     }
 }
@@ -196,7 +222,11 @@ async fn an_age_needs_a_unit() {
     for bare in ["0", "30", "7 "] {
         let out = world.run(&["prune", "--done-older-than", bare]).await;
         assert_exit(&out, 2);
-        assert!(stderr(&out).contains("no unit"), "{bare:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no unit"),
+            "{bare:?}: {}",
+            stderr(&out)
+        );
         assert_eq!(state_of(&world, 1).await, "done", "{bare:?} pruned the job");
     }
     assert_success(&world.run(&["prune", "--done-older-than", "0s"]).await);
@@ -213,7 +243,11 @@ async fn the_demo_given_the_same_dir_twice_starts_afresh_and_spares_other_files(
             .await;
         assert_success(&out);
         if run == 2 {
-            assert!(stderr(&out).contains("replacing the earlier demo"), "{}", stderr(&out));
+            assert!(
+                stderr(&out).contains("replacing the earlier demo"),
+                "{}",
+                stderr(&out)
+            );
         }
     }
     // A directory with something of the user's in it is refused untouched.
@@ -252,7 +286,11 @@ async fn verbs_on_a_database_that_never_answers_exit_5_with_the_reason() {
     for args in [&["status"][..], &["enqueue", "1"]] {
         let out = support::run_bounded(world.command().args(args), Duration::from_secs(60)).await;
         assert_exit(&out, 5);
-        assert!(stderr(&out).contains("no answer within 2s"), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no answer within 2s"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
     }
 }
 
@@ -306,7 +344,11 @@ async fn a_batch_gives_up_on_an_api_it_cannot_connect_to_and_a_daemon_says_so() 
     )
     .await;
     assert_exit(&out, 5);
-    assert!(stderr(&out).contains("cannot connect to the MiniMax API"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot connect to the MiniMax API"),
+        "{}",
+        stderr(&out)
+    );
     for id in [1, 2] {
         let job = world.job(id).await;
         assert_eq!(job["state"], "queued", "{job}");

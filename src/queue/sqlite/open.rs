@@ -80,7 +80,10 @@ pub fn unknown_scheme(raw: &str) -> bool {
     let Some((scheme, _)) = raw.trim_start().split_once("://") else {
         return false;
     };
-    let is_scheme = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+    let is_scheme = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
         && scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
