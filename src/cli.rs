@@ -21,8 +21,9 @@ Exit codes:
   3  stopped by an account-level API error (a key MiniMax refuses, no balance, quota, an api_base
      that is not the MiniMax API); jobs stay queued, attempts untouched
   4  stopped because the archive disk is full or not writable; jobs stay queued
-  5  run --exit-when-idle could not reach the queue database (PostgreSQL down or
-     unreachable for 15 s); a daemon (no --exit-when-idle) keeps retrying instead
+  5  the queue database did not answer (PostgreSQL down, unreachable, or silent
+     for db_timeout_secs): any verb at once, run --exit-when-idle after 15 s; a
+     daemon (no --exit-when-idle) keeps retrying instead
   130  interrupted by SIGINT (Ctrl-C): fetch, or run --exit-when-idle with jobs left;
      jobs stay queued and resume from their last checkpoint
   143  interrupted by SIGTERM, as 130 (run without --exit-when-idle is a daemon: 0)";
@@ -390,7 +391,16 @@ fn parse_state(raw: &str) -> Result<JobState, String> {
     raw.parse()
 }
 
+/// An age with its unit: a bare number (`30`, and `0`, which humantime
+/// alone would take as zero and so prune every done job) is refused;
+/// `0s` says it on purpose.
 fn parse_age(raw: &str) -> Result<Duration, String> {
+    if !raw.trim_end().ends_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err(format!(
+            "{} has no unit: give an age like 30d, 12h or 0s (everything)",
+            crate::ids::quoted(raw)
+        ));
+    }
     humantime::parse_duration(raw).map_err(|e| {
         format!(
             "{} is not an age like 30d or 12h ({e})",

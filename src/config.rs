@@ -86,6 +86,8 @@ pub struct FileConfig {
     pub connect_timeout_secs: Option<u64>,
     pub read_timeout_secs: Option<u64>,
     pub probe_interval_secs: Option<u64>,
+    pub db_timeout_secs: Option<u64>,
+    pub api_unreachable_secs: Option<u64>,
     pub log_format: Option<LogFormat>,
     pub listen: Option<String>,
     pub listen_public: Option<bool>,
@@ -219,6 +221,12 @@ pub struct Settings {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub probe_interval: Duration,
+    /// The longest a connect or a statement to a PostgreSQL queue may take
+    /// before the database counts as not answering.
+    pub db_timeout: Duration,
+    /// How long a batch (`run --exit-when-idle`) goes on meeting nothing
+    /// but connection failures from the API before it gives up.
+    pub api_unreachable: Duration,
     pub log_format: LogFormat,
     /// `run --listen`: where to serve metrics, health and the dashboard.
     pub listen: Option<ListenSettings>,
@@ -401,7 +409,8 @@ impl Settings {
             crate::queue::open::check_location(&location.0).map_err(|why| {
                 ConfigError::Invalid {
                     origin: database_origin,
-                    message: format!("{} {why}", crate::ids::quoted(&location.0)),
+                    // Redacted: a mistyped scheme may still carry a password.
+                    message: format!("{} {why}", crate::ids::quoted(&location.redacted())),
                 }
             })?;
         }
@@ -515,6 +524,8 @@ impl Settings {
             connect_timeout: seconds(file.connect_timeout_secs, "connect_timeout_secs", 10)?,
             read_timeout: seconds(file.read_timeout_secs, "read_timeout_secs", 60)?,
             probe_interval: seconds(file.probe_interval_secs, "probe_interval_secs", 60)?,
+            db_timeout: seconds(file.db_timeout_secs, "db_timeout_secs", 10)?,
+            api_unreachable: seconds(file.api_unreachable_secs, "api_unreachable_secs", 120)?,
             log_format: overrides.log_format.or(file.log_format).unwrap_or_default(),
             listen: resolve_listen(
                 overrides,
@@ -1126,6 +1137,8 @@ mod tests {
             "connect_timeout_secs",
             "read_timeout_secs",
             "probe_interval_secs",
+            "db_timeout_secs",
+            "api_unreachable_secs",
         ] {
             let resolve = |value: u64| {
                 Settings::resolve(

@@ -292,12 +292,68 @@ impl Place {
             .with_context(|| format!("cannot resolve {}", dir.display()))?;
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
+        if kept {
+            make_room(&dir)?;
+        }
         Ok(Place {
             dir,
             kept,
             _temp: temp,
         })
     }
+}
+
+/// What the demo writes in a kept `--dir`: its queue (with SQLite's
+/// companions) and its archive.
+const DEMO_ENTRIES: [&str; 5] = [
+    "queue.db",
+    "queue.db-wal",
+    "queue.db-shm",
+    "queue.db-journal",
+    "files",
+];
+
+/// Whether a directory's entries are all the demo's own, with its queue
+/// among them: an earlier demo, which a new one replaces. Pure.
+fn earlier_demo(entries: &[String]) -> bool {
+    entries.iter().any(|e| e == "queue.db")
+        && entries.iter().all(|e| DEMO_ENTRIES.contains(&e.as_str()))
+}
+
+/// A demo given `--dir D` twice must work the second time too, on a fresh
+/// queue and archive (an old queue would hold every job done, and the
+/// faults it announces would never happen): an earlier demo's queue and
+/// files are removed, saying so. A directory holding anything else is the
+/// user's, and is refused untouched.
+fn make_room(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    if !earlier_demo(&entries) {
+        anyhow::bail!(
+            "{} is not empty and holds no earlier demo: give the demo a new or empty directory (it writes queue.db and files/ there)",
+            dir.display()
+        );
+    }
+    say!(
+        "minimax-dl demo: replacing the earlier demo in {} (its queue.db and files/)",
+        dir.display()
+    );
+    for entry in &entries {
+        let path = dir.join(entry);
+        let removed = if entry == "files" {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// What the demo found in the archive.
@@ -405,6 +461,8 @@ fn settings(sim: &Simulator, dir: &Path) -> Result<Settings> {
         connect_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(10),
         probe_interval: Duration::from_secs(5),
+        db_timeout: Duration::from_secs(10),
+        api_unreachable: Duration::from_secs(120),
         log_format: LogFormat::Text,
         listen: None,
         url_policy: UrlPolicy::default(),
@@ -452,6 +510,7 @@ async fn work(settings: &Settings, queue: &Queue, files: u32) -> Result<RunEnd> 
         concurrency: settings.concurrency,
         exit_when_idle: true,
         probe_interval: settings.probe_interval,
+        api_unreachable: settings.api_unreachable,
         tasks: settings.tasks,
     };
     let end = daemon::run(engine, options, shutdown, None).await?;
@@ -610,6 +669,22 @@ mod tests {
                 assert_ne!(id, missing, "{files} files: a fault on the missing file");
                 assert!(ids.contains(&id));
             }
+        }
+    }
+
+    #[test]
+    fn only_a_directory_of_the_demos_own_is_an_earlier_demo() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (entries, earlier) in [
+            (&["queue.db", "files"][..], true),
+            (&["queue.db", "queue.db-wal", "queue.db-shm", "files"], true),
+            (&["queue.db"], true),
+            (&["files"], false),
+            (&["queue.db", "files", "notes.txt"], false),
+            (&["photos"], false),
+            (&[], false),
+        ] {
+            assert_eq!(earlier_demo(&names(entries)), earlier, "{entries:?}");
         }
     }
 

@@ -63,7 +63,7 @@ fn run() -> u8 {
         Ok(code) => code,
         Err(e) => {
             say!("minimax-dl: error: {}", stderr::error_line(e.as_ref()));
-            exit::USAGE
+            commands::error_exit(&e)
         }
     }
 }

@@ -29,9 +29,12 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     pub const ACCOUNT: u8 = 3;
     pub const DISK_FULL: u8 = 4;
-    /// `run --exit-when-idle` could not reach the queue database (a daemon
-    /// keeps trying instead).
+    /// The queue database did not answer: any verb, or `run
+    /// --exit-when-idle` after its grace (a daemon keeps trying instead).
     pub const DB_UNREACHABLE: u8 = 5;
+    /// `run --exit-when-idle` met nothing but connection failures from the
+    /// API for `api_unreachable_secs`; jobs stay queued, attempts untouched.
+    pub const API_UNREACHABLE: u8 = 5;
     /// `fetch`, or `run --exit-when-idle` with jobs left, stopped by SIGINT
     /// (128 + 2, the shell's convention) ...
     pub const INTERRUPTED: u8 = 130;
@@ -44,6 +47,7 @@ pub fn host_problem_exit(problem: &HostProblem) -> u8 {
     match problem {
         HostProblem::Account { .. } => exit::ACCOUNT,
         HostProblem::DiskFull { .. } => exit::DISK_FULL,
+        HostProblem::ApiUnreachable { .. } => exit::API_UNREACHABLE,
     }
 }
 

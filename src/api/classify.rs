@@ -19,6 +19,10 @@ pub enum ErrorClass {
     Account { pause: Option<Duration> },
     /// This file will never download: fail the job now.
     Permanent,
+    /// The API host could not be connected to (a closed port, no route, a
+    /// name that does not resolve): this host's network or `api_base`, not
+    /// the file. Pauses this host alone; not an attempt.
+    Unreachable,
 }
 
 impl ErrorClass {

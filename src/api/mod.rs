@@ -68,6 +68,12 @@ pub enum ApiError {
     },
     #[error("cannot reach the MiniMax API: {0}")]
     Transport(String),
+    /// No connection to the API host at all (refused, no route, DNS): this
+    /// host's network or `api_base`, not the file.
+    #[error(
+        "cannot connect to the MiniMax API at {base}: {detail}; check api_base (MINIMAX_API_BASE) and this host's network"
+    )]
+    Unreachable { base: String, detail: String },
     /// A v2 task whose video was being downloaded answers that it ended
     /// without one (expired after its 7 days, say): permanent.
     #[error("generation task {task_id} has no video any more: {reason}")]
@@ -119,6 +125,7 @@ impl ApiError {
                 ..
             } => classify::classify_api_http(*status, *retry_after),
             ApiError::Malformed { .. } | ApiError::Transport(_) => ErrorClass::Transient,
+            ApiError::Unreachable { .. } => ErrorClass::Unreachable,
             ApiError::DownloadScheme { .. } | ApiError::TaskEnded { .. } => ErrorClass::Permanent,
         }
     }
@@ -275,6 +282,22 @@ impl ApiClient {
         &self.base
     }
 
+    /// Which MiniMax account this client calls for, as a name that may be
+    /// stored in a shared queue: the first 16 hex digits (64 bits) of the
+    /// key's SHA-256, never the key (a hash does not give it back, and an
+    /// API key is a long random string, not something to guess); `""`
+    /// without a key. Two keys get the same name once in 2^64. A pause learned
+    /// from an answer to this key is recorded under it (see
+    /// `Queue::set_account`).
+    pub fn account(&self) -> String {
+        use sha2::Digest;
+        let Some(key) = &self.key else {
+            return String::new();
+        };
+        let digest = sha2::Sha256::digest(key.expose_secret().as_bytes());
+        hex::encode(&digest[..8])
+    }
+
     pub fn has_key(&self) -> bool {
         self.key.is_some()
     }
@@ -380,7 +403,13 @@ impl ApiClient {
             .header(AUTHORIZATION, auth)
             .send()
             .await
-            .map_err(|e| ApiError::Transport(describe_reqwest(&e)))?;
+            .map_err(|e| match e.is_connect() {
+                true => ApiError::Unreachable {
+                    base: self.base.to_string(),
+                    detail: describe_reqwest(&e),
+                },
+                false => ApiError::Transport(describe_reqwest(&e)),
+            })?;
         let status = response.status();
         let headers = response.headers();
         let trace_id = headers
@@ -463,6 +492,23 @@ async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_account_is_a_short_digest_of_the_key_never_the_key() {
+        let base = Url::parse("http://127.0.0.1:1/").unwrap();
+        let client = |key: Option<&str>| {
+            let key = key.map(SecretString::from);
+            let t = Duration::from_secs(1);
+            ApiClient::new(base.clone(), key, t, t).unwrap()
+        };
+        let a = client(Some("key-a-0123456789")).account();
+        assert_eq!(a.len(), 16);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert!(!a.contains("key-a"), "{a}");
+        assert_eq!(client(Some("key-a-0123456789")).account(), a);
+        assert_ne!(client(Some("key-b-0123456789")).account(), a);
+        assert_eq!(client(None).account(), "");
+    }
 
     fn ok_body(id: &str, bytes: i64) -> String {
         format!(

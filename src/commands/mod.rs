@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{Cli, Command, DbCommand};
 use crate::config::{Overrides, Settings};
 use crate::ids;
-use crate::queue::{Job, JobState, Millis, Queue, Task, TaskState};
+use crate::queue::{Job, JobState, Millis, Queue, QueueError, Task, TaskState};
 use crate::runtime::{OnStop, exit, spawn_signal_handler};
 
 /// Writes a line to stdout; a closed pipe (`| head`) ends output quietly.
@@ -69,6 +69,23 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// The exit code of a verb that failed with `error`: 5 when the queue
+/// database server did not answer (worth trying again later), else 2
+/// (usage, configuration or a database that is wrong as it is).
+pub fn error_exit(error: &anyhow::Error) -> u8 {
+    let unreachable = error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<QueueError>())
+        // A SQLite file that cannot be opened is a wrong path, not a
+        // server that may answer later.
+        .any(|e| e.is_unreachable() && !matches!(e, QueueError::Open { .. }));
+    if unreachable {
+        exit::DB_UNREACHABLE
+    } else {
+        exit::USAGE
+    }
+}
+
 /// Runs one verb. `settings` is `None` only when loading them failed for
 /// `demo` or `sim`, which bring their own.
 pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
@@ -91,6 +108,7 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
     if matches!(command, Command::Run { .. } | Command::Fetch { .. }) {
         settings.check_output_dir()?;
     }
+    crate::queue::set_database_deadline(settings.db_timeout);
     match command {
         Command::Enqueue {
             ids,
@@ -107,9 +125,13 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
             enqueue::enqueue(&settings, inputs).await
         }
         Command::Sync { since, page_size } => {
+            require_key(&settings)?;
             sync::sync(&settings, since.as_deref(), page_size).await
         }
-        Command::Run { exit_when_idle, .. } => run::run(settings, overrides, exit_when_idle).await,
+        Command::Run { exit_when_idle, .. } => {
+            require_key(&settings)?;
+            run::run(settings, overrides, exit_when_idle).await
+        }
         Command::Status {
             json,
             watch,
@@ -135,7 +157,10 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
         Command::Show { id, json } => show::show(&settings, &id, json).await,
         Command::Retry { ids, all_failed } => verbs::retry(&settings, &ids, all_failed).await,
         Command::Cancel { ids } => verbs::cancel(&settings, &ids).await,
-        Command::Fetch { id } => fetch::fetch(&settings, &id).await,
+        Command::Fetch { id } => {
+            require_key(&settings)?;
+            fetch::fetch(&settings, &id).await
+        }
         Command::Db(DbCommand::Copy { from, to, merge }) => db::copy(&from, &to, merge).await,
         Command::Export { format, state } => export::export(&settings, format, state).await,
         Command::Verify { ids, all, requeue } => {
@@ -149,9 +174,30 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
     }
 }
 
+/// Verbs that call the API (`run`, `fetch`, `sync`) check the key before
+/// the queue is opened: a missing or unreadable key is this host's
+/// configuration, never a reason to write anything (a pause, an enqueue, a
+/// call counted in the rate window) into a queue other hosts share.
+fn require_key(settings: &Settings) -> Result<()> {
+    match &settings.api_key {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => anyhow::bail!(
+            "no API key: set MINIMAX_API_KEY or api_key_file in the config file (`minimax-dl demo` needs none)"
+        ),
+        Err(e) => anyhow::bail!("{e}"),
+    }
+}
+
 /// The queue for a user verb: every commit is on disk before we report it.
 async fn open_queue(settings: &Settings) -> Result<Queue> {
     Ok(Queue::open(&settings.database).await?)
+}
+
+/// The queue for a verb that changes jobs but adds none (`retry`,
+/// `cancel`, `prune`, `verify --requeue`): never created, so a mistyped
+/// `--db` says "no queue" instead of leaving an empty queue behind.
+async fn open_existing_queue(settings: &Settings) -> Result<Queue> {
+    Ok(Queue::open_existing(&settings.database).await?)
 }
 
 /// The queue for a verb that only reads (`status`, `list`, `show`): never

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{open_queue, rfc3339};
+use super::{open_existing_queue, rfc3339};
 use crate::config::Settings;
 use crate::queue::now_millis;
 use crate::runtime::exit;
@@ -17,7 +17,7 @@ const BATCH: u32 = 1000;
 const PAUSE: Duration = Duration::from_millis(20);
 
 pub async fn prune(settings: &Settings, older_than: Duration) -> Result<u8> {
-    let queue = open_queue(settings).await?;
+    let queue = open_existing_queue(settings).await?;
     let age = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
     let before = now_millis().saturating_sub(age);
     let mut after = None;

@@ -57,11 +57,6 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
             });
         }
     };
-    if matches!(settings.api_key, Ok(None)) {
-        warn!(
-            "no API key configured (MINIMAX_API_KEY or api_key_file): every retrieve call will pause the pool"
-        );
-    }
     if listener.is_none() && matches!(settings.callback_token, Ok(Some(_))) {
         warn!(
             "a callback_token is set but run has no --listen (or `listen`): callbacks are not served"
@@ -98,6 +93,7 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
         concurrency: settings.concurrency,
         exit_when_idle,
         probe_interval: settings.probe_interval,
+        api_unreachable: settings.api_unreachable,
         tasks: settings.tasks,
     };
     let end = daemon::run(engine, options, shutdown.clone(), Some(reload_rx)).await?;
@@ -228,6 +224,10 @@ impl WaitingAnswers<'_> {
     }
 }
 
+/// How long an open of the queue may take before `run` serves its health
+/// answers while it waits: a database that answers is much faster.
+const SLOW_OPEN: Duration = Duration::from_secs(1);
+
 /// How opening the queue ended.
 enum Opened {
     Queue(Queue),
@@ -250,7 +250,30 @@ async fn open_when_reachable(
 ) -> Result<Opened> {
     let mut outage: Option<daemon::Outage> = None;
     loop {
-        let error = match Queue::open_for_workers(&settings.database).await {
+        let opening = Queue::open_for_workers(&settings.database);
+        tokio::pin!(opening);
+        // An open of a PostgreSQL queue that neither succeeds nor fails at
+        // once (a server that accepts and does not answer, up to
+        // `db_timeout_secs`) already gets the health answers, and a stop
+        // signal ends the wait. A SQLite file answers or fails by itself.
+        let slow = async {
+            match settings.database.is_postgres() {
+                true => tokio::time::sleep(SLOW_OPEN).await,
+                false => std::future::pending().await,
+            }
+        };
+        let attempt = tokio::select! {
+            attempt = &mut opening => attempt,
+            _ = shutdown.cancelled() => return Ok(Opened::Stopped),
+            _ = slow => {
+                waiting.failed("the queue database has not answered yet".into());
+                tokio::select! {
+                    attempt = &mut opening => attempt,
+                    _ = shutdown.cancelled() => return Ok(Opened::Stopped),
+                }
+            }
+        };
+        let error = match attempt {
             Ok(queue) => {
                 if let Some(outage) = outage {
                     outage.ended(tokio::time::Instant::now());
@@ -297,10 +320,14 @@ fn reloader(
     let api_template = engine.api();
     let load = move || -> Result<Reload> {
         let fresh = Settings::load(&overrides, &process_env)?;
+        // A reload that loses the key keeps the one in use.
+        let key = fresh.api_key?.context(
+            "no API key any more (MINIMAX_API_KEY or api_key_file); keeping the one in use",
+        )?;
         Ok(Reload {
             api: ApiClient::new(
                 fresh.api_base,
-                fresh.api_key?,
+                Some(key),
                 fresh.connect_timeout,
                 fresh.read_timeout,
             )

@@ -92,10 +92,11 @@ pub(super) async fn report(queue: &Queue, cap: u32, as_json: bool) -> Result<Str
     }
     if let Some(pause) = &seen.fleet.pause {
         lines.push(format!(
-            "{:<10} {} (paused by {}); next probe in {}; `run` resumes by itself once a probe succeeds",
+            "{:<10} {} (paused by {}, for the account of key digest {}; hosts with another key go on); next probe in {}; `run` resumes by itself once a probe succeeds",
             "paused",
             pause.message,
             pause.paused_by,
+            pause.account,
             describe_delay(pause.probe_in.as_millis() as i64)
         ));
     }
@@ -115,6 +116,7 @@ fn as_json_line(seen: &Overview, cap: u32) -> serde_json::Value {
         "pause": seen.fleet.pause.as_ref().map(|p| json!({
             "message": p.message,
             "paused_by": p.paused_by,
+            "account": p.account,
             "probe_in_s": p.probe_in.as_secs_f64(),
         })),
     });

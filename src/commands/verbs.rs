@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{file_ids, open_queue};
+use super::{file_ids, open_existing_queue};
 use crate::config::Settings;
 use crate::queue::{JobState, VerbOutcome};
 use crate::runtime::exit;
@@ -32,7 +32,7 @@ fn report_verb(verb: &str, outcomes: &[(i64, VerbOutcome)]) -> Result<u8> {
 }
 
 pub async fn retry(settings: &Settings, raw: &[String], all_failed: bool) -> Result<u8> {
-    let queue = open_queue(settings).await?;
+    let queue = open_existing_queue(settings).await?;
     if all_failed {
         let n = queue.retry_all_failed().await?;
         out!("requeued {n} failed jobs");
@@ -74,7 +74,7 @@ fn take_task_outcomes(outcomes: &mut [(i64, VerbOutcome)], tasks: Vec<(i64, Verb
 
 pub async fn cancel(settings: &Settings, raw: &[String]) -> Result<u8> {
     let ids = file_ids(raw)?;
-    let queue = open_queue(settings).await?;
+    let queue = open_existing_queue(settings).await?;
     let mut outcomes = queue.cancel(&ids).await?;
     let tasks = unknown(&outcomes);
     if !tasks.is_empty() {

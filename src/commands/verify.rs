@@ -9,7 +9,7 @@ use anyhow::Result;
 use futures_util::stream::{self, BoxStream};
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::{file_ids, open_queue, open_queue_to_read};
+use super::{file_ids, open_existing_queue, open_queue_to_read};
 use crate::archive::fixity::{self, Fixity};
 use crate::config::Settings;
 use crate::progress::Tally;
@@ -23,7 +23,7 @@ const MAX_PARALLEL: usize = 4;
 
 pub async fn verify(settings: &Settings, raw: &[String], all: bool, requeue: bool) -> Result<u8> {
     let queue = if requeue {
-        open_queue(settings).await?
+        open_existing_queue(settings).await?
     } else {
         open_queue_to_read(settings).await?
     };

@@ -38,6 +38,9 @@ pub struct RunOptions {
     pub concurrency: u32,
     pub exit_when_idle: bool,
     pub probe_interval: Duration,
+    /// How long a batch waits out an API it cannot connect to before it
+    /// gives up (`api_unreachable_secs`).
+    pub api_unreachable: Duration,
     /// How generation tasks are polled (the pool runs their poller).
     pub tasks: crate::config::TaskSettings,
 }

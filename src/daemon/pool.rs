@@ -25,6 +25,8 @@ struct Pause {
     problem: HostProblem,
     probe_at: Instant,
     scope: Scope,
+    /// When it began.
+    since: Instant,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,11 +57,34 @@ fn pause_after(
     let (wait, scope) = match &problem {
         HostProblem::Account { pause, .. } => (pause.unwrap_or(probe_interval), Scope::Unshared),
         HostProblem::DiskFull { .. } => (probe_interval, Scope::Host),
+        // Another host's network may be fine: never shared. A connection
+        // attempt is cheap, so probed more often than an account.
+        HostProblem::ApiUnreachable { .. } => (probe_interval.min(UNREACHABLE_PROBE), Scope::Host),
     };
     Pause {
         problem,
         probe_at: now + wait,
         scope,
+        since: now,
+    }
+}
+
+/// The longest wait between probes of an API this host cannot connect to.
+const UNREACHABLE_PROBE: Duration = Duration::from_secs(5);
+
+/// What a batch (`--exit-when-idle`) does about a pause at `now` (pure):
+/// `true` ends it. An account or disk pause ends it at once (but a pause
+/// found at the start is probed first: its user may have fixed the cause);
+/// an unreachable API only once it has lasted `api_unreachable`.
+fn batch_gives_up(
+    pause: &Pause,
+    probe_early: bool,
+    now: Instant,
+    api_unreachable: Duration,
+) -> bool {
+    match pause.problem {
+        HostProblem::ApiUnreachable { .. } => now.duration_since(pause.since) >= api_unreachable,
+        _ => !probe_early,
     }
 }
 
@@ -149,9 +174,15 @@ impl Pool {
                 continue;
             }
             let turn = match self.pause.clone() {
-                // A batch gives up on a pause, but first probes one found at
-                // its start: its user may have fixed the cause.
-                Some(pause) if self.options.exit_when_idle && !self.probe_early => {
+                Some(pause)
+                    if self.options.exit_when_idle
+                        && batch_gives_up(
+                            &pause,
+                            self.probe_early,
+                            Instant::now(),
+                            self.options.api_unreachable,
+                        ) =>
+                {
                     Turn::End(RunEnd::Blocked(pause.problem))
                 }
                 Some(pause) => self.wait_out(pause).await,
@@ -241,6 +272,7 @@ impl Pool {
             },
             probe_at,
             scope: Scope::Fleet(pause.epoch),
+            since: Instant::now(),
         });
     }
 
@@ -632,6 +664,32 @@ mod tests {
             pause = pause_after(Some(pause), account("1008 no balance"), later, interval);
         }
         assert_eq!(pause, first, "later reports change neither cause nor probe");
+    }
+
+    #[test]
+    fn a_batch_gives_up_on_an_unreachable_api_only_after_its_time() {
+        let minute = Duration::from_secs(60);
+        let began = tokio::time::Instant::now();
+        let unreachable = HostProblem::ApiUnreachable {
+            message: "connection refused".into(),
+        };
+        let pause = pause_after(None, unreachable, began, minute);
+        assert_eq!(pause.scope, Scope::Host, "never shared with other hosts");
+        assert_eq!(pause.probe_at, began + UNREACHABLE_PROBE);
+        let grace = 2 * minute;
+        for (after, gives_up) in [(Duration::ZERO, false), (minute, false), (grace, true)] {
+            assert_eq!(
+                batch_gives_up(&pause, false, began + after, grace),
+                gives_up,
+                "{after:?}"
+            );
+        }
+        let account = pause_after(None, account("1004"), began, minute);
+        assert!(batch_gives_up(&account, false, began, grace), "at once");
+        assert!(
+            !batch_gives_up(&account, true, began, grace),
+            "probed first"
+        );
     }
 
     #[test]

@@ -22,14 +22,27 @@ pub(super) async fn probe(
         HostProblem::DiskFull { needed, .. } => available_space(&engine.output_dir)
             .map(|free| free > FREE_SPACE_RESERVE + (*needed).max(DISK_RESUME_MARGIN))
             .unwrap_or(false),
-        HostProblem::Account { .. } => probe_account(engine, shutdown).await,
+        HostProblem::Account { .. } => probe_api(engine, shutdown, is_account).await,
+        HostProblem::ApiUnreachable { .. } => probe_api(engine, shutdown, is_unreachable).await,
     }
 }
 
-/// Is the account usable again? One call succeeds (or fails for a reason
-/// that is not the account's): a retrieve of a queued job, else a query of
-/// a generating task; with neither, there is nothing to pause for.
-async fn probe_account(engine: &Engine, shutdown: &CancellationToken) -> bool {
+fn is_account(class: ErrorClass) -> bool {
+    matches!(class, ErrorClass::Account { .. })
+}
+
+fn is_unreachable(class: ErrorClass) -> bool {
+    class == ErrorClass::Unreachable
+}
+
+/// Is the API usable again? One call succeeds (or fails for a reason that
+/// is not the pause's, `still(class)`): a retrieve of a queued job, else a
+/// query of a generating task; with neither, there is nothing to pause for.
+async fn probe_api(
+    engine: &Engine,
+    shutdown: &CancellationToken,
+    still: fn(ErrorClass) -> bool,
+) -> bool {
     let Ok(jobs) = engine.queue.list(Some(JobState::Queued), Some(1)).await else {
         return false;
     };
@@ -67,7 +80,7 @@ async fn probe_account(engine: &Engine, shutdown: &CancellationToken) -> bool {
     engine.observer.api_called(answer.as_ref().map(|_| ()));
     match answer {
         Ok(()) => true,
-        Err(e) => !matches!(e.class(), ErrorClass::Account { .. }),
+        Err(e) => !still(e.class()),
     }
 }
 

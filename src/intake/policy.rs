@@ -95,12 +95,13 @@ pub fn after_poll(answer: PollAnswer<'_>, when: PollTime) -> PollStep {
             after: next.max(cooldown),
             note: message.to_string(),
         },
-        PollAnswer::Error(ErrorClass::Transient | ErrorClass::Unknown, message) => {
-            PollStep::Again {
-                after: next,
-                note: message.to_string(),
-            }
-        }
+        PollAnswer::Error(
+            ErrorClass::Transient | ErrorClass::Unknown | ErrorClass::Unreachable,
+            message,
+        ) => PollStep::Again {
+            after: next,
+            note: message.to_string(),
+        },
     };
     match past_deadline {
         Some(deadline) => PollStep::Fail(deadline_message(deadline)),

@@ -29,6 +29,7 @@ fn pause_reason(problem: &HostProblem) -> &'static str {
     match problem {
         HostProblem::Account { .. } => "account",
         HostProblem::DiskFull { .. } => "disk",
+        HostProblem::ApiUnreachable { .. } => "api_unreachable",
     }
 }
 
@@ -45,6 +46,7 @@ fn api_labels(answer: Result<(), &ApiError>) -> (String, &'static str) {
         ErrorClass::RateLimited { .. } => "rate_limited",
         ErrorClass::Account { .. } => "account",
         ErrorClass::Permanent => "permanent",
+        ErrorClass::Unreachable => "unreachable",
     };
     let outcome = match e {
         ApiError::Status { code, .. } if class != "unknown" => format!("code_{code}"),
@@ -53,6 +55,7 @@ fn api_labels(answer: Result<(), &ApiError>) -> (String, &'static str) {
         ApiError::Http { .. } => "http_other".into(),
         ApiError::Malformed { .. } => "malformed".into(),
         ApiError::Transport(_) => "transport".into(),
+        ApiError::Unreachable { .. } => "unreachable".into(),
         ApiError::NoKey => "no_key".into(),
         ApiError::DownloadScheme { .. } => "download_scheme".into(),
         ApiError::TaskEnded { .. } => "task_ended".into(),

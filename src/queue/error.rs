@@ -28,6 +28,8 @@ pub enum QueueError {
     },
     #[error("no queue at {location} (run `minimax-dl enqueue` to create one)")]
     Missing { location: String },
+    #[error("the queue location {location} {why}")]
+    BadLocation { location: String, why: &'static str },
     #[error(
         "{location} is not a minimax-dl queue: it is another application's SQLite database, left unchanged. Check --db, MINIMAX_DL_DATABASE or `database` in the config file"
     )]
@@ -48,7 +50,7 @@ pub enum QueueError {
         cause: sqlx::Error,
     },
     #[error(
-        "no minimax-dl queue in {location}: run `minimax-dl enqueue` to create one (status, list and show never create it)"
+        "no queue at {location}: run `minimax-dl enqueue` to create one (only enqueue, sync, run, fetch and db copy --to create a queue)"
     )]
     NoQueueIn { location: String },
     #[error(

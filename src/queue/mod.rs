@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::QueueError;
+pub use postgres::set_deadline as set_database_deadline;
 pub use sqlite::open;
 pub use state::{CancelVerdict, JobState, RetryPolicy, RetryVerdict};
 pub use task::{NewTask, PollRecord, Task, TaskCounts, TaskEnqueueReport, TaskResult, TaskState};
@@ -52,11 +53,26 @@ use postgres::PgStore;
 use sqlite::SqliteStore;
 use store::Store;
 
+/// Refuses a location that can never hold a queue (an unknown scheme, an
+/// in-memory database) before anything is opened or created.
+fn check_location(location: &DbLocation) -> Result<(), QueueError> {
+    if location.is_postgres() {
+        return Ok(());
+    }
+    open::check_location(&location.0).map_err(|why| QueueError::BadLocation {
+        location: location.redacted(),
+        why,
+    })
+}
+
 /// The queue. Cheap to clone (connection pools inside).
 #[derive(Clone, Debug)]
 pub struct Queue {
     store: Store,
     completions: Arc<CompletionBatch>,
+    /// The account this process works for (see [`Queue::set_account`]),
+    /// shared by every clone: a reload with a new key moves them all.
+    account: Arc<std::sync::RwLock<Arc<str>>>,
 }
 
 /// Rows read a page at a time after the last key seen, up to `limit`:
@@ -102,6 +118,7 @@ impl Queue {
         Queue {
             store,
             completions: Arc::default(),
+            account: Arc::new(std::sync::RwLock::new(Arc::from(""))),
         }
     }
 
@@ -126,6 +143,7 @@ impl Queue {
     /// `postgres://` URL opens a PostgreSQL queue instead, creating its
     /// schema in an empty database.
     pub async fn open_with(location: &DbLocation, sync: CommitSync) -> Result<Queue, QueueError> {
+        check_location(location)?;
         let store = if location.is_postgres() {
             Store::Postgres(PgStore::open_with(location, sync).await?)
         } else {
@@ -138,12 +156,102 @@ impl Queue {
     /// nothing created, nothing written (but an upgrade of an older schema,
     /// when we may write it).
     pub async fn open_read_only(location: &DbLocation) -> Result<Queue, QueueError> {
+        check_location(location)?;
         let store = if location.is_postgres() {
             Store::Postgres(PgStore::open_read_only(location).await?)
         } else {
             Store::Sqlite(SqliteStore::open_read_only(location).await?)
         };
         Ok(Queue::new(store))
+    }
+
+    /// Opens an existing queue for a verb that changes it but adds no work
+    /// (`retry`, `cancel`, `prune`, `verify --requeue`): a missing file, an
+    /// empty one or a database without the schema is "no queue", never
+    /// created, so a mistyped `--db` leaves nothing behind.
+    pub async fn open_existing(location: &DbLocation) -> Result<Queue, QueueError> {
+        check_location(location)?;
+        let store = if location.is_postgres() {
+            Store::Postgres(PgStore::open_existing(location).await?)
+        } else {
+            Store::Sqlite(SqliteStore::open_existing(location).await?)
+        };
+        Ok(Queue::new(store))
+    }
+
+    /// Says which MiniMax account this process calls the API for: a
+    /// digest of its key (`ApiClient::account`), never the key. A pause is
+    /// learned for one account and obeyed only by processes of that
+    /// account, so a host with a wrong key never stops hosts with the
+    /// right one. Until set (a verb without a key) the account is `""`,
+    /// and [`Queue::fleet_state`] shows the newest pause of any account.
+    pub fn set_account(&self, account: &str) {
+        *self.account.write().unwrap_or_else(|p| p.into_inner()) = Arc::from(account);
+    }
+
+    /// See [`Queue::set_account`].
+    pub fn account(&self) -> Arc<str> {
+        self.account
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Leases up to `limit` due jobs to `owner`: abandoned leases first, then
+    /// queued jobs in `next_attempt_at` order; none while this process's
+    /// account is paused. Atomic across processes as [`Queue::claim`] is,
+    /// and returns the jobs in that order, fewer (or none) when fewer are due.
+    /// A pool with several free workers claims for all of them at once:
+    /// one transaction instead of one per job is most of what lets the queue
+    /// hand out thousands of jobs a second.
+    pub async fn claim_batch(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Job>, QueueError> {
+        let account = self.account();
+        on_store_within!(self, s => s.claim_batch(owner, &account, lease, limit).await)
+    }
+
+    /// An account-level answer (1004, 1008, ...): no process of this
+    /// account claims a job until a probe lifts the pause. A pause in force
+    /// keeps its cause and probe time. Returns the pause's epoch.
+    pub async fn pause_fleet(
+        &self,
+        message: &str,
+        paused_by: &str,
+        first_probe_after: Duration,
+    ) -> Result<i64, QueueError> {
+        let account = self.account();
+        on_store_within!(self, s => s.pause_fleet(&account, message, paused_by, first_probe_after).await)
+    }
+
+    /// The shared cooldown, and this account's pause (any account's newest,
+    /// when no account is set).
+    pub async fn fleet_state(&self) -> Result<FleetState, QueueError> {
+        let account = self.account();
+        on_store_within!(self, s => s.fleet_state(&account).await)
+    }
+
+    /// Takes the next probe of this account's pause if it is due (or at
+    /// once with `even_if_early`), moving the one after to
+    /// `next_probe_after` from now: one prober at a time, fleet wide.
+    /// Returns the epoch of the pause to probe.
+    pub async fn take_probe_slot(
+        &self,
+        next_probe_after: Duration,
+        even_if_early: bool,
+    ) -> Result<Option<i64>, QueueError> {
+        let account = self.account();
+        on_store_within!(self, s => s.take_probe_slot(&account, next_probe_after, even_if_early).await)
+    }
+
+    /// A probe of this account's pause `epoch` succeeded: lifts it, unless
+    /// a newer pause replaced it meanwhile. Returns whether it lifted one.
+    pub async fn lift_pause(&self, epoch: i64) -> Result<bool, QueueError> {
+        let account = self.account();
+        on_store_within!(self, s => s.lift_pause(&account, epoch).await)
     }
 
     /// The location as it may be shown (a PostgreSQL URL without its password).
@@ -175,7 +283,7 @@ impl Queue {
             limit,
             |job: &Job| job.file_id,
             move |after, page| async move {
-                on_store!(self, s => s.list_page(state, after, page).await)
+                on_store_within!(self, s => s.list_page(state, after, page).await)
             },
         )
     }
@@ -190,7 +298,7 @@ impl Queue {
             limit,
             |task: &Task| task.task_id,
             move |after, page| async move {
-                on_store!(self, s => s.list_tasks_page(state, after, page).await)
+                on_store_within!(self, s => s.list_tasks_page(state, after, page).await)
             },
         )
     }
@@ -260,14 +368,6 @@ impl Queue {
             -> Result<(), QueueError>;
 
         // ---- the lease protocol ----
-
-        /// Leases up to `limit` due jobs to `owner` in one transaction,
-        /// abandoned leases first (the oldest work), then the earliest due queued
-        /// jobs. A pool with several free workers claims for all of them at once:
-        /// one transaction instead of one per job is most of what lets the queue
-        /// hand out thousands of jobs a second.
-        pub async fn claim_batch(&self, owner: &str, lease: Duration, limit: usize)
-            -> Result<Vec<Job>, QueueError>;
 
         /// Claims one particular job now (`fetch ID`), even if its retry time
         /// has not come: a user asked for it.
@@ -368,25 +468,6 @@ impl Queue {
         /// cooldown already set stands). [`Queue::reserve_api_call`] answers
         /// with the cooldown's end until then.
         pub async fn cool_fleet(&self, wait: Duration) -> Result<(), QueueError>;
-
-        /// An account-level answer (1004, 1008, ...): no process claims a job
-        /// until a probe lifts the pause. A pause in force keeps its cause
-        /// and probe time. Returns the pause's epoch.
-        pub async fn pause_fleet(&self, message: &str, paused_by: &str,
-            first_probe_after: Duration) -> Result<i64, QueueError>;
-
-        pub async fn fleet_state(&self) -> Result<FleetState, QueueError>;
-
-        /// Takes the next probe of the pause if it is due (or at once with
-        /// `even_if_early`), moving the one after to `next_probe_after` from
-        /// now: one prober at a time, fleet wide. Returns the epoch of the
-        /// pause to probe.
-        pub async fn take_probe_slot(&self, next_probe_after: Duration, even_if_early: bool)
-            -> Result<Option<i64>, QueueError>;
-
-        /// A probe of pause `epoch` succeeded: lifts it, unless a newer
-        /// pause replaced it meanwhile. Returns whether it lifted one.
-        pub async fn lift_pause(&self, epoch: i64) -> Result<bool, QueueError>;
 
         /// What `run --exit-when-idle` checks before exiting: queued jobs (due
         /// or not), abandoned leases anywhere, and generating tasks. Jobs

@@ -138,7 +138,7 @@ where
     })
 }
 
-/// The fleet row, with `probe_in_ms` and `cooldown_ms` computed against
+/// The fleet row joined with an account's pause, with `probe_in_ms` and `cooldown_ms` computed against
 /// the store's clock (zero or less: nothing left).
 pub(super) fn fleet_from_row<'r, R>(row: &'r R) -> Result<FleetState, sqlx::Error>
 where
@@ -159,6 +159,7 @@ where
         Some(_) => Some(FleetPause {
             message: text("pause_message")?.unwrap_or_default(),
             paused_by: text("paused_by")?.unwrap_or_default(),
+            account: text("account")?.unwrap_or_default(),
             epoch: row.try_get("pause_epoch")?,
             probe_in: left("probe_in_ms")?.unwrap_or_default(),
         }),

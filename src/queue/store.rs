@@ -23,6 +23,20 @@ macro_rules! on_store {
     };
 }
 
+/// [`on_store!`] for a call that talks to the database: on PostgreSQL it
+/// runs under the statement deadline (`postgres::within`), so a server that
+/// accepted the connection and stopped answering is an unreachable
+/// database after `db_timeout_secs`, not a verb or a worker waiting for
+/// ever. SQLite is a local file: its waits are its busy timeout's.
+macro_rules! on_store_within {
+    ($queue:expr, $s:ident => $call:expr) => {
+        match &$queue.store {
+            Store::Sqlite($s) => $call,
+            Store::Postgres($s) => $crate::queue::postgres::within(async { $call }).await,
+        }
+    };
+}
+
 /// `Queue` methods that only hand their call to the store, each written as
 /// its signature and its documentation: the body is the same for all.
 macro_rules! delegate_to_store {
@@ -31,7 +45,7 @@ macro_rules! delegate_to_store {
         $(
             $(#[$attr])*
             pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                on_store!(self, s => s.$name($($arg),*).await)
+                on_store_within!(self, s => s.$name($($arg),*).await)
             }
         )*
     };

@@ -84,10 +84,11 @@ impl DbLocation {
         super::postgres::is_postgres_url(&self.0)
     }
 
-    /// The location as it may be shown: a PostgreSQL URL without its
+    /// The location as it may be shown: a URL (PostgreSQL's, or one with a
+    /// scheme we refuse, which may carry a password too) without its
     /// password, a SQLite location as written.
     pub fn redacted(&self) -> String {
-        if self.is_postgres() {
+        if self.is_postgres() || self.0.contains("://") {
             super::postgres::redact_url(&self.0)
         } else {
             self.0.clone()
@@ -293,6 +294,8 @@ pub struct FleetPause {
     pub message: String,
     /// The lease owner name of the process that paused (host first).
     pub paused_by: String,
+    /// The account paused: a digest of its key (`ApiClient::account`).
+    pub account: String,
     /// Which pause this is: a probe lifts only the pause it probed.
     pub epoch: i64,
     /// Until the next probe is due (zero: due now).

@@ -42,6 +42,8 @@ impl Engine {
         policy: RetryPolicy,
         observer: Arc<dyn Observer>,
     ) -> Engine {
+        // Pauses are this key's account's (see `ApiClient::account`).
+        queue.set_account(&api.account());
         Engine {
             queue,
             api: Arc::new(RwLock::new(api)),
@@ -98,6 +100,7 @@ impl Engine {
 
     /// Swaps the API client (a reloaded key) for every later call.
     pub fn replace_api(&self, api: ApiClient) {
+        self.queue.set_account(&api.account());
         *self.api.write().unwrap_or_else(|p| p.into_inner()) = api;
     }
 }

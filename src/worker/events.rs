@@ -116,6 +116,9 @@ pub enum HostProblem {
     /// The archive is full (or not writable): wait until `needed` bytes
     /// (plus the reserve) are free.
     DiskFull { message: String, needed: u64 },
+    /// The API host cannot be connected to from here: this host waits and
+    /// probes, the others (whose network may be fine) go on.
+    ApiUnreachable { message: String },
 }
 
 /// The gate's hold is the account-level problem that set it.
@@ -131,7 +134,9 @@ impl From<crate::gate::Hold> for HostProblem {
 impl HostProblem {
     pub fn message(&self) -> &str {
         match self {
-            HostProblem::Account { message, .. } | HostProblem::DiskFull { message, .. } => message,
+            HostProblem::Account { message, .. }
+            | HostProblem::DiskFull { message, .. }
+            | HostProblem::ApiUnreachable { message } => message,
         }
     }
 }

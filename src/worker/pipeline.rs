@@ -675,7 +675,12 @@ async fn settle_error(
                 .queue
                 .release(job.file_id, owner, error, now, true)
                 .await?;
-            Ok(Outcome::Paused(hold.into()))
+            Ok(Outcome::Paused(match class {
+                ErrorClass::Unreachable => HostProblem::ApiUnreachable {
+                    message: error.to_string(),
+                },
+                _ => hold.into(),
+            }))
         }
     }
 }

@@ -34,7 +34,7 @@ pub fn decide(
     match class {
         ErrorClass::Permanent => Decision::Fail,
         ErrorClass::RateLimited { .. } => Decision::Requeue(cooldown),
-        ErrorClass::Account { .. } => Decision::PauseHost,
+        ErrorClass::Account { .. } | ErrorClass::Unreachable => Decision::PauseHost,
         ErrorClass::Transient | ErrorClass::Unknown if progressed => {
             Decision::Requeue(PROGRESS_REQUEUE_DELAY)
         }

@@ -1456,7 +1456,7 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_on_a_read_only_queue_exits_2_at_once() {
-    let world = World::new();
+    let world = World::new().env("MINIMAX_API_KEY", "k");
     enqueue(&world, &[1, 2]).await;
     let mut cmd = as_another_users_queue(&world);
     let out = support::run_bounded(
@@ -1722,7 +1722,7 @@ async fn enqueue_from_an_empty_list_names_the_list() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fetch_that_fails_before_any_work_enqueues_nothing() {
-    let mut world = World::new();
+    let mut world = World::new().env("MINIMAX_API_KEY", "k");
     world.out = world.path("not-a-directory");
     std::fs::write(&world.out, "a file").unwrap();
     let out = world.run(&["fetch", "7"]).await;

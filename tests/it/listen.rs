@@ -308,7 +308,7 @@ async fn without_a_token_the_dashboard_is_read_only() {
 
 #[tokio::test]
 async fn nothing_is_served_off_loopback_unless_configured() {
-    let world = World::new();
+    let world = World::new().env("MINIMAX_API_KEY", "k");
     let out = world
         .run(&["run", "--listen", "0.0.0.0:0", "--exit-when-idle"])
         .await;

@@ -19,6 +19,7 @@ mod engine;
 mod fleet;
 mod listen;
 mod logging;
+mod mistakes;
 mod permissions;
 mod postgres;
 mod promises;

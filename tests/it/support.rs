@@ -490,8 +490,14 @@ pub async fn run_listening(world: &World, args: &[&str]) -> Listening {
 /// [`run_listening`] on another address.
 pub async fn spawn_listening(world: &World, listen: &str, args: &[&str]) -> Listening {
     use tokio::io::AsyncBufReadExt;
-    let mut child = world
-        .command()
+    let mut command = world.command();
+    // `run` needs a key; these tests are about the listener.
+    let has_key =
+        world.api.is_some() || world.extra_env.iter().any(|(k, _)| k == "MINIMAX_API_KEY");
+    if !has_key {
+        command.env("MINIMAX_API_KEY", "listen-test-key");
+    }
+    let mut child = command
         .args(["run", "--listen", listen])
         .args(args)
         .stdout(std::process::Stdio::null())

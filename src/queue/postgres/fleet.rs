@@ -1,5 +1,6 @@
-//! The `fleet` row on PostgreSQL: the pause and cooldown every host sharing
-//! the database obeys, on the database clock; what `--exit-when-idle` asks
+//! The `fleet` row on PostgreSQL: the cooldown every host sharing the
+//! database obeys, and the account pauses (`account_pauses`) each host
+//! obeys for its own account, on the database clock; what `--exit-when-idle` asks
 //! before exiting; and waiting for work on `LISTEN minimax_dl_jobs`, which
 //! the jobs table's triggers notify whenever rows become queued (enqueue,
 //! retry, a job given back) and which `lift_pause` notifies too.
@@ -75,20 +76,25 @@ impl PgStore {
 
     pub async fn pause_fleet(
         &self,
+        account: &str,
         message: &str,
         paused_by: &str,
         first_probe_after: Duration,
     ) -> Result<i64, QueueError> {
         // A pause already in force keeps its cause and its probe time.
         let epoch = sqlx::query_scalar(
-            "UPDATE fleet SET \
-               pause_epoch = CASE WHEN paused_at IS NULL THEN pause_epoch + 1 ELSE pause_epoch END, \
-               pause_message = CASE WHEN paused_at IS NULL THEN $1::text ELSE pause_message END, \
-               paused_by = CASE WHEN paused_at IS NULL THEN $2::text ELSE paused_by END, \
-               probe_at = CASE WHEN paused_at IS NULL THEN mdl_now_ms() + $3::bigint ELSE probe_at END, \
-               paused_at = coalesce(paused_at, mdl_now_ms()) \
+            "INSERT INTO account_pauses AS p \
+               (account, pause_message, paused_by, probe_at, paused_at, pause_epoch) \
+             VALUES ($1::text, $2::text, $3::text, mdl_now_ms() + $4::bigint, mdl_now_ms(), 1) \
+             ON CONFLICT (account) DO UPDATE SET \
+               pause_epoch = CASE WHEN p.paused_at IS NULL THEN p.pause_epoch + 1 ELSE p.pause_epoch END, \
+               pause_message = CASE WHEN p.paused_at IS NULL THEN $2::text ELSE p.pause_message END, \
+               paused_by = CASE WHEN p.paused_at IS NULL THEN $3::text ELSE p.paused_by END, \
+               probe_at = CASE WHEN p.paused_at IS NULL THEN mdl_now_ms() + $4::bigint ELSE p.probe_at END, \
+               paused_at = coalesce(p.paused_at, mdl_now_ms()) \
              RETURNING pause_epoch",
         )
+        .bind(account)
         .bind(message)
         .bind(paused_by)
         .bind(millis(first_probe_after))
@@ -97,12 +103,16 @@ impl PgStore {
         Ok(epoch)
     }
 
-    pub async fn fleet_state(&self) -> Result<FleetState, QueueError> {
+    /// The cooldown, and the account's pause (`""`: any account's newest).
+    pub async fn fleet_state(&self, account: &str) -> Result<FleetState, QueueError> {
         let row = sqlx::query(
-            "SELECT pause_message, paused_at, paused_by, pause_epoch, \
-               probe_at - mdl_now_ms() AS probe_in_ms, cooldown_until - mdl_now_ms() AS cooldown_ms \
-             FROM fleet",
+            "SELECT p.account, p.pause_message, p.paused_at, p.paused_by, p.pause_epoch, \
+               p.probe_at - mdl_now_ms() AS probe_in_ms, f.cooldown_until - mdl_now_ms() AS cooldown_ms \
+             FROM fleet f LEFT JOIN account_pauses p \
+               ON p.paused_at IS NOT NULL AND (p.account = $1::text OR $1::text = '') \
+             ORDER BY p.paused_at DESC NULLS LAST LIMIT 1",
         )
+        .bind(account)
         .fetch_one(&self.pool)
         .await?;
         Ok(crate::queue::rows::fleet_from_row(&row)?)
@@ -110,16 +120,19 @@ impl PgStore {
 
     pub async fn take_probe_slot(
         &self,
+        account: &str,
         next_probe_after: Duration,
         even_if_early: bool,
     ) -> Result<Option<i64>, QueueError> {
         let epoch = sqlx::query_scalar(
-            "UPDATE fleet SET probe_at = mdl_now_ms() + $1::bigint \
-             WHERE paused_at IS NOT NULL AND ($2::boolean OR coalesce(probe_at, 0) <= mdl_now_ms()) \
+            "UPDATE account_pauses SET probe_at = mdl_now_ms() + $1::bigint \
+             WHERE account = $3::text AND paused_at IS NOT NULL \
+               AND ($2::boolean OR coalesce(probe_at, 0) <= mdl_now_ms()) \
              RETURNING pause_epoch",
         )
         .bind(millis(next_probe_after))
         .bind(even_if_early)
+        .bind(account)
         .fetch_optional(&self.pool)
         .await?;
         Ok(epoch)
@@ -127,13 +140,15 @@ impl PgStore {
 
     /// Lifting the pause makes the queued jobs claimable again: the waiting
     /// pools are woken as by an enqueue (the notification goes at commit).
-    pub async fn lift_pause(&self, epoch: i64) -> Result<bool, QueueError> {
+    pub async fn lift_pause(&self, account: &str, epoch: i64) -> Result<bool, QueueError> {
         let mut tx = self.pool.begin().await?;
         let lifted = sqlx::query(
-            "UPDATE fleet SET paused_at = NULL, pause_message = NULL, paused_by = NULL, probe_at = NULL \
-             WHERE paused_at IS NOT NULL AND pause_epoch = $1::bigint",
+            "UPDATE account_pauses \
+             SET paused_at = NULL, pause_message = NULL, paused_by = NULL, probe_at = NULL \
+             WHERE account = $2::text AND paused_at IS NOT NULL AND pause_epoch = $1::bigint",
         )
         .bind(epoch)
+        .bind(account)
         .execute(&mut *tx)
         .await?
         .rows_affected()

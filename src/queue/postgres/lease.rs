@@ -33,21 +33,23 @@ const CLAIM_SET: &str = "state = 'running', lease_owner = $1::text, \
      file_host = $4::text";
 
 /// Up to `$3` due jobs: abandoned leases first (few, and the oldest work),
-/// then the earliest due; none while the fleet is paused for an
-/// account-level answer (checked once, in the same statement). PostgreSQL refuses `FOR UPDATE` on a UNION, so
+/// then the earliest due; none while the claimer's account (`$5`) is
+/// paused for an account-level answer (checked once, in the same statement). PostgreSQL refuses `FOR UPDATE` on a UNION, so
 /// each arm locks its own rows, skipping rows another claimer holds; the
 /// update finds them by primary key (`= ANY(ARRAY(...))`: a join may be
 /// planned as a merge join walking the whole key).
 const CLAIM_DUE: &str = "WITH expired AS ( \
        SELECT file_id FROM jobs \
        WHERE state = 'running' AND lease_expires_at < mdl_now_ms() \
-         AND NOT EXISTS (SELECT 1 FROM fleet WHERE paused_at IS NOT NULL) \
+         AND NOT EXISTS (SELECT 1 FROM account_pauses \
+                         WHERE account = $5::text AND paused_at IS NOT NULL) \
        ORDER BY next_attempt_at, file_id LIMIT $3::bigint \
        FOR UPDATE SKIP LOCKED \
      ), due AS ( \
        SELECT file_id FROM jobs \
        WHERE state = 'queued' AND next_attempt_at <= mdl_now_ms() \
-         AND NOT EXISTS (SELECT 1 FROM fleet WHERE paused_at IS NOT NULL) \
+         AND NOT EXISTS (SELECT 1 FROM account_pauses \
+                         WHERE account = $5::text AND paused_at IS NOT NULL) \
        ORDER BY next_attempt_at, file_id \
        LIMIT greatest($3::bigint - (SELECT count(*) FROM expired), 0) \
        FOR UPDATE SKIP LOCKED \
@@ -78,10 +80,11 @@ impl PgStore {
     pub async fn claim_batch(
         &self,
         owner: &str,
+        account: &str,
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Job>, QueueError> {
-        self.claim_with(CLAIM_DUE, owner, lease, limit.max(1) as i64)
+        self.claim_with(CLAIM_DUE, owner, lease, limit.max(1) as i64, Some(account))
             .await
     }
 
@@ -92,7 +95,7 @@ impl PgStore {
         lease: Duration,
     ) -> Result<Option<Job>, QueueError> {
         Ok(self
-            .claim_with(CLAIM_ONE, owner, lease, file_id)
+            .claim_with(CLAIM_ONE, owner, lease, file_id, None)
             .await?
             .pop())
     }
@@ -103,17 +106,21 @@ impl PgStore {
         owner: &str,
         lease: Duration,
         parameter: i64,
+        account: Option<&str>,
     ) -> Result<Vec<Job>, QueueError> {
         let sql = template
             .replace("{SET}", CLAIM_SET)
             .replace("{COLUMNS}", &returning_columns());
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner)
             .bind(lease.as_millis().min(i64::MAX as u128) as i64)
             .bind(parameter)
-            .bind(owner_host(owner))
-            .fetch_all(&self.pool)
-            .await?;
+            .bind(owner_host(owner));
+        let query = match account {
+            Some(account) => query.bind(account),
+            None => query,
+        };
+        let rows = query.fetch_all(&self.pool).await?;
         let mut jobs = jobs_from_rows(&rows)?;
         // RETURNING's order is not the claim's.
         jobs.sort_by_key(|job| (job.next_attempt_at, job.file_id));

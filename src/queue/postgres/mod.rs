@@ -33,6 +33,8 @@ mod testing;
 mod verbs;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgRow};
 use sqlx::{Postgres, Row};
@@ -44,6 +46,46 @@ use crate::queue::{Job, JobEvent, Millis, QueueError, now_millis};
 const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owner, lease_expires_at, \
      cancel_requested, bytes_expected, size_source, bytes_done, validator, pieces, boot_id, filename, final_path, \
      sha256, last_error, created_at, updated_at, file_host, task_id, task_api";
+
+/// The longest a connect or a call to the database may take
+/// (`db_timeout_secs`, 10 s unless set). Process-wide, like the
+/// configuration it comes from: set once by the command edge before the
+/// queue is opened ([`set_deadline`]).
+static DEADLINE_MS: AtomicU64 = AtomicU64::new(10_000);
+
+/// Sets the deadline of every later connect and call (see [`DEADLINE_MS`]).
+pub fn set_deadline(deadline: Duration) {
+    let ms = deadline.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
+    DEADLINE_MS.store(ms, Ordering::Relaxed);
+}
+
+pub(crate) fn deadline() -> Duration {
+    Duration::from_millis(DEADLINE_MS.load(Ordering::Relaxed))
+}
+
+/// The error of a database that did not answer in time: an I/O timeout,
+/// so that it counts as unreachable (`QueueError::is_unreachable`).
+pub(crate) fn no_answer() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "no answer within {} (db_timeout_secs)",
+            humantime::format_duration(deadline())
+        ),
+    ))
+}
+
+/// Runs one call under the deadline. A server that accepts connections
+/// and never answers (a hung host, a half-open connection that TCP has not
+/// noticed) otherwise holds the call for ever: neither sqlx nor the socket
+/// bounds a wait for an answer.
+pub(crate) async fn within<T>(
+    call: impl std::future::Future<Output = Result<T, QueueError>>,
+) -> Result<T, QueueError> {
+    tokio::time::timeout(deadline(), call)
+        .await
+        .unwrap_or_else(|_| Err(QueueError::Sql(no_answer())))
+}
 
 /// The queue in a PostgreSQL database. Cheap to clone (a pool inside).
 #[derive(Clone)]

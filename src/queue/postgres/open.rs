@@ -16,7 +16,7 @@ use sqlx::Connection;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
-use super::PgStore;
+use super::{PgStore, deadline, no_answer};
 use crate::queue::{CommitSync, DbLocation, QueueError};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -33,11 +33,6 @@ pub const POOL_SIZE: u32 = 4;
 /// (killed mid-verb, a network cut) is ended by the server, releasing its
 /// row locks, instead of holding them until TCP notices (hours).
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
-
-/// The longest a statement waits for a pooled connection: past it the
-/// database counts as unreachable (the daemon backs off and retries)
-/// rather than every worker queueing behind a server that does not answer.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A pooled connection idle for longer is pinged before use; one used
 /// moments ago is not (a ping per statement would double every round trip).
@@ -174,6 +169,15 @@ impl PgStore {
         open_checked(options.clone(), options, POOL_SIZE, Verb::Writes, display).await
     }
 
+    /// Opens an existing queue for a verb that writes but adds no work
+    /// (`retry`, `cancel`, `prune`): a database without the schema is no
+    /// queue, and is left as it is.
+    pub async fn open_existing(location: &DbLocation) -> Result<PgStore, QueueError> {
+        let display = location.redacted();
+        let options = connect_options(location, &display)?.options([("synchronous_commit", "on")]);
+        open_checked(options.clone(), options, POOL_SIZE, Verb::Edits, display).await
+    }
+
     /// Opens the queue for a verb that only reads (`status`, `list`, `show`):
     /// read-only transactions, nothing created. A queue whose schema is older
     /// than this build is upgraded first (the only write a reading verb
@@ -191,7 +195,10 @@ impl PgStore {
 /// Whether the verb opening the queue writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {
+    /// Adds work: creates the schema in an empty database.
     Writes,
+    /// Changes an existing queue (`retry`, `cancel`, `prune`).
+    Edits,
     Reads,
 }
 
@@ -202,7 +209,7 @@ pub fn plan(contents: Contents, verb: Verb, display: &str) -> Result<bool, Queue
         (Contents::Foreign, _) => Err(QueueError::NotOurs {
             location: display.to_string(),
         }),
-        (Contents::Empty, Verb::Reads) => Err(QueueError::NoQueueIn {
+        (Contents::Empty, Verb::Reads | Verb::Edits) => Err(QueueError::NoQueueIn {
             location: display.to_string(),
         }),
         (Contents::Empty, Verb::Writes) => Ok(true),
@@ -230,11 +237,19 @@ async fn open_checked(
         location: display.clone(),
         cause,
     };
-    let mut conn = PgConnection::connect_with(&migrating)
+    // Bounded: a server that accepts the connection and never answers
+    // must not hold the verb for ever (see `super::within`).
+    let mut conn = tokio::time::timeout(deadline(), PgConnection::connect_with(&migrating))
         .await
+        .unwrap_or_else(|_| Err(no_answer()))
         .map_err(connect_error)?;
     let checked = async {
-        if plan(inspect(&mut conn, &display).await?, verb, &display)? {
+        let contents = tokio::time::timeout(deadline(), inspect(&mut conn, &display))
+            .await
+            .unwrap_or_else(|_| Err(connect_error(no_answer())))?;
+        // The migration is not bounded: it may wait for another process's
+        // migration (the migrator's lock) for as long as that takes.
+        if plan(contents, verb, &display)? {
             MIGRATOR
                 .run(&mut conn)
                 .await
@@ -248,7 +263,13 @@ async fn open_checked(
     let checked = checked.await;
     let _ = conn.close().await;
     checked?;
-    let pool = connect(pooled.clone(), size, &display).await?;
+    // The server ends a statement of ours that runs past the deadline too,
+    // so that one the client gave up on does not go on holding its locks.
+    let statement_timeout = deadline().as_millis().to_string();
+    let pooled = pooled.options([("statement_timeout", statement_timeout)]);
+    let pool = tokio::time::timeout(deadline(), connect(pooled.clone(), size, &display))
+        .await
+        .unwrap_or_else(|_| Err(connect_error(no_answer())))?;
     Ok(PgStore::new(pool, display, pooled))
 }
 
@@ -286,7 +307,11 @@ async fn connect(
 ) -> Result<PgPool, QueueError> {
     PgPoolOptions::new()
         .max_connections(size)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+        // Past the deadline a statement waiting for a connection counts
+        // the database as unreachable (the daemon backs off and retries)
+        // rather than every worker queueing behind a server that does not
+        // answer.
+        .acquire_timeout(deadline())
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
@@ -410,12 +435,14 @@ mod tests {
     fn reading_verbs_never_create_and_nobody_touches_a_foreign_database() {
         use Contents::*;
         let at = "postgres://h/db";
-        assert!(matches!(
-            plan(Empty, Verb::Reads, at),
-            Err(QueueError::NoQueueIn { .. })
-        ));
+        for verb in [Verb::Reads, Verb::Edits] {
+            assert!(matches!(
+                plan(Empty, verb, at),
+                Err(QueueError::NoQueueIn { .. })
+            ));
+        }
         assert!(matches!(plan(Empty, Verb::Writes, at), Ok(true)));
-        for verb in [Verb::Reads, Verb::Writes] {
+        for verb in [Verb::Reads, Verb::Edits, Verb::Writes] {
             assert!(matches!(
                 plan(Foreign, verb, at),
                 Err(QueueError::NotOurs { .. })

@@ -1,5 +1,6 @@
-//! The `fleet` row on SQLite: the pause and cooldown every process sharing
-//! the queue file obeys, and what `--exit-when-idle` asks before exiting.
+//! The `fleet` row on SQLite: the cooldown every process sharing the queue
+//! file obeys; the account pauses (`account_pauses`) each process obeys
+//! for its own account; and what `--exit-when-idle` asks before exiting.
 
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ impl SqliteStore {
 
     pub async fn pause_fleet(
         &self,
+        account: &str,
         message: &str,
         paused_by: &str,
         first_probe_after: Duration,
@@ -32,14 +34,18 @@ impl SqliteStore {
         let now = now_millis();
         // A pause already in force keeps its cause and its probe time.
         let epoch = sqlx::query_scalar(
-            "UPDATE fleet SET \
+            "INSERT INTO account_pauses \
+               (account, pause_message, paused_by, probe_at, paused_at, pause_epoch) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 1) \
+             ON CONFLICT (account) DO UPDATE SET \
                pause_epoch = CASE WHEN paused_at IS NULL THEN pause_epoch + 1 ELSE pause_epoch END, \
-               pause_message = CASE WHEN paused_at IS NULL THEN ?1 ELSE pause_message END, \
-               paused_by = CASE WHEN paused_at IS NULL THEN ?2 ELSE paused_by END, \
-               probe_at = CASE WHEN paused_at IS NULL THEN ?3 ELSE probe_at END, \
-               paused_at = coalesce(paused_at, ?4) \
-             WHERE id = 1 RETURNING pause_epoch",
+               pause_message = CASE WHEN paused_at IS NULL THEN ?2 ELSE pause_message END, \
+               paused_by = CASE WHEN paused_at IS NULL THEN ?3 ELSE paused_by END, \
+               probe_at = CASE WHEN paused_at IS NULL THEN ?4 ELSE probe_at END, \
+               paused_at = coalesce(paused_at, ?5) \
+             RETURNING pause_epoch",
         )
+        .bind(account)
         .bind(message)
         .bind(paused_by)
         .bind(millis_after(now, first_probe_after))
@@ -49,13 +55,17 @@ impl SqliteStore {
         Ok(epoch)
     }
 
-    pub async fn fleet_state(&self) -> Result<FleetState, QueueError> {
+    /// The cooldown, and the account's pause (`""`: any account's newest).
+    pub async fn fleet_state(&self, account: &str) -> Result<FleetState, QueueError> {
         let row = sqlx::query(
-            "SELECT pause_message, paused_at, paused_by, pause_epoch, \
-               probe_at - ?1 AS probe_in_ms, cooldown_until - ?1 AS cooldown_ms \
-             FROM fleet WHERE id = 1",
+            "SELECT p.account, p.pause_message, p.paused_at, p.paused_by, p.pause_epoch, \
+               p.probe_at - ?1 AS probe_in_ms, f.cooldown_until - ?1 AS cooldown_ms \
+             FROM fleet f LEFT JOIN account_pauses p \
+               ON p.paused_at IS NOT NULL AND (p.account = ?2 OR ?2 = '') \
+             WHERE f.id = 1 ORDER BY p.paused_at DESC LIMIT 1",
         )
         .bind(now_millis())
+        .bind(account)
         .fetch_one(&self.pool)
         .await?;
         Ok(crate::queue::rows::fleet_from_row(&row)?)
@@ -63,29 +73,34 @@ impl SqliteStore {
 
     pub async fn take_probe_slot(
         &self,
+        account: &str,
         next_probe_after: Duration,
         even_if_early: bool,
     ) -> Result<Option<i64>, QueueError> {
         let now = now_millis();
         let epoch = sqlx::query_scalar(
-            "UPDATE fleet SET probe_at = ?1 \
-             WHERE id = 1 AND paused_at IS NOT NULL AND (?3 OR coalesce(probe_at, 0) <= ?2) \
+            "UPDATE account_pauses SET probe_at = ?1 \
+             WHERE account = ?4 AND paused_at IS NOT NULL \
+               AND (?3 OR coalesce(probe_at, 0) <= ?2) \
              RETURNING pause_epoch",
         )
         .bind(millis_after(now, next_probe_after))
         .bind(now)
         .bind(even_if_early)
+        .bind(account)
         .fetch_optional(&self.writer)
         .await?;
         Ok(epoch)
     }
 
-    pub async fn lift_pause(&self, epoch: i64) -> Result<bool, QueueError> {
+    pub async fn lift_pause(&self, account: &str, epoch: i64) -> Result<bool, QueueError> {
         let lifted = sqlx::query(
-            "UPDATE fleet SET paused_at = NULL, pause_message = NULL, paused_by = NULL, probe_at = NULL \
-             WHERE id = 1 AND paused_at IS NOT NULL AND pause_epoch = ?1",
+            "UPDATE account_pauses \
+             SET paused_at = NULL, pause_message = NULL, paused_by = NULL, probe_at = NULL \
+             WHERE account = ?2 AND paused_at IS NOT NULL AND pause_epoch = ?1",
         )
         .bind(epoch)
+        .bind(account)
         .execute(&self.writer)
         .await?
         .rows_affected();

@@ -21,9 +21,9 @@ const OTHER_HOST: &str = "(file_host IS NOT NULL AND file_host <> ?5)";
 
 /// Which jobs a claim may take.
 #[derive(Clone, Copy, Debug)]
-enum Pick {
-    /// Up to this many due jobs.
-    Due(usize),
+enum Pick<'a> {
+    /// Up to this many due jobs, unless this account is paused.
+    Due(usize, &'a str),
     /// This job, due or not (`fetch ID`).
     One(i64),
 }
@@ -32,10 +32,11 @@ impl SqliteStore {
     pub async fn claim_batch(
         &self,
         owner: &str,
+        account: &str,
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Job>, QueueError> {
-        self.claim_where(owner, lease, Pick::Due(limit.max(1)))
+        self.claim_where(owner, lease, Pick::Due(limit.max(1), account))
             .await
     }
 
@@ -58,15 +59,16 @@ impl SqliteStore {
         &self,
         owner: &str,
         lease: Duration,
-        pick: Pick,
+        pick: Pick<'_>,
     ) -> Result<Vec<Job>, QueueError> {
         let now = now_millis();
-        let (chosen, parameter) = match pick {
+        let (chosen, parameter, account) = match pick {
             // Abandoned leases first (few, and the oldest work), then the
             // earliest due queued jobs: two indexed look-ups, not one OR.
-            // Nothing while the fleet is paused for an account-level answer.
-            Pick::Due(limit) => (
-                "NOT EXISTS (SELECT 1 FROM fleet WHERE paused_at IS NOT NULL) AND file_id IN ( \
+            // Nothing while this account is paused for an account-level answer.
+            Pick::Due(limit, account) => (
+                "NOT EXISTS (SELECT 1 FROM account_pauses \
+                   WHERE account = ?6 AND paused_at IS NOT NULL) AND file_id IN ( \
                    SELECT file_id FROM (SELECT file_id FROM jobs \
                      WHERE state = 'running' AND lease_expires_at < ?3 \
                      ORDER BY next_attempt_at, file_id LIMIT ?4) \
@@ -76,16 +78,18 @@ impl SqliteStore {
                      ORDER BY next_attempt_at, file_id LIMIT ?4) \
                    LIMIT ?4)",
                 limit as i64,
+                Some(account),
             ),
             Pick::One(id) => (
                 "file_id = ?4 AND (state = 'queued' OR (state = 'running' AND lease_expires_at < ?3))",
                 id,
+                None,
             ),
         };
         // Another host's partial bytes are not ours: a claim by a host other
         // than the one recorded starts from its own partial file (none,
         // usually). NULL, from before the column, counts as ours.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3, \
              bytes_done = CASE WHEN {OTHER_HOST} THEN 0 ELSE bytes_done END, \
              validator = CASE WHEN {OTHER_HOST} THEN NULL ELSE validator END, \
@@ -99,9 +103,12 @@ impl SqliteStore {
         .bind(millis_after(now, lease))
         .bind(now)
         .bind(parameter)
-        .bind(owner_host(owner))
-        .fetch_all(&self.writer)
-        .await?;
+        .bind(owner_host(owner));
+        let query = match account {
+            Some(account) => query.bind(account),
+            None => query,
+        };
+        let rows = query.fetch_all(&self.writer).await?;
         let mut jobs = rows
             .iter()
             .map(job_from_row)
