@@ -22,6 +22,7 @@ mod permissions;
 mod postgres;
 mod props;
 mod queue_contract;
+mod rate;
 mod secrets;
 mod segments;
 mod support;
