@@ -309,17 +309,20 @@ fn resolve_rate(
 ) -> Result<RateSettings, ConfigError> {
     const VAR: &str = "MINIMAX_DL_REQUESTS_PER_MINUTE";
     let invalid = |origin: String, message: String| ConfigError::Invalid { origin, message };
+    // The file's value is checked even when a flag or variable wins: a
+    // bad config file is an error whatever else is set.
+    let origin = || file_origin("requests_per_minute");
+    let from_file = match &file.requests_per_minute {
+        None => RateChoice::Auto,
+        Some(RateValue::Number(n)) => rate_number(*n).map_err(|m| invalid(origin(), m))?,
+        Some(RateValue::Word(w)) => parse_rate_choice(w).map_err(|m| invalid(origin(), m))?,
+    };
     let choice = if let Some(choice) = flag {
         choice
     } else if let Some(raw) = env(VAR).filter(|v| !v.trim().is_empty()) {
         parse_rate_choice(&raw).map_err(|m| invalid(format!("environment variable {VAR}"), m))?
     } else {
-        let origin = || file_origin("requests_per_minute");
-        match &file.requests_per_minute {
-            None => RateChoice::Auto,
-            Some(RateValue::Number(n)) => rate_number(*n).map_err(|m| invalid(origin(), m))?,
-            Some(RateValue::Word(w)) => parse_rate_choice(w).map_err(|m| invalid(origin(), m))?,
-        }
+        from_file
     };
     let ceiling = layered_number(
         None,
@@ -1178,6 +1181,9 @@ mod tests {
             (Some("lots"), "", "MINIMAX_DL_REQUESTS_PER_MINUTE"),
             (Some("0"), "", "MINIMAX_DL_REQUESTS_PER_MINUTE"),
         ];
+        // A bad file value is an error even when the variable wins.
+        let err = rate(None, Some("60"), "requests_per_minute = -1\n").unwrap_err();
+        assert!(err.to_string().contains("requests_per_minute"), "{err}");
         for (var, file, named) in bad {
             let err = rate(None, var, file).unwrap_err().to_string();
             assert!(err.contains(named), "{var:?} {file:?}: {err}");
