@@ -42,7 +42,8 @@ pids+=($!)
 # The calls a minute, sampled each minute from the rate gate's window.
 : >"$WORK/minutes"
 while :; do
-    done_now=$("$BIN" status --json | sed -n 's/.*"done":\([0-9]*\).*/\1/p')
+    # The jobs' "done" is the first in the line (the tasks' comes later).
+    done_now=$("$BIN" status --json | grep -o '"done":[0-9]*' | head -1 | cut -d: -f2)
     [ "$done_now" -ge "$FILES" ] && break
     sleep 10
     elapsed=$(printf '%.0f' "$(echo "$(date +%s.%N) - $start" | bc)")
