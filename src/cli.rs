@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Parser, Subcommand};
 
-use crate::config::{LogFormat, MAX_CONCURRENCY, MAX_SEGMENTS};
+use crate::config::{LogFormat, MAX_CONCURRENCY, MAX_SEGMENTS, RateChoice};
 use crate::queue::JobState;
 
 pub const EXIT_CODES: &str = "\
@@ -210,6 +210,11 @@ pub enum Command {
             value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SEGMENTS))
         )]
         segments: Option<u32>,
+        /// API calls in any 60 s for every process sharing the queue: a number never exceeded,
+        /// or `auto` to find the account's limit (default: `requests_per_minute` in the
+        /// config, else auto).
+        #[arg(long, value_name = "N|auto", value_parser = crate::config::parse_rate_choice)]
+        requests_per_minute: Option<RateChoice>,
         /// Exit once nothing is left that this process could claim: nothing queued, no
         /// abandoned lease (jobs running in other processes are theirs) and no task still
         /// generating. Exit 1 if any job or task failed.

@@ -68,6 +68,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// `requests_per_minute` as written: a number or a word (`"auto"`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RateValue {
+    Number(i64),
+    Word(String),
+}
+
 /// The config file as written. Every key optional; unknown keys are errors.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,7 +88,10 @@ pub struct FileConfig {
     pub database_url_file: Option<PathBuf>,
     pub output_dir: Option<PathBuf>,
     pub concurrency: Option<u32>,
-    pub requests_per_minute: Option<u32>,
+    /// A number, or `"auto"` (see [`RequestRate`]).
+    pub requests_per_minute: Option<RateValue>,
+    pub max_requests_per_minute: Option<u32>,
+    pub burst: Option<u32>,
     pub max_attempts: Option<u32>,
     pub segments: Option<u32>,
     pub connect_timeout_secs: Option<u64>,
@@ -196,6 +207,8 @@ pub struct Overrides {
     pub output_dir: Option<PathBuf>,
     pub concurrency: Option<u32>,
     pub segments: Option<u32>,
+    /// `run --requests-per-minute`.
+    pub requests_per_minute: Option<RateChoice>,
     pub log_format: Option<LogFormat>,
     /// `run --listen ADDR`.
     pub listen: Option<String>,
@@ -215,7 +228,8 @@ pub struct Settings {
     pub database: DbLocation,
     pub output_dir: PathBuf,
     pub concurrency: u32,
-    pub requests_per_minute: u32,
+    /// The rate gate: `requests_per_minute`, its ceiling, `burst`.
+    pub rate: RateSettings,
     pub retry: RetryPolicy,
     pub segments: u32,
     pub connect_timeout: Duration,
@@ -247,6 +261,142 @@ pub struct Settings {
     pub path_template: PathTemplate,
     /// Write `NAME.json` beside each file.
     pub sidecar: bool,
+}
+
+/// How fast the fleet may call the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestRate {
+    /// At most this many calls in any 60 s, whatever the API would allow.
+    Fixed(u32),
+    /// `"auto"`: the fleet finds the account's limit itself (`crate::rate`),
+    /// never going above `ceiling` (`max_requests_per_minute`).
+    Auto { ceiling: u32 },
+}
+
+impl RequestRate {
+    /// The most calls in any 60 s this setting may ever allow.
+    pub fn most(&self) -> u32 {
+        match *self {
+            RequestRate::Fixed(n) => n,
+            RequestRate::Auto { ceiling } => ceiling,
+        }
+    }
+}
+
+impl std::fmt::Display for RequestRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestRate::Fixed(n) => write!(f, "{n} a minute"),
+            RequestRate::Auto { ceiling } => write!(f, "auto (at most {ceiling} a minute)"),
+        }
+    }
+}
+
+/// The rate gate's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateSettings {
+    pub requests: RequestRate,
+    /// Calls that may go at once, within the cap of the window (`burst`).
+    pub burst: u32,
+    /// The window a cap is counted over: 60 s. Shorter only through the
+    /// test hook `MINIMAX_DL_TEST_RATE_WINDOW_MS`, so a test of the
+    /// adaptive rate runs minutes of the real thing in seconds.
+    pub window: Duration,
+}
+
+/// `requests_per_minute` as a flag or variable says it: `auto` or a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateChoice {
+    Auto,
+    Fixed(u32),
+}
+
+/// The largest fixed `requests_per_minute` or ceiling.
+pub const MAX_REQUESTS_PER_MINUTE: u32 = 1_000_000;
+/// Calls that may go at once (`burst`).
+pub const DEFAULT_BURST: u32 = 10;
+pub const MAX_BURST: u32 = 1000;
+/// The cap's window (`MINIMAX_DL_TEST_RATE_WINDOW_MS` shortens it in tests).
+pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Parses `auto` or a whole number in 1..=1,000,000 (the flag and the
+/// environment variable; the file's number goes through [`rate_number`]).
+pub fn parse_rate_choice(raw: &str) -> Result<RateChoice, String> {
+    let raw = raw.trim();
+    if raw.eq_ignore_ascii_case("auto") {
+        return Ok(RateChoice::Auto);
+    }
+    match raw.parse::<i64>() {
+        Ok(n) => rate_number(n),
+        Err(_) => Err(format!("{raw:?} is not a whole number or \"auto\"")),
+    }
+}
+
+fn rate_number(n: i64) -> Result<RateChoice, String> {
+    match u32::try_from(n) {
+        Ok(v) if (1..=MAX_REQUESTS_PER_MINUTE).contains(&v) => Ok(RateChoice::Fixed(v)),
+        _ => Err(format!(
+            "{n} is not in 1..={MAX_REQUESTS_PER_MINUTE} (or \"auto\": find the account's limit)"
+        )),
+    }
+}
+
+/// The rate settings: `requests_per_minute` from the flag, the
+/// environment, the file or the default (`auto`), its ceiling and burst.
+fn resolve_rate(
+    flag: Option<RateChoice>,
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &FileConfig,
+    file_origin: &dyn Fn(&str) -> String,
+) -> Result<RateSettings, ConfigError> {
+    const VAR: &str = "MINIMAX_DL_REQUESTS_PER_MINUTE";
+    let invalid = |origin: String, message: String| ConfigError::Invalid { origin, message };
+    // The file's value is checked even when a flag or variable wins: a
+    // bad config file is an error whatever else is set.
+    let origin = || file_origin("requests_per_minute");
+    let from_file = match &file.requests_per_minute {
+        None => RateChoice::Auto,
+        Some(RateValue::Number(n)) => rate_number(*n).map_err(|m| invalid(origin(), m))?,
+        Some(RateValue::Word(w)) => parse_rate_choice(w).map_err(|m| invalid(origin(), m))?,
+    };
+    let choice = if let Some(choice) = flag {
+        choice
+    } else if let Some(raw) = env(VAR).filter(|v| !v.trim().is_empty()) {
+        parse_rate_choice(&raw).map_err(|m| invalid(format!("environment variable {VAR}"), m))?
+    } else {
+        from_file
+    };
+    let ceiling = layered_number(
+        None,
+        None,
+        "",
+        file.max_requests_per_minute,
+        &file_origin("max_requests_per_minute"),
+        crate::rate::DEFAULT_CEILING,
+        1..=MAX_REQUESTS_PER_MINUTE,
+    )?;
+    let burst = layered_number(
+        None,
+        None,
+        "",
+        file.burst,
+        &file_origin("burst"),
+        DEFAULT_BURST,
+        1..=MAX_BURST,
+    )?;
+    let window = env("MINIMAX_DL_TEST_RATE_WINDOW_MS")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(RATE_WINDOW, Duration::from_millis);
+    let requests = match choice {
+        RateChoice::Auto => RequestRate::Auto { ceiling },
+        RateChoice::Fixed(n) => RequestRate::Fixed(n),
+    };
+    Ok(RateSettings {
+        requests,
+        burst,
+        window,
+    })
 }
 
 /// How generation tasks are taken in and polled.
@@ -324,9 +474,6 @@ pub struct ListenSettings {
 pub const MIN_LISTEN_TOKEN: usize = 16;
 
 pub const DEFAULT_CONCURRENCY: u32 = 4;
-/// One retrieve call a second: well inside the RPM limits MiniMax documents
-/// for its plans, and 3,600 files an hour.
-pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 60;
 pub const MAX_CONCURRENCY: u32 = 256;
 pub const MAX_SEGMENTS: u32 = 16;
 /// Longest timeout or probe interval a config file may set, in seconds.
@@ -378,6 +525,7 @@ impl Settings {
         };
         let env_nonempty = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let tasks = resolve_tasks(env, &file, &file_origin)?;
+        let rate = resolve_rate(overrides.requests_per_minute, env, &file, &file_origin)?;
         let callback_token = resolve_callback_token(env, &file, &file_origin).map_err(Arc::new);
 
         let (api_base_raw, api_base_origin) = match env_nonempty("MINIMAX_API_BASE") {
@@ -435,15 +583,6 @@ impl Settings {
             &file_origin("concurrency"),
             DEFAULT_CONCURRENCY,
             1..=MAX_CONCURRENCY,
-        )?;
-        let requests_per_minute = layered_number(
-            None,
-            env("MINIMAX_DL_REQUESTS_PER_MINUTE"),
-            "MINIMAX_DL_REQUESTS_PER_MINUTE",
-            file.requests_per_minute,
-            &file_origin("requests_per_minute"),
-            DEFAULT_REQUESTS_PER_MINUTE,
-            1..=1_000_000,
         )?;
         let segments = layered_number(
             overrides.segments.map(|v| (v, "--segments")),
@@ -515,7 +654,7 @@ impl Settings {
             database: location,
             output_dir,
             concurrency,
-            requests_per_minute,
+            rate,
             retry: RetryPolicy {
                 max_attempts,
                 ..defaults
@@ -1052,9 +1191,102 @@ mod tests {
             PathBuf::from("/home/u/.local/share/minimax-dl/files")
         );
         assert_eq!(s.concurrency, DEFAULT_CONCURRENCY);
-        assert_eq!(s.requests_per_minute, DEFAULT_REQUESTS_PER_MINUTE);
+        assert_eq!(
+            s.rate,
+            RateSettings {
+                requests: RequestRate::Auto { ceiling: 600 },
+                burst: DEFAULT_BURST,
+                window: RATE_WINDOW,
+            }
+        );
         assert_eq!(s.retry, RetryPolicy::default());
         assert!(matches!(s.api_key, Ok(None)));
+    }
+
+    #[test]
+    fn the_request_rate_is_auto_or_a_number_from_flag_environment_or_file() {
+        let rate = |flag: Option<RateChoice>, var: Option<&str>, file: &str| {
+            let env = |name: &str| match name {
+                "HOME" => Some("/h".to_string()),
+                "MINIMAX_DL_REQUESTS_PER_MINUTE" => var.map(str::to_string),
+                _ => None,
+            };
+            let file = FileConfig::parse(file, Path::new("c.toml")).unwrap();
+            let overrides = Overrides {
+                requests_per_minute: flag,
+                ..Overrides::default()
+            };
+            Settings::resolve(&overrides, &env, None, file).map(|s| s.rate)
+        };
+        let auto = |ceiling| RequestRate::Auto { ceiling };
+        let cases: [(Option<RateChoice>, Option<&str>, &str, RequestRate); 7] = [
+            (None, None, "", auto(600)),
+            (
+                None,
+                None,
+                "requests_per_minute = 90\n",
+                RequestRate::Fixed(90),
+            ),
+            (
+                None,
+                None,
+                "requests_per_minute = \"auto\"\nmax_requests_per_minute = 300\n",
+                auto(300),
+            ),
+            (None, Some("auto"), "requests_per_minute = 90\n", auto(600)),
+            (
+                None,
+                Some(" 45 "),
+                "requests_per_minute = \"auto\"\n",
+                RequestRate::Fixed(45),
+            ),
+            (
+                Some(RateChoice::Fixed(7)),
+                Some("auto"),
+                "",
+                RequestRate::Fixed(7),
+            ),
+            (
+                Some(RateChoice::Auto),
+                Some("12"),
+                "requests_per_minute = 5\n",
+                auto(600),
+            ),
+        ];
+        for (flag, var, file, expected) in cases {
+            assert_eq!(
+                rate(flag, var, file).unwrap().requests,
+                expected,
+                "{flag:?} {var:?} {file:?}"
+            );
+        }
+        assert_eq!(rate(None, None, "burst = 3\n").unwrap().burst, 3);
+        let bad = [
+            (None, "requests_per_minute = 0\n", "requests_per_minute"),
+            (None, "requests_per_minute = -1\n", "requests_per_minute"),
+            (
+                None,
+                "requests_per_minute = \"fast\"\n",
+                "requests_per_minute",
+            ),
+            (
+                None,
+                "max_requests_per_minute = 0\n",
+                "max_requests_per_minute",
+            ),
+            (None, "burst = 0\n", "burst"),
+            (Some("lots"), "", "MINIMAX_DL_REQUESTS_PER_MINUTE"),
+            (Some("0"), "", "MINIMAX_DL_REQUESTS_PER_MINUTE"),
+        ];
+        // A bad file value is an error even when the variable wins.
+        let err = rate(None, Some("60"), "requests_per_minute = -1\n").unwrap_err();
+        assert!(err.to_string().contains("requests_per_minute"), "{err}");
+        for (var, file, named) in bad {
+            let err = rate(None, var, file).unwrap_err().to_string();
+            assert!(err.contains(named), "{var:?} {file:?}: {err}");
+        }
+        assert_eq!(parse_rate_choice("AUTO"), Ok(RateChoice::Auto));
+        assert!(parse_rate_choice("1000001").is_err());
     }
 
     #[test]
@@ -1468,7 +1700,7 @@ mod tests {
             Settings::resolve(&Overrides::default(), &env, None, FileConfig::default()).unwrap();
         assert_eq!(s.api_base, d.api_base);
         assert_eq!(s.concurrency, d.concurrency);
-        assert_eq!(s.requests_per_minute, d.requests_per_minute);
+        assert_eq!(s.rate, d.rate);
         assert_eq!(s.retry, d.retry);
         assert_eq!(s.segments, d.segments);
         assert_eq!(s.read_timeout, d.read_timeout);

@@ -451,7 +451,11 @@ fn settings(sim: &Simulator, dir: &Path) -> Result<Settings> {
         database: DbLocation(dir.join("queue.db").to_string_lossy().into_owned()),
         output_dir: dir.join("files"),
         concurrency: 4,
-        requests_per_minute: 600,
+        rate: crate::config::RateSettings {
+            requests: crate::config::RequestRate::Fixed(600),
+            burst: crate::config::DEFAULT_BURST,
+            window: crate::config::RATE_WINDOW,
+        },
         retry: RetryPolicy {
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(5),

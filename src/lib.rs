@@ -7,6 +7,7 @@
 //! - [`queue`]: the durable job queue (SQLite) and the pure job rules.
 //! - [`api`]: the MiniMax retrieve client and error classification.
 //! - [`gate`]: the rate gate every retrieve call passes.
+//! - [`rate`]: the adaptive rate's search (pure): AIMD under a ceiling.
 //! - [`http`]: what the API and download clients share (user agent,
 //!   URL-free error text, `Retry-After`).
 //! - [`fetch`]: resumable, verified download of one file.
@@ -50,6 +51,7 @@ pub mod metrics;
 pub mod partial;
 pub mod progress;
 pub mod queue;
+pub mod rate;
 pub mod runtime;
 pub mod sim;
 pub mod stderr;

@@ -110,10 +110,7 @@ pub fn engine(
         settings.read_timeout,
     )
     .map_err(SetupError::Http)?;
-    let gate = Arc::new(RateGate::new(
-        settings.requests_per_minute,
-        Some(queue.clone()),
-    ));
+    let gate = Arc::new(RateGate::configured(settings.rate, Some(queue.clone())));
     let fetcher = Fetcher::new(
         settings.connect_timeout,
         settings.read_timeout,

@@ -44,14 +44,20 @@ mod verify;
 mod watch;
 
 pub fn overrides(cli: &Cli) -> Overrides {
-    let (concurrency, segments, listen) = match &cli.command {
+    let (concurrency, segments, requests_per_minute, listen) = match &cli.command {
         Command::Run {
             concurrency,
             segments,
+            requests_per_minute,
             listen,
             ..
-        } => (*concurrency, *segments, listen.clone()),
-        _ => (None, None, None),
+        } => (
+            *concurrency,
+            *segments,
+            *requests_per_minute,
+            listen.clone(),
+        ),
+        _ => (None, None, None, None),
     };
     Overrides {
         config: cli.config.clone(),
@@ -60,6 +66,7 @@ pub fn overrides(cli: &Cli) -> Overrides {
         output_dir: cli.out.clone(),
         concurrency,
         segments,
+        requests_per_minute,
         log_format: cli.log_format,
         listen,
     }

@@ -86,7 +86,7 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
         database = queue.location(),
         output_dir = %settings.output_dir.display(),
         concurrency = settings.concurrency,
-        requests_per_minute = settings.requests_per_minute,
+        requests_per_minute = %settings.rate.requests,
         "minimax-dl running"
     );
     let options = RunOptions {
@@ -333,7 +333,7 @@ fn reloader(
             )
             .unwrap_or(api_template.clone()),
             concurrency: fresh.concurrency,
-            requests_per_minute: fresh.requests_per_minute,
+            rate: fresh.rate,
         })
     };
     Box::new(move || {

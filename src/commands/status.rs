@@ -1,6 +1,7 @@
 //! `status`: the counts of each state (jobs, then generation tasks), how
 //! long the oldest due job has
-//! waited, the API-call window, and any cooldown or pause every process
+//! waited, the API-call window and its rate (fixed, or the fleet's
+//! adaptive rate as found so far), and any cooldown or pause every process
 //! sharing the queue obeys.
 
 use std::time::Duration;
@@ -9,11 +10,12 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::open_queue_to_read;
-use crate::config::Settings;
-use crate::gate::WINDOW;
+use crate::config::{RateSettings, RequestRate, Settings};
+use crate::gate::{counting_window, limits_of};
 use crate::queue::{
     FleetState, JobState, Queue, StatusCounts, TaskCounts, describe_delay, now_millis,
 };
+use crate::rate::RateState;
 use crate::runtime::exit;
 
 /// Everything `status` shows, read in one go.
@@ -24,9 +26,12 @@ struct Overview {
     oldest_due_waiting: Option<Duration>,
     api_calls: u64,
     fleet: FleetState,
+    /// The fleet's adaptive rate (None from a queue too old to hold one
+    /// that this reader may not upgrade).
+    rate: Option<RateState>,
 }
 
-async fn overview(queue: &Queue) -> Result<Overview> {
+async fn overview(queue: &Queue, window: std::time::Duration) -> Result<Overview> {
     let counts = queue.status().await?;
     let now = now_millis();
     let oldest_due_waiting = queue
@@ -38,26 +43,26 @@ async fn overview(queue: &Queue) -> Result<Overview> {
         counts,
         tasks: queue.task_counts().await?,
         oldest_due_waiting,
-        api_calls: queue.api_calls_in_window(WINDOW).await?,
+        api_calls: queue.api_calls_in_window(window).await?,
         fleet: queue.fleet_state().await?,
+        rate: queue.rate_state().await.ok(),
     })
 }
 
 pub async fn status(settings: &Settings, as_json: bool) -> Result<u8> {
     let queue = open_queue_to_read(settings).await?;
-    out!(
-        "{}",
-        report(&queue, settings.requests_per_minute, as_json).await?
-    );
+    out!("{}", report(&queue, &settings.rate, as_json).await?);
     Ok(exit::OK)
 }
 
 /// What `status` prints, as one block (`status --watch` prints it again at
-/// each refresh); `cap` is the configured requests per minute.
-pub(super) async fn report(queue: &Queue, cap: u32, as_json: bool) -> Result<String> {
-    let seen = overview(queue).await?;
+/// each refresh); `rate` is the configured rate.
+pub(super) async fn report(queue: &Queue, rate: &RateSettings, as_json: bool) -> Result<String> {
+    let window = counting_window(rate.window);
+    let seen = overview(queue, window).await?;
+    let gate = GateLine::new(&seen, rate);
     if as_json {
-        return Ok(as_json_line(&seen, cap).to_string());
+        return Ok(as_json_line(&seen, &gate, window).to_string());
     }
     let mut lines: Vec<String> = JobState::ALL
         .iter()
@@ -78,10 +83,11 @@ pub(super) async fn report(queue: &Queue, cap: u32, as_json: bool) -> Result<Str
         None => format!("{:<10} no job is due", "waiting"),
     });
     lines.push(format!(
-        "{:<10} {} calls in the last {} s (cap {cap} a minute, for every process sharing the queue)",
+        "{:<10} {} calls in the last {} s ({}, for every process sharing the queue)",
         "api",
         seen.api_calls,
-        WINDOW.as_secs()
+        window.as_secs(),
+        gate.describe()
     ));
     if let Some(left) = seen.fleet.cooldown {
         lines.push(format!(
@@ -103,14 +109,56 @@ pub(super) async fn report(queue: &Queue, cap: u32, as_json: bool) -> Result<Str
     Ok(lines.join("\n"))
 }
 
-fn as_json_line(seen: &Overview, cap: u32) -> serde_json::Value {
+/// The rate in force, as `status` says it.
+struct GateLine {
+    cap: u32,
+    ceiling: Option<u32>,
+    decreases: u64,
+    burst: u32,
+}
+
+impl GateLine {
+    fn new(seen: &Overview, rate: &RateSettings) -> GateLine {
+        let limits = limits_of(rate);
+        let state = seen.rate.unwrap_or_default();
+        let (cap, ceiling) = match rate.requests {
+            RequestRate::Fixed(n) => (n, None),
+            RequestRate::Auto { ceiling } => (state.cap(&limits), Some(ceiling)),
+        };
+        GateLine {
+            cap,
+            ceiling,
+            decreases: state.decreases,
+            burst: rate.burst,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.ceiling {
+            None => format!("cap {} a minute", self.cap),
+            Some(ceiling) => format!(
+                "auto: {} a minute found so far, at most {ceiling}, lowered {} times by rate-limit answers",
+                self.cap, self.decreases
+            ),
+        }
+    }
+}
+
+fn as_json_line(seen: &Overview, gate: &GateLine, window: Duration) -> serde_json::Value {
     let mut line = serde_json::to_value(seen.counts).unwrap_or_default();
     let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
     let extra = json!({
         "oldest_due_waiting_s": secs(seen.oldest_due_waiting),
         "api_calls_last_window": seen.api_calls,
-        "window_s": WINDOW.as_secs(),
-        "requests_per_minute": cap,
+        "window_s": window.as_secs(),
+        "requests_per_minute": gate.cap,
+        "rate": {
+            "mode": if gate.ceiling.is_some() { "auto" } else { "fixed" },
+            "per_minute": gate.cap,
+            "ceiling": gate.ceiling,
+            "decreases": gate.decreases,
+            "burst": gate.burst,
+        },
         "tasks": seen.tasks,
         "cooldown_s": secs(seen.fleet.cooldown),
         "pause": seen.fleet.pause.as_ref().map(|p| json!({

@@ -32,10 +32,7 @@ pub async fn sync(settings: &Settings, since: Option<&str>, page_size: u32) -> R
     )
     .context("cannot set up the HTTP client")?;
     let queue = open_queue(settings).await?;
-    let gate = Arc::new(RateGate::new(
-        settings.requests_per_minute,
-        Some(queue.clone()),
-    ));
+    let gate = Arc::new(RateGate::configured(settings.rate, Some(queue.clone())));
     let cancel = CancellationToken::new();
     let interrupt = spawn_signal_handler(cancel.clone(), None, OnStop::Interrupt);
     let options = SyncOptions {

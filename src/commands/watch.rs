@@ -24,7 +24,7 @@ pub async fn watch(settings: &Settings, as_json: bool, interval: Duration) -> Re
     let tty = std::io::stdout().is_terminal();
     loop {
         // A busy or briefly failing database is shown, not fatal.
-        let block = report(&queue, settings.requests_per_minute, as_json)
+        let block = report(&queue, &settings.rate, as_json)
             .await
             .unwrap_or_else(|e| format!("cannot read the queue: {e:#}"));
         out!(

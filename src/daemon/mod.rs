@@ -65,5 +65,5 @@ pub enum RunEnd {
 pub struct Reload {
     pub api: crate::api::ApiClient,
     pub concurrency: u32,
-    pub requests_per_minute: u32,
+    pub rate: crate::config::RateSettings,
 }

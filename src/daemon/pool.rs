@@ -298,11 +298,11 @@ impl Pool {
             return false;
         };
         self.engine.replace_api(reload.api);
-        self.engine.gate.set_per_minute(reload.requests_per_minute);
+        self.engine.gate.set_settings(reload.rate);
         self.resize(reload.concurrency.max(1));
         info!(
             concurrency = self.concurrency,
-            requests_per_minute = reload.requests_per_minute,
+            requests_per_minute = %reload.rate.requests,
             "configuration reloaded"
         );
         if self.pause.is_some() {

@@ -98,6 +98,8 @@ struct Families {
     api_calls: Family<ApiLabels, Counter>,
     cooldowns: Counter,
     rate_per_minute: Gauge,
+    rate_ceiling: Gauge,
+    rate_decreases: Counter,
     rate_window_calls: Gauge,
     rate_cooldown: GaugeF,
     paused: Family<ReasonLabel, Gauge>,
@@ -128,6 +130,8 @@ impl Families {
             api_calls: Family::default(),
             cooldowns: Counter::default(),
             rate_per_minute: Gauge::default(),
+            rate_ceiling: Gauge::default(),
+            rate_decreases: Counter::default(),
             rate_window_calls: Gauge::default(),
             rate_cooldown: GaugeF::default(),
             paused: Family::default(),
@@ -205,8 +209,18 @@ impl Families {
         );
         r.register(
             "rate_limit_per_minute",
-            "The rate gate's cap of API calls in any 60 s",
+            "The rate gate's cap of API calls in any 60 s in force now (with requests_per_minute = \"auto\": the fleet's rate found so far)",
             f.rate_per_minute.clone(),
+        );
+        r.register(
+            "rate_limit_ceiling_per_minute",
+            "The adaptive rate's ceiling (max_requests_per_minute); 0 with a fixed requests_per_minute",
+            f.rate_ceiling.clone(),
+        );
+        r.register(
+            "rate_limit_decreases",
+            "Rate-limit answers that made this process lower the fleet's adaptive rate",
+            f.rate_decreases.clone(),
         );
         r.register(
             "rate_window_calls",
@@ -343,7 +357,15 @@ impl QueueReading {
 /// The rate gate as the dashboard shows it.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GateView {
+    /// The cap in force: fixed, or the adaptive rate found so far.
     pub per_minute: Option<u32>,
+    /// "auto" or "fixed".
+    pub mode: Option<&'static str>,
+    /// The adaptive rate's ceiling (auto only).
+    pub ceiling: Option<u32>,
+    /// Decreases of the adaptive rate by every process sharing the queue,
+    /// as last read from it.
+    pub decreases: u64,
     /// In the gate's window, by every process sharing the queue.
     pub calls_in_window: Option<u64>,
     pub window_secs: u64,
@@ -416,6 +438,12 @@ impl Metrics {
         self.settle_pause(now);
         let gate = self.gate_view(None);
         f.rate_per_minute.set(gate.per_minute.map_or(0, i64::from));
+        f.rate_ceiling.set(gate.ceiling.map_or(0, i64::from));
+        if let Some(g) = self.0.gate.get() {
+            let counted = f.rate_decreases.get();
+            f.rate_decreases
+                .inc_by(g.decreases().saturating_sub(counted));
+        }
         f.rate_cooldown.set(gate.cooldown_secs);
         f.in_flight.set(lock(&self.0.live).flights.len() as i64);
         f.heartbeat_age.set(self.heartbeat_age().as_secs_f64());
@@ -506,6 +534,13 @@ impl Metrics {
         };
         GateView {
             per_minute: Some(gate.per_minute()),
+            mode: Some(if gate.ceiling().is_some() {
+                "auto"
+            } else {
+                "fixed"
+            }),
+            ceiling: gate.ceiling(),
+            decreases: gate.rate_state().decreases,
             calls_in_window,
             window_secs,
             cooldown_secs: gate.cooldown_remaining().unwrap_or_default().as_secs_f64(),

@@ -462,6 +462,18 @@ impl Queue {
         /// much of the cap is in use (`status`).
         pub async fn api_calls_in_window(&self, window: Duration) -> Result<u64, QueueError>;
 
+        /// The fleet's adaptive rate as stored (`status`, the dashboard).
+        pub async fn rate_state(&self) -> Result<crate::rate::RateState, QueueError>;
+
+        /// Applies `event` to the fleet's adaptive rate on the store's
+        /// clock, with the calls every process made in the last `window`,
+        /// and stores the result; with `cooldown`, also cools the fleet as
+        /// [`Queue::cool_fleet`] does, in the same transaction. Events from
+        /// every process are applied one at a time.
+        pub async fn move_rate(&self, window: Duration, cooldown: Option<Duration>,
+            event: crate::rate::RateEvent)
+            -> Result<(crate::rate::RateState, crate::rate::Change), QueueError>;
+
         // ---- the fleet: what every process sharing the queue obeys ----
 
         /// The API said "too many": no process calls it for `wait` (a longer

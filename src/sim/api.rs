@@ -62,6 +62,9 @@ async fn retrieve(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Ur
     let expected_key = super::lock(&shared.api_key).clone();
     let bad_key = key_problem(&headers, expected_key.as_deref()).is_some();
     shared.record_api_request(file_id, bad_key);
+    if shared.over_hidden_limit() {
+        return error_json(&shared, 1002, "rate limit exceeded(RPM)");
+    }
 
     let (latency, fault) = {
         let mut faults = super::lock(&shared.faults);

@@ -46,6 +46,11 @@ pub struct SimArgs {
     #[arg(long, value_name = "N")]
     pub rate_limit_every: Option<u32>,
 
+    /// A hidden rate limit: beyond N answered retrieve calls in any 60 s, answer 1002
+    /// (as an account's limit does), for trying requests_per_minute = "auto".
+    #[arg(long, value_name = "N")]
+    pub rpm: Option<u32>,
+
     /// Abort every n-th CDN body half way through the file.
     #[arg(long, value_name = "N")]
     pub drop_every: Option<u32>,
@@ -83,6 +88,7 @@ impl Default for SimArgs {
             report_bytes: false,
             url_ttl: 3600,
             rate_limit_every: None,
+            rpm: None,
             drop_every: None,
             bandwidth: None,
             external_cdn: None,
@@ -123,6 +129,10 @@ impl SimArgs {
             task_generation: Duration::from_secs(self.task_generation_secs),
             task_fail_every: self.task_fail_every,
             callback_repeats: self.callback_repeats,
+            hidden_limit: self.rpm.map(|calls| super::HiddenLimit {
+                calls,
+                window: Duration::from_secs(60),
+            }),
             ..SimConfig::default()
         }
     }

@@ -42,6 +42,18 @@ pub struct SimConfig {
     /// How many times each task's final update is POSTed to its
     /// `callback_url` (MiniMax may deliver one more than once).
     pub callback_repeats: u32,
+    /// A hidden rate limit, as an account has one (`sim --rpm N`): beyond
+    /// `calls` answered retrieve calls in any `window`, retrieve answers
+    /// 1002 with HTTP 200, as MiniMax documents. Refused calls do not count.
+    pub hidden_limit: Option<HiddenLimit>,
+}
+
+/// See [`SimConfig::hidden_limit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HiddenLimit {
+    pub calls: u32,
+    /// 60 s; shorter in tests that scale the minute down.
+    pub window: Duration,
 }
 
 impl Default for SimConfig {
@@ -59,6 +71,7 @@ impl Default for SimConfig {
             task_generation: Duration::from_secs(20),
             task_fail_every: None,
             callback_repeats: 1,
+            hidden_limit: None,
         }
     }
 }

@@ -37,7 +37,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use cli::{SimArgs, run_cli};
-pub use config::{ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, FaultCounts, Faults, SimConfig};
+pub use config::{
+    ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, FaultCounts, Faults, HiddenLimit, SimConfig,
+};
 pub use content::{content_sha256, fill_content};
 pub use tasks::{SimTask, TaskEnd};
 
@@ -80,6 +82,8 @@ impl CdnRequest {
 pub struct SimStats {
     /// Retrieve calls, whatever their outcome.
     pub api_requests: u64,
+    /// Retrieve calls the hidden rate limit answered with 1002.
+    pub hidden_limit_refusals: u64,
     /// Retrieve calls per numeric `file_id`.
     pub api_requests_by_file: HashMap<i64, u64>,
     /// Arrival time of every retrieve call (first [`MAX_RECORDED_API_TIMES`]),
@@ -137,6 +141,11 @@ pub(crate) struct Shared {
     task_generation: Duration,
     task_fail_every: Option<u32>,
     callback_repeats: u32,
+    /// The hidden rate limit and the times of the calls it let through.
+    hidden_limit: Option<(
+        HiddenLimit,
+        Mutex<std::collections::VecDeque<std::time::Instant>>,
+    )>,
 }
 
 /// Locks a mutex, ignoring poisoning: the data is counters and
@@ -247,6 +256,25 @@ impl Shared {
         *s.cdn_bytes_by_file.entry(file_id).or_default() += n;
     }
 
+    /// Whether the hidden rate limit refuses a retrieve call now (and
+    /// counts it when it does not).
+    fn over_hidden_limit(&self) -> bool {
+        let Some((limit, times)) = &self.hidden_limit else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        let mut times = lock(times);
+        while times.front().is_some_and(|t| now - *t >= limit.window) {
+            times.pop_front();
+        }
+        if times.len() >= limit.calls as usize {
+            lock(&self.stats).hidden_limit_refusals += 1;
+            return true;
+        }
+        times.push_back(now);
+        false
+    }
+
     fn record_fault(&self) {
         lock(&self.stats).faults_injected += 1;
     }
@@ -326,6 +354,7 @@ impl Simulator {
             task_generation,
             task_fail_every,
             callback_repeats,
+            hidden_limit,
         } = config;
         let shared = Arc::new(Shared {
             seed,
@@ -346,6 +375,7 @@ impl Simulator {
             task_generation,
             task_fail_every,
             callback_repeats,
+            hidden_limit: hidden_limit.map(|l| (l, Mutex::default())),
         });
 
         let api_router = api::router(shared.clone());

@@ -90,6 +90,13 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "rate",
+        &[
+            "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
+            "http", "config", "metrics", "listen", "archive", "intake",
+        ],
+    ),
+    (
         "build_info",
         &[
             "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
@@ -118,6 +125,7 @@ const POLICY_FILES: &[&str] = &[
     "src/api/task.rs",
     "src/queue/task.rs",
     "src/intake/policy.rs",
+    "src/rate.rs",
 ];
 const IO_PATHS: &[&str] = &[
     "tokio",

@@ -507,6 +507,7 @@ async fn status_counts_every_state_and_the_bytes() {
         "api_calls_last_window",
         "window_s",
         "requests_per_minute",
+        "rate",
         "cooldown_s",
         "pause",
         "tasks",

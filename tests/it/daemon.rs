@@ -203,7 +203,8 @@ async fn an_account_pause_probes_one_interval_after_the_first_error() {
         .env("MINIMAX_DL_REQUESTS_PER_MINUTE", "240");
     std::fs::write(
         &world.config,
-        format!("probe_interval_secs = {}\n", INTERVAL.as_secs()),
+        // Spaced calls, no burst: the test is about workers waiting at the gate.
+        format!("probe_interval_secs = {}\nburst = 1\n", INTERVAL.as_secs()),
     )
     .unwrap();
     assert_success(&world.run(&["enqueue", "1", "2", "3", "4"]).await);

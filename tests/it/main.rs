@@ -25,6 +25,7 @@ mod postgres;
 mod promises;
 mod props;
 mod queue_contract;
+mod rate;
 mod reference;
 mod secrets;
 mod segments;

@@ -888,7 +888,9 @@ fn check_config(text: &str) -> bool {
             .checked_add(settings.connect_timeout)
             .is_some()
     );
-    assert!(settings.concurrency >= 1 && settings.requests_per_minute >= 1);
+    assert!(
+        settings.concurrency >= 1 && settings.rate.requests.most() >= 1 && settings.rate.burst >= 1
+    );
     assert!(matches!(settings.api_base.scheme(), "http" | "https"));
     assert!(settings.max_file_bytes >= 1);
     true

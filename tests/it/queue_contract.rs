@@ -76,6 +76,7 @@ macro_rules! every_backend {
                 a_paused_queue_claims_nothing_until_a_probe_of_that_pause_lifts_it,
                 one_process_at_a_time_takes_the_probe,
                 a_shared_cooldown_turns_every_reservation_back_until_it_ends,
+                the_adaptive_rate_is_stored_and_moved_one_event_at_a_time,
                 claimable_counts_queued_and_abandoned_jobs_not_live_leases,
                 refetch_requeues_a_done_job_with_that_digest_only,
                 prune_deletes_old_done_jobs_and_their_history_in_batches,
@@ -745,6 +746,62 @@ async fn a_shared_cooldown_turns_every_reservation_back_until_it_ends(queue: Que
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(queue.reserve_api_call(100, window).await.unwrap(), None);
     assert_eq!(queue.fleet_state().await.unwrap().cooldown, None);
+}
+
+/// The fleet's adaptive rate (issue #24) is one stored row: an event reads
+/// it with the calls in the window and the store's clock, and writes what
+/// `rate` says; events from many callers at once are applied one at a time
+/// (eight rate-limit answers at once lower it once, not eight times).
+async fn the_adaptive_rate_is_stored_and_moved_one_event_at_a_time(queue: Queue) {
+    use minimax_dl::rate::{Change, DECREASE, RateEvent, RateLimits, RateState};
+    let window = Duration::from_secs(61);
+    let limits = RateLimits::new(600, 60_000);
+    assert_eq!(queue.rate_state().await.unwrap(), RateState::default());
+    let before = now_millis();
+    let (started, change) = queue
+        .move_rate(window, None, RateEvent::Tick(limits))
+        .await
+        .unwrap();
+    assert_eq!((started.cap(&limits), change), (60, Change::None));
+    assert!(
+        started.window_start >= before - 1_000,
+        "{started:?} on the store's clock"
+    );
+    assert_eq!(queue.rate_state().await.unwrap(), started, "stored");
+
+    for _ in 0..40 {
+        assert_eq!(queue.reserve_api_call(100, window).await.unwrap(), None);
+    }
+    let events = (0..8).map(|_| {
+        queue.move_rate(
+            window,
+            Some(Duration::from_millis(400)),
+            RateEvent::Limited(limits),
+        )
+    });
+    let changes: Vec<Change> = futures_util::future::join_all(events)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().1)
+        .collect();
+    let lowered = changes.iter().filter(|c| **c == Change::Decreased).count();
+    assert_eq!(lowered, 1, "one decrease for answers at once: {changes:?}");
+    let stored = queue.rate_state().await.unwrap();
+    assert_eq!(stored.decreases, 1);
+    assert!(!stored.probing);
+    // 40 calls went out of a rate of 60: the rate drops to 85% of them.
+    assert!(
+        (stored.per_minute - 40.0 * DECREASE).abs() < 1e-9,
+        "{stored:?}"
+    );
+    assert!(
+        queue.fleet_state().await.unwrap().cooldown.is_some(),
+        "the same transaction cooled the fleet"
+    );
+    assert!(
+        queue.reserve_api_call(100, window).await.unwrap().is_some(),
+        "cooling: no call goes"
+    );
 }
 
 async fn claimable_counts_queued_and_abandoned_jobs_not_live_leases(queue: Queue) {

@@ -86,7 +86,10 @@ function drawTasks(tasks) {
 function drawGate(gate) {
   const parts = [];
   const calls = gate.calls_in_window == null ? "?" : gate.calls_in_window;
-  const cap = gate.per_minute == null ? "" : ` (cap ${gate.per_minute} a minute)`;
+  const cap = gate.per_minute == null ? ""
+    : gate.mode === "auto"
+      ? ` (auto: ${gate.per_minute} a minute found so far, at most ${gate.ceiling}; lowered ${gate.decreases} times)`
+      : ` (cap ${gate.per_minute} a minute)`;
   parts.push(`${calls} API calls in the last ${gate.window_secs} s by every process sharing the queue${cap}`);
   if (gate.cooldown_secs > 0) parts.push(`cooling down after a rate-limit answer: ${secs(gate.cooldown_secs)} left`);
   if (gate.held) parts.push(`held: ${gate.held}`);

@@ -1,12 +1,16 @@
 //! The API-call window on PostgreSQL: one cap for the whole fleet, on the
 //! database clock, serialised by `mdl_reserve_api_call` (an advisory lock,
 //! the time read after it is granted; see migrations/postgres/0001), which
-//! also answers "wait" while the fleet's cooldown lasts.
+//! also answers "wait" while the fleet's cooldown lasts; and the fleet's
+//! adaptive rate (the `api_rate` row).
 
 use std::time::Duration;
 
+use sqlx::Row;
+
 use super::PgStore;
 use crate::queue::{Millis, QueueError, now_millis};
+use crate::rate::{Change, RateEvent, RateState};
 
 impl PgStore {
     /// `None`: the call may go, and is counted. Otherwise when to ask
@@ -36,5 +40,76 @@ impl PgStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(n.max(0) as u64)
+    }
+}
+
+/// The stored [`RateState`] in the row of `api_rate` (migration 0004).
+fn rate_from_row(row: &sqlx::postgres::PgRow) -> Result<RateState, sqlx::Error> {
+    Ok(RateState {
+        per_minute: row.try_get("per_minute")?,
+        window_start: row.try_get("window_start")?,
+        probing: row.try_get("probing")?,
+        decreases: row.try_get::<i64, _>("decreases")?.max(0) as u64,
+        last_decrease: row.try_get("last_decrease")?,
+    })
+}
+
+const SELECT_RATE: &str =
+    "SELECT per_minute, window_start, probing, decreases, last_decrease FROM api_rate";
+
+impl PgStore {
+    pub async fn rate_state(&self) -> Result<RateState, QueueError> {
+        let row = sqlx::query(SELECT_RATE).fetch_one(&self.pool).await?;
+        Ok(rate_from_row(&row)?)
+    }
+
+    /// Reads the fleet's rate under `FOR UPDATE` (hosts apply events one
+    /// at a time), then the database clock and the calls in the window,
+    /// applies `event` and stores the result, in one transaction.
+    pub async fn move_rate(
+        &self,
+        window: Duration,
+        cooldown: Option<Duration>,
+        event: RateEvent,
+    ) -> Result<(RateState, Change), QueueError> {
+        let window_ms = window.as_millis().min(i64::MAX as u128) as i64;
+        let mut tx = self.pool.begin().await?;
+        if let Some(wait) = cooldown {
+            sqlx::query(
+                "UPDATE fleet SET cooldown_until = greatest(cooldown_until, mdl_clock_ms() + $1::bigint)",
+            )
+            .bind(wait.as_millis().min(i64::MAX as u128) as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let locked = sqlx::query(
+            "SELECT per_minute, window_start, probing, decreases, last_decrease FROM api_rate FOR UPDATE",
+        );
+        let before = rate_from_row(&locked.fetch_one(&mut *tx).await?)?;
+        let row = sqlx::query(
+            "SELECT t AS now, (SELECT count(*) FROM api_calls WHERE at > t - $1::bigint) AS calls \
+             FROM (SELECT mdl_clock_ms() AS t) AS clock",
+        )
+        .bind(window_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        let now: i64 = row.try_get("now")?;
+        let calls: i64 = row.try_get("calls")?;
+        let (after, change) = event.apply(before, now, calls.max(0) as u64);
+        if after != before {
+            sqlx::query(
+                "UPDATE api_rate SET per_minute = $1, window_start = $2, probing = $3, \
+                   decreases = $4, last_decrease = $5",
+            )
+            .bind(after.per_minute)
+            .bind(after.window_start)
+            .bind(after.probing)
+            .bind(after.decreases.min(i64::MAX as u64) as i64)
+            .bind(after.last_decrease)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok((after, change))
     }
 }

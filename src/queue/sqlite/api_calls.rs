@@ -1,5 +1,6 @@
 //! The API-call window on SQLite: the `api_calls` table shared by every
-//! process using the queue, and the shared cooldown (the `fleet` row).
+//! process using the queue, the shared cooldown (the `fleet` row), and the
+//! adaptive rate (the `api_rate` row).
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use sqlx::Row;
 
 use super::SqliteStore;
 use crate::queue::{Millis, QueueError, now_millis};
+use crate::rate::{Change, RateEvent, RateState};
 
 impl SqliteStore {
     pub async fn reserve_api_call(
@@ -53,5 +55,65 @@ impl SqliteStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(n.max(0) as u64)
+    }
+}
+
+/// The stored [`RateState`] in the row of `api_rate` (migration 0011).
+fn rate_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RateState, sqlx::Error> {
+    Ok(RateState {
+        per_minute: row.try_get("per_minute")?,
+        window_start: row.try_get("window_start")?,
+        probing: row.try_get::<i64, _>("probing")? != 0,
+        decreases: row.try_get::<i64, _>("decreases")?.max(0) as u64,
+        last_decrease: row.try_get("last_decrease")?,
+    })
+}
+
+const SELECT_RATE: &str =
+    "SELECT per_minute, window_start, probing, decreases, last_decrease FROM api_rate WHERE id = 1";
+
+impl SqliteStore {
+    pub async fn rate_state(&self) -> Result<RateState, QueueError> {
+        let row = sqlx::query(SELECT_RATE).fetch_one(&self.pool).await?;
+        Ok(rate_from_row(&row)?)
+    }
+
+    /// Reads the shared rate, applies `event` to it with the time and the
+    /// calls in the window, and stores the result, in one transaction.
+    pub async fn move_rate(
+        &self,
+        window: Duration,
+        cooldown: Option<Duration>,
+        event: RateEvent,
+    ) -> Result<(RateState, Change), QueueError> {
+        let now = now_millis();
+        let mut tx = self.write_tx().await?;
+        if let Some(wait) = cooldown {
+            sqlx::query("UPDATE fleet SET cooldown_until = max(cooldown_until, ?1) WHERE id = 1")
+                .bind(crate::queue::millis_after(now, wait))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let before = rate_from_row(&sqlx::query(SELECT_RATE).fetch_one(&mut *tx).await?)?;
+        let calls: i64 = sqlx::query_scalar("SELECT count(*) FROM api_calls WHERE at > ?1")
+            .bind(now - window.as_millis() as i64)
+            .fetch_one(&mut *tx)
+            .await?;
+        let (after, change) = event.apply(before, now, calls.max(0) as u64);
+        if after != before {
+            sqlx::query(
+                "UPDATE api_rate SET per_minute = ?1, window_start = ?2, probing = ?3, \
+                   decreases = ?4, last_decrease = ?5 WHERE id = 1",
+            )
+            .bind(after.per_minute)
+            .bind(after.window_start)
+            .bind(after.probing)
+            .bind(after.decreases.min(i64::MAX as u64) as i64)
+            .bind(after.last_decrease)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok((after, change))
     }
 }
