@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
+use crate::archive::bucket::{Bucket, BucketOptions};
 use crate::api::ApiClient;
 use crate::cli::{Cli, Command};
 use crate::config::{ConfigError, LogFormat, Settings};
@@ -43,7 +44,7 @@ pub mod exit {
 pub fn host_problem_exit(problem: &HostProblem) -> u8 {
     match problem {
         HostProblem::Account { .. } => exit::ACCOUNT,
-        HostProblem::DiskFull { .. } => exit::DISK_FULL,
+        HostProblem::DiskFull { .. } | HostProblem::Archive { .. } => exit::DISK_FULL,
     }
 }
 
@@ -91,6 +92,8 @@ pub enum SetupError {
     Http(#[source] reqwest::Error),
     #[error("cannot create the output directory {}", .0.display())]
     OutputDir(PathBuf, #[source] io::Error),
+    #[error(transparent)]
+    Bucket(#[from] crate::archive::bucket::BucketError),
 }
 
 /// Builds the engine every downloading verb shares.
@@ -129,7 +132,27 @@ pub fn engine(
         settings.retry,
         observer,
     )
-    .with_naming(settings.path_template.clone(), settings.sidecar))
+    .with_naming(settings.path_template.clone(), settings.sidecar)
+    .with_bucket(bucket(settings)?))
+}
+
+/// The archive's bucket client, when `output_dir` names one: credentials
+/// and endpoint from the standard AWS chain (see
+/// `archive::bucket::credentials`). Nothing is called yet: a bucket that
+/// refuses us is found by the first upload, and pauses the pool.
+pub fn bucket(settings: &Settings) -> Result<Option<Arc<Bucket>>, SetupError> {
+    let Some(location) = &settings.bucket else {
+        return Ok(None);
+    };
+    let options = BucketOptions {
+        allow_http: settings.archive_allow_http,
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    Ok(Some(Arc::new(Bucket::connect(
+        location.clone(),
+        &env,
+        &options,
+    )?)))
 }
 
 /// What SIGHUP does: reload the settings and hand them over, or say why not.

@@ -54,7 +54,7 @@ fn pause_after(
     }
     let (wait, scope) = match &problem {
         HostProblem::Account { pause, .. } => (pause.unwrap_or(probe_interval), Scope::Unshared),
-        HostProblem::DiskFull { .. } => (probe_interval, Scope::Host),
+        HostProblem::DiskFull { .. } | HostProblem::Archive { .. } => (probe_interval, Scope::Host),
     };
     Pause {
         problem,
@@ -89,6 +89,7 @@ pub async fn run(
         pause: None,
         probe_early: false,
         outage: None,
+        archive_wait: None,
     };
     pool.run().await
 }
@@ -112,7 +113,14 @@ struct Pool {
     probe_early: bool,
     /// Since when the queue database has not answered a claim, if it has not.
     outage: Option<Outage>,
+    /// Since when a batch has waited for an archive bucket that does not
+    /// answer.
+    archive_wait: Option<Instant>,
 }
+
+/// How long a batch waits for an archive bucket that does not answer
+/// before it gives up (exit 4, jobs left queued); a daemon waits for ever.
+const BATCH_ARCHIVE_GRACE: Duration = Duration::from_secs(120);
 
 /// What a turn of the loop leads to.
 enum Turn {
@@ -148,10 +156,17 @@ impl Pool {
             if self.apply_reload().await {
                 continue;
             }
+            if self.pause.is_none() {
+                self.archive_wait = None;
+            }
             let turn = match self.pause.clone() {
                 // A batch gives up on a pause, but first probes one found at
                 // its start: its user may have fixed the cause.
-                Some(pause) if self.options.exit_when_idle && !self.probe_early => {
+                Some(pause)
+                    if self.options.exit_when_idle
+                        && !self.probe_early
+                        && self.batch_gives_up(&pause.problem) =>
+                {
                     Turn::End(RunEnd::Blocked(pause.problem))
                 }
                 Some(pause) => self.wait_out(pause).await,
@@ -165,6 +180,16 @@ impl Pool {
         let _ = poller.await;
         self.tasks.finish().await;
         Ok(end)
+    }
+
+    /// Does a batch end on `problem` now? At once, unless it is an archive
+    /// bucket that may come back: that one is waited for a while.
+    fn batch_gives_up(&mut self, problem: &HostProblem) -> bool {
+        if problem.ends_a_batch() {
+            return true;
+        }
+        let since = *self.archive_wait.get_or_insert_with(Instant::now);
+        since.elapsed() >= BATCH_ARCHIVE_GRACE
     }
 
     /// Takes every outcome reported so far: a pause starts here.

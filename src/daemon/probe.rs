@@ -23,6 +23,10 @@ pub(super) async fn probe(
             .map(|free| free > FREE_SPACE_RESERVE + (*needed).max(DISK_RESUME_MARGIN))
             .unwrap_or(false),
         HostProblem::Account { .. } => probe_account(engine, shutdown).await,
+        HostProblem::Archive { .. } => match &engine.bucket {
+            Some(bucket) => bucket.probe().await.is_ok(),
+            None => true,
+        },
     }
 }
 

@@ -29,6 +29,7 @@ fn pause_reason(problem: &HostProblem) -> &'static str {
     match problem {
         HostProblem::Account { .. } => "account",
         HostProblem::DiskFull { .. } => "disk",
+        HostProblem::Archive { .. } => "archive",
     }
 }
 

@@ -111,6 +111,10 @@ pub enum HostProblem {
     /// The archive is full (or not writable): wait until `needed` bytes
     /// (plus the reserve) are free.
     DiskFull { message: String, needed: u64 },
+    /// The archive bucket does not answer or refuses us. `lasting`: bad
+    /// credentials, no such bucket (the operator must act: a batch stops);
+    /// otherwise the store may come back (a batch waits for it too).
+    Archive { message: String, lasting: bool },
 }
 
 /// The gate's hold is the account-level problem that set it.
@@ -124,9 +128,17 @@ impl From<crate::gate::Hold> for HostProblem {
 }
 
 impl HostProblem {
+    /// Does a batch (`run --exit-when-idle`) end on this problem, or wait
+    /// it out like a daemon? Only a store that may come back is waited for.
+    pub fn ends_a_batch(&self) -> bool {
+        !matches!(self, HostProblem::Archive { lasting: false, .. })
+    }
+
     pub fn message(&self) -> &str {
         match self {
-            HostProblem::Account { message, .. } | HostProblem::DiskFull { message, .. } => message,
+            HostProblem::Account { message, .. }
+            | HostProblem::DiskFull { message, .. }
+            | HostProblem::Archive { message, .. } => message,
         }
     }
 }

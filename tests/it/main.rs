@@ -5,6 +5,7 @@
 mod architecture;
 mod archive;
 mod bounds;
+mod bucket;
 mod chaos;
 mod claims;
 mod cli;
@@ -22,6 +23,7 @@ mod permissions;
 mod postgres;
 mod props;
 mod queue_contract;
+mod s3_store;
 mod secrets;
 mod segments;
 mod support;

@@ -31,6 +31,7 @@ mod reads;
 mod tasks;
 mod testing;
 mod verbs;
+mod uploads;
 
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@ mod reads;
 mod tasks;
 mod testing;
 mod verbs;
+mod uploads;
 
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
