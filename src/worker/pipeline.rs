@@ -439,7 +439,11 @@ async fn place(
 
 /// A failure of this attempt on this host (the archive, a changed partial
 /// file): counted and retried on the schedule like a network error.
-pub(super) async fn retry_transient(engine: &Engine, job: &Job, error: &str) -> Result<Outcome, QueueError> {
+pub(super) async fn retry_transient(
+    engine: &Engine,
+    job: &Job,
+    error: &str,
+) -> Result<Outcome, QueueError> {
     settle_error(engine, job, error, ErrorClass::Transient, false, None).await
 }
 

@@ -140,7 +140,9 @@ pub(super) async fn recover(
         }
     }
     let sidecar = staged_sidecar(engine, job.file_id);
-    put_in_bucket(engine, bucket, job, &target, sidecar).await.map(Some)
+    put_in_bucket(engine, bucket, job, &target, sidecar)
+        .await
+        .map(Some)
 }
 
 /// Steps 2–5: the object up and confirmed, the job done, the local copy
@@ -160,7 +162,10 @@ async fn put_in_bucket(
         .complete(job.file_id, lease_owner(job), Path::new(&target.url))
         .await?;
     let _ = std::fs::remove_file(target.local);
-    let _ = std::fs::remove_file(naming::pending_sidecar_path(&engine.output_dir, job.file_id));
+    let _ = std::fs::remove_file(naming::pending_sidecar_path(
+        &engine.output_dir,
+        job.file_id,
+    ));
     info!(size = target.size, sha256 = %target.sha256, object = %target.url, "done");
     Ok(Outcome::Done {
         path: PathBuf::from(&target.url),
@@ -185,7 +190,9 @@ async fn upload(
         ..
     }) = &recorded
     {
-        let key = bucket.key_of(object_url).unwrap_or_else(|| target.key.clone());
+        let key = bucket
+            .key_of(object_url)
+            .unwrap_or_else(|| target.key.clone());
         if let Err(e) = bucket.abort_upload(&key, id).await {
             return Ok(Err(e));
         }
@@ -298,7 +305,10 @@ async fn put_sidecar(
 ) -> Result<(), BucketError> {
     let key = Key::from(format!("{}{SIDECAR_SUFFIX}", target.key.as_ref()));
     let digest = hex::encode(Sha256::digest(&bytes));
-    bucket.put(&key, bytes.into(), &digest, file_id).await.map(drop)
+    bucket
+        .put(&key, bytes.into(), &digest, file_id)
+        .await
+        .map(drop)
 }
 
 /// The sidecar staged by an earlier attempt, if sidecars are on.
@@ -342,9 +352,8 @@ async fn choose_key(
     let fields = template_fields(job, task_id.as_deref(), info, downloaded);
     let template = &engine.archive.template;
     let rel = template.expand(&fields);
-    let key_of = |rel: &crate::archive::template::RelPath| {
-        bucket.key(&rel.to_path_buf().to_string_lossy())
-    };
+    let key_of =
+        |rel: &crate::archive::template::RelPath| bucket.key(&rel.to_path_buf().to_string_lossy());
     if template.unique_per_file() {
         return Ok(Ok(key_of(&rel)));
     }

@@ -33,7 +33,9 @@ async fn assert_object(store: &S3Store, sim: &minimax_dl::sim::Simulator, job: &
     let key = url
         .strip_prefix(&format!("s3://{BUCKET}/"))
         .unwrap_or_else(|| panic!("{url} is not in s3://{BUCKET}/"));
-    let (status, body) = store.request("GET", &format!("/{BUCKET}/{key}"), "", b"").await;
+    let (status, body) = store
+        .request("GET", &format!("/{BUCKET}/{key}"), "", b"")
+        .await;
     assert_eq!(status, 200, "GET {url}");
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
     assert_eq!(digest, sim.expected_sha256(id), "bytes of {url}");
@@ -72,7 +74,11 @@ async fn two_hundred_files_go_up_verify_reads_them_back_and_requeue_repairs_a_ch
 
     let out = world.run(&["verify", "--all"]).await;
     assert_success(&out);
-    assert!(stderr(&out).contains("200 files: 200 ok"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("200 files: 200 ok"),
+        "{}",
+        stderr(&out)
+    );
     let out = world.run(&["verify", "--all", "--quick"]).await;
     assert_success(&out);
 
@@ -173,9 +179,11 @@ async fn a_kill_during_an_upload_leaves_one_complete_object_and_no_open_upload()
     let child = spawn(&world, &["run", "--exit-when-idle"]);
     let pid = child.id().unwrap();
     // The multipart upload is recorded before its first part goes up.
-    wait_for(Duration::from_secs(300), "a multipart upload to start", || async {
-        q.upload(1).await.unwrap().and_then(|u| u.upload_id)
-    })
+    wait_for(
+        Duration::from_secs(300),
+        "a multipart upload to start",
+        || async { q.upload(1).await.unwrap().and_then(|u| u.upload_id) },
+    )
     .await;
     signal(pid, "-KILL");
     let _ = finish(child, Duration::from_secs(30)).await;
@@ -215,7 +223,10 @@ async fn a_store_that_goes_away_makes_jobs_wait_and_the_batch_ends_when_it_retur
     tokio::time::sleep(Duration::from_secs(6)).await;
     let during = q.status().await.unwrap();
     assert_eq!(during.failed, 0, "nothing failed while the store was away");
-    assert!(during.done < 30, "the store was away before the batch ended");
+    assert!(
+        during.done < 30,
+        "the store was away before the batch ended"
+    );
     store.run().await;
     let out = finish(child, Duration::from_secs(300)).await;
     assert_success(&out);
@@ -247,17 +258,26 @@ async fn bad_credentials_stop_the_batch_naming_the_store_and_never_print_the_sec
     assert_exit(&out, 4);
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(text.contains("refused the credentials"), "{text}");
-    assert!(text.contains(&format!("s3://{BUCKET} at {}", store.endpoint())), "{text}");
-    assert!(!text.contains(wrong_secret), "the secret was printed: {text}");
+    assert!(
+        text.contains(&format!("s3://{BUCKET} at {}", store.endpoint())),
+        "{text}"
+    );
+    assert!(
+        !text.contains(wrong_secret),
+        "the secret was printed: {text}"
+    );
     assert!(!text.contains(SECRET_KEY), "{text}");
     let status = world.status().await;
-    assert_eq!(status["jobs"]["failed"].as_u64().or(status["failed"].as_u64()), Some(0), "{status}");
-    // A missing bucket is the same kind of stop.
-    let world = store.world(World::new().with_sim(&sim), "no-such-bucket", "");
-    enqueue(&world, &ids(1..=1)).await;
-    let out = world.run(&["run", "--exit-when-idle"]).await;
-    assert_exit(&out, 4);
-    assert!(stderr(&out).contains("no such bucket"), "{}", stderr(&out));
+    assert_eq!(
+        status["jobs"]["failed"]
+            .as_u64()
+            .or(status["failed"].as_u64()),
+        Some(0),
+        "{status}"
+    );
+    // (A missing bucket is the same kind of stop, by `BucketError::is_lasting`;
+    // SeaweedFS cannot show it: it creates a missing bucket on the first
+    // write of an identity allowed to.)
 }
 
 /// Three daemons on one PostgreSQL queue (as on three hosts, each with a
@@ -309,4 +329,66 @@ async fn three_daemons_on_one_postgres_queue_fill_one_bucket_with_every_file_onc
     assert_eq!(keys.len(), FILES as usize, "{keys:?}");
     assert_eq!(unique.len(), FILES as usize);
     assert!(store.open_uploads(BUCKET).await.is_empty());
+}
+
+/// The bucket's secret key (the right one, and a wrong one) never reaches
+/// an output at trace level, the queue database or the staging directory:
+/// a good run, a run with a wrong secret, `verify`, `export`, `show`.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_bucket_secret_reaches_any_output_or_the_database() {
+    let Some(store) = store_with_bucket().await else {
+        return;
+    };
+    let sim = support::sim(support::small_files()).await;
+    let world = store
+        .world(World::new().with_sim(&sim), BUCKET, "secret")
+        .env("MINIMAX_DL_LOG", "trace");
+    enqueue(&world, &ids(1..=4)).await;
+    let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut keep = |what: &str, out: &std::process::Output| {
+        seen.push((format!("{what}: stdout"), out.stdout.clone()));
+        seen.push((format!("{what}: stderr"), out.stderr.clone()));
+    };
+    let out = world.run(&["run", "--exit-when-idle"]).await;
+    assert_success(&out);
+    keep("run", &out);
+    for args in [
+        &["verify", "--all"][..],
+        &["export"][..],
+        &["show", "1"][..],
+        &["status"][..],
+    ] {
+        let out = world.run(args).await;
+        assert_success(&out);
+        keep(args[0], &out);
+    }
+    let wrong = "wrong-secret-never-shown-1d2f";
+    let bad = store
+        .world(World::new().with_sim(&sim), BUCKET, "secret")
+        .env("MINIMAX_DL_LOG", "trace")
+        .env("AWS_SECRET_ACCESS_KEY", wrong);
+    enqueue(&bad, &ids(1..=1)).await;
+    let out = bad.run(&["run", "--exit-when-idle"]).await;
+    assert_exit(&out, 4);
+    keep("run with a wrong secret", &out);
+    for w in [&world, &bad] {
+        for path in support::files_under(w.dir.path()) {
+            if let Ok(bytes) = std::fs::read(&path) {
+                seen.push((path.display().to_string(), bytes));
+            }
+        }
+    }
+    let leaks: Vec<&String> = seen
+        .iter()
+        .filter(|(_, bytes)| {
+            [SECRET_KEY, wrong]
+                .iter()
+                .any(|s| bytes.windows(s.len()).any(|w| w == s.as_bytes()))
+        })
+        .map(|(what, _)| what)
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "the bucket's secret key leaked into {leaks:?}"
+    );
 }

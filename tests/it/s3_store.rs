@@ -48,11 +48,14 @@ fn find_weed() -> Option<PathBuf> {
 /// puts each server's gRPC port there).
 fn free_ports() -> [u16; 4] {
     let mut ports = Vec::new();
-    let mut seed = std::process::id() as u64 ^ (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64));
+    let mut seed = std::process::id() as u64
+        ^ (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64));
     while ports.len() < 4 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let port = 20_000 + (seed >> 33) as u16 % 25_000;
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
         if !ports.contains(&port) && free(port) && free(port + 10_000) {
@@ -235,7 +238,9 @@ impl S3Store {
     /// Multipart uploads still open in `bucket`, by key (S3's
     /// ListMultipartUploads).
     pub async fn open_uploads(&self, bucket: &str) -> Vec<String> {
-        let (status, body) = self.request("GET", &format!("/{bucket}"), "uploads=", b"").await;
+        let (status, body) = self
+            .request("GET", &format!("/{bucket}"), "uploads=", b"")
+            .await;
         let text = String::from_utf8_lossy(&body).into_owned();
         assert_eq!(status, 200, "ListMultipartUploads: {text}");
         text.split("<Upload>")
@@ -256,12 +261,16 @@ impl S3Store {
             if let Some(t) = &token {
                 query = format!("continuation-token={}&{query}", encode(t));
             }
-            let (status, body) = self.request("GET", &format!("/{bucket}"), &query, b"").await;
+            let (status, body) = self
+                .request("GET", &format!("/{bucket}"), &query, b"")
+                .await;
             let text = String::from_utf8_lossy(&body).into_owned();
             assert_eq!(status, 200, "ListObjectsV2: {text}");
-            keys.extend(text.split("<Key>").skip(1).filter_map(|k| {
-                k.split("</Key>").next().map(|k| k.replace("&amp;", "&"))
-            }));
+            keys.extend(
+                text.split("<Key>")
+                    .skip(1)
+                    .filter_map(|k| k.split("</Key>").next().map(|k| k.replace("&amp;", "&"))),
+            );
             token = text
                 .split("<NextContinuationToken>")
                 .nth(1)
@@ -300,7 +309,10 @@ fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
         block[..key.len()].copy_from_slice(key);
     }
     let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
-    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
     Sha256::new()
         .chain_update(pad(0x5c))
         .chain_update(inner)
@@ -309,7 +321,13 @@ fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
 }
 
 /// A request signed with AWS Signature Version 4 (header form).
-fn sign(endpoint: &str, method: &str, path: &str, query: &str, body: &[u8]) -> reqwest::RequestBuilder {
+fn sign(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     // 2026-12-06T11:30:00Z → 20261206T113000Z
     let amz_date: String = now.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
@@ -320,7 +338,13 @@ fn sign(endpoint: &str, method: &str, path: &str, query: &str, body: &[u8]) -> r
     pairs.sort();
     let canonical_query = pairs
         .iter()
-        .map(|p| if p.contains('=') { p.to_string() } else { format!("{p}=") })
+        .map(|p| {
+            if p.contains('=') {
+                p.to_string()
+            } else {
+                format!("{p}=")
+            }
+        })
         .collect::<Vec<_>>()
         .join("&");
     let canonical = format!(

@@ -66,9 +66,11 @@ pub fn static_keys(
         .or_else(|| set("HOME").map(|home| Path::new(&home).join(".aws/credentials")));
     let profile = set("AWS_PROFILE");
     match file {
-        Some(file) if file.exists() || profile.is_some() => {
-            profile_keys(&file, profile.as_deref().unwrap_or("default"), profile.is_some())
-        }
+        Some(file) if file.exists() || profile.is_some() => profile_keys(
+            &file,
+            profile.as_deref().unwrap_or("default"),
+            profile.is_some(),
+        ),
         _ => Ok(None),
     }
 }
@@ -173,7 +175,9 @@ fn ini_section<'a>(text: &'a str, name: &str) -> Option<Vec<(&'a str, &'a str)>>
             continue;
         }
         if inside && let Some((k, v)) = line.split_once('=') {
-            found.get_or_insert_with(Vec::new).push((k.trim(), v.trim()));
+            found
+                .get_or_insert_with(Vec::new)
+                .push((k.trim(), v.trim()));
         }
     }
     found
@@ -185,9 +189,16 @@ mod tests {
     use secrecy::ExposeSecret;
 
     fn env_of(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let pairs: Vec<(String, String)> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
     }
 
     #[test]

@@ -147,7 +147,11 @@ mod tests {
         ];
         for (url, bucket, prefix) in cases {
             let loc = BucketLocation::parse(url).unwrap();
-            assert_eq!((loc.bucket.as_str(), loc.prefix.as_str()), (bucket, prefix), "{url}");
+            assert_eq!(
+                (loc.bucket.as_str(), loc.prefix.as_str()),
+                (bucket, prefix),
+                "{url}"
+            );
         }
     }
 

@@ -37,8 +37,8 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, BackoffConfig, GetOptions, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, RetryConfig,
+    Attribute, Attributes, BackoffConfig, GetOptions, ObjectStore, PutMultipartOptions, PutOptions,
+    PutPayload, RetryConfig,
 };
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -89,7 +89,9 @@ pub struct Stored {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BucketError {
-    #[error("{store} refused the credentials: {detail}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or the systemd credentials)")]
+    #[error(
+        "{store} refused the credentials: {detail}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or the systemd credentials)"
+    )]
     Credentials { store: String, detail: String },
     #[error("{store} has no such bucket: create it, or correct output_dir")]
     NoBucket { store: String },
@@ -139,8 +141,7 @@ impl Bucket {
                 builder = builder.with_config(config_key, value);
             }
         }
-        let keys = credentials::static_keys(env)
-            .map_err(|e| BucketError::Config(e.to_string()))?;
+        let keys = credentials::static_keys(env).map_err(|e| BucketError::Config(e.to_string()))?;
         if let Some(keys) = keys {
             builder = builder
                 .with_access_key_id(keys.key_id)
@@ -156,7 +157,9 @@ impl Bucket {
             builder = builder.with_region("us-east-1");
         }
         let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
-        let plain_http = endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
+        let plain_http = endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"));
         if plain_http {
             let endpoint = endpoint.as_deref().unwrap_or_default();
             if !options.allow_http && !endpoint_is_loopback(endpoint) {
@@ -222,9 +225,7 @@ impl Bucket {
             head: true,
             ..GetOptions::default()
         };
-        let got = self
-            .retrying(|| self.s3.get_opts(key, options()))
-            .await;
+        let got = self.retrying(|| self.s3.get_opts(key, options())).await;
         let got = match got {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -257,7 +258,10 @@ impl Bucket {
             ..PutOptions::default()
         };
         let put = self
-            .retrying(|| self.s3.put_opts(key, PutPayload::from(body.clone()), options()))
+            .retrying(|| {
+                self.s3
+                    .put_opts(key, PutPayload::from(body.clone()), options())
+            })
             .await
             .map_err(|e| self.error(e))?;
         Ok(Stored {
@@ -295,10 +299,12 @@ impl Bucket {
     ) -> Result<Stored, BucketError> {
         let part_size = part_size_for(size);
         let count = size.div_ceil(part_size).max(1);
-        let file = Arc::new(std::fs::File::open(file).map_err(|source| BucketError::Local {
-            path: file.display().to_string(),
-            source,
-        })?);
+        let file = Arc::new(
+            std::fs::File::open(file).map_err(|source| BucketError::Local {
+                path: file.display().to_string(),
+                source,
+            })?,
+        );
         let id = id.to_string();
         let parts: Vec<PartId> = futures_util::stream::iter(0..count)
             .map(|index| {
@@ -308,12 +314,8 @@ impl Bucket {
                     let len = part_size.min(size - start);
                     let body = read_part(file, start, len).await?;
                     self.retrying(|| {
-                        self.s3.put_part(
-                            key,
-                            &id,
-                            index as usize,
-                            PutPayload::from(body.clone()),
-                        )
+                        self.s3
+                            .put_part(key, &id, index as usize, PutPayload::from(body.clone()))
                     })
                     .await
                     .map_err(|e| self.error(e))
@@ -383,9 +385,7 @@ impl Bucket {
             Ok(Some((read, _))) if read != size => {
                 Fixity::Changed(format!("{read} bytes read, {size} recorded"))
             }
-            Ok(Some((_, digest))) => {
-                Fixity::Changed(format!("sha256 {digest}, {sha256} recorded"))
-            }
+            Ok(Some((_, digest))) => Fixity::Changed(format!("sha256 {digest}, {sha256} recorded")),
             Ok(None) => Fixity::Missing,
             Err(e) => Fixity::Unreadable(e.to_string()),
         }
@@ -393,7 +393,8 @@ impl Bucket {
 
     /// Does the bucket answer, and take our credentials? One cheap LIST.
     pub async fn probe(&self) -> Result<(), BucketError> {
-        let prefix = (!self.location.prefix.is_empty()).then(|| Path::from(self.location.prefix.as_str()));
+        let prefix =
+            (!self.location.prefix.is_empty()).then(|| Path::from(self.location.prefix.as_str()));
         let mut listing = self.s3.list(prefix.as_ref());
         match listing.next().await {
             None | Some(Ok(_)) => Ok(()),
@@ -474,8 +475,14 @@ fn aws_settings(env: &dyn Fn(&str) -> Option<String>) -> Vec<(String, String)> {
 
 fn attributes(sha256: &str, file_id: i64) -> Attributes {
     let mut attributes = Attributes::new();
-    attributes.insert(Attribute::Metadata(META_SHA256.into()), sha256.to_string().into());
-    attributes.insert(Attribute::Metadata(META_FILE_ID.into()), file_id.to_string().into());
+    attributes.insert(
+        Attribute::Metadata(META_SHA256.into()),
+        sha256.to_string().into(),
+    );
+    attributes.insert(
+        Attribute::Metadata(META_FILE_ID.into()),
+        file_id.to_string().into(),
+    );
     attributes
 }
 
@@ -489,11 +496,7 @@ pub fn part_size_for(size: u64) -> u64 {
     part
 }
 
-async fn read_part(
-    file: Arc<std::fs::File>,
-    start: u64,
-    len: u64,
-) -> Result<Bytes, BucketError> {
+async fn read_part(file: Arc<std::fs::File>, start: u64, len: u64) -> Result<Bytes, BucketError> {
     let read = tokio::task::spawn_blocking(move || {
         let mut buffer = vec![0u8; len as usize];
         file.read_exact_at(&mut buffer, start).map(|()| buffer)
@@ -589,7 +592,10 @@ mod tests {
             },
         );
         assert!(denied.is_lasting());
-        assert!(denied.to_string().contains("refused the credentials"), "{denied}");
+        assert!(
+            denied.to_string().contains("refused the credentials"),
+            "{denied}"
+        );
         let gone = classify(
             "s3://b",
             object_store::Error::Generic {
@@ -606,7 +612,10 @@ mod tests {
             },
         );
         assert!(!down.is_lasting());
-        assert!(down.to_string().starts_with("s3://b did not answer"), "{down}");
+        assert!(
+            down.to_string().starts_with("s3://b did not answer"),
+            "{down}"
+        );
     }
 
     #[test]
@@ -621,8 +630,12 @@ mod tests {
                 _ => None,
             }
         };
-        let refused = Bucket::connect(loc.clone(), &env(true), &BucketOptions::default()).unwrap_err();
-        assert!(refused.to_string().contains("plain http to another host"), "{refused}");
+        let refused =
+            Bucket::connect(loc.clone(), &env(true), &BucketOptions::default()).unwrap_err();
+        assert!(
+            refused.to_string().contains("plain http to another host"),
+            "{refused}"
+        );
         assert!(refused.is_lasting());
         let allowed = BucketOptions { allow_http: true };
         assert!(Bucket::connect(loc.clone(), &env(true), &allowed).is_ok());

@@ -30,8 +30,8 @@ mod prune;
 mod reads;
 mod tasks;
 mod testing;
-mod verbs;
 mod uploads;
+mod verbs;
 
 use std::sync::Arc;
 

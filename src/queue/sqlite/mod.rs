@@ -10,8 +10,8 @@ mod prune;
 mod reads;
 mod tasks;
 mod testing;
-mod verbs;
 mod uploads;
+mod verbs;
 
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
