@@ -141,11 +141,8 @@ async fn a_300_mb_file_goes_up_in_parts_in_bounded_memory() {
     let pid = child.id().unwrap();
     let mut peak = 0;
     let watch = async {
-        loop {
-            match peak_rss_kib(pid) {
-                Some(kib) => peak = peak.max(kib),
-                None => break,
-            }
+        while let Some(kib) = peak_rss_kib(pid) {
+            peak = peak.max(kib);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
