@@ -321,6 +321,10 @@ pub enum Command {
         /// `run` fetches them; a changed file is replaced where it is).
         #[arg(long)]
         requeue: bool,
+        /// Compare sizes (and, for objects in a bucket, the sha256 each object carries)
+        /// without reading the bytes.
+        #[arg(long)]
+        quick: bool,
     },
     /// Delete done jobs and their history from the queue (never files), a batch at a time,
     /// so a running daemon is not held up.

@@ -12,6 +12,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::archive::PathTemplate;
+use crate::archive::bucket::{BucketLocation, names_object_store};
 use crate::fetch::range::DEFAULT_MAX_FILE_BYTES;
 use crate::fetch::url_policy::UrlPolicy;
 use crate::ids::TaskApi;
@@ -111,6 +112,11 @@ pub struct FileConfig {
     pub task_deadline_secs: Option<u64>,
     pub callback_token: Option<SecretString>,
     pub callback_token_file: Option<PathBuf>,
+    /// With `output_dir = "s3://…"`: where files wait, downloaded and
+    /// verified, before they go up (default: the data dir's `staging`).
+    pub staging_dir: Option<PathBuf>,
+    /// Plain `http://` to a bucket endpoint that is not on loopback.
+    pub archive_allow_http: Option<bool>,
 }
 
 impl Settings {
@@ -226,7 +232,14 @@ pub struct Settings {
     pub api_key: Result<Option<SecretString>, Arc<ConfigError>>,
     pub api_key_file: Option<PathBuf>,
     pub database: DbLocation,
+    /// The local directory of the archive, or with a bucket archive the
+    /// staging directory where files are downloaded and verified before
+    /// they go up (partial files live here either way).
     pub output_dir: PathBuf,
+    /// `output_dir = "s3://BUCKET/PREFIX"`: the archive is that bucket.
+    pub bucket: Option<BucketLocation>,
+    /// Plain `http://` to a bucket endpoint beyond loopback is allowed.
+    pub archive_allow_http: bool,
     pub concurrency: u32,
     /// The rate gate: `requests_per_minute`, its ceiling, `burst`.
     pub rate: RateSettings,
@@ -517,7 +530,7 @@ impl Settings {
         overrides: &Overrides,
         env: &dyn Fn(&str) -> Option<String>,
         config_path: Option<PathBuf>,
-        file: FileConfig,
+        mut file: FileConfig,
     ) -> Result<Settings, ConfigError> {
         let file_origin = |key: &str| match &config_path {
             Some(p) => format!("config file {}: key `{key}`", p.display()),
@@ -563,17 +576,12 @@ impl Settings {
             })?;
         }
 
-        let output_dir = match (
-            &overrides.output_dir,
-            env_nonempty("MINIMAX_DL_OUTPUT_DIR"),
-            file.output_dir,
-        ) {
-            (Some(v), _, _) => v.clone(),
-            (None, Some(v), _) => PathBuf::from(v),
-            (None, None, Some(v)) => v,
-            (None, None, None) => data_dir(env)?.join("files"),
-        };
-        let output_dir = absolute(&output_dir);
+        let (output_dir, bucket) = resolve_archive(
+            overrides,
+            env,
+            (file.output_dir.take(), file.staging_dir.take()),
+            &file_origin,
+        )?;
 
         let concurrency = layered_number(
             overrides.concurrency.map(|v| (v, "--concurrency")),
@@ -653,6 +661,8 @@ impl Settings {
             api_key_file: file.api_key_file,
             database: location,
             output_dir,
+            bucket,
+            archive_allow_http: file.archive_allow_http.unwrap_or(false),
             concurrency,
             rate,
             retry: RetryPolicy {
@@ -682,6 +692,44 @@ impl Settings {
             config_path,
         })
     }
+}
+
+/// Where files go: a directory, or a bucket (`s3://BUCKET/PREFIX`) with the
+/// local staging directory its files wait in.
+fn resolve_archive(
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    (output_dir, staging_dir): (Option<PathBuf>, Option<PathBuf>),
+    file_origin: &dyn Fn(&str) -> String,
+) -> Result<(PathBuf, Option<BucketLocation>), ConfigError> {
+    let env_nonempty = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let (chosen, origin) = match (
+        &overrides.output_dir,
+        env_nonempty("MINIMAX_DL_OUTPUT_DIR"),
+        output_dir,
+    ) {
+        (Some(v), _, _) => (v.clone(), "--out".to_string()),
+        (None, Some(v), _) => (
+            PathBuf::from(v),
+            "environment variable MINIMAX_DL_OUTPUT_DIR".to_string(),
+        ),
+        (None, None, Some(v)) => (v, file_origin("output_dir")),
+        (None, None, None) => return Ok((absolute(&data_dir(env)?.join("files")), None)),
+    };
+    let text = chosen.to_string_lossy();
+    if !names_object_store(&text) {
+        return Ok((absolute(&chosen), None));
+    }
+    let bucket = BucketLocation::parse(&text).map_err(|e| ConfigError::Invalid {
+        origin,
+        message: e.to_string(),
+    })?;
+    let staging = match (env_nonempty("MINIMAX_DL_STAGING_DIR"), staging_dir) {
+        (Some(v), _) => PathBuf::from(v),
+        (None, Some(v)) => v,
+        (None, None) => data_dir(env)?.join("staging"),
+    };
+    Ok((absolute(&staging), Some(bucket)))
 }
 
 /// The database setting and where it came from: at each layer (flag,

@@ -450,6 +450,8 @@ fn settings(sim: &Simulator, dir: &Path) -> Result<Settings> {
         api_key_file: None,
         database: DbLocation(dir.join("queue.db").to_string_lossy().into_owned()),
         output_dir: dir.join("files"),
+        bucket: None,
+        archive_allow_http: false,
         concurrency: 4,
         rate: crate::config::RateSettings {
             requests: crate::config::RequestRate::Fixed(600),

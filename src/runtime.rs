@@ -14,6 +14,7 @@ use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
 use crate::api::ApiClient;
+use crate::archive::bucket::{Bucket, BucketOptions};
 use crate::cli::{Cli, Command};
 use crate::config::{ConfigError, LogFormat, Settings};
 use crate::fetch::Fetcher;
@@ -48,6 +49,7 @@ pub fn host_problem_exit(problem: &HostProblem) -> u8 {
         HostProblem::Account { .. } => exit::ACCOUNT,
         HostProblem::DiskFull { .. } => exit::DISK_FULL,
         HostProblem::ApiUnreachable { .. } => exit::API_UNREACHABLE,
+        HostProblem::DiskFull { .. } | HostProblem::Archive { .. } => exit::DISK_FULL,
     }
 }
 
@@ -95,6 +97,8 @@ pub enum SetupError {
     Http(#[source] reqwest::Error),
     #[error("cannot create the output directory {}", .0.display())]
     OutputDir(PathBuf, #[source] io::Error),
+    #[error(transparent)]
+    Bucket(#[from] crate::archive::bucket::BucketError),
 }
 
 /// Builds the engine every downloading verb shares.
@@ -130,7 +134,41 @@ pub fn engine(
         settings.retry,
         observer,
     )
-    .with_naming(settings.path_template.clone(), settings.sidecar))
+    .with_naming(settings.path_template.clone(), settings.sidecar)
+    .with_bucket(bucket(settings)?))
+}
+
+/// Multipart parts are 8 MiB buffers allocated and freed on many threads.
+/// glibc raises its mmap threshold each time such a buffer is freed, after
+/// which they come from per-thread heaps that keep their pages: a 300 MB
+/// upload then held 55 MiB instead of its 32 MiB of parts. A fixed
+/// threshold keeps every buffer over 1 MiB an mmap, given back when freed.
+fn return_large_buffers_at_once() {
+    // SAFETY: mallopt only sets an allocator parameter; called before the
+    // parts are allocated, and any value is safe for allocations made since.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+/// The archive's bucket client, when `output_dir` names one: credentials
+/// and endpoint from the standard AWS chain (see
+/// `archive::bucket::credentials`). Nothing is called yet: a bucket that
+/// refuses us is found by the first upload, and pauses the pool.
+pub fn bucket(settings: &Settings) -> Result<Option<Arc<Bucket>>, SetupError> {
+    let Some(location) = &settings.bucket else {
+        return Ok(None);
+    };
+    return_large_buffers_at_once();
+    let options = BucketOptions {
+        allow_http: settings.archive_allow_http,
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    Ok(Some(Arc::new(Bucket::connect(
+        location.clone(),
+        &env,
+        &options,
+    )?)))
 }
 
 /// What SIGHUP does: reload the settings and hand them over, or say why not.

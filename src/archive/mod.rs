@@ -12,6 +12,7 @@
 //! The archive knows the queue's job type (for the manifest) and the fetch
 //! module's file helpers, nothing of the API, the gate or the workers.
 
+pub mod bucket;
 pub mod fixity;
 pub mod manifest;
 pub mod place;

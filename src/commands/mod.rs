@@ -170,9 +170,12 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
         }
         Command::Db(DbCommand::Copy { from, to, merge }) => db::copy(&from, &to, merge).await,
         Command::Export { format, state } => export::export(&settings, format, state).await,
-        Command::Verify { ids, all, requeue } => {
-            verify::verify(&settings, &ids, all, requeue).await
-        }
+        Command::Verify {
+            ids,
+            all,
+            requeue,
+            quick,
+        } => verify::verify(&settings, &ids, all, requeue, quick).await,
         Command::Prune { done_older_than } => prune::prune(&settings, done_older_than).await,
         Command::Demo { .. }
         | Command::Sim(_)

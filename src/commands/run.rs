@@ -78,6 +78,9 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
     let server = match (listener, metrics) {
         (Some(bound), Some(metrics)) => {
             metrics.watch_gate(engine.gate.clone());
+            if let Some(bucket) = &engine.bucket {
+                metrics.watch_bucket(bucket.clone());
+            }
             Some(serve_ops(bound, &settings, &queue, metrics, &shutdown).await?)
         }
         _ => None,

@@ -4,12 +4,14 @@
 
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Result;
 use futures_util::stream::{self, BoxStream};
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::{file_ids, open_existing_queue, open_queue_to_read};
+use crate::archive::bucket::{Bucket, BucketLocation, BucketOptions, names_object_store};
 use crate::archive::fixity::{self, Fixity};
 use crate::config::Settings;
 use crate::progress::Tally;
@@ -21,7 +23,13 @@ use crate::say;
 /// enough that one disk does not seek between them.
 const MAX_PARALLEL: usize = 4;
 
-pub async fn verify(settings: &Settings, raw: &[String], all: bool, requeue: bool) -> Result<u8> {
+pub async fn verify(
+    settings: &Settings,
+    raw: &[String],
+    all: bool,
+    requeue: bool,
+    quick: bool,
+) -> Result<u8> {
     let queue = if requeue {
         open_existing_queue(settings).await?
     } else {
@@ -40,7 +48,12 @@ pub async fn verify(settings: &Settings, raw: &[String], all: bool, requeue: boo
         (stream::iter(jobs.into_iter().map(Ok)).boxed(), total, code)
     };
     let tally = Tally::new(total, "verify");
-    let counts = check_all(&queue, jobs, requeue, &tally).await;
+    let how = How {
+        bucket: crate::runtime::bucket(settings)?,
+        quick,
+        requeue,
+    };
+    let counts = check_all(&queue, jobs, &how, &tally).await;
     tally.finish();
     let counts = counts?;
     say!("minimax-dl: verify: {}", counts.summary());
@@ -117,13 +130,21 @@ impl Counts {
     }
 }
 
+/// How to check: the archive's bucket (for `s3://` files), whether to
+/// trust sizes and stored digests (`--quick`), and whether to requeue.
+struct How {
+    bucket: Option<Arc<Bucket>>,
+    quick: bool,
+    requeue: bool,
+}
+
 /// Checks every job of the stream, `MAX_PARALLEL` at a time, printing a
 /// line per file in the stream's order. A closed stdout (`| head`) ends
 /// the check quietly.
 async fn check_all(
     queue: &Queue,
     jobs: BoxStream<'_, Result<Job, QueueError>>,
-    requeue: bool,
+    how: &How,
     tally: &Tally,
 ) -> Result<Counts> {
     let parallel = std::thread::available_parallelism()
@@ -133,7 +154,7 @@ async fn check_all(
         .map_ok(|job| {
             let tally = tally.clone();
             async move {
-                let fixity = check_job(&job, tally).await;
+                let fixity = check_job(&job, how, tally).await;
                 Ok((job, fixity))
             }
         })
@@ -142,7 +163,7 @@ async fn check_all(
     while let Some((job, fixity)) = results.try_next().await? {
         tally.file_done();
         counts.add(&fixity);
-        let requeued = requeue && repair(queue, &job, &fixity).await?;
+        let requeued = how.requeue && repair(queue, &job, &fixity).await?;
         counts.requeued += u64::from(requeued);
         let line = line(&job, &fixity, requeued);
         let printed = tally.suspend(|| writeln!(io::stdout().lock(), "{line}"));
@@ -154,19 +175,57 @@ async fn check_all(
     Ok(counts)
 }
 
-/// Hashes one job's file off the async threads.
-async fn check_job(job: &Job, tally: Tally) -> Fixity {
-    let Some(path) = job.final_path.as_ref().map(PathBuf::from) else {
+/// Hashes one job's file off the async threads, or its object in the
+/// bucket.
+async fn check_job(job: &Job, how: &How, tally: Tally) -> Fixity {
+    let Some(place) = job.final_path.clone() else {
         return Fixity::Missing;
     };
     let (Some(size), Some(sha256)) = (job.bytes_expected, job.sha256.clone()) else {
         return Fixity::Unreadable("the queue holds no size or sha256 for it".into());
     };
+    if names_object_store(&place) {
+        return check_object(&place, size, &sha256, how).await;
+    }
+    let path = PathBuf::from(place);
+    if how.quick {
+        return match std::fs::metadata(&path) {
+            Ok(m) if m.len() == size => Fixity::Ok,
+            Ok(m) => Fixity::Changed(format!("{} bytes, {size} recorded", m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Fixity::Missing,
+            Err(e) => Fixity::Unreadable(e.to_string()),
+        };
+    }
     let checked = tokio::task::spawn_blocking(move || {
         fixity::check(&path, size, &sha256, &|n| tally.read(n))
     })
     .await;
     checked.unwrap_or_else(|e| Fixity::Unreadable(format!("the check failed: {e}")))
+}
+
+/// One object, with the archive's bucket client when the object is in its
+/// bucket, else a client for the bucket the URL names (same credentials).
+async fn check_object(url: &str, size: u64, sha256: &str, how: &How) -> Fixity {
+    if let Some(bucket) = &how.bucket
+        && let Some(key) = bucket.key_of(url)
+    {
+        return bucket.check(&key, size, sha256, how.quick).await;
+    }
+    let other = url
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+        .and_then(|(name, _)| BucketLocation::parse(&format!("s3://{name}")).ok());
+    let Some(location) = other else {
+        return Fixity::Unreadable(format!("{url} names no bucket this build can read"));
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    match Bucket::connect(location, &env, &BucketOptions::default()) {
+        Ok(bucket) => match bucket.key_of(url) {
+            Some(key) => bucket.check(&key, size, sha256, how.quick).await,
+            None => Fixity::Missing,
+        },
+        Err(e) => Fixity::Unreadable(e.to_string()),
+    }
 }
 
 /// `--requeue`: a missing or changed file goes back to the queue. Whether

@@ -56,7 +56,7 @@ fn pause_after(
     }
     let (wait, scope) = match &problem {
         HostProblem::Account { pause, .. } => (pause.unwrap_or(probe_interval), Scope::Unshared),
-        HostProblem::DiskFull { .. } => (probe_interval, Scope::Host),
+        HostProblem::DiskFull { .. } | HostProblem::Archive { .. } => (probe_interval, Scope::Host),
         // Another host's network may be fine: never shared. A connection
         // attempt is cheap, so probed more often than an account.
         HostProblem::ApiUnreachable { .. } => (probe_interval.min(UNREACHABLE_PROBE), Scope::Host),
@@ -75,7 +75,8 @@ const UNREACHABLE_PROBE: Duration = Duration::from_secs(5);
 /// What a batch (`--exit-when-idle`) does about a pause at `now` (pure):
 /// `true` ends it. An account or disk pause ends it at once (but a pause
 /// found at the start is probed first: its user may have fixed the cause);
-/// an unreachable API only once it has lasted `api_unreachable`.
+/// an unreachable API only once it has lasted `api_unreachable`, an archive
+/// bucket that does not answer once it has lasted [`BATCH_ARCHIVE_GRACE`].
 fn batch_gives_up(
     pause: &Pause,
     probe_early: bool,
@@ -84,6 +85,10 @@ fn batch_gives_up(
 ) -> bool {
     match pause.problem {
         HostProblem::ApiUnreachable { .. } => now.duration_since(pause.since) >= api_unreachable,
+        // A bucket that may come back is waited for a while too.
+        HostProblem::Archive { lasting: false, .. } => {
+            now.duration_since(pause.since) >= BATCH_ARCHIVE_GRACE
+        }
         _ => !probe_early,
     }
 }
@@ -138,6 +143,10 @@ struct Pool {
     /// Since when the queue database has not answered a claim, if it has not.
     outage: Option<Outage>,
 }
+
+/// How long a batch waits for an archive bucket that does not answer
+/// before it gives up (exit 4, jobs left queued); a daemon waits for ever.
+const BATCH_ARCHIVE_GRACE: Duration = Duration::from_secs(120);
 
 /// What a turn of the loop leads to.
 enum Turn {

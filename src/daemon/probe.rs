@@ -24,6 +24,10 @@ pub(super) async fn probe(
             .unwrap_or(false),
         HostProblem::Account { .. } => probe_api(engine, shutdown, is_account).await,
         HostProblem::ApiUnreachable { .. } => probe_api(engine, shutdown, is_unreachable).await,
+        HostProblem::Archive { .. } => match &engine.bucket {
+            Some(bucket) => bucket.probe().await.is_ok(),
+            None => true,
+        },
     }
 }
 

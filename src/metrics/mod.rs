@@ -28,6 +28,7 @@ use serde::Serialize;
 use live::Live;
 pub use live::{FlightView, PauseView, RecentError};
 
+use crate::archive::bucket::Bucket;
 use crate::gate::{RateGate, WINDOW};
 use crate::queue::{JobState, Queue, QueueError, StatusCounts, TaskCounts, TaskState};
 
@@ -52,6 +53,7 @@ struct Inner {
     gate: OnceLock<Arc<RateGate>>,
     /// When the queue's counts were last read (None: never).
     last_read: Mutex<Option<Instant>>,
+    bucket: OnceLock<Arc<Bucket>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -97,6 +99,7 @@ struct Families {
     outcomes: Family<OutcomeLabel, Counter>,
     api_calls: Family<ApiLabels, Counter>,
     cooldowns: Counter,
+    archive_retries: Counter,
     rate_per_minute: Gauge,
     rate_ceiling: Gauge,
     rate_decreases: Counter,
@@ -129,6 +132,7 @@ impl Families {
             outcomes: Family::default(),
             api_calls: Family::default(),
             cooldowns: Counter::default(),
+            archive_retries: Counter::default(),
             rate_per_minute: Gauge::default(),
             rate_ceiling: Gauge::default(),
             rate_decreases: Counter::default(),
@@ -206,6 +210,11 @@ impl Families {
             "rate_limit_cooldowns",
             "Rate-limit answers that made the whole pool cool down",
             f.cooldowns.clone(),
+        );
+        r.register(
+            "archive_retries",
+            "Calls to the archive bucket tried again after the store failed them (5xx, dropped connections)",
+            f.archive_retries.clone(),
         );
         r.register(
             "rate_limit_per_minute",
@@ -405,6 +414,7 @@ impl Metrics {
             heartbeat: Mutex::new(Instant::now()),
             gate: OnceLock::new(),
             last_read: Mutex::default(),
+            bucket: OnceLock::new(),
         }))
     }
 
@@ -412,6 +422,11 @@ impl Metrics {
     /// which makes it, exists).
     pub fn watch_gate(&self, gate: Arc<RateGate>) {
         let _ = self.0.gate.set(gate);
+    }
+
+    /// The archive bucket whose retries are counted (a bucket archive only).
+    pub fn watch_bucket(&self, bucket: Arc<Bucket>) {
+        let _ = self.0.bucket.set(bucket);
     }
 
     /// The scrape: what the queue said (None when it could not be read:
@@ -445,6 +460,11 @@ impl Metrics {
                 .inc_by(g.decreases().saturating_sub(counted));
         }
         f.rate_cooldown.set(gate.cooldown_secs);
+        if let Some(bucket) = self.0.bucket.get() {
+            let counted = f.archive_retries.get();
+            f.archive_retries
+                .inc_by(bucket.retries().saturating_sub(counted));
+        }
         f.in_flight.set(lock(&self.0.live).flights.len() as i64);
         f.heartbeat_age.set(self.heartbeat_age().as_secs_f64());
         let mut text = String::new();

@@ -30,6 +30,7 @@ fn pause_reason(problem: &HostProblem) -> &'static str {
         HostProblem::Account { .. } => "account",
         HostProblem::DiskFull { .. } => "disk",
         HostProblem::ApiUnreachable { .. } => "api_unreachable",
+        HostProblem::Archive { .. } => "archive",
     }
 }
 

@@ -43,7 +43,7 @@ pub use task::{NewTask, PollRecord, Task, TaskCounts, TaskEnqueueReport, TaskRes
 use types::failure_message;
 pub use types::{
     Claimable, CommitSync, DbLocation, EnqueueReport, FleetPause, FleetState, Heartbeat, Job,
-    JobEvent, Millis, PruneBatch, StatusCounts, VerbOutcome, VerifiedFile, describe_delay,
+    JobEvent, Millis, PruneBatch, StatusCounts, Upload, VerbOutcome, VerifiedFile, describe_delay,
     millis_after, now_millis, owner_host,
 };
 
@@ -415,6 +415,21 @@ impl Queue {
         /// progress before failing. Partial bytes stay.
         pub async fn release(&self, file_id: i64, owner: &str, reason: &str,
             not_before: Millis, set_last_error: bool) -> Result<(), QueueError>;
+
+        /// Records where a job's file goes in a bucket archive, and the
+        /// multipart upload started for it (`None`: a single PUT, or none in
+        /// flight): before the first part is sent, so a crash leaves an id
+        /// the next worker aborts.
+        pub async fn record_upload(&self, file_id: i64, owner: &str, object_url: &str,
+            upload_id: Option<&str>) -> Result<(), QueueError>;
+
+        /// The object is complete: no upload in flight any more, and what
+        /// the store said of it (history line `uploaded`).
+        pub async fn record_uploaded(&self, file_id: i64, owner: &str, etag: Option<&str>,
+            version: Option<&str>) -> Result<(), QueueError>;
+
+        /// What the queue knows of a job's object in a bucket archive.
+        pub async fn upload(&self, file_id: i64) -> Result<Option<Upload>, QueueError>;
 
         /// The worker stopped a job whose cancellation was requested.
         pub async fn confirm_cancelled(&self, file_id: i64, owner: &str)

@@ -169,3 +169,18 @@ where
         cooldown: left("cooldown_ms")?,
     })
 }
+
+/// A job's `uploads` row (columns `object_url, upload_id, etag, version`).
+pub(super) fn upload_from_row<'r, R>(row: &'r R) -> Result<super::Upload, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(super::Upload {
+        object_url: row.try_get("object_url")?,
+        upload_id: row.try_get("upload_id")?,
+        etag: row.try_get("etag")?,
+        version: row.try_get("version")?,
+    })
+}

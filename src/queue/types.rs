@@ -249,6 +249,32 @@ impl VerifiedFile<'_> {
     }
 }
 
+/// A job's object in a bucket archive, as the queue recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upload {
+    /// `s3://BUCKET/KEY`.
+    pub object_url: String,
+    /// A multipart upload started and not yet completed or aborted.
+    pub upload_id: Option<String>,
+    /// What the store said of the completed object.
+    pub etag: Option<String>,
+    pub version: Option<String>,
+}
+
+impl Upload {
+    /// The history line of a completed upload.
+    pub(crate) fn stored_message(url: &str, etag: Option<&str>, version: Option<&str>) -> String {
+        let mut message = format!("uploaded to {url}");
+        if let Some(etag) = etag {
+            message.push_str(&format!("; ETag {etag}"));
+        }
+        if let Some(version) = version {
+            message.push_str(&format!("; version {version}"));
+        }
+        message
+    }
+}
+
 /// The history line of a counted failure: the error, and with a retry
 /// `delay_ms` later, when the next attempt is.
 pub(crate) fn failure_message(error: &str, delay_ms: Option<i64>) -> String {

@@ -9,6 +9,7 @@ use super::events::Observer;
 use super::identity::worker_identity;
 use crate::api::ApiClient;
 use crate::archive::Archive;
+use crate::archive::bucket::Bucket;
 use crate::fetch::Fetcher;
 use crate::gate::RateGate;
 use crate::queue::{Queue, RetryPolicy};
@@ -23,6 +24,9 @@ pub struct Engine {
     pub output_dir: PathBuf,
     /// Where files go in `output_dir`, and whether they get sidecars.
     pub archive: Arc<Archive>,
+    /// The archive's bucket when `output_dir` is `s3://…`; `output_dir`
+    /// is then the staging directory files wait in before they go up.
+    pub bucket: Option<Arc<Bucket>>,
     pub policy: RetryPolicy,
     /// This process's part of every `lease_owner` it writes: host, pid
     /// namespace, pid and a random tag; [`Engine::next_owner`] adds a
@@ -51,6 +55,7 @@ impl Engine {
             fetcher,
             archive: Arc::new(Archive::new(output_dir.clone())),
             output_dir,
+            bucket: None,
             policy,
             owner_prefix: worker_identity(),
             claims: Arc::default(),
@@ -65,6 +70,12 @@ impl Engine {
             template,
             sidecar,
         });
+        self
+    }
+
+    /// Archives to `bucket` instead of `output_dir`.
+    pub fn with_bucket(mut self, bucket: Option<Arc<Bucket>>) -> Engine {
+        self.bucket = bucket;
         self
     }
 

@@ -119,6 +119,10 @@ pub enum HostProblem {
     /// The API host cannot be connected to from here: this host waits and
     /// probes, the others (whose network may be fine) go on.
     ApiUnreachable { message: String },
+    /// The archive bucket does not answer or refuses us. `lasting`: bad
+    /// credentials, no such bucket (the operator must act: a batch stops);
+    /// otherwise the store may come back (a batch waits for it too).
+    Archive { message: String, lasting: bool },
 }
 
 /// The gate's hold is the account-level problem that set it.
@@ -132,11 +136,13 @@ impl From<crate::gate::Hold> for HostProblem {
 }
 
 impl HostProblem {
+
     pub fn message(&self) -> &str {
         match self {
             HostProblem::Account { message, .. }
             | HostProblem::DiskFull { message, .. }
             | HostProblem::ApiUnreachable { message } => message,
+            | HostProblem::Archive { message, .. } => message,
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod events;
 pub mod identity;
 mod pipeline;
 pub mod policy;
+mod upload;
 
 use std::time::Duration;
 

@@ -26,7 +26,7 @@ use crate::queue::{Job, QueueError, VerifiedFile, millis_after, now_millis};
 const URL_REFRESHES: u32 = 3;
 
 /// The owner name under which this worker holds `job`'s lease.
-fn lease_owner(job: &Job) -> &str {
+pub(super) fn lease_owner(job: &Job) -> &str {
     job.lease_owner.as_deref().unwrap_or_default()
 }
 
@@ -199,16 +199,25 @@ async fn process_inner(
     control: &JobControl,
 ) -> Result<Outcome, QueueError> {
     engine.observer.started(job.file_id, job.bytes_done);
-    if job.sha256.is_some()
-        && let Some(outcome) = recover_verified(engine, &job).await?
-    {
-        return Ok(outcome);
+    if job.sha256.is_some() {
+        let recovered = match &engine.bucket {
+            Some(bucket) => super::upload::recover(engine, bucket, &job).await?,
+            None => recover_verified(engine, &job).await?,
+        };
+        if let Some(outcome) = recovered {
+            return Ok(outcome);
+        }
     }
     let partial = naming::partial_path(&engine.output_dir, job.file_id);
     let mut resume = job.resume();
     let started_at = resume.bytes_done;
     match fetch_with_fresh_urls(engine, &job, &partial, &mut resume, control).await? {
-        Ok((verified, info)) => finish(engine, &job, &partial, &info, verified).await,
+        Ok((verified, info)) => match &engine.bucket {
+            Some(bucket) => {
+                super::upload::finish(engine, bucket, &job, &partial, &info, verified).await
+            }
+            None => finish(engine, &job, &partial, &info, verified).await,
+        },
         Err(failure) => {
             let progressed = made_progress(started_at, resume.bytes_done);
             settle(engine, &job, &partial, failure, progressed, control).await
@@ -319,15 +328,7 @@ async fn finish(
     verified: Verified,
 ) -> Result<Outcome, QueueError> {
     let owner = lease_owner(job);
-    // The bytes on disk must still be the ones hashed.
-    let on_disk = tokio::fs::metadata(partial).await.map(|m| m.len()).ok();
-    if on_disk != Some(verified.size) {
-        let error = format!(
-            "the partial file changed after it was verified ({} bytes on disk, {} verified)",
-            on_disk.map_or("no".to_string(), |n| n.to_string()),
-            verified.size
-        );
-        let _ = tokio::fs::remove_file(partial).await;
+    if let Some(error) = changed_since_verified(partial, verified.size).await {
         return retry_transient(engine, job, &error).await;
     }
     let final_path = match reserve(engine, job, info, &verified).await {
@@ -370,18 +371,16 @@ async fn finish(
     })
 }
 
-/// Stages the sidecar (when sidecars are on), then chooses and reserves
-/// the file's path: the one recorded by an earlier attempt, else the
-/// template's, moved on past names that belong to other files.
-async fn reserve(
+/// The sidecar of a verified file, when sidecars are on.
+pub(super) fn sidecar_bytes(
     engine: &Engine,
     job: &Job,
     info: &FileInfo,
     verified: &Verified,
-) -> Result<PathBuf, String> {
-    let downloaded = std::time::SystemTime::now();
+    downloaded: std::time::SystemTime,
+) -> Option<Vec<u8>> {
     let task_id = job.task_id.map(|t| t.to_string());
-    let staged = engine.archive.sidecar.then(|| {
+    engine.archive.sidecar.then(|| {
         Sidecar {
             file_id: job.file_id,
             task_id: task_id.as_deref(),
@@ -393,25 +392,62 @@ async fn reserve(
             minimax_dl_version: sidecar::VERSION,
         }
         .to_bytes()
-    });
+    })
+}
+
+/// The values a path template names, for a file downloaded at `downloaded`.
+pub(super) fn template_fields<'a>(
+    job: &Job,
+    task_id: Option<&'a str>,
+    info: &'a FileInfo,
+    downloaded: std::time::SystemTime,
+) -> Fields<'a> {
+    Fields {
+        file_id: job.file_id,
+        task_id,
+        filename: info.filename.as_deref(),
+        purpose: info.purpose.as_deref(),
+        created: info.created_at,
+        downloaded: downloaded
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    }
+}
+
+/// The bytes on disk must still be the ones hashed: what is wrong when
+/// they are not (the partial file is then removed).
+pub(super) async fn changed_since_verified(partial: &Path, size: u64) -> Option<String> {
+    let on_disk = tokio::fs::metadata(partial).await.map(|m| m.len()).ok();
+    if on_disk == Some(size) {
+        return None;
+    }
+    let _ = tokio::fs::remove_file(partial).await;
+    Some(format!(
+        "the partial file changed after it was verified ({} bytes on disk, {size} verified)",
+        on_disk.map_or("no".to_string(), |n| n.to_string()),
+    ))
+}
+
+/// Stages the sidecar (when sidecars are on), then chooses and reserves
+/// the file's path: the one recorded by an earlier attempt, else the
+/// template's, moved on past names that belong to other files.
+async fn reserve(
+    engine: &Engine,
+    job: &Job,
+    info: &FileInfo,
+    verified: &Verified,
+) -> Result<PathBuf, String> {
+    let downloaded = std::time::SystemTime::now();
+    let staged = sidecar_bytes(engine, job, info, verified, downloaded);
     let archive = engine.archive.clone();
     let recorded = job.final_path.as_ref().map(PathBuf::from);
-    let (file_id, info) = (job.file_id, info.clone());
-    let downloaded = downloaded
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let (job, info) = (job.clone(), info.clone());
     let chosen = tokio::task::spawn_blocking(move || {
         if let Some(bytes) = staged {
-            archive.stage_sidecar(file_id, &bytes)?;
+            archive.stage_sidecar(job.file_id, &bytes)?;
         }
-        let fields = Fields {
-            file_id,
-            task_id: task_id.as_deref(),
-            filename: info.filename.as_deref(),
-            purpose: info.purpose.as_deref(),
-            created: info.created_at,
-            downloaded,
-        };
+        let task_id = job.task_id.map(|t| t.to_string());
+        let fields = template_fields(&job, task_id.as_deref(), &info, downloaded);
         archive.reserve(&fields, recorded.as_deref())
     })
     .await;
@@ -440,7 +476,11 @@ async fn place(
 
 /// A failure of this attempt on this host (the archive, a changed partial
 /// file): counted and retried on the schedule like a network error.
-async fn retry_transient(engine: &Engine, job: &Job, error: &str) -> Result<Outcome, QueueError> {
+pub(super) async fn retry_transient(
+    engine: &Engine,
+    job: &Job,
+    error: &str,
+) -> Result<Outcome, QueueError> {
     settle_error(engine, job, error, ErrorClass::Transient, false, None).await
 }
 

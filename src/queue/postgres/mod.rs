@@ -30,6 +30,7 @@ mod prune;
 mod reads;
 mod tasks;
 mod testing;
+mod uploads;
 mod verbs;
 
 use std::sync::Arc;

@@ -10,6 +10,7 @@ mod prune;
 mod reads;
 mod tasks;
 mod testing;
+mod uploads;
 mod verbs;
 
 use sqlx::sqlite::{SqlitePool, SqliteRow};

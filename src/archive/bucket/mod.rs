@@ -1,0 +1,644 @@
+//! A bucket as the archive (`output_dir = "s3://BUCKET/PREFIX"`): the S3
+//! calls a worker needs to put a verified local file under its final key
+//! and prove it is there, and those `verify` needs to read it back.
+//!
+//! What a bucket promises us, and what we build on it:
+//! - An object appears under its key whole or not at all (a single PUT, or
+//!   the completion of a multipart upload), so nothing half-written is ever
+//!   visible under a final key.
+//! - Each object carries its sha256 and file id as user metadata
+//!   (`x-amz-meta-sha256`, `x-amz-meta-file-id`): S3's own
+//!   `x-amz-checksum-sha256` is only a checksum of checksums for multipart
+//!   objects, and many S3-compatible stores ignore it, while user metadata
+//!   is kept by all of them. A HEAD then confirms size and digest.
+//! - A multipart upload that is never completed holds parts that cost
+//!   money and show in `ListMultipartUploads`: its id is recorded in the
+//!   queue before the first part is sent, so whoever works the job next
+//!   aborts it (see `worker::upload`).
+//!
+//! Calls the store fails are retried by object_store's client (its own
+//! backoff, for 5xx such as `SlowDown` and dropped connections), then once
+//! more here, counted in [`Bucket::retries`]; what still fails is a
+//! [`BucketError`] whose [`BucketError::is_lasting`] says whether waiting
+//! can help.
+
+pub mod credentials;
+pub mod location;
+
+use std::os::unix::fs::FileExt;
+use std::path::Path as LocalPath;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::{
+    Attribute, Attributes, BackoffConfig, GetOptions, ObjectStore, PutMultipartOptions, PutOptions,
+    PutPayload, RetryConfig,
+};
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+
+pub use location::{BucketLocation, LocationError, names_object_store};
+
+use super::fixity::Fixity;
+
+/// Files up to this size go up in one PUT; larger ones in parts of this
+/// size (S3 wants parts of at least 5 MiB, and at most 10,000 of them:
+/// 8 MiB parts carry files up to 78 GiB, beyond `max_file_bytes`' default
+/// the part size grows so the count stays under the limit).
+pub const PART_SIZE: u64 = 8 * 1024 * 1024;
+/// Parts in flight at once: the memory an upload holds is about this many
+/// parts.
+pub const PARALLEL_PARTS: usize = 4;
+const MAX_PARTS: u64 = 10_000;
+
+/// The user metadata keys (sent as `x-amz-meta-…`).
+const META_SHA256: &str = "sha256";
+const META_FILE_ID: &str = "file-id";
+
+/// How the archive bucket is reached.
+#[derive(Clone, Debug, Default)]
+pub struct BucketOptions {
+    /// Plain `http://` to an endpoint that is not on loopback
+    /// (`archive_allow_http`); loopback is always allowed.
+    pub allow_http: bool,
+}
+
+/// What a HEAD of an object says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectFacts {
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub file_id: Option<i64>,
+    pub e_tag: Option<String>,
+    pub version: Option<String>,
+}
+
+/// An object just written: its ETag and version (when the bucket keeps
+/// versions).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stored {
+    pub e_tag: Option<String>,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    #[error(
+        "{store} refused the credentials: {detail}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or the systemd credentials)"
+    )]
+    Credentials { store: String, detail: String },
+    #[error("{store} has no such bucket: create it, or correct output_dir")]
+    NoBucket { store: String },
+    #[error("{store} did not answer: {detail}")]
+    Unreachable { store: String, detail: String },
+    #[error("the archive bucket is not usable: {0}")]
+    Config(String),
+    #[error("cannot read the local copy {path}: {source}")]
+    Local {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl BucketError {
+    /// Waiting will not help (bad credentials, no bucket, a bad setting):
+    /// the operator must act. Otherwise the store may come back.
+    pub fn is_lasting(&self) -> bool {
+        matches!(
+            self,
+            BucketError::Credentials { .. } | BucketError::NoBucket { .. } | BucketError::Config(_)
+        )
+    }
+}
+
+/// The archive's bucket: one S3 client shared by every worker.
+#[derive(Debug)]
+pub struct Bucket {
+    s3: Arc<AmazonS3>,
+    location: BucketLocation,
+    /// "s3://videos at http://127.0.0.1:8333", for messages.
+    name: String,
+    retries: AtomicU64,
+}
+
+impl Bucket {
+    /// A client for `location` with the credentials of the standard chain
+    /// (see [`credentials`]) read through `env`.
+    pub fn connect(
+        location: BucketLocation,
+        env: &dyn Fn(&str) -> Option<String>,
+        options: &BucketOptions,
+    ) -> Result<Bucket, BucketError> {
+        let mut builder = AmazonS3Builder::new();
+        for (key, value) in aws_settings(env) {
+            if let Ok(config_key) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                builder = builder.with_config(config_key, value);
+            }
+        }
+        let keys = credentials::static_keys(env).map_err(|e| BucketError::Config(e.to_string()))?;
+        if let Some(keys) = keys {
+            builder = builder
+                .with_access_key_id(keys.key_id)
+                .with_secret_access_key(keys.secret.expose_secret());
+            if let Some(token) = keys.token {
+                builder = builder.with_token(token.expose_secret());
+            }
+        }
+        if builder
+            .get_config_value(&AmazonS3ConfigKey::Region)
+            .is_none()
+        {
+            builder = builder.with_region("us-east-1");
+        }
+        let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
+        let plain_http = endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"));
+        if plain_http {
+            let endpoint = endpoint.as_deref().unwrap_or_default();
+            if !options.allow_http && !endpoint_is_loopback(endpoint) {
+                return Err(BucketError::Config(format!(
+                    "the endpoint {endpoint} is plain http to another host: use https, or set archive_allow_http = true if the network between is yours"
+                )));
+            }
+        }
+        let s3 = builder
+            .with_bucket_name(&location.bucket)
+            .with_allow_http(plain_http)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(2),
+                    base: 2.0,
+                },
+                max_retries: 4,
+                retry_timeout: Duration::from_secs(30),
+            })
+            .build()
+            .map_err(|e| BucketError::Config(e.to_string()))?;
+        let name = match &endpoint {
+            Some(endpoint) => format!("{location} at {endpoint}"),
+            None => location.to_string(),
+        };
+        Ok(Bucket {
+            s3: Arc::new(s3),
+            location,
+            name,
+            retries: AtomicU64::new(0),
+        })
+    }
+
+    pub fn location(&self) -> &BucketLocation {
+        &self.location
+    }
+
+    /// Calls retried after object_store's own retries gave up, since start.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// The key of the file whose archive-relative path is `rel`.
+    pub fn key(&self, rel: &str) -> Path {
+        Path::from(self.location.key(rel))
+    }
+
+    /// `s3://BUCKET/KEY`: what the queue records as the file's place.
+    pub fn url_of(&self, key: &Path) -> String {
+        self.location.url_of(key.as_ref())
+    }
+
+    /// The key a recorded `s3://` URL names in this bucket.
+    pub fn key_of(&self, url: &str) -> Option<Path> {
+        self.location.key_of(url).map(Path::from)
+    }
+
+    /// Size, digest, file id, ETag and version of the object at `key`, or
+    /// `None` when there is none.
+    pub async fn head(&self, key: &Path) -> Result<Option<ObjectFacts>, BucketError> {
+        let options = || GetOptions {
+            head: true,
+            ..GetOptions::default()
+        };
+        let got = self.retrying(|| self.s3.get_opts(key, options())).await;
+        let got = match got {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.error(e)),
+        };
+        let meta = |name: &'static str| {
+            got.attributes
+                .get(&Attribute::Metadata(name.into()))
+                .map(|v| v.as_ref().to_string())
+        };
+        Ok(Some(ObjectFacts {
+            size: got.meta.size,
+            sha256: meta(META_SHA256),
+            file_id: meta(META_FILE_ID).and_then(|v| v.parse().ok()),
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        }))
+    }
+
+    /// Puts a small body (a sidecar, a file up to [`PART_SIZE`]) in one call.
+    pub async fn put(
+        &self,
+        key: &Path,
+        body: Bytes,
+        sha256: &str,
+        file_id: i64,
+    ) -> Result<Stored, BucketError> {
+        let options = || PutOptions {
+            attributes: attributes(sha256, file_id),
+            ..PutOptions::default()
+        };
+        let put = self
+            .retrying(|| {
+                self.s3
+                    .put_opts(key, PutPayload::from(body.clone()), options())
+            })
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(Stored {
+            e_tag: put.e_tag,
+            version: put.version,
+        })
+    }
+
+    /// Starts a multipart upload whose object will carry `sha256`; the id
+    /// must be recorded before the first part goes up.
+    pub async fn start_upload(
+        &self,
+        key: &Path,
+        sha256: &str,
+        file_id: i64,
+    ) -> Result<String, BucketError> {
+        let options = || PutMultipartOptions {
+            attributes: attributes(sha256, file_id),
+            ..PutMultipartOptions::default()
+        };
+        self.retrying(|| self.s3.create_multipart_opts(key, options()))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Sends `file` (`size` bytes) as the parts of upload `id`, at most
+    /// [`PARALLEL_PARTS`] at a time, and completes it: only then does the
+    /// object appear under `key`.
+    pub async fn send_parts(
+        &self,
+        key: &Path,
+        id: &str,
+        file: &LocalPath,
+        size: u64,
+    ) -> Result<Stored, BucketError> {
+        let part_size = part_size_for(size);
+        let count = size.div_ceil(part_size).max(1);
+        let file = Arc::new(
+            std::fs::File::open(file).map_err(|source| BucketError::Local {
+                path: file.display().to_string(),
+                source,
+            })?,
+        );
+        let id = id.to_string();
+        let parts: Vec<PartId> = futures_util::stream::iter(0..count)
+            .map(|index| {
+                let (file, id) = (file.clone(), id.clone());
+                async move {
+                    let start = index * part_size;
+                    let len = part_size.min(size - start);
+                    let body = read_part(file, start, len).await?;
+                    self.retrying(|| {
+                        self.s3
+                            .put_part(key, &id, index as usize, PutPayload::from(body.clone()))
+                    })
+                    .await
+                    .map_err(|e| self.error(e))
+                }
+            })
+            .buffered(PARALLEL_PARTS)
+            .try_collect()
+            .await?;
+        let done = self
+            .retrying(|| self.s3.complete_multipart(key, &id, parts.clone()))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(Stored {
+            e_tag: done.e_tag,
+            version: done.version,
+        })
+    }
+
+    /// Drops an unfinished multipart upload and its parts. One that is
+    /// already gone (completed or aborted by someone else) is not an error.
+    pub async fn abort_upload(&self, key: &Path, id: &str) -> Result<(), BucketError> {
+        let id = id.to_string();
+        match self.retrying(|| self.s3.abort_multipart(key, &id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// Reads the object at `key` back, hashing it as it streams: its size
+    /// and sha256 (`verify`). `None`: no such object.
+    pub async fn read_digest(&self, key: &Path) -> Result<Option<(u64, String)>, BucketError> {
+        let got = match self.s3.get_opts(key, GetOptions::default()).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.error(e)),
+        };
+        let mut stream = got.into_stream();
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.try_next().await.map_err(|e| self.error(e))? {
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok(Some((size, hex::encode(hasher.finalize()))))
+    }
+
+    /// `verify` of one object: HEAD, then (unless `quick`) a read and hash
+    /// of every byte. `quick` trusts the digest the object carries.
+    pub async fn check(&self, key: &Path, size: u64, sha256: &str, quick: bool) -> Fixity {
+        let facts = match self.head(key).await {
+            Ok(Some(facts)) => facts,
+            Ok(None) => return Fixity::Missing,
+            Err(e) => return Fixity::Unreadable(e.to_string()),
+        };
+        if facts.size != size {
+            return Fixity::Changed(format!("{} bytes, {size} recorded", facts.size));
+        }
+        if quick {
+            return match facts.sha256.as_deref() {
+                Some(stored) if stored == sha256 => Fixity::Ok,
+                Some(_) => Fixity::Changed("the object's sha256 is not the recorded one".into()),
+                None => Fixity::Changed("the object carries no sha256".into()),
+            };
+        }
+        match self.read_digest(key).await {
+            Ok(Some((_, digest))) if digest == sha256 => Fixity::Ok,
+            Ok(Some((read, _))) if read != size => {
+                Fixity::Changed(format!("{read} bytes read, {size} recorded"))
+            }
+            Ok(Some((_, digest))) => Fixity::Changed(format!("sha256 {digest}, {sha256} recorded")),
+            Ok(None) => Fixity::Missing,
+            Err(e) => Fixity::Unreadable(e.to_string()),
+        }
+    }
+
+    /// Does the bucket answer, and take our credentials? One cheap LIST.
+    pub async fn probe(&self) -> Result<(), BucketError> {
+        let prefix =
+            (!self.location.prefix.is_empty()).then(|| Path::from(self.location.prefix.as_str()));
+        let mut listing = self.s3.list(prefix.as_ref());
+        match listing.next().await {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(self.error(e)),
+        }
+    }
+
+    /// Deletes the object at `key` (absent is fine).
+    pub async fn delete(&self, key: &Path) -> Result<(), BucketError> {
+        use object_store::ObjectStoreExt;
+        match self.s3.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// `call` again after a short wait when it failed in a way that waiting
+    /// may mend (after object_store's own retries: the store is struggling).
+    async fn retrying<T, F, Fut>(&self, call: F) -> Result<T, object_store::Error>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, object_store::Error>>,
+    {
+        const SECOND_TRIES: u32 = 2;
+        let mut tried = 0;
+        loop {
+            match call().await {
+                Err(e) if tried < SECOND_TRIES && is_transient(&e) => {
+                    tried += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("{}: {e}; trying again", self.name);
+                    tokio::time::sleep(Duration::from_millis(500) * tried).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn error(&self, e: object_store::Error) -> BucketError {
+        classify(&self.name, e)
+    }
+}
+
+/// The `AWS_*` settings of the environment that object_store reads
+/// (`AWS_ENDPOINT_URL`, `AWS_REGION`, keys, web identity, …).
+fn aws_settings(env: &dyn Fn(&str) -> Option<String>) -> Vec<(String, String)> {
+    const NAMES: &[&str] = &[
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT",
+        "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_ROLE_SESSION_NAME",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        "AWS_METADATA_ENDPOINT",
+        "AWS_IMDSV1_FALLBACK",
+    ];
+    NAMES
+        .iter()
+        .filter_map(|name| {
+            let value = env(name).filter(|v| !v.trim().is_empty())?;
+            let key = match *name {
+                "AWS_ENDPOINT_URL_S3" => "AWS_ENDPOINT",
+                other => other,
+            };
+            Some((key.to_string(), value))
+        })
+        .collect()
+}
+
+fn attributes(sha256: &str, file_id: i64) -> Attributes {
+    let mut attributes = Attributes::new();
+    attributes.insert(
+        Attribute::Metadata(META_SHA256.into()),
+        sha256.to_string().into(),
+    );
+    attributes.insert(
+        Attribute::Metadata(META_FILE_ID.into()),
+        file_id.to_string().into(),
+    );
+    attributes
+}
+
+/// The part size for a file of `size` bytes: [`PART_SIZE`], doubled until
+/// the parts fit S3's 10,000.
+pub fn part_size_for(size: u64) -> u64 {
+    let mut part = PART_SIZE;
+    while size.div_ceil(part) > MAX_PARTS {
+        part *= 2;
+    }
+    part
+}
+
+async fn read_part(file: Arc<std::fs::File>, start: u64, len: u64) -> Result<Bytes, BucketError> {
+    let read = tokio::task::spawn_blocking(move || {
+        let mut buffer = vec![0u8; len as usize];
+        file.read_exact_at(&mut buffer, start).map(|()| buffer)
+    })
+    .await;
+    match read {
+        Ok(Ok(buffer)) => Ok(Bytes::from(buffer)),
+        Ok(Err(source)) => Err(BucketError::Local {
+            path: "the verified file".to_string(),
+            source,
+        }),
+        Err(e) => Err(BucketError::Local {
+            path: "the verified file".to_string(),
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
+}
+
+/// Is `endpoint` (`http://host:port/...`) on this machine?
+fn endpoint_is_loopback(endpoint: &str) -> bool {
+    reqwest::Url::parse(endpoint)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_string))
+        .is_some_and(|host| {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
+}
+
+/// Worth a second try: the store answered 5xx, or not at all.
+fn is_transient(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::Generic { .. }) && !no_such_bucket(e)
+}
+
+fn no_such_bucket(e: &object_store::Error) -> bool {
+    e.to_string().contains("NoSuchBucket")
+}
+
+/// What a failed call means to the archive (pure; the message names the
+/// store, never a credential).
+fn classify(store: &str, e: object_store::Error) -> BucketError {
+    use object_store::Error as E;
+    let store = store.to_string();
+    match e {
+        E::Unauthenticated { source, .. } | E::PermissionDenied { source, .. } => {
+            BucketError::Credentials {
+                store,
+                detail: short(&source.to_string()),
+            }
+        }
+        ref e if no_such_bucket(e) => BucketError::NoBucket { store },
+        E::NotFound { .. } => BucketError::NoBucket { store },
+        e => BucketError::Unreachable {
+            store,
+            detail: short(&e.to_string()),
+        },
+    }
+}
+
+/// An error's text on one line, cut to a readable length.
+fn short(text: &str) -> String {
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_stay_under_the_limit_of_ten_thousand() {
+        assert_eq!(part_size_for(300 << 20), PART_SIZE);
+        assert_eq!(part_size_for(PART_SIZE * MAX_PARTS), PART_SIZE);
+        assert_eq!(part_size_for(PART_SIZE * MAX_PARTS + 1), PART_SIZE * 2);
+        let huge = 64u64 << 30 << 4; // 1 TiB
+        assert!(huge.div_ceil(part_size_for(huge)) <= MAX_PARTS);
+    }
+
+    #[test]
+    fn failures_are_lasting_only_when_the_operator_must_act() {
+        let boxed = |s: &str| -> Box<dyn std::error::Error + Send + Sync> { s.into() };
+        let denied = classify(
+            "s3://b",
+            object_store::Error::PermissionDenied {
+                path: "k".into(),
+                source: boxed("SignatureDoesNotMatch"),
+            },
+        );
+        assert!(denied.is_lasting());
+        assert!(
+            denied.to_string().contains("refused the credentials"),
+            "{denied}"
+        );
+        let gone = classify(
+            "s3://b",
+            object_store::Error::Generic {
+                store: "S3",
+                source: boxed("<Code>NoSuchBucket</Code>"),
+            },
+        );
+        assert!(gone.is_lasting() && gone.to_string().contains("no such bucket"));
+        let down = classify(
+            "s3://b",
+            object_store::Error::Generic {
+                store: "S3",
+                source: boxed("error sending request: connection refused"),
+            },
+        );
+        assert!(!down.is_lasting());
+        assert!(
+            down.to_string().starts_with("s3://b did not answer"),
+            "{down}"
+        );
+    }
+
+    #[test]
+    fn plain_http_is_for_loopback_unless_allowed() {
+        let loc = BucketLocation::parse("s3://videos").unwrap();
+        let env = |far: bool| {
+            move |name: &str| match name {
+                "AWS_ENDPOINT_URL" if far => Some("http://store.example:8333".to_string()),
+                "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:8333".to_string()),
+                "AWS_ACCESS_KEY_ID" => Some("id".to_string()),
+                "AWS_SECRET_ACCESS_KEY" => Some("secret".to_string()),
+                _ => None,
+            }
+        };
+        let refused =
+            Bucket::connect(loc.clone(), &env(true), &BucketOptions::default()).unwrap_err();
+        assert!(
+            refused.to_string().contains("plain http to another host"),
+            "{refused}"
+        );
+        assert!(refused.is_lasting());
+        let allowed = BucketOptions { allow_http: true };
+        assert!(Bucket::connect(loc.clone(), &env(true), &allowed).is_ok());
+        assert!(Bucket::connect(loc, &env(false), &BucketOptions::default()).is_ok());
+    }
+}

@@ -1,0 +1,103 @@
+//! A job's object in a bucket archive (migration 0006): the multipart
+//! upload in flight, and what the store said of the finished object.
+
+use sqlx::Row;
+
+use super::PgStore;
+use crate::queue::error::lease_held;
+use crate::queue::{QueueError, Upload};
+
+/// The lease check every write here makes: the job is running under `$2`.
+const HELD: &str = "EXISTS (SELECT 1 FROM jobs WHERE file_id = $1::bigint AND state = 'running' \
+     AND lease_owner = $2::text)";
+
+impl PgStore {
+    pub async fn record_upload(
+        &self,
+        file_id: i64,
+        owner: &str,
+        object_url: &str,
+        upload_id: Option<&str>,
+    ) -> Result<(), QueueError> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "INSERT INTO uploads (file_id, object_url, upload_id, etag, version, updated_at) \
+             SELECT $1::bigint, $3::text, $4::text, NULL, NULL, mdl_now_ms() WHERE {HELD} \
+             ON CONFLICT (file_id) DO UPDATE SET object_url = excluded.object_url, \
+               upload_id = excluded.upload_id, etag = NULL, version = NULL, updated_at = excluded.updated_at"
+        );
+        let written = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(file_id)
+            .bind(owner)
+            .bind(object_url)
+            .bind(upload_id)
+            .execute(&mut *tx)
+            .await?;
+        lease_held(written.rows_affected(), file_id)?;
+        if let Some(id) = upload_id {
+            let message = format!("multipart upload {id} started to {object_url}");
+            insert_event(&mut tx, file_id, "upload", &message).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn record_uploaded(
+        &self,
+        file_id: i64,
+        owner: &str,
+        etag: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<(), QueueError> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "UPDATE uploads SET upload_id = NULL, etag = $3::text, version = $4::text, \
+             updated_at = mdl_now_ms() WHERE file_id = $1::bigint AND {HELD} RETURNING object_url"
+        );
+        let written = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(file_id)
+            .bind(owner)
+            .bind(etag)
+            .bind(version)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = written else {
+            return Err(QueueError::LeaseLost(file_id));
+        };
+        let url: String = row.try_get("object_url")?;
+        let message = Upload::stored_message(&url, etag, version);
+        insert_event(&mut tx, file_id, "uploaded", &message).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn upload(&self, file_id: i64) -> Result<Option<Upload>, QueueError> {
+        let row = sqlx::query(
+            "SELECT object_url, upload_id, etag, version FROM uploads WHERE file_id = $1::bigint",
+        )
+        .bind(file_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row
+            .map(|row| crate::queue::rows::upload_from_row(&row))
+            .transpose()?)
+    }
+}
+
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    file_id: i64,
+    kind: &str,
+    message: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO job_events (file_id, at, kind, attempt, message) \
+         VALUES ($1::bigint, mdl_now_ms(), $2::text, NULL, $3::text)",
+    )
+    .bind(file_id)
+    .bind(kind)
+    .bind(message)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,388 @@
+//! The last steps of a job whose archive is a bucket (`output_dir =
+//! "s3://…"`): the verified file in the staging directory goes up to its
+//! key, is confirmed by a HEAD, and only then is the job `done`.
+//!
+//! The order, and what a crash between two steps leaves:
+//!
+//! 1. The key is chosen (the one recorded by an earlier attempt, else the
+//!    template's, moved on past keys holding another file's object) and
+//!    recorded with the digest (`record_verified`, final_path = the
+//!    object's `s3://` URL). A crash leaves the verified partial file and
+//!    the digest: [`recover`] uploads it without downloading again.
+//! 2. The upload is recorded (`record_upload`), with the multipart upload's
+//!    id when the file goes up in parts, before its first part is sent. A
+//!    crash leaves the id: the next worker aborts that upload (so no parts
+//!    are orphaned) and starts again.
+//! 3. The sidecar goes up, then the file (one PUT, or its parts and the
+//!    completion). Nothing appears under the key before the whole object.
+//! 4. A HEAD confirms size and sha256 (`record_uploaded`: ETag, version).
+//!    A crash after the upload costs the next worker one HEAD: an object
+//!    already there with this digest is not sent again.
+//! 5. `done`, then the local copy is removed.
+//!
+//! A bucket that does not answer, or refuses us, stops the pool like a
+//! full disk (`HostProblem::Archive`): the job goes back to the queue
+//! uncounted, its verified file kept.
+
+use std::path::{Path, PathBuf};
+
+use object_store::path::Path as Key;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::pipeline::{
+    changed_since_verified, crash_point, lease_owner, retry_transient, sidecar_bytes,
+    template_fields,
+};
+use super::{Engine, HostProblem, Outcome};
+use crate::api::FileInfo;
+use crate::archive::bucket::{Bucket, BucketError, ObjectFacts, PART_SIZE, Stored};
+use crate::archive::template::{MAX_COLLISION, SIDECAR_SUFFIX};
+use crate::fetch::{Verified, file, naming};
+use crate::queue::{Job, QueueError, Upload, VerifiedFile, now_millis};
+
+/// A verified local file and the object it becomes.
+struct Target<'a> {
+    key: Key,
+    url: String,
+    local: &'a Path,
+    size: u64,
+    sha256: &'a str,
+}
+
+/// Steps 1–5 for a file just downloaded and verified at `partial`.
+pub(super) async fn finish(
+    engine: &Engine,
+    bucket: &Bucket,
+    job: &Job,
+    partial: &Path,
+    info: &FileInfo,
+    verified: Verified,
+) -> Result<Outcome, QueueError> {
+    if let Some(error) = changed_since_verified(partial, verified.size).await {
+        return retry_transient(engine, job, &error).await;
+    }
+    let downloaded = std::time::SystemTime::now();
+    let sidecar = sidecar_bytes(engine, job, info, &verified, downloaded);
+    let key = match choose_key(engine, bucket, job, info, downloaded).await {
+        Ok(Ok(key)) => key,
+        Ok(Err(error)) => return retry_transient(engine, job, &error).await,
+        Err(e) => return stopped_by(engine, job, e).await,
+    };
+    let url = bucket.url_of(&key);
+    let record = VerifiedFile {
+        size: verified.size,
+        size_source: verified.size_source,
+        sha256: &verified.sha256,
+        filename: info.filename.as_deref(),
+        final_path: Path::new(&url),
+    };
+    engine
+        .queue
+        .record_verified(job.file_id, lease_owner(job), &record)
+        .await?;
+    crash_point("after-verified");
+    let target = Target {
+        key,
+        url,
+        local: partial,
+        size: verified.size,
+        sha256: &verified.sha256,
+    };
+    put_in_bucket(engine, bucket, job, &target, sidecar).await
+}
+
+/// A job whose digest an earlier worker recorded: its object may already
+/// be complete (a crash after the upload), or its verified partial file
+/// still waits here (a crash or a stopped store before). `None`: neither;
+/// the digest is forgotten and the file downloaded again.
+pub(super) async fn recover(
+    engine: &Engine,
+    bucket: &Bucket,
+    job: &Job,
+) -> Result<Option<Outcome>, QueueError> {
+    let (Some(sha256), Some(size)) = (job.sha256.as_deref(), job.bytes_expected) else {
+        return Ok(None);
+    };
+    let Some(key) = job.final_path.as_deref().and_then(|url| bucket.key_of(url)) else {
+        return Ok(None);
+    };
+    let partial = naming::partial_path(&engine.output_dir, job.file_id);
+    let on_disk = {
+        let path = partial.clone();
+        tokio::task::spawn_blocking(move || file::hash_file(&path)).await
+    };
+    let intact = matches!(on_disk, Ok(Ok((len, ref digest))) if len == size && digest == sha256);
+    let target = Target {
+        url: bucket.url_of(&key),
+        key,
+        local: &partial,
+        size,
+        sha256,
+    };
+    if !intact {
+        // Without the local copy, only a complete object finishes the job.
+        match bucket.head(&target.key).await {
+            Ok(Some(facts)) if holds(&facts, &target) => {}
+            Ok(_) => {
+                let _ = std::fs::remove_file(&partial);
+                engine
+                    .queue
+                    .clear_verified(
+                        job.file_id,
+                        lease_owner(job),
+                        "neither the verified file nor its object is there; downloading again",
+                    )
+                    .await?;
+                return Ok(None);
+            }
+            Err(e) => return stopped_by(engine, job, e).await.map(Some),
+        }
+    }
+    let sidecar = staged_sidecar(engine, job.file_id);
+    put_in_bucket(engine, bucket, job, &target, sidecar)
+        .await
+        .map(Some)
+}
+
+/// Steps 2–5: the object up and confirmed, the job done, the local copy
+/// gone.
+async fn put_in_bucket(
+    engine: &Engine,
+    bucket: &Bucket,
+    job: &Job,
+    target: &Target<'_>,
+    sidecar: Option<Vec<u8>>,
+) -> Result<Outcome, QueueError> {
+    if let Err(e) = upload(engine, bucket, job, target, sidecar).await? {
+        return stopped_by(engine, job, e).await;
+    }
+    engine
+        .queue
+        .complete(job.file_id, lease_owner(job), Path::new(&target.url))
+        .await?;
+    let _ = std::fs::remove_file(target.local);
+    let _ = std::fs::remove_file(naming::pending_sidecar_path(
+        &engine.output_dir,
+        job.file_id,
+    ));
+    info!(size = target.size, sha256 = %target.sha256, object = %target.url, "done");
+    Ok(Outcome::Done {
+        path: PathBuf::from(&target.url),
+        size: target.size,
+        sha256: target.sha256.to_string(),
+    })
+}
+
+/// Steps 2–4, each skipped when an earlier attempt already did it.
+async fn upload(
+    engine: &Engine,
+    bucket: &Bucket,
+    job: &Job,
+    target: &Target<'_>,
+    sidecar: Option<Vec<u8>>,
+) -> Result<Result<(), BucketError>, QueueError> {
+    let owner = lease_owner(job);
+    let recorded = engine.queue.upload(job.file_id).await?;
+    if let Some(Upload {
+        upload_id: Some(id),
+        object_url,
+        ..
+    }) = &recorded
+    {
+        let key = bucket
+            .key_of(object_url)
+            .unwrap_or_else(|| target.key.clone());
+        if let Err(e) = bucket.abort_upload(&key, id).await {
+            return Ok(Err(e));
+        }
+        info!("aborted multipart upload {id} left by an earlier attempt");
+    }
+    match bucket.head(&target.key).await {
+        Ok(Some(facts)) if holds(&facts, target) => {
+            if recorded.is_none_or(|r| r.upload_id.is_some() || r.etag.is_none()) {
+                engine
+                    .queue
+                    .record_upload(job.file_id, owner, &target.url, None)
+                    .await?;
+                let (etag, version) = (facts.e_tag.as_deref(), facts.version.as_deref());
+                engine
+                    .queue
+                    .record_uploaded(job.file_id, owner, etag, version)
+                    .await?;
+            }
+            info!("the object is already in the bucket with this digest; not sent again");
+            return Ok(Ok(()));
+        }
+        Ok(_) => {}
+        Err(e) => return Ok(Err(e)),
+    }
+    if let Some(bytes) = sidecar
+        && let Err(e) = put_sidecar(bucket, target, job.file_id, bytes).await
+    {
+        return Ok(Err(e));
+    }
+    let stored = match send(engine, bucket, job, target).await? {
+        Ok(stored) => stored,
+        Err(e) => return Ok(Err(e)),
+    };
+    crash_point("after-upload");
+    match bucket.head(&target.key).await {
+        Ok(Some(facts)) if holds(&facts, target) => {}
+        Ok(other) => {
+            return Ok(Err(BucketError::Unreachable {
+                store: bucket.location().to_string(),
+                detail: format!(
+                    "{} was uploaded but a HEAD finds {}",
+                    target.url,
+                    describe(other.as_ref())
+                ),
+            }));
+        }
+        Err(e) => return Ok(Err(e)),
+    }
+    engine
+        .queue
+        .record_uploaded(
+            job.file_id,
+            owner,
+            stored.e_tag.as_deref(),
+            stored.version.as_deref(),
+        )
+        .await?;
+    Ok(Ok(()))
+}
+
+/// Step 3 for the file: one PUT up to [`PART_SIZE`], else a multipart
+/// upload whose id is in the queue before its first part goes up.
+async fn send(
+    engine: &Engine,
+    bucket: &Bucket,
+    job: &Job,
+    target: &Target<'_>,
+) -> Result<Result<Stored, BucketError>, QueueError> {
+    let owner = lease_owner(job);
+    if target.size <= PART_SIZE {
+        engine
+            .queue
+            .record_upload(job.file_id, owner, &target.url, None)
+            .await?;
+        let body = match tokio::fs::read(target.local).await {
+            Ok(body) => body,
+            Err(source) => {
+                return Ok(Err(BucketError::Local {
+                    path: target.local.display().to_string(),
+                    source,
+                }));
+            }
+        };
+        return Ok(bucket
+            .put(&target.key, body.into(), target.sha256, job.file_id)
+            .await);
+    }
+    let id = match bucket
+        .start_upload(&target.key, target.sha256, job.file_id)
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => return Ok(Err(e)),
+    };
+    engine
+        .queue
+        .record_upload(job.file_id, owner, &target.url, Some(&id))
+        .await?;
+    crash_point("after-upload-started");
+    Ok(bucket
+        .send_parts(&target.key, &id, target.local, target.size)
+        .await)
+}
+
+async fn put_sidecar(
+    bucket: &Bucket,
+    target: &Target<'_>,
+    file_id: i64,
+    bytes: Vec<u8>,
+) -> Result<(), BucketError> {
+    let key = Key::from(format!("{}{SIDECAR_SUFFIX}", target.key.as_ref()));
+    let digest = hex::encode(Sha256::digest(&bytes));
+    bucket
+        .put(&key, bytes.into(), &digest, file_id)
+        .await
+        .map(drop)
+}
+
+/// The sidecar staged by an earlier attempt, if sidecars are on.
+fn staged_sidecar(engine: &Engine, file_id: i64) -> Option<Vec<u8>> {
+    if !engine.archive.sidecar {
+        return None;
+    }
+    std::fs::read(naming::pending_sidecar_path(&engine.output_dir, file_id)).ok()
+}
+
+/// Does the object hold exactly the verified bytes?
+fn holds(facts: &ObjectFacts, target: &Target<'_>) -> bool {
+    facts.size == target.size && facts.sha256.as_deref() == Some(target.sha256)
+}
+
+fn describe(facts: Option<&ObjectFacts>) -> String {
+    match facts {
+        None => "no object".to_string(),
+        Some(f) => format!(
+            "{} bytes with sha256 {}",
+            f.size,
+            f.sha256.as_deref().unwrap_or("(none recorded)")
+        ),
+    }
+}
+
+/// Step 1's key: the recorded one, else the template's; with a template
+/// that may give two files one name, the first candidate whose key holds
+/// no other file's object. `Ok(Err)`: every candidate is taken.
+async fn choose_key(
+    engine: &Engine,
+    bucket: &Bucket,
+    job: &Job,
+    info: &FileInfo,
+    downloaded: std::time::SystemTime,
+) -> Result<Result<Key, String>, BucketError> {
+    if let Some(key) = job.final_path.as_deref().and_then(|url| bucket.key_of(url)) {
+        return Ok(Ok(key));
+    }
+    let task_id = job.task_id.map(|t| t.to_string());
+    let fields = template_fields(job, task_id.as_deref(), info, downloaded);
+    let template = &engine.archive.template;
+    let rel = template.expand(&fields);
+    let key_of =
+        |rel: &crate::archive::template::RelPath| bucket.key(&rel.to_path_buf().to_string_lossy());
+    if template.unique_per_file() {
+        return Ok(Ok(key_of(&rel)));
+    }
+    for n in 0..=MAX_COLLISION {
+        let key = key_of(&rel.candidate(n, job.file_id));
+        match bucket.head(&key).await? {
+            None => return Ok(Ok(key)),
+            Some(facts) if facts.file_id == Some(job.file_id) => return Ok(Ok(key)),
+            Some(_) => continue,
+        }
+    }
+    Ok(Err(format!(
+        "no free key for file {}: {} and {MAX_COLLISION} variants of it hold other files",
+        job.file_id,
+        bucket.url_of(&key_of(&rel))
+    )))
+}
+
+/// The bucket cannot take files now: the job goes back uncounted, its
+/// verified file and digest kept, and the pool pauses.
+async fn stopped_by(engine: &Engine, job: &Job, e: BucketError) -> Result<Outcome, QueueError> {
+    let message = e.to_string();
+    warn!("the archive bucket cannot take files: {message}");
+    engine
+        .queue
+        .release(job.file_id, lease_owner(job), &message, now_millis(), true)
+        .await?;
+    Ok(Outcome::Paused(HostProblem::Archive {
+        message,
+        lasting: e.is_lasting(),
+    }))
+}
