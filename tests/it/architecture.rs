@@ -72,6 +72,16 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "api", "fetch", "gate", "worker", "daemon", "commands", "runtime", "demo",
         ],
     ),
+    // The simulator models MiniMax on its own: a shared misunderstanding
+    // of the wire must show up as a failing test, so it borrows none of the
+    // client's parsing, types or helpers.
+    (
+        "sim",
+        &[
+            "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
+            "metrics", "listen", "archive", "intake", "ids", "http", "config", "partial",
+        ],
+    ),
     ("runtime", &["commands", "demo"]),
     ("demo", &["commands"]),
     // Plain data and shared helpers at the bottom: they import nothing above.
