@@ -358,7 +358,9 @@ impl ApiClient {
         if !answer.success {
             return Err(answer.v2_error());
         }
-        task::parse_v2_list(&answer.body, answer.trace_id)
+        let mut page = task::parse_v2_list(&answer.body, answer.trace_id)?;
+        page.clock_offset = answer.clock_offset;
+        Ok(page)
     }
 
     /// One authenticated GET of `path` under the API base; the body read

@@ -57,6 +57,9 @@ pub struct TaskPage {
     pub total: Option<u64>,
     /// Items without a usable numeric id: skipped, counted.
     pub unreadable: u64,
+    /// The API's clock minus the host's (seconds), from the answer's
+    /// `Date` header, when it had one.
+    pub clock_offset: Option<i64>,
 }
 
 fn malformed(detail: impl Into<String>, trace_id: &Option<String>) -> ApiError {

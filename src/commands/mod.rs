@@ -29,6 +29,7 @@ macro_rules! out {
 }
 
 mod db;
+mod doctor;
 mod enqueue;
 mod export;
 mod fetch;
@@ -103,6 +104,7 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
             };
             enqueue::enqueue(&settings, inputs).await
         }
+        Command::Doctor { json } => doctor::doctor(&settings, json).await,
         Command::Sync { since, page_size } => {
             sync::sync(&settings, since.as_deref(), page_size).await
         }
