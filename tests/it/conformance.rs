@@ -359,7 +359,11 @@ fn read(fixture: &Fixture, expected: &Meaning) -> Meaning {
             Err(e) => error_meaning(&e),
         };
     } else if endpoint.starts_with("GET /v2/") {
-        parse_v2_query(V2_TASK, &body, None)
+        let asked = fixture.json["body"]["task"]["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or(V2_TASK);
+        parse_v2_query(asked, &body, None)
     } else {
         parse_v1_query(V1_TASK, &body, None)
     };
