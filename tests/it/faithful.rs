@@ -139,7 +139,7 @@ async fn a_failed_v1_callback_fails_the_task_with_minimax_s_reason_and_never_ask
         "v2 was asked about a v1 task: {calls:?}"
     );
     assert!(
-        calls.get("GET /v1/query/video_generation").is_some(),
+        calls.contains_key("GET /v1/query/video_generation"),
         "{calls:?}"
     );
     assert!(world.jobs().await.is_empty());
