@@ -161,7 +161,8 @@ async fn success_and_capitalised_success_v1_callbacks_each_archive_their_video_o
         // The simulator's v1 tasks produce the file id after theirs.
         let file_id = id + 1;
         let job = support::wait_for(Duration::from_secs(60), "the video archived", || async {
-            let job = world.job(file_id).await;
+            // Not in the queue until the task's callback or poll hands it over.
+            let job = show(&world, file_id).await?;
             (job["state"] == "done").then_some(job)
         })
         .await;
