@@ -180,6 +180,15 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         tasks_from: Option<PathBuf>,
     },
+    /// Check this host before the first run: the config and its sources, the API (one call
+    /// that costs no quota), the key and its region, the clock against the API's, the task
+    /// list's page size, the queue, the archive and the listen address. Changes nothing.
+    /// Exit 0 unless a check fails.
+    Doctor {
+        /// One JSON array of {check, level, message}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Enqueue every video task this account generated in the last 7 days (the v2 task list)
     /// that the queue does not know yet. Idempotent: safe to run from a timer.
     Sync {

@@ -21,8 +21,8 @@ use crate::progress;
 use crate::queue::{DbLocation, JobState, NewTask, Queue, RetryPolicy, TaskState};
 use crate::runtime::{OnStop, engine, exit, spawn_signal_handler};
 use crate::sim::{
-    ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, FaultCounts, Faults, SimConfig, SimStats,
-    SimTask, Simulator, TaskEnd,
+    ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, FaultCounts, Faults, SimApi, SimConfig,
+    SimStats, SimTask, Simulator, TaskEnd,
 };
 use crate::{outln, say};
 
@@ -58,16 +58,16 @@ impl DemoTasks {
     async fn start(&self, sim: &Simulator, queue: &Queue, settings: &Settings) -> Result<()> {
         sim.add_task(
             self.v1,
-            SimTask::new(TaskApi::V1, self.v1_file).generating(DEMO_GENERATION),
+            SimTask::new(SimApi::V1, self.v1_file).generating(DEMO_GENERATION),
         );
         sim.add_task(
             self.v2,
-            SimTask::new(TaskApi::V2, self.v2).generating(DEMO_GENERATION * 2),
+            SimTask::new(SimApi::V2, self.v2).generating(DEMO_GENERATION * 2),
         );
         let rejected = TaskEnd::Fail(1026, "video description contains sensitive content".into());
         sim.add_task(
             self.rejected,
-            SimTask::new(TaskApi::V2, self.rejected)
+            SimTask::new(SimApi::V2, self.rejected)
                 .generating(DEMO_GENERATION)
                 .ending(rejected),
         );

@@ -5,11 +5,12 @@
 //! not followed.
 
 pub mod classify;
+pub mod clock;
 pub mod task;
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, DATE, HeaderValue, RETRY_AFTER};
 use reqwest::{Url, redirect};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -36,6 +37,9 @@ pub struct FileInfo {
     /// The file object as retrieve returned it, without `download_url` (a
     /// credential): what a sidecar records.
     pub object: serde_json::Map<String, serde_json::Value>,
+    /// The API's clock minus the host's, in seconds, from the answer's
+    /// `Date` header: `Expires` in the URL is on the API's clock.
+    pub clock_offset: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +253,7 @@ pub fn parse_retrieve(
             .map(str::to_string),
         created_at: object.get("created_at").and_then(|v| v.as_i64()),
         object,
+        clock_offset: None,
     })
 }
 
@@ -318,7 +323,9 @@ impl ApiClient {
         if !answer.success {
             return Err(answer.http_error());
         }
-        parse_retrieve(file_id, &answer.body, answer.trace_id)
+        let mut info = parse_retrieve(file_id, &answer.body, answer.trace_id)?;
+        info.clock_offset = answer.clock_offset;
+        Ok(info)
     }
 
     /// `GET /v1/query/video_generation?task_id=ID`: where a v1 task is, and
@@ -358,7 +365,9 @@ impl ApiClient {
         if !answer.success {
             return Err(answer.v2_error());
         }
-        task::parse_v2_video(task_id, &answer.body, answer.trace_id)
+        let mut info = task::parse_v2_video(task_id, &answer.body, answer.trace_id)?;
+        info.clock_offset = answer.clock_offset;
+        Ok(info)
     }
 
     /// `GET /v2/query/video_generation?page_num=N&page_size=M`: one page
@@ -372,7 +381,9 @@ impl ApiClient {
         if !answer.success {
             return Err(answer.v2_error());
         }
-        task::parse_v2_list(&answer.body, answer.trace_id)
+        let mut page = task::parse_v2_list(&answer.body, answer.trace_id)?;
+        page.clock_offset = answer.clock_offset;
+        Ok(page)
     }
 
     /// One authenticated GET of `path` under the API base; the body read
@@ -420,6 +431,13 @@ impl ApiClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let clock_offset = headers
+            .get(DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| clock::offset_from_date(v, SystemTime::now()));
+        if let Some(offset) = clock_offset {
+            clock::observed(offset);
+        }
         let body = match read_capped(response, MAX_ANSWER_BYTES).await {
             Ok(body) => body,
             Err(_) if !status.is_success() => Vec::new(),
@@ -437,6 +455,7 @@ impl ApiClient {
             retry_after,
             trace_id,
             body,
+            clock_offset,
         })
     }
 }
@@ -450,6 +469,8 @@ struct Answer {
     retry_after: Option<Duration>,
     trace_id: Option<String>,
     body: Vec<u8>,
+    /// The API's clock minus ours (seconds), from its `Date` header.
+    clock_offset: Option<i64>,
 }
 
 impl Answer {

@@ -57,6 +57,9 @@ pub struct TaskPage {
     pub total: Option<u64>,
     /// Items without a usable numeric id: skipped, counted.
     pub unreadable: u64,
+    /// The API's clock minus the host's (seconds), from the answer's
+    /// `Date` header, when it had one.
+    pub clock_offset: Option<i64>,
 }
 
 fn malformed(detail: impl Into<String>, trace_id: &Option<String>) -> ApiError {
@@ -236,6 +239,7 @@ pub fn parse_v2_video(
         object,
         download_url: url,
         trace_id,
+        clock_offset: None,
     })
 }
 
@@ -282,9 +286,21 @@ fn v2_video(task: &Value, trace_id: &Option<String>) -> Result<TaskStatus, ApiEr
     Ok(TaskStatus::Video(url))
 }
 
+/// Is this task's output something other than a video? Documented list
+/// items carry `task_type` (`generation`, `regeneration`, or
+/// `h3_context_ir` for a text-only result) and no `modality`; other
+/// answers carry `modality`; a succeeded text task has `content.prompt`.
 fn is_not_video(task: &Value) -> bool {
-    text(task, "modality").is_some_and(|m| m != "video")
+    text(task, "modality").is_some_and(|m| !m.eq_ignore_ascii_case("video"))
+        || text(task, "task_type").is_some_and(|t| is_text_task_type(&t))
         || task.get("content").and_then(|c| c.get("prompt")).is_some()
+}
+
+/// Task types whose result is text, not a video (`h3_context_ir`: an
+/// H3 context "intermediate representation", a prompt).
+pub fn is_text_task_type(task_type: &str) -> bool {
+    let t = task_type.trim().to_ascii_lowercase();
+    t == "h3_context_ir" || t.ends_with("_ir")
 }
 
 fn v2_reason(task: &Value) -> String {
@@ -344,10 +360,32 @@ pub fn v2_http_error(status: u16, body: &[u8], fallback: ApiError) -> ApiError {
         return fallback;
     }
     let trace_id = fallback.trace_id().map(str::to_string);
-    serde_json::from_slice::<Value>(body)
+    let error = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|value| v2_error_in(&value, &trace_id))
-        .unwrap_or(fallback)
+        .unwrap_or(fallback);
+    match error {
+        ApiError::Status {
+            code,
+            message,
+            trace_id,
+        } if status == 400 && is_gone_message(&message) => ApiError::Status {
+            code,
+            message: format!(
+                "{message}: MiniMax no longer knows this task (v2 tasks can be queried for 7 days); \
+                 nothing is left to archive"
+            ),
+            trace_id,
+        },
+        other => other,
+    }
+}
+
+/// Is this v2 error message the answer for a task past its 7 days (or
+/// never known)? v2 has no `expired` status: such a task answers HTTP 400
+/// `invalid task_id`.
+fn is_gone_message(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("invalid task_id")
 }
 
 /// Parses one page of the v2 task list (`{"items": [...], "total": N}`).
@@ -416,9 +454,12 @@ pub enum CallbackError {
     NoTask,
 }
 
-/// Parses a callback body: a challenge, a v1-shaped update (`task_id`,
-/// `status`, `file_id`, `base_resp`) or a v2-shaped one (`{"task": {...}}`
-/// or the task object itself). A non-zero `base_resp` is a failure.
+/// Parses a callback body: a challenge, a v1-shaped update (`task_id`
+/// with `status`, `file_id`, `base_resp`: MiniMax's callback pages show
+/// `success` as well as `Success`) or a v2-shaped one (`{"task": {...}}`,
+/// or the task object itself with its `id`). Which API a body is from is
+/// read from its shape, never from its status word: `failed` is a v1 word
+/// too. A non-zero `base_resp` is a failure, with MiniMax's message.
 pub fn parse_callback(body: &[u8]) -> Result<Callback, CallbackError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| CallbackError::NotJson)?;
     if let Some(challenge) = value.get("challenge") {
@@ -429,23 +470,18 @@ pub fn parse_callback(body: &[u8]) -> Result<Callback, CallbackError> {
             _ => Err(CallbackError::BadChallenge),
         };
     }
-    let task = value
-        .get("task")
-        .filter(|t| t.is_object())
-        .unwrap_or(&value);
-    let v2_id = id_of(task, "id");
-    let (id, api) = match (v2_id, id_of(task, "task_id")) {
-        (Some(id), _) if value.get("task").is_some() || is_v2_word(task) => (id, TaskApi::V2),
-        (_, Some(id)) if !is_v2_word(task) => (id, TaskApi::V1),
-        (Some(id), _) | (None, Some(id)) => (id, TaskApi::V2),
-        (None, None) => return Err(CallbackError::NoTask),
+    let (task, api, id) = match callback_shape(&value) {
+        Some(shape) => shape,
+        None => return Err(CallbackError::NoTask),
     };
     let status = match api {
         TaskApi::V1 => match check_base_resp(task, &None) {
-            Err(ApiError::Status { code, message, .. }) => {
-                TaskStatus::Failed(format!("MiniMax reported status_code {code} ({message})"))
-            }
-            _ => v1_status(task, &None).unwrap_or_else(|_| TaskStatus::Unrecognised("".into())),
+            Err(ApiError::Status { code, message, .. }) => TaskStatus::Failed(format!(
+                "MiniMax reported the task as failed: {message} (status_code {code})"
+            )),
+            _ => v1_status(task, &None).unwrap_or_else(|_| {
+                TaskStatus::Unrecognised(text(task, "status").unwrap_or_default())
+            }),
         },
         TaskApi::V2 => v2_status(task, &None)
             .unwrap_or_else(|_| TaskStatus::Unrecognised(text(task, "status").unwrap_or_default())),
@@ -453,14 +489,19 @@ pub fn parse_callback(body: &[u8]) -> Result<Callback, CallbackError> {
     Ok(Callback::Task { id, api, status })
 }
 
-/// Is the task's status one of v2's lower-case words?
-fn is_v2_word(task: &Value) -> bool {
-    text(task, "status").is_some_and(|s| {
-        matches!(
-            s.as_str(),
-            "queued" | "running" | "succeeded" | "failed" | "cancelled" | "expired"
-        )
-    })
+/// The task object of a callback body, the API its shape is from, and its
+/// id: a `task` object is v2 (as its query answers); a top-level `task_id`
+/// is v1 (its query's shape: `task_id`, `status`, `file_id`, `base_resp`);
+/// a top-level `id` is a bare v2 task object.
+fn callback_shape(value: &Value) -> Option<(&Value, TaskApi, i64)> {
+    if let Some(task) = value.get("task").filter(|t| t.is_object()) {
+        let id = id_of(task, "id").or_else(|| id_of(task, "task_id"))?;
+        return Some((task, TaskApi::V2, id));
+    }
+    if let Some(id) = id_of(value, "task_id") {
+        return Some((value, TaskApi::V1, id));
+    }
+    id_of(value, "id").map(|id| (value, TaskApi::V2, id))
 }
 
 #[cfg(test)]
@@ -649,6 +690,64 @@ mod tests {
     }
 
     #[test]
+    fn v1_callbacks_in_either_case_are_v1() {
+        for (word, file) in [("success", true), ("Success", true), ("processing", false)] {
+            let body = format!(
+                r#"{{"task_id":"115334141465231360","status":"{word}","file_id":"205258526306433","base_resp":{{"status_code":0,"status_msg":"success"}}}}"#
+            );
+            let Ok(Callback::Task { id, api, status }) = parse_callback(body.as_bytes()) else {
+                panic!("{word}: a task update");
+            };
+            assert_eq!((id, api), (115_334_141_465_231_360, TaskApi::V1), "{word}");
+            assert_eq!(
+                status == TaskStatus::File(205_258_526_306_433),
+                file,
+                "{word}"
+            );
+        }
+        for word in ["failed", "Failed", "Fail"] {
+            let body = format!(
+                r#"{{"task_id":"5","status":"{word}","base_resp":{{"status_code":1027,"status_msg":"output video contains sensitive content"}}}}"#
+            );
+            assert!(
+                matches!(
+                    parse_callback(body.as_bytes()),
+                    Ok(Callback::Task { id: 5, api: TaskApi::V1, status: TaskStatus::Failed(r) })
+                        if r.contains("output video contains sensitive content") && r.contains("1027")
+                ),
+                "{word}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_invalid_task_id_400_means_the_task_is_gone() {
+        let fallback = ApiError::Http {
+            status: 400,
+            endpoint: "e".into(),
+            retry_after: None,
+            trace_id: None,
+        };
+        let body =
+            br#"{"type":"error","error":{"type":"bad_request_error","message":"invalid task_id"}}"#;
+        let err = v2_http_error(400, body, fallback);
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        let text = err.to_string();
+        assert!(
+            text.contains("invalid task_id") && text.contains("7 days"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn task_type_says_a_task_is_not_a_video() {
+        let item = r#"{"items":[{"id":"9","status":"queued","task_type":"h3_context_ir"},{"id":"10","status":"queued","task_type":"generation"}],"total":2}"#;
+        let page = parse_v2_list(item.as_bytes(), None).unwrap();
+        assert!(page.items[0].not_video);
+        assert!(!page.items[1].not_video);
+    }
+
+    #[test]
     fn callbacks_of_both_shapes() {
         assert_eq!(
             parse_callback(br#"{"challenge":"abc-123"}"#),
@@ -673,11 +772,20 @@ mod tests {
             })
         ));
         assert!(matches!(
-            parse_callback(br#"{"task_id":"78","status":"running"}"#),
+            parse_callback(br#"{"id":"78","status":"running"}"#),
             Ok(Callback::Task {
                 id: 78,
                 api: TaskApi::V2,
                 status: TaskStatus::Generating(_)
+            })
+        ));
+        // Shape, not status word: a top-level task_id is v1 whatever it says.
+        assert!(matches!(
+            parse_callback(br#"{"task_id":"79","status":"running"}"#),
+            Ok(Callback::Task {
+                id: 79,
+                api: TaskApi::V1,
+                status: TaskStatus::Unrecognised(_)
             })
         ));
         assert_eq!(parse_callback(b"challenge"), Err(CallbackError::NotJson));

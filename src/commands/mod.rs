@@ -29,6 +29,7 @@ macro_rules! out {
 }
 
 mod db;
+mod doctor;
 mod enqueue;
 mod export;
 mod fetch;
@@ -131,6 +132,7 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
             };
             enqueue::enqueue(&settings, inputs).await
         }
+        Command::Doctor { json } => doctor::doctor(&settings, json).await,
         Command::Sync { since, page_size } => {
             require_key(&settings)?;
             sync::sync(&settings, since.as_deref(), page_size).await

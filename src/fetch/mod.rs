@@ -258,6 +258,9 @@ pub struct Download<'a> {
     /// `bytes` from retrieve when it was > 0.
     pub api_size: Option<u64>,
     pub partial_path: &'a Path,
+    /// The API's clock minus the host's, in seconds (0 when unknown): a
+    /// URL in use is judged expired on the clock that signed it.
+    pub clock_offset: i64,
 }
 
 #[derive(Clone)]
@@ -427,13 +430,15 @@ impl Fetcher {
         cancel: &CancellationToken,
     ) -> Result<(), FetchError> {
         let mut stalled_requests = 0u32;
+        let mut in_use = false;
         loop {
             if cancel.is_cancelled() {
                 transfer.checkpoint().await?;
                 return Err(FetchError::Cancelled);
             }
             let start = transfer.state.bytes_done;
-            let outcome = self.one_request(job, transfer, cancel).await;
+            let outcome = self.one_request(job, transfer, in_use, cancel).await;
+            in_use = true;
             let progressed = made_progress(start, transfer.state.bytes_done);
             match outcome {
                 Ok(RequestOutcome::Complete) => return Ok(()),
@@ -464,10 +469,11 @@ impl Fetcher {
         &self,
         job: &Download<'_>,
         transfer: &mut Transfer<'_, S>,
+        in_use: bool,
         cancel: &CancellationToken,
     ) -> Result<RequestOutcome, FetchError> {
         let offset = transfer.state.bytes_done;
-        if range::url_needs_refresh(job.url, unix_now()) {
+        if range::refresh_before_request(job.url, in_use, unix_now(), job.clock_offset) {
             return Err(FetchError::UrlExpired);
         }
         let size_known_before = transfer.state.total.or(job.api_size);

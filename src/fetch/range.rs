@@ -46,16 +46,37 @@ pub fn url_expires_at(url: &reqwest::Url) -> Option<u64> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
-/// Seconds before its `Expires` at which a signed URL is no longer used:
-/// `Expires` has one-second granularity, a request takes time to arrive,
-/// and the CDN's clock may run ahead of ours.
+/// Seconds before its `Expires` at which a signed URL already in use is
+/// no longer used: `Expires` has one-second granularity and a request takes
+/// time to arrive.
 pub const URL_EXPIRY_MARGIN_SECS: u64 = 5;
 
-/// Should a URL be asked for again before it is used at `now` (Unix
-/// seconds)? Yes once it expires within [`URL_EXPIRY_MARGIN_SECS`]: better
-/// one more retrieve call than a request the CDN refuses.
-pub fn url_needs_refresh(url: &reqwest::Url, now: u64) -> bool {
-    url_expires_at(url).is_some_and(|at| at <= now.saturating_add(URL_EXPIRY_MARGIN_SECS))
+/// Should a URL be asked for again before it is used at `api_now` (Unix
+/// seconds on the API's clock, where `Expires` was written)? Yes once it
+/// expires within [`URL_EXPIRY_MARGIN_SECS`]: better one more retrieve call
+/// than a request the CDN refuses.
+pub fn url_needs_refresh(url: &reqwest::Url, api_now: u64) -> bool {
+    url_expires_at(url).is_some_and(|at| at <= api_now.saturating_add(URL_EXPIRY_MARGIN_SECS))
+}
+
+/// The API's clock, from the host's and the offset estimated from the
+/// API's `Date` header (API minus host, seconds).
+pub fn api_now(host_now: u64, clock_offset: i64) -> u64 {
+    host_now.saturating_add_signed(clock_offset)
+}
+
+/// Is a URL given up before a request, at `host_now`? Never before its
+/// first request: a URL the API has just handed over is always tried,
+/// whatever its `Expires` says by a host clock that may be wrong (the
+/// CDN's 403 is the truth). One already in use is refreshed a margin
+/// before its `Expires`, judged on the API's clock.
+pub fn refresh_before_request(
+    url: &reqwest::Url,
+    in_use: bool,
+    host_now: u64,
+    clock_offset: i64,
+) -> bool {
+    in_use && url_needs_refresh(url, api_now(host_now, clock_offset))
 }
 
 /// Does this CDN status refuse the signed URL itself (expired, revoked, or
@@ -269,6 +290,33 @@ mod tests {
         ] {
             assert_eq!(parse_content_range(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_fresh_url_is_always_tried_and_one_in_use_is_judged_on_the_api_clock() {
+        let url = reqwest::Url::parse("https://cdn.example/o.mp4?Expires=1000000").unwrap();
+        let hour: i64 = 3600;
+        let h = hour as u64;
+        // (in use, host now, API minus host, refresh first?)
+        let cases: [(bool, u64, i64, bool); 8] = [
+            (false, 999_998, 0, false),       // 2 s left: a fresh URL is tried
+            (false, 1_000_000 + h, 0, false), // host clock an hour ahead: still tried
+            (false, 2_000_000, -hour, false),
+            (true, 999_900, 0, false),           // in use, 100 s left
+            (true, 999_996, 0, true),            // in use, within the margin
+            (true, 999_900 + h, -hour, false),   // host an hour ahead, offset known
+            (true, 999_900 - h, hour, false),    // host an hour behind, offset known
+            (true, 999_000 - h, 2 * hour, true), // the API's clock says it expired
+        ];
+        for (in_use, now, offset, refresh) in cases {
+            assert_eq!(
+                refresh_before_request(&url, in_use, now, offset),
+                refresh,
+                "in use {in_use}, host now {now}, offset {offset}"
+            );
+        }
+        let plain = reqwest::Url::parse("https://cdn.example/o.mp4").unwrap();
+        assert!(!refresh_before_request(&plain, true, u64::MAX, 0));
     }
 
     #[test]

@@ -67,6 +67,8 @@ impl Shared {
 struct Connection {
     http: reqwest::Client,
     url: Url,
+    /// The API's clock minus the host's (see `Download::clock_offset`).
+    clock_offset: i64,
     file: Arc<std::fs::File>,
     validator: Option<String>,
     total: u64,
@@ -209,6 +211,7 @@ impl Fetcher {
             let connection = Connection {
                 http: self.http.clone(),
                 url: job.url.clone(),
+                clock_offset: job.clock_offset,
                 file: run.file.clone(),
                 validator: plan.validator.clone(),
                 total: plan.total,
@@ -548,7 +551,13 @@ impl Connection {
     }
 
     async fn fetch_piece(&self, start: u64, end: u64) -> Result<(), PieceError> {
-        if super::range::url_needs_refresh(&self.url, super::unix_now()) {
+        // The probe used the URL first: every piece is a use of a URL in use.
+        if super::range::refresh_before_request(
+            &self.url,
+            true,
+            super::unix_now(),
+            self.clock_offset,
+        ) {
             return Err(PieceError::Fatal(FetchError::UrlExpired));
         }
         let mut request = self

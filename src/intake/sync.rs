@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::api::{ApiClient, ApiError, ErrorClass, ListedTask, TaskStatus};
 use crate::gate::{GateError, RateGate};
@@ -24,11 +24,12 @@ pub struct SyncOptions {
     pub deadline: Duration,
 }
 
-/// Tasks per page: the list's own example uses 20; larger pages mean
-/// fewer calls under the rate cap.
+/// Tasks per page asked for: larger pages mean fewer calls under the rate
+/// cap, when the server honours them (its own example serves 20; paging
+/// never relies on getting what was asked).
 pub const PAGE_SIZE: u32 = 100;
 
-/// A bound on pages, whatever `total` says: 7 days of tasks at 100 a page.
+/// A bound on pages, whatever `total` says.
 const MAX_PAGES: u32 = 100_000;
 
 /// Transient failures of one page in a row before `sync` gives up.
@@ -99,13 +100,16 @@ pub fn choose(task: &ListedTask, since: Option<i64>) -> Result<NewTask, Skip> {
     })
 }
 
-/// Is there a page after `page`? Pure: a short or empty page is the last,
-/// and so is the page that reaches `total` when the list says it.
-pub fn more_pages(page: u32, page_size: u32, items: usize, total: Option<u64>) -> bool {
-    if items == 0 || items < page_size as usize || page >= MAX_PAGES {
+/// Is there a page after `page`, having seen `seen` items so far (this
+/// page's `items` included)? Pure. The server chooses its page size
+/// (MiniMax documents no maximum, and its example serves 20 whatever is
+/// asked), so a page shorter than asked proves nothing: the list is
+/// exhausted by an empty page, or once `total` items were seen.
+pub fn more_pages(page: u32, seen: u64, items: usize, total: Option<u64>) -> bool {
+    if items == 0 || page >= MAX_PAGES {
         return false;
     }
-    total.is_none_or(|total| u64::from(page) * u64::from(page_size) < total)
+    total.is_none_or(|total| seen < total)
 }
 
 /// Pages through the v2 task list, every call under `gate`, and enqueues
@@ -120,6 +124,7 @@ pub async fn sync(
 ) -> Result<SyncReport, SyncError> {
     let mut report = SyncReport::default();
     let mut page = 1;
+    let mut seen = 0u64;
     loop {
         let listed = list_page(api, gate, page, options.page_size, cancel).await?;
         report.pages = page;
@@ -138,12 +143,10 @@ pub async fn sync(
         report.added += enqueued.added;
         report.known += enqueued.known;
         report.handed_over += enqueued.handed_over;
-        if !more_pages(
-            page,
-            options.page_size,
-            listed.items.len() + listed.unreadable as usize,
-            listed.total,
-        ) {
+        let items = listed.items.len() + listed.unreadable as usize;
+        seen += items as u64;
+        debug!(page, items, total = ?listed.total, "task list page read");
+        if !more_pages(page, seen, items, listed.total) {
             return Ok(report);
         }
         page += 1;
@@ -246,15 +249,24 @@ mod tests {
     }
 
     #[test]
-    fn paging_stops_at_a_short_page_or_the_total() {
-        assert!(more_pages(1, 100, 100, None));
-        assert!(more_pages(1, 100, 100, Some(101)));
-        assert!(!more_pages(1, 100, 100, Some(100)));
-        assert!(
-            !more_pages(3, 100, 40, Some(1000)),
-            "a short page is the last"
-        );
-        assert!(!more_pages(1, 100, 0, Some(1000)));
-        assert!(!more_pages(MAX_PAGES, 100, 100, None));
+    fn paging_ends_at_an_empty_page_or_the_total_never_at_a_short_page() {
+        // (page, seen so far, items on this page, total) → another page?
+        let cases = [
+            (1, 20, 20, Some(476), true), // the server serves 20 though 100 were asked
+            (23, 460, 20, Some(476), true), // 16 left
+            (24, 476, 16, Some(476), false), // total reached
+            (3, 40, 0, Some(1000), false), // an empty page ends it whatever total says
+            (1, 100, 100, None, true),    // no total: on until an empty page
+            (2, 140, 40, None, true),     // a short page is not the last
+            (1, 100, 100, Some(100), false),
+            (MAX_PAGES, 5, 5, None, false), // the bound
+        ];
+        for (page, seen, items, total, more) in cases {
+            assert_eq!(
+                more_pages(page, seen, items, total),
+                more,
+                "page {page}, seen {seen}, items {items}, total {total:?}"
+            );
+        }
     }
 }

@@ -62,6 +62,7 @@ async fn retrieve(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Ur
     let expected_key = super::lock(&shared.api_key).clone();
     let bad_key = key_problem(&headers, expected_key.as_deref()).is_some();
     shared.record_api_request(file_id, bad_key);
+    shared.count_endpoint("GET /v1/files/retrieve");
     if shared.over_hidden_limit() {
         return error_json(&shared, 1002, "rate limit exceeded(RPM)");
     }
@@ -107,7 +108,7 @@ fn success_body(shared: &Shared, file_id: i64) -> String {
         )
     };
     let bytes = wrong_bytes.unwrap_or(if shared.report_bytes { size } else { 0 });
-    let expires = super::now_unix().saturating_add(shared.url_ttl.as_secs());
+    let expires = shared.now().saturating_add(shared.url_ttl.as_secs());
     json!({
         "file": {
             "file_id": file_id,
@@ -122,8 +123,10 @@ fn success_body(shared: &Shared, file_id: i64) -> String {
     .to_string()
 }
 
+/// A v1 error: HTTP 200 and a non-zero `base_resp`, nothing else (as the
+/// official CLI's fixtures show it).
 fn error_json(shared: &Shared, code: i64, msg: &str) -> Response {
-    let body = json!({"file": null, "base_resp": {"status_code": code, "status_msg": msg}});
+    let body = json!({"base_resp": {"status_code": code, "status_msg": msg}});
     json_response(shared, StatusCode::OK, body.to_string())
 }
 
@@ -136,7 +139,17 @@ pub(super) fn json_response(shared: &Shared, status: StatusCode, body: String) -
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
     insert_trace_id(shared, h);
+    insert_date(shared, h);
     resp
+}
+
+/// `Date` on MiniMax's clock (hyper would write the host's): what a
+/// client estimates the API's clock from.
+fn insert_date(shared: &Shared, headers: &mut HeaderMap) {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(shared.now());
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+        headers.insert(header::DATE, v);
+    }
 }
 
 fn insert_trace_id(shared: &Shared, headers: &mut HeaderMap) {
@@ -211,7 +224,7 @@ pub(super) async fn fault_response(
         ApiFault::TruncatedJson => {
             let full = match file_id {
                 Some(id) if id >= 1 => success_body(shared, id),
-                _ => json!({"file": null, "base_resp": {"status_code": 2013, "status_msg": "invalid params"}})
+                _ => json!({"base_resp": {"status_code": 2013, "status_msg": "invalid params"}})
                     .to_string(),
             };
             // Cut at a char boundary near the middle (the body is ASCII

@@ -75,6 +75,21 @@ pub struct SimArgs {
     /// POST each task's final update this many times to its callback_url.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub callback_repeats: u32,
+
+    /// Most tasks a page of the v2 task list serves, whatever is asked
+    /// (MiniMax's documented example serves 20).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub list_page_max: u32,
+
+    /// MiniMax's clock minus this host's, in seconds (API `Date`, URL
+    /// `Expires`, the CDN's expiry check): a host clock that is wrong.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    pub clock_offset_secs: i64,
 }
 
 impl Default for SimArgs {
@@ -95,6 +110,8 @@ impl Default for SimArgs {
             task_generation_secs: 20,
             task_fail_every: None,
             callback_repeats: 1,
+            list_page_max: 20,
+            clock_offset_secs: 0,
         }
     }
 }
@@ -129,6 +146,8 @@ impl SimArgs {
             task_generation: Duration::from_secs(self.task_generation_secs),
             task_fail_every: self.task_fail_every,
             callback_repeats: self.callback_repeats,
+            list_page_max: self.list_page_max,
+            clock_offset_secs: self.clock_offset_secs,
             hidden_limit: self.rpm.map(|calls| super::HiddenLimit {
                 calls,
                 window: Duration::from_secs(60),

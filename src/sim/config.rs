@@ -42,6 +42,16 @@ pub struct SimConfig {
     /// How many times each task's final update is POSTed to its
     /// `callback_url` (MiniMax may deliver one more than once).
     pub callback_repeats: u32,
+    /// Most items a page of the v2 task list serves, whatever `page_size`
+    /// asks: 20, as MiniMax's documented example (no maximum is documented).
+    pub list_page_max: u32,
+    /// The case of the status words in v1 callbacks (lowercase, as the
+    /// callback pages list them, by default).
+    pub v1_callback_case: super::CallbackCase,
+    /// MiniMax's clock (API `Date`, URL `Expires`, the CDN's expiry check)
+    /// minus the host's, in seconds: a host whose clock is wrong by this
+    /// much (±2 h in tests).
+    pub clock_offset_secs: i64,
     /// A hidden rate limit, as an account has one (`sim --rpm N`): beyond
     /// `calls` answered retrieve calls in any `window`, retrieve answers
     /// 1002 with HTTP 200, as MiniMax documents. Refused calls do not count.
@@ -71,6 +81,9 @@ impl Default for SimConfig {
             task_generation: Duration::from_secs(20),
             task_fail_every: None,
             callback_repeats: 1,
+            list_page_max: 20,
+            v1_callback_case: super::CallbackCase::Lower,
+            clock_offset_secs: 0,
             hidden_limit: None,
         }
     }
@@ -150,7 +163,7 @@ impl ApiFaultRule {
 /// A misbehaviour of the retrieve endpoint (or the gateway in front of it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApiFault {
-    /// HTTP 200 with `"file": null` and this `base_resp` code and message
+    /// HTTP 200 with only this `base_resp` code and message
     /// (e.g. 1002 rate limit, 1000 unknown error, 1004 auth).
     Code(i64, String),
     /// A gateway error with an HTML body; 429 also carries `Retry-After: 1`.

@@ -41,7 +41,7 @@ pub use config::{
     ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, FaultCounts, Faults, HiddenLimit, SimConfig,
 };
 pub use content::{content_sha256, fill_content};
-pub use tasks::{SimTask, TaskEnd};
+pub use tasks::{CallbackCase, SimApi, SimTask, TASK_RETENTION, TaskEnd};
 
 use config::FaultState;
 use conn::{ConnInfo, SimListener};
@@ -119,6 +119,10 @@ pub struct SimStats {
     pub callbacks_delivered: u64,
     /// Task updates whose POST failed or was refused.
     pub callback_failures: u64,
+    /// Calls per route (`"GET /v2/query/video_generation/{task_id}"`,
+    /// `"GET /v1/files/retrieve"`, ...), whatever their outcome: lets a
+    /// test say an endpoint was never asked.
+    pub requests_by_endpoint: HashMap<String, u64>,
 }
 
 /// State shared by the handlers and the [`Simulator`] handle.
@@ -141,6 +145,9 @@ pub(crate) struct Shared {
     task_generation: Duration,
     task_fail_every: Option<u32>,
     callback_repeats: u32,
+    list_page_max: u32,
+    v1_callback_case: tasks::CallbackCase,
+    clock_offset_secs: i64,
     /// The hidden rate limit and the times of the calls it let through.
     hidden_limit: Option<(
         HiddenLimit,
@@ -163,6 +170,24 @@ pub(crate) fn now_unix() -> u64 {
 }
 
 impl Shared {
+    /// MiniMax's clock (the API's and the CDN's), Unix seconds: the host's
+    /// moved by the configured offset.
+    fn now(&self) -> u64 {
+        self.clock(now_unix())
+    }
+
+    /// A host time on MiniMax's clock.
+    fn clock(&self, host_secs: u64) -> u64 {
+        host_secs.saturating_add_signed(self.clock_offset_secs)
+    }
+
+    fn count_endpoint(&self, endpoint: &str) {
+        *lock(&self.stats)
+            .requests_by_endpoint
+            .entry(endpoint.to_string())
+            .or_default() += 1;
+    }
+
     fn file_size(&self, file_id: i64) -> u64 {
         self.sizes
             .get(&file_id)
@@ -354,6 +379,9 @@ impl Simulator {
             task_generation,
             task_fail_every,
             callback_repeats,
+            list_page_max,
+            v1_callback_case,
+            clock_offset_secs,
             hidden_limit,
         } = config;
         let shared = Arc::new(Shared {
@@ -375,6 +403,9 @@ impl Simulator {
             task_generation,
             task_fail_every,
             callback_repeats,
+            list_page_max,
+            v1_callback_case,
+            clock_offset_secs,
             hidden_limit: hidden_limit.map(|l| (l, Mutex::default())),
         });
 
@@ -481,7 +512,10 @@ impl Simulator {
 
     /// A signed download URL as the API would issue it now.
     pub fn download_url(&self, file_id: i64) -> String {
-        let expires = now_unix().saturating_add(self.shared.url_ttl.as_secs());
+        let expires = self
+            .shared
+            .now()
+            .saturating_add(self.shared.url_ttl.as_secs());
         self.shared.download_url(file_id, expires)
     }
 

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::api::task::parse_callback;
 use crate::api::{ApiClient, ErrorClass, TaskStatus};
-use crate::ids::TaskApi;
+use crate::sim::SimApi;
 
 async fn start(config: SimConfig) -> Simulator {
     Simulator::start(config).await.expect("simulator starts")
@@ -27,7 +27,7 @@ fn client(sim: &Simulator) -> ApiClient {
 #[tokio::test]
 async fn a_v1_task_generates_then_names_its_file() {
     let sim = start(SimConfig::default()).await;
-    let task = SimTask::new(TaskApi::V1, 4242).generating(Duration::from_millis(400));
+    let task = SimTask::new(SimApi::V1, 4242).generating(Duration::from_millis(400));
     sim.add_task(77, task);
     let api = client(&sim);
     assert!(matches!(
@@ -45,7 +45,7 @@ async fn a_v1_task_generates_then_names_its_file() {
 #[tokio::test]
 async fn a_v2_task_carries_a_url_to_its_video() {
     let sim = start(SimConfig::default()).await;
-    sim.add_task(90, SimTask::new(TaskApi::V2, 90));
+    sim.add_task(90, SimTask::new(SimApi::V2, 90));
     let api = client(&sim);
     let TaskStatus::Video(url) = api.query_task_v2(90).await.unwrap() else {
         panic!("a finished v2 task has a URL");
@@ -59,17 +59,27 @@ async fn a_v2_task_carries_a_url_to_its_video() {
             "sensitive (code 1026)",
         ),
         (92, TaskEnd::Cancel, "cancelled"),
-        (93, TaskEnd::Expire, "expired"),
     ];
     for (id, end, words) in ended {
-        sim.add_task(id, SimTask::new(TaskApi::V2, id).ending(end));
+        sim.add_task(id, SimTask::new(SimApi::V2, id).ending(end));
         let status = api.query_task_v2(id).await.unwrap();
         assert!(
             matches!(&status, TaskStatus::Failed(r) if r.contains(words)),
             "{status:?}"
         );
     }
-    sim.add_task(94, SimTask::new(TaskApi::V2, 94).ending(TaskEnd::Never));
+    // v2 has no `expired`: a task past its 7 days answers 400 invalid task_id.
+    sim.add_task(93, SimTask::new(SimApi::V2, 93).ending(TaskEnd::Expire));
+    sim.add_task(
+        96,
+        SimTask::new(SimApi::V2, 96).created_ago(super::TASK_RETENTION + Duration::from_secs(60)),
+    );
+    for id in [93, 96] {
+        let gone = api.query_task_v2(id).await.unwrap_err();
+        assert_eq!(gone.class(), ErrorClass::Permanent, "{gone}");
+        assert!(gone.to_string().contains("invalid task_id"), "{gone}");
+    }
+    sim.add_task(94, SimTask::new(SimApi::V2, 94).ending(TaskEnd::Never));
     assert!(!api.query_task_v2(94).await.unwrap().is_final());
     let unknown = api.query_task_v2(95).await.unwrap_err();
     assert_eq!(unknown.class(), ErrorClass::Permanent, "{unknown}");
@@ -78,7 +88,7 @@ async fn a_v2_task_carries_a_url_to_its_video() {
 #[tokio::test]
 async fn v2_errors_come_as_http_statuses_with_codes() {
     let sim = start(SimConfig::default()).await;
-    sim.add_task(5, SimTask::new(TaskApi::V2, 5));
+    sim.add_task(5, SimTask::new(SimApi::V2, 5));
     sim.set_faults(Faults {
         api: vec![ApiFaultRule::new(ApiFault::Code(1002, "rate limit".into())).limit(1)],
         ..Faults::default()
@@ -99,9 +109,9 @@ async fn v2_errors_come_as_http_statuses_with_codes() {
 async fn the_v2_list_pages_through_every_v2_task_newest_first() {
     let sim = start(SimConfig::default()).await;
     for id in 1..=5 {
-        sim.add_task(id, SimTask::new(TaskApi::V2, id));
+        sim.add_task(id, SimTask::new(SimApi::V2, id));
     }
-    sim.add_task(6, SimTask::new(TaskApi::V1, 60));
+    sim.add_task(6, SimTask::new(SimApi::V1, 60));
     let api = client(&sim);
     let mut seen = Vec::new();
     for page in 1..=3 {

@@ -229,7 +229,8 @@ async fn process_inner(
 type Fetched = (Verified, FileInfo);
 
 /// Resolve and download; a URL the CDN refuses (or that has expired) is
-/// replaced by a fresh one, up to [`URL_REFRESHES`] times.
+/// replaced by a fresh one, up to [`URL_REFRESHES`] times in a row without
+/// progress.
 async fn fetch_with_fresh_urls(
     engine: &Engine,
     job: &Job,
@@ -248,7 +249,9 @@ async fn fetch_with_fresh_urls(
             url: &info.download_url,
             api_size: info.bytes,
             partial_path: partial,
+            clock_offset: info.clock_offset.unwrap_or(0),
         };
+        let before = resume.bytes_done;
         let sink = JobSink {
             engine,
             owner: lease_owner(job),
@@ -263,7 +266,14 @@ async fn fetch_with_fresh_urls(
         {
             Ok(verified) => return Ok(Ok((verified, info))),
             Err(e @ (FetchError::UrlRejected { .. } | FetchError::UrlExpired)) => {
-                refusals += 1;
+                // A URL that brought bytes before it ran out was not
+                // refused: with a short lifetime every large file needs
+                // several.
+                refusals = if resume.bytes_done > before {
+                    1
+                } else {
+                    refusals + 1
+                };
                 if refusals >= URL_REFRESHES {
                     return Ok(Err(Failure::UrlRefused(e.to_string())));
                 }

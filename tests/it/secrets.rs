@@ -22,7 +22,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use minimax_dl::ids::TaskApi;
+use minimax_dl::sim::SimApi;
 use minimax_dl::sim::{
     ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, Faults, SimConfig, SimTask, Simulator,
 };
@@ -197,8 +197,8 @@ async fn whole_flow(world: &mut World) -> (Simulator, Seen) {
     )
     .unwrap();
     // A v2 task's video (its answer holds the signed URL) and a v1 task's file.
-    sim.add_task(900, SimTask::new(TaskApi::V2, 900));
-    sim.add_task(901, SimTask::new(TaskApi::V1, 9));
+    sim.add_task(900, SimTask::new(SimApi::V2, 900));
+    sim.add_task(901, SimTask::new(SimApi::V1, 9));
     let mut seen = Seen::default();
 
     let flow: &[(&str, &[&str])] = &[

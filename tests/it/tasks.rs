@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use minimax_dl::ids::TaskApi;
+use minimax_dl::sim::SimApi;
 use minimax_dl::sim::{ApiFault, ApiFaultRule, Faults, SimTask, Simulator, TaskEnd};
 use serde_json::Value;
 
@@ -42,10 +42,7 @@ async fn tasks(world: &World) -> Vec<Value> {
 async fn a_v1_task_is_polled_until_its_file_exists_then_downloaded() {
     let sim = support::sim(support::small_files()).await;
     let generation = Duration::from_millis(1500);
-    sim.add_task(
-        7001,
-        SimTask::new(TaskApi::V1, 7_100).generating(generation),
-    );
+    sim.add_task(7001, SimTask::new(SimApi::V1, 7_100).generating(generation));
     let world = polling_world(&sim);
     assert_success(&world.run(&["enqueue", "--task", "7001"]).await);
     let status = world.status().await;
@@ -73,7 +70,7 @@ async fn a_v1_task_is_polled_until_its_file_exists_then_downloaded() {
 async fn a_v2_task_becomes_a_job_keyed_by_its_task_and_is_downloaded_from_a_fresh_url() {
     let sim = support::sim(support::small_files()).await;
     let generation = Duration::from_millis(1200);
-    sim.add_task(7201, SimTask::new(TaskApi::V2, 7201).generating(generation));
+    sim.add_task(7201, SimTask::new(SimApi::V2, 7201).generating(generation));
     let world = polling_world(&sim);
     let list = world.path("tasks.txt");
     std::fs::write(&list, "# today's renders\nv2:7201\n").unwrap();
@@ -108,16 +105,13 @@ async fn failed_tasks_end_failed_with_minimax_reason_and_a_batch_exits_1() {
     let sensitive = "video description contains sensitive content";
     sim.add_task(
         7301,
-        SimTask::new(TaskApi::V2, 7301).ending(TaskEnd::Fail(1026, sensitive.into())),
+        SimTask::new(SimApi::V2, 7301).ending(TaskEnd::Fail(1026, sensitive.into())),
     );
     sim.add_task(
         7302,
-        SimTask::new(TaskApi::V1, 7_390).ending(TaskEnd::Fail(1027, "output rejected".into())),
+        SimTask::new(SimApi::V1, 7_390).ending(TaskEnd::Fail(1027, "output rejected".into())),
     );
-    sim.add_task(
-        7303,
-        SimTask::new(TaskApi::V2, 7303).ending(TaskEnd::Expire),
-    );
+    sim.add_task(7303, SimTask::new(SimApi::V2, 7303).ending(TaskEnd::Expire));
     let world = polling_world(&sim);
     let enqueue = world
         .run(&["enqueue", "--task", "v2:7301", "7302", "v2:7303"])
@@ -143,7 +137,10 @@ async fn failed_tasks_end_failed_with_minimax_reason_and_a_batch_exits_1() {
         failed[1].1.contains("1027") || failed[1].1.contains("output rejected"),
         "{failed:?}"
     );
-    assert!(failed[2].1.contains("expired"), "{failed:?}");
+    assert!(
+        failed[2].1.contains("invalid task_id") && failed[2].1.contains("7 days"),
+        "v2 has no expired status: a task past its 7 days is gone: {failed:?}"
+    );
     assert!(world.jobs().await.is_empty(), "nothing to download");
     assert_eq!(world.status().await["tasks"]["failed"], 3);
 }
@@ -151,7 +148,7 @@ async fn failed_tasks_end_failed_with_minimax_reason_and_a_batch_exits_1() {
 #[tokio::test]
 async fn a_task_past_its_deadline_fails_with_a_clear_message() {
     let sim = support::sim(support::small_files()).await;
-    let mut forever = SimTask::new(TaskApi::V1, 7_400).ending(TaskEnd::Never);
+    let mut forever = SimTask::new(SimApi::V1, 7_400).ending(TaskEnd::Never);
     forever.odd_status = Some("Unknown".into());
     sim.add_task(7401, forever);
     let world = polling_world(&sim);
@@ -175,7 +172,7 @@ async fn a_task_past_its_deadline_fails_with_a_clear_message() {
 #[tokio::test]
 async fn a_rate_limit_while_polling_cools_every_caller_down_and_the_task_goes_on() {
     let sim = support::sim(support::small_files()).await;
-    sim.add_task(7501, SimTask::new(TaskApi::V2, 7501));
+    sim.add_task(7501, SimTask::new(SimApi::V2, 7501));
     sim.set_faults(Faults {
         api: vec![
             ApiFaultRule::new(ApiFault::Code(1002, "rate limit exceeded(RPM)".into()))
@@ -203,7 +200,7 @@ async fn a_rate_limit_while_polling_cools_every_caller_down_and_the_task_goes_on
 #[tokio::test]
 async fn an_account_error_while_polling_stops_a_batch_and_keeps_the_task() {
     let sim = support::sim(support::small_files()).await;
-    sim.add_task(7601, SimTask::new(TaskApi::V1, 7_690));
+    sim.add_task(7601, SimTask::new(SimApi::V1, 7_690));
     sim.set_api_key(Some("another-key-0123456789".into()));
     let world = polling_world(&sim);
     assert_success(&world.run(&["enqueue", "--task", "7601"]).await);
@@ -223,7 +220,7 @@ async fn an_account_error_while_polling_stops_a_batch_and_keeps_the_task() {
 #[tokio::test]
 async fn cancel_stops_polling_a_task_and_retry_polls_it_again() {
     let sim = support::sim(support::small_files()).await;
-    sim.add_task(7701, SimTask::new(TaskApi::V1, 7_790));
+    sim.add_task(7701, SimTask::new(SimApi::V1, 7_790));
     let world = polling_world(&sim);
     assert_success(&world.run(&["enqueue", "--task", "7701"]).await);
     let out = world.run(&["cancel", "7701"]).await;
@@ -241,17 +238,17 @@ async fn cancel_stops_polling_a_task_and_retry_polls_it_again() {
 async fn sync_enqueues_every_video_task_once_however_often_it_runs() {
     let sim = support::sim(support::small_files()).await;
     for id in [7801, 7802, 7803] {
-        sim.add_task(id, SimTask::new(TaskApi::V2, id));
+        sim.add_task(id, SimTask::new(SimApi::V2, id));
     }
     sim.add_task(
         7804,
-        SimTask::new(TaskApi::V2, 7804).generating(Duration::from_secs(3)),
+        SimTask::new(SimApi::V2, 7804).generating(Duration::from_secs(3)),
     );
     sim.add_task(
         7805,
-        SimTask::new(TaskApi::V2, 7805).ending(TaskEnd::Fail(1026, "sensitive".into())),
+        SimTask::new(SimApi::V2, 7805).ending(TaskEnd::Fail(1026, "sensitive".into())),
     );
-    sim.add_task(7806, SimTask::new(TaskApi::V1, 7_890));
+    sim.add_task(7806, SimTask::new(SimApi::V1, 7_890));
     let world = polling_world(&sim);
     let first = world.run(&["sync", "--page-size", "2"]).await;
     assert_success(&first);
@@ -428,8 +425,8 @@ async fn a_task_created_with_the_daemon_as_its_callback_url_is_archived() {
 #[tokio::test]
 async fn a_task_s_file_is_named_recorded_and_exported_with_its_task() {
     let sim = support::sim(support::small_files()).await;
-    sim.add_task(8001, SimTask::new(TaskApi::V1, 8_100));
-    sim.add_task(8002, SimTask::new(TaskApi::V2, 8002));
+    sim.add_task(8001, SimTask::new(SimApi::V1, 8_100));
+    sim.add_task(8002, SimTask::new(SimApi::V2, 8002));
     let world = polling_world(&sim);
     std::fs::write(
         &world.config,
@@ -485,13 +482,13 @@ async fn tasks_poll_sync_and_download_on_a_postgresql_queue() {
     let sim = support::sim(support::small_files()).await;
     sim.add_task(
         8101,
-        SimTask::new(TaskApi::V1, 8_190).generating(Duration::from_millis(600)),
+        SimTask::new(SimApi::V1, 8_190).generating(Duration::from_millis(600)),
     );
     sim.add_task(
         8102,
-        SimTask::new(TaskApi::V2, 8102).generating(Duration::from_millis(600)),
+        SimTask::new(SimApi::V2, 8102).generating(Duration::from_millis(600)),
     );
-    sim.add_task(8103, SimTask::new(TaskApi::V2, 8103));
+    sim.add_task(8103, SimTask::new(SimApi::V2, 8103));
     let world = polling_world(&sim).on_database(&db.url);
     assert_success(&world.run(&["enqueue", "--task", "8101"]).await);
     let first = world.run(&["sync"]).await;
