@@ -47,9 +47,8 @@ pub mod exit {
 pub fn host_problem_exit(problem: &HostProblem) -> u8 {
     match problem {
         HostProblem::Account { .. } => exit::ACCOUNT,
-        HostProblem::DiskFull { .. } => exit::DISK_FULL,
-        HostProblem::ApiUnreachable { .. } => exit::API_UNREACHABLE,
         HostProblem::DiskFull { .. } | HostProblem::Archive { .. } => exit::DISK_FULL,
+        HostProblem::ApiUnreachable { .. } => exit::API_UNREACHABLE,
     }
 }
 

@@ -136,13 +136,12 @@ impl From<crate::gate::Hold> for HostProblem {
 }
 
 impl HostProblem {
-
     pub fn message(&self) -> &str {
         match self {
             HostProblem::Account { message, .. }
             | HostProblem::DiskFull { message, .. }
             | HostProblem::ApiUnreachable { message } => message,
-            | HostProblem::Archive { message, .. } => message,
+            HostProblem::Archive { message, .. } => message,
         }
     }
 }

@@ -104,7 +104,7 @@ fn class_of(class: ErrorClass) -> Option<Class> {
         },
         ErrorClass::Account { .. } => Class::Account,
         ErrorClass::Permanent => Class::Permanent,
-        ErrorClass::Unknown => return None,
+        ErrorClass::Unknown | ErrorClass::Unreachable => return None,
     })
 }
 

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use minimax_dl::ids::TaskApi;
+use minimax_dl::sim::SimApi;
 use minimax_dl::sim::{Faults, SimConfig, SimTask, TaskEnd};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -104,7 +104,7 @@ async fn verify_reports_a_file_it_cannot_read_as_unreadable_and_exits_1() {
 #[tokio::test]
 async fn a_panic_while_polling_retries_the_task_then_fails_it_with_the_message() {
     let sim = support::sim(support::small_files()).await;
-    sim.add_task(7001, SimTask::new(TaskApi::V1, 7_100));
+    sim.add_task(7001, SimTask::new(SimApi::V1, 7_100));
     let world = World::new()
         .with_sim(&sim)
         .env("MINIMAX_DL_TEST_TASK_POLL_MS", "100");
@@ -315,14 +315,14 @@ async fn task_of(world: &World, id: i64) -> Value {
 #[tokio::test]
 async fn late_and_out_of_order_callbacks_change_nothing_already_known() {
     let sim = support::sim(support::small_files()).await;
-    sim.add_task(8001, SimTask::new(TaskApi::V1, 8_100));
+    sim.add_task(8001, SimTask::new(SimApi::V1, 8_100));
     sim.add_task(
         8002,
-        SimTask::new(TaskApi::V1, 8_200).generating(Duration::from_secs(2)),
+        SimTask::new(SimApi::V1, 8_200).generating(Duration::from_secs(2)),
     );
     sim.add_task(
         8003,
-        SimTask::new(TaskApi::V1, 8_300).ending(TaskEnd::Fail(1026, "sensitive".into())),
+        SimTask::new(SimApi::V1, 8_300).ending(TaskEnd::Fail(1026, "sensitive".into())),
     );
     let world = callback_world(
         World::new()

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use minimax_dl::ids::TaskApi;
+use minimax_dl::sim::SimApi;
 use minimax_dl::sim::SimTask;
 use tokio::io::AsyncReadExt;
 
@@ -24,7 +24,7 @@ async fn generating_tasks_and_their_polls_show_in_metrics_the_dashboard_and_stat
     // Still generating long after the test is over.
     sim.add_task(
         7301,
-        SimTask::new(TaskApi::V1, 7_300).generating(Duration::from_secs(3600)),
+        SimTask::new(SimApi::V1, 7_300).generating(Duration::from_secs(3600)),
     );
     let world = World::new()
         .with_sim(&sim)
