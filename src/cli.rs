@@ -70,7 +70,14 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         "MINIMAX_DL_DATABASE_URL_FILE",
         "a file holding the queue's location (--database-url-file)",
     ),
-    user("MINIMAX_DL_OUTPUT_DIR", "the archive directory (--out)"),
+    user(
+        "MINIMAX_DL_OUTPUT_DIR",
+        "the archive: a directory, or s3://BUCKET/PREFIX (--out)",
+    ),
+    user(
+        "MINIMAX_DL_STAGING_DIR",
+        "with a bucket archive, where files wait before they go up (staging_dir)",
+    ),
     user(
         "MINIMAX_DL_CONCURRENCY",
         "downloads at once (run --concurrency)",
@@ -97,7 +104,7 @@ pub const ENVIRONMENT: &[EnvVar] = &[
     user("HOME", "the default for both XDG directories"),
     user(
         "CREDENTIALS_DIRECTORY",
-        "systemd credentials: api_key, db_url, callback_token",
+        "systemd credentials: api_key, db_url, callback_token, aws_access_key_id, aws_secret_access_key, aws_session_token",
     ),
     user("NOTIFY_SOCKET", "systemd's readiness and watchdog socket"),
     hook(
@@ -112,6 +119,18 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         "MINIMAX_DL_TEST_TASK_POLL_MS",
         "tests: a shorter floor between task polls",
     ),
+    hook(
+        "MINIMAX_DL_TEST_CLOCK_SKEW_MS",
+        "tests: this host's clock, off by so much",
+    ),
+    hook(
+        "MINIMAX_DL_TEST_IDLE_POLL_MS",
+        "tests: a longer idle poll, so only a wake-up starts work",
+    ),
+    hook(
+        "MINIMAX_DL_TEST_RATE_WINDOW_MS",
+        "tests: a shorter rate window than 60 s",
+    ),
 ];
 
 /// What `--help` (and so the man page) says after the options: the exit
@@ -121,7 +140,10 @@ pub fn after_help() -> String {
     for v in ENVIRONMENT.iter().filter(|v| !v.test_hook) {
         text.push_str(&format!("  {}  {}\n", v.name, v.what));
     }
-    text.push_str("PostgreSQL also reads PGPASSWORD, ~/.pgpass and PGSSLMODE as libpq does.");
+    text.push_str("PostgreSQL also reads PGPASSWORD, ~/.pgpass and PGSSLMODE as libpq does.\n");
+    text.push_str(
+        "A bucket archive reads the AWS settings: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL, AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE, AWS_VIRTUAL_HOSTED_STYLE_REQUEST and the web-identity and container credential variables.",
+    );
     text
 }
 

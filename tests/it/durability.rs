@@ -552,6 +552,8 @@ async fn the_per_minute_cap_counts_calls_made_before_a_restart() {
     let world = World::new()
         .with_sim(&sim)
         .env("MINIMAX_DL_REQUESTS_PER_MINUTE", "60");
+    // Calls spaced evenly (no burst), as the last assertion expects.
+    std::fs::write(&world.config, "burst = 1\n").unwrap();
     assert_success(&world.run(&["enqueue", "1", "2", "3"]).await);
     let q = queue(&world).await;
     // A previous run made 59 calls 56 seconds ago: one more is allowed now,
