@@ -173,14 +173,7 @@ async fn readyz_answers_503_with_the_reason_while_the_pool_is_paused() {
     );
     let (status, health) = get_json(&daemon.url("/healthz")).await;
     assert_eq!(status, 200, "paused is not dead: {health}");
-    let text = http()
-        .get(daemon.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = daemon.text("/metrics").await;
     assert!(
         text.lines()
             .any(|l| l == "minimax_dl_paused{reason=\"account\"} 1"),

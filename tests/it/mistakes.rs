@@ -364,14 +364,7 @@ async fn a_batch_gives_up_on_an_api_it_cannot_connect_to_and_a_daemon_says_so() 
     })
     .await;
     assert!(body.contains("\"ready\":false"), "{body}");
-    let state = client
-        .get(daemon.url("/api/state"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let state = daemon.text("/api/state").await;
     assert!(state.contains("cannot connect"), "dashboard state: {state}");
     assert_eq!(daemon.stop().await.code(), Some(0));
     assert_eq!(world.job(1).await["state"], "queued");

@@ -536,6 +536,18 @@ impl Listening {
         format!("{}{path}", self.base)
     }
 
+    /// The body of `GET path` as text (a failed request fails the test).
+    pub async fn text(&self, path: &str) -> String {
+        http()
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET from the daemon")
+            .text()
+            .await
+            .expect("a text body")
+    }
+
     /// SIGTERM, then the exit (bounded).
     pub async fn stop(self) -> std::process::ExitStatus {
         signal(self.child.id().expect("running"), "-TERM");

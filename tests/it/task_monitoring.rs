@@ -32,14 +32,7 @@ async fn generating_tasks_and_their_polls_show_in_metrics_the_dashboard_and_stat
     assert_success(&world.run(&["enqueue", "--task", "7301"]).await);
     let daemon = run_listening(&world, &[]).await;
     let text = wait_for(Duration::from_secs(60), "two recorded polls", || async {
-        let text = http()
-            .get(daemon.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = daemon.text("/metrics").await;
         (value(&text, "minimax_dl_queue_task_polls").unwrap_or(0.0) >= 2.0).then_some(text)
     })
     .await;
@@ -58,14 +51,8 @@ async fn generating_tasks_and_their_polls_show_in_metrics_the_dashboard_and_stat
         "{text}"
     );
     assert_eq!(value(&text, "minimax_dl_queue_up"), Some(1.0), "{text}");
-    let state: serde_json::Value = http()
-        .get(daemon.url("/api/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&daemon.text("/api/state").await).expect("state is JSON");
     assert_eq!(state["tasks"]["generating"], 1, "{state}");
     assert!(
         state["tasks"]["polls"].as_u64().unwrap_or(0) >= 2,
