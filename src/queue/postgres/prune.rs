@@ -6,7 +6,9 @@ use crate::queue::{Millis, PruneBatch, QueueError, now_millis};
 
 impl PgStore {
     /// `done_before` is this host's time: it becomes an age, compared on
-    /// the database's clock (which wrote `updated_at`). The candidates are
+    /// the database's clock (which wrote `updated_at`), so the boundary
+    /// moves later by the statement's time in flight: milliseconds, nothing
+    /// beside an age of days. The candidates are
     /// the next `limit` ids after `after`, in key order; the delete takes
     /// those still done and old enough (a job requeued meanwhile stays), and
     /// their history goes with them (`ON DELETE CASCADE`).
