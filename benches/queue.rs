@@ -37,8 +37,9 @@
 //! - claim→complete and a lone claim on that database (the claim query's
 //!   cost grows with the queue).
 //!
-//! Under `cargo test --all-targets` (no `--bench` argument) it runs the smoke
-//! sizes, so the benchmark is compiled and exercised with the tests: on
+//! Under `cargo test --all-targets` or `cargo nextest run --all-targets`
+//! (no `--bench` argument; nextest lists it as the one test `smoke`) it runs
+//! the smoke sizes, so the benchmark is compiled and exercised with the tests: on
 //! SQLite, then on PostgreSQL too when `MINIMAX_DL_TEST_PG_URL` is set (as
 //! `.ci/run` sets it).
 
@@ -351,6 +352,10 @@ async fn main() {
     let mut under_cargo_bench = false;
     let mut csv = None;
     let mut pg = non_empty_var(PG_URL_VAR);
+    if let Some(listing) = test_listing() {
+        print!("{listing}");
+        return;
+    }
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -387,6 +392,21 @@ async fn main() {
     if !ok {
         std::process::exit(1);
     }
+}
+
+/// What a test runner that lists before it runs (`cargo nextest`: `--list
+/// --format terse`, then the binary again with the name) is told: the smoke
+/// run is one test, and none is ignored. `None` when not asked to list.
+fn test_listing() -> Option<&'static str> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--list") {
+        return None;
+    }
+    Some(if args.iter().any(|a| a == "--ignored") {
+        ""
+    } else {
+        "smoke: test\n"
+    })
 }
 
 /// Every case on one backend. Returns whether `status` met its target (a

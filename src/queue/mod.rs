@@ -23,6 +23,7 @@ mod store;
 pub mod copy;
 mod error;
 mod group_commit;
+mod migrations;
 mod postgres;
 mod rows;
 mod sqlite;

@@ -13,13 +13,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::Connection;
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use super::{PgStore, deadline, no_answer};
+use crate::queue::migrations::POSTGRES_MIGRATOR;
 use crate::queue::{CommitSync, DbLocation, QueueError};
-
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Connections each process keeps to the database (plus, at start, one for
 /// migrating, closed after). A pool serves claims, heartbeats, checkpoints,
@@ -250,7 +248,7 @@ async fn open_checked(
         // The migration is not bounded: it may wait for another process's
         // migration (the migrator's lock) for as long as that takes.
         if plan(contents, verb, &display)? {
-            MIGRATOR
+            POSTGRES_MIGRATOR
                 .run(&mut conn)
                 .await
                 .map_err(|cause| QueueError::Migrate {
@@ -351,7 +349,7 @@ async fn inspect(conn: &mut PgConnection, display: &str) -> Result<Contents, Que
         location: display.to_string(),
         cause,
     })?;
-    let ours: Vec<(i64, &[u8])> = MIGRATOR
+    let ours: Vec<(i64, &[u8])> = POSTGRES_MIGRATOR
         .iter()
         .map(|m| (m.version, m.checksum.as_ref()))
         .collect();

@@ -11,7 +11,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -19,12 +18,11 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 
 use super::SqliteStore;
+use crate::queue::migrations::SQLITE_MIGRATOR;
 use crate::queue::{CommitSync, DbLocation, QueueError};
 
 /// The queue's mark in the SQLite header: "MMDL" in ASCII.
 pub const APPLICATION_ID: i32 = 0x4d4d_444c;
-
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// What an existing SQLite file holds, as far as opening it goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,7 +131,7 @@ impl SqliteStore {
         }
         let options = writing_options(&path, sync);
         let pool = connect(options.clone(), 8, &display).await?;
-        MIGRATOR
+        SQLITE_MIGRATOR
             .run(&pool)
             .await
             .map_err(|cause| QueueError::Migrate {
@@ -392,7 +390,9 @@ async fn read_identity(conn: &mut SqliteConnection) -> Result<(Contents, bool), 
                 sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
                     .fetch_all(&mut *conn)
                     .await?;
-            MIGRATOR.iter().any(|m| !applied.contains(&m.version))
+            SQLITE_MIGRATOR
+                .iter()
+                .any(|m| !applied.contains(&m.version))
         }
         Contents::Empty | Contents::Foreign => false,
     };
