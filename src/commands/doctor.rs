@@ -322,14 +322,6 @@ pub fn sqlite_verdict(path: &Path, facts: &PathFacts) -> Option<Check> {
     let (level, message) = match facts {
         PathFacts {
             exists: true,
-            is_dir: true,
-            ..
-        } => (
-            Level::Fail,
-            format!("{shown} is a directory: name a file for the database"),
-        ),
-        PathFacts {
-            exists: true,
             writable: false,
             ..
         } => (
@@ -596,10 +588,6 @@ mod tests {
             (
                 facts("/q/queue.db", true, false, false),
                 Some((Level::Fail, "not writable")),
-            ),
-            (
-                facts("/q/queue.db", true, true, true),
-                Some((Level::Fail, "is a directory")),
             ),
             (
                 facts("/q", false, true, true),
