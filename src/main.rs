@@ -21,28 +21,25 @@ fn main() -> ExitCode {
 
 fn run() -> u8 {
     let cli = Cli::parse();
-    let settings = match Settings::load(&commands::overrides(&cli), &commands::process_env) {
-        Ok(s) => Some(s),
-        // demo, sim and the reference verbs need no configuration of their own.
-        Err(_)
-            if matches!(
-                cli.command,
-                Command::Demo { .. }
-                    | Command::Sim(_)
-                    | Command::Completions { .. }
-                    | Command::Man { .. }
-            ) =>
-        {
-            None
-        }
-        Err(e) => {
-            say!("minimax-dl: error: {}", stderr::error_line(&e));
-            return exit::USAGE;
-        }
-    };
+    let settings = Settings::load(&commands::overrides(&cli), &commands::process_env);
+    // demo, sim and the reference verbs need no configuration of their own;
+    // doctor reports a broken one as its first check.
+    if let Err(e) = &settings
+        && !matches!(
+            cli.command,
+            Command::Demo { .. }
+                | Command::Sim(_)
+                | Command::Completions { .. }
+                | Command::Man { .. }
+                | Command::Doctor { .. }
+        )
+    {
+        say!("minimax-dl: error: {}", stderr::error_line(e));
+        return exit::USAGE;
+    }
     let format = cli
         .log_format
-        .or(settings.as_ref().map(|s| s.log_format))
+        .or(settings.as_ref().ok().map(|s| s.log_format))
         .unwrap_or_default();
     runtime::init_logging(&cli, format);
     for warning in settings.iter().flat_map(|s| &s.warnings) {

@@ -5,15 +5,15 @@
 //! line per check (ok / warn / fail and what to do), `--json` for scripts;
 //! exit 0 only when nothing fails.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use reqwest::Url;
 use serde::Serialize;
 
 use crate::api::{ApiClient, ApiError, ErrorClass, TaskPage};
-use crate::config::Settings;
-use crate::queue::Queue;
+use crate::config::{ConfigError, Settings};
+use crate::queue::{Queue, QueueError};
 use crate::runtime::exit;
 
 /// How a check came out.
@@ -60,6 +60,24 @@ pub async fn doctor(settings: &Settings, json: bool) -> Result<u8> {
         checks.push(listen_check(&listen.addr).await);
     }
     print(&checks, json)
+}
+
+/// The report when the configuration does not load: that line alone, as
+/// every other check needs the configuration.
+pub fn unconfigured(error: &ConfigError, json: bool) -> Result<u8> {
+    print(&[config_failure(error)], json)
+}
+
+/// Pure.
+pub fn config_failure(error: &ConfigError) -> Check {
+    check(
+        "config",
+        Level::Fail,
+        format!(
+            "{}. Fix it, then run doctor again (the other checks need the configuration)",
+            crate::stderr::error_line(error)
+        ),
+    )
 }
 
 /// Prints the report; its exit code (a closed stdout ends it quietly).
@@ -151,6 +169,20 @@ async fn api_checks(settings: &Settings) -> Vec<Check> {
 
 /// What a failed call means for the operator. Pure.
 pub fn api_failure(base: &Url, error: &ApiError) -> Check {
+    // MiniMax's answers to a key it does not know (from the other region,
+    // say: it cannot tell them apart), and a gateway's.
+    let refused_key = matches!(
+        error,
+        ApiError::NoKey
+            | ApiError::Status {
+                code: 1004 | 2049,
+                ..
+            }
+            | ApiError::Http {
+                status: 401 | 403,
+                ..
+            }
+    );
     match (error, error.class()) {
         (ApiError::Transport(why), _) => check(
             "api",
@@ -159,10 +191,19 @@ pub fn api_failure(base: &Url, error: &ApiError) -> Check {
                 "cannot reach {base}: {why}. Check api_base, the network, a proxy, and TLS (the host's CA certificates)"
             ),
         ),
-        (_, ErrorClass::Account { .. }) => check(
+        // Its message names the base and what to check.
+        (ApiError::Unreachable { .. }, _) => check("api", Level::Fail, error.to_string()),
+        _ if refused_key => check(
             "key",
             Level::Fail,
             format!("{error}. {}", region_hint(base)),
+        ),
+        (ApiError::Status { .. }, ErrorClass::Account { .. }) => check(
+            "account",
+            Level::Fail,
+            format!(
+                "the key is accepted, but the account cannot work now: {error}. See its balance, plan and verification on MiniMax's platform"
+            ),
         ),
         (_, ErrorClass::RateLimited { .. }) => check(
             "api",
@@ -194,7 +235,10 @@ pub fn clock_check(offset: Option<i64>) -> Check {
             "clock",
             Level::Warn,
             format!(
-                "this host's clock is {o} s off the API's: downloads still work (URLs are judged on the API's clock), but fix the time (NTP)"
+                "this host's clock is {} s {} the API's: downloads still work (URLs are judged on the API's clock), but fix the time (NTP)",
+                o.abs(),
+                // The offset is the API's clock minus the host's.
+                if o > 0 { "behind" } else { "ahead of" },
             ),
         ),
         Some(o) => check(
@@ -221,47 +265,43 @@ pub fn page_size_check(page: &TaskPage) -> Check {
     check("list", Level::Ok, message)
 }
 
-/// Reachable and writable, never created: a SQLite file that does not
-/// exist yet is a warning (the first `enqueue` or `run` creates it).
+/// What the file system says of a path doctor would see created: the path
+/// itself or, when it does not exist yet, its nearest existing ancestor
+/// (where the first write would make the missing directories).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathFacts {
+    pub nearest: PathBuf,
+    /// `nearest` is the path itself.
+    pub exists: bool,
+    pub is_dir: bool,
+    /// `access(2)`: may this user write it.
+    pub writable: bool,
+}
+
+impl PathFacts {
+    /// Reads them; nothing is written.
+    fn of(path: &Path) -> PathFacts {
+        let nearest = path
+            .ancestors()
+            .find(|p| !p.as_os_str().is_empty() && p.exists())
+            .unwrap_or(Path::new("."));
+        PathFacts {
+            exists: nearest == path,
+            is_dir: nearest.is_dir(),
+            writable: writable(nearest),
+            nearest: nearest.to_path_buf(),
+        }
+    }
+}
+
+/// Reachable and writable, never created: a queue that does not exist yet
+/// is a warning (the first `enqueue` or `run` creates it).
 async fn queue_check(settings: &Settings) -> Check {
     let location = &settings.database;
     if !location.is_postgres() {
         let path = location.sqlite_path();
-        if !path.exists() {
-            let parent = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let nearest = parent.ancestors().find(|p| p.exists()).unwrap_or(parent);
-            return match writable(nearest) {
-                true => check(
-                    "queue",
-                    Level::Warn,
-                    format!(
-                        "no queue yet at {}: the first enqueue or run creates it",
-                        path.display()
-                    ),
-                ),
-                false => check(
-                    "queue",
-                    Level::Fail,
-                    format!(
-                        "no queue at {} and {} is not writable: choose another database path",
-                        path.display(),
-                        nearest.display()
-                    ),
-                ),
-            };
-        }
-        if !writable(&path) {
-            return check(
-                "queue",
-                Level::Fail,
-                format!(
-                    "{} is not writable by this user: fix its owner or mode",
-                    path.display()
-                ),
-            );
+        if let Some(verdict) = sqlite_verdict(&path, &PathFacts::of(&path)) {
+            return verdict;
         }
     }
     match Queue::open_read_only(location).await {
@@ -270,12 +310,65 @@ async fn queue_check(settings: &Settings) -> Check {
             queue.close().await;
             check("queue", Level::Ok, format!("{shown} opens"))
         }
-        Err(e) => check(
-            "queue",
-            Level::Fail,
-            format!("{}: {e}", location.redacted()),
-        ),
+        Err(e) => queue_failure(&location.redacted(), &e),
     }
+}
+
+/// A SQLite path before it is opened: a verdict, or `None` to open it.
+/// Pure.
+pub fn sqlite_verdict(path: &Path, facts: &PathFacts) -> Option<Check> {
+    let shown = path.display();
+    let nearest = facts.nearest.display();
+    let (level, message) = match facts {
+        PathFacts {
+            exists: true,
+            writable: false,
+            ..
+        } => (
+            Level::Fail,
+            format!("{shown} is not writable by this user: fix its owner or mode"),
+        ),
+        PathFacts { exists: true, .. } => return None,
+        PathFacts { is_dir: false, .. } => (
+            Level::Fail,
+            format!(
+                "no queue at {shown} and {nearest} is a file, not a directory: choose another database path"
+            ),
+        ),
+        PathFacts {
+            writable: false, ..
+        } => (
+            Level::Fail,
+            format!(
+                "no queue at {shown} and {nearest} is not writable: choose another database path"
+            ),
+        ),
+        _ => (
+            Level::Warn,
+            format!("no queue yet at {shown}: the first enqueue or run creates it"),
+        ),
+    };
+    Some(check("queue", level, message))
+}
+
+/// A queue that would not open. An empty PostgreSQL database is what a
+/// new SQLite path is: the first `enqueue` or `run` creates the queue in
+/// it. Pure.
+pub fn queue_failure(shown: &str, error: &QueueError) -> Check {
+    if let QueueError::NoQueueIn { .. } = error {
+        return check(
+            "queue",
+            Level::Warn,
+            format!("no queue yet in {shown}: the first enqueue or run creates it"),
+        );
+    }
+    let message = error.to_string();
+    // Most errors name the location already.
+    let message = match message.contains(shown) {
+        true => message,
+        false => format!("{shown}: {message}"),
+    };
+    check("queue", Level::Fail, message)
 }
 
 /// May this user write `path`? (`access(2)`: nothing is written.)
@@ -289,37 +382,49 @@ fn writable(path: &Path) -> bool {
 }
 
 fn archive_check(dir: &Path) -> Check {
-    let nearest = dir.ancestors().find(|p| p.exists()).unwrap_or(dir);
-    if !writable(nearest) {
-        return check(
-            "archive",
-            Level::Fail,
-            format!(
-                "{} is not writable by this user: choose another --out or fix its mode",
-                nearest.display()
-            ),
-        );
-    }
-    let created = if nearest == dir {
-        ""
-    } else {
-        " (created by the first download)"
+    let facts = PathFacts::of(dir);
+    let free = match facts.is_dir {
+        true => crate::fetch::file::available_space(&facts.nearest).map_err(|e| e.to_string()),
+        false => Err("not a directory".into()),
     };
-    match crate::fetch::file::available_space(nearest) {
+    archive_verdict(dir, &facts, free)
+}
+
+/// The archive directory from its facts and free space. Pure.
+pub fn archive_verdict(dir: &Path, facts: &PathFacts, free: Result<u64, String>) -> Check {
+    let shown = dir.display();
+    let nearest = facts.nearest.display();
+    let fail = |message: String| check("archive", Level::Fail, message);
+    if !facts.is_dir {
+        return fail(match facts.exists {
+            true => format!("{shown} is a file, not a directory: name a directory with --out"),
+            false => format!("{nearest} is a file, not a directory: choose another --out"),
+        });
+    }
+    if !facts.writable {
+        return fail(format!(
+            "{nearest} is not writable by this user: choose another --out or fix its mode"
+        ));
+    }
+    let created = match facts.exists {
+        true => "",
+        false => " (created by the first download)",
+    };
+    match free {
         Ok(free) if free < LOW_SPACE => check(
             "archive",
             Level::Warn,
-            format!("{}{created}: only {} free", dir.display(), human(free)),
+            format!("{shown}{created}: only {} free", human(free)),
         ),
         Ok(free) => check(
             "archive",
             Level::Ok,
-            format!("{}{created}: writable, {} free", dir.display(), human(free)),
+            format!("{shown}{created}: writable, {} free", human(free)),
         ),
         Err(e) => check(
             "archive",
             Level::Warn,
-            format!("{}: free space unknown ({e})", dir.display()),
+            format!("{shown}: free space unknown ({e})"),
         ),
     }
 }
@@ -413,5 +518,190 @@ mod tests {
                 .message
                 .contains("unknown")
         );
+    }
+
+    #[test]
+    fn the_clock_says_which_way_it_is_off() {
+        // The offset is the API's clock minus the host's.
+        assert!(clock_check(Some(7200)).message.contains("7200 s behind"));
+        assert!(clock_check(Some(-7200)).message.contains("7200 s ahead of"));
+    }
+
+    #[test]
+    fn each_api_failure_names_its_check_and_what_to_do() {
+        let base = Url::parse("http://127.0.0.1:9/").unwrap();
+        let status = |code| ApiError::Status {
+            code,
+            message: "m".into(),
+            trace_id: None,
+        };
+        let http = |status| ApiError::Http {
+            status,
+            endpoint: "http://127.0.0.1:9/v2/query/video_generation".into(),
+            retry_after: None,
+            trace_id: None,
+        };
+        let cases = [
+            (ApiError::Transport("tls".into()), "api", Level::Fail, "TLS"),
+            (
+                ApiError::Unreachable {
+                    base: base.to_string(),
+                    detail: "refused".into(),
+                },
+                "api",
+                Level::Fail,
+                "check api_base",
+            ),
+            (status(1004), "key", Level::Fail, "region"),
+            (status(2049), "key", Level::Fail, "region"),
+            (http(401), "key", Level::Fail, "region"),
+            (ApiError::NoKey, "key", Level::Fail, "MINIMAX_API_KEY"),
+            (status(1008), "account", Level::Fail, "balance"),
+            (status(2056), "account", Level::Fail, "balance"),
+            (status(1002), "api", Level::Warn, "rate-limits"),
+            (http(429), "api", Level::Warn, "rate-limits"),
+            (http(404), "api", Level::Fail, "check api_base"),
+            (http(302), "api", Level::Fail, "check api_base"),
+            (status(1000), "api", Level::Fail, "answered"),
+        ];
+        for (error, name, level, says) in cases {
+            let c = api_failure(&base, &error);
+            assert_eq!((c.check, c.level), (name, level), "{error}");
+            assert!(c.message.contains(says), "{error}: {}", c.message);
+        }
+    }
+
+    fn facts(nearest: &str, exists: bool, is_dir: bool, writable: bool) -> PathFacts {
+        PathFacts {
+            nearest: PathBuf::from(nearest),
+            exists,
+            is_dir,
+            writable,
+        }
+    }
+
+    #[test]
+    fn a_sqlite_path_is_judged_before_it_is_opened() {
+        let path = Path::new("/q/queue.db");
+        let cases = [
+            (facts("/q/queue.db", true, false, true), None),
+            (
+                facts("/q/queue.db", true, false, false),
+                Some((Level::Fail, "not writable")),
+            ),
+            (
+                facts("/q", false, true, true),
+                Some((Level::Warn, "no queue yet")),
+            ),
+            (
+                facts("/q", false, true, false),
+                Some((Level::Fail, "/q is not writable")),
+            ),
+            (
+                facts("/q", false, false, true),
+                Some((Level::Fail, "/q is a file, not a directory")),
+            ),
+        ];
+        for (facts, want) in cases {
+            let got = sqlite_verdict(path, &facts);
+            match (got, want) {
+                (None, None) => {}
+                (Some(c), Some((level, says))) => {
+                    assert_eq!(c.level, level, "{facts:?}");
+                    assert!(c.message.contains(says), "{facts:?}: {}", c.message);
+                }
+                (got, want) => panic!("{facts:?}: {got:?}, wanted {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_archive_must_be_a_writable_directory_with_room() {
+        let dir = Path::new("/a/archive");
+        let plenty = || Ok(100 << 30);
+        let cases = [
+            (
+                facts("/a/archive", true, true, true),
+                plenty(),
+                Level::Ok,
+                "writable",
+            ),
+            (
+                facts("/a", false, true, true),
+                plenty(),
+                Level::Ok,
+                "created by the first download",
+            ),
+            (
+                facts("/a/archive", true, true, true),
+                Ok(1 << 20),
+                Level::Warn,
+                "only",
+            ),
+            (
+                facts("/a/archive", true, true, true),
+                Err("EIO".into()),
+                Level::Warn,
+                "unknown",
+            ),
+            (
+                facts("/a", false, true, false),
+                plenty(),
+                Level::Fail,
+                "/a is not writable",
+            ),
+            (
+                facts("/a/archive", true, false, true),
+                plenty(),
+                Level::Fail,
+                "is a file",
+            ),
+            (
+                facts("/a", false, false, true),
+                plenty(),
+                Level::Fail,
+                "/a is a file",
+            ),
+        ];
+        for (facts, free, level, says) in cases {
+            let c = archive_verdict(dir, &facts, free);
+            assert_eq!(c.level, level, "{facts:?}");
+            assert!(c.message.contains(says), "{facts:?}: {}", c.message);
+        }
+    }
+
+    #[test]
+    fn an_empty_database_is_a_queue_not_made_yet() {
+        let shown = "postgres://u:***@db/q";
+        let empty = QueueError::NoQueueIn {
+            location: shown.into(),
+        };
+        let c = queue_failure(shown, &empty);
+        assert_eq!(c.level, Level::Warn);
+        assert!(c.message.contains("the first enqueue or run creates it"));
+        let foreign = QueueError::NotOurs {
+            location: shown.into(),
+        };
+        let c = queue_failure(shown, &foreign);
+        assert_eq!(c.level, Level::Fail);
+        assert_eq!(c.message.matches(shown).count(), 1, "{}", c.message);
+        let c = queue_failure(shown, &QueueError::Sql(sqlx::Error::PoolTimedOut));
+        assert!(c.message.starts_with(shown), "{}", c.message);
+    }
+
+    #[test]
+    fn a_configuration_that_does_not_load_is_a_failed_check() {
+        let error = ConfigError::Parse {
+            path: "/etc/minimax-dl/config.toml".into(),
+            message: "line 1: unclosed array".into(),
+        };
+        let c = config_failure(&error);
+        assert_eq!((c.check, c.level), ("config", Level::Fail));
+        assert!(
+            c.message.contains("/etc/minimax-dl/config.toml: line 1"),
+            "{}",
+            c.message
+        );
+        assert_eq!(exit_code(&[c]), FAILED);
     }
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, DbCommand};
-use crate::config::{Overrides, Settings};
+use crate::config::{ConfigError, Overrides, Settings};
 use crate::ids;
 use crate::queue::{Job, JobState, Millis, Queue, QueueError, Task, TaskState};
 use crate::runtime::{OnStop, exit, spawn_signal_handler};
@@ -94,9 +94,9 @@ pub fn error_exit(error: &anyhow::Error) -> u8 {
     }
 }
 
-/// Runs one verb. `settings` is `None` only when loading them failed for
-/// `demo` or `sim`, which bring their own.
-pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
+/// Runs one verb. `settings` is an error only for the verbs that do without
+/// (`demo` and `sim` bring their own) or report it (`doctor`).
+pub async fn dispatch(cli: Cli, settings: Result<Settings, ConfigError>) -> Result<u8> {
     let overrides = overrides(&cli);
     let command = match cli.command {
         Command::Demo { files, dir } => return crate::demo::run(files, dir).await,
@@ -112,7 +112,10 @@ pub async fn dispatch(cli: Cli, settings: Option<Settings>) -> Result<u8> {
         Command::Man { dir } => return reference::man(dir.as_deref()),
         other => other,
     };
-    let settings = settings.context("no configuration could be loaded")?;
+    let settings = match (settings, &command) {
+        (Err(e), Command::Doctor { json }) => return doctor::unconfigured(&e, *json),
+        (settings, _) => settings.context("no configuration could be loaded")?,
+    };
     if matches!(command, Command::Run { .. } | Command::Fetch { .. }) {
         settings.check_output_dir()?;
     }

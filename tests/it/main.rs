@@ -16,6 +16,7 @@ mod copy;
 mod daemon;
 mod dashboard;
 mod disk;
+mod doctor;
 mod durability;
 mod engine;
 mod faithful;
