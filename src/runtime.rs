@@ -10,8 +10,11 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::level_filters::LevelFilter;
 use tracing::{error, info};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::api::ApiClient;
 use crate::archive::bucket::{Bucket, BucketOptions};
@@ -69,22 +72,28 @@ pub fn init_logging(cli: &Cli, format: LogFormat) {
     // Whatever MINIMAX_DL_LOG says, sqlx's PostgreSQL option parsing stays
     // below WARN: it logs a malformed ~/.pgpass line, password included, and
     // an unknown URL parameter with its value.
-    let filter = EnvFilter::try_from_env("MINIMAX_DL_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(default))
-        .add_directive(
-            "sqlx_postgres::options=error"
-                .parse()
-                .expect("a valid directive"),
-        );
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(stderr::sink().clone());
+    let filter = log_filter(std::env::var("MINIMAX_DL_LOG").ok().as_deref(), default);
+    let builder = tracing_subscriber::fmt().with_writer(stderr::sink().clone());
     match format {
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder.json().finish().with(filter).init(),
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .finish()
+            .with(filter)
             .init(),
     }
+}
+
+/// The filter from `MINIMAX_DL_LOG` (a `target=level` list, or a bare level),
+/// or `default` when it is unset or does not parse. The most specific target
+/// wins, so the cap on sqlx's PostgreSQL option parsing holds whatever the
+/// variable says.
+fn log_filter(setting: Option<&str>, default: &str) -> Targets {
+    let parsed = setting
+        .filter(|s| !s.trim().is_empty())
+        .and_then(|s| s.parse::<Targets>().ok());
+    let targets = parsed.unwrap_or_else(|| default.parse().expect("a valid default filter"));
+    targets.with_target("sqlx_postgres::options", LevelFilter::ERROR)
 }
 
 /// Why the engine could not be built.
@@ -310,4 +319,52 @@ pub fn spawn_systemd_notifier(
 /// Tells systemd the process is stopping.
 pub fn notify_stopping() {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn the_default_holds_when_the_setting_is_unset_empty_or_malformed() {
+        for setting in [None, Some(""), Some("  "), Some("minimax_dl=loud")] {
+            let filter = log_filter(setting, "minimax_dl=info");
+            assert!(
+                filter.would_enable("minimax_dl::worker", &Level::INFO),
+                "{setting:?}"
+            );
+            assert!(
+                !filter.would_enable("minimax_dl::worker", &Level::DEBUG),
+                "{setting:?}"
+            );
+            assert!(!filter.would_enable("hyper", &Level::ERROR), "{setting:?}");
+        }
+    }
+
+    #[test]
+    fn a_bare_level_or_a_target_list_is_taken() {
+        let everything = log_filter(Some("trace"), "minimax_dl=warn");
+        assert!(everything.would_enable("sqlx::query", &Level::TRACE));
+        assert!(everything.would_enable("minimax_dl", &Level::TRACE));
+        let ours = log_filter(Some("warn,minimax_dl::fetch=debug"), "minimax_dl=warn");
+        assert!(ours.would_enable("minimax_dl::fetch::segmented", &Level::DEBUG));
+        assert!(!ours.would_enable("minimax_dl::worker", &Level::INFO));
+        assert!(ours.would_enable("hyper", &Level::WARN));
+    }
+
+    #[test]
+    fn postgres_option_parsing_stays_below_warn_whatever_the_setting() {
+        for setting in [None, Some("trace"), Some("sqlx_postgres=trace")] {
+            let filter = log_filter(setting, "minimax_dl=info");
+            assert!(
+                !filter.would_enable("sqlx_postgres::options::pgpass", &Level::WARN),
+                "{setting:?}"
+            );
+        }
+        let filter = log_filter(Some("trace"), "minimax_dl=info");
+        assert!(filter.would_enable("sqlx_postgres::connection", &Level::TRACE));
+        assert!(filter.would_enable("sqlx_postgres::options", &Level::ERROR));
+    }
 }
