@@ -1,4 +1,6 @@
-// Embedded migrations are read at compile time: rebuild when they change.
+// Embedded migrations are read at compile time (`include_str!` tracks each
+// file; the folder is watched too, so a new file is seen by the unit test
+// that compares the list with it).
 // The commit `--version` prints comes from git when there is a checkout
 // (`git rev-parse --short HEAD`), else it is "unknown" (a source tarball).
 use std::process::Command;
