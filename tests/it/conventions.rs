@@ -132,30 +132,58 @@ async fn status_watch_repeats_into_a_pipe_until_ctrl_c() {
 
 #[tokio::test]
 async fn status_watch_redraws_a_terminal_in_place() {
+    const REDRAW: &str = "\x1b[H\x1b[2J";
     let world = World::new();
     assert_success(&world.run(&["enqueue", "1"]).await);
-    // `script` (util-linux) gives the command a terminal; `timeout` ends
-    // the watch with SIGINT after a few refreshes.
+    // `script` (util-linux) gives the command a terminal. The shell prints
+    // its pid, then becomes minimax-dl (`exec`), so the test can end the
+    // watch with SIGINT once it has seen two redraws, however slowly a
+    // loaded machine starts it.
     let quote = |p: &std::path::Path| format!("'{}'", p.display());
     let line = format!(
-        "timeout -s INT 1 {BIN} --db {} status --watch --interval 200ms",
+        "echo pid=$$; exec {BIN} --db {} status --watch --interval 200ms",
         quote(&world.db)
     );
-    let out = tokio::process::Command::new("script")
+    let mut child = tokio::process::Command::new("script")
         .args(["-q", "-c", &line, "/dev/null"])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", world.dir.path())
         .env("MINIMAX_DL_CONFIG", &world.config)
         .env("TERM", "xterm")
-        .output()
-        .await
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
         .expect("script");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.matches("\x1b[H\x1b[2J").count() >= 2,
-        "redrawn in place: {text:?}"
-    );
+    let mut out = child.stdout.take().unwrap();
+    let mut text = String::new();
+    let pid = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = out.read(&mut buf).await.expect("read the terminal");
+            assert!(n > 0, "the watch ended by itself: {text:?}");
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            let pid = text
+                .split("pid=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid
+                && text.matches(REDRAW).count() >= 2
+            {
+                return pid;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("two redraws within 60 s: {text:?}"));
+    support::signal(pid, "-INT");
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), out.read_to_end(&mut rest))
+        .await
+        .expect("the watch ends on SIGINT")
+        .expect("read the terminal");
+    child.wait().await.expect("script");
     assert!(text.contains("Every 200ms: minimax-dl status"), "{text:?}");
 }
 

@@ -230,7 +230,10 @@ async fn an_expired_lease_is_reclaimed_and_its_old_holder_refused(queue: Queue) 
 
 async fn a_heartbeat_renews_held_leases_and_reports_lost_and_cancelled_ones(queue: Queue) {
     queue.enqueue(&[1, 2, 3]).await.unwrap();
-    let short = Duration::from_millis(300);
+    // Long enough that the claims and the heartbeat fit in it on a loaded
+    // machine; the sleep below then outlasts it.
+    let short = Duration::from_secs(2);
+    let claimed = std::time::Instant::now();
     for id in [1, 2, 3] {
         queue.claim_id(id, "pool", short).await.unwrap().unwrap();
     }
@@ -240,7 +243,7 @@ async fn a_heartbeat_renews_held_leases_and_reports_lost_and_cancelled_ones(queu
         .collect();
     let beat = queue.heartbeat(&held, LEASE).await.unwrap();
     assert_eq!(beat, Default::default());
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep_until((claimed + short + Duration::from_millis(200)).into()).await;
     // Renewed: nobody may take them although the first lease ran out.
     assert!(queue.claim("thief", LEASE).await.unwrap().is_none());
 
@@ -464,7 +467,9 @@ async fn kept_counts_match_a_scan_through_every_transition(queue: Queue) {
 }
 
 async fn the_api_call_window_caps_calls_and_says_when_the_next_may_go(queue: Queue) {
-    let window = Duration::from_millis(400);
+    // Long enough that four reservations fit in it on a loaded machine.
+    const WINDOW_MS: i64 = 3000;
+    let window = Duration::from_millis(WINDOW_MS as u64);
     let before = now_millis();
     for _ in 0..3 {
         assert_eq!(queue.reserve_api_call(3, window).await.unwrap(), None);
@@ -476,7 +481,7 @@ async fn the_api_call_window_caps_calls_and_says_when_the_next_may_go(queue: Que
         .unwrap()
         .expect("capped");
     assert!(
-        next > before + 400 && next <= after + 401,
+        next > before + WINDOW_MS && next <= after + WINDOW_MS + 1,
         "{next} vs {before}..{after}"
     );
     // A refused call is not counted: once the first calls leave the window
@@ -689,18 +694,19 @@ async fn one_process_at_a_time_takes_the_probe(queue: Queue) {
         None,
         "no pause, nothing to probe"
     );
-    let epoch = queue
-        .pause_fleet("1008", "a", Duration::from_millis(300))
-        .await
-        .unwrap();
+    // Long enough that the next two calls come before it ends on a loaded
+    // machine; the sleep below then outlasts it.
+    let pause = Duration::from_secs(2);
+    let paused = std::time::Instant::now();
+    let epoch = queue.pause_fleet("1008", "a", pause).await.unwrap();
     assert_eq!(
         queue.take_probe_slot(LEASE, false).await.unwrap(),
         None,
         "not yet due"
     );
     let probe_in = queue.fleet_state().await.unwrap().pause.unwrap().probe_in;
-    assert!(probe_in > Duration::ZERO && probe_in <= Duration::from_millis(300));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(probe_in > Duration::ZERO && probe_in <= pause);
+    tokio::time::sleep_until((paused + pause + Duration::from_millis(200)).into()).await;
     let next = Duration::from_secs(60);
     assert_eq!(
         queue.take_probe_slot(next, false).await.unwrap(),
@@ -723,8 +729,11 @@ async fn one_process_at_a_time_takes_the_probe(queue: Queue) {
 async fn a_shared_cooldown_turns_every_reservation_back_until_it_ends(queue: Queue) {
     let window = Duration::from_secs(61);
     assert_eq!(queue.fleet_state().await.unwrap().cooldown, None);
+    // Long enough that the reservation below comes before it ends on a
+    // loaded machine; the sleep below then outlasts it.
+    let cooldown = Duration::from_secs(2);
     let before = now_millis();
-    queue.cool_fleet(Duration::from_millis(500)).await.unwrap();
+    queue.cool_fleet(cooldown).await.unwrap();
     // A shorter cooldown reported meanwhile does not cut it short.
     queue.cool_fleet(Duration::from_millis(10)).await.unwrap();
     let until = queue
@@ -733,7 +742,7 @@ async fn a_shared_cooldown_turns_every_reservation_back_until_it_ends(queue: Que
         .unwrap()
         .expect("cooling: the call must wait");
     assert!(
-        until >= before + 500 && until <= now_millis() + 500,
+        until >= before + 2000 && until <= now_millis() + 2000,
         "{until} vs {before}"
     );
     let left = queue
@@ -742,8 +751,11 @@ async fn a_shared_cooldown_turns_every_reservation_back_until_it_ends(queue: Que
         .unwrap()
         .cooldown
         .expect("cooling");
-    assert!(left <= Duration::from_millis(500));
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(left <= cooldown);
+    tokio::time::sleep_until(
+        (std::time::Instant::now() + left + Duration::from_millis(200)).into(),
+    )
+    .await;
     assert_eq!(queue.reserve_api_call(100, window).await.unwrap(), None);
     assert_eq!(queue.fleet_state().await.unwrap().cooldown, None);
 }

@@ -18,6 +18,22 @@ fn polling_world(sim: &Simulator) -> World {
         .env("MINIMAX_DL_TEST_TASK_POLL_MS", "100")
 }
 
+/// Longer than any test: the task generates until the test replaces it
+/// with [`finish_generation_after_polls`], so no start-up on a loaded
+/// machine can outlast a generation clock.
+const GENERATING_UNTIL_TOLD: Duration = Duration::from_secs(3600);
+
+/// Waits until the daemon has asked about task `id` `polls` times, then
+/// declares it again as `done` (no generation time left).
+async fn finish_generation_after_polls(sim: &Simulator, id: i64, polls: u64, done: SimTask) {
+    support::wait_for(Duration::from_secs(60), "the task's polls", || async {
+        let asked = sim.stats().task_requests_by_task.get(&id).copied();
+        (asked.unwrap_or(0) >= polls).then_some(())
+    })
+    .await;
+    sim.add_task(id, done);
+}
+
 async fn task(world: &World, id: i64) -> Value {
     let out = world.run(&["show", &id.to_string(), "--json"]).await;
     assert_success(&out);
@@ -41,8 +57,8 @@ async fn tasks(world: &World) -> Vec<Value> {
 #[tokio::test]
 async fn a_v1_task_is_polled_until_its_file_exists_then_downloaded() {
     let sim = support::sim(support::small_files()).await;
-    let generation = Duration::from_millis(1500);
-    sim.add_task(7001, SimTask::new(SimApi::V1, 7_100).generating(generation));
+    let declared = || SimTask::new(SimApi::V1, 7_100);
+    sim.add_task(7001, declared().generating(GENERATING_UNTIL_TOLD));
     let world = polling_world(&sim);
     assert_success(&world.run(&["enqueue", "--task", "7001"]).await);
     let status = world.status().await;
@@ -50,7 +66,9 @@ async fn a_v1_task_is_polled_until_its_file_exists_then_downloaded() {
     let out = world.run(&["list", "--state", "generating"]).await;
     assert!(stdout(&out).contains("7001"), "{}", stdout(&out));
 
-    assert_success(&world.run(&["run", "--exit-when-idle"]).await);
+    let run = support::spawn(&world, &["run", "--exit-when-idle"]);
+    finish_generation_after_polls(&sim, 7001, 3, declared()).await;
+    assert_success(&support::finish(run, Duration::from_secs(120)).await);
     let t = task(&world, 7001).await;
     assert_eq!(
         (t["state"].as_str(), t["file_id"].as_i64()),
@@ -69,8 +87,8 @@ async fn a_v1_task_is_polled_until_its_file_exists_then_downloaded() {
 #[tokio::test]
 async fn a_v2_task_becomes_a_job_keyed_by_its_task_and_is_downloaded_from_a_fresh_url() {
     let sim = support::sim(support::small_files()).await;
-    let generation = Duration::from_millis(1200);
-    sim.add_task(7201, SimTask::new(SimApi::V2, 7201).generating(generation));
+    let declared = || SimTask::new(SimApi::V2, 7201);
+    sim.add_task(7201, declared().generating(GENERATING_UNTIL_TOLD));
     let world = polling_world(&sim);
     let list = world.path("tasks.txt");
     std::fs::write(&list, "# today's renders\nv2:7201\n").unwrap();
@@ -86,7 +104,9 @@ async fn a_v2_task_becomes_a_job_keyed_by_its_task_and_is_downloaded_from_a_fres
         stdout(&again)
     );
 
-    assert_success(&world.run(&["run", "--exit-when-idle"]).await);
+    let run = support::spawn(&world, &["run", "--exit-when-idle"]);
+    finish_generation_after_polls(&sim, 7201, 2, declared()).await;
+    assert_success(&support::finish(run, Duration::from_secs(120)).await);
     let t = task(&world, 7201).await;
     assert_eq!(
         (t["state"].as_str(), t["api"].as_str()),
@@ -240,10 +260,8 @@ async fn sync_enqueues_every_video_task_once_however_often_it_runs() {
     for id in [7801, 7802, 7803] {
         sim.add_task(id, SimTask::new(SimApi::V2, id));
     }
-    sim.add_task(
-        7804,
-        SimTask::new(SimApi::V2, 7804).generating(Duration::from_secs(3)),
-    );
+    let generating = || SimTask::new(SimApi::V2, 7804);
+    sim.add_task(7804, generating().generating(GENERATING_UNTIL_TOLD));
     sim.add_task(
         7805,
         SimTask::new(SimApi::V2, 7805).ending(TaskEnd::Fail(1026, "sensitive".into())),
@@ -283,7 +301,9 @@ async fn sync_enqueues_every_video_task_once_however_often_it_runs() {
         "nothing doubled"
     );
 
-    assert_success(&world.run(&["run", "--exit-when-idle"]).await);
+    let run = support::spawn(&world, &["run", "--exit-when-idle"]);
+    finish_generation_after_polls(&sim, 7804, 1, generating()).await;
+    assert_success(&support::finish(run, Duration::from_secs(120)).await);
     let jobs = world.jobs().await;
     assert_eq!(jobs.len(), 4);
     for job in &jobs {
@@ -480,14 +500,10 @@ async fn tasks_poll_sync_and_download_on_a_postgresql_queue() {
         return;
     };
     let sim = support::sim(support::small_files()).await;
-    sim.add_task(
-        8101,
-        SimTask::new(SimApi::V1, 8_190).generating(Duration::from_millis(600)),
-    );
-    sim.add_task(
-        8102,
-        SimTask::new(SimApi::V2, 8102).generating(Duration::from_millis(600)),
-    );
+    let v1 = || SimTask::new(SimApi::V1, 8_190);
+    let v2 = || SimTask::new(SimApi::V2, 8102);
+    sim.add_task(8101, v1().generating(GENERATING_UNTIL_TOLD));
+    sim.add_task(8102, v2().generating(GENERATING_UNTIL_TOLD));
     sim.add_task(8103, SimTask::new(SimApi::V2, 8103));
     let world = polling_world(&sim).on_database(&db.url);
     assert_success(&world.run(&["enqueue", "--task", "8101"]).await);
@@ -506,7 +522,10 @@ async fn tasks_poll_sync_and_download_on_a_postgresql_queue() {
         stdout(&second)
     );
     assert_eq!(world.status().await["tasks"]["generating"], 2);
-    assert_success(&world.run(&["run", "--exit-when-idle"]).await);
+    let run = support::spawn(&world, &["run", "--exit-when-idle"]);
+    finish_generation_after_polls(&sim, 8101, 1, v1()).await;
+    finish_generation_after_polls(&sim, 8102, 1, v2()).await;
+    assert_success(&support::finish(run, Duration::from_secs(120)).await);
     for id in [8_190, 8102, 8103] {
         assert_verified(&world, &sim, &world.job(id).await);
     }
