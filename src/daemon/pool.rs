@@ -257,14 +257,19 @@ impl Pool {
     /// leaves no lasting mark), removed when it ends.
     async fn record_host_pause(&mut self) {
         let message = match self.pause.as_ref().map(|p| &p.problem) {
-            Some(problem @ HostProblem::ApiUnreachable { .. }) => Some(problem.message().to_string()),
+            Some(problem @ HostProblem::ApiUnreachable { .. }) => {
+                Some(problem.message().to_string())
+            }
             _ => None,
         };
         let host = crate::worker::host_name();
         let me = self.engine.identity();
         let now = Instant::now();
         match message {
-            Some(_) if self.host_pause_recorded.is_some_and(|at| now < at + HOST_PAUSE_REFRESH) => {}
+            Some(_)
+                if self
+                    .host_pause_recorded
+                    .is_some_and(|at| now < at + HOST_PAUSE_REFRESH) => {}
             Some(message) => {
                 let recorded = self
                     .engine
@@ -272,13 +277,17 @@ impl Pool {
                     .record_host_pause(&host, &message, me, HOST_PAUSE_SHOWN)
                     .await;
                 if let Err(e) = recorded {
-                    warn!("cannot record this host's pause in the queue (status will not show it): {e}");
+                    warn!(
+                        "cannot record this host's pause in the queue (status will not show it): {e}"
+                    );
                 }
                 self.host_pause_recorded = Some(now);
             }
             None if self.host_pause_recorded.take().is_some() => {
                 if let Err(e) = self.engine.queue.lift_host_pause(&host, me).await {
-                    warn!("cannot remove this host's pause from the queue (status shows it for a minute more): {e}");
+                    warn!(
+                        "cannot remove this host's pause from the queue (status shows it for a minute more): {e}"
+                    );
                 }
             }
             None => {}

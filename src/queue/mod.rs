@@ -42,9 +42,9 @@ pub use state::{CancelVerdict, JobState, RetryPolicy, RetryVerdict};
 pub use task::{NewTask, PollRecord, Task, TaskCounts, TaskEnqueueReport, TaskResult, TaskState};
 use types::failure_message;
 pub use types::{
-    Claimable, CommitSync, DbLocation, EnqueueReport, FleetPause, FleetState, Heartbeat, HostPause, Job,
-    JobEvent, Millis, PruneBatch, StatusCounts, Upload, VerbOutcome, VerifiedFile, describe_delay,
-    millis_after, now_millis, owner_host,
+    Claimable, CommitSync, DbLocation, EnqueueReport, FleetPause, FleetState, Heartbeat, HostPause,
+    Job, JobEvent, Millis, PruneBatch, StatusCounts, Upload, VerbOutcome, VerifiedFile,
+    describe_delay, millis_after, now_millis, owner_host,
 };
 
 use crate::partial::{ExpectedSize, Resume};

@@ -360,7 +360,10 @@ async fn a_batch_gives_up_on_an_api_it_cannot_connect_to_and_a_daemon_says_so() 
         assert_eq!(job["state"], "queued", "{job}");
         assert_eq!(job["attempts"], 0, "{job}");
     }
-    assert_eq!(unreachable_in_status(&world).await, Vec::<serde_json::Value>::new());
+    assert_eq!(
+        unreachable_in_status(&world).await,
+        Vec::<serde_json::Value>::new()
+    );
 
     let daemon = support::run_listening(&world, &[]).await;
     let client = http();
@@ -382,7 +385,10 @@ async fn a_batch_gives_up_on_an_api_it_cannot_connect_to_and_a_daemon_says_so() 
     let host = minimax_dl::worker::host_name();
     assert_eq!(shown["host"], host.as_str(), "{shown}");
     let message = shown["message"].as_str().unwrap_or_default();
-    assert!(message.contains("cannot connect to the MiniMax API"), "{shown}");
+    assert!(
+        message.contains("cannot connect to the MiniMax API"),
+        "{shown}"
+    );
     assert!(shown["lasted_s"].as_f64().is_some(), "{shown}");
     let text = support::stdout(&world.run(&["status"]).await);
     let line = text

@@ -605,7 +605,10 @@ async fn losing_the_database_mid_run_lets_downloads_go_on_and_logs_once() {
          {grew} bytes ({early} to {late}) in the last 8 s of a 10 s outage \
          (bytes recorded: {recorded_early:?})\n{log}"
     );
-    assert!(late < SIZE, "the outage ended before the file: {late} of {SIZE}");
+    assert!(
+        late < SIZE,
+        "the outage ended before the file: {late} of {SIZE}"
+    );
     assert_eq!(health.map(|r| r.status().as_u16()).ok(), Some(200), "{log}");
     let heartbeat = count_lines(&log, "lease heartbeat failed");
     assert_eq!(heartbeat, 1, "one line, not one a try (10 tries):\n{log}");
