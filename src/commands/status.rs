@@ -13,7 +13,7 @@ use super::open_queue_to_read;
 use crate::config::{RateSettings, RequestRate, Settings};
 use crate::gate::{counting_window, limits_of};
 use crate::queue::{
-    FleetState, JobState, Queue, StatusCounts, TaskCounts, describe_delay, now_millis,
+    FleetState, HostPause, JobState, Queue, StatusCounts, TaskCounts, describe_delay, now_millis,
 };
 use crate::rate::RateState;
 use crate::runtime::exit;
@@ -29,6 +29,9 @@ struct Overview {
     /// The fleet's adaptive rate (None from a queue too old to hold one
     /// that this reader may not upgrade).
     rate: Option<RateState>,
+    /// The hosts whose daemon cannot connect to the API (none from a
+    /// queue too old to hold them that this reader may not upgrade).
+    host_pauses: Vec<HostPause>,
 }
 
 async fn overview(queue: &Queue, window: std::time::Duration) -> Result<Overview> {
@@ -46,6 +49,7 @@ async fn overview(queue: &Queue, window: std::time::Duration) -> Result<Overview
         api_calls: queue.api_calls_in_window(window).await?,
         fleet: queue.fleet_state().await?,
         rate: queue.rate_state().await.ok(),
+        host_pauses: queue.host_pauses().await.unwrap_or_default(),
     })
 }
 
@@ -104,6 +108,16 @@ pub(super) async fn report(queue: &Queue, rate: &RateSettings, as_json: bool) ->
             pause.paused_by,
             pause.account,
             describe_delay(pause.probe_in.as_millis() as i64)
+        ));
+    }
+    for pause in &seen.host_pauses {
+        lines.push(format!(
+            "{:<10} host {} for {}: {} (seen by {}; only that host waits, and its daemon resumes by itself once a connection succeeds)",
+            "no api",
+            pause.host,
+            describe_delay(pause.lasted.as_millis() as i64),
+            pause.message,
+            pause.paused_by,
         ));
     }
     Ok(lines.join("\n"))
@@ -167,6 +181,12 @@ fn as_json_line(seen: &Overview, gate: &GateLine, window: Duration) -> serde_jso
             "account": p.account,
             "probe_in_s": p.probe_in.as_secs_f64(),
         })),
+        "api_unreachable": seen.host_pauses.iter().map(|p| json!({
+            "host": p.host,
+            "message": p.message,
+            "paused_by": p.paused_by,
+            "lasted_s": p.lasted.as_secs_f64(),
+        })).collect::<Vec<_>>(),
     });
     if let (Some(line), serde_json::Value::Object(extra)) = (line.as_object_mut(), extra) {
         line.extend(extra);

@@ -93,7 +93,10 @@ pub fn parse_since(raw: &str, now: i64) -> Result<i64, String> {
     };
     humantime::parse_rfc3339_weak(&full)
         .map_err(|_| {
-            format!("{raw:?} is not a date (2026-07-01), a date and time (2026-07-01T12:00:00Z) or an age (2d)")
+            format!(
+                "{} is not a date (2026-07-01), a date and time (2026-07-01T12:00:00Z) or an age (2d)",
+                crate::ids::quoted(raw)
+            )
         })
         .map(|t| {
             t.duration_since(UNIX_EPOCH)
@@ -115,6 +118,8 @@ mod tests {
         assert_eq!(parse_since("2d", now), Ok(now - 2 * 86_400));
         assert_eq!(parse_since("12h", now), Ok(now - 12 * 3600));
         let err = parse_since("yesterday", now).unwrap_err();
-        assert!(err.contains("not a date"), "{err}");
+        assert!(err.starts_with("\"yesterday\" is not a date"), "{err}");
+        let err = parse_since("\u{feff}2026-07-01", now).unwrap_err();
+        assert!(err.starts_with("\"<U+FEFF>2026-07-01\" is not"), "{err}");
     }
 }

@@ -34,6 +34,7 @@ pub(super) async fn heartbeat(engine: Engine, running: Running, stop: Cancellati
         }
         match engine.queue.heartbeat(&leases, LEASE).await {
             Ok(report) => {
+                engine.set_queue_silent(false);
                 if let Some(outage) = outage.take() {
                     outage.ended(Instant::now());
                 }
@@ -57,6 +58,7 @@ pub(super) async fn heartbeat(engine: Engine, running: Running, stop: Cancellati
             // Logged once a minute however long it lasts; the leases run
             // out after `LEASE`, and the jobs go to whoever claims next.
             Err(e) => {
+                engine.set_queue_silent(e.is_unreachable());
                 let now = Instant::now();
                 outage.get_or_insert_with(|| Outage::new(now)).failed(
                     now,

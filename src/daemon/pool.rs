@@ -69,6 +69,11 @@ fn pause_after(
     }
 }
 
+/// How often a paused host refreshes its pause in the queue for `status`,
+/// and how long `status` shows it after the last refresh.
+const HOST_PAUSE_REFRESH: Duration = Duration::from_secs(10);
+const HOST_PAUSE_SHOWN: Duration = Duration::from_secs(60);
+
 /// The longest wait between probes of an API this host cannot connect to.
 const UNREACHABLE_PROBE: Duration = Duration::from_secs(5);
 
@@ -119,6 +124,7 @@ pub async fn run(
         pause: None,
         probe_early: false,
         outage: None,
+        host_pause_recorded: None,
     };
     pool.run().await
 }
@@ -142,6 +148,9 @@ struct Pool {
     probe_early: bool,
     /// Since when the queue database has not answered a claim, if it has not.
     outage: Option<Outage>,
+    /// When this host's pause was last recorded in the queue for `status`
+    /// (see [`Pool::record_host_pause`]).
+    host_pause_recorded: Option<Instant>,
 }
 
 /// How long a batch waits for an archive bucket that does not answer
@@ -176,6 +185,7 @@ impl Pool {
             self.take_outcomes();
             self.share_pause().await;
             self.report_pause();
+            self.record_host_pause().await;
             if self.shutdown.is_cancelled() {
                 break RunEnd::Stopped;
             }
@@ -203,6 +213,8 @@ impl Pool {
         };
         poller_stop.cancel();
         let _ = poller.await;
+        self.pause = None;
+        self.record_host_pause().await;
         self.tasks.finish().await;
         Ok(end)
     }
@@ -236,6 +248,50 @@ impl Pool {
         let pause = self.pause.as_ref();
         let pause = pause.map(|p| (&p.problem, p.probe_at.saturating_duration_since(now)));
         self.engine.observer.paused(pause);
+    }
+
+    /// Keeps this host's pause for an API it cannot connect to in the
+    /// queue, where `status` on any host shows it (no other host obeys
+    /// it): refreshed every [`HOST_PAUSE_REFRESH`] while it lasts, shown
+    /// for [`HOST_PAUSE_SHOWN`] after each (a daemon that dies paused
+    /// leaves no lasting mark), removed when it ends.
+    async fn record_host_pause(&mut self) {
+        let message = match self.pause.as_ref().map(|p| &p.problem) {
+            Some(problem @ HostProblem::ApiUnreachable { .. }) => {
+                Some(problem.message().to_string())
+            }
+            _ => None,
+        };
+        let host = crate::worker::host_name();
+        let me = self.engine.identity();
+        let now = Instant::now();
+        match message {
+            Some(_)
+                if self
+                    .host_pause_recorded
+                    .is_some_and(|at| now < at + HOST_PAUSE_REFRESH) => {}
+            Some(message) => {
+                let recorded = self
+                    .engine
+                    .queue
+                    .record_host_pause(&host, &message, me, HOST_PAUSE_SHOWN)
+                    .await;
+                if let Err(e) = recorded {
+                    warn!(
+                        "cannot record this host's pause in the queue (status will not show it): {e}"
+                    );
+                }
+                self.host_pause_recorded = Some(now);
+            }
+            None if self.host_pause_recorded.take().is_some() => {
+                if let Err(e) = self.engine.queue.lift_host_pause(&host, me).await {
+                    warn!(
+                        "cannot remove this host's pause from the queue (status shows it for a minute more): {e}"
+                    );
+                }
+            }
+            None => {}
+        }
     }
 
     /// Records a new account-level pause in the queue, so that every other

@@ -43,9 +43,9 @@ pub use state::{CancelVerdict, JobState, RetryPolicy, RetryVerdict};
 pub use task::{NewTask, PollRecord, Task, TaskCounts, TaskEnqueueReport, TaskResult, TaskState};
 use types::failure_message;
 pub use types::{
-    Claimable, CommitSync, DbLocation, EnqueueReport, FleetPause, FleetState, Heartbeat, Job,
-    JobEvent, Millis, PruneBatch, StatusCounts, Upload, VerbOutcome, VerifiedFile, describe_delay,
-    millis_after, now_millis, owner_host,
+    Claimable, CommitSync, DbLocation, EnqueueReport, FleetPause, FleetState, Heartbeat, HostPause,
+    Job, JobEvent, Millis, PruneBatch, StatusCounts, Upload, VerbOutcome, VerifiedFile,
+    describe_delay, millis_after, now_millis, owner_host,
 };
 
 use crate::partial::{ExpectedSize, Resume};
@@ -331,6 +331,20 @@ impl Queue {
     // The rest of the interface is the store's own, method for method.
     // `complete` (group commit) is in `group_commit.rs`.
     delegate_to_store! {
+        // ---- a host's own pauses, for `status` ----
+
+        /// Records (or refreshes) `host`'s own pause, shown by `status` for
+        /// `valid_for` unless refreshed again: a pause no other host obeys.
+        /// A pause in force keeps the time it began.
+        pub async fn record_host_pause(&self, host: &str, message: &str, paused_by: &str,
+            valid_for: Duration) -> Result<(), QueueError>;
+
+        /// `host`'s pause is over (only the one `paused_by` recorded).
+        pub async fn lift_host_pause(&self, host: &str, paused_by: &str) -> Result<(), QueueError>;
+
+        /// The hosts' own pauses in force, by host.
+        pub async fn host_pauses(&self) -> Result<Vec<HostPause>, QueueError>;
+
         // ---- user verbs ----
 
         /// Adds ids not yet in the queue; ids already present are counted as

@@ -170,6 +170,22 @@ where
     })
 }
 
+/// A `host_pauses` row (columns `host, message, paused_by, lasted_ms`).
+pub(super) fn host_pause_from_row<'r, R>(row: &'r R) -> Result<super::HostPause, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(super::HostPause {
+        host: row.try_get("host")?,
+        message: row.try_get("message")?,
+        paused_by: row.try_get("paused_by")?,
+        lasted: Duration::from_millis(row.try_get::<i64, _>("lasted_ms")?.max(0) as u64),
+    })
+}
+
 /// A job's `uploads` row (columns `object_url, upload_id, etag, version`).
 pub(super) fn upload_from_row<'r, R>(row: &'r R) -> Result<super::Upload, sqlx::Error>
 where

@@ -328,6 +328,19 @@ pub struct FleetPause {
     pub probe_in: Duration,
 }
 
+/// A host's own pause, which other hosts do not obey (an API it cannot
+/// connect to), as its daemon recorded it for `status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPause {
+    /// The host's name (the first field of its lease owners).
+    pub host: String,
+    pub message: String,
+    /// The daemon that recorded it (its lease owner prefix).
+    pub paused_by: String,
+    /// How long it has lasted.
+    pub lasted: Duration,
+}
+
 /// What `run --exit-when-idle` asks before it exits: is anything left that
 /// this process could still claim?
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The [`Engine`]: everything workers share.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -33,6 +33,9 @@ pub struct Engine {
     /// sequence number, so each claim holds a lease of its own.
     owner_prefix: String,
     claims: Arc<AtomicU64>,
+    /// Whether the queue database left the last lease heartbeat
+    /// unanswered (see [`Engine::queue_silent`]).
+    queue_silent: Arc<AtomicBool>,
     pub observer: Arc<dyn Observer>,
 }
 
@@ -59,6 +62,7 @@ impl Engine {
             policy,
             owner_prefix: worker_identity(),
             claims: Arc::default(),
+            queue_silent: Arc::default(),
             observer,
         }
     }
@@ -90,6 +94,18 @@ impl Engine {
     pub fn next_owner(&self) -> String {
         let n = self.claims.fetch_add(1, Ordering::Relaxed);
         format!("{}-{n}", self.owner_prefix)
+    }
+
+    /// Records whether the queue database answered the last lease
+    /// heartbeat, for the checkpoints of this process's downloads.
+    pub fn set_queue_silent(&self, silent: bool) {
+        self.queue_silent.store(silent, Ordering::Relaxed);
+    }
+
+    /// Whether the queue database is known not to answer: a checkpoint
+    /// then waits for it only briefly, and the download goes on.
+    pub fn queue_silent(&self) -> bool {
+        self.queue_silent.load(Ordering::Relaxed)
     }
 
     pub fn api(&self) -> ApiClient {

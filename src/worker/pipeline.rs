@@ -70,19 +70,33 @@ struct JobSink<'a> {
 /// not worked here after another process may have claimed it.
 const UNANSWERED_CHECKPOINTS: Duration = LEASE.saturating_sub(Duration::from_secs(5));
 
+/// How long a checkpoint waits for a database that did not answer the
+/// last checkpoint or the last lease heartbeat. A checkpoint holds up the
+/// transfer, and a database that refuses connections keeps a caller
+/// waiting for a connection up to the queue's deadline (10 s): waited for
+/// whole, the checkpoints of an outage would stand the download still. A
+/// database that answers is waited for as long as it takes.
+const OUTAGE_PATIENCE: Duration = Duration::from_millis(500);
+
 impl JobSink<'_> {
-    /// A checkpoint the database did not answer: the download goes on
-    /// (the bytes stay on disk and the next checkpoint records them) for
-    /// [`UNANSWERED_CHECKPOINTS`] from the first one.
-    fn may_go_on_unrecorded(&self, error: &QueueError) -> bool {
-        if !error.is_unreachable() {
-            return false;
-        }
+    /// Whether the download may go on without the checkpoint that began
+    /// at `began` recorded: for [`UNANSWERED_CHECKPOINTS`] from the start
+    /// of the first checkpoint the database did not answer (the bytes stay
+    /// on disk and the next checkpoint records them).
+    fn may_go_on_unrecorded(&self, began: std::time::Instant) -> bool {
         let mut since = self
             .unanswered_since
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        since.get_or_insert_with(std::time::Instant::now).elapsed() < UNANSWERED_CHECKPOINTS
+        since.get_or_insert(began).elapsed() < UNANSWERED_CHECKPOINTS
+    }
+
+    /// Since when the database has not answered this job's checkpoints.
+    fn unanswered_since(&self) -> Option<std::time::Instant> {
+        *self
+            .unanswered_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -96,11 +110,26 @@ impl ProgressSink for JobSink<'_> {
                 .size_known(self.file_id, expected.bytes);
         }
         let began = std::time::Instant::now();
-        let recorded = self
-            .engine
-            .queue
-            .checkpoint(self.file_id, self.owner, state, expected)
-            .await;
+        let mut call = std::pin::pin!(self.engine.queue.checkpoint(
+            self.file_id,
+            self.owner,
+            state,
+            expected
+        ));
+        let silent = self.unanswered_since().is_some() || self.engine.queue_silent();
+        let recorded = if silent {
+            match tokio::time::timeout(OUTAGE_PATIENCE, call.as_mut()).await {
+                Ok(recorded) => recorded,
+                Err(_) if self.may_go_on_unrecorded(began) => {
+                    self.engine.observer.checkpointed(began.elapsed());
+                    return Ok(());
+                }
+                // Past the grace: the database's own answer ends the job.
+                Err(_) => call.await,
+            }
+        } else {
+            call.await
+        };
         self.engine.observer.checkpointed(began.elapsed());
         match recorded {
             Ok(()) => {
@@ -110,7 +139,7 @@ impl ProgressSink for JobSink<'_> {
                     .unwrap_or_else(|p| p.into_inner()) = None;
                 Ok(())
             }
-            Err(e) if self.may_go_on_unrecorded(&e) => Ok(()),
+            Err(e) if e.is_unreachable() && self.may_go_on_unrecorded(began) => Ok(()),
             Err(e) => Err(CheckpointError::from(e)),
         }
     }

@@ -260,6 +260,11 @@ const CASES: &[Case] = &[
         2,
         "\"banana\" is not an age like 30d",
     ),
+    case(
+        &["sync", "--since", "\u{feff}2026-07-01"],
+        2,
+        "--since: \"<U+FEFF>2026-07-01\" is not a date (2026-07-01)",
+    ),
     case(&["list", "--state", "bogus"], 2, "bogus"),
     case(&["show", "abc"], 2, "abc"),
     case(&["retry", "999"], 2, "999"),

@@ -510,6 +510,7 @@ async fn status_counts_every_state_and_the_bytes() {
         "rate",
         "cooldown_s",
         "pause",
+        "api_unreachable",
         "tasks",
     ]
     .iter()

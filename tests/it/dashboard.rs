@@ -253,3 +253,51 @@ async fn watch_and_retry(page: &WebDriver, daemon: &Listening, world: &World) {
     .await;
     assert!(retried(world).await, "the retry reached the queue");
 }
+
+/// A pool paused because its API cannot be connected to: the page's pause
+/// banner names that cause (not another: it once said "the archive disk"
+/// for every pause but an account's) and tells the operator what to
+/// check, and that work resumes by itself.
+#[tokio::test]
+async fn the_dashboard_tells_the_operator_what_to_do_about_an_unreachable_api() {
+    use futures_util::FutureExt;
+    let Some(driver) = chromedriver().await else {
+        return;
+    };
+    let refused = support::RefusedPort::new();
+    let world = World::new()
+        .env(
+            "MINIMAX_API_BASE",
+            &format!("http://127.0.0.1:{}", refused.port()),
+        )
+        .env("MINIMAX_API_KEY", support::TEST_KEY);
+    assert_success(&world.run(&["enqueue", "1"]).await);
+    let page = browser(&driver).await;
+    let daemon: Listening = run_listening(&world, &[]).await;
+    let checked = std::panic::AssertUnwindSafe(async {
+        page.goto(daemon.url("/")).await.unwrap();
+        wait_text(&page, "#pause", "the pause banner", |t| {
+            t.contains("cannot connect to the MiniMax API")
+        })
+        .await;
+        let banner = text(&page, "#pause").await;
+        assert!(
+            banner.contains("because of an API this host cannot connect to"),
+            "{banner}"
+        );
+        assert!(
+            banner.contains("Check this host's network and api_base")
+                && banner.contains("work resumes by itself once a connection succeeds"),
+            "{banner}"
+        );
+        assert!(!banner.contains("disk"), "{banner}");
+    })
+    .catch_unwind()
+    .await;
+    let _ = page.quit().await;
+    driver.stop().await;
+    if let Err(failure) = checked {
+        std::panic::resume_unwind(failure);
+    }
+    assert!(daemon.stop().await.success());
+}

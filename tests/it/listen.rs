@@ -188,7 +188,8 @@ async fn readyz_answers_503_with_the_reason_while_the_pool_is_paused() {
 /// port nothing listens on.
 #[tokio::test]
 async fn while_the_database_does_not_answer_healthz_is_ok_and_readyz_says_why() {
-    let (url, port) = support::unreachable_pg_url("hunter2-0451");
+    let (url, refused) = support::unreachable_pg_url("hunter2-0451");
+    let port = refused.port();
     let world = World::new().on_database(&url).env("MINIMAX_API_KEY", "k");
     let daemon = run_listening(&world, &[]).await;
     let ready = wait_for(

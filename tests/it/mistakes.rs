@@ -321,20 +321,26 @@ async fn run_on_a_database_that_never_answers_serves_health_and_obeys_sigterm() 
     assert_exit(&out, 5);
 }
 
-/// An `api_base` on a loopback port nothing listens on.
-fn closed_api_base() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("http://127.0.0.1:{port}")
+/// An `api_base` on a loopback port that refuses connections while the
+/// [`support::RefusedPort`] is held.
+fn closed_api_base() -> (String, support::RefusedPort) {
+    let refused = support::RefusedPort::new();
+    (format!("http://127.0.0.1:{}", refused.port()), refused)
+}
+
+/// `status --json`'s hosts that cannot connect to the API.
+async fn unreachable_in_status(world: &World) -> Vec<serde_json::Value> {
+    world.status().await["api_unreachable"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_gives_up_on_an_api_it_cannot_connect_to_and_a_daemon_says_so() {
+    let (api_base, _refused) = closed_api_base();
     let world = World::new()
-        .env("MINIMAX_API_BASE", &closed_api_base())
+        .env("MINIMAX_API_BASE", &api_base)
         .env("MINIMAX_API_KEY", TEST_KEY);
     std::fs::write(&world.config, "api_unreachable_secs = 3\n").unwrap();
     support::enqueue(&world, &["1".to_string(), "2".to_string()]).await;
@@ -354,6 +360,10 @@ async fn a_batch_gives_up_on_an_api_it_cannot_connect_to_and_a_daemon_says_so() 
         assert_eq!(job["state"], "queued", "{job}");
         assert_eq!(job["attempts"], 0, "{job}");
     }
+    assert_eq!(
+        unreachable_in_status(&world).await,
+        Vec::<serde_json::Value>::new()
+    );
 
     let daemon = support::run_listening(&world, &[]).await;
     let client = http();
@@ -366,6 +376,36 @@ async fn a_batch_gives_up_on_an_api_it_cannot_connect_to_and_a_daemon_says_so() 
     assert!(body.contains("\"ready\":false"), "{body}");
     let state = daemon.text("/api/state").await;
     assert!(state.contains("cannot connect"), "dashboard state: {state}");
+
+    // `status`, which any host sharing the queue may run, says so too.
+    let shown = wait_for(Duration::from_secs(60), "status to say so", || async {
+        unreachable_in_status(&world).await.pop()
+    })
+    .await;
+    let host = minimax_dl::worker::host_name();
+    assert_eq!(shown["host"], host.as_str(), "{shown}");
+    let message = shown["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("cannot connect to the MiniMax API"),
+        "{shown}"
+    );
+    assert!(shown["lasted_s"].as_f64().is_some(), "{shown}");
+    let text = support::stdout(&world.run(&["status"]).await);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("no api"))
+        .unwrap_or_else(|| panic!("no 'no api' line:\n{text}"));
+    assert!(
+        line.contains(&format!("host {host} for ")) && line.contains("cannot connect"),
+        "{line}"
+    );
+    assert!(line.contains("resumes by itself"), "{line}");
+
     assert_eq!(daemon.stop().await.code(), Some(0));
     assert_eq!(world.job(1).await["state"], "queued");
+    assert_eq!(
+        unreachable_in_status(&world).await,
+        Vec::<serde_json::Value>::new(),
+        "a daemon that stopped takes its pause with it"
+    );
 }

@@ -194,7 +194,8 @@ async fn a_rate_limit_answer_to_one_process_on_postgres_cools_every_process() {
 /// No server needed: a loopback port nothing listens on.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_database_ends_a_batch_with_exit_5_and_shows_no_password() {
-    let (url, port) = support::unreachable_pg_url("hunter2-0451");
+    let (url, refused) = support::unreachable_pg_url("hunter2-0451");
+    let port = refused.port();
     let world = World::new().on_database(&url).env("MINIMAX_API_KEY", "k");
     // A database that does not answer is worth trying again: exit 5.
     let out = world.run(&["status"]).await;
@@ -220,7 +221,8 @@ async fn a_daemon_waiting_for_its_database_starts_serving_when_it_answers() {
     };
     let real = reqwest::Url::parse(&db.url).unwrap();
     let real = format!("{}:{}", real.host_str().unwrap(), real.port().unwrap());
-    let (_, port) = support::unreachable_pg_url("unused");
+    let refused = support::RefusedPort::new();
+    let port = refused.port();
     let mut url = reqwest::Url::parse(&db.url).unwrap();
     url.set_port(Some(port)).unwrap();
     let world = World::new()
@@ -240,6 +242,7 @@ async fn a_daemon_waiting_for_its_database_starts_serving_when_it_answers() {
         .unwrap();
     assert_eq!(ready.status().as_u16(), 503);
 
+    drop(refused);
     let forwarder = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();

@@ -76,6 +76,7 @@ macro_rules! every_backend {
                 a_paused_queue_claims_nothing_until_a_probe_of_that_pause_lifts_it,
                 one_process_at_a_time_takes_the_probe,
                 a_shared_cooldown_turns_every_reservation_back_until_it_ends,
+                a_host_pause_is_shown_while_refreshed_and_kept_from_its_start,
                 the_adaptive_rate_is_stored_and_moved_one_event_at_a_time,
                 claimable_counts_queued_and_abandoned_jobs_not_live_leases,
                 refetch_requeues_a_done_job_with_that_digest_only,
@@ -758,6 +759,45 @@ async fn a_shared_cooldown_turns_every_reservation_back_until_it_ends(queue: Que
     .await;
     assert_eq!(queue.reserve_api_call(100, window).await.unwrap(), None);
     assert_eq!(queue.fleet_state().await.unwrap().cooldown, None);
+}
+
+/// A host's own pause (an API it cannot connect to) is shown by host while
+/// its daemon refreshes it, keeps the time it began, is removed only by
+/// the daemon that recorded it, and means nothing once it expired (a
+/// daemon that died paused). It never pauses claims.
+async fn a_host_pause_is_shown_while_refreshed_and_kept_from_its_start(queue: Queue) {
+    let minute = Duration::from_secs(60);
+    assert_eq!(queue.host_pauses().await.unwrap(), vec![]);
+    queue
+        .record_host_pause("h1", "cannot connect", "h1:1:2:a", minute)
+        .await
+        .unwrap();
+    queue
+        .record_host_pause("h0", "gone", "h0:1:2:b", Duration::ZERO)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    queue
+        .record_host_pause("h1", "cannot connect again", "h1:1:2:a", minute)
+        .await
+        .unwrap();
+    let shown = queue.host_pauses().await.unwrap();
+    assert_eq!(shown.len(), 1, "an expired pause is not shown: {shown:?}");
+    assert_eq!(
+        (shown[0].host.as_str(), shown[0].message.as_str()),
+        ("h1", "cannot connect again")
+    );
+    assert!(
+        shown[0].lasted >= Duration::from_millis(250),
+        "a refresh keeps its start: {shown:?}"
+    );
+    queue.enqueue(&[1]).await.unwrap();
+    let claimed = queue.claim_batch("h1:1:2:a-0", minute, 1).await.unwrap();
+    assert_eq!(claimed.len(), 1, "a host pause never stops claims");
+    queue.lift_host_pause("h1", "h1:1:2:other").await.unwrap();
+    assert_eq!(queue.host_pauses().await.unwrap().len(), 1);
+    queue.lift_host_pause("h1", "h1:1:2:a").await.unwrap();
+    assert_eq!(queue.host_pauses().await.unwrap(), vec![]);
 }
 
 /// The fleet's adaptive rate (issue #24) is one stored row: an event reads

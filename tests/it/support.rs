@@ -461,17 +461,45 @@ impl Drop for PgTestDb {
     }
 }
 
-/// A PostgreSQL URL, with `password`, to a loopback port nothing listens
-/// on: a database that does not answer, with no server needed.
-pub fn unreachable_pg_url(password: &str) -> (String, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind a loopback port")
-        .local_addr()
-        .expect("its address")
-        .port();
+/// A loopback port that refuses every connection for as long as this is
+/// held: a socket bound to it that never listens. It is bound without
+/// `SO_REUSEADDR`, which every listener of the tests and the binary sets,
+/// so no other test's server can take the port meanwhile. Drop it to
+/// listen on the port yourself.
+pub struct RefusedPort {
+    _socket: tokio::net::TcpSocket,
+    port: u16,
+}
+
+impl RefusedPort {
+    pub fn new() -> RefusedPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind(([127, 0, 0, 1], 0).into())
+            .expect("bind a loopback port");
+        let port = socket.local_addr().expect("its address").port();
+        RefusedPort {
+            _socket: socket,
+            port,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+/// A PostgreSQL URL, with `password`, to a loopback port that refuses
+/// connections while the [`RefusedPort`] is held: a database that does
+/// not answer, with no server needed.
+pub fn unreachable_pg_url(password: &str) -> (String, RefusedPort) {
+    let refused = RefusedPort::new();
     (
-        format!("postgres://mdl:{password}@127.0.0.1:{port}/queue"),
-        port,
+        format!(
+            "postgres://mdl:{password}@127.0.0.1:{}/queue",
+            refused.port()
+        ),
+        refused,
     )
 }
 

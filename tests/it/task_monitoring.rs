@@ -94,7 +94,7 @@ async fn generating_tasks_and_their_polls_show_in_metrics_the_dashboard_and_stat
 
 #[tokio::test]
 async fn metrics_stay_prometheus_text_while_the_database_does_not_answer() {
-    let (url, _port) = support::unreachable_pg_url("hunter2-0452");
+    let (url, _refused) = support::unreachable_pg_url("hunter2-0452");
     let world = World::new().on_database(&url).env("MINIMAX_API_KEY", "k");
     let daemon = run_listening(&world, &[]).await;
     let response = http().get(daemon.url("/metrics")).send().await.unwrap();

@@ -96,13 +96,27 @@ function drawGate(gate) {
   $("gate").textContent = parts.join(" · ");
 }
 
+// Why a pool pauses (the `reason` of /api/state's pause, as /metrics
+// labels it) and what the operator can do about it.
+const PAUSE_REASONS = {
+  account: ["an account-level answer from the API",
+    "Fix the key or the account; work resumes by itself once a check succeeds."],
+  disk: ["the archive disk",
+    "Free space on the archive disk; work resumes by itself once a check succeeds."],
+  api_unreachable: ["an API this host cannot connect to",
+    "Check this host's network and api_base; work resumes by itself once a connection succeeds."],
+  archive: ["the archive bucket",
+    "Check the bucket and its credentials; work resumes by itself once a check succeeds."],
+};
+
 function drawPause(pause) {
   const box = $("pause");
   box.hidden = !pause;
   if (!pause) return;
-  const why = pause.reason === "account" ? "an account-level answer from the API" : "the archive disk";
+  const [why, todo] = PAUSE_REASONS[pause.reason] ||
+    [`${pause.reason}`, "Work resumes by itself once a check succeeds."];
   box.textContent = `Paused since ${when(pause.since_ms)} because of ${why}: ${pause.message}. ` +
-    `Next check ${when(pause.next_probe_ms)}.`;
+    `Next check ${when(pause.next_probe_ms)}. ${todo}`;
 }
 
 function drawInFlight(flights) {

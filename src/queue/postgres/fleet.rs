@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 use super::PgStore;
-use crate::queue::{Claimable, FleetState, QueueError};
+use crate::queue::{Claimable, FleetState, HostPause, QueueError};
 
 /// The channel the triggers notify when jobs become claimable.
 const JOBS_CHANNEL: &str = "minimax_dl_jobs";
@@ -101,6 +101,52 @@ impl PgStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(epoch)
+    }
+
+    pub async fn record_host_pause(
+        &self,
+        host: &str,
+        message: &str,
+        paused_by: &str,
+        valid_for: Duration,
+    ) -> Result<(), QueueError> {
+        sqlx::query(
+            "INSERT INTO host_pauses (host, message, paused_by, paused_at, expires_at) \
+             VALUES ($1::text, $2::text, $3::text, mdl_now_ms(), mdl_now_ms() + $4::bigint) \
+             ON CONFLICT (host) DO UPDATE SET message = EXCLUDED.message, \
+               paused_by = EXCLUDED.paused_by, expires_at = EXCLUDED.expires_at, \
+               paused_at = CASE WHEN host_pauses.expires_at > mdl_now_ms() \
+                 THEN host_pauses.paused_at ELSE EXCLUDED.paused_at END",
+        )
+        .bind(host)
+        .bind(message)
+        .bind(paused_by)
+        .bind(millis(valid_for))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn lift_host_pause(&self, host: &str, paused_by: &str) -> Result<(), QueueError> {
+        sqlx::query("DELETE FROM host_pauses WHERE host = $1::text AND paused_by = $2::text")
+            .bind(host)
+            .bind(paused_by)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn host_pauses(&self) -> Result<Vec<HostPause>, QueueError> {
+        let rows = sqlx::query(
+            "SELECT host, message, paused_by, mdl_now_ms() - paused_at AS lasted_ms \
+             FROM host_pauses WHERE expires_at > mdl_now_ms() ORDER BY host",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(crate::queue::rows::host_pause_from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// The cooldown, and the account's pause (`""`: any account's newest).

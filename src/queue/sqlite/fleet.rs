@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::Row;
 
 use super::SqliteStore;
-use crate::queue::{Claimable, FleetState, QueueError, millis_after, now_millis};
+use crate::queue::{Claimable, FleetState, HostPause, QueueError, millis_after, now_millis};
 
 /// An idle pool's longest wait between looks at a SQLite queue: nothing
 /// tells it of an enqueue by another process, so it polls (a claim
@@ -105,6 +105,53 @@ impl SqliteStore {
         .await?
         .rows_affected();
         Ok(lifted == 1)
+    }
+
+    pub async fn record_host_pause(
+        &self,
+        host: &str,
+        message: &str,
+        paused_by: &str,
+        valid_for: Duration,
+    ) -> Result<(), QueueError> {
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO host_pauses (host, message, paused_by, paused_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (host) DO UPDATE SET message = ?2, paused_by = ?3, expires_at = ?5, \
+               paused_at = CASE WHEN host_pauses.expires_at > ?4 THEN host_pauses.paused_at ELSE ?4 END",
+        )
+        .bind(host)
+        .bind(message)
+        .bind(paused_by)
+        .bind(now)
+        .bind(millis_after(now, valid_for))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn lift_host_pause(&self, host: &str, paused_by: &str) -> Result<(), QueueError> {
+        sqlx::query("DELETE FROM host_pauses WHERE host = ?1 AND paused_by = ?2")
+            .bind(host)
+            .bind(paused_by)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn host_pauses(&self) -> Result<Vec<HostPause>, QueueError> {
+        let rows = sqlx::query(
+            "SELECT host, message, paused_by, ?1 - paused_at AS lasted_ms FROM host_pauses \
+             WHERE expires_at > ?1 ORDER BY host",
+        )
+        .bind(now_millis())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(crate::queue::rows::host_pause_from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     pub async fn cool_fleet(&self, wait: Duration) -> Result<(), QueueError> {
