@@ -44,6 +44,7 @@ const SQLITE: &[Embedded] = embed!("sqlite":
     "0010_account_pauses.sql",
     "0011_api_rate.sql",
     "0013_uploads.sql",
+    "0014_host_pauses.sql",
 );
 
 const POSTGRES: &[Embedded] = embed!("postgres":
@@ -52,6 +53,7 @@ const POSTGRES: &[Embedded] = embed!("postgres":
     "0003_account_pauses.sql",
     "0004_api_rate.sql",
     "0006_uploads.sql",
+    "0007_host_pauses.sql",
 );
 
 /// The SQLite queue's migrator.
