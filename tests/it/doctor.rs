@@ -136,8 +136,9 @@ async fn sim_with_tasks(config: SimConfig, tasks: i64) -> Simulator {
     sim
 }
 
-/// A loopback port nothing listens on.
-fn closed_port() -> u16 {
+/// A loopback port nothing listens on now (another test may take it later:
+/// for "is free", not for "refuses", which [`support::RefusedPort`] holds).
+fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a loopback port")
@@ -202,7 +203,8 @@ async fn no_key_fails_and_says_where_to_set_one() {
 
 #[tokio::test]
 async fn an_api_base_that_does_not_answer_fails_the_api_check() {
-    let base = format!("http://127.0.0.1:{}", closed_port());
+    let refused = support::RefusedPort::new();
+    let base = format!("http://127.0.0.1:{}", refused.port());
     let mut world = World::new();
     world.api = Some((base.clone(), TEST_KEY.to_string()));
     let report = doctor(&world).await;
@@ -251,7 +253,8 @@ async fn an_account_that_cannot_work_a_rate_limit_and_a_wrong_api_base_each_have
     let limited = doctor(&world).await;
     limited.says("api", "warn", "rate-limits this key now");
 
-    let elsewhere = format!("http://127.0.0.1:{}", closed_port());
+    let refused = support::RefusedPort::new();
+    let elsewhere = format!("http://127.0.0.1:{}", refused.port());
     sim.set_faults(fault(ApiFault::Redirect(302, elsewhere)));
     let moved = doctor(&world).await;
     moved.says("api", "fail", "check api_base");
@@ -388,10 +391,10 @@ async fn a_queue_or_archive_where_a_file_stands_fails() {
 async fn a_postgresql_queue_that_does_not_answer_fails_without_its_password() {
     let sim = support::sim(SimConfig::default()).await;
     let password = "pg-secret-doctor-4321";
-    let (url, port) = support::unreachable_pg_url(password);
+    let (url, refused) = support::unreachable_pg_url(password);
     let world = World::new().with_sim(&sim).on_database(&url);
     let report = doctor(&world).await;
-    report.says("queue", "fail", &format!("127.0.0.1:{port}"));
+    report.says("queue", "fail", &format!("127.0.0.1:{}", refused.port()));
     report.says("queue", "fail", "Check the host, port");
     for out in [
         stdout(&report.text),
@@ -436,7 +439,7 @@ async fn a_listen_address_in_use_fails_and_a_free_one_passes() {
     );
 
     drop(held);
-    let free = closed_port();
+    let free = free_port();
     std::fs::write(&world.config, format!("listen = \"127.0.0.1:{free}\"\n")).unwrap();
     let report = doctor(&world).await;
     report.says("listen", "ok", "is free");
