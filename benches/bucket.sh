@@ -27,6 +27,8 @@
 #   --no-build        use the existing target/release/minimax-dl
 #   --busy-ok         do not wait for a quiet machine before each timed run
 #   --mdl-concurrency N  minimax-dl's --concurrency in the batch case (default 4)
+#   --variants        also time `aws s3 cp` with 4 requests in flight (minimax-dl's
+#                     parts in flight), a reference: never counted as the faster peer
 # Environment:
 #   MINIMAX_DL_BIN    binary to benchmark (implies --no-build)
 #   WEED              the SeaweedFS binary (default: target/ci-tools/seaweedfs/bin/weed,
@@ -50,6 +52,7 @@ RESULTS=
 BUILD=1
 BUSY_OK=0
 MDL_CONC=4
+VARIANTS=0
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -60,7 +63,8 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --busy-ok) BUSY_OK=1 ;;
     --mdl-concurrency) MDL_CONC=$2; shift ;;
-    -h|--help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --variants) VARIANTS=1 ;;
+    -h|--help) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bucket.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -182,7 +186,9 @@ free_port() {
   local port
   while :; do
     port=$((20000 + RANDOM % 25000))
-    if [ -z "$(ss -Hltn "sport = :$port or sport = :$((port + 10000))" 2>/dev/null)" ] \
+    # Any socket on the port, not only listeners: a client's ephemeral port
+    # (32768 and up) blocks a bind just as well.
+    if [ -z "$(ss -Hatn "sport = :$port or sport = :$((port + 10000))" 2>/dev/null)" ] \
       && ! [[ " ${USED_PORTS:-} " == *" $port "* ]]; then
       USED_PORTS="${USED_PORTS:-} $port $((port + 10000))"
       echo "$port"
@@ -209,6 +215,7 @@ export AWS_ENDPOINT_URL=http://127.0.0.1:$W_S3
 export AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=$TMP/aws-config AWS_SHARED_CREDENTIALS_FILE=$TMP/aws-credentials
 : > "$AWS_CONFIG_FILE"
+printf '[default]\ns3 =\n  max_concurrent_requests = 4\n' > "$TMP/aws-config-4"
 # rclone's remote "store:", from the environment alone.
 export RCLONE_CONFIG=$TMP/rclone.conf RCLONE_CONFIG_STORE_TYPE=s3 RCLONE_CONFIG_STORE_PROVIDER=SeaweedFS \
   RCLONE_CONFIG_STORE_ACCESS_KEY_ID=$ACCESS_KEY RCLONE_CONFIG_STORE_SECRET_ACCESS_KEY=$SECRET_KEY \
@@ -335,7 +342,8 @@ run_case() {
   [ "$n" = 1 ] && conc=1
   for rep in $(seq "$REPS"); do
     order=(mdl-s3 mdl-dir rclone aws)
-    [ $((rep % 2)) = 0 ] && order=(aws rclone mdl-dir mdl-s3)
+    [ "$VARIANTS" = 1 ] && order+=(aws4)
+    [ $((rep % 2)) = 0 ] && order=($(printf '%s\n' "${order[@]}" | tac))
     for t in "${order[@]}"; do
       case $t in
         mdl-s3)
@@ -365,6 +373,12 @@ run_case() {
           measure "$case" "aws s3 cp" "$n" "$size" "$rep" -- \
             "$AWS" s3 cp --recursive --only-show-errors "$SRC" "s3://$BUCKET/aws-$case-$rep/"
           check peer "aws-$case-$rep" ;;
+        aws4)
+          warm_sources
+          measure "$case" "aws s3 cp -c4 (variant)" "$n" "$size" "$rep" -- \
+            env AWS_CONFIG_FILE="$TMP/aws-config-4" \
+            "$AWS" s3 cp --recursive --only-show-errors "$SRC" "s3://$BUCKET/aws4-$case-$rep/"
+          check peer "aws4-$case-$rep" ;;
       esac
     done
   done
@@ -406,7 +420,7 @@ awk -F, -v MiB="$MiB" '
       best = ""
       for (i = 1; i <= nk; i++) {
         split(order[i], p, SUBSEP)
-        if (p[1] != cases[c] || p[2] !~ /^(rclone|aws)/) continue
+        if (p[1] != cases[c] || p[2] !~ /^(rclone|aws)/ || p[2] ~ /variant/) continue
         m = median(walls[order[i]])
         if (best == "" || m < best) best = m
       }
