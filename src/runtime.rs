@@ -73,7 +73,11 @@ pub fn init_logging(cli: &Cli, format: LogFormat) {
     // below WARN: it logs a malformed ~/.pgpass line, password included, and
     // an unknown URL parameter with its value.
     let filter = log_filter(std::env::var("MINIMAX_DL_LOG").ok().as_deref(), default);
-    let builder = tracing_subscriber::fmt().with_writer(stderr::sink().clone());
+    // The builder's own level (INFO unless told) would cut below the
+    // filter: let everything through to it, and the filter decide.
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(LevelFilter::TRACE)
+        .with_writer(stderr::sink().clone());
     match format {
         LogFormat::Json => builder.json().finish().with(filter).init(),
         LogFormat::Text => builder

@@ -168,7 +168,6 @@ async fn retried(world: &World) -> bool {
 
 #[tokio::test]
 async fn the_dashboard_shows_jobs_finish_and_retries_a_failed_one_only_with_the_token() {
-    use futures_util::FutureExt;
     let Some(driver) = chromedriver().await else {
         return;
     };
@@ -192,17 +191,25 @@ async fn the_dashboard_shows_jobs_finish_and_retries_a_failed_one_only_with_the_
     // The browser first (it takes seconds to start), then the work.
     let page = browser(&driver).await;
     let daemon: Listening = run_listening(&world, &["--concurrency", "3"]).await;
-    // The browser is closed whatever happens: a failed check must not
-    // leave Chromium running once chromedriver is gone.
-    let checked = std::panic::AssertUnwindSafe(watch_and_retry(&page, &daemon, &world))
-        .catch_unwind()
-        .await;
-    let _ = page.quit().await;
+    check_then_close(driver, &page, watch_and_retry(&page, &daemon, &world)).await;
+    assert!(daemon.stop().await.success());
+}
+
+/// Runs `checks`, then closes the browser and chromedriver whatever
+/// happened (a failed check must not leave Chromium running once
+/// chromedriver is gone), then fails as the checks did.
+async fn check_then_close(
+    driver: Chromedriver,
+    page: &WebDriver,
+    checks: impl Future<Output = ()>,
+) {
+    use futures_util::FutureExt;
+    let checked = std::panic::AssertUnwindSafe(checks).catch_unwind().await;
+    let _ = page.clone().quit().await;
     driver.stop().await;
     if let Err(failure) = checked {
         std::panic::resume_unwind(failure);
     }
-    assert!(daemon.stop().await.success());
 }
 
 /// What the test checks in the page.
@@ -260,7 +267,6 @@ async fn watch_and_retry(page: &WebDriver, daemon: &Listening, world: &World) {
 /// check, and that work resumes by itself.
 #[tokio::test]
 async fn the_dashboard_tells_the_operator_what_to_do_about_an_unreachable_api() {
-    use futures_util::FutureExt;
     let Some(driver) = chromedriver().await else {
         return;
     };
@@ -274,7 +280,7 @@ async fn the_dashboard_tells_the_operator_what_to_do_about_an_unreachable_api() 
     assert_success(&world.run(&["enqueue", "1"]).await);
     let page = browser(&driver).await;
     let daemon: Listening = run_listening(&world, &[]).await;
-    let checked = std::panic::AssertUnwindSafe(async {
+    let checks = async {
         page.goto(daemon.url("/")).await.unwrap();
         wait_text(&page, "#pause", "the pause banner", |t| {
             t.contains("cannot connect to the MiniMax API")
@@ -291,13 +297,7 @@ async fn the_dashboard_tells_the_operator_what_to_do_about_an_unreachable_api() 
             "{banner}"
         );
         assert!(!banner.contains("disk"), "{banner}");
-    })
-    .catch_unwind()
-    .await;
-    let _ = page.quit().await;
-    driver.stop().await;
-    if let Err(failure) = checked {
-        std::panic::resume_unwind(failure);
-    }
+    };
+    check_then_close(driver, &page, checks).await;
     assert!(daemon.stop().await.success());
 }
