@@ -88,6 +88,8 @@ TOOLS_DIR=$ROOT/target/bench-tools
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'bucket.sh: %s\n' "$*" >&2; exit "${2:-1}"; }
+# free_port, busy_ticks, wait_quiet, timed_run
+. "$(dirname "${BASH_SOURCE[0]}")/lib/timing.sh"
 has() { [[ " $CASES " == *" $1 "* ]]; }
 
 # --- what the benchmark needs ------------------------------------------------
@@ -180,23 +182,7 @@ echo "case,tool,files,file_bytes,rep,wall_s,user_s,sys_s,max_rss_kib,machine_cpu
 cat "$RESULTS/machine.txt" >&2
 
 # --- SeaweedFS: the store ----------------------------------------------------------
-# free_port: a loopback port free now, with port + 10000 free too (SeaweedFS
-# puts each server's gRPC port there).
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 25000))
-    # Any socket on the port, not only listeners: a client's ephemeral port
-    # (32768 and up) blocks a bind just as well.
-    if [ -z "$(ss -Hatn "sport = :$port or sport = :$((port + 10000))" 2>/dev/null)" ] \
-      && ! [[ " ${USED_PORTS:-} " == *" $port "* ]]; then
-      USED_PORTS="${USED_PORTS:-} $port $((port + 10000))"
-      echo "$port"
-      return
-    fi
-  done
-}
-W_MASTER=$(free_port); W_VOLUME=$(free_port); W_FILER=$(free_port); W_S3=$(free_port)
+W_MASTER=$(free_port 10000); W_VOLUME=$(free_port 10000); W_FILER=$(free_port 10000); W_S3=$(free_port 10000)
 mkdir -p "$TMP/weed/data"
 cat > "$TMP/weed/s3.json" <<EOF
 {"identities":[{"name":"bench","credentials":[{"accessKey":"$ACCESS_KEY","secretKey":"$SECRET_KEY"}],"actions":["Admin","Read","List","Tagging","Write"]}]}
@@ -232,24 +218,6 @@ done
 log "SeaweedFS S3 on $AWS_ENDPOINT_URL, bucket $BUCKET"
 
 # --- helpers --------------------------------------------------------------------
-busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-# Waits (up to 30 s) until the machine is quiet; the figures record the whole
-# machine's busy CPU during each run either way.
-wait_quiet() {
-  local b0 b1 pct hz
-  [ "$MODE" = smoke ] && return
-  [ "$BUSY_OK" = 1 ] && return
-  hz=$(getconf CLK_TCK)
-  for _ in $(seq 6); do
-    b0=$(busy_ticks); sleep 1; b1=$(busy_ticks)
-    pct=$(( (b1 - b0) * 100 / hz ))
-    [ "$pct" -lt 25 ] && return
-    log "the machine is busy (${pct}% of a core used by other processes); waiting"
-    sleep 4
-  done
-  log "warning: the machine stayed busy; timing anyway"
-}
-
 # measure CASE TOOL FILES FILE_BYTES REP -- COMMAND...: one timed run.
 measure() {
   local case=$1 tool=$2 files=$3 bytes=$4 rep=$5
@@ -257,22 +225,9 @@ measure() {
   local logf=$TMP/logs/$case-${tool//[^A-Za-z0-9_.+-]/_}-$rep.log
   sync
   [ "$MODE" = smoke ] || sleep "$SETTLE_SECS"
-  wait_quiet
-  local t0 t1 rc=0 b0 b1
-  b0=$(busy_ticks)
-  t0=$(date +%s%N)
-  /usr/bin/time -f '%U %S %M' -o "$TMP/time.out" "$@" > "$logf" 2>&1 || rc=$?
-  t1=$(date +%s%N)
-  b1=$(busy_ticks)
-  if [ "$rc" != 0 ]; then
-    echo "---- $tool failed (exit $rc): $*" >&2
-    tail -20 "$logf" >&2
-    die "$tool failed in case $case (log above)"
-  fi
-  local wall user sys rss machine
-  wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
-  read -r user sys rss < <(tail -1 "$TMP/time.out")
-  machine=$(awk -v b="$((b1 - b0))" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", b / hz }')
+  wait_quiet 6
+  timed_run "$logf" "$tool in case $case" -- "$@"
+  local wall=$TIMED_WALL user=$TIMED_USER sys=$TIMED_SYS rss=$TIMED_RSS machine=$TIMED_MACHINE
   echo "$case,$tool,$files,$bytes,$rep,$wall,$user,$sys,$rss,$machine" >> "$RUNS"
   printf '   %-6s %-16s rep %s  %8.2f s  cpu %6.2f s  rss %6.1f MiB  machine cpu %6.2f s\n' \
     "$case" "$tool" "$rep" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" \

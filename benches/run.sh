@@ -101,6 +101,8 @@ SETTLE_SECS=3        # pause before each timed run (see measure)
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'run.sh: %s\n' "$*" >&2; exit "${2:-1}"; }
+# free_port, busy_ticks, wait_quiet, timed_run
+. "$(dirname "${BASH_SOURCE[0]}")/lib/timing.sh"
 has() { [[ " $CASES " == *" $1 "* ]]; }
 
 # --- what the benchmark needs ------------------------------------------------
@@ -265,18 +267,6 @@ fs_type=$(df -PT "$TMP" | awk 'NR == 2 { print $2 }')
 cat "$RESULTS/machine.txt" >&2
 
 # --- helpers --------------------------------------------------------------------
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    if [ -z "$(ss -Hltn "sport = :$port" 2>/dev/null)" ] && ! [[ " ${USED_PORTS:-} " == *" $port "* ]]; then
-      USED_PORTS="${USED_PORTS:-} $port"
-      echo "$port"
-      return
-    fi
-  done
-}
-
 # make_file ID BYTES: random content, served as {id}.bin; digest kept in src.sha256.
 make_file() {
   local id=$1 bytes=$2 f=$TMP/src/$1.bin
@@ -354,25 +344,6 @@ start_sim files files
 start_sim capped capped
 log "simulators: $SIM_files (-> /files), $SIM_capped (-> /capped)"
 
-# Busy CPU time of the whole machine so far, in ticks (all cores).
-busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-# Waits (up to two minutes) until the machine is quiet: other work running
-# during a timed run would be charged to whichever tool is being timed.
-wait_quiet() {
-  local b0 b1 pct hz
-  [ "$MODE" = smoke ] && return   # timings of the smoke run mean nothing anyway
-  [ "$BUSY_OK" = 1 ] && return
-  hz=$(getconf CLK_TCK)
-  for _ in $(seq 24); do
-    b0=$(busy_ticks); sleep 1; b1=$(busy_ticks)
-    pct=$(( (b1 - b0) * 100 / hz ))
-    [ "$pct" -lt 25 ] && return
-    log "the machine is busy (${pct}% of a core used by other processes); waiting"
-    sleep 4
-  done
-  log "warning: the machine stayed busy; timing anyway"
-}
-
 # measure CASE TOOL FILES FILE_BYTES CONC REP -- COMMAND...: one timed run.
 # The jobs' "done" count from `status --json` on stdin (the first "done":
 # the tasks' own counts follow it).
@@ -391,21 +362,8 @@ measure() {
   # settle so that every run starts from the same state.
   [ "$MODE" = smoke ] || sleep "$SETTLE_SECS"
   wait_quiet
-  local t0 t1 rc=0 b0 b1
-  b0=$(busy_ticks)
-  t0=$(date +%s%N)
-  "$TIME" -f '%U %S %M' -o "$TMP/time.out" "$@" > "$logf" 2>&1 || rc=$?
-  t1=$(date +%s%N)
-  b1=$(busy_ticks)
-  if [ "$rc" != 0 ]; then
-    echo "---- $tool failed (exit $rc): $*" >&2
-    tail -20 "$logf" >&2
-    die "$tool failed in case $case (log above)"
-  fi
-  local wall user sys rss machine
-  wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
-  read -r user sys rss < <(tail -1 "$TMP/time.out")
-  machine=$(awk -v b="$((b1 - b0))" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", b / hz }')
+  timed_run "$logf" "$tool in case $case" -- "$@"
+  local wall=$TIMED_WALL user=$TIMED_USER sys=$TIMED_SYS rss=$TIMED_RSS machine=$TIMED_MACHINE
   echo "$case,$tool,$files,$bytes,$conc,$rep,$wall,$user,$sys,$rss,$machine" >> "$RUNS"
   printf '   %-10s %-26s %5s files  rep %s  %8.2f s  cpu %6.2f s  rss %6.1f MiB\n' \
     "$case" "$tool" "$files" "$rep" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" \
