@@ -17,8 +17,18 @@ mkdir -p "$work"
 rm -rf "$work/checkout" "$work/cargo-home"
 git clone --quiet --no-local "$repo" "$work/checkout"
 mkdir -p "$work/cargo-home"
-# cargo and rustc stay reachable through rustup's proxies wherever they are.
-toolchain_bin=$(dirname "$(command -v cargo)")
+# cargo and rustc stay reachable through rustup's proxies wherever they are,
+# but nothing else installed beside them: a `cargo install`ed tool there
+# (cargo-fuzz, say) is not on a fresh machine, and .ci/run must install it.
+cargo_bin=$(dirname "$(command -v cargo)")
+toolchain_bin="$work/toolchain-bin"
+rm -rf "$toolchain_bin"
+mkdir -p "$toolchain_bin"
+for tool in "$cargo_bin"/*; do
+  if [ -L "$tool" ] || [ "$(basename "$tool")" = rustup ]; then
+    ln -s "$(readlink -f "$tool")" "$toolchain_bin/$(basename "$tool")"
+  fi
+done
 echo "ci-fresh: $(git -C "$work/checkout" rev-parse --short HEAD) in $work (CARGO_HOME empty)"
 start=$SECONDS
 rc=0
