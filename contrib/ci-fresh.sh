@@ -35,7 +35,9 @@ rc=0
 (
   cd "$work/checkout"
   export CARGO_HOME="$work/cargo-home"
-  export PATH="$CARGO_HOME/bin:$toolchain_bin:$PATH"
+  # The cargo bin dir leaves PATH too (it holds cargo-installed tools).
+  rest=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$cargo_bin" | paste -sd: -)
+  export PATH="$CARGO_HOME/bin:$toolchain_bin:$rest"
   unset CARGO_TARGET_DIR
   CI=true bash .ci/run
 ) || rc=$?

@@ -32,6 +32,19 @@ pub const POOL_SIZE: u32 = 4;
 /// row locks, instead of holding them until TCP notices (hours).
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
 
+/// TCP keepalives on the server's side of each connection: a host that
+/// vanished (power cut, network gone) is noticed by the server in about a
+/// minute (30 s idle, then 3 probes 10 s apart) instead of the kernel's two
+/// hours, and its session, advisory locks and `pg_stat_activity` row go
+/// with it. sqlx sets no keepalive on the client's socket; the client's side
+/// is the per-call deadline (`db_timeout_secs`), which also covers a server
+/// that keeps the connection alive but never answers.
+const SERVER_KEEPALIVES: [(&str, &str); 3] = [
+    ("tcp_keepalives_idle", "30"),
+    ("tcp_keepalives_interval", "10"),
+    ("tcp_keepalives_count", "3"),
+];
+
 /// A pooled connection idle for longer is pinged before use; one used
 /// moments ago is not (a ping per statement would double every round trip).
 const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
@@ -279,10 +292,13 @@ fn connect_options(location: &DbLocation, display: &str) -> Result<PgConnectOpti
             location: display.to_string(),
             cause,
         })?;
-    Ok(options.application_name(&application_name()).options([(
-        "idle_in_transaction_session_timeout",
-        IDLE_IN_TRANSACTION_TIMEOUT,
-    )]))
+    Ok(options
+        .application_name(&application_name())
+        .options([(
+            "idle_in_transaction_session_timeout",
+            IDLE_IN_TRANSACTION_TIMEOUT,
+        )])
+        .options(SERVER_KEEPALIVES))
 }
 
 /// `minimax-dl <host> pid <pid>` in `pg_stat_activity`: which process of
@@ -359,6 +375,23 @@ async fn inspect(conn: &mut PgConnection, display: &str) -> Result<Contents, Que
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_connection_asks_the_server_for_keepalives_and_an_idle_transaction_limit() {
+        let location =
+            DbLocation("postgres://u@db.example/queue?options=-c%20search_path%3Dq".into());
+        let options = connect_options(&location, "db.example").unwrap();
+        let sent = options.get_options().unwrap_or_default();
+        for wanted in [
+            "-c tcp_keepalives_idle=30",
+            "-c tcp_keepalives_interval=10",
+            "-c tcp_keepalives_count=3",
+            "-c idle_in_transaction_session_timeout=60s",
+            "search_path",
+        ] {
+            assert!(sent.contains(wanted), "{wanted} in {sent}");
+        }
+    }
 
     #[test]
     fn postgres_urls_are_told_from_sqlite_locations() {
