@@ -203,8 +203,7 @@ async fn no_key_fails_and_says_where_to_set_one() {
 
 #[tokio::test]
 async fn an_api_base_that_does_not_answer_fails_the_api_check() {
-    let refused = support::RefusedPort::new();
-    let base = format!("http://127.0.0.1:{}", refused.port());
+    let (base, _refused) = support::closed_api_base();
     let mut world = World::new();
     world.api = Some((base.clone(), TEST_KEY.to_string()));
     let report = doctor(&world).await;
@@ -253,8 +252,7 @@ async fn an_account_that_cannot_work_a_rate_limit_and_a_wrong_api_base_each_have
     let limited = doctor(&world).await;
     limited.says("api", "warn", "rate-limits this key now");
 
-    let refused = support::RefusedPort::new();
-    let elsewhere = format!("http://127.0.0.1:{}", refused.port());
+    let (elsewhere, _refused) = support::closed_api_base();
     sim.set_faults(fault(ApiFault::Redirect(302, elsewhere)));
     let moved = doctor(&world).await;
     moved.says("api", "fail", "check api_base");

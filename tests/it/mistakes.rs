@@ -321,13 +321,6 @@ async fn run_on_a_database_that_never_answers_serves_health_and_obeys_sigterm() 
     assert_exit(&out, 5);
 }
 
-/// An `api_base` on a loopback port that refuses connections while the
-/// [`support::RefusedPort`] is held.
-fn closed_api_base() -> (String, support::RefusedPort) {
-    let refused = support::RefusedPort::new();
-    (format!("http://127.0.0.1:{}", refused.port()), refused)
-}
-
 /// `status --json`'s hosts that cannot connect to the API.
 async fn unreachable_in_status(world: &World) -> Vec<serde_json::Value> {
     world.status().await["api_unreachable"]
@@ -338,7 +331,7 @@ async fn unreachable_in_status(world: &World) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_gives_up_on_an_api_it_cannot_connect_to_and_a_daemon_says_so() {
-    let (api_base, _refused) = closed_api_base();
+    let (api_base, _refused) = support::closed_api_base();
     let world = World::new()
         .env("MINIMAX_API_BASE", &api_base)
         .env("MINIMAX_API_KEY", TEST_KEY);

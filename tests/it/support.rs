@@ -489,6 +489,13 @@ impl RefusedPort {
     }
 }
 
+/// An `api_base` on a loopback port that refuses connections while the
+/// [`RefusedPort`] is held.
+pub fn closed_api_base() -> (String, RefusedPort) {
+    let refused = RefusedPort::new();
+    (format!("http://127.0.0.1:{}", refused.port()), refused)
+}
+
 /// A PostgreSQL URL, with `password`, to a loopback port that refuses
 /// connections while the [`RefusedPort`] is held: a database that does
 /// not answer, with no server needed.
