@@ -954,14 +954,11 @@ fn data_dir(env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, ConfigError
         .ok_or(ConfigError::NoHome)
 }
 
+/// The path from the working directory, without its `.` components (so
+/// `--out ./arch` is recorded and shown as `/cwd/arch`, not `/cwd/./arch`);
+/// `..` stays, since only the filesystem knows what it leads to.
 fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|cwd| cwd.join(path))
-            .unwrap_or_else(|_| path.to_path_buf())
-    }
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// The key from the environment, else the key file, else the systemd
