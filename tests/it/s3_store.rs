@@ -45,20 +45,29 @@ fn find_weed() -> Option<PathBuf> {
 }
 
 /// Four ports P on 127.0.0.1 free now, with P + 10000 free too (SeaweedFS
-/// puts each server's gRPC port there).
+/// puts each server's gRPC port there), all eight distinct (a server's
+/// P + 10000 must not be another's P: an S3 port of 26891 would take the
+/// master's 36891 for its gRPC). P lies in 10000..22768, so every one of
+/// them is below Linux's ephemeral range (32768..) and no client socket of
+/// a concurrent test is handed one of them by the kernel.
 fn free_ports() -> [u16; 4] {
-    let mut ports = Vec::new();
+    let mut ports: Vec<u16> = Vec::new();
     let mut seed = std::process::id() as u64
         ^ (std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64));
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    let taken = |ports: &[u16], p: u16| {
+        ports
+            .iter()
+            .any(|&q| [q, q + 10_000].iter().any(|&r| r == p || r == p + 10_000))
+    };
     while ports.len() < 4 {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let port = 20_000 + (seed >> 33) as u16 % 25_000;
-        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-        if !ports.contains(&port) && free(port) && free(port + 10_000) {
+        let port = 10_000 + (seed >> 33) as u16 % 12_768;
+        if !taken(&ports, port) && free(port) && free(port + 10_000) {
             ports.push(port);
         }
     }
@@ -81,12 +90,37 @@ impl S3Store {
             ports: free_ports(),
             child: None,
         };
-        store.run().await;
-        Some(store)
+        // Ports are free when chosen, not reserved: another process may
+        // bind one before weed does. Such a lost race is retried on fresh
+        // ports; any other failure to start is the test's failure.
+        for _ in 0..3 {
+            match store.try_run().await {
+                Ok(()) => return Some(store),
+                Err(log) if log.contains("address already in use") => {
+                    store.stop();
+                    // A fresh start: no log or volume state of the old ports.
+                    let _ = std::fs::remove_file(store.dir.path().join("weed.log"));
+                    let _ = std::fs::remove_dir_all(store.dir.path().join("data"));
+                    store.ports = free_ports();
+                }
+                Err(log) => panic!("SeaweedFS did not start in 90 s; its log:\n{log}"),
+            }
+        }
+        panic!(
+            "SeaweedFS lost its ports to other processes three times; its log:\n{}",
+            store.log()
+        );
     }
 
     /// (Re)starts the server on the same ports and data.
     pub async fn run(&mut self) {
+        if let Err(log) = self.try_run().await {
+            panic!("SeaweedFS did not start in 90 s; its log:\n{log}");
+        }
+    }
+
+    /// Starts the server and waits until it serves, or gives its log.
+    async fn try_run(&mut self) -> Result<(), String> {
         let config = self.dir.path().join("s3.json");
         std::fs::write(
             &config,
@@ -122,7 +156,7 @@ impl S3Store {
             .spawn()
             .expect("start weed server");
         self.child = Some(child);
-        self.wait_until_serving().await;
+        self.wait_until_serving().await
     }
 
     /// Stops the server at once (SIGKILL): the store goes away mid-call.
@@ -137,20 +171,25 @@ impl S3Store {
         format!("http://127.0.0.1:{}", self.ports[3])
     }
 
-    /// The S3 endpoint answers (any HTTP answer), and a bucket can be made.
-    async fn wait_until_serving(&self) {
+    /// The S3 endpoint answers (any HTTP answer), and a bucket can be made;
+    /// or the log, once weed has exited or 90 s have passed.
+    async fn wait_until_serving(&mut self) -> Result<(), String> {
         let started = std::time::Instant::now();
         let client = reqwest::Client::new();
         loop {
             let answered = client.get(self.endpoint()).send().await.is_ok();
             if answered && self.weed_shell("s3.bucket.list").is_ok() {
-                return;
+                return Ok(());
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(90),
-                "SeaweedFS did not start in 90 s; its log:\n{}",
-                self.log()
-            );
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))));
+            // A server that died on a bind may leave its siblings running.
+            let lost_a_port = self.log().contains("address already in use");
+            if exited || lost_a_port || started.elapsed() > Duration::from_secs(90) {
+                return Err(self.log());
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
