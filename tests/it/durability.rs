@@ -507,6 +507,12 @@ async fn a_job_enqueued_while_the_daemon_idles_is_picked_up() {
         .duration_since(std::time::SystemTime::now() - enqueued.elapsed())
         .unwrap_or_default();
     eprintln!("enqueue to first API call: {lag:?}");
+    // An idle pool on SQLite waits at most its idle poll (1 s; see daemon.rs's
+    // wake-up test for the bound measured from the verb's start).
+    assert!(
+        lag < Duration::from_secs(5),
+        "the idle daemon made its first API call {lag:?} after the enqueue"
+    );
     signal(child.id().unwrap(), "-TERM");
     assert_success(&finish(child, Duration::from_secs(30)).await);
     assert_verified(&world, &sim, &world.job(31).await);
