@@ -365,7 +365,7 @@ pub enum Command {
         done_older_than: Duration,
     },
     /// Run the MiniMax API + CDN simulator on loopback.
-    Sim(crate::sim::SimArgs),
+    Sim(crate::commands::sim::SimArgs),
     /// Print a shell completion script (e.g. `minimax-dl completions bash > /etc/bash_completion.d/minimax-dl`).
     Completions {
         /// The shell to complete for.

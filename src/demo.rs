@@ -20,11 +20,11 @@ use crate::ids::TaskApi;
 use crate::progress;
 use crate::queue::{DbLocation, JobState, NewTask, Queue, RetryPolicy, TaskState};
 use crate::runtime::{OnStop, engine, exit, spawn_signal_handler};
-use crate::sim::{
+use crate::{outln, say};
+use minimax_sim::{
     ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, FaultCounts, Faults, SimApi, SimConfig,
     SimStats, SimTask, Simulator, TaskEnd,
 };
-use crate::{outln, say};
 
 const DEMO_KEY: &str = "demo-key";
 /// The demo's tasks generate for seconds, not minutes: it polls them

@@ -25,8 +25,10 @@
 //! - [`listen`]: the HTTP listener of `run --listen`: metrics, health, the
 //!   dashboard.
 //! - [`build_info`]: version, commit and backends of this binary.
-//! - [`sim`]: a MiniMax API + CDN simulator for the demo and the tests.
 //! - [`demo`]: the simulator, the real engine and a check of every file.
+//!   The simulator is the workspace's `minimax-sim` crate (in
+//!   `crates/minimax-sim`), which depends on nothing of this one: only
+//!   `demo` and the `sim` verb (and the tests) use it.
 //! - [`cli`] and [`commands`]: the command line (one file per verb), kept
 //!   apart from the engine.
 //! - [`progress`]: progress bars on a terminal, log lines elsewhere.
@@ -53,6 +55,5 @@ pub mod progress;
 pub mod queue;
 pub mod rate;
 pub mod runtime;
-pub mod sim;
 pub mod stderr;
 pub mod worker;

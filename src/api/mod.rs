@@ -7,6 +7,8 @@
 pub mod classify;
 pub mod clock;
 pub mod task;
+#[cfg(test)]
+mod task_sim_tests;
 
 use std::time::{Duration, SystemTime};
 

@@ -38,6 +38,7 @@ mod prune;
 mod reference;
 mod run;
 mod show;
+pub mod sim;
 mod status;
 mod sync;
 mod verbs;
@@ -103,9 +104,7 @@ pub async fn dispatch(cli: Cli, settings: Result<Settings, ConfigError>) -> Resu
         Command::Sim(args) => {
             let shutdown = CancellationToken::new();
             spawn_signal_handler(shutdown.clone(), None, OnStop::Finish);
-            crate::sim::run_cli(args, shutdown)
-                .await
-                .context("simulator")?;
+            sim::run_cli(args, shutdown).await.context("simulator")?;
             return Ok(exit::OK);
         }
         Command::Completions { shell } => return reference::completions(shell),

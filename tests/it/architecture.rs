@@ -1,6 +1,8 @@
 //! The dependency rules of ARCHITECTURE.md, checked on the source tree: a
 //! forbidden `crate::…` path in a module's code (its tests aside) fails
-//! here, naming the file and the line.
+//! here, naming the file and the line. The simulator is a crate of its own
+//! (`crates/minimax-sim`): it must not depend on this one, and only the demo
+//! and the `sim` verb use it.
 
 use std::path::{Path, PathBuf};
 
@@ -72,16 +74,6 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "api", "fetch", "gate", "worker", "daemon", "commands", "runtime", "demo",
         ],
     ),
-    // The simulator models MiniMax on its own: a shared misunderstanding
-    // of the wire must show up as a failing test, so it borrows none of the
-    // client's parsing, types or helpers.
-    (
-        "sim",
-        &[
-            "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
-            "metrics", "listen", "archive", "intake", "ids", "http", "config", "partial",
-        ],
-    ),
     ("runtime", &["commands", "demo"]),
     ("demo", &["commands"]),
     // Plain data and shared helpers at the bottom: they import nothing above.
@@ -115,10 +107,14 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Only the demo (and the tests) use the simulator; the `sim` verb's
-/// dispatch may name its arguments and its entry point.
-const SIM_USERS: &[&str] = &["demo", "sim"];
-const SIM_VERB_ITEMS: &[&str] = &["SimArgs", "run_cli"];
+/// Only the demo and the `sim` verb (and the tests) use the simulator
+/// crate.
+const SIM_USERS: &[&str] = &["src/demo.rs", "src/commands/sim.rs"];
+
+/// The simulator's crate, which models MiniMax on its own: a shared
+/// misunderstanding of the wire must show up as a failing test, so it
+/// borrows none of the client's parsing, types or helpers.
+const SIM_CRATE: &str = "crates/minimax-sim";
 
 /// Pure policy files: no I/O, so no runtime, network, database or file
 /// system crate. (`reqwest::Url` is a plain type, re-exported from `url`.)
@@ -295,15 +291,11 @@ fn modules_import_only_downwards() {
                         "{file}:{line_no}: {module} must not use crate::{target}"
                     ));
                 }
-                let sim_item = named.get(1).map(String::as_str).unwrap_or_default();
-                if target == "sim"
-                    && !SIM_USERS.contains(&module.as_str())
-                    && !SIM_VERB_ITEMS.contains(&sim_item)
-                {
-                    broken.push(format!(
-                        "{file}:{line_no}: only demo and tests use the simulator (crate::sim::{sim_item})"
-                    ));
-                }
+            }
+            if names(&line, "minimax_sim") && !SIM_USERS.contains(&file.as_str()) {
+                broken.push(format!(
+                    "{file}:{line_no}: only demo, the sim verb and tests use the simulator (minimax_sim)"
+                ));
             }
         }
     }
@@ -312,6 +304,61 @@ fn modules_import_only_downwards() {
         "dependency rules broken:\n{}",
         broken.join("\n")
     );
+}
+
+/// Whether `line` names the identifier `ident` (not as part of a longer one).
+fn names(line: &str, ident: &str) -> bool {
+    line.match_indices(ident).any(|(at, _)| {
+        let before = line[..at].chars().last();
+        let after = line[at + ident.len()..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+#[test]
+fn the_simulator_depends_on_nothing_of_the_client() {
+    let manifest_path = root().join(SIM_CRATE).join("Cargo.toml");
+    let manifest: toml::Table = std::fs::read_to_string(&manifest_path)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut tables = Vec::new();
+    for kind in ["dependencies", "dev-dependencies", "build-dependencies"] {
+        tables.extend(manifest.get(kind).and_then(|t| t.as_table()));
+        for target in manifest
+            .get("target")
+            .and_then(|t| t.as_table())
+            .into_iter()
+            .flat_map(|t| t.values())
+        {
+            tables.extend(target.get(kind).and_then(|t| t.as_table()));
+        }
+    }
+    assert!(!tables.is_empty(), "{manifest_path:?} has no dependencies");
+    for (name, spec) in tables.iter().flat_map(|t| t.iter()) {
+        let package = spec.get("package").and_then(|p| p.as_str()).unwrap_or(name);
+        assert_ne!(package, "minimax-dl", "the simulator depends on the client");
+        // The workspace's only path dependency is the simulator itself.
+        assert!(
+            spec.get("path").is_none(),
+            "{SIM_CRATE} depends on a path: {name}"
+        );
+    }
+    let mut files = Vec::new();
+    rust_files(&root().join(SIM_CRATE).join("src"), &mut files);
+    assert!(files.len() >= 5, "{files:?}");
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            assert!(
+                !names(line, "minimax_dl"),
+                "{}:{}: the simulator names the client",
+                path.display(),
+                n + 1
+            );
+        }
+    }
 }
 
 #[test]
@@ -326,13 +373,7 @@ fn policy_modules_do_no_io() {
         for (line_no, line) in code_lines(&path) {
             let line = line.replace("reqwest::Url", "Url");
             for io in IO_PATHS {
-                let named = line.match_indices(io).any(|(at, _)| {
-                    let before = line[..at].chars().last();
-                    let after = line[at + io.len()..].chars().next();
-                    !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
-                        && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
-                });
-                if named {
+                if names(&line, io) {
                     broken.push(format!("{file}:{line_no}: a policy module names {io}"));
                 }
             }
@@ -359,8 +400,8 @@ fn the_checks_see_what_they_look_for() {
         ]
     );
     assert_eq!(
-        crate_paths("let x = crate::sim::run_cli(args);"),
-        vec![vec!["sim".to_string(), "run_cli".to_string()]]
+        crate_paths("let x = crate::demo::run(files, dir);"),
+        vec![vec!["demo".to_string(), "run".to_string()]]
     );
     assert_eq!(
         crate_paths("use crate::{queue::{self, state}, api};")
@@ -371,4 +412,9 @@ fn the_checks_see_what_they_look_for() {
     );
     assert!(crate_paths("$crate::stderr::line(x)").is_empty());
     assert!(crate_paths("minimax_dl::queue::Queue").is_empty());
+    assert!(names(
+        "use minimax_sim::{SimConfig, Simulator};",
+        "minimax_sim"
+    ));
+    assert!(!names("let minimax_sim_port = 1;", "minimax_sim"));
 }

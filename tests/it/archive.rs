@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use minimax_dl::queue::testing::{JobPatch, patch_job};
 use minimax_dl::queue::{DbLocation, JobState, Queue};
-use minimax_dl::sim::{Faults, SimConfig, Simulator};
+use minimax_sim::{Faults, SimConfig, Simulator};
 use serde_json::Value;
 
 use crate::support::{

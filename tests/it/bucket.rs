@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use minimax_dl::sim::SimConfig;
+use minimax_sim::SimConfig;
 use serde_json::Value;
 
 use crate::s3_store::{S3Store, SECRET_KEY};
@@ -26,7 +26,7 @@ async fn store_with_bucket() -> Option<S3Store> {
 
 /// A done job's object: in the bucket under the prefix, with the
 /// simulator's bytes (read back through S3).
-async fn assert_object(store: &S3Store, sim: &minimax_dl::sim::Simulator, job: &Value) {
+async fn assert_object(store: &S3Store, sim: &minimax_sim::Simulator, job: &Value) {
     let id = job["file_id"].as_i64().unwrap();
     assert_eq!(job["state"], "done", "{job}");
     let url = job["path"].as_str().expect("a done job has a place");

@@ -6,9 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use minimax_dl::sim::{
-    ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, CdnRequest, Faults, SimConfig,
-};
+use minimax_sim::{ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, CdnRequest, Faults, SimConfig};
 
 use crate::support::{self, World, assert_success, assert_verified};
 

@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use minimax_dl::queue::{JobState, now_millis};
-use minimax_dl::sim::{
-    ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, Faults, SimConfig, Simulator,
-};
+use minimax_sim::{ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, Faults, SimConfig, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{

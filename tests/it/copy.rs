@@ -5,13 +5,13 @@
 use std::collections::HashSet;
 
 use minimax_dl::queue::{DbLocation, Queue};
-use minimax_dl::sim::{Faults, SimConfig};
+use minimax_sim::{Faults, SimConfig};
 
 use crate::support::{self, World, assert_exit, assert_success, stderr, stdout};
 
 /// A queue with jobs in every end state and some history: 1-6 done, 7-8
 /// failed (the API does not know them), 9 cancelled, 10-12 queued.
-async fn a_worked_queue() -> (World, minimax_dl::sim::Simulator) {
+async fn a_worked_queue() -> (World, minimax_sim::Simulator) {
     let sim = support::sim(SimConfig {
         faults: Faults {
             missing: HashSet::from([7, 8]),

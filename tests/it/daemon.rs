@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use minimax_dl::queue::JobState;
-use minimax_dl::sim::{ApiFault, ApiFaultRule, Faults, SimConfig};
+use minimax_sim::{ApiFault, ApiFaultRule, Faults, SimConfig};
 use tokio::net::UnixDatagram;
 
 use crate::support::{
@@ -286,7 +286,7 @@ async fn an_idle_daemon_starts_a_new_job_soon_after_enqueue() {
 }
 
 /// A sim whose one file takes ~16 s: a signal always lands mid-transfer.
-async fn slow_sim() -> minimax_dl::sim::Simulator {
+async fn slow_sim() -> minimax_sim::Simulator {
     support::throttled_sim(32 * 1024 * 1024, 2 * 1024 * 1024).await
 }
 

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use minimax_dl::sim::{Faults, SimConfig};
+use minimax_sim::{Faults, SimConfig};
 use thirtyfour::common::capabilities::chromium::ChromiumLikeCapabilities;
 use thirtyfour::prelude::*;
 use tokio::io::AsyncBufReadExt;

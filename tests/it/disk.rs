@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use minimax_dl::queue::{DbLocation, JobState, Queue};
-use minimax_dl::sim::{CdnFault, CdnFaultRule, Faults, SimConfig};
+use minimax_sim::{CdnFault, CdnFaultRule, Faults, SimConfig};
 
 use crate::support::{self, World, assert_exit, assert_success, assert_verified};
 

@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
 use std::time::Duration;
 
-use minimax_dl::sim::{ApiFault, ApiFaultRule, Faults, SimApi, SimConfig, SimTask, Simulator};
+use minimax_sim::{ApiFault, ApiFaultRule, Faults, SimApi, SimConfig, SimTask, Simulator};
 use serde_json::Value;
 
 use crate::support::{self, PgTestDb, TEST_KEY, World, run_bounded, stderr, stdout};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use minimax_dl::queue::JobState;
 use minimax_dl::queue::testing::{self, JobPatch};
-use minimax_dl::sim::{ApiFault, ApiFaultRule, CdnRequest, Faults, SimConfig};
+use minimax_sim::{ApiFault, ApiFaultRule, CdnRequest, Faults, SimConfig};
 
 use crate::support::{
     self, World, assert_exit, assert_success, assert_verified, finish, queue, signal, spawn,
@@ -124,7 +124,7 @@ async fn a_panicking_worker_fails_its_job_with_the_panic_and_the_batch_ends() {
 
 /// A simulator serving 4 MiB files at 1 MiB/s: slow enough to interrupt a
 /// download part way. Returns the file size and the simulator.
-async fn slow_4_mib_files() -> (u64, minimax_dl::sim::Simulator) {
+async fn slow_4_mib_files() -> (u64, minimax_sim::Simulator) {
     let size = 4 * 1024 * 1024;
     let sim = support::throttled_sim(size, 1024 * 1024).await;
     (size, sim)
@@ -182,7 +182,7 @@ async fn a_killed_daemon_is_resumed_from_its_durable_bytes_not_from_zero() {
 }
 
 /// The first GET for `id` the CDN saw from request number `from` on.
-fn first_get(sim: &minimax_dl::sim::Simulator, id: i64, from: usize) -> CdnRequest {
+fn first_get(sim: &minimax_sim::Simulator, id: i64, from: usize) -> CdnRequest {
     sim.stats().cdn_log[from..]
         .iter()
         .find(|r| r.file_id == Some(id) && r.method == "GET")

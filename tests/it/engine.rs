@@ -11,9 +11,7 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use minimax_dl::sim::{
-    ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, Faults, SimConfig, Simulator,
-};
+use minimax_sim::{ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, Faults, SimConfig, Simulator};
 use serde_json::Value;
 
 use crate::support::{
@@ -941,7 +939,7 @@ async fn a_2_gib_fetch_keeps_memory_flat() {
         let size = sim.file_size(1);
         assert_eq!(size, SIZE);
         let seed = support::small_files().seed;
-        tokio::task::spawn_blocking(move || minimax_dl::sim::content_sha256(seed, 1, 0, SIZE))
+        tokio::task::spawn_blocking(move || minimax_sim::content_sha256(seed, 1, 0, SIZE))
     };
     let child = world
         .command()

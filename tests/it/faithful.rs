@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use minimax_dl::sim::{CallbackCase, Faults, SimApi, SimConfig, SimTask, Simulator};
+use minimax_sim::{CallbackCase, Faults, SimApi, SimConfig, SimTask, Simulator};
 use serde_json::{Value, json};
 
 use crate::support::{self, World, assert_success, assert_verified, stderr, stdout};

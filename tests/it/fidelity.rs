@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::routing::post;
-use minimax_dl::sim::{
+use minimax_sim::{
     ApiFault, ApiFaultRule, CallbackCase, Faults, SimApi, SimConfig, SimTask, Simulator,
     TASK_RETENTION, TaskEnd,
 };

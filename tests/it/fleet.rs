@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use minimax_dl::sim::{ApiFault, ApiFaultRule, Faults, SimConfig};
+use minimax_sim::{ApiFault, ApiFaultRule, Faults, SimConfig};
 
 use crate::support::{
     self, World, assert_success, assert_verified, finish, queue, signal, spawn, wait_for,
@@ -180,7 +180,7 @@ fn most_calls_in_any(window: Duration, times: &[SystemTime]) -> usize {
 /// holds for the three together in every 60 s; the dead process's jobs are
 /// finished by the others; the survivors stop on SIGTERM within 10 s.
 pub async fn three_processes_share_one_queue_and_survive_the_loss_of_one(world: World) {
-    use minimax_dl::sim::{CdnFault, CdnFaultRule};
+    use minimax_sim::{CdnFault, CdnFaultRule};
     const FILES: i64 = 500;
     const CAP: usize = 400;
     let sim = support::sim(SimConfig {

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use minimax_dl::sim::{Faults, SimConfig};
+use minimax_sim::{Faults, SimConfig};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -19,7 +19,7 @@ const TOKEN: &str = "test-token-0123456789abcdef";
 const MISSING: i64 = 906;
 
 /// A simulator serving small files, where [`MISSING`] does not exist.
-async fn sim_with_a_missing_file() -> minimax_dl::sim::Simulator {
+async fn sim_with_a_missing_file() -> minimax_sim::Simulator {
     let mut missing = std::collections::HashSet::new();
     missing.insert(MISSING);
     support::sim(SimConfig {

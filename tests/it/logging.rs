@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 use std::process::Stdio;
 use std::time::Duration;
 
-use minimax_dl::sim::Faults;
+use minimax_sim::Faults;
 
 use crate::support::{self, World, assert_success, finish, queue, signal, wait_for};
 

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use minimax_dl::sim::SimApi;
-use minimax_dl::sim::{Faults, SimConfig, SimTask, TaskEnd};
+use minimax_sim::SimApi;
+use minimax_sim::{Faults, SimConfig, SimTask, TaskEnd};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

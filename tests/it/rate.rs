@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use minimax_dl::config::{RateSettings, RequestRate};
 use minimax_dl::gate::RateGate;
 use minimax_dl::queue::{DbLocation, Queue};
-use minimax_dl::sim::{HiddenLimit, SimConfig};
+use minimax_sim::{HiddenLimit, SimConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{self, PgTestDb, World, assert_success, enqueue, finish, ids, spawn};

@@ -230,13 +230,15 @@ async fn man_writes_a_page_per_verb_each_listing_its_options() {
     }
 }
 
-/// Every environment variable name the source reads: `env("X")` (the
-/// config's injected reader), `var`/`var_os`/`try_from_env`, and any
-/// `"MINIMAX_..."` literal that is not a compile-time `env!`. `cli.rs`,
-/// which holds the list itself, is left out.
+/// Every environment variable name the source reads (the simulator's crate,
+/// which the `sim` verb runs, included): `env("X")` (the config's injected
+/// reader), `var`/`var_os`/`try_from_env`, and any `"MINIMAX_..."` literal
+/// that is not a compile-time `env!`. `cli.rs`, which holds the list
+/// itself, is left out.
 fn env_reads_in_source() -> BTreeSet<String> {
     let mut found = BTreeSet::new();
-    let mut stack = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")];
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut stack = vec![root.join("src"), root.join("crates/minimax-sim/src")];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap().flatten() {
             let path = entry.path();

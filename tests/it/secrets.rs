@@ -22,8 +22,8 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use minimax_dl::sim::SimApi;
-use minimax_dl::sim::{
+use minimax_sim::SimApi;
+use minimax_sim::{
     ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, Faults, SimConfig, SimTask, Simulator,
 };
 

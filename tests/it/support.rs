@@ -7,7 +7,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use minimax_dl::queue::{DbLocation, Queue};
-use minimax_dl::sim::{SimConfig, Simulator};
+use minimax_sim::{SimConfig, Simulator};
 use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_minimax-dl");
@@ -298,7 +298,7 @@ pub async fn finish(child: tokio::process::Child, limit: Duration) -> std::proce
 pub async fn throttled_sim(size: u64, bytes_per_sec: u64) -> Simulator {
     sim(SimConfig {
         default_file_size: size,
-        faults: minimax_dl::sim::Faults {
+        faults: minimax_sim::Faults {
             bandwidth_bytes_per_sec: Some(bytes_per_sec),
             ..Default::default()
         },

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use minimax_dl::sim::SimApi;
-use minimax_dl::sim::SimTask;
+use minimax_sim::SimApi;
+use minimax_sim::SimTask;
 use tokio::io::AsyncReadExt;
 
 use crate::support::{self, World, assert_success, http, run_listening, wait_for};

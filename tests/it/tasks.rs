@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use minimax_dl::sim::SimApi;
-use minimax_dl::sim::{ApiFault, ApiFaultRule, Faults, SimTask, Simulator, TaskEnd};
+use minimax_sim::SimApi;
+use minimax_sim::{ApiFault, ApiFaultRule, Faults, SimTask, Simulator, TaskEnd};
 use serde_json::Value;
 
 use crate::support::{self, World, assert_exit, assert_success, assert_verified, stdout};
@@ -391,7 +391,7 @@ async fn callbacks_echo_the_challenge_and_enqueue_a_finished_task_once() {
 
 #[tokio::test]
 async fn a_task_created_with_the_daemon_as_its_callback_url_is_archived() {
-    let sim = support::sim(minimax_dl::sim::SimConfig {
+    let sim = support::sim(minimax_sim::SimConfig {
         task_generation: Duration::from_millis(500),
         callback_repeats: 2,
         ..support::small_files()

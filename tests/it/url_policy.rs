@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::Response;
 use minimax_dl::fetch::naming::PARTIAL_DIR;
-use minimax_dl::sim::{CdnFault, CdnFaultRule, Faults, SimConfig, Simulator};
+use minimax_sim::{CdnFault, CdnFaultRule, Faults, SimConfig, Simulator};
 use serde_json::Value;
 
 use crate::support::{self, TEST_KEY, World, assert_success};

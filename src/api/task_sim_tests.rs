@@ -1,4 +1,5 @@
-//! The simulator's generation tasks, through the real API client.
+//! The simulator's generation tasks, through the real API client: the
+//! client and the simulator (which shares nothing with it) must agree.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,10 +10,12 @@ use axum::routing::post;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use super::*;
+use minimax_sim::{
+    ApiFault, ApiFaultRule, Faults, SimApi, SimConfig, SimTask, Simulator, TASK_RETENTION, TaskEnd,
+};
+
 use crate::api::task::parse_callback;
 use crate::api::{ApiClient, ErrorClass, TaskStatus};
-use crate::sim::SimApi;
 
 async fn start(config: SimConfig) -> Simulator {
     Simulator::start(config).await.expect("simulator starts")
@@ -72,7 +75,7 @@ async fn a_v2_task_carries_a_url_to_its_video() {
     sim.add_task(93, SimTask::new(SimApi::V2, 93).ending(TaskEnd::Expire));
     sim.add_task(
         96,
-        SimTask::new(SimApi::V2, 96).created_ago(super::TASK_RETENTION + Duration::from_secs(60)),
+        SimTask::new(SimApi::V2, 96).created_ago(TASK_RETENTION + Duration::from_secs(60)),
     );
     for id in [93, 96] {
         let gone = api.query_task_v2(id).await.unwrap_err();

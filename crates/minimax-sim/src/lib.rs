@@ -16,12 +16,9 @@
 
 mod api;
 mod cdn;
-mod cli;
 mod config;
 mod conn;
 mod content;
-#[cfg(test)]
-mod task_tests;
 mod tasks;
 #[cfg(test)]
 mod tests;
@@ -36,7 +33,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use cli::{SimArgs, run_cli};
 pub use config::{
     ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, FaultCounts, Faults, HiddenLimit, SimConfig,
 };
