@@ -4,121 +4,14 @@
 //! the simulator knows nothing of the command line.
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::cli::SimArgs;
 use minimax_sim::{
     ApiFault, ApiFaultRule, CdnFault, CdnFaultRule, Faults, HiddenLimit, SimConfig, Simulator,
 };
-
-/// Command-line options of the simulator.
-#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
-pub struct SimArgs {
-    /// Address of the fake API host (loopback only).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8380")]
-    pub listen: SocketAddr,
-
-    /// Address of the fake CDN host (loopback only; a different origin from
-    /// the API, as in production).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8381")]
-    pub cdn_listen: SocketAddr,
-
-    /// Seed of the generated content, ETags and URL signatures.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-
-    /// Size of every file, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
-    pub file_size: u64,
-
-    /// Require this API key (`Authorization: Bearer KEY`); any key is accepted
-    /// when absent.
-    #[arg(long, value_name = "KEY")]
-    pub api_key: Option<String>,
-
-    /// Advertise the real size in `file.bytes` (the real API says 0 for videos).
-    #[arg(long)]
-    pub report_bytes: bool,
-
-    /// Lifetime of issued download URLs, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 3600)]
-    pub url_ttl: u64,
-
-    /// Answer every n-th retrieve call with status 1002 (rate limited).
-    #[arg(long, value_name = "N")]
-    pub rate_limit_every: Option<u32>,
-
-    /// A hidden rate limit: beyond N answered retrieve calls in any 60 s, answer 1002
-    /// (as an account's limit does), for trying requests_per_minute = "auto".
-    #[arg(long, value_name = "N")]
-    pub rpm: Option<u32>,
-
-    /// Abort every n-th CDN body half way through the file.
-    #[arg(long, value_name = "N")]
-    pub drop_every: Option<u32>,
-
-    /// Throttle each CDN connection to this many bytes per second.
-    #[arg(long, value_name = "BYTES_PER_SEC")]
-    pub bandwidth: Option<u64>,
-
-    /// Hand out download URLs `URL/{file_id}.bin` on another server (e.g. a
-    /// local nginx for benchmarks) instead of the built-in CDN.
-    #[arg(long, value_name = "URL")]
-    pub external_cdn: Option<String>,
-
-    /// How long a task created with `POST /v1|v2/video_generation` generates, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 20)]
-    pub task_generation_secs: u64,
-
-    /// Every n-th created task fails (status_code 1027, output rejected).
-    #[arg(long, value_name = "N")]
-    pub task_fail_every: Option<u32>,
-
-    /// POST each task's final update this many times to its callback_url.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub callback_repeats: u32,
-
-    /// Most tasks a page of the v2 task list serves, whatever is asked
-    /// (MiniMax's documented example serves 20).
-    #[arg(long, value_name = "N", default_value_t = 20)]
-    pub list_page_max: u32,
-
-    /// MiniMax's clock minus this host's, in seconds (API `Date`, URL
-    /// `Expires`, the CDN's expiry check): a host clock that is wrong.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 0,
-        allow_hyphen_values = true
-    )]
-    pub clock_offset_secs: i64,
-}
-
-impl Default for SimArgs {
-    fn default() -> Self {
-        SimArgs {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8380)),
-            cdn_listen: SocketAddr::from(([127, 0, 0, 1], 8381)),
-            seed: 42,
-            file_size: 1 << 20,
-            api_key: None,
-            report_bytes: false,
-            url_ttl: 3600,
-            rate_limit_every: None,
-            rpm: None,
-            drop_every: None,
-            bandwidth: None,
-            external_cdn: None,
-            task_generation_secs: 20,
-            task_fail_every: None,
-            callback_repeats: 1,
-            list_page_max: 20,
-            clock_offset_secs: 0,
-        }
-    }
-}
 
 impl SimArgs {
     /// The simulator configuration these options describe.
