@@ -8,6 +8,8 @@
 //! - [`api`]: the MiniMax retrieve client and error classification.
 //! - [`gate`]: the rate gate every retrieve call passes.
 //! - [`rate`]: the adaptive rate's search (pure): AIMD under a ceiling.
+//! - [`retry`]: the retry schedule (pure): attempts and back-off.
+//! - [`location`]: where the queue and a bucket archive are (plain values).
 //! - [`http`]: what the API and download clients share (user agent,
 //!   URL-free error text, `Retry-After`).
 //! - [`fetch`]: resumable, verified download of one file.
@@ -47,11 +49,13 @@ pub mod http;
 pub mod ids;
 pub mod intake;
 pub mod listen;
+pub mod location;
 pub mod metrics;
 pub mod partial;
 pub mod progress;
 pub mod queue;
 pub mod rate;
+pub mod retry;
 pub mod runtime;
 pub mod sim;
 pub mod stderr;

@@ -322,7 +322,7 @@ fn reloader(
 ) -> OnHangup {
     let api_template = engine.api();
     let load = move || -> Result<Reload> {
-        let fresh = Settings::load(&overrides, &process_env)?;
+        let fresh = runtime::load_settings(&overrides, &process_env)?;
         // A reload that loses the key keeps the one in use.
         let key = fresh.api_key?.context(
             "no API key any more (MINIMAX_API_KEY or api_key_file); keeping the one in use",
