@@ -17,10 +17,11 @@
 //!   from files and systemd credentials, and the warning about a secret in
 //!   a file others may read.
 //!
-//! Config sits at the bottom of the crate: it imports only plain values
-//! (`ids`, `http`'s URL and host checks, `location`, `rate`, `retry`).
-//! A value another module owns the syntax of is handed over as written
-//! (`path_template`, checked at load by `runtime::load_settings`).
+//! Config sits just above the plain values and imports nothing else of the
+//! crate: `ids`, `http` (the URL and host checks), `location`, `rate` and
+//! `retry`. A value whose syntax another module owns is handed over as
+//! written (`path_template`, parsed by `archive` and checked at load by
+//! `runtime::load_settings`).
 
 mod file;
 mod resolve;
