@@ -15,7 +15,6 @@ use crate::config::{LogFormat, Settings, TaskSettings};
 use crate::daemon::{self, RunEnd, RunOptions};
 use crate::fetch::file::hash_file;
 use crate::fetch::range::DEFAULT_MAX_FILE_BYTES;
-use crate::fetch::url_policy::UrlPolicy;
 use crate::ids::TaskApi;
 use crate::progress;
 use crate::queue::{DbLocation, JobState, NewTask, Queue, RetryPolicy, TaskState};
@@ -445,7 +444,7 @@ pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
 fn settings(sim: &Simulator, dir: &Path) -> Result<Settings> {
     Ok(Settings {
         config_path: None,
-        api_base: crate::config::parse_api_base(&sim.api_base()).map_err(anyhow::Error::msg)?,
+        api_base: crate::http::parse_api_base(&sim.api_base()).map_err(anyhow::Error::msg)?,
         api_key: Ok(Some(SecretString::from(DEMO_KEY))),
         api_key_file: None,
         database: DbLocation(dir.join("queue.db").to_string_lossy().into_owned()),
@@ -471,7 +470,7 @@ fn settings(sim: &Simulator, dir: &Path) -> Result<Settings> {
         api_unreachable: Duration::from_secs(120),
         log_format: LogFormat::Text,
         listen: None,
-        url_policy: UrlPolicy::default(),
+        cdn_allow: Vec::new(),
         max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         tasks: TaskSettings {
             api: TaskApi::V1,
@@ -480,7 +479,7 @@ fn settings(sim: &Simulator, dir: &Path) -> Result<Settings> {
         },
         callback_token: Ok(None),
         warnings: Vec::new(),
-        path_template: crate::archive::PathTemplate::default(),
+        path_template: None,
         sidecar: false,
     })
 }

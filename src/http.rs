@@ -1,8 +1,17 @@
 //! What the API client and the download client share about HTTP: the
-//! user agent, error text that never carries a URL, and `Retry-After`.
-//! Pure: no requests are made here.
+//! user agent, error text that never carries a URL, `Retry-After`, and the
+//! checks of hosts and URLs taken from the configuration (loopback, plain
+//! http, a `cdn_allow` entry, the API base). Pure: no requests are made
+//! here, and nothing of the crate is imported but `ids`.
 
 use std::time::Duration;
+
+use reqwest::Url;
+
+/// The API of mainland China accounts (the default `api_base`).
+pub const MAINLAND_API_BASE: &str = "https://api.minimaxi.com";
+/// The API of international accounts.
+pub const INTERNATIONAL_API_BASE: &str = "https://api.minimax.io";
 
 /// Sent with every request, API and CDN alike.
 pub const USER_AGENT: &str = concat!("minimax-dl/", env!("CARGO_PKG_VERSION"));
@@ -63,6 +72,84 @@ fn plain_tls(text: String) -> String {
     text
 }
 
+/// The API base must be an http(s) URL with a host. Plain http is allowed
+/// only for loopback hosts (the simulator): the key must not cross a network
+/// in clear text.
+pub fn parse_api_base(raw: &str) -> Result<Url, String> {
+    let q = crate::ids::quoted(raw.trim());
+    let url = Url::parse(raw.trim()).map_err(|e| format!("{q} is not a URL ({e})"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        let mut shown = url.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        return Err(format!(
+            "{} (shown without them) has a user name or password in it: they would be sent \
+             to the host and written to logs. Remove them; the API key is set with \
+             MINIMAX_API_KEY or api_key_file",
+            crate::ids::quoted(shown.as_str())
+        ));
+    }
+    let host = url.host_str().ok_or_else(|| format!("{q} has no host"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(host) => {}
+        "http" => {
+            return Err(format!(
+                "{q} uses plain http: the API key would cross the network unencrypted; use https \
+                 ({MAINLAND_API_BASE} or {INTERNATIONAL_API_BASE})"
+            ));
+        }
+        other => return Err(format!("{q} has scheme \"{other}\"; expected https")),
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{q} must not carry a query or fragment"));
+    }
+    // A base with a path (a proxy prefix) must end in '/', or joining
+    // "v1/files/retrieve" would replace its last segment.
+    let mut url = url;
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A `cdn_allow` entry as it is compared: a host name or IP address alone
+/// (no scheme, port, path or wildcard), in the form URLs carry it (lower
+/// case, punycode), without a leading or trailing dot.
+pub fn normalise_allowed_host(raw: &str) -> Result<String, String> {
+    let entry = raw.trim().trim_start_matches('.').trim_end_matches('.');
+    let refuse = |why: &str| {
+        Err(format!(
+            "cdn_allow entry {raw:?} {why}: give a host name such as \"aliyuncs.com\" \
+             (it also allows its subdomains)"
+        ))
+    };
+    if entry.is_empty() {
+        return refuse("is empty");
+    }
+    if entry.contains(['/', ':', '@', '*', '?', '#']) && !entry.starts_with('[') {
+        return refuse("is not a plain host name");
+    }
+    let Ok(url) = Url::parse(&format!("http://{entry}/")) else {
+        return refuse("is not a host name");
+    };
+    match url.host_str() {
+        Some(host) if url.port().is_none() && url.path() == "/" => {
+            Ok(host.trim_end_matches('.').to_string())
+        }
+        _ => refuse("is not a plain host name"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +182,40 @@ mod tests {
             parse_retry_after("99999999", now),
             Some(Duration::from_secs(24 * 3600))
         );
+    }
+
+    #[test]
+    fn api_base_must_be_https_unless_loopback() {
+        assert!(parse_api_base("https://api.minimax.io").is_ok());
+        assert!(parse_api_base("http://127.0.0.1:8380").is_ok());
+        assert!(parse_api_base("http://localhost:1").is_ok());
+        assert!(
+            parse_api_base("http://api.minimax.io")
+                .unwrap_err()
+                .contains("unencrypted")
+        );
+        assert!(parse_api_base("ftp://x").is_err());
+        assert_eq!(
+            parse_api_base("https://proxy.example/minimax")
+                .unwrap()
+                .join("v1/files/retrieve")
+                .unwrap()
+                .as_str(),
+            "https://proxy.example/minimax/v1/files/retrieve"
+        );
+        assert!(parse_api_base("not a url").is_err());
+    }
+
+    #[test]
+    fn an_api_base_with_credentials_is_refused_without_showing_them() {
+        for raw in [
+            "https://user:hunter2@api.minimax.io",
+            "http://user:hunter2@127.0.0.1:8380",
+            "https://hunter2@api.minimax.io",
+        ] {
+            let err = parse_api_base(raw).unwrap_err();
+            assert!(err.contains("password"), "{raw}: {err}");
+            assert!(!err.contains("hunter2"), "{raw}: {err}");
+        }
     }
 }

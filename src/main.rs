@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use minimax_dl::cli::{Cli, Command};
 use minimax_dl::commands;
-use minimax_dl::config::Settings;
 use minimax_dl::runtime::{self, exit};
 use minimax_dl::{say, stderr};
 
@@ -21,7 +20,7 @@ fn main() -> ExitCode {
 
 fn run() -> u8 {
     let cli = Cli::parse();
-    let settings = Settings::load(&commands::overrides(&cli), &commands::process_env);
+    let settings = runtime::load_settings(&commands::overrides(&cli), &commands::process_env);
     // demo, sim and the reference verbs need no configuration of their own;
     // doctor reports a broken one as its first check.
     if let Err(e) = &settings

@@ -17,10 +17,12 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::api::ApiClient;
+use crate::archive::PathTemplate;
 use crate::archive::bucket::{Bucket, BucketOptions};
 use crate::cli::{Cli, Command};
-use crate::config::{ConfigError, LogFormat, Settings};
+use crate::config::{ConfigError, LogFormat, Overrides, Settings};
 use crate::fetch::Fetcher;
+use crate::fetch::url_policy::UrlPolicy;
 use crate::gate::RateGate;
 use crate::queue::Queue;
 use crate::worker::{Engine, HostProblem, Observer};
@@ -105,12 +107,47 @@ fn log_filter(setting: Option<&str>, default: &str) -> Targets {
 pub enum SetupError {
     #[error(transparent)]
     Key(#[from] Arc<ConfigError>),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("cannot set up the HTTP client")]
     Http(#[source] reqwest::Error),
     #[error("cannot create the output directory {}", .0.display())]
     OutputDir(PathBuf, #[source] io::Error),
     #[error(transparent)]
     Bucket(#[from] crate::archive::bucket::BucketError),
+}
+
+/// The settings, with what config hands over unparsed checked by its owner
+/// now: a bad `path_template` is a config error for every verb, naming the
+/// key, as if config had parsed it (config sits below `archive`).
+pub fn load_settings(
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, ConfigError> {
+    let settings = Settings::load(overrides, env)?;
+    path_template(&settings)?;
+    Ok(settings)
+}
+
+/// `path_template` parsed by the archive (the default when none is set),
+/// or a config error naming the key and the problem.
+pub fn path_template(settings: &Settings) -> Result<PathTemplate, ConfigError> {
+    let Some(text) = &settings.path_template else {
+        return Ok(PathTemplate::default());
+    };
+    PathTemplate::parse(text).map_err(|e| ConfigError::Invalid {
+        origin: settings.file_origin("path_template"),
+        message: format!("{}: {e}", crate::ids::quoted(text)),
+    })
+}
+
+/// The download client's URL rules from `cdn_allow` (already checked at
+/// load: an error here names the key all the same).
+fn url_policy(settings: &Settings) -> Result<UrlPolicy, ConfigError> {
+    UrlPolicy::new(&settings.cdn_allow).map_err(|message| ConfigError::Invalid {
+        origin: settings.file_origin("cdn_allow"),
+        message,
+    })
 }
 
 /// Builds the engine every downloading verb shares.
@@ -130,7 +167,7 @@ pub fn engine(
     let fetcher = Fetcher::new(
         settings.connect_timeout,
         settings.read_timeout,
-        settings.url_policy.clone(),
+        url_policy(settings)?,
     )
     .map_err(SetupError::Http)?
     .with_segments(settings.segments)
@@ -146,7 +183,7 @@ pub fn engine(
         settings.retry,
         observer,
     )
-    .with_naming(settings.path_template.clone(), settings.sidecar)
+    .with_naming(path_template(settings)?, settings.sidecar)
     .with_bucket(bucket(settings)?))
 }
 
@@ -330,6 +367,36 @@ mod tests {
     use tracing::Level;
 
     use super::*;
+    use crate::config::FileConfig;
+
+    #[test]
+    fn a_bad_path_template_is_a_config_error_naming_the_key_and_the_problem() {
+        let env = |name: &str| (name == "HOME").then(|| "/h".to_string());
+        let settings = |text: &str, path: Option<&str>| {
+            let file = FileConfig::parse(text, std::path::Path::new("c.toml")).unwrap();
+            Settings::resolve(&Overrides::default(), &env, path.map(PathBuf::from), file).unwrap()
+        };
+        let bad = settings(
+            "path_template = \"{purpose}/../{filename}\"",
+            Some("/c.toml"),
+        );
+        let err = path_template(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("/c.toml") && err.contains("path_template") && err.contains("`..`"),
+            "{err}"
+        );
+        let good = settings(
+            "path_template = \"{created:%Y/%m}/{filename}\"\nsidecar = true",
+            None,
+        );
+        let template = path_template(&good).unwrap();
+        assert_eq!(template.as_str(), "{created:%Y/%m}/{filename}");
+        assert!(good.sidecar);
+        assert_eq!(
+            path_template(&settings("", None)).unwrap(),
+            PathTemplate::default()
+        );
+    }
 
     #[test]
     fn the_default_holds_when_the_setting_is_unset_empty_or_malformed() {

@@ -62,12 +62,7 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
             "a callback_token is set but run has no --listen (or `listen`): callbacks are not served"
         );
     }
-    let metrics = listener.as_ref().map(|_| Metrics::new());
-    let log_lines: Arc<dyn Observer> = Arc::new(LogLines::new(Duration::from_secs(10)));
-    let observer: Arc<dyn Observer> = match &metrics {
-        Some(m) => Arc::new(Observers(vec![log_lines, Arc::new(m.clone())])),
-        None => log_lines,
-    };
+    let (metrics, observer) = observers(listener.is_some());
     let engine = engine(&settings, queue.clone(), observer)?;
     let (reload_tx, reload_rx) = watch::channel::<Option<Reload>>(None);
     *reloads.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -77,11 +72,7 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
     // a clean stop.
     let server = match (listener, metrics) {
         (Some(bound), Some(metrics)) => {
-            metrics.watch_gate(engine.gate.clone());
-            if let Some(bucket) = &engine.bucket {
-                metrics.watch_bucket(bucket.clone());
-            }
-            Some(serve_ops(bound, &settings, &queue, metrics, &shutdown).await?)
+            Some(serve_ops(bound, &engine, &settings, &queue, metrics, &shutdown).await?)
         }
         _ => None,
     };
@@ -106,6 +97,29 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
     if let Some(server) = server {
         let _ = server.await;
     }
+    exit_after(end, &queue, &interrupt, exit_when_idle).await
+}
+
+/// What hears this run: log lines, and the metrics when it serves them.
+fn observers(serving: bool) -> (Option<Metrics>, Arc<dyn Observer>) {
+    let metrics = serving.then(Metrics::new);
+    let log_lines: Arc<dyn Observer> = Arc::new(LogLines::new(Duration::from_secs(10)));
+    let observer: Arc<dyn Observer> = match &metrics {
+        Some(m) => Arc::new(Observers(vec![log_lines, Arc::new(m.clone())])),
+        None => log_lines,
+    };
+    (metrics, observer)
+}
+
+/// The exit code once the pool has stopped: the database's when it stopped
+/// answering, else from the queue's counts (a batch's failed tasks count
+/// as failures).
+async fn exit_after(
+    end: RunEnd,
+    queue: &Queue,
+    interrupt: &Interrupt,
+    exit_when_idle: bool,
+) -> Result<u8> {
     if let RunEnd::Unreachable(why) = end {
         error!(
             "stopping: the queue database {} does not answer: {why}; jobs stay as they are and resume on the next run",
@@ -120,18 +134,23 @@ pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool)
         counts.failed += queue.task_counts().await?.failed;
     }
     queue.close().await;
-    Ok(exit_code(end, &counts, &interrupt, exit_when_idle))
+    Ok(exit_code(end, &counts, interrupt, exit_when_idle))
 }
 
 /// Starts serving `/metrics`, the health checks and the dashboard on
 /// `bound` until `shutdown`.
 async fn serve_ops(
     bound: listen::Bound,
+    engine: &Engine,
     settings: &Settings,
     queue: &Queue,
     metrics: Metrics,
     shutdown: &CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>> {
+    metrics.watch_gate(engine.gate.clone());
+    if let Some(bucket) = &engine.bucket {
+        metrics.watch_bucket(bucket.clone());
+    }
     let listen = settings.listen.as_ref().context("listen settings")?;
     let actions = match &listen.token {
         Some(token) => Some(Actions {
@@ -322,7 +341,7 @@ fn reloader(
 ) -> OnHangup {
     let api_template = engine.api();
     let load = move || -> Result<Reload> {
-        let fresh = Settings::load(&overrides, &process_env)?;
+        let fresh = runtime::load_settings(&overrides, &process_env)?;
         // A reload that loses the key keeps the one in use.
         let key = fresh.api_key?.context(
             "no API key any more (MINIMAX_API_KEY or api_key_file); keeping the one in use",

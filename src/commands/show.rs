@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{file_ids, job_json, open_queue_to_read, rfc3339, task_json};
 use crate::config::Settings;
-use crate::queue::{JobEvent, JobState, Task, TaskState, state};
+use crate::queue::{Job, JobEvent, JobState, Task, TaskState, state};
 use crate::runtime::exit;
 
 fn event_json(event: &JobEvent) -> serde_json::Value {
@@ -32,18 +32,28 @@ pub async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8
     };
     let events = queue.events(id).await?;
     if as_json {
-        let mut value = job_json(&job);
-        value["size_source"] = json!(job.size_source);
-        value["next_attempt_at"] = json!(rfc3339(job.next_attempt_at));
-        value["lease_owner"] = json!(job.lease_owner);
-        value["file_host"] = json!(job.file_host);
-        value["events"] = events.iter().map(event_json).collect();
-        if let Some(task) = &task {
-            value["task"] = task_json(task);
-        }
-        out!("{value}");
-        return Ok(exit::OK);
+        return print_json(&job, &events, task.as_ref());
     }
+    print_job(&job, &events, task.as_ref())
+}
+
+/// `show --json` of a job: its fields, its history and its task.
+fn print_json(job: &Job, events: &[JobEvent], task: Option<&Task>) -> Result<u8> {
+    let mut value = job_json(job);
+    value["size_source"] = json!(job.size_source);
+    value["next_attempt_at"] = json!(rfc3339(job.next_attempt_at));
+    value["lease_owner"] = json!(job.lease_owner);
+    value["file_host"] = json!(job.file_host);
+    value["events"] = events.iter().map(event_json).collect();
+    if let Some(task) = task {
+        value["task"] = task_json(task);
+    }
+    out!("{value}");
+    Ok(exit::OK)
+}
+
+/// A job in words: its fields, its history line by line, then its task.
+fn print_job(job: &Job, events: &[JobEvent], task: Option<&Task>) -> Result<u8> {
     out!("file_id        {}", job.file_id);
     out!("state          {}", job.state);
     out!(
@@ -81,7 +91,7 @@ pub async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8
     out!("created        {}", rfc3339(job.created_at));
     out!("history:");
     out!("  {}  enqueued", rfc3339(job.created_at));
-    for e in &events {
+    for e in events {
         let attempt = state::shown_attempt(&e.kind, e.attempt)
             .map_or(String::new(), |a| format!(" (failed attempt {a})"));
         out!(
@@ -94,7 +104,7 @@ pub async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8
     }
     if let Some(task) = task {
         out!("task:");
-        return show_task(&task, false);
+        return show_task(task, false);
     }
     Ok(exit::OK)
 }

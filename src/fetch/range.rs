@@ -220,9 +220,8 @@ pub fn plan_response(asked: Asked<'_>, head: &ResponseHead<'_>) -> Plan {
     }
 }
 
-/// Default `max_file_bytes`: 64 GiB, far above any video MiniMax makes, and
-/// a bound on what a CDN that never ends its body can write.
-pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 30;
+/// Default `max_file_bytes` (64 GiB), the setting's own default.
+pub use crate::config::DEFAULT_MAX_FILE_BYTES;
 
 /// What bounds a download's bytes: the size it is verified against when one
 /// is known (not one byte more is written: more is a failed verification),

@@ -21,7 +21,7 @@
 
 use reqwest::Url;
 
-use crate::config::is_loopback_host;
+use crate::http::{is_loopback_host, normalise_allowed_host};
 
 /// Redirects followed for one request before it is refused.
 pub const MAX_REDIRECTS: usize = 5;
@@ -29,7 +29,7 @@ pub const MAX_REDIRECTS: usize = 5;
 /// The rules for one download client. `Default` allows any host.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UrlPolicy {
-    /// Host names, normalised by [`normalise_allowed_host`]; empty: any host.
+    /// Host names, normalised by [`normalise_allowed_host`](crate::http::normalise_allowed_host); empty: any host.
     cdn_allow: Vec<String>,
 }
 
@@ -62,7 +62,7 @@ pub enum UrlRefusal {
 impl UrlPolicy {
     /// A policy allowing only these hosts and their subdomains; an empty
     /// list allows any host. Entries are checked with
-    /// [`normalise_allowed_host`].
+    /// [`normalise_allowed_host`](crate::http::normalise_allowed_host).
     pub fn new<S: AsRef<str>>(cdn_allow: impl IntoIterator<Item = S>) -> Result<UrlPolicy, String> {
         let cdn_allow = cdn_allow
             .into_iter()
@@ -167,34 +167,6 @@ pub fn host_matches(host: &str, allowed: &str, host_is_domain: bool) -> bool {
                 .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1))
 }
 
-/// A `cdn_allow` entry as it is compared: a host name or IP address alone
-/// (no scheme, port, path or wildcard), in the form URLs carry it (lower
-/// case, punycode), without a leading or trailing dot.
-pub fn normalise_allowed_host(raw: &str) -> Result<String, String> {
-    let entry = raw.trim().trim_start_matches('.').trim_end_matches('.');
-    let refuse = |why: &str| {
-        Err(format!(
-            "cdn_allow entry {raw:?} {why}: give a host name such as \"aliyuncs.com\" \
-             (it also allows its subdomains)"
-        ))
-    };
-    if entry.is_empty() {
-        return refuse("is empty");
-    }
-    if entry.contains(['/', ':', '@', '*', '?', '#']) && !entry.starts_with('[') {
-        return refuse("is not a plain host name");
-    }
-    let Ok(url) = Url::parse(&format!("http://{entry}/")) else {
-        return refuse("is not a host name");
-    };
-    match url.host_str() {
-        Some(host) if url.port().is_none() && url.path() == "/" => {
-            Ok(host.trim_end_matches('.').to_string())
-        }
-        _ => refuse("is not a plain host name"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,29 +266,6 @@ mod tests {
         assert!(host_matches("10.0.0.1", "10.0.0.1", false));
         assert!(!host_matches("10.0.0.1", "0.0.1", false));
         assert!(!host_matches("x.example", "", true));
-    }
-
-    #[test]
-    fn allowed_hosts_are_normalised_or_refused_with_the_reason() {
-        assert_eq!(
-            normalise_allowed_host(" .Aliyuncs.COM. ").unwrap(),
-            "aliyuncs.com"
-        );
-        assert_eq!(normalise_allowed_host("127.0.0.1").unwrap(), "127.0.0.1");
-        assert_eq!(normalise_allowed_host("[::1]").unwrap(), "[::1]");
-        for bad in [
-            "",
-            ".",
-            "https://cdn.example",
-            "cdn.example:443",
-            "cdn.example/path",
-            "*.cdn.example",
-            "user@cdn.example",
-            "a b",
-        ] {
-            let err = normalise_allowed_host(bad).unwrap_err();
-            assert!(err.contains("cdn_allow"), "{bad:?}: {err}");
-        }
     }
 
     #[test]

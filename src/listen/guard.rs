@@ -34,7 +34,7 @@ pub fn host_allowed(host: Option<&str>, public: bool) -> bool {
         return true;
     }
     host.map(host_of)
-        .is_some_and(|h| h.eq_ignore_ascii_case("localhost") || crate::config::is_loopback_host(h))
+        .is_some_and(|h| h.eq_ignore_ascii_case("localhost") || crate::http::is_loopback_host(h))
 }
 
 /// Whether a browser says the request comes from another site: its

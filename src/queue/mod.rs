@@ -9,11 +9,14 @@
 //! - `types.rs`: jobs, events, counts and the other plain types; `rows.rs`
 //!   decodes jobs and counts from either store's rows.
 //! - `group_commit.rs`: completions made at the same moment share a statement.
-//! - `sqlite/`: `open.rs` (what a path may be opened as), `lease.rs` (claims,
-//!   heartbeats, worker writes), `verbs.rs` (enqueue, retry, cancel),
-//!   `reads.rs`, `api_calls.rs` (the API-call window).
-//! - `postgres/`: the same files for PostgreSQL (`open.rs` also redacts
-//!   URLs); times there come from the database's clock.
+//! - `sqlite/`: `open.rs` (what a file holds and how it may be opened),
+//!   `lease.rs` (claims, heartbeats, worker writes), `verbs.rs` (enqueue,
+//!   retry, cancel), `reads.rs`, `api_calls.rs` (the API-call window).
+//! - `postgres/`: the same files for PostgreSQL; times there come from the
+//!   database's clock.
+//! - [`DbLocation`] (which database, shown without its password, and
+//!   which locations can never hold a queue) is plain data in
+//!   `crate::location`, re-exported here.
 //!
 //! The queue never touches the network or the archive: it stores facts the
 //! worker reports.
@@ -60,7 +63,7 @@ fn check_location(location: &DbLocation) -> Result<(), QueueError> {
     if location.is_postgres() {
         return Ok(());
     }
-    open::check_location(&location.0).map_err(|why| QueueError::BadLocation {
+    crate::location::db::check_location(&location.0).map_err(|why| QueueError::BadLocation {
         location: location.redacted(),
         why,
     })

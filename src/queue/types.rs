@@ -1,7 +1,7 @@
 //! The queue's plain types: what callers get back and pass in, whatever
 //! store holds the jobs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -65,46 +65,7 @@ pub enum CommitSync {
     Normal,
 }
 
-/// Which database holds the queue: a SQLite file path or `sqlite:` URL, or a
-/// `postgres://` / `postgresql://` URL. The raw text may hold a password:
-/// show it only through [`DbLocation::redacted`] (its `Debug` does).
-#[derive(Clone, PartialEq, Eq)]
-pub struct DbLocation(pub String);
-
-impl std::fmt::Debug for DbLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("DbLocation").field(&self.redacted()).finish()
-    }
-}
-
-impl DbLocation {
-    /// A PostgreSQL URL (`postgres://` or `postgresql://`, any case) selects
-    /// the PostgreSQL store; anything else is a SQLite path or URL.
-    pub fn is_postgres(&self) -> bool {
-        super::postgres::is_postgres_url(&self.0)
-    }
-
-    /// The location as it may be shown: a URL (PostgreSQL's, or one with a
-    /// scheme we refuse, which may carry a password too) without its
-    /// password, a SQLite location as written.
-    pub fn redacted(&self) -> String {
-        if self.is_postgres() || self.0.contains("://") {
-            super::postgres::redact_url(&self.0)
-        } else {
-            self.0.clone()
-        }
-    }
-
-    pub(crate) fn sqlite_path(&self) -> PathBuf {
-        let raw = self.0.as_str();
-        let stripped = raw
-            .strip_prefix("sqlite://")
-            .or_else(|| raw.strip_prefix("sqlite:"))
-            .unwrap_or(raw);
-        let stripped = stripped.split('?').next().unwrap_or(stripped);
-        PathBuf::from(stripped)
-    }
-}
+pub use crate::location::DbLocation;
 
 /// One file to download, as the queue knows it.
 #[derive(Clone, Debug, Serialize)]
@@ -281,27 +242,6 @@ pub(crate) fn failure_message(error: &str, delay_ms: Option<i64>) -> String {
     match delay_ms {
         Some(ms) => format!("{error}; next attempt in {}", describe_delay(ms)),
         None => error.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sqlite_locations_accept_paths_and_urls() {
-        assert_eq!(
-            DbLocation("/tmp/q.db".into()).sqlite_path(),
-            PathBuf::from("/tmp/q.db")
-        );
-        assert_eq!(
-            DbLocation("sqlite:///tmp/q.db".into()).sqlite_path(),
-            PathBuf::from("/tmp/q.db")
-        );
-        assert_eq!(
-            DbLocation("sqlite:q.db?mode=rwc".into()).sqlite_path(),
-            PathBuf::from("q.db")
-        );
     }
 }
 

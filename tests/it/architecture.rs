@@ -88,7 +88,29 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "http",
         &[
             "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
-            "archive",
+            "archive", "config",
+        ],
+    ),
+    // Settings are plain values: config imports nothing above them.
+    (
+        "config",
+        &[
+            "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
+            "metrics", "listen", "archive", "intake", "cli",
+        ],
+    ),
+    (
+        "location",
+        &[
+            "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
+            "http", "config", "metrics", "listen", "archive", "intake",
+        ],
+    ),
+    (
+        "retry",
+        &[
+            "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
+            "http", "config", "metrics", "listen", "archive", "intake",
         ],
     ),
     (
@@ -132,6 +154,9 @@ const POLICY_FILES: &[&str] = &[
     "src/queue/task.rs",
     "src/intake/policy.rs",
     "src/rate.rs",
+    "src/retry.rs",
+    "src/location/db.rs",
+    "src/location/bucket.rs",
 ];
 const IO_PATHS: &[&str] = &[
     "tokio",

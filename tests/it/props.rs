@@ -978,7 +978,7 @@ proptest! {
                 prop_assert_eq!(fetched.host_str(), url.host_str());
                 prop_assert_eq!(fetched.path(), url.path());
                 prop_assert_eq!(fetched.query(), url.query());
-                let loopback = minimax_dl::config::is_loopback_host(url.host_str().unwrap());
+                let loopback = minimax_dl::http::is_loopback_host(url.host_str().unwrap());
                 let expected = if loopback { url.scheme() } else { "https" };
                 prop_assert_eq!(fetched.scheme(), expected);
             }
@@ -1027,7 +1027,7 @@ proptest! {
                 let last = chain.last().unwrap();
                 prop_assert!(!(last.scheme() == "https" && next.scheme() == "http"));
                 if next.scheme() == "http" {
-                    prop_assert!(minimax_dl::config::is_loopback_host(next.host_str().unwrap()));
+                    prop_assert!(minimax_dl::http::is_loopback_host(next.host_str().unwrap()));
                 }
             }
             Err(refusal) => prop_assert!(!refusal.to_string().contains(SECRET_QUERY)),

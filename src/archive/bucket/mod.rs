@@ -23,7 +23,7 @@
 //! can help.
 
 pub mod credentials;
-pub mod location;
+pub use crate::location::bucket as location;
 
 use std::os::unix::fs::FileExt;
 use std::path::Path as LocalPath;

@@ -3,7 +3,9 @@
 //! (one array per column). The statement triggers count the new jobs, and
 //! wake the fleet for those that arrive queued.
 
-use sqlx::Row;
+use std::collections::HashSet;
+
+use sqlx::{PgConnection, Row};
 
 use super::PgStore;
 use crate::queue::{Job, JobEvent, QueueError};
@@ -87,80 +89,95 @@ impl PgStore {
         jobs: &[Job],
         events: &[(i64, JobEvent)],
     ) -> Result<u64, QueueError> {
-        let c = JobColumns::of(jobs);
         let mut tx = self.pool.begin().await?;
-        let inserted: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO jobs (file_id, state, attempts, next_attempt_at, lease_owner, \
-               lease_expires_at, cancel_requested, bytes_expected, size_source, bytes_done, \
-               validator, pieces, boot_id, filename, final_path, sha256, last_error, \
-               created_at, updated_at, file_host, task_id, task_api) \
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::bigint[], \
-               $5::text[], $6::bigint[], $7::boolean[], $8::bigint[], $9::text[], $10::bigint[], \
-               $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], \
-               $17::text[], $18::bigint[], $19::bigint[], $20::text[], $21::bigint[], $22::text[]) \
-             ON CONFLICT (file_id) DO NOTHING RETURNING file_id",
-        )
-        .bind(&c.file_id)
-        .bind(&c.state)
-        .bind(&c.attempts)
-        .bind(&c.next_attempt_at)
-        .bind(&c.lease_owner)
-        .bind(&c.lease_expires_at)
-        .bind(&c.cancel_requested)
-        .bind(&c.bytes_expected)
-        .bind(&c.size_source)
-        .bind(&c.bytes_done)
-        .bind(&c.validator)
-        .bind(&c.pieces)
-        .bind(&c.boot_id)
-        .bind(&c.filename)
-        .bind(&c.final_path)
-        .bind(&c.sha256)
-        .bind(&c.last_error)
-        .bind(&c.created_at)
-        .bind(&c.updated_at)
-        .bind(&c.file_host)
-        .bind(&c.task_id)
-        .bind(&c.task_api)
-        .fetch_all(&mut *tx)
-        .await?;
-        let inserted: std::collections::HashSet<i64> = inserted.into_iter().collect();
-        let events: Vec<&(i64, JobEvent)> = events
-            .iter()
-            .filter(|(id, _)| inserted.contains(id))
-            .collect();
-        // In the order given (oldest first per job), which the identity
-        // column keeps.
-        sqlx::query(
-            "INSERT INTO job_events (file_id, at, kind, attempt, message) \
-             SELECT file_id, at, kind, attempt, message \
-             FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::integer[], $5::text[]) \
-               WITH ORDINALITY AS e(file_id, at, kind, attempt, message, n) \
-             ORDER BY n",
-        )
-        .bind(events.iter().map(|(id, _)| *id).collect::<Vec<i64>>())
-        .bind(events.iter().map(|(_, e)| e.at).collect::<Vec<i64>>())
-        .bind(
-            events
-                .iter()
-                .map(|(_, e)| e.kind.as_str())
-                .collect::<Vec<&str>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|(_, e)| e.attempt.map(|a| i32::try_from(a).unwrap_or(i32::MAX)))
-                .collect::<Vec<Option<i32>>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|(_, e)| e.message.as_deref())
-                .collect::<Vec<Option<&str>>>(),
-        )
-        .execute(&mut *tx)
-        .await?;
+        let inserted = insert_jobs(&mut tx, jobs).await?;
+        insert_events(&mut tx, events, &inserted).await?;
         tx.commit().await?;
         Ok(inserted.len() as u64)
     }
+}
+
+/// The jobs not here yet, one statement of column arrays; the ids it
+/// inserted.
+async fn insert_jobs(conn: &mut PgConnection, jobs: &[Job]) -> Result<HashSet<i64>, QueueError> {
+    let c = JobColumns::of(jobs);
+    let inserted: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO jobs (file_id, state, attempts, next_attempt_at, lease_owner, \
+           lease_expires_at, cancel_requested, bytes_expected, size_source, bytes_done, \
+           validator, pieces, boot_id, filename, final_path, sha256, last_error, \
+           created_at, updated_at, file_host, task_id, task_api) \
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::bigint[], \
+           $5::text[], $6::bigint[], $7::boolean[], $8::bigint[], $9::text[], $10::bigint[], \
+           $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], \
+           $17::text[], $18::bigint[], $19::bigint[], $20::text[], $21::bigint[], $22::text[]) \
+         ON CONFLICT (file_id) DO NOTHING RETURNING file_id",
+    )
+    .bind(&c.file_id)
+    .bind(&c.state)
+    .bind(&c.attempts)
+    .bind(&c.next_attempt_at)
+    .bind(&c.lease_owner)
+    .bind(&c.lease_expires_at)
+    .bind(&c.cancel_requested)
+    .bind(&c.bytes_expected)
+    .bind(&c.size_source)
+    .bind(&c.bytes_done)
+    .bind(&c.validator)
+    .bind(&c.pieces)
+    .bind(&c.boot_id)
+    .bind(&c.filename)
+    .bind(&c.final_path)
+    .bind(&c.sha256)
+    .bind(&c.last_error)
+    .bind(&c.created_at)
+    .bind(&c.updated_at)
+    .bind(&c.file_host)
+    .bind(&c.task_id)
+    .bind(&c.task_api)
+    .fetch_all(conn)
+    .await?;
+    Ok(inserted.into_iter().collect())
+}
+
+/// The history of the jobs just inserted, in the order given (oldest first
+/// per job), which the identity column keeps.
+async fn insert_events(
+    conn: &mut PgConnection,
+    events: &[(i64, JobEvent)],
+    inserted: &HashSet<i64>,
+) -> Result<(), QueueError> {
+    let events: Vec<&(i64, JobEvent)> = events
+        .iter()
+        .filter(|(id, _)| inserted.contains(id))
+        .collect();
+    sqlx::query(
+        "INSERT INTO job_events (file_id, at, kind, attempt, message) \
+         SELECT file_id, at, kind, attempt, message \
+         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::integer[], $5::text[]) \
+           WITH ORDINALITY AS e(file_id, at, kind, attempt, message, n) \
+         ORDER BY n",
+    )
+    .bind(events.iter().map(|(id, _)| *id).collect::<Vec<i64>>())
+    .bind(events.iter().map(|(_, e)| e.at).collect::<Vec<i64>>())
+    .bind(
+        events
+            .iter()
+            .map(|(_, e)| e.kind.as_str())
+            .collect::<Vec<&str>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|(_, e)| e.attempt.map(|a| i32::try_from(a).unwrap_or(i32::MAX)))
+            .collect::<Vec<Option<i32>>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|(_, e)| e.message.as_deref())
+            .collect::<Vec<Option<&str>>>(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -40,8 +40,6 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgRow};
 use sqlx::{Postgres, Row};
 
-pub use open::{is_postgres_url, redact_url};
-
 use crate::queue::{Job, JobEvent, Millis, QueueError, now_millis};
 
 const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owner, lease_expires_at, \

@@ -6,7 +6,8 @@
 //! empty database serialise there and all succeed.
 //!
 //! The URL may carry a password (so may `PGPASSWORD` and `~/.pgpass`, which
-//! sqlx reads as libpq does). It is only ever shown through [`redact_url`];
+//! sqlx reads as libpq does). It is only ever shown redacted
+//! ([`DbLocation::redacted`](crate::location::DbLocation::redacted));
 //! the connect options are never `Debug`-printed (theirs prints it).
 
 use std::str::FromStr;
@@ -48,88 +49,6 @@ const SERVER_KEEPALIVES: [(&str, &str); 3] = [
 /// A pooled connection idle for longer is pinged before use; one used
 /// moments ago is not (a ping per statement would double every round trip).
 const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
-
-/// `postgres://` or `postgresql://`, in any case (sqlx accepts both).
-pub fn is_postgres_url(raw: &str) -> bool {
-    let lower = raw.trim_start().to_ascii_lowercase();
-    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
-}
-
-/// The URL as it may be shown: the password of the user part, and the value
-/// of every query pair whose key looks like `password` (misspelt,
-/// percent-encoded or not), replaced by `***`. Pure, and works on
-/// text that is not a valid URL too: the user part ends at the last `@`
-/// before the query, so a password with an unescaped `/` or `@` is still
-/// hidden.
-pub fn redact_url(raw: &str) -> String {
-    let (scheme, rest) = match raw.find("://") {
-        Some(at) => raw.split_at(at + 3),
-        None => ("", raw),
-    };
-    let (main, query) = match rest.find(['?', '#']) {
-        Some(at) => rest.split_at(at),
-        None => (rest, ""),
-    };
-    let main = match main.rfind('@') {
-        Some(at) => {
-            let (user_part, host_part) = main.split_at(at);
-            match user_part.find(':') {
-                Some(colon) => format!("{}:***{host_part}", &user_part[..colon]),
-                None => main.to_string(),
-            }
-        }
-        None => main.to_string(),
-    };
-    format!("{scheme}{main}{}", redact_query(query))
-}
-
-/// `?a=1&password=x#frag` with the value of every key with `pass` in it hidden.
-fn redact_query(query: &str) -> String {
-    let Some(lead) = query.chars().next() else {
-        return String::new();
-    };
-    let pairs = query[1..]
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if looks_like_password(&percent_decode(key)) => {
-                format!("{key}=***")
-            }
-            _ => pair.to_string(),
-        });
-    format!("{lead}{}", pairs.collect::<Vec<_>>().join("&"))
-}
-
-/// `password`, and its misspellings and abbreviations (`pasword`, `passwd`,
-/// `pwd`): sqlx logs an unknown key with its value, so a typo must be
-/// hidden too.
-fn looks_like_password(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    key.contains("pas") || key.contains("pw")
-}
-
-/// `%XX` escapes decoded (invalid ones kept as written), as sqlx reads keys.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// What a database holds, as far as opening it goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -390,75 +309,6 @@ mod tests {
             "search_path",
         ] {
             assert!(sent.contains(wanted), "{wanted} in {sent}");
-        }
-    }
-
-    #[test]
-    fn postgres_urls_are_told_from_sqlite_locations() {
-        for pg in [
-            "postgres://h/db",
-            "postgresql://u@h/db",
-            "POSTGRES://h",
-            " postgres://h",
-        ] {
-            assert!(is_postgres_url(pg), "{pg}");
-        }
-        for other in [
-            "/tmp/q.db",
-            "sqlite:///tmp/q.db",
-            "postgres.db",
-            "postgres:/h",
-            "q.db",
-        ] {
-            assert!(!is_postgres_url(other), "{other}");
-        }
-    }
-
-    #[test]
-    fn passwords_never_survive_redaction() {
-        let cases = [
-            (
-                "postgres://u:secret@h:5432/db",
-                "postgres://u:***@h:5432/db",
-            ),
-            ("postgres://u@h/db", "postgres://u@h/db"),
-            ("postgres://h/db", "postgres://h/db"),
-            // Percent-encoded, and characters a password should have escaped.
-            ("postgres://u:p%40ss%2Fw@h/db", "postgres://u:***@h/db"),
-            (
-                "postgresql://u:p/ss@w@h/db?sslmode=verify-full",
-                "postgresql://u:***@h/db?sslmode=verify-full",
-            ),
-            // In the query, in any position, in any case.
-            (
-                "postgres://h/db?user=u&password=secret",
-                "postgres://h/db?user=u&password=***",
-            ),
-            (
-                "postgres://h/db?password=secret&sslmode=require",
-                "postgres://h/db?password=***&sslmode=require",
-            ),
-            (
-                "postgres://h/db?PASSWORD=secret",
-                "postgres://h/db?PASSWORD=***",
-            ),
-            (
-                "postgres://h/db?pass%77ord=secret",
-                "postgres://h/db?pass%77ord=***",
-            ),
-            (
-                "postgres://h/db?pasword=secret&x=1",
-                "postgres://h/db?pasword=***&x=1",
-            ),
-            (
-                "postgres://u:a@h/db?password=b#c",
-                "postgres://u:***@h/db?password=***",
-            ),
-            ("postgres://:secret@h/db", "postgres://:***@h/db"),
-        ];
-        for (raw, shown) in cases {
-            assert_eq!(redact_url(raw), shown, "{raw}");
-            assert!(!redact_url(raw).contains("secret"), "{raw}");
         }
     }
 

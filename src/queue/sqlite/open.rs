@@ -49,46 +49,6 @@ pub fn identify(application_id: i32, tables: &[String]) -> Contents {
     }
 }
 
-/// Why a location can never hold a queue (pure): a queue must outlive the
-/// command, so it needs a file; and a `scheme://` we do not know
-/// (`postgress://`, `mysql://`, `https://`) is a typo or another database,
-/// never a relative path to create.
-pub fn check_location(raw: &str) -> Result<(), &'static str> {
-    if unknown_scheme(raw) {
-        return Err(
-            "has a scheme minimax-dl does not know: give a SQLite path (or sqlite:PATH) or a postgres:// or postgresql:// URL",
-        );
-    }
-    let path = DbLocation(raw.to_string()).sqlite_path();
-    let path = path.to_string_lossy();
-    if path.trim().is_empty() {
-        return Err("is empty: give the path of the queue's SQLite file");
-    }
-    if path == ":memory:" || raw.contains("mode=memory") {
-        return Err(
-            "is an in-memory database, gone when the command exits: give the path of a SQLite file",
-        );
-    }
-    Ok(())
-}
-
-/// Whether `raw` starts with `scheme://` (RFC 3986 scheme characters) for
-/// a scheme other than `sqlite`, `postgres` and `postgresql`. Pure.
-pub fn unknown_scheme(raw: &str) -> bool {
-    let Some((scheme, _)) = raw.trim_start().split_once("://") else {
-        return false;
-    };
-    let is_scheme = scheme
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    let known = ["sqlite", "postgres", "postgresql"];
-    is_scheme && !known.iter().any(|k| scheme.eq_ignore_ascii_case(k))
-}
-
 /// What [`inspect`] found in an existing file.
 struct Found {
     contents: Contents,
@@ -457,42 +417,5 @@ mod tests {
         );
         // Another application's mark wins over lookalike tables.
         assert_eq!(identify(0x0f0f_0f0f, &queue_tables), Contents::Foreign);
-    }
-
-    #[test]
-    fn locations_that_cannot_hold_a_queue_are_refused() {
-        for bad in [
-            "",
-            "  ",
-            "sqlite:",
-            "sqlite::memory:",
-            ":memory:",
-            "sqlite://",
-        ] {
-            assert!(check_location(bad).is_err(), "{bad:?} accepted");
-        }
-        assert!(check_location("sqlite:q.db?mode=memory").is_err());
-        for unknown in [
-            "postgress://u@h/db",
-            "mysql://u:pw@h/db",
-            "https://example.com/q.db",
-            " HTTP://x",
-            "file:///tmp/q.db",
-        ] {
-            assert!(check_location(unknown).is_err(), "{unknown:?} accepted");
-        }
-        for good in [
-            "/tmp/q.db",
-            "sqlite:///tmp/q.db",
-            "q.db",
-            "sqlite:q.db?mode=rwc",
-            "SQLite:///tmp/q.db",
-            "postgres://u@h/db",
-            "PostgreSQL://u@h/db",
-            "dir/odd://name.db",
-            "./q://b",
-        ] {
-            assert!(check_location(good).is_ok(), "{good:?} refused");
-        }
     }
 }

@@ -1,0 +1,10 @@
+//! Where the queue and a bucket archive are: plain values read from the
+//! configuration and opened by their owners (`queue`, `archive::bucket`).
+//! Pure; nothing of the crate is imported. `queue` re-exports
+//! [`DbLocation`], `archive::bucket` its [`BucketLocation`].
+
+pub mod bucket;
+pub mod db;
+
+pub use bucket::{BucketLocation, LocationError, names_object_store};
+pub use db::DbLocation;
