@@ -310,11 +310,6 @@ impl Fetcher {
         self
     }
 
-    pub fn with_checkpoint_interval(mut self, interval: Duration) -> Fetcher {
-        self.checkpoint_interval = interval;
-        self
-    }
-
     /// Refuse files larger than this (`max_file_bytes`), and cut a body of
     /// unknown length there.
     pub fn with_max_file_bytes(mut self, max: u64) -> Fetcher {
