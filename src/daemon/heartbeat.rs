@@ -6,12 +6,12 @@ use tracing::{info, warn};
 
 use super::HEARTBEAT;
 use super::outage::Outage;
-use super::tasks::Running;
+use super::running::InFlight;
 use crate::worker::{Engine, LEASE};
 
 /// Renews the leases of running jobs every second and passes on user
 /// cancellations recorded in the queue.
-pub(super) async fn heartbeat(engine: Engine, running: Running, stop: CancellationToken) {
+pub(super) async fn heartbeat(engine: Engine, running: InFlight, stop: CancellationToken) {
     if stalled_by_test_hook() {
         stop.cancelled().await;
         return;

@@ -15,7 +15,7 @@ use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use super::tasks::Reporter;
+use super::running::Reporter;
 use crate::config::TaskSettings;
 use crate::intake::policy::{POLL_SLOT, poll_interval};
 use crate::intake::{Polled, poll_task};
