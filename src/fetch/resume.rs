@@ -21,6 +21,9 @@ pub const BOOT_ID_FILE_ENV: &str = "MINIMAX_DL_BOOT_ID_FILE";
 
 const KERNEL_BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
+/// How often a running download makes its progress durable.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
+
 /// A checkpoint fires at least this often in bytes as well as in time, so
 /// a fast link loses a bounded amount to a power loss.
 pub const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
