@@ -8,6 +8,7 @@ use minimax_dl::cli::{Cli, Command};
 use minimax_dl::commands;
 use minimax_dl::config::Settings;
 use minimax_dl::runtime::{self, exit};
+use minimax_dl::test_hooks::TestHooks;
 use minimax_dl::{say, stderr};
 
 /// How long the exit waits for stderr to take the last lines.
@@ -20,6 +21,8 @@ fn main() -> ExitCode {
 }
 
 fn run() -> u8 {
+    // The one read of the test hooks (nothing, in a release build).
+    TestHooks::from_env().install();
     let cli = Cli::parse();
     let settings = Settings::load(&commands::overrides(&cli), &commands::process_env);
     // demo, sim and the reference verbs need no configuration of their own;

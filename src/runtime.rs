@@ -23,6 +23,7 @@ use crate::config::{ConfigError, LogFormat, Settings};
 use crate::fetch::Fetcher;
 use crate::gate::RateGate;
 use crate::queue::Queue;
+use crate::test_hooks::TestHooks;
 use crate::worker::{Engine, HostProblem, Observer};
 use crate::{say, stderr};
 
@@ -127,6 +128,7 @@ pub fn engine(
     )
     .map_err(SetupError::Http)?;
     let gate = Arc::new(RateGate::configured(settings.rate, Some(queue.clone())));
+    let hooks = TestHooks::installed();
     let fetcher = Fetcher::new(
         settings.connect_timeout,
         settings.read_timeout,
@@ -134,7 +136,8 @@ pub fn engine(
     )
     .map_err(SetupError::Http)?
     .with_segments(settings.segments)
-    .with_max_file_bytes(settings.max_file_bytes);
+    .with_max_file_bytes(settings.max_file_bytes)
+    .with_hooks(&hooks);
     std::fs::create_dir_all(&settings.output_dir)
         .map_err(|e| SetupError::OutputDir(settings.output_dir.clone(), e))?;
     Ok(Engine::new(
@@ -147,7 +150,8 @@ pub fn engine(
         observer,
     )
     .with_naming(settings.path_template.clone(), settings.sidecar)
-    .with_bucket(bucket(settings)?))
+    .with_bucket(bucket(settings)?)
+    .with_hooks(hooks))
 }
 
 /// Multipart parts are 8 MiB buffers allocated and freed on many threads.

@@ -622,7 +622,7 @@ impl Pool {
         {
             return Turn::End(RunEnd::Idle);
         }
-        let mut wait = test_idle_poll().unwrap_or(self.idle);
+        let mut wait = self.engine.hooks.idle_poll().unwrap_or(self.idle);
         if let Ok(Some(due)) = self.engine.queue.next_due().await {
             let until_due = Duration::from_millis((due - now_millis()).max(0) as u64);
             wait = wait.min(until_due.max(IDLE_POLL_MIN));
@@ -658,14 +658,6 @@ impl Pool {
             }
         }
     }
-}
-
-/// Test hook: `MINIMAX_DL_TEST_IDLE_POLL_MS` fixes an idle pool's wait
-/// for work (no back-off), so that a test can tell a wake-up from a poll.
-/// Inert unless set.
-fn test_idle_poll() -> Option<Duration> {
-    let ms = std::env::var("MINIMAX_DL_TEST_IDLE_POLL_MS").ok()?;
-    ms.parse().ok().map(Duration::from_millis)
 }
 
 /// The newest reload not yet applied, if any.

@@ -36,6 +36,7 @@ use std::time::Duration;
 use reqwest::Url;
 use tokio_util::sync::CancellationToken;
 
+use crate::test_hooks::TestHooks;
 use client::Client;
 use segmented::Segmented;
 use transfer::SingleStream;
@@ -114,8 +115,17 @@ impl Fetcher {
             policy,
             max_file_bytes: range::DEFAULT_MAX_FILE_BYTES,
             segments: 1,
-            boot_id: resume::boot_id(),
+            boot_id: resume::boot_id(None),
         })
+    }
+
+    /// Takes this boot's id from the file a test names instead of the
+    /// kernel (see [`crate::test_hooks`]).
+    pub fn with_hooks(mut self, hooks: &TestHooks) -> Fetcher {
+        if let Some(file) = hooks.boot_id_file() {
+            self.boot_id = resume::boot_id(Some(file));
+        }
+        self
     }
 
     /// Fetch large files over this many connections at once.
