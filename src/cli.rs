@@ -108,10 +108,12 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         "systemd credentials: api_key, db_url, callback_token, aws_access_key_id, aws_secret_access_key, aws_session_token",
     ),
     user("NOTIFY_SOCKET", "systemd's readiness and watchdog socket"),
+    #[cfg(feature = "test-hooks")]
     hook(
         "MINIMAX_DL_BOOT_ID_FILE",
         "tests: a file standing for the boot id",
     ),
+    #[cfg(feature = "test-hooks")]
     hook(
         "MINIMAX_DL_CRASH_AT",
         "tests: abort the process at a named step",
@@ -120,10 +122,12 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         "MINIMAX_DL_TEST_TASK_POLL_MS",
         "tests: a shorter floor between task polls",
     ),
+    #[cfg(feature = "test-hooks")]
     hook(
         "MINIMAX_DL_TEST_CLOCK_SKEW_MS",
         "tests: this host's clock, off by so much",
     ),
+    #[cfg(feature = "test-hooks")]
     hook(
         "MINIMAX_DL_TEST_IDLE_POLL_MS",
         "tests: a longer idle poll, so only a wake-up starts work",

@@ -38,6 +38,8 @@
 //! - [`progress`]: progress bars on a terminal, log lines elsewhere.
 //! - [`stderr`]: log and message output that can never block or panic, and
 //!   stdout lines that never panic.
+//! - [`test_hooks`]: the hooks the integration tests steer a process by,
+//!   inert without the `test-hooks` feature (never in a release build).
 
 pub mod api;
 pub mod archive;
@@ -62,4 +64,5 @@ pub mod rate;
 pub mod retry;
 pub mod runtime;
 pub mod stderr;
+pub mod test_hooks;
 pub mod worker;

@@ -7,6 +7,7 @@ use clap::Parser;
 use minimax_dl::cli::{Cli, Command};
 use minimax_dl::commands;
 use minimax_dl::runtime::{self, exit};
+use minimax_dl::test_hooks::TestHooks;
 use minimax_dl::{say, stderr};
 
 /// How long the exit waits for stderr to take the last lines.
@@ -19,6 +20,8 @@ fn main() -> ExitCode {
 }
 
 fn run() -> u8 {
+    // The one read of the test hooks (nothing, in a release build).
+    TestHooks::from_env().install();
     let cli = Cli::parse();
     let settings = runtime::load_settings(&commands::overrides(&cli), &commands::process_env);
     // demo, sim and the reference verbs need no configuration of their own;

@@ -25,6 +25,7 @@ use crate::fetch::Fetcher;
 use crate::fetch::url_policy::UrlPolicy;
 use crate::gate::RateGate;
 use crate::queue::Queue;
+use crate::test_hooks::TestHooks;
 use crate::worker::{Engine, HostProblem, Observer};
 use crate::{say, stderr};
 
@@ -164,6 +165,7 @@ pub fn engine(
     )
     .map_err(SetupError::Http)?;
     let gate = Arc::new(RateGate::configured(settings.rate, Some(queue.clone())));
+    let hooks = TestHooks::installed();
     let fetcher = Fetcher::new(
         settings.connect_timeout,
         settings.read_timeout,
@@ -171,7 +173,8 @@ pub fn engine(
     )
     .map_err(SetupError::Http)?
     .with_segments(settings.segments)
-    .with_max_file_bytes(settings.max_file_bytes);
+    .with_max_file_bytes(settings.max_file_bytes)
+    .with_hooks(&hooks);
     std::fs::create_dir_all(&settings.output_dir)
         .map_err(|e| SetupError::OutputDir(settings.output_dir.clone(), e))?;
     Ok(Engine::new(
@@ -184,7 +187,8 @@ pub fn engine(
         observer,
     )
     .with_naming(path_template(settings)?, settings.sidecar)
-    .with_bucket(bucket(settings)?))
+    .with_bucket(bucket(settings)?)
+    .with_hooks(hooks))
 }
 
 /// Multipart parts are 8 MiB buffers allocated and freed on many threads.

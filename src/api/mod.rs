@@ -305,18 +305,6 @@ impl ApiClient {
         hex::encode(&digest[..8])
     }
 
-    pub fn has_key(&self) -> bool {
-        self.key.is_some()
-    }
-
-    /// Replaces the key (SIGHUP after the operator fixed it).
-    pub fn with_key(&self, key: Option<SecretString>) -> ApiClient {
-        ApiClient {
-            key,
-            ..self.clone()
-        }
-    }
-
     /// `GET /v1/files/retrieve?file_id=ID`.
     pub async fn retrieve(&self, file_id: i64) -> Result<FileInfo, ApiError> {
         let answer = self

@@ -6,13 +6,13 @@ use tracing::{info, warn};
 
 use super::HEARTBEAT;
 use super::outage::Outage;
-use super::tasks::Running;
+use super::running::InFlight;
 use crate::worker::{Engine, LEASE};
 
 /// Renews the leases of running jobs every second and passes on user
 /// cancellations recorded in the queue.
-pub(super) async fn heartbeat(engine: Engine, running: Running, stop: CancellationToken) {
-    if stalled_by_test_hook() {
+pub(super) async fn heartbeat(engine: Engine, running: InFlight, stop: CancellationToken) {
+    if engine.hooks.heartbeat_stalled() {
         stop.cancelled().await;
         return;
     }
@@ -68,11 +68,4 @@ pub(super) async fn heartbeat(engine: Engine, running: Running, stop: Cancellati
             }
         }
     }
-}
-
-/// Test hook: `MINIMAX_DL_CRASH_AT=stall:heartbeat` keeps the heartbeat
-/// from ever turning (as a wedged runtime would), so that a test can see
-/// `/healthz` say so. Inert unless set.
-fn stalled_by_test_hook() -> bool {
-    std::env::var("MINIMAX_DL_CRASH_AT").is_ok_and(|v| v == "stall:heartbeat")
 }

@@ -3,8 +3,8 @@
 //! errors or a full disk and probes until they are gone, applies reloads,
 //! and stops cleanly on one cancellation token. [`single`] is `fetch ID`:
 //! one job, claimed by id, in the foreground. Both run their jobs through
-//! `tasks::Tasks`: the spawned workers, their lease heartbeat and the user
-//! cancels it passes on.
+//! `running::RunningDownloads`: the spawned workers, their lease heartbeat
+//! and the user cancels it passes on.
 
 use std::time::Duration;
 
@@ -13,8 +13,8 @@ mod outage;
 mod poller;
 mod pool;
 mod probe;
+mod running;
 pub mod single;
-mod tasks;
 
 pub use outage::{BATCH_GRACE, Outage};
 pub use pool::{gather_permits, run};

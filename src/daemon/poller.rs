@@ -15,12 +15,12 @@ use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use super::tasks::Reporter;
+use super::running::Reporter;
 use crate::config::TaskSettings;
 use crate::intake::policy::{POLL_SLOT, poll_interval};
 use crate::intake::{Polled, poll_task};
 use crate::queue::{PollRecord, Task, now_millis};
-use crate::worker::{Engine, Outcome, crash_point, panic_message};
+use crate::worker::{Engine, Outcome, panic_message};
 
 /// Tasks taken from the queue at once.
 const BATCH: usize = 16;
@@ -82,7 +82,7 @@ async fn poll_batch(
     let mut tasks = due.into_iter();
     for task in tasks.by_ref() {
         let polled = std::panic::AssertUnwindSafe(async {
-            crash_point("poll-task");
+            engine.hooks.crash_point("poll-task");
             poll_task(engine, &task, settings, stop).await
         })
         .catch_unwind()

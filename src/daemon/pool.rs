@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 
 use super::outage::{BATCH_GRACE, Outage};
 use super::probe::probe;
-use super::tasks::Tasks;
+use super::running::RunningDownloads;
 use super::{CLAIM_BATCH_MAX, CLAIM_LINGER, IDLE_POLL_MIN, Reload, RunEnd, RunOptions};
 use crate::gate::Hold;
 use crate::queue::{FleetPause, QueueError, now_millis};
@@ -110,14 +110,14 @@ pub async fn run(
     shutdown: CancellationToken,
     reloads: Option<watch::Receiver<Option<Reload>>>,
 ) -> Result<RunEnd, QueueError> {
-    let tasks = Tasks::start(&engine).await?;
+    let downloads = RunningDownloads::start(&engine).await?;
     let concurrency = options.concurrency.max(1);
     let pool = Pool {
         engine,
         options,
         shutdown,
         reloads,
-        tasks,
+        downloads,
         permits: Arc::new(Semaphore::new(concurrency as usize)),
         concurrency,
         idle: IDLE_POLL_MIN,
@@ -135,7 +135,7 @@ struct Pool {
     options: RunOptions,
     shutdown: CancellationToken,
     reloads: Option<watch::Receiver<Option<Reload>>>,
-    tasks: Tasks,
+    downloads: RunningDownloads,
     /// One permit a worker; `concurrency` of them in circulation.
     permits: Arc<Semaphore>,
     concurrency: u32,
@@ -177,7 +177,7 @@ impl Pool {
         let poller = tokio::spawn(super::poller::run(
             self.engine.clone(),
             self.options.tasks,
-            self.tasks.reporter(),
+            self.downloads.reporter(),
             poller_stop.clone(),
         ));
         let end = loop {
@@ -215,13 +215,13 @@ impl Pool {
         let _ = poller.await;
         self.pause = None;
         self.record_host_pause().await;
-        self.tasks.finish().await;
+        self.downloads.finish().await;
         Ok(end)
     }
 
     /// Takes every outcome reported so far: a pause starts here.
     fn take_outcomes(&mut self) {
-        while let Some((file_id, outcome)) = self.tasks.try_report() {
+        while let Some((file_id, outcome)) = self.downloads.try_report() {
             match outcome {
                 Ok(Outcome::Paused(problem)) => {
                     if self.pause.is_none() {
@@ -531,9 +531,10 @@ impl Pool {
             outage.ended(Instant::now());
         }
         self.idle = IDLE_POLL_MIN;
-        self.tasks.stop_previous(&claimed).await;
+        self.downloads.stop_previous(&claimed).await;
         for (job, permit) in claimed.into_iter().zip(permits) {
-            self.tasks.spawn(job, &owner, &self.shutdown, Some(permit));
+            self.downloads
+                .spawn(job, &owner, &self.shutdown, Some(permit));
         }
         Turn::Again
     }
@@ -589,13 +590,13 @@ impl Pool {
                 Err(_) => return Err(Turn::End(RunEnd::Stopped)),
             },
         };
-        if self.tasks.has_reports() {
+        if self.downloads.has_reports() {
             // An outcome came in while we waited: handle it before claiming.
             return Err(Turn::Again);
         }
         let max = (self.concurrency as usize).min(CLAIM_BATCH_MAX);
         let batch = gather_permits(&self.permits, permit, max, CLAIM_LINGER).await;
-        if self.tasks.has_reports() {
+        if self.downloads.has_reports() {
             // A worker that reported (a pause, say) gave its permit back
             // while we gathered: its outcome comes before any claim.
             return Err(Turn::Again);
@@ -616,12 +617,12 @@ impl Pool {
             return Turn::Again;
         }
         if self.options.exit_when_idle
-            && self.tasks.in_flight() == 0
+            && self.downloads.in_flight() == 0
             && self.nothing_claimable().await
         {
             return Turn::End(RunEnd::Idle);
         }
-        let mut wait = test_idle_poll().unwrap_or(self.idle);
+        let mut wait = self.engine.hooks.idle_poll().unwrap_or(self.idle);
         if let Ok(Some(due)) = self.engine.queue.next_due().await {
             let until_due = Duration::from_millis((due - now_millis()).max(0) as u64);
             wait = wait.min(until_due.max(IDLE_POLL_MIN));
@@ -629,7 +630,7 @@ impl Pool {
         tokio::select! {
             _ = self.shutdown.cancelled() => {}
             _ = self.engine.queue.wait_for_work(wait) => {}
-            _ = self.tasks.report_arrived() => {}
+            _ = self.downloads.report_arrived() => {}
         }
         self.idle = (self.idle * 2).min(self.engine.queue.idle_poll_max());
         Turn::Again
@@ -657,14 +658,6 @@ impl Pool {
             }
         }
     }
-}
-
-/// Test hook: `MINIMAX_DL_TEST_IDLE_POLL_MS` fixes an idle pool's wait
-/// for work (no back-off), so that a test can tell a wake-up from a poll.
-/// Inert unless set.
-fn test_idle_poll() -> Option<Duration> {
-    let ms = std::env::var("MINIMAX_DL_TEST_IDLE_POLL_MS").ok()?;
-    ms.parse().ok().map(Duration::from_millis)
 }
 
 /// The newest reload not yet applied, if any.

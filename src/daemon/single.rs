@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use super::IDLE_POLL_MAX;
-use super::tasks::Tasks;
+use super::running::RunningDownloads;
 use crate::queue::QueueError;
 use crate::worker::{Engine, LEASE, Outcome};
 
@@ -18,15 +18,15 @@ pub async fn fetch_one(
     file_id: i64,
     shutdown: &CancellationToken,
 ) -> Result<Option<Outcome>, QueueError> {
-    let mut tasks = Tasks::start(engine).await?;
-    let end = work(engine, &mut tasks, file_id, shutdown).await;
-    tasks.finish().await;
+    let mut downloads = RunningDownloads::start(engine).await?;
+    let end = work(engine, &mut downloads, file_id, shutdown).await;
+    downloads.finish().await;
     Ok(end)
 }
 
 async fn work(
     engine: &Engine,
-    tasks: &mut Tasks,
+    downloads: &mut RunningDownloads,
     file_id: i64,
     shutdown: &CancellationToken,
 ) -> Option<Outcome> {
@@ -47,10 +47,10 @@ async fn work(
                 continue;
             }
         };
-        tasks.spawn(job, &owner, shutdown, None);
+        downloads.spawn(job, &owner, shutdown, None);
         let (_, outcome) = tokio::select! {
             biased;
-            report = tasks.next_report() => report,
+            report = downloads.next_report() => report,
             _ = shutdown.cancelled() => return Some(Outcome::Stopped),
         };
         match outcome {

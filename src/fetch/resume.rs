@@ -9,30 +9,27 @@
 //! reboot keeps only the prefix that was fsynced (`bytes_done`). The policy
 //! is pure; reading the boot id is the only I/O here.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use super::Resume;
 use super::pieces::PieceMap;
 
-/// Test hook: a file whose content replaces the kernel's boot id, so a test
-/// can simulate a reboot between two runs by changing it.
-pub const BOOT_ID_FILE_ENV: &str = "MINIMAX_DL_BOOT_ID_FILE";
-
 const KERNEL_BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+/// How often a running download makes its progress durable.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A checkpoint fires at least this often in bytes as well as in time, so
 /// a fast link loses a bounded amount to a power loss.
 pub const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 
-/// The boot id of the running kernel (or of the test hook's file). `None`
-/// when it cannot be read: then no partial byte beyond `bytes_done` is
-/// trusted.
-pub fn boot_id() -> Option<String> {
-    let path = std::env::var_os(BOOT_ID_FILE_ENV)
-        .filter(|p| !p.is_empty())
-        .map_or_else(|| PathBuf::from(KERNEL_BOOT_ID), PathBuf::from);
-    boot_id_at(&path)
+/// The boot id of the running kernel, or the content of `file` standing
+/// for it (a test hook: a test simulates a reboot between two runs by
+/// changing it). `None` when it cannot be read: then no partial byte
+/// beyond `bytes_done` is trusted.
+pub fn boot_id(file: Option<&Path>) -> Option<String> {
+    boot_id_at(file.unwrap_or(Path::new(KERNEL_BOOT_ID)))
 }
 
 fn boot_id_at(path: &Path) -> Option<String> {

@@ -17,18 +17,27 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::Url;
-use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE, RETRY_AFTER};
+use reqwest::header::{CONTENT_RANGE, ETAG, HeaderMap, LAST_MODIFIED, RETRY_AFTER};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::client::{ByteRange, Client, header, url_expired};
+use super::error::FetchError;
 use super::pieces::{PieceMap, piece_size_for};
-use super::range::{choose_validator, parse_content_range};
-use super::{
-    Download, FetchError, Fetcher, IdleWatch, ProgressSink, Resume, SizeSource, Verified,
-    check_free_space, range, request_error, resume, status_error,
-};
+use super::range::{self, choose_validator, parse_content_range};
+use super::transfer::ensure_room;
+use super::{Download, ProgressSink, Resume, SizeSource, Verified, resume};
 use crate::http::describe_reqwest;
+
+/// The segmented download, with the settings it needs of the
+/// [`super::Fetcher`].
+pub(super) struct Segmented<'a> {
+    pub client: &'a Client,
+    pub max_file_bytes: u64,
+    /// Connections per file (more than 1).
+    pub segments: u32,
+}
 
 /// Bytes buffered per connection before a positioned write.
 const PIECE_WRITE_BUFFER: usize = 1024 * 1024;
@@ -65,14 +74,13 @@ impl Shared {
 }
 
 struct Connection {
-    http: reqwest::Client,
+    client: Client,
     url: Url,
     /// The API's clock minus the host's (see `Download::clock_offset`).
     clock_offset: i64,
     file: Arc<std::fs::File>,
     validator: Option<String>,
     total: u64,
-    read_timeout: Duration,
     transferred: Arc<AtomicU64>,
     cancel: CancellationToken,
     shared: Arc<Mutex<Shared>>,
@@ -82,10 +90,10 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Fetcher {
+impl Segmented<'_> {
     /// Downloads `job` over `segments` connections. `Ok(None)` when the file
     /// is better fetched as one stream (small, or the CDN ignores ranges).
-    pub(super) async fn download_segmented<S: ProgressSink>(
+    pub async fn download<S: ProgressSink>(
         &self,
         job: &Download<'_>,
         state: &mut Resume,
@@ -162,7 +170,7 @@ impl Fetcher {
         }
         // Before anything is sized by the CDN's word: a length that cannot
         // fit on this filesystem fails here.
-        check_free_space(
+        ensure_room(
             job.partial_path,
             plan.total.saturating_sub(state.bytes_done),
         )?;
@@ -184,7 +192,7 @@ impl Fetcher {
             _ => None,
         }
         .unwrap_or_else(|| PieceMap::new(plan.total, piece_size));
-        check_free_space(job.partial_path, plan.total - map.done_bytes())?;
+        ensure_room(job.partial_path, plan.total - map.done_bytes())?;
         Ok(Some(map))
     }
 
@@ -209,13 +217,12 @@ impl Fetcher {
         };
         for _ in 0..self.segments {
             let connection = Connection {
-                http: self.http.clone(),
+                client: self.client.clone(),
                 url: job.url.clone(),
                 clock_offset: job.clock_offset,
                 file: run.file.clone(),
                 validator: plan.validator.clone(),
                 total: plan.total,
-                read_timeout: self.read_timeout,
                 transferred: run.transferred.clone(),
                 cancel: run.stop.clone(),
                 shared: run.shared.clone(),
@@ -263,7 +270,7 @@ impl Fetcher {
                     sink.transferred(now - reported);
                     reported = now;
                     let unsynced = lock(&run.shared).map.done_bytes() - synced.done_bytes;
-                    if resume::checkpoint_due(synced.at.elapsed(), unsynced, self.checkpoint_interval) {
+                    if resume::checkpoint_due(synced.at.elapsed(), unsynced, resume::CHECKPOINT_INTERVAL) {
                         synced = checkpoint(&run.file, &run.shared, state, sink).await?;
                     } else {
                         record_written(&run.shared, state, sink).await?;
@@ -282,21 +289,16 @@ impl Fetcher {
         job: &Download<'_>,
         cancel: &CancellationToken,
     ) -> Result<Option<Plan>, FetchError> {
-        let request = self.http.get(job.url.clone()).header(RANGE, "bytes=0-0");
-        let response = tokio::select! {
-            _ = cancel.cancelled() => return Err(FetchError::Cancelled),
-            r = request.send() => r.map_err(|e| request_error(&e))?,
+        let first = ByteRange {
+            from: 0,
+            last: Some(0),
         };
-        let header = |name| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
-        };
+        let response = self.client.get(job.url, Some(first), None, cancel).await?;
+        let header = |name| header(response.headers(), name);
         match response.status().as_u16() {
             206 => {}
             200 => return Ok(None),
-            status => return Err(status_error(status, header(RETRY_AFTER))),
+            status => return Err(FetchError::status(status, header(RETRY_AFTER))),
         }
         let total = header(CONTENT_RANGE)
             .and_then(parse_content_range)
@@ -552,28 +554,23 @@ impl Connection {
 
     async fn fetch_piece(&self, start: u64, end: u64) -> Result<(), PieceError> {
         // The probe used the URL first: every piece is a use of a URL in use.
-        if super::range::refresh_before_request(
-            &self.url,
-            true,
-            super::unix_now(),
-            self.clock_offset,
-        ) {
+        if url_expired(&self.url, true, self.clock_offset) {
             return Err(PieceError::Fatal(FetchError::UrlExpired));
         }
-        let mut request = self
-            .http
-            .get(self.url.clone())
-            .header(RANGE, format!("bytes={start}-{}", end - 1));
-        if let Some(v) = &self.validator {
-            request = request.header(IF_RANGE, v.as_str());
-        }
-        let response = tokio::select! {
-            _ = self.cancel.cancelled() => return Err(PieceError::Cancelled),
-            r = request.send() => r.map_err(|e| match request_error(&e) {
+        let range = ByteRange {
+            from: start,
+            last: Some(end - 1),
+        };
+        let validator = self.validator.as_deref();
+        let response = self
+            .client
+            .get(&self.url, Some(range), validator, &self.cancel)
+            .await
+            .map_err(|e| match e {
+                FetchError::Cancelled => PieceError::Cancelled,
                 FetchError::Network(why) => PieceError::Retry(why),
                 refused => PieceError::Fatal(refused),
-            })?,
-        };
+            })?;
         self.check_piece_head(start, end, response.status().as_u16(), response.headers())?;
         self.receive_piece(response, start, end).await
     }
@@ -585,13 +582,9 @@ impl Connection {
         start: u64,
         end: u64,
         status: u16,
-        headers: &reqwest::header::HeaderMap,
+        headers: &HeaderMap,
     ) -> Result<(), PieceError> {
-        let header = |name| {
-            headers
-                .get(name)
-                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
-        };
+        let header = |name| header(headers, name);
         match status {
             206 => {}
             200 => {
@@ -600,7 +593,7 @@ impl Connection {
                 ));
             }
             status => {
-                return Err(piece_status_error(status_error(
+                return Err(piece_status_error(FetchError::status(
                     status,
                     header(RETRY_AFTER),
                 )));
@@ -636,7 +629,7 @@ impl Connection {
         let mut body = response.bytes_stream();
         let mut buffer = Vec::with_capacity(PIECE_WRITE_BUFFER);
         let mut written = start;
-        let mut watch = IdleWatch::start(self.read_timeout);
+        let mut watch = self.client.watch();
         loop {
             let next = tokio::select! {
                 _ = self.cancel.cancelled() => return Err(PieceError::Cancelled),

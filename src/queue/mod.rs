@@ -32,7 +32,8 @@ mod rows;
 mod sqlite;
 pub mod state;
 pub mod task;
-#[doc(hidden)]
+/// Test-only staging (see `crate::test_hooks`): not in a release build.
+#[cfg(feature = "test-hooks")]
 pub mod testing;
 mod types;
 
@@ -45,6 +46,8 @@ pub use sqlite::open;
 pub use state::{CancelVerdict, JobState, RetryPolicy, RetryVerdict};
 pub use task::{NewTask, PollRecord, Task, TaskCounts, TaskEnqueueReport, TaskResult, TaskState};
 use types::failure_message;
+#[cfg(feature = "test-hooks")]
+pub use types::set_test_clock_skew;
 pub use types::{
     Claimable, CommitSync, DbLocation, EnqueueReport, FleetPause, FleetState, Heartbeat, HostPause,
     Job, JobEvent, Millis, PruneBatch, StatusCounts, Upload, VerbOutcome, VerifiedFile,

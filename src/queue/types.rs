@@ -21,17 +21,23 @@ pub fn now_millis() -> Millis {
         .saturating_add(test_clock_skew())
 }
 
-/// Test hook: `MINIMAX_DL_TEST_CLOCK_SKEW_MS` moves this process's clock
-/// (as a host whose clock is wrong), so that a test can show what is
-/// counted on the database's clock instead. Inert (0) unless set.
+/// The test hooks' skew of this process's clock (as a host whose clock is
+/// wrong), so that a test can show what is counted on the database's clock
+/// instead: 0 unless set, and always without the `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
+static TEST_CLOCK_SKEW: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Moves this process's clock by `skew` ms (see `crate::test_hooks`).
+#[cfg(feature = "test-hooks")]
+pub fn set_test_clock_skew(skew: Millis) {
+    TEST_CLOCK_SKEW.store(skew, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn test_clock_skew() -> Millis {
-    static SKEW: std::sync::OnceLock<Millis> = std::sync::OnceLock::new();
-    *SKEW.get_or_init(|| {
-        std::env::var("MINIMAX_DL_TEST_CLOCK_SKEW_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    })
+    #[cfg(feature = "test-hooks")]
+    return TEST_CLOCK_SKEW.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(feature = "test-hooks"))]
+    0
 }
 
 pub fn millis_after(from: Millis, delay: Duration) -> Millis {

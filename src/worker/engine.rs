@@ -13,6 +13,7 @@ use crate::archive::bucket::Bucket;
 use crate::fetch::Fetcher;
 use crate::gate::RateGate;
 use crate::queue::{Queue, RetryPolicy};
+use crate::test_hooks::TestHooks;
 
 /// Everything workers share. Cheap to clone (handles inside).
 #[derive(Clone)]
@@ -37,6 +38,8 @@ pub struct Engine {
     /// unanswered (see [`Engine::queue_silent`]).
     queue_silent: Arc<AtomicBool>,
     pub observer: Arc<dyn Observer>,
+    /// What the tests asked of this process (inert in a release build).
+    pub hooks: TestHooks,
 }
 
 impl Engine {
@@ -64,7 +67,14 @@ impl Engine {
             claims: Arc::default(),
             queue_silent: Arc::default(),
             observer,
+            hooks: TestHooks::default(),
         }
+    }
+
+    /// Runs under `hooks` (see [`crate::test_hooks`]).
+    pub fn with_hooks(mut self, hooks: TestHooks) -> Engine {
+        self.hooks = hooks;
+        self
     }
 
     /// Names files with `template` and writes sidecars when `sidecar`.

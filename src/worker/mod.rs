@@ -25,7 +25,7 @@ pub use control::JobControl;
 pub use engine::Engine;
 pub use events::{HostProblem, Observer, Observers, Outcome};
 pub use identity::{host_name, owner_is_dead, parse_owner, worker_identity};
-pub use pipeline::{crash_point, panic_message, process};
+pub use pipeline::{panic_message, process};
 pub use policy::{
     Decision, MAX_CDN_RETRY_AFTER, PROGRESS_REQUEUE_DELAY, classify_fetch, decide,
     honour_retry_after,

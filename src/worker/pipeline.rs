@@ -38,22 +38,6 @@ fn jitter_unit() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Test hook: `MINIMAX_DL_CRASH_AT=<point>` aborts the process there, so the
-/// tests can prove each crash point recovers; `panic:<point>` panics there
-/// instead (a bug in a worker, or in the task poller: `poll-task`). Inert
-/// unless set.
-pub fn crash_point(point: &str) {
-    let wanted = std::env::var("MINIMAX_DL_CRASH_AT").unwrap_or_default();
-    if wanted.strip_prefix("panic:") == Some(point) {
-        panic!("a test panic at {point} (MINIMAX_DL_CRASH_AT)");
-    }
-    if wanted == point {
-        crate::say!("minimax-dl: crashing at {point} (MINIMAX_DL_CRASH_AT)");
-        crate::stderr::sink().flush(Duration::from_millis(200));
-        std::process::abort();
-    }
-}
-
 struct JobSink<'a> {
     engine: &'a Engine,
     owner: &'a str,
@@ -374,7 +358,7 @@ async fn finish(
         Ok(path) => path,
         Err(error) => return retry_transient(engine, job, &error).await,
     };
-    crash_point("after-reserve");
+    engine.hooks.crash_point("after-reserve");
     let final_path = final_path.as_path();
     let record = VerifiedFile {
         size: verified.size,
@@ -387,11 +371,11 @@ async fn finish(
         .queue
         .record_verified(job.file_id, owner, &record)
         .await?;
-    crash_point("after-verified");
+    engine.hooks.crash_point("after-verified");
     if let Err(error) = place(engine, job.file_id, partial, final_path).await {
         return retry_transient(engine, job, &error).await;
     }
-    crash_point("after-rename");
+    engine.hooks.crash_point("after-rename");
     engine
         .queue
         .complete(job.file_id, owner, final_path)

@@ -31,8 +31,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::pipeline::{
-    changed_since_verified, crash_point, lease_owner, retry_transient, sidecar_bytes,
-    template_fields,
+    changed_since_verified, lease_owner, retry_transient, sidecar_bytes, template_fields,
 };
 use super::{Engine, HostProblem, Outcome};
 use crate::api::FileInfo;
@@ -81,7 +80,7 @@ pub(super) async fn finish(
         .queue
         .record_verified(job.file_id, lease_owner(job), &record)
         .await?;
-    crash_point("after-verified");
+    engine.hooks.crash_point("after-verified");
     let target = Target {
         key,
         url,
@@ -226,7 +225,7 @@ async fn upload(
         Ok(stored) => stored,
         Err(e) => return Ok(Err(e)),
     };
-    crash_point("after-upload");
+    engine.hooks.crash_point("after-upload");
     match bucket.head(&target.key).await {
         Ok(Some(facts)) if holds(&facts, target) => {}
         Ok(other) => {
@@ -291,7 +290,7 @@ async fn send(
         .queue
         .record_upload(job.file_id, owner, &target.url, Some(&id))
         .await?;
-    crash_point("after-upload-started");
+    engine.hooks.crash_point("after-upload-started");
     Ok(bucket
         .send_parts(&target.key, &id, target.local, target.size)
         .await)

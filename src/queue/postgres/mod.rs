@@ -29,6 +29,7 @@ pub mod open;
 mod prune;
 mod reads;
 mod tasks;
+#[cfg(feature = "test-hooks")]
 mod testing;
 mod uploads;
 mod verbs;

@@ -1,6 +1,7 @@
-//! The jobs a process is working, whoever claimed them (the pool or the
-//! foreground `fetch`): one task each, a heartbeat renewing their leases,
-//! and the channel their outcomes come back on.
+//! The downloads a process is working, whoever claimed them (the pool or
+//! the foreground `fetch`): one spawned worker each, a heartbeat renewing
+//! their leases, and the channel their outcomes come back on. ("Task"
+//! elsewhere means a MiniMax generation task; these are jobs.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,27 +17,29 @@ use crate::queue::{Job, QueueError};
 use crate::worker::{self, Engine, JobControl, Outcome};
 
 /// Jobs this process is working: their lease owner name and stop signals.
-pub(super) type Running = Arc<Mutex<HashMap<i64, (String, JobControl)>>>;
+pub(super) type InFlight = Arc<Mutex<HashMap<i64, (String, JobControl)>>>;
 
-/// One job's turn as its task reports it.
+/// One job's turn as its worker reports it.
 pub(super) type Report = (i64, Result<Outcome, QueueError>);
 
 /// Where reports go: the pool takes them before its next claim.
 pub(super) type Reporter = mpsc::UnboundedSender<Report>;
 
-pub(super) struct Tasks {
+/// The jobs this process works: spawns a worker per job, renews their
+/// leases, and hands their outcomes back.
+pub(super) struct RunningDownloads {
     engine: Engine,
     tracker: TaskTracker,
-    running: Running,
+    running: InFlight,
     done_tx: Reporter,
     done_rx: mpsc::UnboundedReceiver<Report>,
     heartbeat_stop: CancellationToken,
 }
 
-impl Tasks {
+impl RunningDownloads {
     /// Frees the jobs of workers that died on this host, then starts the
     /// heartbeat.
-    pub async fn start(engine: &Engine) -> Result<Tasks, QueueError> {
+    pub async fn start(engine: &Engine) -> Result<RunningDownloads, QueueError> {
         // A queue that does not answer here must not end the daemon: the
         // claim loop backs off until it does (and frees these leases then:
         // an expired lease is claimed first).
@@ -58,20 +61,20 @@ impl Tasks {
             );
         }
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let tasks = Tasks {
+        let downloads = RunningDownloads {
             engine: engine.clone(),
             tracker: TaskTracker::new(),
-            running: Running::default(),
+            running: InFlight::default(),
             done_tx,
             done_rx,
             heartbeat_stop: CancellationToken::new(),
         };
-        tasks.tracker.spawn(heartbeat(
+        downloads.tracker.spawn(heartbeat(
             engine.clone(),
-            tasks.running.clone(),
-            tasks.heartbeat_stop.clone(),
+            downloads.running.clone(),
+            downloads.heartbeat_stop.clone(),
         ));
-        Ok(tasks)
+        Ok(downloads)
     }
 
     pub fn in_flight(&self) -> usize {
@@ -84,7 +87,7 @@ impl Tasks {
         self.done_tx.clone()
     }
 
-    /// Has a task reported an outcome not yet taken?
+    /// Has a worker reported an outcome not yet taken?
     pub fn has_reports(&self) -> bool {
         !self.done_rx.is_empty()
     }
@@ -93,7 +96,7 @@ impl Tasks {
         self.done_rx.try_recv().ok()
     }
 
-    /// The next outcome a task reports.
+    /// The next outcome a worker reports.
     pub async fn next_report(&mut self) -> Report {
         // `done_tx` lives as long as `self`: the channel never closes.
         match self.done_rx.recv().await {
@@ -102,25 +105,25 @@ impl Tasks {
         }
     }
 
-    /// Returns once a task has reported, leaving the report to be taken.
+    /// Returns once a worker has reported, leaving the report to be taken.
     pub async fn report_arrived(&mut self) {
         let report = self.next_report().await;
         let _ = self.done_tx.send(report);
     }
 
     /// This process may have just reclaimed jobs whose lease it lost
-    /// (heartbeats failed for a whole lease): stop the old tasks, all at
+    /// (heartbeats failed for a whole lease): stop the old workers, all at
     /// once, before new ones touch the same partial files.
     pub async fn stop_previous(&self, claimed: &[Job]) {
         futures_util::future::join_all(
             claimed
                 .iter()
-                .map(|job| stop_previous_task(&self.running, job.file_id)),
+                .map(|job| stop_previous_worker(&self.running, job.file_id)),
         )
         .await;
     }
 
-    /// Works `job` under `owner`'s lease in a task of its own; `permit`
+    /// Works `job` under `owner`'s lease in a worker of its own; `permit`
     /// goes back once its outcome is reported.
     pub fn spawn(
         &self,
@@ -173,9 +176,9 @@ impl Tasks {
     }
 }
 
-/// Tells a task still working `file_id` under an older lease to stop, and
+/// Tells a worker still working `file_id` under an older lease to stop, and
 /// waits (up to a few seconds) until it has.
-async fn stop_previous_task(running: &Running, file_id: i64) {
+async fn stop_previous_worker(running: &InFlight, file_id: i64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let previous = running
@@ -186,7 +189,7 @@ async fn stop_previous_task(running: &Running, file_id: i64) {
         let Some(previous) = previous else { return };
         previous.lose_lease();
         if tokio::time::Instant::now() >= deadline {
-            warn!(file_id, "an earlier task on this job has not stopped yet");
+            warn!(file_id, "an earlier worker on this job has not stopped yet");
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
