@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 point=after-rename
 plain=target/ci-tools/minimax-dl-plain
 hooks=(MINIMAX_DL_CRASH_AT MINIMAX_DL_BOOT_ID_FILE MINIMAX_DL_TEST_IDLE_POLL_MS
-  MINIMAX_DL_TEST_CLOCK_SKEW_MS)
+  MINIMAX_DL_TEST_CLOCK_SKEW_MS MINIMAX_DL_TEST_RATE_WINDOW_MS MINIMAX_DL_TEST_TASK_POLL_MS)
 
 demo() {
   local bin=$1 dir

@@ -45,6 +45,7 @@ const fn user(name: &'static str, what: &'static str) -> EnvVar {
     }
 }
 
+#[cfg(feature = "test-hooks")]
 const fn hook(name: &'static str, what: &'static str) -> EnvVar {
     EnvVar {
         name,
@@ -118,6 +119,7 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         "MINIMAX_DL_CRASH_AT",
         "tests: abort the process at a named step",
     ),
+    #[cfg(feature = "test-hooks")]
     hook(
         "MINIMAX_DL_TEST_TASK_POLL_MS",
         "tests: a shorter floor between task polls",
@@ -132,6 +134,7 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         "MINIMAX_DL_TEST_IDLE_POLL_MS",
         "tests: a longer idle poll, so only a wake-up starts work",
     ),
+    #[cfg(feature = "test-hooks")]
     hook(
         "MINIMAX_DL_TEST_RATE_WINDOW_MS",
         "tests: a shorter rate window than 60 s",

@@ -125,8 +125,15 @@ pub fn load_settings(
     overrides: &Overrides,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, ConfigError> {
-    let settings = Settings::load(overrides, env)?;
+    let mut settings = Settings::load(overrides, env)?;
     path_template(&settings)?;
+    let hooks = TestHooks::installed();
+    if let Some(window) = hooks.rate_window() {
+        settings.rate.window = window;
+    }
+    if let Some(floor) = hooks.task_poll() {
+        settings.tasks.poll_floor = floor;
+    }
     Ok(settings)
 }
 

@@ -1,6 +1,7 @@
 //! Test hooks: ways for the integration tests to make a process crash at a
-//! named step, stall its heartbeat, fix its idle poll, see another boot id
-//! or run on a skewed clock. They exist only with the `test-hooks` cargo
+//! named step, stall its heartbeat, fix its idle poll, see another boot id,
+//! run on a skewed clock, or count its rate cap over a shorter window and
+//! poll tasks more often. They exist only with the `test-hooks` cargo
 //! feature, which the test builds turn on (the crate's dev-dependency on
 //! itself) and a release build never has: without it [`TestHooks`] is an
 //! empty value whose every hook is inert, and no variable below is read,
@@ -9,9 +10,13 @@
 //! [`TestHooks::from_env`] is the one place the environment is read for
 //! them, by `main` at start-up; the engine gets them through its
 //! construction (`runtime::engine`: [`crate::worker::Engine::with_hooks`],
-//! [`crate::fetch::Fetcher::with_hooks`]). The queue's clock is the one
+//! [`crate::fetch::Fetcher::with_hooks`]), and the settings as they are
+//! loaded (`runtime::load_settings`). The clock skew is the one
 //! process-wide hook, since every timestamp comes from
-//! [`crate::queue::now_millis`].
+//! `queue::now_millis`, which reads [`clock_skew_ms`].
+//!
+//! This module names nothing of the crate but `stderr`: everything from
+//! `fetch` up may take a `TestHooks`.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -30,6 +35,12 @@ pub const IDLE_POLL_MS: &str = "MINIMAX_DL_TEST_IDLE_POLL_MS";
 /// A file whose content replaces the kernel's boot id.
 #[cfg(feature = "test-hooks")]
 pub const BOOT_ID_FILE: &str = "MINIMAX_DL_BOOT_ID_FILE";
+/// The rate cap's window, in ms (instead of 60 s).
+#[cfg(feature = "test-hooks")]
+pub const RATE_WINDOW_MS: &str = "MINIMAX_DL_TEST_RATE_WINDOW_MS";
+/// The shortest wait between two polls of one task, in ms (instead of 10 s).
+#[cfg(feature = "test-hooks")]
+pub const TASK_POLL_MS: &str = "MINIMAX_DL_TEST_TASK_POLL_MS";
 /// How far this process's clock is off, in ms.
 #[cfg(feature = "test-hooks")]
 pub const CLOCK_SKEW_MS: &str = "MINIMAX_DL_TEST_CLOCK_SKEW_MS";
@@ -46,9 +57,27 @@ pub struct TestHooks {
     boot_id_file: Option<PathBuf>,
     #[cfg(feature = "test-hooks")]
     clock_skew_ms: i64,
+    #[cfg(feature = "test-hooks")]
+    rate_window: Option<Duration>,
+    #[cfg(feature = "test-hooks")]
+    task_poll: Option<Duration>,
 }
 
 static INSTALLED: OnceLock<TestHooks> = OnceLock::new();
+
+/// The installed clock skew, read by every `queue::now_millis`.
+#[cfg(feature = "test-hooks")]
+static CLOCK_SKEW: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// How far a test moved this process's clock, in ms (as a host whose clock
+/// is wrong, to show what is counted on the database's clock instead): 0
+/// unless set, and always without the `test-hooks` feature.
+pub fn clock_skew_ms() -> i64 {
+    #[cfg(feature = "test-hooks")]
+    return CLOCK_SKEW.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(feature = "test-hooks"))]
+    0
+}
 
 impl TestHooks {
     /// The hooks the environment sets (none without the feature).
@@ -56,26 +85,32 @@ impl TestHooks {
         #[cfg(feature = "test-hooks")]
         {
             let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let millis = |name| {
+                var(name)
+                    .and_then(|ms| ms.trim().parse::<u64>().ok())
+                    .filter(|ms| *ms > 0)
+                    .map(Duration::from_millis)
+            };
             TestHooks {
                 crash_at: var(CRASH_AT),
-                idle_poll: var(IDLE_POLL_MS)
-                    .and_then(|ms| ms.parse().ok())
-                    .map(Duration::from_millis),
+                idle_poll: millis(IDLE_POLL_MS),
                 boot_id_file: var(BOOT_ID_FILE).map(PathBuf::from),
                 clock_skew_ms: var(CLOCK_SKEW_MS)
                     .and_then(|ms| ms.parse().ok())
                     .unwrap_or(0),
+                rate_window: millis(RATE_WINDOW_MS),
+                task_poll: millis(TASK_POLL_MS),
             }
         }
         #[cfg(not(feature = "test-hooks"))]
         TestHooks::default()
     }
 
-    /// Makes these the hooks of this process: the queue's clock takes the
-    /// skew, and [`TestHooks::installed`] returns them. The first call wins.
+    /// Makes these the hooks of this process: the clock takes the skew
+    /// ([`clock_skew_ms`]), and [`TestHooks::installed`] returns them. The first call wins.
     pub fn install(self) {
         #[cfg(feature = "test-hooks")]
-        crate::queue::set_test_clock_skew(self.clock_skew_ms);
+        CLOCK_SKEW.store(self.clock_skew_ms, std::sync::atomic::Ordering::Relaxed);
         let _ = INSTALLED.set(self);
     }
 
@@ -118,6 +153,24 @@ impl TestHooks {
     pub fn idle_poll(&self) -> Option<Duration> {
         #[cfg(feature = "test-hooks")]
         return self.idle_poll;
+        #[cfg(not(feature = "test-hooks"))]
+        None
+    }
+
+    /// The rate cap's window, shortened so that a test runs minutes of the
+    /// adaptive rate in seconds (`runtime::load_settings` applies it).
+    pub fn rate_window(&self) -> Option<Duration> {
+        #[cfg(feature = "test-hooks")]
+        return self.rate_window;
+        #[cfg(not(feature = "test-hooks"))]
+        None
+    }
+
+    /// The floor between two polls of one task, shortened for tests
+    /// (`runtime::load_settings` applies it).
+    pub fn task_poll(&self) -> Option<Duration> {
+        #[cfg(feature = "test-hooks")]
+        return self.task_poll;
         #[cfg(not(feature = "test-hooks"))]
         None
     }

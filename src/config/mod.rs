@@ -205,9 +205,9 @@ pub struct RateSettings {
     pub requests: RequestRate,
     /// Calls that may go at once, within the cap of the window (`burst`).
     pub burst: u32,
-    /// The window a cap is counted over: 60 s. Shorter only through the
-    /// test hook `MINIMAX_DL_TEST_RATE_WINDOW_MS`, so a test of the
-    /// adaptive rate runs minutes of the real thing in seconds.
+    /// The window a cap is counted over: 60 s. Shorter only through a test
+    /// hook (`test_hooks`), so a test of the adaptive rate runs minutes of
+    /// the real thing in seconds.
     pub window: Duration,
 }
 
@@ -223,7 +223,7 @@ pub const MAX_REQUESTS_PER_MINUTE: u32 = 1_000_000;
 /// Calls that may go at once (`burst`).
 pub const DEFAULT_BURST: u32 = 10;
 pub const MAX_BURST: u32 = 1000;
-/// The cap's window (`MINIMAX_DL_TEST_RATE_WINDOW_MS` shortens it in tests).
+/// The cap's window (a test hook shortens it in tests).
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// How generation tasks are taken in and polled.
@@ -235,7 +235,7 @@ pub struct TaskSettings {
     /// (`task_deadline_secs`, default a day).
     pub deadline: Duration,
     /// The shortest wait between two polls of one task: 10 s. Shorter only
-    /// through the test hook `MINIMAX_DL_TEST_TASK_POLL_MS`.
+    /// through a test hook (`test_hooks`).
     pub poll_floor: Duration,
 }
 

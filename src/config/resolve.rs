@@ -327,11 +327,6 @@ fn resolve_rate(src: &Sources<'_>, file: &FileConfig) -> Result<RateSettings, Co
         DEFAULT_BURST,
         1..=MAX_BURST,
     ))?;
-    let window = src
-        .env("MINIMAX_DL_TEST_RATE_WINDOW_MS")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|ms| *ms > 0)
-        .map_or(RATE_WINDOW, Duration::from_millis);
     let requests = match choice {
         RateChoice::Auto => RequestRate::Auto { ceiling },
         RateChoice::Fixed(n) => RequestRate::Fixed(n),
@@ -339,11 +334,11 @@ fn resolve_rate(src: &Sources<'_>, file: &FileConfig) -> Result<RateSettings, Co
     Ok(RateSettings {
         requests,
         burst,
-        window,
+        window: RATE_WINDOW,
     })
 }
 
-/// The task settings of a config file, and the poll floor's test hook.
+/// The task settings of a config file.
 fn resolve_tasks(src: &Sources<'_>, file: &FileConfig) -> Result<TaskSettings, ConfigError> {
     let invalid = |key: &str, message: String| ConfigError::Invalid {
         origin: src.file_origin(key),
@@ -368,14 +363,10 @@ fn resolve_tasks(src: &Sources<'_>, file: &FileConfig) -> Result<TaskSettings, C
             ));
         }
     };
-    let poll_floor = src
-        .env("MINIMAX_DL_TEST_TASK_POLL_MS")
-        .and_then(|v| v.trim().parse().ok())
-        .map_or(MIN_TASK_POLL_INTERVAL, Duration::from_millis);
     Ok(TaskSettings {
         api,
         deadline,
-        poll_floor,
+        poll_floor: MIN_TASK_POLL_INTERVAL,
     })
 }
 

@@ -46,8 +46,6 @@ pub use sqlite::open;
 pub use state::{CancelVerdict, JobState, RetryPolicy, RetryVerdict};
 pub use task::{NewTask, PollRecord, Task, TaskCounts, TaskEnqueueReport, TaskResult, TaskState};
 use types::failure_message;
-#[cfg(feature = "test-hooks")]
-pub use types::set_test_clock_skew;
 pub use types::{
     Claimable, CommitSync, DbLocation, EnqueueReport, FleetPause, FleetState, Heartbeat, HostPause,
     Job, JobEvent, Millis, PruneBatch, StatusCounts, Upload, VerbOutcome, VerifiedFile,

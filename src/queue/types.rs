@@ -18,26 +18,7 @@ pub fn now_millis() -> Millis {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-        .saturating_add(test_clock_skew())
-}
-
-/// The test hooks' skew of this process's clock (as a host whose clock is
-/// wrong), so that a test can show what is counted on the database's clock
-/// instead: 0 unless set, and always without the `test-hooks` feature.
-#[cfg(feature = "test-hooks")]
-static TEST_CLOCK_SKEW: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-
-/// Moves this process's clock by `skew` ms (see `crate::test_hooks`).
-#[cfg(feature = "test-hooks")]
-pub fn set_test_clock_skew(skew: Millis) {
-    TEST_CLOCK_SKEW.store(skew, std::sync::atomic::Ordering::Relaxed);
-}
-
-fn test_clock_skew() -> Millis {
-    #[cfg(feature = "test-hooks")]
-    return TEST_CLOCK_SKEW.load(std::sync::atomic::Ordering::Relaxed);
-    #[cfg(not(feature = "test-hooks"))]
-    0
+        .saturating_add(crate::test_hooks::clock_skew_ms())
 }
 
 pub fn millis_after(from: Millis, delay: Duration) -> Millis {
