@@ -119,6 +119,11 @@ pub async fn dispatch(cli: Cli, settings: Result<Settings, ConfigError>) -> Resu
         settings.check_output_dir()?;
     }
     crate::queue::set_database_deadline(settings.db_timeout);
+    run_configured(command, settings, overrides).await
+}
+
+/// Runs one of the verbs that work on a loaded configuration.
+async fn run_configured(command: Command, settings: Settings, overrides: Overrides) -> Result<u8> {
     match command {
         Command::Enqueue {
             ids,

@@ -1,133 +1,12 @@
-//! The dependency rules of ARCHITECTURE.md, checked on the source tree: a
-//! forbidden `crate::…` path in a module's code (its tests aside) fails
-//! here, naming the file and the line. The simulator is a crate of its own
-//! (`crates/minimax-sim`): it must not depend on this one, and only the demo
-//! and the `sim` verb use it.
+//! The dependency rules of ARCHITECTURE.md, checked on the source tree: the
+//! ranks of its "Dependency rules" table (a module names only lower ranks,
+//! and every module has one), pure policy files doing no I/O, no product
+//! function over 80 lines. A broken rule fails here, naming the file and
+//! the line. The simulator is a crate of its own (`crates/minimax-sim`): it
+//! must not depend on this one, and only the demo and the `sim` verb use it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-/// Which top-level modules each module must not name.
-const FORBIDDEN: &[(&str, &[&str])] = &[
-    // fetch and api know nothing of the queue or of who drives them.
-    (
-        "fetch",
-        &[
-            "api", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics",
-            "listen", "archive", "intake",
-        ],
-    ),
-    (
-        "api",
-        &[
-            "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics",
-            "listen", "archive", "intake",
-        ],
-    ),
-    // The queue is storage: it never touches the network or the archive.
-    (
-        "queue",
-        &[
-            "api", "fetch", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics",
-            "listen", "archive", "intake",
-        ],
-    ),
-    (
-        "gate",
-        &[
-            "api", "fetch", "worker", "daemon", "commands", "runtime", "demo", "metrics", "listen",
-            "archive", "intake",
-        ],
-    ),
-    // The archive knows files and the queue's facts, not who fetched them.
-    (
-        "archive",
-        &[
-            "api", "gate", "worker", "daemon", "commands", "runtime", "demo", "metrics", "listen",
-            "intake",
-        ],
-    ),
-    // Workers and the pool report to observers; they never name metrics.
-    (
-        "worker",
-        &[
-            "daemon", "commands", "runtime", "demo", "metrics", "listen", "intake",
-        ],
-    ),
-    // Task intake drives the API for tasks and hands the queue their jobs;
-    // the pool runs its poller, the listener serves its callbacks.
-    (
-        "intake",
-        &["daemon", "commands", "runtime", "demo", "metrics", "listen"],
-    ),
-    (
-        "daemon",
-        &["commands", "runtime", "demo", "metrics", "listen"],
-    ),
-    // Metrics hear the pool; the listener serves them and the queue.
-    (
-        "metrics",
-        &["daemon", "commands", "runtime", "demo", "listen"],
-    ),
-    (
-        "listen",
-        &[
-            "api", "fetch", "gate", "worker", "daemon", "commands", "runtime", "demo",
-        ],
-    ),
-    ("runtime", &["commands", "demo"]),
-    ("demo", &["commands"]),
-    // Plain data and shared helpers at the bottom: they import nothing above.
-    (
-        "partial",
-        &[
-            "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
-            "http", "config", "archive",
-        ],
-    ),
-    (
-        "http",
-        &[
-            "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
-            "archive", "config",
-        ],
-    ),
-    // Settings are plain values: config imports nothing above them.
-    (
-        "config",
-        &[
-            "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
-            "metrics", "listen", "archive", "intake", "cli",
-        ],
-    ),
-    (
-        "location",
-        &[
-            "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
-            "http", "config", "metrics", "listen", "archive", "intake",
-        ],
-    ),
-    (
-        "retry",
-        &[
-            "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
-            "http", "config", "metrics", "listen", "archive", "intake",
-        ],
-    ),
-    (
-        "rate",
-        &[
-            "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
-            "http", "config", "metrics", "listen", "archive", "intake",
-        ],
-    ),
-    (
-        "build_info",
-        &[
-            "api", "fetch", "queue", "gate", "worker", "daemon", "commands", "runtime", "demo",
-            "http", "config", "metrics", "listen", "archive",
-        ],
-    ),
-];
 
 /// Only the demo and the `sim` verb (and the tests) use the simulator
 /// crate.
@@ -198,17 +77,20 @@ fn module_of(path: &Path) -> (String, String) {
     (text, first)
 }
 
+/// A `tests.rs` / `*_tests.rs` file is a `#[cfg(test)] mod` of its own.
+fn is_test_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == "tests.rs" || n.ends_with("_tests.rs"))
+}
+
 /// The lines of a file's code up to its test module (`#[cfg(test)] mod
 /// tests {`), with line numbers; comment lines left out, and a `use`
 /// written over several lines joined into one.
 fn code_lines(path: &Path) -> Vec<(usize, String)> {
     // A `tests.rs` / `*_tests.rs` file is a `#[cfg(test)] mod` of its own
     // (e.g. the simulator's tests driving the client against it).
-    if path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n == "tests.rs" || n.ends_with("_tests.rs"))
-    {
+    if is_test_file(path) {
         return Vec::new();
     }
     let text = std::fs::read_to_string(path).unwrap();
@@ -298,23 +180,87 @@ fn segments(path: &str) -> Vec<String> {
         .collect()
 }
 
+/// The ranks table of ARCHITECTURE.md ("## Dependency rules"): each row is
+/// `| RANK | `module`, `module` | why |`. A module may import only modules
+/// of a lower rank; a module missing from the table fails the check, so a
+/// new module gets its place written down before it can be imported.
+fn ranks() -> HashMap<String, u32> {
+    let text = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let section = text
+        .split("\n## ")
+        .find(|s| s.starts_with("Dependency rules"))
+        .expect("ARCHITECTURE.md has a \"## Dependency rules\" section");
+    let mut ranks = HashMap::new();
+    for row in section.lines().filter(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let Some(rank) = cells.get(1).and_then(|c| c.parse::<u32>().ok()) else {
+            continue; // the header and its rule
+        };
+        for module in cells[2].split(',') {
+            let module = module.trim().trim_matches('`');
+            let earlier = ranks.insert(module.to_string(), rank);
+            assert!(
+                earlier.is_none(),
+                "{module} is ranked twice in ARCHITECTURE.md"
+            );
+        }
+    }
+    assert!(
+        ranks.len() >= 10,
+        "the ranks table of ARCHITECTURE.md has {} modules",
+        ranks.len()
+    );
+    ranks
+}
+
+/// The crate's `macro_rules!` names and the modules defining them: a
+/// `crate::say!(…)` is an import of `stderr`.
+fn macro_homes(files: &[PathBuf]) -> HashMap<String, String> {
+    let mut homes = HashMap::new();
+    for path in files {
+        let (_, module) = module_of(path);
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            if let Some(name) = line.trim().strip_prefix("macro_rules! ") {
+                let name: String = name
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                homes.insert(name, module.clone());
+            }
+        }
+    }
+    homes
+}
+
 #[test]
-fn modules_import_only_downwards() {
+fn modules_import_only_lower_ranks() {
+    let ranks = ranks();
     let mut files = Vec::new();
     rust_files(&root().join("src"), &mut files);
+    let macros = macro_homes(&files);
     let mut broken = Vec::new();
     for path in &files {
         let (file, module) = module_of(path);
+        let Some(&rank) = ranks.get(&module) else {
+            broken.push(format!(
+                "{file}: module {module} has no rank: give it a row in ARCHITECTURE.md's \"Dependency rules\""
+            ));
+            continue;
+        };
         for (line_no, line) in code_lines(path) {
             for named in crate_paths(&line) {
-                let target = named[0].as_str();
-                let forbidden = FORBIDDEN
-                    .iter()
-                    .any(|(m, banned)| *m == module && banned.contains(&target));
-                if forbidden {
-                    broken.push(format!(
-                        "{file}:{line_no}: {module} must not use crate::{target}"
-                    ));
+                let target = macros.get(&named[0]).unwrap_or(&named[0]);
+                if *target == module {
+                    continue;
+                }
+                match ranks.get(target) {
+                    Some(&below) if below < rank => {}
+                    Some(&other) => broken.push(format!(
+                        "{file}:{line_no}: {module} (rank {rank}) names crate::{target} (rank {other})"
+                    )),
+                    None => broken.push(format!(
+                        "{file}:{line_no}: {module} names crate::{target}, which has no rank"
+                    )),
                 }
             }
             if names(&line, "minimax_sim") && !SIM_USERS.contains(&file.as_str()) {
@@ -328,6 +274,103 @@ fn modules_import_only_downwards() {
         broken.is_empty(),
         "dependency rules broken:\n{}",
         broken.join("\n")
+    );
+}
+
+/// The longest a product function may be, from its `fn` line to its
+/// closing brace: past a screen, a function is a list of steps waiting for
+/// names (ARCHITECTURE.md, "Conventions").
+const MAX_FUNCTION_LINES: usize = 80;
+
+/// Every function of `lines` (a file's code up to its test module, as
+/// rustfmt lays it out) longer than `max`, as (line of its `fn`, name,
+/// length). The body ends at the first line that is its indentation
+/// plus `}`.
+fn long_functions(lines: &[&str], max: usize) -> Vec<(usize, String, usize)> {
+    let mut found = Vec::new();
+    for (at, line) in lines.iter().enumerate() {
+        let code = line.trim_start();
+        let indent = line.len() - code.len();
+        let Some(name) = function_name(code) else {
+            continue;
+        };
+        // The signature ends at `{` (a body), `;` (a declaration) or `}` (a
+        // body on the same line).
+        let Some(open) =
+            (at..lines.len()).find(|&i| lines[i].trim_end().ends_with(['{', ';', '}']))
+        else {
+            continue;
+        };
+        if !lines[open].trim_end().ends_with('{') {
+            continue;
+        }
+        let close = format!("{}}}", " ".repeat(indent));
+        if let Some(end) = (open + 1..lines.len()).find(|&i| lines[i].trim_end() == close) {
+            let length = end - at + 1;
+            if length > max {
+                found.push((at + 1, name, length));
+            }
+        }
+    }
+    found
+}
+
+/// `pub(crate) async fn name<T>(…` → `name`; anything else → `None`.
+fn function_name(code: &str) -> Option<String> {
+    let mut rest = code;
+    for prefix in [
+        "pub(crate) ",
+        "pub(super) ",
+        "pub ",
+        "const ",
+        "async ",
+        "unsafe ",
+        "extern \"C\" ",
+    ] {
+        rest = rest.strip_prefix(prefix).unwrap_or(rest);
+    }
+    let name: String = rest
+        .strip_prefix("fn ")?
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// A file's lines up to its test module (none for a test file).
+fn product_lines(path: &Path) -> Vec<String> {
+    if is_test_file(path) {
+        return Vec::new();
+    }
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let end = (0..lines.len())
+        .find(|&n| {
+            let next = lines.get(n + 1).map_or("", |l| l.trim());
+            lines[n].trim() == "#[cfg(test)]" && next.starts_with("mod ") && next.ends_with('{')
+        })
+        .unwrap_or(lines.len());
+    lines[..end].iter().map(|l| l.to_string()).collect()
+}
+
+#[test]
+fn no_product_function_is_longer_than_80_lines() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    rust_files(&root().join(SIM_CRATE).join("src"), &mut files);
+    let mut long = Vec::new();
+    for path in &files {
+        let lines = product_lines(path);
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        for (line_no, name, length) in long_functions(&lines, MAX_FUNCTION_LINES) {
+            let file = path.strip_prefix(root()).unwrap().display();
+            long.push(format!("{file}:{line_no}: {name} is {length} lines"));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FUNCTION_LINES} lines (name their steps):\n{}",
+        long.join("\n")
     );
 }
 
@@ -442,4 +485,26 @@ fn the_checks_see_what_they_look_for() {
         "minimax_sim"
     ));
     assert!(!names("let minimax_sim_port = 1;", "minimax_sim"));
+
+    assert_eq!(
+        function_name("pub(crate) async fn go<T>(x: T) {").as_deref(),
+        Some("go")
+    );
+    assert_eq!(function_name("let f = fn_ptr;"), None);
+    let code = [
+        "impl X {",
+        "    fn short(&self) {}",
+        "    pub fn long(&self)",
+        "    where",
+        "        Self: Sized,",
+        "    {",
+        "        let s = \"}\";",
+        "    }",
+        "    fn declared(&self);",
+        "}",
+    ];
+    assert_eq!(long_functions(&code, 5), vec![(3, "long".to_string(), 6)]);
+    assert!(long_functions(&code, 6).is_empty());
+    let ranks = ranks();
+    assert!(ranks["queue"] < ranks["worker"] && ranks["stderr"] == 0);
 }
