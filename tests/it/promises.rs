@@ -265,7 +265,16 @@ async fn many_refused_bodies_in_a_row_leave_the_daemon_serving() {
 async fn a_queue_error_as_the_pool_starts_does_not_end_the_daemon() {
     let world = World::new();
     let mut daemon = support::run_listening(&world, &[]).await;
-    std::fs::remove_dir_all(world.dir.path()).unwrap();
+    // The daemon may write a file into the directory while it is removed
+    // ("directory not empty"): remove again until it is gone.
+    let removing = std::time::Instant::now();
+    while let Err(e) = std::fs::remove_dir_all(world.dir.path()) {
+        assert!(
+            removing.elapsed() < Duration::from_secs(10),
+            "could not remove the queue's directory: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         daemon.child.try_wait().unwrap().is_none(),
