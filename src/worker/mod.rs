@@ -5,6 +5,8 @@
 //! - [`engine`]: the [`Engine`] every worker shares.
 //! - [`pipeline`]: one claimed job: resolve, fetch, verify, record, place,
 //!   and the recording of a failure.
+//! - `upload`: the last steps when the archive is a bucket: key, record,
+//!   upload, HEAD, done, the local copy removed.
 //! - [`policy`]: pure: what a failure means for the job ([`decide`]).
 //! - [`identity`]: this process's lease owner name, and whether another
 //!   owner is a dead process on this host (libc).
