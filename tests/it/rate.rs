@@ -38,15 +38,18 @@ fn tiny_files() -> SimConfig {
     }
 }
 
-/// The Done-when of #24, with the minute scaled to 10 s: against a hidden
+/// The Done-when of #24, with the minute scaled to 20 s: against a hidden
 /// limit of 300 calls a window and a ceiling of 600, two processes on one
 /// queue fetch 3,000 tiny files; in the settled part of the run the fleet
 /// makes 80–100% of the limit's calls, under 5% of all calls draw a 1002,
 /// and the rate both found (one row, `status`) ends within 80–100% of
-/// the limit.
+/// the limit. (At 10 s the limit is 30 calls a second, and the settled
+/// rate then measured the machine: on 2 loaded cores the fleet made 224
+/// calls a window while the rate it had found was 274. At 20 s it needs
+/// 15 a second, half what the same machine has shown it does.)
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_finds_a_hidden_limit_and_two_processes_share_it() {
-    const WINDOW: Duration = Duration::from_secs(10);
+    const WINDOW: Duration = Duration::from_secs(20);
     const LIMIT: u32 = 300;
     const FILES: i64 = 3000;
     let sim = support::sim(SimConfig {
@@ -89,9 +92,11 @@ async fn auto_finds_a_hidden_limit_and_two_processes_share_it() {
     let (from, to) = (times[1000], times[times.len() - 300]);
     let windows = to.duration_since(from).unwrap().as_secs_f64() / WINDOW.as_secs_f64();
     let settled = (times.len() - 1300) as f64 / windows;
-    // The gate counts its cap over the window plus a second of slack (11 s
-    // here): per 10 s of the simulator's window that is 10/11 of it.
-    let found = status["rate"]["per_minute"].as_u64().unwrap_or_default() as f64 * 10.0 / 11.0;
+    // The gate counts its cap over the window plus a second of slack (21 s
+    // here): per 20 s of the simulator's window that is 20/21 of it.
+    let window_secs = WINDOW.as_secs_f64();
+    let found = status["rate"]["per_minute"].as_u64().unwrap_or_default() as f64 * window_secs
+        / (window_secs + 1.0);
     eprintln!(
         "{} calls, {} refused ({:.1}%), {settled:.0} calls a window when settled, rate found {found:.0} a window, {} decreases",
         stats.api_requests,
