@@ -65,16 +65,12 @@ pub struct TestHooks {
 
 static INSTALLED: OnceLock<TestHooks> = OnceLock::new();
 
-/// The installed clock skew, read by every `queue::now_millis`.
-#[cfg(feature = "test-hooks")]
-static CLOCK_SKEW: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-
 /// How far a test moved this process's clock, in ms (as a host whose clock
 /// is wrong, to show what is counted on the database's clock instead): 0
 /// unless set, and always without the `test-hooks` feature.
 pub fn clock_skew_ms() -> i64 {
     #[cfg(feature = "test-hooks")]
-    return CLOCK_SKEW.load(std::sync::atomic::Ordering::Relaxed);
+    return INSTALLED.get().map_or(0, |hooks| hooks.clock_skew_ms);
     #[cfg(not(feature = "test-hooks"))]
     0
 }
@@ -109,8 +105,6 @@ impl TestHooks {
     /// Makes these the hooks of this process: the clock takes the skew
     /// ([`clock_skew_ms`]), and [`TestHooks::installed`] returns them. The first call wins.
     pub fn install(self) {
-        #[cfg(feature = "test-hooks")]
-        CLOCK_SKEW.store(self.clock_skew_ms, std::sync::atomic::Ordering::Relaxed);
         let _ = INSTALLED.set(self);
     }
 

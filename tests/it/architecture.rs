@@ -88,21 +88,11 @@ fn is_test_file(path: &Path) -> bool {
 /// tests {`), with line numbers; comment lines left out, and a `use`
 /// written over several lines joined into one.
 fn code_lines(path: &Path) -> Vec<(usize, String)> {
-    // A `tests.rs` / `*_tests.rs` file is a `#[cfg(test)] mod` of its own
-    // (e.g. the simulator's tests driving the client against it).
-    if is_test_file(path) {
-        return Vec::new();
-    }
-    let text = std::fs::read_to_string(path).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
+    let lines = product_lines(path);
     let mut out: Vec<(usize, String)> = Vec::new();
     let mut open_use = false;
     for (n, line) in lines.iter().enumerate() {
         let trimmed = line.trim();
-        let next = lines.get(n + 1).map_or("", |l| l.trim());
-        if trimmed == "#[cfg(test)]" && next.starts_with("mod ") && next.ends_with('{') {
-            break;
-        }
         if trimmed.starts_with("//") {
             continue;
         }
