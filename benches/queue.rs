@@ -47,8 +47,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use minimax_dl::daemon::{CLAIM_LINGER, gather_permits};
 use minimax_dl::partial::SizeSource;
+use minimax_dl::parts::{CLAIM_LINGER, gather_permits};
 use minimax_dl::queue::{DbLocation, Queue, VerifiedFile};
 
 const LEASE: Duration = Duration::from_secs(30);

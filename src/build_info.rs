@@ -4,19 +4,19 @@
 
 use std::sync::OnceLock;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// `git rev-parse --short HEAD` when it was built (see `build.rs`),
 /// "unknown" when it was built outside a git checkout.
-pub const COMMIT: &str = env!("MINIMAX_DL_GIT_COMMIT");
+pub(crate) const COMMIT: &str = env!("MINIMAX_DL_GIT_COMMIT");
 
 /// The queue backends this binary can open: the one list to extend when a
 /// backend is added (gate it with the same `cfg` as the backend).
-pub const BACKENDS: &[&str] = &["sqlite", "postgres"];
+pub(crate) const BACKENDS: &[&str] = &["sqlite", "postgres"];
 
 /// "0.1.0 (commit 1a2b3c4; backends: sqlite, postgres)": what `--version` prints
 /// after the program name.
-pub fn version_line() -> &'static str {
+pub(crate) fn version_line() -> &'static str {
     static LINE: OnceLock<String> = OnceLock::new();
     LINE.get_or_init(|| {
         format!(

@@ -363,7 +363,7 @@ struct Check {
     problems: Vec<String>,
 }
 
-pub async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
+pub(crate) async fn run(files: u32, keep_dir: Option<PathBuf>) -> Result<u8> {
     let place = Place::new(keep_dir)?;
     let ids: Vec<i64> = (0..i64::from(files)).map(|i| FIRST_ID + i).collect();
     let sizes: HashMap<i64, u64> = ids

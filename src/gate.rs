@@ -30,30 +30,29 @@ use crate::rate::{Change, RateEvent, RateLimits, RateState};
 
 /// The window the cap is counted over, with a second of slack so calls that
 /// leave a little late still fall inside a 60-second window at the server.
-pub const WINDOW: Duration = Duration::from_secs(61);
+pub(crate) const WINDOW: Duration = Duration::from_secs(61);
 
 /// The counting window for a nominal one: [`WINDOW`] for 60 s. The slack
 /// is a second whatever the window (a test's shorter one too): it covers
 /// the spread of the delay between a reservation and the call reaching
 /// the server, which does not shrink with the window.
-pub fn counting_window(nominal: Duration) -> Duration {
+pub(crate) fn counting_window(nominal: Duration) -> Duration {
     nominal + Duration::from_secs(1)
 }
 
 /// First cooldown after a rate-limit answer without `Retry-After`; doubles
-/// with each further one in a row, up to [`MAX_COOLDOWN`]. (A test's
+/// with each further one in a row, up to five minutes. (A test's
 /// shorter window shortens both in proportion.)
 pub const FIRST_COOLDOWN: Duration = Duration::from_secs(5);
-pub const MAX_COOLDOWN: Duration = Duration::from_secs(300);
 
 /// How long the pool waits after the `streak`-th rate-limit answer in a row
-/// (1-based). `Retry-After` is honoured when it asks for longer.
-pub fn cooldown_for(streak: u32, retry_after: Option<Duration>) -> Duration {
-    cooldown_in(RATE_WINDOW, streak, retry_after)
-}
-
-/// [`cooldown_for`] under a window of `window` (60 s in production).
-pub fn cooldown_in(window: Duration, streak: u32, retry_after: Option<Duration>) -> Duration {
+/// (1-based), under a cap's window of `window` (60 s in production).
+/// `Retry-After` is honoured when it asks for longer.
+pub(crate) fn cooldown_in(
+    window: Duration,
+    streak: u32,
+    retry_after: Option<Duration>,
+) -> Duration {
     let first = window / 12;
     let exponent = streak.saturating_sub(1).min(16);
     let backoff = first.saturating_mul(1 << exponent).min(window * 5);
@@ -386,7 +385,7 @@ impl RateGate {
 
 /// The adaptive rate's bounds under these settings (a fixed cap has a
 /// ceiling of itself, for a gate switched to auto by a reload).
-pub fn limits_of(settings: &RateSettings) -> RateLimits {
+pub(crate) fn limits_of(settings: &RateSettings) -> RateLimits {
     let window_ms = settings.window.as_millis().min(i64::MAX as u128) as i64;
     RateLimits::new(settings.requests.most(), window_ms)
 }
@@ -419,12 +418,16 @@ async fn sleep_or_cancel(wait: Duration, cancel: &CancellationToken) -> Result<(
 mod tests {
     use super::*;
 
+    fn cooldown_for(streak: u32, retry_after: Option<Duration>) -> Duration {
+        cooldown_in(RATE_WINDOW, streak, retry_after)
+    }
+
     #[test]
     fn cooldown_doubles_per_streak_and_caps() {
         assert_eq!(cooldown_for(1, None), Duration::from_secs(5));
         assert_eq!(cooldown_for(2, None), Duration::from_secs(10));
         assert_eq!(cooldown_for(3, None), Duration::from_secs(20));
-        assert_eq!(cooldown_for(50, None), MAX_COOLDOWN);
+        assert_eq!(cooldown_for(50, None), Duration::from_secs(300));
     }
 
     #[test]

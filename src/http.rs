@@ -9,12 +9,12 @@ use std::time::Duration;
 use reqwest::Url;
 
 /// The API of mainland China accounts (the default `api_base`).
-pub const MAINLAND_API_BASE: &str = "https://api.minimaxi.com";
+pub(crate) const MAINLAND_API_BASE: &str = "https://api.minimaxi.com";
 /// The API of international accounts.
-pub const INTERNATIONAL_API_BASE: &str = "https://api.minimax.io";
+pub(crate) const INTERNATIONAL_API_BASE: &str = "https://api.minimax.io";
 
 /// Sent with every request, API and CDN alike.
-pub const USER_AGENT: &str = concat!("minimax-dl/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("minimax-dl/", env!("CARGO_PKG_VERSION"));
 
 /// Parses `Retry-After`: delay-seconds or an HTTP date.
 pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
@@ -33,7 +33,7 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
 /// What went wrong with a request, with its cause chain, and without the
 /// URL: reqwest's own Display appends it, and a signed download URL is a
 /// credential that must not end up in logs or in the queue's history.
-pub fn describe_reqwest(error: &reqwest::Error) -> String {
+pub(crate) fn describe_reqwest(error: &reqwest::Error) -> String {
     let mut text = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
@@ -75,7 +75,7 @@ fn plain_tls(text: String) -> String {
 /// The API base must be an http(s) URL with a host. Plain http is allowed
 /// only for loopback hosts (the simulator): the key must not cross a network
 /// in clear text.
-pub fn parse_api_base(raw: &str) -> Result<Url, String> {
+pub(crate) fn parse_api_base(raw: &str) -> Result<Url, String> {
     let q = crate::ids::quoted(raw.trim());
     let url = Url::parse(raw.trim()).map_err(|e| format!("{q} is not a URL ({e})"))?;
     if !url.username().is_empty() || url.password().is_some() {
@@ -125,7 +125,7 @@ pub fn is_loopback_host(host: &str) -> bool {
 /// A `cdn_allow` entry as it is compared: a host name or IP address alone
 /// (no scheme, port, path or wildcard), in the form URLs carry it (lower
 /// case, punycode), without a leading or trailing dot.
-pub fn normalise_allowed_host(raw: &str) -> Result<String, String> {
+pub(crate) fn normalise_allowed_host(raw: &str) -> Result<String, String> {
     let entry = raw.trim().trim_start_matches('.').trim_end_matches('.');
     let refuse = |why: &str| {
         Err(format!(

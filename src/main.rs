@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use minimax_dl::cli::{Cli, Command};
-use minimax_dl::commands;
-use minimax_dl::runtime::{self, exit};
-use minimax_dl::test_hooks::TestHooks;
-use minimax_dl::{say, stderr};
+use minimax_dl::{
+    TestHooks, dispatch, error_exit, exit, init_logging, load_settings, overrides, process_env,
+    say, stderr,
+};
 
 /// How long the exit waits for stderr to take the last lines.
 const EXIT_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
@@ -23,7 +23,7 @@ fn run() -> u8 {
     // The one read of the test hooks (nothing, in a release build).
     TestHooks::from_env().install();
     let cli = Cli::parse();
-    let settings = runtime::load_settings(&commands::overrides(&cli), &commands::process_env);
+    let settings = load_settings(&overrides(&cli), &process_env);
     // demo, sim and the reference verbs need no configuration of their own;
     // doctor reports a broken one as its first check.
     if let Err(e) = &settings
@@ -43,7 +43,7 @@ fn run() -> u8 {
         .log_format
         .or(settings.as_ref().ok().map(|s| s.log_format))
         .unwrap_or_default();
-    runtime::init_logging(&cli, format);
+    init_logging(&cli, format);
     for warning in settings.iter().flat_map(|s| &s.warnings) {
         tracing::warn!("{warning}");
     }
@@ -57,12 +57,12 @@ fn run() -> u8 {
             return exit::USAGE;
         }
     };
-    let result = runtime.block_on(commands::dispatch(cli, settings));
+    let result = runtime.block_on(dispatch(cli, settings));
     match result {
         Ok(code) => code,
         Err(e) => {
             say!("minimax-dl: error: {}", stderr::error_line(e.as_ref()));
-            commands::error_exit(&e)
+            error_exit(&e)
         }
     }
 }

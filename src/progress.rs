@@ -12,7 +12,7 @@ use crate::worker::{Observer, Outcome};
 
 /// Bars: one per running download, plus an overall one when the total job
 /// count is known.
-pub struct Bars {
+pub(crate) struct Bars {
     multi: MultiProgress,
     overall: Option<ProgressBar>,
     jobs: Mutex<HashMap<i64, ProgressBar>>,
@@ -22,7 +22,7 @@ pub struct Bars {
 /// total to show a bar or an ETA against (indicatif would show the bytes so
 /// far as the total, "976 KiB/976 KiB ETA 0s"), so a spinner shows the
 /// bytes and the rate instead. Pure.
-pub fn download_template(total: Option<u64>) -> &'static str {
+pub(crate) fn download_template(total: Option<u64>) -> &'static str {
     match total {
         Some(_) => {
             "{prefix:>20} [{bar:30.cyan/blue}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} ETA {eta}"
@@ -41,7 +41,7 @@ fn download_style(total: Option<u64>) -> ProgressStyle {
 const SPINNER_TICK: Duration = Duration::from_millis(120);
 
 impl Bars {
-    pub fn new(total_jobs: Option<u64>) -> Bars {
+    pub(crate) fn new(total_jobs: Option<u64>) -> Bars {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let overall = total_jobs.map(|n| {
             let bar = multi.add(ProgressBar::new(n));
@@ -62,12 +62,7 @@ impl Bars {
         }
     }
 
-    /// Prints a line above the bars without tearing them.
-    pub fn println(&self, line: &str) {
-        let _ = self.multi.println(line);
-    }
-
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.overall {
             bar.finish();
         }
@@ -136,13 +131,13 @@ impl Observer for Bars {
 type Logged = (u64, Option<u64>, Instant);
 
 /// Log lines every few seconds per download, for terminals that are not.
-pub struct LogLines {
+pub(crate) struct LogLines {
     every: Duration,
     jobs: Mutex<HashMap<i64, Logged>>,
 }
 
 impl LogLines {
-    pub fn new(every: Duration) -> LogLines {
+    pub(crate) fn new(every: Duration) -> LogLines {
         LogLines {
             every,
             jobs: Mutex::new(HashMap::new()),
@@ -200,7 +195,7 @@ impl Observer for LogLines {
 
 /// How a foreground verb shows progress: bars on a terminal (returned too,
 /// for the caller to finish), else a log line per file every 5 s.
-pub fn for_stderr(
+pub(crate) fn for_stderr(
     total_files: Option<u64>,
 ) -> (Option<std::sync::Arc<Bars>>, std::sync::Arc<dyn Observer>) {
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -218,7 +213,7 @@ pub fn for_stderr(
 /// the bytes read and the rate on a terminal, nothing elsewhere. Cheap to
 /// clone; every clone counts into the same bar.
 #[derive(Clone)]
-pub struct Tally {
+pub(crate) struct Tally {
     bar: Option<ProgressBar>,
     bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
     started: Instant,
@@ -226,7 +221,7 @@ pub struct Tally {
 
 impl Tally {
     /// A bar for `files` files, prefixed `what`, when stderr is a terminal.
-    pub fn new(files: u64, what: &str) -> Tally {
+    pub(crate) fn new(files: u64, what: &str) -> Tally {
         let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(files), ProgressDrawTarget::stderr());
             bar.set_style(
@@ -247,7 +242,7 @@ impl Tally {
     }
 
     /// `n` more bytes read.
-    pub fn read(&self, n: u64) {
+    pub(crate) fn read(&self, n: u64) {
         let total = self
             .bytes
             .fetch_add(n, std::sync::atomic::Ordering::Relaxed)
@@ -263,21 +258,21 @@ impl Tally {
     }
 
     /// One more file done.
-    pub fn file_done(&self) {
+    pub(crate) fn file_done(&self) {
         if let Some(bar) = &self.bar {
             bar.inc(1);
         }
     }
 
     /// Runs `f` (which prints) with the bar out of the way.
-    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+    pub(crate) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
         match &self.bar {
             Some(bar) => bar.suspend(f),
             None => f(),
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

@@ -50,7 +50,7 @@ pub mod exit {
 }
 
 /// The exit code of a verb stopped by a host-level problem.
-pub fn host_problem_exit(problem: &HostProblem) -> u8 {
+pub(crate) fn host_problem_exit(problem: &HostProblem) -> u8 {
     match problem {
         HostProblem::Account { .. } => exit::ACCOUNT,
         HostProblem::DiskFull { .. } | HostProblem::Archive { .. } => exit::DISK_FULL,
@@ -105,7 +105,7 @@ fn log_filter(setting: Option<&str>, default: &str) -> Targets {
 
 /// Why the engine could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum SetupError {
+pub(crate) enum SetupError {
     #[error(transparent)]
     Key(#[from] Arc<ConfigError>),
     #[error(transparent)]
@@ -139,7 +139,7 @@ pub fn load_settings(
 
 /// `path_template` parsed by the archive (the default when none is set),
 /// or a config error naming the key and the problem.
-pub fn path_template(settings: &Settings) -> Result<PathTemplate, ConfigError> {
+pub(crate) fn path_template(settings: &Settings) -> Result<PathTemplate, ConfigError> {
     let Some(text) = &settings.path_template else {
         return Ok(PathTemplate::default());
     };
@@ -159,7 +159,7 @@ fn url_policy(settings: &Settings) -> Result<UrlPolicy, ConfigError> {
 }
 
 /// Builds the engine every downloading verb shares.
-pub fn engine(
+pub(crate) fn engine(
     settings: &Settings,
     queue: Queue,
     observer: Arc<dyn Observer>,
@@ -215,7 +215,7 @@ fn return_large_buffers_at_once() {
 /// and endpoint from the standard AWS chain (see
 /// `archive::bucket::credentials`). Nothing is called yet: a bucket that
 /// refuses us is found by the first upload, and pauses the pool.
-pub fn bucket(settings: &Settings) -> Result<Option<Arc<Bucket>>, SetupError> {
+pub(crate) fn bucket(settings: &Settings) -> Result<Option<Arc<Bucket>>, SetupError> {
     let Some(location) = &settings.bucket else {
         return Ok(None);
     };
@@ -232,11 +232,11 @@ pub fn bucket(settings: &Settings) -> Result<Option<Arc<Bucket>>, SetupError> {
 }
 
 /// What SIGHUP does: reload the settings and hand them over, or say why not.
-pub type OnHangup = Box<dyn Fn() -> Result<(), String> + Send>;
+pub(crate) type OnHangup = Box<dyn Fn() -> Result<(), String> + Send>;
 
 /// What a stop signal means to the verb.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum OnStop {
+pub(crate) enum OnStop {
     /// The normal end of a daemon (`run`, `sim`): exit 0.
     Finish,
     /// Work cut short (`fetch`, `run --exit-when-idle`): exit 130 or 143.
@@ -245,10 +245,10 @@ pub enum OnStop {
 
 /// The first stop signal received, as the exit code it stands for.
 #[derive(Clone, Debug, Default)]
-pub struct Interrupt(Arc<AtomicU8>);
+pub(crate) struct Interrupt(Arc<AtomicU8>);
 
 impl Interrupt {
-    pub fn code(&self) -> Option<u8> {
+    pub(crate) fn code(&self) -> Option<u8> {
         match self.0.load(Ordering::SeqCst) {
             0 => None,
             code => Some(code),
@@ -271,7 +271,7 @@ impl Interrupt {
 /// to the last checkpoint is durable and leases expire on their own).
 /// SIGHUP: run `on_hangup` (reload the config and hand it to the pool). The
 /// returned handle tells which stop signal came first.
-pub fn spawn_signal_handler(
+pub(crate) fn spawn_signal_handler(
     shutdown: CancellationToken,
     on_hangup: Option<OnHangup>,
     on_stop: OnStop,
@@ -336,7 +336,7 @@ fn stop(shutdown: &CancellationToken, code: u8, on_stop: OnStop) {
 }
 
 /// READY=1 once the queue is open, then STATUS= and WATCHDOG=1 while running.
-pub fn spawn_systemd_notifier(
+pub(crate) fn spawn_systemd_notifier(
     queue: Queue,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
@@ -369,7 +369,7 @@ pub fn spawn_systemd_notifier(
 }
 
 /// Tells systemd the process is stopping.
-pub fn notify_stopping() {
+pub(crate) fn notify_stopping() {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
 }
 

@@ -28,22 +28,22 @@ use std::path::PathBuf;
 /// `<point>` aborts the process at that crash point; `panic:<point>`
 /// panics there; `stall:heartbeat` keeps the heartbeat from turning.
 #[cfg(feature = "test-hooks")]
-pub const CRASH_AT: &str = "MINIMAX_DL_CRASH_AT";
+pub(crate) const CRASH_AT: &str = "MINIMAX_DL_CRASH_AT";
 /// An idle pool's fixed wait for work, in ms.
 #[cfg(feature = "test-hooks")]
-pub const IDLE_POLL_MS: &str = "MINIMAX_DL_TEST_IDLE_POLL_MS";
+pub(crate) const IDLE_POLL_MS: &str = "MINIMAX_DL_TEST_IDLE_POLL_MS";
 /// A file whose content replaces the kernel's boot id.
 #[cfg(feature = "test-hooks")]
-pub const BOOT_ID_FILE: &str = "MINIMAX_DL_BOOT_ID_FILE";
+pub(crate) const BOOT_ID_FILE: &str = "MINIMAX_DL_BOOT_ID_FILE";
 /// The rate cap's window, in ms (instead of 60 s).
 #[cfg(feature = "test-hooks")]
-pub const RATE_WINDOW_MS: &str = "MINIMAX_DL_TEST_RATE_WINDOW_MS";
+pub(crate) const RATE_WINDOW_MS: &str = "MINIMAX_DL_TEST_RATE_WINDOW_MS";
 /// The shortest wait between two polls of one task, in ms (instead of 10 s).
 #[cfg(feature = "test-hooks")]
-pub const TASK_POLL_MS: &str = "MINIMAX_DL_TEST_TASK_POLL_MS";
+pub(crate) const TASK_POLL_MS: &str = "MINIMAX_DL_TEST_TASK_POLL_MS";
 /// How far this process's clock is off, in ms.
 #[cfg(feature = "test-hooks")]
-pub const CLOCK_SKEW_MS: &str = "MINIMAX_DL_TEST_CLOCK_SKEW_MS";
+pub(crate) const CLOCK_SKEW_MS: &str = "MINIMAX_DL_TEST_CLOCK_SKEW_MS";
 
 /// The hooks a test asked for; all inert by default (and always, without
 /// the `test-hooks` feature, where this is a zero-sized value).
@@ -68,7 +68,7 @@ static INSTALLED: OnceLock<TestHooks> = OnceLock::new();
 /// How far a test moved this process's clock, in ms (as a host whose clock
 /// is wrong, to show what is counted on the database's clock instead): 0
 /// unless set, and always without the `test-hooks` feature.
-pub fn clock_skew_ms() -> i64 {
+pub(crate) fn clock_skew_ms() -> i64 {
     #[cfg(feature = "test-hooks")]
     return INSTALLED.get().map_or(0, |hooks| hooks.clock_skew_ms);
     #[cfg(not(feature = "test-hooks"))]

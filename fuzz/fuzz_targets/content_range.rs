@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use minimax_dl::fetch::range::{Asked, Plan, ResponseHead, parse_content_range, plan_response};
+use minimax_dl::policy::{Asked, Plan, ResponseHead, parse_content_range, plan_response};
 
 fuzz_target!(|data: &[u8]| {
     let Some((offset, rest)) = data.split_first_chunk::<8>() else {

@@ -4,7 +4,7 @@
 use std::path::{Component, Path};
 
 use libfuzzer_sys::fuzz_target;
-use minimax_dl::fetch::naming::{MAX_NAME_BYTES, final_name, final_path, sanitize_filename};
+use minimax_dl::policy::{MAX_NAME_BYTES, final_name, final_path, sanitize_filename};
 
 fuzz_target!(|data: &[u8]| {
     let raw = String::from_utf8_lossy(data);

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use minimax_dl::api::{ApiError, parse_retrieve};
+use minimax_dl::policy::{ApiError, parse_retrieve};
 
 fuzz_target!(|data: &[u8]| {
     // The first 8 bytes choose the id asked for; the rest is the body.

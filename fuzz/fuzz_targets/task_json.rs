@@ -4,11 +4,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use minimax_dl::api::task::{
+use minimax_dl::policy::{
     Callback, MAX_CHALLENGE_CHARS, parse_callback, parse_v1_query, parse_v2_list,
     parse_v2_query, v2_http_error,
 };
-use minimax_dl::api::{ApiError, TaskStatus};
+use minimax_dl::policy::{ApiError, TaskStatus};
 
 fn check(result: Result<TaskStatus, ApiError>) {
     match result {

@@ -5,7 +5,7 @@
 use std::path::{Component, Path};
 
 use libfuzzer_sys::fuzz_target;
-use minimax_dl::archive::template::{
+use minimax_dl::policy::{
     Fields, MAX_COLLISION, MAX_COMPONENTS, NAME_MAX, PathTemplate, SIDECAR_SUFFIX,
 };
 

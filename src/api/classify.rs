@@ -35,10 +35,10 @@ impl ErrorClass {
 }
 
 /// Pause after 2056 (usage window exhausted): the window is hours long.
-pub const USAGE_WINDOW_PAUSE: Duration = Duration::from_secs(3600);
+pub(crate) const USAGE_WINDOW_PAUSE: Duration = Duration::from_secs(3600);
 
 /// Classifies a non-zero `base_resp.status_code`.
-pub fn classify_status_code(code: i64) -> ErrorClass {
+pub(crate) fn classify_status_code(code: i64) -> ErrorClass {
     match code {
         1000 | 1001 | 1013 | 1024 | 1033 => ErrorClass::Transient,
         1002 | 1039 | 1041 | 2045 => ErrorClass::RateLimited { retry_after: None },
@@ -57,7 +57,7 @@ pub fn classify_status_code(code: i64) -> ErrorClass {
 /// an HTTP error status comes from the host itself: a redirect, 400, 404 or
 /// 405 means `api_base` does not point at the MiniMax API, which no retry of
 /// any job can fix: the operator must act, like for a bad key.
-pub fn classify_api_http(status: u16, retry_after: Option<Duration>) -> ErrorClass {
+pub(crate) fn classify_api_http(status: u16, retry_after: Option<Duration>) -> ErrorClass {
     match status {
         429 => ErrorClass::RateLimited { retry_after },
         300..=399 | 400 | 401 | 403 | 404 | 405 => ErrorClass::Account { pause: None },

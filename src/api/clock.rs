@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Past this difference the host's clock is worth a warning.
-pub const WARN_OFFSET_SECS: i64 = 60;
+pub(crate) const WARN_OFFSET_SECS: i64 = 60;
 
 /// The API's clock minus the host's, in whole seconds, from a `Date`
 /// header read at `now`; `None` when the header is not an HTTP date.
 /// `Date` has one-second granularity: an offset of ±1 s is noise.
-pub fn offset_from_date(date: &str, now: SystemTime) -> Option<i64> {
+pub(crate) fn offset_from_date(date: &str, now: SystemTime) -> Option<i64> {
     let api = httpdate::parse_http_date(date.trim()).ok()?;
     Some(unix_secs(api) - unix_secs(now))
 }
@@ -26,7 +26,7 @@ fn unix_secs(at: SystemTime) -> i64 {
 }
 
 /// Should an offset be warned about? Pure.
-pub fn is_off(offset: i64) -> bool {
+pub(crate) fn is_off(offset: i64) -> bool {
     offset.abs() > WARN_OFFSET_SECS
 }
 
@@ -34,7 +34,7 @@ static WARNED: AtomicBool = AtomicBool::new(false);
 
 /// Logs an observed offset: at debug level each time, and one warning per
 /// process the first time the host's clock is off by more than a minute.
-pub fn observed(offset: i64) {
+pub(crate) fn observed(offset: i64) {
     tracing::debug!(
         offset_secs = offset,
         "the API's clock minus this host's (from its Date header)"

@@ -4,9 +4,9 @@
 //! holds the API key, and it sends it to the API host alone: redirects are
 //! not followed.
 
-pub mod classify;
-pub mod clock;
-pub mod task;
+pub(crate) mod classify;
+pub(crate) mod clock;
+pub(crate) mod task;
 #[cfg(test)]
 mod task_sim_tests;
 
@@ -20,7 +20,8 @@ use serde::Deserialize;
 use crate::http::{USER_AGENT, describe_reqwest, parse_retry_after};
 
 pub use classify::ErrorClass;
-pub use task::{Callback, CallbackError, ListedTask, TaskPage, TaskStatus};
+pub use task::TaskStatus;
+pub(crate) use task::{Callback, CallbackError, ListedTask, TaskPage};
 
 /// A file as retrieve describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -261,14 +262,14 @@ pub fn parse_retrieve(
 
 /// Talks to the MiniMax API host. Cheap to clone.
 #[derive(Clone)]
-pub struct ApiClient {
+pub(crate) struct ApiClient {
     http: reqwest::Client,
     base: Url,
     key: Option<SecretString>,
 }
 
 impl ApiClient {
-    pub fn new(
+    pub(crate) fn new(
         base: Url,
         key: Option<SecretString>,
         connect_timeout: Duration,
@@ -285,10 +286,6 @@ impl ApiClient {
         Ok(ApiClient { http, base, key })
     }
 
-    pub fn base(&self) -> &Url {
-        &self.base
-    }
-
     /// Which MiniMax account this client calls for, as a name that may be
     /// stored in a shared queue: the first 16 hex digits (64 bits) of the
     /// key's SHA-256, never the key (a hash does not give it back, and an
@@ -296,7 +293,7 @@ impl ApiClient {
     /// without a key. Two keys get the same name once in 2^64. A pause learned
     /// from an answer to this key is recorded under it (see
     /// `Queue::set_account`).
-    pub fn account(&self) -> String {
+    pub(crate) fn account(&self) -> String {
         use sha2::Digest;
         let Some(key) = &self.key else {
             return String::new();
@@ -306,7 +303,7 @@ impl ApiClient {
     }
 
     /// `GET /v1/files/retrieve?file_id=ID`.
-    pub async fn retrieve(&self, file_id: i64) -> Result<FileInfo, ApiError> {
+    pub(crate) async fn retrieve(&self, file_id: i64) -> Result<FileInfo, ApiError> {
         let answer = self
             .get("v1/files/retrieve", &[("file_id", file_id.to_string())])
             .await?;
@@ -320,7 +317,7 @@ impl ApiClient {
 
     /// `GET /v1/query/video_generation?task_id=ID`: where a v1 task is, and
     /// on success the file id to retrieve.
-    pub async fn query_task_v1(&self, task_id: i64) -> Result<TaskStatus, ApiError> {
+    pub(crate) async fn query_task_v1(&self, task_id: i64) -> Result<TaskStatus, ApiError> {
         let answer = self
             .get(
                 "v1/query/video_generation",
@@ -335,7 +332,7 @@ impl ApiClient {
 
     /// `GET /v2/query/video_generation/{ID}`: where a v2 task is, and on
     /// success the video's (time-limited) URL.
-    pub async fn query_task_v2(&self, task_id: i64) -> Result<TaskStatus, ApiError> {
+    pub(crate) async fn query_task_v2(&self, task_id: i64) -> Result<TaskStatus, ApiError> {
         let answer = self
             .get(&format!("v2/query/video_generation/{task_id}"), &[])
             .await?;
@@ -348,7 +345,7 @@ impl ApiClient {
     /// The video of a finished v2 task, as a file to download: the task is
     /// queried again for a fresh URL (they are time-limited), and the job
     /// it is for is keyed by the task id. The size is learned from the CDN.
-    pub async fn task_video(&self, task_id: i64) -> Result<FileInfo, ApiError> {
+    pub(crate) async fn task_video(&self, task_id: i64) -> Result<FileInfo, ApiError> {
         let answer = self
             .get(&format!("v2/query/video_generation/{task_id}"), &[])
             .await?;
@@ -362,7 +359,11 @@ impl ApiClient {
 
     /// `GET /v2/query/video_generation?page_num=N&page_size=M`: one page
     /// of the account's tasks of the last 7 days.
-    pub async fn list_tasks_v2(&self, page_num: u32, page_size: u32) -> Result<TaskPage, ApiError> {
+    pub(crate) async fn list_tasks_v2(
+        &self,
+        page_num: u32,
+        page_size: u32,
+    ) -> Result<TaskPage, ApiError> {
         let query = [
             ("page_num", page_num.to_string()),
             ("page_size", page_size.to_string()),

@@ -199,7 +199,7 @@ pub fn parse_v2_query(
 /// task id: v2 has no file ids). The task object, without its URL (a
 /// credential), is what a sidecar records; a task that ended without a
 /// video is [`ApiError::TaskEnded`].
-pub fn parse_v2_video(
+pub(crate) fn parse_v2_video(
     requested: i64,
     body: &[u8],
     trace_id: Option<String>,
@@ -298,7 +298,7 @@ fn is_not_video(task: &Value) -> bool {
 
 /// Task types whose result is text, not a video (`h3_context_ir`: an
 /// H3 context "intermediate representation", a prompt).
-pub fn is_text_task_type(task_type: &str) -> bool {
+pub(crate) fn is_text_task_type(task_type: &str) -> bool {
     let t = task_type.trim().to_ascii_lowercase();
     t == "h3_context_ir" || t.ends_with("_ir")
 }

@@ -14,7 +14,7 @@ const BUFFER: usize = 4 << 20;
 
 /// What a check found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Fixity {
+pub(crate) enum Fixity {
     /// Same size, same sha256.
     Ok,
     /// Nothing at the recorded path.
@@ -26,12 +26,8 @@ pub enum Fixity {
 }
 
 impl Fixity {
-    pub fn is_ok(&self) -> bool {
-        *self == Fixity::Ok
-    }
-
     /// `ok`, `missing`, `changed` or `unreadable`.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Fixity::Ok => "ok",
             Fixity::Missing => "missing",
@@ -40,7 +36,7 @@ impl Fixity {
         }
     }
 
-    pub fn detail(&self) -> Option<&str> {
+    pub(crate) fn detail(&self) -> Option<&str> {
         match self {
             Fixity::Changed(d) | Fixity::Unreadable(d) => Some(d),
             _ => None,
@@ -50,7 +46,7 @@ impl Fixity {
 
 /// Checks the file at `path` against the recorded `size` and `sha256`;
 /// `read` hears of every buffer read (progress).
-pub fn check(path: &Path, size: u64, sha256: &str, read: &dyn Fn(u64)) -> Fixity {
+pub(crate) fn check(path: &Path, size: u64, sha256: &str, read: &dyn Fn(u64)) -> Fixity {
     // Non-blocking: a FIFO in the file's place would otherwise block the
     // open until someone writes to it (the flag changes nothing for a
     // regular file), and is then reported as not a regular file.

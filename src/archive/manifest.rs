@@ -10,7 +10,7 @@ use crate::partial::SizeSource;
 use crate::queue::{Job, JobState, Millis};
 
 /// The columns, in order (the CSV header and the JSON keys).
-pub const COLUMNS: [&str; 9] = [
+pub(crate) const COLUMNS: [&str; 9] = [
     "file_id",
     "task_id",
     "state",
@@ -25,7 +25,7 @@ pub const COLUMNS: [&str; 9] = [
 /// One job as the manifest shows it. Path, size and digest only for a
 /// done job: the file is in the archive, with those.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     pub file_id: i64,
     /// The generation task the file came from (`null` for a file enqueued
     /// by its id).
@@ -41,7 +41,7 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn of(job: &Job) -> Row {
+    pub(crate) fn of(job: &Job) -> Row {
         let done = job.state == JobState::Done;
         Row {
             file_id: job.file_id,
@@ -57,12 +57,12 @@ impl Row {
     }
 
     /// One JSON object, no newline.
-    pub fn json_line(&self) -> String {
+    pub(crate) fn json_line(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
     /// One CSV record (RFC 4180), no newline.
-    pub fn csv_line(&self) -> String {
+    pub(crate) fn csv_line(&self) -> String {
         let fields: [Cow<'_, str>; 9] = [
             self.file_id.to_string().into(),
             opt(self.task_id.as_deref()),
@@ -80,7 +80,7 @@ impl Row {
 }
 
 /// The CSV header line, no newline.
-pub fn csv_header() -> String {
+pub(crate) fn csv_header() -> String {
     COLUMNS.join(",")
 }
 
@@ -90,7 +90,7 @@ fn opt(value: Option<&str>) -> Cow<'_, str> {
 
 /// A field quoted when it must be: it holds a comma, a quote, a line
 /// break, or starts or ends with a space. Quotes inside are doubled.
-pub fn csv_field(value: &str) -> Cow<'_, str> {
+pub(crate) fn csv_field(value: &str) -> Cow<'_, str> {
     let needs =
         value.contains([',', '"', '\n', '\r']) || value.starts_with(' ') || value.ends_with(' ');
     if needs {

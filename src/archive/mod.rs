@@ -12,12 +12,12 @@
 //! The archive knows the queue's job type (for the manifest) and the fetch
 //! module's file helpers, nothing of the API, the gate or the workers.
 
-pub mod bucket;
-pub mod fixity;
-pub mod manifest;
-pub mod place;
-pub mod sidecar;
-pub mod template;
+pub(crate) mod bucket;
+pub(crate) mod fixity;
+pub(crate) mod manifest;
+pub(crate) mod place;
+pub(crate) mod sidecar;
+pub(crate) mod template;
 
-pub use place::{Archive, PlaceError, sidecar_path};
-pub use template::{Fields, PathTemplate, TemplateError};
+pub(crate) use place::Archive;
+pub(crate) use template::{Fields, PathTemplate};

@@ -34,14 +34,14 @@ use crate::fetch::naming::pending_sidecar_path;
 /// Where files go: the output directory, the naming template, and whether
 /// each file gets a sidecar.
 #[derive(Clone, Debug)]
-pub struct Archive {
+pub(crate) struct Archive {
     pub dir: PathBuf,
     pub template: PathTemplate,
     pub sidecar: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum PlaceError {
+pub(crate) enum PlaceError {
     #[error(
         "no free name for file {file_id}: {} and {MAX_COLLISION} variants of it belong to other files",
         .path.display()
@@ -61,7 +61,7 @@ fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PlaceE
 }
 
 /// `clip.mp4` → `clip.mp4.json`.
-pub fn sidecar_path(file: &Path) -> PathBuf {
+pub(crate) fn sidecar_path(file: &Path) -> PathBuf {
     let mut name = file.as_os_str().to_os_string();
     name.push(SIDECAR_SUFFIX);
     PathBuf::from(name)
@@ -95,7 +95,7 @@ fn is_ours(path: &Path, file_id: i64) -> bool {
 
 impl Archive {
     /// The archive with today's naming and no sidecars.
-    pub fn new(dir: PathBuf) -> Archive {
+    pub(crate) fn new(dir: PathBuf) -> Archive {
         Archive {
             dir,
             template: PathTemplate::default(),
@@ -104,7 +104,7 @@ impl Archive {
     }
 
     /// Writes the sidecar where it waits for its file (step 1).
-    pub fn stage_sidecar(&self, file_id: i64, bytes: &[u8]) -> Result<(), PlaceError> {
+    pub(crate) fn stage_sidecar(&self, file_id: i64, bytes: &[u8]) -> Result<(), PlaceError> {
         let staged = pending_sidecar_path(&self.dir, file_id);
         let temp = staged.with_extension("json.tmp");
         let write = || -> io::Result<()> {
@@ -123,7 +123,7 @@ impl Archive {
     /// Chooses the path of a file and reserves it (step 2). `recorded` is
     /// the path the queue holds for it from an earlier attempt: that one is
     /// its own, and kept (a re-download replaces the file there).
-    pub fn reserve(
+    pub(crate) fn reserve(
         &self,
         fields: &Fields<'_>,
         recorded: Option<&Path>,
@@ -161,7 +161,12 @@ impl Archive {
 
     /// Moves the staged sidecar (if any) and the verified file to `path`,
     /// then makes both renames durable (step 4).
-    pub fn place(&self, file_id: i64, partial: &Path, path: &Path) -> Result<(), PlaceError> {
+    pub(crate) fn place(
+        &self,
+        file_id: i64,
+        partial: &Path,
+        path: &Path,
+    ) -> Result<(), PlaceError> {
         let staged = pending_sidecar_path(&self.dir, file_id);
         if staged.exists() {
             let beside = sidecar_path(path);

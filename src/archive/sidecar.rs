@@ -7,11 +7,11 @@ use serde_json::{Map, Value};
 use crate::partial::SizeSource;
 
 /// The version written into every sidecar.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// One file's sidecar.
 #[derive(Clone, Debug, Serialize)]
-pub struct Sidecar<'a> {
+pub(crate) struct Sidecar<'a> {
     pub file_id: i64,
     /// The generation task the file came from (`null` for a file enqueued
     /// by its id).
@@ -31,7 +31,7 @@ pub struct Sidecar<'a> {
 impl Sidecar<'_> {
     /// Pretty JSON with a final newline. A `download_url` in the file
     /// object is left out whatever its source: signed URLs are credentials.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
         if let Some(file) = value.get_mut("file").and_then(Value::as_object_mut) {
             file.remove("download_url");
@@ -43,7 +43,7 @@ impl Sidecar<'_> {
 }
 
 /// Is `text` a sidecar of `file_id` (written by minimax-dl)?
-pub fn names_file(text: &str, file_id: i64) -> bool {
+pub(crate) fn names_file(text: &str, file_id: i64) -> bool {
     let Ok(value) = serde_json::from_str::<Value>(text) else {
         return false;
     };

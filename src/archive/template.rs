@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use crate::fetch::naming::{MAX_NAME_BYTES, is_kept, sanitize_component, sanitize_filename};
 
 /// Today's naming, and the default: `42-output_aigc.mp4`.
-pub const DEFAULT_TEMPLATE: &str = "{file_id}-{filename}";
+pub(crate) const DEFAULT_TEMPLATE: &str = "{file_id}-{filename}";
 
 /// Longest directory name, in bytes (ext4's `NAME_MAX`).
 pub const NAME_MAX: usize = 255;
@@ -33,7 +33,7 @@ const COLLISION_ROOM: usize = 24;
 
 /// Longest file name a template yields, so that the collision suffix and
 /// the sidecar's `.json` still fit in [`NAME_MAX`].
-pub const FILE_NAME_MAX: usize = NAME_MAX - COLLISION_ROOM - SIDECAR_SUFFIX.len();
+pub(crate) const FILE_NAME_MAX: usize = NAME_MAX - COLLISION_ROOM - SIDECAR_SUFFIX.len();
 
 /// The highest collision number tried (`-{file_id}-999`).
 pub const MAX_COLLISION: u32 = 999;
@@ -43,13 +43,13 @@ pub const MAX_COLLISION: u32 = 999;
 pub const MAX_COMPONENTS: usize = 8;
 
 /// Longest template text, in bytes.
-pub const MAX_TEMPLATE_BYTES: usize = 1024;
+pub(crate) const MAX_TEMPLATE_BYTES: usize = 1024;
 
 /// What `{task_id}` becomes for a file that came from no generation task.
-pub const NO_TASK: &str = "notask";
+pub(crate) const NO_TASK: &str = "notask";
 
 /// What `{purpose}` becomes when the API gave none usable.
-pub const NO_PURPOSE: &str = "unknown";
+pub(crate) const NO_PURPOSE: &str = "unknown";
 
 /// The largest time a date field shows (9999-12-31T23:59:59Z); later or
 /// earlier ones are shown as unknown.
@@ -529,7 +529,7 @@ fn format_time(unix_secs: Option<i64>, spec: Spec) -> String {
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
 /// (Howard Hinnant's `civil_from_days`).
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

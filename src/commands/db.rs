@@ -7,7 +7,7 @@ use crate::queue::{DbLocation, Queue};
 use crate::runtime::exit;
 use crate::say;
 
-pub async fn copy(from: &str, to: &str, merge: bool) -> Result<u8> {
+pub(crate) async fn copy(from: &str, to: &str, merge: bool) -> Result<u8> {
     let source = Queue::open_read_only(&DbLocation(from.to_string())).await?;
     let target = Queue::open(&DbLocation(to.to_string())).await?;
     let options = CopyOptions {

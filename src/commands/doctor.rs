@@ -19,7 +19,7 @@ use crate::runtime::exit;
 /// How a check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Level {
+pub(crate) enum Level {
     Ok,
     Warn,
     Fail,
@@ -27,7 +27,7 @@ pub enum Level {
 
 /// One line of the report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     pub check: &'static str,
     pub level: Level,
     pub message: String,
@@ -51,7 +51,7 @@ const FAILED: u8 = 1;
 /// Free space under which the archive is worth a warning.
 const LOW_SPACE: u64 = 1 << 30;
 
-pub async fn doctor(settings: &Settings, json: bool) -> Result<u8> {
+pub(crate) async fn doctor(settings: &Settings, json: bool) -> Result<u8> {
     let mut checks = vec![config_check(settings)];
     checks.extend(api_checks(settings).await);
     checks.push(queue_check(settings).await);
@@ -64,12 +64,12 @@ pub async fn doctor(settings: &Settings, json: bool) -> Result<u8> {
 
 /// The report when the configuration does not load: that line alone, as
 /// every other check needs the configuration.
-pub fn unconfigured(error: &ConfigError, json: bool) -> Result<u8> {
+pub(crate) fn unconfigured(error: &ConfigError, json: bool) -> Result<u8> {
     print(&[config_failure(error)], json)
 }
 
 /// Pure.
-pub fn config_failure(error: &ConfigError) -> Check {
+pub(crate) fn config_failure(error: &ConfigError) -> Check {
     check(
         "config",
         Level::Fail,
@@ -98,7 +98,7 @@ fn print(checks: &[Check], json: bool) -> Result<u8> {
 }
 
 /// 0 when nothing failed (warnings allowed), else 1. Pure.
-pub fn exit_code(checks: &[Check]) -> u8 {
+pub(crate) fn exit_code(checks: &[Check]) -> u8 {
     if checks.iter().any(|c| c.level == Level::Fail) {
         FAILED
     } else {
@@ -168,7 +168,7 @@ async fn api_checks(settings: &Settings) -> Vec<Check> {
 }
 
 /// What a failed call means for the operator. Pure.
-pub fn api_failure(base: &Url, error: &ApiError) -> Check {
+pub(crate) fn api_failure(base: &Url, error: &ApiError) -> Check {
     // MiniMax's answers to a key it does not know (from the other region,
     // say: it cannot tell them apart), and a gateway's.
     let refused_key = matches!(
@@ -215,7 +215,7 @@ pub fn api_failure(base: &Url, error: &ApiError) -> Check {
 }
 
 /// Keys work only on their own region's host: which one to try. Pure.
-pub fn region_hint(base: &Url) -> String {
+pub(crate) fn region_hint(base: &Url) -> String {
     match base.host_str() {
         Some("api.minimax.io") => "A key from platform.minimaxi.com (mainland China) works only with api_base = \"https://api.minimaxi.com\"".into(),
         Some("api.minimaxi.com") => "A key from platform.minimax.io (international) works only with api_base = \"https://api.minimax.io\"".into(),
@@ -224,7 +224,7 @@ pub fn region_hint(base: &Url) -> String {
 }
 
 /// The host's clock against the API's `Date`. Pure.
-pub fn clock_check(offset: Option<i64>) -> Check {
+pub(crate) fn clock_check(offset: Option<i64>) -> Check {
     match offset {
         None => check(
             "clock",
@@ -250,7 +250,7 @@ pub fn clock_check(offset: Option<i64>) -> Check {
 }
 
 /// What one list page says of the server's page size. Pure.
-pub fn page_size_check(page: &TaskPage) -> Check {
+pub(crate) fn page_size_check(page: &TaskPage) -> Check {
     let served = page.items.len() as u64 + page.unreadable;
     let total = page.total.unwrap_or(served);
     let message = if served == 0 {
@@ -269,7 +269,7 @@ pub fn page_size_check(page: &TaskPage) -> Check {
 /// itself or, when it does not exist yet, its nearest existing ancestor
 /// (where the first write would make the missing directories).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PathFacts {
+pub(crate) struct PathFacts {
     pub nearest: PathBuf,
     /// `nearest` is the path itself.
     pub exists: bool,
@@ -316,7 +316,7 @@ async fn queue_check(settings: &Settings) -> Check {
 
 /// A SQLite path before it is opened: a verdict, or `None` to open it.
 /// Pure.
-pub fn sqlite_verdict(path: &Path, facts: &PathFacts) -> Option<Check> {
+pub(crate) fn sqlite_verdict(path: &Path, facts: &PathFacts) -> Option<Check> {
     let shown = path.display();
     let nearest = facts.nearest.display();
     let (level, message) = match facts {
@@ -354,7 +354,7 @@ pub fn sqlite_verdict(path: &Path, facts: &PathFacts) -> Option<Check> {
 /// A queue that would not open. An empty PostgreSQL database is what a
 /// new SQLite path is: the first `enqueue` or `run` creates the queue in
 /// it. Pure.
-pub fn queue_failure(shown: &str, error: &QueueError) -> Check {
+pub(crate) fn queue_failure(shown: &str, error: &QueueError) -> Check {
     if let QueueError::NoQueueIn { .. } = error {
         return check(
             "queue",
@@ -391,7 +391,7 @@ fn archive_check(dir: &Path) -> Check {
 }
 
 /// The archive directory from its facts and free space. Pure.
-pub fn archive_verdict(dir: &Path, facts: &PathFacts, free: Result<u64, String>) -> Check {
+pub(crate) fn archive_verdict(dir: &Path, facts: &PathFacts, free: Result<u64, String>) -> Check {
     let shown = dir.display();
     let nearest = facts.nearest.display();
     let fail = |message: String| check("archive", Level::Fail, message);

@@ -47,14 +47,14 @@ where
 }
 
 /// What `enqueue` was given: file ids and generation tasks.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     pub ids: &'a [String],
     pub from: Option<&'a Path>,
     pub tasks: &'a [String],
     pub tasks_from: Option<&'a Path>,
 }
 
-pub async fn enqueue(settings: &Settings, inputs: Inputs<'_>) -> Result<u8> {
+pub(crate) async fn enqueue(settings: &Settings, inputs: Inputs<'_>) -> Result<u8> {
     let mut all = file_ids(inputs.ids)?;
     if let Some(path) = inputs.from {
         all.extend(ids_from(path)?);

@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::queue::{JobState, Queue};
 use crate::runtime::exit;
 
-pub async fn export(
+pub(crate) async fn export(
     settings: &Settings,
     format: ExportFormat,
     state: Option<JobState>,

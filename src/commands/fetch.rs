@@ -21,7 +21,7 @@ use crate::worker::Outcome;
 /// `fetch` says so and exits 1, as for a retry scheduled after a failure.
 const FOREGROUND_WAIT_MAX: Duration = Duration::from_secs(60);
 
-pub async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
+pub(crate) async fn fetch(settings: &Settings, raw: &str) -> Result<u8> {
     let id = file_ids(&[raw.to_string()])?[0];
     let queue = open_queue_for_workers(settings).await?;
     let (bars, observer) = progress::for_stderr(None);

@@ -10,14 +10,14 @@ use crate::queue::{JobState, Queue, TaskState};
 use crate::runtime::exit;
 
 /// What `list` was asked for.
-pub struct Listing<'a> {
+pub(crate) struct Listing<'a> {
     pub state: Option<&'a str>,
     pub tasks: bool,
     pub limit: Option<u64>,
     pub json: bool,
 }
 
-pub async fn list(settings: &Settings, listing: Listing<'_>) -> Result<u8> {
+pub(crate) async fn list(settings: &Settings, listing: Listing<'_>) -> Result<u8> {
     let generating = listing.state == Some(TaskState::Generating.as_str());
     if listing.tasks || generating {
         let state = listing

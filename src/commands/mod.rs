@@ -38,7 +38,7 @@ mod prune;
 mod reference;
 mod run;
 mod show;
-pub mod sim;
+pub(crate) mod sim;
 mod status;
 mod sync;
 mod verbs;
@@ -227,7 +227,7 @@ async fn open_queue_to_read(settings: &Settings) -> Result<Queue> {
 }
 
 /// The queue for a worker pool (`run`, `fetch`): see `CommitSync::Normal`.
-pub async fn open_queue_for_workers(settings: &Settings) -> Result<Queue> {
+pub(crate) async fn open_queue_for_workers(settings: &Settings) -> Result<Queue> {
     Ok(Queue::open_for_workers(&settings.database).await?)
 }
 

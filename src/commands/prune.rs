@@ -16,7 +16,7 @@ const BATCH: u32 = 1000;
 /// Rest between batches, so the writers of a running daemon get the lock.
 const PAUSE: Duration = Duration::from_millis(20);
 
-pub async fn prune(settings: &Settings, older_than: Duration) -> Result<u8> {
+pub(crate) async fn prune(settings: &Settings, older_than: Duration) -> Result<u8> {
     let queue = open_existing_queue(settings).await?;
     let age = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
     let before = now_millis().saturating_sub(age);

@@ -12,7 +12,7 @@ use crate::runtime::exit;
 /// The binary's name, as the shell completes it and man pages are named.
 const BIN: &str = "minimax-dl";
 
-pub fn completions(shell: clap_complete::Shell) -> Result<u8> {
+pub(crate) fn completions(shell: clap_complete::Shell) -> Result<u8> {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), BIN, &mut script);
     let mut script = String::from_utf8_lossy(&script).into_owned();
@@ -42,7 +42,7 @@ fn fix_bash_labels(script: &str, bin: &str) -> String {
 }
 
 /// Prints minimax-dl(1), or with `dir` writes it and a page per verb.
-pub fn man(dir: Option<&Path>) -> Result<u8> {
+pub(crate) fn man(dir: Option<&Path>) -> Result<u8> {
     let Some(dir) = dir else {
         let mut page = Vec::new();
         clap_mangen::Man::new(Cli::command()).render(&mut page)?;
@@ -63,7 +63,7 @@ pub fn man(dir: Option<&Path>) -> Result<u8> {
 /// Every page, named as `man` finds it: minimax-dl.1 and, as git does, one
 /// per verb (minimax-dl-enqueue.1, minimax-dl-db-copy.1, ...), each listing
 /// its own options. minimax-dl(1) names them in its SUBCOMMANDS section.
-pub fn man_pages() -> Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn man_pages() -> Result<Vec<(String, Vec<u8>)>> {
     let mut cmd = Cli::command().disable_help_subcommand(true);
     cmd.build();
     let mut pages = Vec::new();

@@ -25,7 +25,11 @@ use crate::runtime::{
 use crate::say;
 use crate::worker::{Engine, Observer, Observers};
 
-pub async fn run(settings: Settings, overrides: Overrides, exit_when_idle: bool) -> Result<u8> {
+pub(crate) async fn run(
+    settings: Settings,
+    overrides: Overrides,
+    exit_when_idle: bool,
+) -> Result<u8> {
     // Bound first: an address that is taken or not allowed stops `run`
     // before any work starts.
     let listener = match &settings.listen {

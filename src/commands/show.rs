@@ -17,7 +17,7 @@ fn event_json(event: &JobEvent) -> serde_json::Value {
     })
 }
 
-pub async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8> {
+pub(crate) async fn show(settings: &Settings, raw_id: &str, as_json: bool) -> Result<u8> {
     let id = file_ids(&[raw_id.to_string()])?[0];
     let queue = open_queue_to_read(settings).await?;
     let task = queue.get_task(id).await?;

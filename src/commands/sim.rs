@@ -59,7 +59,7 @@ impl SimArgs {
 /// Prints one line, `minimax-dl simulator: api http://…, cdn http://…`, to
 /// stdout once both listeners are bound, so scripts can wait for it.
 /// Refuses non-loopback addresses.
-pub async fn run_cli(args: SimArgs, shutdown: CancellationToken) -> io::Result<()> {
+pub(crate) async fn run_cli(args: SimArgs, shutdown: CancellationToken) -> io::Result<()> {
     let sim = Simulator::start_on(args.to_config(), args.listen, args.cdn_listen).await?;
     crate::outln!(
         "minimax-dl simulator: api {}, cdn {}",

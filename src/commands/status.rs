@@ -53,7 +53,7 @@ async fn overview(queue: &Queue, window: std::time::Duration) -> Result<Overview
     })
 }
 
-pub async fn status(settings: &Settings, as_json: bool) -> Result<u8> {
+pub(crate) async fn status(settings: &Settings, as_json: bool) -> Result<u8> {
     let queue = open_queue_to_read(settings).await?;
     out!("{}", report(&queue, &settings.rate, as_json).await?);
     Ok(exit::OK)

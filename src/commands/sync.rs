@@ -15,7 +15,7 @@ use crate::intake::{SyncError, SyncOptions, SyncReport};
 use crate::runtime::{OnStop, exit, spawn_signal_handler};
 use crate::say;
 
-pub async fn sync(settings: &Settings, since: Option<&str>, page_size: u32) -> Result<u8> {
+pub(crate) async fn sync(settings: &Settings, since: Option<&str>, page_size: u32) -> Result<u8> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -81,7 +81,7 @@ fn print_report(report: &SyncReport) -> Result<u8> {
 /// `--since`: a date (`2026-07-01`), a date and time
 /// (`2026-07-01T12:00:00Z`, UTC unless it says), or an age (`2d`, `12h`)
 /// before `now`. Unix seconds. Pure.
-pub fn parse_since(raw: &str, now: i64) -> Result<i64, String> {
+pub(crate) fn parse_since(raw: &str, now: i64) -> Result<i64, String> {
     let raw = raw.trim();
     if let Ok(age) = humantime::parse_duration(raw) {
         return Ok(now - age.as_secs().min(i64::MAX as u64) as i64);

@@ -31,7 +31,7 @@ fn report_verb(verb: &str, outcomes: &[(i64, VerbOutcome)]) -> Result<u8> {
     Ok(code)
 }
 
-pub async fn retry(settings: &Settings, raw: &[String], all_failed: bool) -> Result<u8> {
+pub(crate) async fn retry(settings: &Settings, raw: &[String], all_failed: bool) -> Result<u8> {
     let queue = open_existing_queue(settings).await?;
     if all_failed {
         let n = queue.retry_all_failed().await?;
@@ -72,7 +72,7 @@ fn take_task_outcomes(outcomes: &mut [(i64, VerbOutcome)], tasks: Vec<(i64, Verb
     }
 }
 
-pub async fn cancel(settings: &Settings, raw: &[String]) -> Result<u8> {
+pub(crate) async fn cancel(settings: &Settings, raw: &[String]) -> Result<u8> {
     let ids = file_ids(raw)?;
     let queue = open_existing_queue(settings).await?;
     let mut outcomes = queue.cancel(&ids).await?;

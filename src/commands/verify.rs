@@ -23,7 +23,7 @@ use crate::say;
 /// enough that one disk does not seek between them.
 const MAX_PARALLEL: usize = 4;
 
-pub async fn verify(
+pub(crate) async fn verify(
     settings: &Settings,
     raw: &[String],
     all: bool,

@@ -17,7 +17,7 @@ use crate::runtime::{OnStop, exit, spawn_signal_handler};
 /// Clears the screen and puts the cursor top left.
 const CLEAR: &str = "\x1b[H\x1b[2J";
 
-pub async fn watch(settings: &Settings, as_json: bool, interval: Duration) -> Result<u8> {
+pub(crate) async fn watch(settings: &Settings, as_json: bool, interval: Duration) -> Result<u8> {
     let queue = open_queue_to_read(settings).await?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone(), None, OnStop::Finish);

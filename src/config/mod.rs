@@ -41,9 +41,8 @@ use crate::ids::TaskApi;
 use crate::location::{BucketLocation, DbLocation};
 use crate::retry::RetryPolicy;
 
-pub use file::{FileConfig, RateValue};
-pub use resolve::{out_of_range, parse_rate_choice};
-pub use secrets::{exposure_warning, readable_by_others};
+pub use file::FileConfig;
+pub(crate) use resolve::parse_rate_choice;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -219,12 +218,12 @@ pub enum RateChoice {
 }
 
 /// The largest fixed `requests_per_minute` or ceiling.
-pub const MAX_REQUESTS_PER_MINUTE: u32 = 1_000_000;
+pub(crate) const MAX_REQUESTS_PER_MINUTE: u32 = 1_000_000;
 /// Calls that may go at once (`burst`).
-pub const DEFAULT_BURST: u32 = 10;
-pub const MAX_BURST: u32 = 1000;
+pub(crate) const DEFAULT_BURST: u32 = 10;
+pub(crate) const MAX_BURST: u32 = 1000;
 /// The cap's window (a test hook shortens it in tests).
-pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// How generation tasks are taken in and polled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,11 +239,11 @@ pub struct TaskSettings {
 }
 
 /// How long a task may generate before it is given up (`task_deadline_secs`).
-pub const DEFAULT_TASK_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DEFAULT_TASK_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 /// Never poll one task more often than this: MiniMax suggests about 10 s.
-pub const MIN_TASK_POLL_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const MIN_TASK_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// Longest `task_deadline_secs`: MiniMax keeps tasks queryable for 7 days.
-pub const MAX_TASK_DEADLINE_SECS: u64 = 7 * 86_400;
+pub(crate) const MAX_TASK_DEADLINE_SECS: u64 = 7 * 86_400;
 
 /// Where `run` serves `/metrics`, the health checks and the dashboard.
 #[derive(Clone, Debug)]
@@ -259,19 +258,19 @@ pub struct ListenSettings {
 }
 
 /// Shortest `listen_token`: shorter ones are guessable.
-pub const MIN_LISTEN_TOKEN: usize = 16;
+pub(crate) const MIN_LISTEN_TOKEN: usize = 16;
 
-pub const DEFAULT_CONCURRENCY: u32 = 4;
-pub const MAX_CONCURRENCY: u32 = 256;
-pub const MAX_SEGMENTS: u32 = 16;
+pub(crate) const DEFAULT_CONCURRENCY: u32 = 4;
+pub(crate) const MAX_CONCURRENCY: u32 = 256;
+pub(crate) const MAX_SEGMENTS: u32 = 16;
 /// Longest timeout or probe interval a config file may set, in seconds.
-pub const MAX_WAIT_SECS: u64 = 86_400;
+pub(crate) const MAX_WAIT_SECS: u64 = 86_400;
 
 /// Default `max_file_bytes`: 64 GiB, far above any video MiniMax makes, and
 /// a bound on what a CDN that never ends its body can write. The setting's
 /// default lives with the setting; `fetch::range` re-exports it as the
 /// download client's own default.
-pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 30;
+pub(crate) const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 30;
 
 impl Settings {
     /// Reads the config file (the one named, else the first default that

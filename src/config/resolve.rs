@@ -35,17 +35,17 @@ pub(super) struct Sources<'a> {
 
 impl Sources<'_> {
     /// A variable as set, empty or not.
-    pub fn env(&self, name: &str) -> Option<String> {
+    pub(crate) fn env(&self, name: &str) -> Option<String> {
         (self.env)(name)
     }
 
     /// A variable, unless it is unset or blank.
-    pub fn env_nonempty(&self, name: &str) -> Option<String> {
+    pub(crate) fn env_nonempty(&self, name: &str) -> Option<String> {
         self.env(name).filter(|v| !v.trim().is_empty())
     }
 
     /// Where a key of the config file is set, as an error names it.
-    pub fn file_origin(&self, key: &str) -> String {
+    pub(crate) fn file_origin(&self, key: &str) -> String {
         file::origin(self.config_path, key)
     }
 
@@ -275,7 +275,7 @@ fn resolve_downloads(
 
 /// Parses `auto` or a whole number in 1..=1,000,000 (the flag and the
 /// environment variable; the file's number goes through [`rate_number`]).
-pub fn parse_rate_choice(raw: &str) -> Result<RateChoice, String> {
+pub(crate) fn parse_rate_choice(raw: &str) -> Result<RateChoice, String> {
     let raw = raw.trim();
     if raw.eq_ignore_ascii_case("auto") {
         return Ok(RateChoice::Auto);
@@ -573,6 +573,6 @@ fn parse_whole(raw: &str, range: &RangeInclusive<u32>) -> Result<u32, String> {
 
 /// The one wording of a number outside its range, the same as the
 /// command-line parser's.
-pub fn out_of_range(value: impl std::fmt::Display, range: &RangeInclusive<u32>) -> String {
+pub(crate) fn out_of_range(value: impl std::fmt::Display, range: &RangeInclusive<u32>) -> String {
     format!("{value} is not in {}..={}", range.start(), range.end())
 }

@@ -12,13 +12,13 @@ use super::resolve::Sources;
 use super::{ConfigError, MIN_LISTEN_TOKEN};
 
 /// Is a file with these mode bits readable by users other than its owner?
-pub fn readable_by_others(mode: u32) -> bool {
+pub(crate) fn readable_by_others(mode: u32) -> bool {
     mode & 0o044 != 0
 }
 
 /// The warning for a file holding `what` that others may read, naming the
 /// file and the fix; `None` when its mode keeps it private.
-pub fn exposure_warning(path: &Path, mode: u32, what: &str) -> Option<String> {
+pub(crate) fn exposure_warning(path: &Path, mode: u32, what: &str) -> Option<String> {
     readable_by_others(mode).then(|| {
         format!(
             "{} holds {what} and is readable by other users (mode {:04o}): run `chmod 600 {}`",

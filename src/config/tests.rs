@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::secrets::exposure_warning;
 use super::*;
 use secrecy::ExposeSecret;
 use std::collections::HashMap;

@@ -14,27 +14,27 @@ mod poller;
 mod pool;
 mod probe;
 mod running;
-pub mod single;
+pub(crate) mod single;
 
-pub use outage::{BATCH_GRACE, Outage};
-pub use pool::{gather_permits, run};
-pub use probe::DISK_RESUME_MARGIN;
-pub use single::fetch_one;
+pub(crate) use outage::{BATCH_GRACE, Outage};
+pub use pool::gather_permits;
+pub(crate) use pool::run;
+pub(crate) use single::fetch_one;
 
 use crate::worker::HostProblem;
 
 /// Longest sleep of an idle pool between looks at the queue: a job enqueued
 /// by another process starts within about this long.
-pub const IDLE_POLL_MAX: Duration = Duration::from_millis(1000);
+pub(crate) const IDLE_POLL_MAX: Duration = Duration::from_millis(1000);
 const IDLE_POLL_MIN: Duration = Duration::from_millis(25);
 /// Most jobs claimed in one statement.
 const CLAIM_BATCH_MAX: usize = 64;
 /// How long a claim waits for more workers to finish (see [`gather_permits`]).
 pub const CLAIM_LINGER: Duration = Duration::from_millis(1);
-pub const HEARTBEAT: Duration = Duration::from_secs(1);
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
-pub struct RunOptions {
+pub(crate) struct RunOptions {
     pub concurrency: u32,
     pub exit_when_idle: bool,
     pub probe_interval: Duration,
@@ -47,7 +47,7 @@ pub struct RunOptions {
 
 /// Why the pool returned.
 #[derive(Clone, Debug, PartialEq)]
-pub enum RunEnd {
+pub(crate) enum RunEnd {
     /// `--exit-when-idle`: nothing left queued or running.
     Idle,
     /// The shutdown token was cancelled.
@@ -62,7 +62,7 @@ pub enum RunEnd {
 /// A change of settings delivered on SIGHUP: a new API client (key) and
 /// concurrency.
 #[derive(Clone)]
-pub struct Reload {
+pub(crate) struct Reload {
     pub api: crate::api::ApiClient,
     pub concurrency: u32,
     pub rate: crate::config::RateSettings,

@@ -11,13 +11,13 @@ use tracing::{info, warn};
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// One log line per this much time while the database stays out of reach.
-pub const LOG_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// How long `run --exit-when-idle` keeps trying before it exits with
 /// `exit::DB_UNREACHABLE`.
-pub const BATCH_GRACE: Duration = Duration::from_secs(15);
+pub(crate) const BATCH_GRACE: Duration = Duration::from_secs(15);
 
 /// The wait before try `attempt` (1-based) of a claim after failures.
-pub fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     FIRST_BACKOFF
         .saturating_mul(1 << attempt.saturating_sub(1).min(10))
         .min(MAX_BACKOFF)
@@ -25,14 +25,14 @@ pub fn backoff(attempt: u32) -> Duration {
 
 /// An ongoing failure to reach the queue database.
 #[derive(Debug)]
-pub struct Outage {
+pub(crate) struct Outage {
     since: Instant,
     attempts: u32,
     logged_at: Option<Instant>,
 }
 
 impl Outage {
-    pub fn new(now: Instant) -> Outage {
+    pub(crate) fn new(now: Instant) -> Outage {
         Outage {
             since: now,
             attempts: 0,
@@ -43,7 +43,12 @@ impl Outage {
     /// Records one more failure (`what` failed with `error`), logs it if
     /// none was logged in the last [`LOG_INTERVAL`], and returns the wait
     /// before the next try.
-    pub fn failed(&mut self, now: Instant, what: &str, error: &dyn std::fmt::Display) -> Duration {
+    pub(crate) fn failed(
+        &mut self,
+        now: Instant,
+        what: &str,
+        error: &dyn std::fmt::Display,
+    ) -> Duration {
         self.attempts = self.attempts.saturating_add(1);
         let wait = backoff(self.attempts);
         if self.logged_at.is_none_or(|at| now >= at + LOG_INTERVAL) {
@@ -59,12 +64,12 @@ impl Outage {
     }
 
     /// How long the database has been out of reach.
-    pub fn lasted(&self, now: Instant) -> Duration {
+    pub(crate) fn lasted(&self, now: Instant) -> Duration {
         now.duration_since(self.since)
     }
 
     /// The database answered again.
-    pub fn ended(self, now: Instant) {
+    pub(crate) fn ended(self, now: Instant) {
         info!(
             attempts = self.attempts,
             down_for_s = now.duration_since(self.since).as_secs(),

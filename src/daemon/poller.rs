@@ -30,7 +30,7 @@ const IDLE_LOOK: Duration = Duration::from_secs(1);
 const HELD_LOOK: Duration = Duration::from_millis(500);
 /// Panics in polls of one task (in this process) before it is failed:
 /// a bug that recurs on every poll must end the task, not poll it for ever.
-pub const PANICS_BEFORE_FAILING: u32 = 3;
+pub(crate) const PANICS_BEFORE_FAILING: u32 = 3;
 
 /// Panics met so far, by task.
 type Panics = HashMap<i64, u32>;

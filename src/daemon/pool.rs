@@ -104,7 +104,7 @@ const FLEET_PAUSE_POLL: Duration = Duration::from_secs(2);
 
 /// Runs the pool until the shutdown, or (with `exit_when_idle`) until the
 /// queue is empty or a host problem stops it.
-pub async fn run(
+pub(crate) async fn run(
     engine: Engine,
     options: RunOptions,
     shutdown: CancellationToken,

@@ -9,7 +9,7 @@ use crate::queue::{JobState, QueueError, Task, TaskState};
 use crate::worker::{Engine, HostProblem};
 
 /// Free space wanted (beyond the reserve) before a disk-full pause lifts.
-pub const DISK_RESUME_MARGIN: u64 = 64 * 1024 * 1024;
+pub(crate) const DISK_RESUME_MARGIN: u64 = 64 * 1024 * 1024;
 
 /// Is the host problem gone? Account: one API call succeeds (or fails for
 /// a reason that is not the account's). Disk: space is back.

@@ -39,7 +39,7 @@ pub(super) struct RunningDownloads {
 impl RunningDownloads {
     /// Frees the jobs of workers that died on this host, then starts the
     /// heartbeat.
-    pub async fn start(engine: &Engine) -> Result<RunningDownloads, QueueError> {
+    pub(crate) async fn start(engine: &Engine) -> Result<RunningDownloads, QueueError> {
         // A queue that does not answer here must not end the daemon: the
         // claim loop backs off until it does (and frees these leases then:
         // an expired lease is claimed first).
@@ -77,27 +77,27 @@ impl RunningDownloads {
         Ok(downloads)
     }
 
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// A sender of reports for work that is not a job of this tracker
     /// (the task poller's pauses).
-    pub fn reporter(&self) -> Reporter {
+    pub(crate) fn reporter(&self) -> Reporter {
         self.done_tx.clone()
     }
 
     /// Has a worker reported an outcome not yet taken?
-    pub fn has_reports(&self) -> bool {
+    pub(crate) fn has_reports(&self) -> bool {
         !self.done_rx.is_empty()
     }
 
-    pub fn try_report(&mut self) -> Option<Report> {
+    pub(crate) fn try_report(&mut self) -> Option<Report> {
         self.done_rx.try_recv().ok()
     }
 
     /// The next outcome a worker reports.
-    pub async fn next_report(&mut self) -> Report {
+    pub(crate) async fn next_report(&mut self) -> Report {
         // `done_tx` lives as long as `self`: the channel never closes.
         match self.done_rx.recv().await {
             Some(report) => report,
@@ -106,7 +106,7 @@ impl RunningDownloads {
     }
 
     /// Returns once a worker has reported, leaving the report to be taken.
-    pub async fn report_arrived(&mut self) {
+    pub(crate) async fn report_arrived(&mut self) {
         let report = self.next_report().await;
         let _ = self.done_tx.send(report);
     }
@@ -114,7 +114,7 @@ impl RunningDownloads {
     /// This process may have just reclaimed jobs whose lease it lost
     /// (heartbeats failed for a whole lease): stop the old workers, all at
     /// once, before new ones touch the same partial files.
-    pub async fn stop_previous(&self, claimed: &[Job]) {
+    pub(crate) async fn stop_previous(&self, claimed: &[Job]) {
         futures_util::future::join_all(
             claimed
                 .iter()
@@ -125,7 +125,7 @@ impl RunningDownloads {
 
     /// Works `job` under `owner`'s lease in a worker of its own; `permit`
     /// goes back once its outcome is reported.
-    pub fn spawn(
+    pub(crate) fn spawn(
         &self,
         job: Job,
         owner: &str,
@@ -156,7 +156,7 @@ impl RunningDownloads {
 
     /// Stops every job still running (each checkpoints and gives its lease
     /// back) and the heartbeat, and waits for them.
-    pub async fn finish(mut self) {
+    pub(crate) async fn finish(mut self) {
         for (_, control) in self
             .running
             .lock()

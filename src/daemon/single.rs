@@ -13,7 +13,7 @@ use crate::worker::{Engine, LEASE, Outcome};
 /// be claimed (done already, or held by another worker's lease). A host
 /// problem ends the turn as `Outcome::Paused`, a cancelled `shutdown` as
 /// `Outcome::Stopped`.
-pub async fn fetch_one(
+pub(crate) async fn fetch_one(
     engine: &Engine,
     file_id: i64,
     shutdown: &CancellationToken,

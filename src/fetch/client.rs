@@ -19,12 +19,12 @@ use crate::http::USER_AGENT;
 /// server that drips a byte now and then, just often enough to beat a
 /// plain idle timeout, is cut like one that sends nothing. 1 KiB a minute
 /// (the default timeout) is far below any working connection.
-pub const STALL_FLOOR: u64 = 1024;
+pub(crate) const STALL_FLOOR: u64 = 1024;
 
 /// Did a transfer move from `before` to `after` bytes far enough to count
 /// as progress? Less than [`STALL_FLOOR`] is what a dripping server gives
 /// each time: counting it would let such a server keep a job forever.
-pub fn made_progress(before: u64, after: u64) -> bool {
+pub(crate) fn made_progress(before: u64, after: u64) -> bool {
     after >= before.saturating_add(STALL_FLOOR)
 }
 
@@ -56,7 +56,7 @@ pub(super) struct Client {
 impl Client {
     /// A client that fetches what `policy` allows, following the redirects
     /// it allows.
-    pub fn new(
+    pub(crate) fn new(
         connect_timeout: Duration,
         read_timeout: Duration,
         policy: UrlPolicy,
@@ -75,7 +75,7 @@ impl Client {
 
     /// GET `url`, for `range` when given (with `If-Range: validator` when
     /// one is pinned); [`FetchError::Cancelled`] as soon as `cancel` fires.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         url: &Url,
         range: Option<ByteRange>,
@@ -97,7 +97,7 @@ impl Client {
     }
 
     /// The length a HEAD request announces, if it succeeds and says.
-    pub async fn head_length(&self, url: &Url) -> Option<u64> {
+    pub(crate) async fn head_length(&self, url: &Url) -> Option<u64> {
         let response = self.http.head(url.clone()).send().await.ok()?;
         if !response.status().is_success() {
             return None;
@@ -106,7 +106,7 @@ impl Client {
     }
 
     /// The stall watch for a body starting now.
-    pub fn watch(&self) -> IdleWatch {
+    pub(crate) fn watch(&self) -> IdleWatch {
         IdleWatch::start(self.read_timeout)
     }
 }
@@ -146,7 +146,7 @@ impl IdleWatch {
         }
     }
 
-    pub fn received(&mut self, bytes: u64) {
+    pub(crate) fn received(&mut self, bytes: u64) {
         self.received += bytes;
         if self.received >= STALL_FLOOR {
             self.received = 0;
@@ -155,7 +155,7 @@ impl IdleWatch {
     }
 
     /// Waits for the next item of `body`, or `None` past the deadline.
-    pub async fn next<S: futures_util::Stream + Unpin>(
+    pub(crate) async fn next<S: futures_util::Stream + Unpin>(
         &self,
         body: &mut S,
     ) -> Option<Option<S::Item>> {
@@ -165,7 +165,7 @@ impl IdleWatch {
     }
 
     /// Why the body was cut.
-    pub fn stalled(&self) -> String {
+    pub(crate) fn stalled(&self) -> String {
         match self.received {
             0 => format!("no data for {:?} (read_timeout_secs)", self.read_timeout),
             n => format!(

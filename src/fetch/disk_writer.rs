@@ -31,7 +31,7 @@ const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// A disk operation that failed, and which one, for the error message.
 #[derive(Debug)]
-pub struct DiskError {
+pub(crate) struct DiskError {
     /// "write", "fsync", "truncate": completes "cannot … {path}".
     pub operation: &'static str,
     pub source: io::Error,
@@ -55,7 +55,7 @@ enum Command {
     Restart(oneshot::Sender<()>),
 }
 
-pub struct DiskWriter {
+pub(crate) struct DiskWriter {
     sender: Option<mpsc::Sender<Command>>,
     thread: Option<tokio::task::JoinHandle<Result<(), DiskError>>>,
     /// Set when the writer is dropped without `close`: the thread then
@@ -71,7 +71,7 @@ impl Drop for DiskWriter {
 
 impl DiskWriter {
     /// Appends to `file` from `position` on.
-    pub fn start(file: File, position: u64) -> DiskWriter {
+    pub(crate) fn start(file: File, position: u64) -> DiskWriter {
         let (sender, receiver) = mpsc::channel(IN_FLIGHT);
         let abandoned = Arc::new(AtomicBool::new(false));
         let stop = abandoned.clone();
@@ -85,36 +85,36 @@ impl DiskWriter {
     }
 
     /// Queues a chunk; chunks are written in order.
-    pub async fn write(&mut self, chunk: Bytes) -> Result<(), DiskError> {
+    pub(crate) async fn write(&mut self, chunk: Bytes) -> Result<(), DiskError> {
         self.send(Command::Data(chunk)).await
     }
 
     /// Returns once everything queued is written (not yet durable).
-    pub async fn flush(&mut self) -> Result<(), DiskError> {
+    pub(crate) async fn flush(&mut self) -> Result<(), DiskError> {
         self.barrier(Durability::Written).await
     }
 
     /// Returns once everything queued is on disk (`fdatasync`).
-    pub async fn sync(&mut self) -> Result<(), DiskError> {
+    pub(crate) async fn sync(&mut self) -> Result<(), DiskError> {
         self.barrier(Durability::Data).await
     }
 
     /// Throws away everything written.
-    pub async fn restart(&mut self) -> Result<(), DiskError> {
+    pub(crate) async fn restart(&mut self) -> Result<(), DiskError> {
         let (reply, done) = oneshot::channel();
         self.send(Command::Restart(reply)).await?;
         self.wait(done).await
     }
 
     /// Makes the file fully durable (`fsync`) and stops the thread.
-    pub async fn finish(&mut self) -> Result<(), DiskError> {
+    pub(crate) async fn finish(&mut self) -> Result<(), DiskError> {
         self.barrier(Durability::All).await?;
         self.close().await
     }
 
     /// Stops the thread and waits for it, so no queued write can land after
     /// the caller moves on (and perhaps reopens the file). Idempotent.
-    pub async fn close(&mut self) -> Result<(), DiskError> {
+    pub(crate) async fn close(&mut self) -> Result<(), DiskError> {
         self.sender = None;
         match self.thread.take() {
             Some(thread) => thread.await.unwrap_or_else(|e| Err(thread_died(e))),

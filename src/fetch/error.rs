@@ -9,7 +9,7 @@ use super::url_policy::UrlRefusal;
 use crate::http::{describe_reqwest, parse_retry_after};
 
 #[derive(Debug, thiserror::Error)]
-pub enum FetchError {
+pub(crate) enum FetchError {
     #[error("the CDN refused the download URL (HTTP {status}); it has probably expired")]
     UrlRejected { status: u16 },
     #[error("the download URL has expired or expires within seconds")]
@@ -79,7 +79,7 @@ pub enum FetchError {
 /// Why a [`super::ProgressSink`] could not record a checkpoint: the
 /// caller's own error (the worker's is the queue's), carried through
 /// untouched.
-pub type CheckpointError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type CheckpointError = Box<dyn std::error::Error + Send + Sync>;
 
 fn over_cap_text(max: u64, size: Option<u64>) -> String {
     let what = match size {

@@ -8,10 +8,10 @@ use sha2::{Digest, Sha256};
 
 /// Bytes kept free beyond the file itself, so the queue database and logs
 /// can still be written when the archive disk is nearly full.
-pub const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
+pub(crate) const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
 
 /// Is this I/O error the disk being full (or over quota)?
-pub fn is_disk_full(error: &io::Error) -> bool {
+pub(crate) fn is_disk_full(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
@@ -19,7 +19,7 @@ pub fn is_disk_full(error: &io::Error) -> bool {
 }
 
 /// Is this I/O error the archive refusing writes (read-only, permissions)?
-pub fn is_unwritable(error: &io::Error) -> bool {
+pub(crate) fn is_unwritable(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied
@@ -28,7 +28,7 @@ pub fn is_unwritable(error: &io::Error) -> bool {
 
 /// Feeds the first `len` bytes of `path` to `hasher`. Resumed bytes are
 /// re-hashed from disk, never trusted from memory of an earlier run.
-pub fn hash_prefix(path: &Path, len: u64, hasher: &mut Sha256) -> io::Result<()> {
+pub(crate) fn hash_prefix(path: &Path, len: u64, hasher: &mut Sha256) -> io::Result<()> {
     let mut file = std::fs::File::open(path)?;
     let mut remaining = len;
     let mut buf = vec![0u8; 1 << 20];
@@ -55,29 +55,19 @@ pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
     Ok((len, hex::encode(hasher.finalize())))
 }
 
-/// Moves a verified, fsynced file to its final name atomically (replacing
-/// any file of that name) and makes the rename itself durable.
-pub fn place(partial: &Path, final_path: &Path) -> io::Result<()> {
-    std::fs::rename(partial, final_path)?;
-    if let Some(dir) = final_path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
-}
-
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
 /// Mode of the partial directory: partial files are unverified bytes of the
 /// archive, for this user alone. (The archive itself follows the umask.)
-pub const PRIVATE_DIR_MODE: u32 = 0o700;
+pub(crate) const PRIVATE_DIR_MODE: u32 = 0o700;
 
 /// Creates the partial directory `dir` with mode 0700 whatever the umask,
 /// its parents as the umask says, and brings an existing one (from an older
 /// version) to 0700 when it can: one it may not change (another user's)
 /// stays as it is.
-pub async fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) async fn create_private_dir(dir: &Path) -> io::Result<()> {
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || private_dir(&dir))
         .await
@@ -126,17 +116,6 @@ mod tests {
         );
         let mut h = Sha256::new();
         assert!(hash_prefix(&path, 12, &mut h).is_err());
-    }
-
-    #[test]
-    fn place_replaces_atomically() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        std::fs::write(&a, b"new").unwrap();
-        std::fs::write(&b, b"old").unwrap();
-        place(&a, &b).unwrap();
-        assert_eq!(std::fs::read(&b).unwrap(), b"new");
-        assert!(!a.exists());
     }
 
     #[tokio::test]

@@ -20,14 +20,14 @@
 mod client;
 mod disk_writer;
 mod error;
-pub mod file;
-pub mod naming;
-pub mod pieces;
-pub mod range;
-pub mod resume;
+pub(crate) mod file;
+pub(crate) mod naming;
+pub(crate) mod pieces;
+pub(crate) mod range;
+pub(crate) mod resume;
 mod segmented;
 mod transfer;
-pub mod url_policy;
+pub(crate) mod url_policy;
 
 use std::future::Future;
 use std::path::Path;
@@ -42,13 +42,13 @@ use segmented::Segmented;
 use transfer::SingleStream;
 use url_policy::UrlPolicy;
 
-pub use crate::partial::{Resume, SizeSource};
-pub use client::{STALL_FLOOR, made_progress};
-pub use error::{CheckpointError, FetchError};
+pub(crate) use crate::partial::{Resume, SizeSource};
+pub(crate) use client::made_progress;
+pub(crate) use error::{CheckpointError, FetchError};
 
 /// A verified, fsynced partial file ready to be placed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verified {
+pub(crate) struct Verified {
     pub size: u64,
     pub sha256: String,
     pub size_source: SizeSource,
@@ -60,7 +60,7 @@ pub struct Verified {
 /// from `checkpoint` ends the download as [`FetchError::Checkpoint`].
 /// `synced` and `restarted` are for metrics: how long each checkpoint's
 /// fsync took, and a download starting again from byte 0.
-pub trait ProgressSink: Sync {
+pub(crate) trait ProgressSink: Sync {
     fn checkpoint(
         &self,
         state: &Resume,
@@ -72,7 +72,7 @@ pub trait ProgressSink: Sync {
 
 /// One file to fetch.
 #[derive(Clone, Copy, Debug)]
-pub struct Download<'a> {
+pub(crate) struct Download<'a> {
     pub file_id: i64,
     pub url: &'a Url,
     /// `bytes` from retrieve when it was > 0.
@@ -92,7 +92,7 @@ impl Download<'_> {
 }
 
 #[derive(Clone)]
-pub struct Fetcher {
+pub(crate) struct Fetcher {
     client: Client,
     policy: UrlPolicy,
     max_file_bytes: u64,
@@ -105,7 +105,7 @@ pub struct Fetcher {
 impl Fetcher {
     /// A client that fetches what `policy` allows, following the redirects
     /// it allows, and cuts a body that stalls for `read_timeout`.
-    pub fn new(
+    pub(crate) fn new(
         connect_timeout: Duration,
         read_timeout: Duration,
         policy: UrlPolicy,
@@ -121,7 +121,7 @@ impl Fetcher {
 
     /// Takes this boot's id from the file a test names instead of the
     /// kernel (see [`crate::test_hooks`]).
-    pub fn with_hooks(mut self, hooks: &TestHooks) -> Fetcher {
+    pub(crate) fn with_hooks(mut self, hooks: &TestHooks) -> Fetcher {
         if let Some(file) = hooks.boot_id_file() {
             self.boot_id = resume::boot_id(Some(file));
         }
@@ -129,14 +129,14 @@ impl Fetcher {
     }
 
     /// Fetch large files over this many connections at once.
-    pub fn with_segments(mut self, segments: u32) -> Fetcher {
+    pub(crate) fn with_segments(mut self, segments: u32) -> Fetcher {
         self.segments = segments.max(1);
         self
     }
 
     /// Refuse files larger than this (`max_file_bytes`), and cut a body of
     /// unknown length there.
-    pub fn with_max_file_bytes(mut self, max: u64) -> Fetcher {
+    pub(crate) fn with_max_file_bytes(mut self, max: u64) -> Fetcher {
         self.max_file_bytes = max.max(1);
         self
     }
@@ -144,7 +144,7 @@ impl Fetcher {
     /// Downloads (or resumes) `job` into its partial file and verifies it.
     /// `state` is updated as durable progress is made, so on error the
     /// caller knows how far it got.
-    pub async fn download<S: ProgressSink>(
+    pub(crate) async fn download<S: ProgressSink>(
         &self,
         job: &Download<'_>,
         state: &mut Resume,

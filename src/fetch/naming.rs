@@ -21,14 +21,14 @@ pub fn sanitize_filename(raw: &str) -> Option<String> {
 /// Is `c` kept as it is by the sanitiser? Path separators, `:`, control
 /// characters and Unicode direction overrides (which disguise extensions:
 /// "evil\u{202e}4pm.exe") become `_`.
-pub fn is_kept(c: char) -> bool {
+pub(crate) fn is_kept(c: char) -> bool {
     !(matches!(c, '/' | '\\' | ':' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
         || c.is_control())
 }
 
 /// [`sanitize_filename`] with a length cap of the caller's: one plain path
 /// component of at most `max` bytes (the extension kept), or `None`.
-pub fn sanitize_component(raw: &str, max: usize) -> Option<String> {
+pub(crate) fn sanitize_component(raw: &str, max: usize) -> Option<String> {
     let mapped: String = raw
         .chars()
         .map(|c| if is_kept(c) { c } else { '_' })
@@ -50,7 +50,7 @@ pub fn sanitize_component(raw: &str, max: usize) -> Option<String> {
 
 /// Cuts `name` to at most `max` bytes on a character boundary, keeping an
 /// extension of up to 16 bytes.
-pub fn truncate_keeping_extension(name: &str, max: usize) -> String {
+pub(crate) fn truncate_keeping_extension(name: &str, max: usize) -> String {
     if name.len() <= max {
         return name.to_string();
     }
@@ -80,13 +80,13 @@ pub fn final_path(output_dir: &Path, file_id: i64, filename: Option<&str>) -> Pa
     output_dir.join(final_name(file_id, filename))
 }
 
-pub fn partial_path(output_dir: &Path, file_id: i64) -> PathBuf {
+pub(crate) fn partial_path(output_dir: &Path, file_id: i64) -> PathBuf {
     output_dir.join(PARTIAL_DIR).join(format!("{file_id}.part"))
 }
 
 /// Where a file's sidecar waits, complete and fsynced, until it is moved
 /// next to the file (see `archive::place`).
-pub fn pending_sidecar_path(output_dir: &Path, file_id: i64) -> PathBuf {
+pub(crate) fn pending_sidecar_path(output_dir: &Path, file_id: i64) -> PathBuf {
     output_dir.join(PARTIAL_DIR).join(format!("{file_id}.json"))
 }
 

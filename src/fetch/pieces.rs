@@ -12,12 +12,12 @@ pub struct PieceMap {
 
 /// Smallest and largest piece: small enough that pieces in flight stay near
 /// the hashed prefix, large enough that a request per piece costs little.
-pub const MIN_PIECE: u64 = 4 * 1024 * 1024;
-pub const MAX_PIECE: u64 = 64 * 1024 * 1024;
+pub(crate) const MIN_PIECE: u64 = 4 * 1024 * 1024;
+pub(crate) const MAX_PIECE: u64 = 64 * 1024 * 1024;
 
 /// Piece size for a file of `total` bytes fetched over `segments`
 /// connections: about 16 pieces per connection.
-pub fn piece_size_for(total: u64, segments: u32) -> u64 {
+pub(crate) fn piece_size_for(total: u64, segments: u32) -> u64 {
     (total / (u64::from(segments.max(1)) * 16)).clamp(MIN_PIECE, MAX_PIECE)
 }
 

@@ -40,7 +40,7 @@ pub fn parse_content_range(value: &str) -> Option<ContentRange> {
 
 /// When a signed URL stops working: the OSS-style `Expires=<unix seconds>`
 /// query parameter MiniMax's download URLs carry. `None` when it has none.
-pub fn url_expires_at(url: &reqwest::Url) -> Option<u64> {
+pub(crate) fn url_expires_at(url: &reqwest::Url) -> Option<u64> {
     url.query_pairs()
         .find(|(k, _)| k.eq_ignore_ascii_case("expires"))
         .and_then(|(_, v)| v.parse().ok())
@@ -49,19 +49,19 @@ pub fn url_expires_at(url: &reqwest::Url) -> Option<u64> {
 /// Seconds before its `Expires` at which a signed URL already in use is
 /// no longer used: `Expires` has one-second granularity and a request takes
 /// time to arrive.
-pub const URL_EXPIRY_MARGIN_SECS: u64 = 5;
+pub(crate) const URL_EXPIRY_MARGIN_SECS: u64 = 5;
 
 /// Should a URL be asked for again before it is used at `api_now` (Unix
 /// seconds on the API's clock, where `Expires` was written)? Yes once it
 /// expires within [`URL_EXPIRY_MARGIN_SECS`]: better one more retrieve call
 /// than a request the CDN refuses.
-pub fn url_needs_refresh(url: &reqwest::Url, api_now: u64) -> bool {
+pub(crate) fn url_needs_refresh(url: &reqwest::Url, api_now: u64) -> bool {
     url_expires_at(url).is_some_and(|at| at <= api_now.saturating_add(URL_EXPIRY_MARGIN_SECS))
 }
 
 /// The API's clock, from the host's and the offset estimated from the
 /// API's `Date` header (API minus host, seconds).
-pub fn api_now(host_now: u64, clock_offset: i64) -> u64 {
+pub(crate) fn api_now(host_now: u64, clock_offset: i64) -> u64 {
     host_now.saturating_add_signed(clock_offset)
 }
 
@@ -70,7 +70,7 @@ pub fn api_now(host_now: u64, clock_offset: i64) -> u64 {
 /// whatever its `Expires` says by a host clock that may be wrong (the
 /// CDN's 403 is the truth). One already in use is refreshed a margin
 /// before its `Expires`, judged on the API's clock.
-pub fn refresh_before_request(
+pub(crate) fn refresh_before_request(
     url: &reqwest::Url,
     in_use: bool,
     host_now: u64,
@@ -82,12 +82,12 @@ pub fn refresh_before_request(
 /// Does this CDN status refuse the signed URL itself (expired, revoked, or
 /// the object gone for this signature)? Then only a fresh URL from the API
 /// can help; every other error status is the CDN's own trouble, retried.
-pub fn url_refused(status: u16) -> bool {
+pub(crate) fn url_refused(status: u16) -> bool {
     matches!(status, 403 | 404 | 410)
 }
 
 /// A strong validator for `If-Range`: an ETag unless weak, else Last-Modified.
-pub fn choose_validator(etag: Option<&str>, last_modified: Option<&str>) -> Option<String> {
+pub(crate) fn choose_validator(etag: Option<&str>, last_modified: Option<&str>) -> Option<String> {
     match etag {
         Some(tag) if !tag.starts_with("W/") && !tag.is_empty() => Some(tag.to_string()),
         _ => last_modified.filter(|v| !v.is_empty()).map(str::to_string),
@@ -221,23 +221,23 @@ pub fn plan_response(asked: Asked<'_>, head: &ResponseHead<'_>) -> Plan {
 }
 
 /// Default `max_file_bytes` (64 GiB), the setting's own default.
-pub use crate::config::DEFAULT_MAX_FILE_BYTES;
+pub(crate) use crate::config::DEFAULT_MAX_FILE_BYTES;
 
 /// What bounds a download's bytes: the size it is verified against when one
 /// is known (not one byte more is written: more is a failed verification),
 /// else `max_file_bytes`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SizeLimit {
+pub(crate) enum SizeLimit {
     Expected(ExpectedSize),
     Cap(u64),
 }
 
 impl SizeLimit {
-    pub fn of(expected: Option<ExpectedSize>, max_file_bytes: u64) -> SizeLimit {
+    pub(crate) fn of(expected: Option<ExpectedSize>, max_file_bytes: u64) -> SizeLimit {
         expected.map_or(SizeLimit::Cap(max_file_bytes), SizeLimit::Expected)
     }
 
-    pub fn bytes(self) -> u64 {
+    pub(crate) fn bytes(self) -> u64 {
         match self {
             SizeLimit::Expected(e) => e.bytes,
             SizeLimit::Cap(max) => max,
@@ -245,14 +245,14 @@ impl SizeLimit {
     }
 
     /// Would `more` bytes written at `position` pass the limit?
-    pub fn passed_by(self, position: u64, more: u64) -> bool {
+    pub(crate) fn passed_by(self, position: u64, more: u64) -> bool {
         position.saturating_add(more) > self.bytes()
     }
 }
 
 /// Is a file announced at `size` bytes (by the API or the CDN) too large to
 /// be fetched at all?
-pub fn over_cap(size: Option<u64>, max_file_bytes: u64) -> bool {
+pub(crate) fn over_cap(size: Option<u64>, max_file_bytes: u64) -> bool {
     size.is_some_and(|size| size > max_file_bytes)
 }
 

@@ -18,17 +18,17 @@ use super::pieces::PieceMap;
 const KERNEL_BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
 /// How often a running download makes its progress durable.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A checkpoint fires at least this often in bytes as well as in time, so
 /// a fast link loses a bounded amount to a power loss.
-pub const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The boot id of the running kernel, or the content of `file` standing
 /// for it (a test hook: a test simulates a reboot between two runs by
 /// changing it). `None` when it cannot be read: then no partial byte
 /// beyond `bytes_done` is trusted.
-pub fn boot_id(file: Option<&Path>) -> Option<String> {
+pub(crate) fn boot_id(file: Option<&Path>) -> Option<String> {
     boot_id_at(file.unwrap_or(Path::new(KERNEL_BOOT_ID)))
 }
 
@@ -44,7 +44,7 @@ fn boot_id_at(path: &Path) -> Option<String> {
 /// to its length on disk (never beyond the pinned length), and a segmented
 /// one to the pieces recorded as written. Another boot, an unknown one, or a
 /// piece map that cannot be read: only the fsynced `bytes_done` prefix.
-pub fn trusted(recorded: &Resume, on_disk: u64, boot_now: Option<&str>) -> Resume {
+pub(crate) fn trusted(recorded: &Resume, on_disk: u64, boot_now: Option<&str>) -> Resume {
     let same_boot = boot_now.is_some_and(|now| recorded.boot_id.as_deref() == Some(now));
     let fsynced = recorded.bytes_done.min(on_disk);
     let (bytes_done, pieces) = match recorded.pieces.as_deref() {
@@ -73,7 +73,11 @@ pub fn trusted(recorded: &Resume, on_disk: u64, boot_now: Option<&str>) -> Resum
 
 /// Is a checkpoint (fdatasync, then record) due? Every `interval` or every
 /// [`CHECKPOINT_BYTES`] since the last one, whichever comes first. Pure.
-pub fn checkpoint_due(since_last: Duration, bytes_since_last: u64, interval: Duration) -> bool {
+pub(crate) fn checkpoint_due(
+    since_last: Duration,
+    bytes_since_last: u64,
+    interval: Duration,
+) -> bool {
     since_last >= interval || bytes_since_last >= CHECKPOINT_BYTES
 }
 

@@ -93,7 +93,7 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 impl Segmented<'_> {
     /// Downloads `job` over `segments` connections. `Ok(None)` when the file
     /// is better fetched as one stream (small, or the CDN ignores ranges).
-    pub async fn download<S: ProgressSink>(
+    pub(crate) async fn download<S: ProgressSink>(
         &self,
         job: &Download<'_>,
         state: &mut Resume,

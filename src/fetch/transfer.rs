@@ -32,7 +32,7 @@ enum RequestOutcome {
 impl SingleStream<'_> {
     /// Fetches the rest of `job` from `state.bytes_done` on, then verifies
     /// its size and fsyncs it.
-    pub async fn download<S: ProgressSink>(
+    pub(crate) async fn download<S: ProgressSink>(
         &self,
         job: &Download<'_>,
         state: &mut Resume,

@@ -13,7 +13,7 @@ use crate::queue::{NewTask, Queue, QueueError, TaskResult};
 
 /// Why a delivery was not taken.
 #[derive(Debug, thiserror::Error)]
-pub enum ReceiveError {
+pub(crate) enum ReceiveError {
     /// The body is not a callback: the sender's mistake (400).
     #[error(transparent)]
     Body(#[from] CallbackError),
@@ -23,7 +23,7 @@ pub enum ReceiveError {
 }
 
 /// Parses a delivery's body and applies it (see [`apply_callback`]).
-pub async fn receive(
+pub(crate) async fn receive(
     queue: &Queue,
     body: &[u8],
     deadline: Duration,
@@ -34,7 +34,7 @@ pub async fn receive(
 
 /// What the handler answers once the queue has committed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CallbackReply {
+pub(crate) enum CallbackReply {
     /// Echo this challenge.
     Challenge(String),
     /// The update was taken (or was already known).
@@ -46,7 +46,7 @@ pub enum CallbackReply {
 }
 
 /// Applies one parsed callback. Returns only after the queue committed.
-pub async fn apply_callback(
+pub(crate) async fn apply_callback(
     queue: &Queue,
     callback: Callback,
     deadline: Duration,

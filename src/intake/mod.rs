@@ -12,11 +12,11 @@
 //! `gate` and `queue`; never `daemon`, `commands`, `runtime`, `demo`,
 //! `metrics` or `listen` (which serves [`callback`] on `run --listen`).
 
-pub mod callback;
-pub mod policy;
-pub mod poll;
-pub mod sync;
+pub(crate) mod callback;
+pub(crate) mod policy;
+pub(crate) mod poll;
+pub(crate) mod sync;
 
-pub use callback::{CallbackReply, ReceiveError, apply_callback, receive};
-pub use poll::{Polled, poll_task};
-pub use sync::{SyncError, SyncOptions, SyncReport, sync};
+pub(crate) use callback::{CallbackReply, ReceiveError, receive};
+pub(crate) use poll::{Polled, poll_task};
+pub(crate) use sync::{SyncError, SyncOptions, SyncReport, sync};

@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use crate::api::{ErrorClass, TaskStatus};
 
-pub use crate::config::MIN_TASK_POLL_INTERVAL as MIN_POLL_INTERVAL;
 /// Longest wait between two polls of a long generation.
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
 /// How long a poll slot is held by the process that took it: past this a
 /// poller that died is replaced (a second query of the same task is
 /// harmless, so this is only about not polling twice in a row).
-pub const POLL_SLOT: Duration = Duration::from_secs(60);
+pub(crate) const POLL_SLOT: Duration = Duration::from_secs(60);
 
 /// The wait before the next poll of a task generating for `age`: every
 /// `floor` ([`MIN_POLL_INTERVAL`] but in tests) for the first minutes
@@ -26,7 +25,7 @@ pub fn poll_interval(age: Duration, floor: Duration) -> Duration {
 
 /// What a poll answered, as the policy needs it.
 #[derive(Clone, Debug, PartialEq)]
-pub enum PollAnswer<'a> {
+pub(crate) enum PollAnswer<'a> {
     Status(&'a TaskStatus),
     /// The call failed: its class and message.
     Error(ErrorClass, &'a str),
@@ -34,7 +33,7 @@ pub enum PollAnswer<'a> {
 
 /// What to do with the task after a poll.
 #[derive(Clone, Debug, PartialEq)]
-pub enum PollStep {
+pub(crate) enum PollStep {
     /// Not finished: poll again after `after`. `note` says why (MiniMax's
     /// status, or what went wrong with this poll).
     Again { after: Duration, note: String },
@@ -55,7 +54,7 @@ pub enum PollStep {
 
 /// When a poll happened, as the policy needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PollTime {
+pub(crate) struct PollTime {
     /// How long the task has been in the queue.
     pub age: Duration,
     /// The shortest wait between polls ([`MIN_POLL_INTERVAL`]).
@@ -67,7 +66,7 @@ pub struct PollTime {
 }
 
 /// The step after one poll.
-pub fn after_poll(answer: PollAnswer<'_>, when: PollTime) -> PollStep {
+pub(crate) fn after_poll(answer: PollAnswer<'_>, when: PollTime) -> PollStep {
     let next = poll_interval(when.age, when.floor);
     let (past_deadline, cooldown) = (when.past_deadline, when.cooldown);
     let step = match answer {
@@ -110,7 +109,7 @@ pub fn after_poll(answer: PollAnswer<'_>, when: PollTime) -> PollStep {
 }
 
 /// Why a task that never finished was given up.
-pub fn deadline_message(deadline: Duration) -> String {
+pub(crate) fn deadline_message(deadline: Duration) -> String {
     format!(
         "still not finished {} after it was enqueued: given up (task_deadline); \
          MiniMax keeps tasks queryable for about 7 days",
@@ -121,6 +120,7 @@ pub fn deadline_message(deadline: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MIN_TASK_POLL_INTERVAL as MIN_POLL_INTERVAL;
     use reqwest::Url;
 
     const MIN: Duration = Duration::from_secs(60);

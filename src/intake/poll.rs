@@ -17,7 +17,7 @@ use crate::worker::Engine;
 
 /// How one poll ended, for the poller.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Polled {
+pub(crate) enum Polled {
     /// Recorded: the task waits for its next poll, failed, or is a job now.
     Recorded,
     /// An account-level answer (or the gate is held for one): the pool
@@ -30,7 +30,7 @@ pub enum Polled {
 /// Polls `task` once: passes the rate gate, queries MiniMax, records the
 /// answer. The slot taken with the task goes back unused when the poll
 /// does not happen.
-pub async fn poll_task(
+pub(crate) async fn poll_task(
     engine: &Engine,
     task: &Task,
     settings: &TaskSettings,

@@ -16,18 +16,13 @@ use crate::queue::{NewTask, Queue, QueueError, TaskResult};
 
 /// What to list.
 #[derive(Clone, Copy, Debug)]
-pub struct SyncOptions {
+pub(crate) struct SyncOptions {
     /// Only tasks created at or after this Unix time (seconds).
     pub since: Option<i64>,
     pub page_size: u32,
     /// The deadline of the tasks enqueued.
     pub deadline: Duration,
 }
-
-/// Tasks per page asked for: larger pages mean fewer calls under the rate
-/// cap, when the server honours them (its own example serves 20; paging
-/// never relies on getting what was asked).
-pub const PAGE_SIZE: u32 = 100;
 
 /// A bound on pages, whatever `total` says.
 const MAX_PAGES: u32 = 100_000;
@@ -37,7 +32,7 @@ const PAGE_TRIES: u32 = 5;
 
 /// What `sync` found and did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SyncReport {
+pub(crate) struct SyncReport {
     pub pages: u32,
     /// Tasks the list showed.
     pub listed: u64,
@@ -59,7 +54,7 @@ pub struct SyncReport {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SyncError {
+pub(crate) enum SyncError {
     #[error("listing tasks (page {page}): {error}")]
     Api { page: u32, error: ApiError },
     #[error("stopped")]
@@ -72,7 +67,7 @@ pub enum SyncError {
 
 /// Why a listed task is left out, if it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Skip {
+pub(crate) enum Skip {
     Failed,
     NotVideo,
     Old,
@@ -80,7 +75,7 @@ pub enum Skip {
 
 /// What to do with one listed task: the task to enqueue (with its result
 /// when the list shows it finished), or why it is skipped. Pure.
-pub fn choose(task: &ListedTask, since: Option<i64>) -> Result<NewTask, Skip> {
+pub(crate) fn choose(task: &ListedTask, since: Option<i64>) -> Result<NewTask, Skip> {
     if since.is_some_and(|since| task.created_at.is_some_and(|at| at < since)) {
         return Err(Skip::Old);
     }
@@ -105,7 +100,7 @@ pub fn choose(task: &ListedTask, since: Option<i64>) -> Result<NewTask, Skip> {
 /// (MiniMax documents no maximum, and its example serves 20 whatever is
 /// asked), so a page shorter than asked proves nothing: the list is
 /// exhausted by an empty page, or once `total` items were seen.
-pub fn more_pages(page: u32, seen: u64, items: usize, total: Option<u64>) -> bool {
+pub(crate) fn more_pages(page: u32, seen: u64, items: usize, total: Option<u64>) -> bool {
     if items == 0 || page >= MAX_PAGES {
         return false;
     }
@@ -115,7 +110,7 @@ pub fn more_pages(page: u32, seen: u64, items: usize, total: Option<u64>) -> boo
 /// Pages through the v2 task list, every call under `gate`, and enqueues
 /// what [`choose`] keeps, page by page (a run stopped half way keeps what
 /// it committed).
-pub async fn sync(
+pub(crate) async fn sync(
     api: &ApiClient,
     gate: &RateGate,
     queue: &Queue,

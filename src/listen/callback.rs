@@ -28,7 +28,7 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the callback route needs.
 #[derive(Clone)]
-pub struct Callbacks {
+pub(crate) struct Callbacks {
     /// A queue opened like the user verbs open it: the commit is on disk
     /// before the 200.
     pub queue: Queue,
@@ -37,7 +37,7 @@ pub struct Callbacks {
     pub deadline: Duration,
 }
 
-pub fn router(callbacks: Callbacks) -> Router {
+pub(crate) fn router(callbacks: Callbacks) -> Router {
     Router::new()
         .route("/callback/{token}", post(deliver))
         .with_state(callbacks)

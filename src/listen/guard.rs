@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 /// The first address of `resolved` that is not loopback, when that is not
 /// allowed.
-pub fn first_not_loopback(resolved: &[SocketAddr], public: bool) -> Option<SocketAddr> {
+pub(crate) fn first_not_loopback(resolved: &[SocketAddr], public: bool) -> Option<SocketAddr> {
     if public {
         return None;
     }
@@ -29,7 +29,7 @@ fn host_of(header: &str) -> &str {
 /// names of this machine, so a web page whose name an attacker points at
 /// 127.0.0.1 (DNS rebinding) cannot read the answers. A public listener
 /// answers any name.
-pub fn host_allowed(host: Option<&str>, public: bool) -> bool {
+pub(crate) fn host_allowed(host: Option<&str>, public: bool) -> bool {
     if public {
         return true;
     }
@@ -40,7 +40,11 @@ pub fn host_allowed(host: Option<&str>, public: bool) -> bool {
 /// Whether a browser says the request comes from another site: its
 /// `Sec-Fetch-Site`, or an `Origin` whose host differs from `Host`.
 /// Requests without either (curl, scripts) are not cross-site.
-pub fn cross_site(origin: Option<&str>, fetch_site: Option<&str>, host: Option<&str>) -> bool {
+pub(crate) fn cross_site(
+    origin: Option<&str>,
+    fetch_site: Option<&str>,
+    host: Option<&str>,
+) -> bool {
     if let Some(site) = fetch_site
         && !matches!(site, "same-origin" | "none")
     {
@@ -60,7 +64,7 @@ pub fn cross_site(origin: Option<&str>, fetch_site: Option<&str>, host: Option<&
 /// Compares a presented token with the configured one without an early
 /// exit on the first differing byte: both are hashed, then every byte of
 /// the digests is compared.
-pub fn token_matches(presented: &str, configured: &str) -> bool {
+pub(crate) fn token_matches(presented: &str, configured: &str) -> bool {
     let (a, b) = (Sha256::digest(presented), Sha256::digest(configured));
     a.iter()
         .zip(b.iter())

@@ -13,9 +13,9 @@
 //! is read, and a longer one cut off as it is read; at most
 //! [`Limits::connections`] connections at once.
 
-pub mod callback;
-pub mod guard;
-pub mod ops;
+pub(crate) mod callback;
+pub(crate) mod guard;
+pub(crate) mod ops;
 mod serve;
 
 use std::net::SocketAddr;
@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 
 /// What a listener accepts.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Longest time to receive a request's headers (also an idle
     /// keep-alive connection's wait for its next request).
     pub header_timeout: Duration,
@@ -53,7 +53,7 @@ impl Default for Limits {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ListenError {
+pub(crate) enum ListenError {
     #[error("cannot resolve the listen address {addr:?}: {source}")]
     Resolve {
         addr: String,
@@ -74,14 +74,14 @@ pub enum ListenError {
 
 /// A bound socket, not yet serving.
 #[derive(Clone)]
-pub struct Bound {
+pub(crate) struct Bound {
     listener: std::sync::Arc<TcpListener>,
     public: bool,
 }
 
 /// Binds `addr` (`host:port`; a name is resolved and every address it
 /// gives must be loopback unless `public`).
-pub async fn bind(addr: &str, public: bool) -> Result<Bound, ListenError> {
+pub(crate) async fn bind(addr: &str, public: bool) -> Result<Bound, ListenError> {
     let resolved: Vec<SocketAddr> = tokio::net::lookup_host(addr)
         .await
         .map_err(|source| ListenError::Resolve {
@@ -109,7 +109,7 @@ pub async fn bind(addr: &str, public: bool) -> Result<Bound, ListenError> {
 
 impl Bound {
     /// The address actually bound (port 0 becomes the port chosen).
-    pub fn local_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
     }
 
@@ -118,7 +118,7 @@ impl Bound {
     /// the same socket afterwards: connections that arrive in between wait
     /// in the kernel's backlog, so a daemon can answer health checks while
     /// it starts and hand the port over to its full routes.
-    pub async fn serve(
+    pub(crate) async fn serve(
         self,
         routes: axum::Router,
         limits: Limits,

@@ -3,9 +3,6 @@
 
 use std::fmt;
 
-/// The schemes `output_dir` may name instead of a directory.
-pub const KNOWN_SCHEMES: &str = "s3://";
-
 /// A bucket and the prefix every key of this archive starts with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BucketLocation {
@@ -33,7 +30,7 @@ pub enum LocationError {
 
 /// Does `text` name an object store (`scheme://…`) rather than a directory?
 /// A directory path never contains `://` in its first component.
-pub fn names_object_store(text: &str) -> bool {
+pub(crate) fn names_object_store(text: &str) -> bool {
     match text.split_once("://") {
         Some((scheme, _)) => {
             !scheme.is_empty()

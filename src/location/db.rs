@@ -47,7 +47,7 @@ impl DbLocation {
 }
 
 /// `postgres://` or `postgresql://`, in any case (sqlx accepts both).
-pub fn is_postgres_url(raw: &str) -> bool {
+pub(crate) fn is_postgres_url(raw: &str) -> bool {
     let lower = raw.trim_start().to_ascii_lowercase();
     lower.starts_with("postgres://") || lower.starts_with("postgresql://")
 }
@@ -58,7 +58,7 @@ pub fn is_postgres_url(raw: &str) -> bool {
 /// text that is not a valid URL too: the user part ends at the last `@`
 /// before the query, so a password with an unescaped `/` or `@` is still
 /// hidden.
-pub fn redact_url(raw: &str) -> String {
+pub(crate) fn redact_url(raw: &str) -> String {
     let (scheme, rest) = match raw.find("://") {
         Some(at) => raw.split_at(at + 3),
         None => ("", raw),
@@ -132,7 +132,7 @@ fn percent_decode(text: &str) -> String {
 /// command, so it needs a file; and a `scheme://` we do not know
 /// (`postgress://`, `mysql://`, `https://`) is a typo or another database,
 /// never a relative path to create.
-pub fn check_location(raw: &str) -> Result<(), &'static str> {
+pub(crate) fn check_location(raw: &str) -> Result<(), &'static str> {
     if unknown_scheme(raw) {
         return Err(
             "has a scheme minimax-dl does not know: give a SQLite path (or sqlite:PATH) or a postgres:// or postgresql:// URL",
@@ -153,7 +153,7 @@ pub fn check_location(raw: &str) -> Result<(), &'static str> {
 
 /// Whether `raw` starts with `scheme://` (RFC 3986 scheme characters) for
 /// a scheme other than `sqlite`, `postgres` and `postgresql`. Pure.
-pub fn unknown_scheme(raw: &str) -> bool {
+pub(crate) fn unknown_scheme(raw: &str) -> bool {
     let Some((scheme, _)) = raw.trim_start().split_once("://") else {
         return false;
     };

@@ -3,8 +3,8 @@
 //! Pure; nothing of the crate is imported. `queue` re-exports
 //! [`DbLocation`], `archive::bucket` its [`BucketLocation`].
 
-pub mod bucket;
-pub mod db;
+pub(crate) mod bucket;
+pub(crate) mod db;
 
-pub use bucket::{BucketLocation, LocationError, names_object_store};
+pub(crate) use bucket::{BucketLocation, names_object_store};
 pub use db::DbLocation;

@@ -11,13 +11,13 @@ use serde::Serialize;
 /// How long the rate of a transfer is averaged over.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// Errors the dashboard lists.
-pub const RECENT_ERRORS: usize = 20;
+pub(crate) const RECENT_ERRORS: usize = 20;
 
 /// Bytes per second of one transfer, over about the last second; a
 /// transfer that stalls decays toward zero instead of showing its last
 /// rate forever.
 #[derive(Clone, Debug)]
-pub struct RateMeter {
+pub(crate) struct RateMeter {
     window_start: Instant,
     window_bytes: u64,
     rate: f64,
@@ -26,7 +26,7 @@ pub struct RateMeter {
 }
 
 impl RateMeter {
-    pub fn new(now: Instant) -> RateMeter {
+    pub(crate) fn new(now: Instant) -> RateMeter {
         RateMeter {
             window_start: now,
             window_bytes: 0,
@@ -35,7 +35,7 @@ impl RateMeter {
         }
     }
 
-    pub fn add(&mut self, bytes: u64, now: Instant) {
+    pub(crate) fn add(&mut self, bytes: u64, now: Instant) {
         self.window_bytes += bytes;
         let elapsed = now.saturating_duration_since(self.window_start);
         if elapsed >= RATE_WINDOW {
@@ -46,7 +46,7 @@ impl RateMeter {
         }
     }
 
-    pub fn rate(&self, now: Instant) -> f64 {
+    pub(crate) fn rate(&self, now: Instant) -> f64 {
         let elapsed = now.saturating_duration_since(self.window_start);
         let so_far = || self.window_bytes as f64 / elapsed.as_secs_f64();
         if elapsed >= 2 * RATE_WINDOW || (!self.measured && !elapsed.is_zero()) {
@@ -59,7 +59,7 @@ impl RateMeter {
 
 /// One download in flight.
 #[derive(Clone, Debug)]
-pub struct Flight {
+pub(crate) struct Flight {
     pub started: Instant,
     /// Bytes of the file on hand (resumed ones included).
     pub bytes_done: u64,
@@ -71,7 +71,7 @@ pub struct Flight {
 
 /// A download in flight as the dashboard shows it.
 #[derive(Clone, Debug, Serialize)]
-pub struct FlightView {
+pub(crate) struct FlightView {
     /// A string: JavaScript numbers lose digits past 2^53.
     pub file_id: String,
     pub bytes_done: u64,
@@ -82,7 +82,7 @@ pub struct FlightView {
 
 /// A turn that ended in an error, for the dashboard's list.
 #[derive(Clone, Debug, Serialize)]
-pub struct RecentError {
+pub(crate) struct RecentError {
     pub file_id: String,
     pub at_ms: u64,
     pub outcome: &'static str,
@@ -91,7 +91,7 @@ pub struct RecentError {
 
 /// Why the pool is paused, since when, and when it next checks.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PauseView {
+pub(crate) struct PauseView {
     /// "account" or "disk".
     pub reason: &'static str,
     pub message: String,
@@ -101,14 +101,14 @@ pub struct PauseView {
 
 /// The live state behind the dashboard.
 #[derive(Debug, Default)]
-pub struct Live {
+pub(crate) struct Live {
     pub flights: HashMap<i64, Flight>,
     pub errors: VecDeque<RecentError>,
     pub pause: Option<PauseView>,
 }
 
 impl Live {
-    pub fn started(&mut self, file_id: i64, bytes_done: u64, now: Instant) {
+    pub(crate) fn started(&mut self, file_id: i64, bytes_done: u64, now: Instant) {
         let flight = Flight {
             started: now,
             bytes_done,
@@ -119,7 +119,7 @@ impl Live {
         self.flights.insert(file_id, flight);
     }
 
-    pub fn transferred(&mut self, file_id: i64, bytes: u64, now: Instant) {
+    pub(crate) fn transferred(&mut self, file_id: i64, bytes: u64, now: Instant) {
         if let Some(f) = self.flights.get_mut(&file_id) {
             f.bytes_done += bytes;
             f.turn_bytes += bytes;
@@ -127,7 +127,7 @@ impl Live {
         }
     }
 
-    pub fn error(&mut self, file_id: i64, outcome: &'static str, error: &str) {
+    pub(crate) fn error(&mut self, file_id: i64, outcome: &'static str, error: &str) {
         if self.errors.len() == RECENT_ERRORS {
             self.errors.pop_back();
         }
@@ -140,7 +140,7 @@ impl Live {
     }
 
     /// The downloads in flight, oldest first.
-    pub fn flights(&self, now: Instant) -> Vec<FlightView> {
+    pub(crate) fn flights(&self, now: Instant) -> Vec<FlightView> {
         let mut flights: Vec<(&i64, &Flight)> = self.flights.iter().collect();
         flights.sort_by_key(|(id, f)| (f.started, **id));
         flights
@@ -156,7 +156,7 @@ impl Live {
     }
 
     /// A pause reported by the pool: the same reason keeps its start time.
-    pub fn pause(&mut self, reason: &'static str, message: &str, until_probe: Duration) {
+    pub(crate) fn pause(&mut self, reason: &'static str, message: &str, until_probe: Duration) {
         let now = SystemTime::now();
         let since_ms = match &self.pause {
             Some(p) if p.reason == reason => p.since_ms,
@@ -171,7 +171,7 @@ impl Live {
     }
 }
 
-pub fn unix_ms(at: SystemTime) -> u64 {
+pub(crate) fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }

@@ -26,22 +26,22 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use live::Live;
-pub use live::{FlightView, PauseView, RecentError};
+pub(crate) use live::{FlightView, PauseView, RecentError};
 
 use crate::archive::bucket::Bucket;
 use crate::gate::{RateGate, WINDOW};
 use crate::queue::{JobState, Queue, QueueError, StatusCounts, TaskCounts, TaskState};
 
 /// `Content-Type` of what [`Metrics::render`] returns.
-pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// The reasons a pool pauses for, as the `reason` label says them.
-pub const PAUSE_REASONS: [&str; 2] = ["account", "disk"];
+pub(crate) const PAUSE_REASONS: [&str; 2] = ["account", "disk"];
 
 /// The metrics of one pool, and the live state of its dashboard. Cheap to
 /// clone; the pool hears of it only as an observer.
 #[derive(Clone)]
-pub struct Metrics(Arc<Inner>);
+pub(crate) struct Metrics(Arc<Inner>);
 
 struct Inner {
     registry: Registry,
@@ -383,14 +383,14 @@ fn reason_label(reason: &str) -> ReasonLabel {
 /// What the queue says at a scrape: its counts, and the API calls every
 /// process sharing it made in the rate gate's window.
 #[derive(Clone, Copy, Debug)]
-pub struct QueueReading {
+pub(crate) struct QueueReading {
     pub counts: StatusCounts,
     pub tasks: TaskCounts,
     pub api_calls: u64,
 }
 
 impl QueueReading {
-    pub async fn read(queue: &Queue) -> Result<QueueReading, QueueError> {
+    pub(crate) async fn read(queue: &Queue) -> Result<QueueReading, QueueError> {
         Ok(QueueReading {
             counts: queue.status().await?,
             tasks: queue.task_counts().await?,
@@ -401,7 +401,7 @@ impl QueueReading {
 
 /// The rate gate as the dashboard shows it.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct GateView {
+pub(crate) struct GateView {
     /// The cap in force: fixed, or the adaptive rate found so far.
     pub per_minute: Option<u32>,
     /// "auto" or "fixed".
@@ -421,7 +421,7 @@ pub struct GateView {
 
 /// What the dashboard shows besides the queue's own counts.
 #[derive(Clone, Debug, Serialize)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub in_flight: Vec<FlightView>,
     pub pause: Option<PauseView>,
     pub recent_errors: Vec<RecentError>,
@@ -436,7 +436,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let f = Families::new();
         f.preset();
         let mut registry = Registry::default();
@@ -456,12 +456,12 @@ impl Metrics {
 
     /// The gate whose cap and cooldown are shown (set once the engine,
     /// which makes it, exists).
-    pub fn watch_gate(&self, gate: Arc<RateGate>) {
+    pub(crate) fn watch_gate(&self, gate: Arc<RateGate>) {
         let _ = self.0.gate.set(gate);
     }
 
     /// The archive bucket whose retries are counted (a bucket archive only).
-    pub fn watch_bucket(&self, bucket: Arc<Bucket>) {
+    pub(crate) fn watch_bucket(&self, bucket: Arc<Bucket>) {
         let _ = self.0.bucket.set(bucket);
     }
 
@@ -469,7 +469,7 @@ impl Metrics {
     /// the last values stay, `queue_up` says 0 and `queue_read_age_seconds`
     /// how old they are) and everything else as of now. Always Prometheus
     /// text: a scraper must see the outage as a value, not a missing target.
-    pub fn render(&self, queue: Option<&QueueReading>) -> String {
+    pub(crate) fn render(&self, queue: Option<&QueueReading>) -> String {
         let f = &self.0.f;
         let now = Instant::now();
         match queue {
@@ -532,7 +532,7 @@ impl Metrics {
     /// `/metrics` while `run` waits for its queue database to open: no
     /// numbers of the queue are known yet, so only that it is down, the
     /// build and the process.
-    pub fn render_unopened() -> String {
+    pub(crate) fn render_unopened() -> String {
         let mut registry = Registry::default();
         let up = Gauge::<i64>::default();
         let f = Families::new();
@@ -556,7 +556,7 @@ impl Metrics {
 
     /// What the dashboard shows besides the queue's counts (`api_calls`:
     /// the queue's count of calls in the gate's window, when it was read).
-    pub fn snapshot(&self, api_calls: Option<u64>) -> Snapshot {
+    pub(crate) fn snapshot(&self, api_calls: Option<u64>) -> Snapshot {
         let now = Instant::now();
         let live = lock(&self.0.live);
         Snapshot {
@@ -569,13 +569,13 @@ impl Metrics {
     }
 
     /// The pause the pool last reported, if it is paused.
-    pub fn pause(&self) -> Option<PauseView> {
+    pub(crate) fn pause(&self) -> Option<PauseView> {
         lock(&self.0.live).pause.clone()
     }
 
     /// How long ago the pool's heartbeat last turned (since the start
     /// when it has not turned yet).
-    pub fn heartbeat_age(&self) -> Duration {
+    pub(crate) fn heartbeat_age(&self) -> Duration {
         lock(&self.0.heartbeat).elapsed()
     }
 

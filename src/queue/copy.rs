@@ -15,7 +15,7 @@ use super::{Job, JobState, Queue, QueueError, StatusCounts, now_millis};
 const PAGE: usize = 1000;
 
 #[derive(Clone, Debug, Default)]
-pub struct CopyOptions {
+pub(crate) struct CopyOptions {
     /// Copy into a queue that already has jobs: ids it has are left as
     /// they are (and counted as skipped).
     pub merge: bool,
@@ -25,7 +25,7 @@ pub struct CopyOptions {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CopyReport {
+pub(crate) struct CopyReport {
     pub copied: u64,
     pub skipped: u64,
     pub events: u64,
@@ -34,7 +34,7 @@ pub struct CopyReport {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum CopyError {
+pub(crate) enum CopyError {
     #[error(
         "{target} already holds {jobs} jobs: copy into an empty queue, or pass --merge to add only the ids it does not have"
     )]
@@ -59,7 +59,7 @@ pub enum CopyError {
 /// Copies every job of `source` into `target`, a page at a time, then
 /// checks the per-state counts of both by a full scan. `progress` is told
 /// the jobs copied so far after each page.
-pub async fn copy(
+pub(crate) async fn copy(
     source: &Queue,
     target: &Queue,
     options: &CopyOptions,

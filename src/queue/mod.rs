@@ -23,15 +23,15 @@
 
 #[macro_use]
 mod store;
-pub mod copy;
+pub(crate) mod copy;
 mod error;
 mod group_commit;
 mod migrations;
 mod postgres;
 mod rows;
 mod sqlite;
-pub mod state;
-pub mod task;
+pub(crate) mod state;
+pub(crate) mod task;
 /// Test-only staging (see `crate::test_hooks`): not in a release build.
 #[cfg(feature = "test-hooks")]
 pub mod testing;
@@ -41,16 +41,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::QueueError;
-pub use postgres::set_deadline as set_database_deadline;
+pub(crate) use postgres::set_deadline as set_database_deadline;
 pub use sqlite::open;
-pub use state::{CancelVerdict, JobState, RetryPolicy, RetryVerdict};
+pub(crate) use state::RetryPolicy;
+pub use state::{JobState, UNKNOWN_ERROR_ATTEMPT_CAP};
 pub use task::{NewTask, PollRecord, Task, TaskCounts, TaskEnqueueReport, TaskResult, TaskState};
 use types::failure_message;
 pub use types::{
     Claimable, CommitSync, DbLocation, EnqueueReport, FleetPause, FleetState, Heartbeat, HostPause,
-    Job, JobEvent, Millis, PruneBatch, StatusCounts, Upload, VerbOutcome, VerifiedFile,
-    describe_delay, millis_after, now_millis, owner_host,
+    Job, JobEvent, Millis, PruneBatch, StatusCounts, Upload, VerbOutcome, VerifiedFile, now_millis,
 };
+pub(crate) use types::{describe_delay, millis_after, owner_host};
 
 use crate::partial::{ExpectedSize, Resume};
 use group_commit::CompletionBatch;

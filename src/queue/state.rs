@@ -61,14 +61,14 @@ impl FromStr for JobState {
 
 /// What `retry` may do to a job in a given state.
 #[derive(Debug, PartialEq, Eq)]
-pub enum RetryVerdict {
+pub(crate) enum RetryVerdict {
     /// Back to `queued` with attempts reset.
     Requeue,
     /// Nothing to do; the message says why.
     Refuse(&'static str),
 }
 
-pub fn retry_verdict(state: JobState) -> RetryVerdict {
+pub(crate) fn retry_verdict(state: JobState) -> RetryVerdict {
     match state {
         JobState::Failed | JobState::Cancelled => RetryVerdict::Requeue,
         JobState::Queued => RetryVerdict::Refuse("already queued"),
@@ -79,7 +79,7 @@ pub fn retry_verdict(state: JobState) -> RetryVerdict {
 
 /// What `cancel` may do to a job in a given state.
 #[derive(Debug, PartialEq, Eq)]
-pub enum CancelVerdict {
+pub(crate) enum CancelVerdict {
     /// Cancelled at once: nobody is working on it.
     CancelNow,
     /// A live worker holds it: ask that worker to stop (it notices within a
@@ -88,7 +88,7 @@ pub enum CancelVerdict {
     Refuse(&'static str),
 }
 
-pub fn cancel_verdict(state: JobState, lease_live: bool) -> CancelVerdict {
+pub(crate) fn cancel_verdict(state: JobState, lease_live: bool) -> CancelVerdict {
     match state {
         JobState::Queued => CancelVerdict::CancelNow,
         JobState::Running if lease_live => CancelVerdict::AskWorker,
@@ -100,21 +100,21 @@ pub fn cancel_verdict(state: JobState, lease_live: bool) -> CancelVerdict {
     }
 }
 
-pub use crate::retry::RetryPolicy;
+pub(crate) use crate::retry::RetryPolicy;
 
 /// Failures of unknown kind (codes MiniMax has not documented) are retried,
 /// but no more than this many times: they may well be permanent.
 pub const UNKNOWN_ERROR_ATTEMPT_CAP: u32 = 5;
 
 /// History kinds that count a failed attempt against `max_attempts`.
-pub const COUNTED_FAILURES: [&str; 2] = ["retry_scheduled", "failed"];
+pub(crate) const COUNTED_FAILURES: [&str; 2] = ["retry_scheduled", "failed"];
 
 /// The attempt number a history line shows. "Attempts" means one thing
 /// everywhere users see it: failed tries that counted against
 /// `max_attempts` (a job done at its first try has 0). A failure line shows
 /// which one it was; a claim stores the number its try would get if it
 /// failed (kept on disk as written) but shows none.
-pub fn shown_attempt(kind: &str, stored: Option<u32>) -> Option<u32> {
+pub(crate) fn shown_attempt(kind: &str, stored: Option<u32>) -> Option<u32> {
     stored.filter(|_| COUNTED_FAILURES.contains(&kind))
 }
 

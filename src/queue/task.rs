@@ -185,7 +185,7 @@ impl TaskCounts {
 /// task says about it. A v1 file enqueued by hand is linked to its task; a
 /// v2 task whose id a file job holds cannot be keyed by it (its download
 /// would be that file's): the task says so. Pure.
-pub fn existing_job(
+pub(crate) fn existing_job(
     job_id: i64,
     task_id: i64,
     result: TaskResult,
@@ -215,7 +215,7 @@ pub fn existing_job(
 }
 
 /// The history line a job made from a task starts with.
-pub fn from_task_message(task: &Task) -> String {
+pub(crate) fn from_task_message(task: &Task) -> String {
     format!(
         "from generation task {} ({}), finished after {} polls",
         task.task_id, task.api, task.polls
@@ -223,7 +223,7 @@ pub fn from_task_message(task: &Task) -> String {
 }
 
 /// What `cancel` may do to a task: only a generating one stops.
-pub fn cancel_task_verdict(state: TaskState) -> Result<(), &'static str> {
+pub(crate) fn cancel_task_verdict(state: TaskState) -> Result<(), &'static str> {
     match state {
         TaskState::Generating => Ok(()),
         TaskState::Done => Err("already done (its download is a job: cancel that)"),
@@ -234,7 +234,7 @@ pub fn cancel_task_verdict(state: TaskState) -> Result<(), &'static str> {
 
 /// What `retry` may do to a task: a failed or cancelled one generates
 /// (is polled) again, with a new deadline.
-pub fn retry_task_verdict(state: TaskState) -> Result<(), &'static str> {
+pub(crate) fn retry_task_verdict(state: TaskState) -> Result<(), &'static str> {
     match state {
         TaskState::Failed | TaskState::Cancelled => Ok(()),
         TaskState::Generating => Err("still generating"),

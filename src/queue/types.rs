@@ -21,19 +21,19 @@ pub fn now_millis() -> Millis {
         .saturating_add(crate::test_hooks::clock_skew_ms())
 }
 
-pub fn millis_after(from: Millis, delay: Duration) -> Millis {
+pub(crate) fn millis_after(from: Millis, delay: Duration) -> Millis {
     from.saturating_add(delay.as_millis().min(i64::MAX as u128) as i64)
 }
 
 /// The host a lease owner names: the first field of `host:pidns:pid:tag-N`
 /// (the whole name when it has no `:`). Claims record it as the job's
 /// `file_host`, the host whose disk holds its partial file.
-pub fn owner_host(owner: &str) -> &str {
+pub(crate) fn owner_host(owner: &str) -> &str {
     owner.split(':').next().unwrap_or(owner)
 }
 
 /// "in 2m 30s" style text for event messages.
-pub fn describe_delay(millis: i64) -> String {
+pub(crate) fn describe_delay(millis: i64) -> String {
     let secs = (millis.max(0) as u64).div_ceil(1000);
     humantime::format_duration(Duration::from_secs(secs)).to_string()
 }

@@ -17,7 +17,7 @@ use crate::test_hooks::TestHooks;
 
 /// Everything workers share. Cheap to clone (handles inside).
 #[derive(Clone)]
-pub struct Engine {
+pub(crate) struct Engine {
     pub queue: Queue,
     api: Arc<RwLock<ApiClient>>,
     pub gate: Arc<RateGate>,
@@ -43,7 +43,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(
+    pub(crate) fn new(
         queue: Queue,
         api: ApiClient,
         gate: Arc<RateGate>,
@@ -72,13 +72,17 @@ impl Engine {
     }
 
     /// Runs under `hooks` (see [`crate::test_hooks`]).
-    pub fn with_hooks(mut self, hooks: TestHooks) -> Engine {
+    pub(crate) fn with_hooks(mut self, hooks: TestHooks) -> Engine {
         self.hooks = hooks;
         self
     }
 
     /// Names files with `template` and writes sidecars when `sidecar`.
-    pub fn with_naming(mut self, template: crate::archive::PathTemplate, sidecar: bool) -> Engine {
+    pub(crate) fn with_naming(
+        mut self,
+        template: crate::archive::PathTemplate,
+        sidecar: bool,
+    ) -> Engine {
         self.archive = Arc::new(Archive {
             dir: self.output_dir.clone(),
             template,
@@ -88,44 +92,44 @@ impl Engine {
     }
 
     /// Archives to `bucket` instead of `output_dir`.
-    pub fn with_bucket(mut self, bucket: Option<Arc<Bucket>>) -> Engine {
+    pub(crate) fn with_bucket(mut self, bucket: Option<Arc<Bucket>>) -> Engine {
         self.bucket = bucket;
         self
     }
 
     /// This process's name in the queue (`host:pidns:pid:tag`): who paused
     /// the queue, for the others' logs.
-    pub fn identity(&self) -> &str {
+    pub(crate) fn identity(&self) -> &str {
         &self.owner_prefix
     }
 
     /// A lease owner name for one claim. Unique per claim, so a job this
     /// process reclaims after losing it is never confused with the old task.
-    pub fn next_owner(&self) -> String {
+    pub(crate) fn next_owner(&self) -> String {
         let n = self.claims.fetch_add(1, Ordering::Relaxed);
         format!("{}-{n}", self.owner_prefix)
     }
 
     /// Records whether the queue database answered the last lease
     /// heartbeat, for the checkpoints of this process's downloads.
-    pub fn set_queue_silent(&self, silent: bool) {
+    pub(crate) fn set_queue_silent(&self, silent: bool) {
         self.queue_silent.store(silent, Ordering::Relaxed);
     }
 
     /// Whether the queue database is known not to answer: a checkpoint
     /// then waits for it only briefly, and the download goes on.
-    pub fn queue_silent(&self) -> bool {
+    pub(crate) fn queue_silent(&self) -> bool {
         self.queue_silent.load(Ordering::Relaxed)
     }
 
-    pub fn api(&self) -> ApiClient {
+    pub(crate) fn api(&self) -> ApiClient {
         self.api.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The API answered "too many": every caller sharing the queue cools
     /// down (see [`RateGate::rate_limited`]), the observers hear it, and
     /// the log says for how long. Returns the cooldown.
-    pub async fn rate_limited(&self, retry_after: Option<Duration>) -> Duration {
+    pub(crate) async fn rate_limited(&self, retry_after: Option<Duration>) -> Duration {
         let wait = self.gate.rate_limited(retry_after).await;
         self.observer.rate_limited(wait);
         tracing::warn!(
@@ -136,7 +140,7 @@ impl Engine {
     }
 
     /// Swaps the API client (a reloaded key) for every later call.
-    pub fn replace_api(&self, api: ApiClient) {
+    pub(crate) fn replace_api(&self, api: ApiClient) {
         self.queue.set_account(&api.account());
         *self.api.write().unwrap_or_else(|p| p.into_inner()) = api;
     }

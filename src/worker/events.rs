@@ -11,7 +11,7 @@ use crate::api::ApiError;
 /// Hears what workers and the pool do, for progress bars, status lines and
 /// metrics. Every method has an empty default: an observer listens only
 /// to what it shows.
-pub trait Observer: Send + Sync {
+pub(crate) trait Observer: Send + Sync {
     fn started(&self, _file_id: i64, _bytes_done: u64) {}
     fn size_known(&self, _file_id: i64, _total: u64) {}
     fn transferred(&self, _file_id: i64, _bytes: u64) {}
@@ -36,7 +36,7 @@ pub trait Observer: Send + Sync {
 }
 
 /// Several observers hearing the same events (log lines and metrics).
-pub struct Observers(pub Vec<Arc<dyn Observer>>);
+pub(crate) struct Observers(pub Vec<Arc<dyn Observer>>);
 
 impl Observer for Observers {
     fn started(&self, file_id: i64, bytes_done: u64) {
@@ -79,7 +79,7 @@ impl Observer for Observers {
 
 /// How one job's turn ended.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Done {
         path: PathBuf,
         size: u64,
@@ -107,7 +107,7 @@ pub enum Outcome {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum HostProblem {
+pub(crate) enum HostProblem {
     /// Bad key, no balance, quota: the operator must act.
     Account {
         message: String,
@@ -136,7 +136,7 @@ impl From<crate::gate::Hold> for HostProblem {
 }
 
 impl HostProblem {
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         match self {
             HostProblem::Account { message, .. }
             | HostProblem::DiskFull { message, .. }

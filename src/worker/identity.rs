@@ -7,7 +7,7 @@ use crate::queue::now_millis;
 /// `host:pidns:pid:tag`, unique per process run and readable in `show`.
 /// Host and pid namespace let a restarted daemon tell that a lease's owner
 /// is a dead process on this same machine (see [`owner_is_dead`]).
-pub fn worker_identity() -> String {
+pub(crate) fn worker_identity() -> String {
     let tag: u32 = (now_millis() as u32) ^ std::process::id().rotate_left(16);
     format!(
         "{}:{}:{}:{tag:08x}",
@@ -58,7 +58,7 @@ fn pid_namespace() -> String {
 }
 
 /// The `(host, pid namespace, pid)` a lease owner names, if it has that form.
-pub fn parse_owner(owner: &str) -> Option<(&str, &str, u32)> {
+pub(crate) fn parse_owner(owner: &str) -> Option<(&str, &str, u32)> {
     let mut parts = owner.split(':');
     let (host, ns, pid, _tag) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -70,7 +70,7 @@ pub fn parse_owner(owner: &str) -> Option<(&str, &str, u32)> {
 /// Is `owner` a process of this host and pid namespace that no longer
 /// exists? Only then may its leases be taken before they expire; an owner
 /// elsewhere (another host sharing the queue) is always waited for.
-pub fn owner_is_dead(owner: &str) -> bool {
+pub(crate) fn owner_is_dead(owner: &str) -> bool {
     let Some((host, ns, pid)) = parse_owner(owner) else {
         return false;
     };

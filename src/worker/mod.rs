@@ -13,26 +13,23 @@
 //! - [`events`]: what workers report: [`Observer`], [`Outcome`].
 //! - [`control`]: a job's stop signals ([`JobControl`]).
 
-pub mod control;
-pub mod engine;
-pub mod events;
-pub mod identity;
+pub(crate) mod control;
+pub(crate) mod engine;
+pub(crate) mod events;
+pub(crate) mod identity;
 mod pipeline;
-pub mod policy;
+pub(crate) mod policy;
 mod upload;
 
 use std::time::Duration;
 
-pub use control::JobControl;
-pub use engine::Engine;
-pub use events::{HostProblem, Observer, Observers, Outcome};
-pub use identity::{host_name, owner_is_dead, parse_owner, worker_identity};
-pub use pipeline::{panic_message, process};
-pub use policy::{
-    Decision, MAX_CDN_RETRY_AFTER, PROGRESS_REQUEUE_DELAY, classify_fetch, decide,
-    honour_retry_after,
-};
+pub(crate) use control::JobControl;
+pub(crate) use engine::Engine;
+pub(crate) use events::{HostProblem, Observer, Observers, Outcome};
+pub use identity::host_name;
+pub(crate) use identity::owner_is_dead;
+pub(crate) use pipeline::{panic_message, process};
 
 /// How long a lease lasts without a heartbeat. Heartbeats come every second,
 /// so a killed worker's jobs are claimable again after this long.
-pub const LEASE: Duration = Duration::from_secs(30);
+pub(crate) const LEASE: Duration = Duration::from_secs(30);

@@ -152,7 +152,7 @@ enum Failure {
 }
 
 /// Works one claimed job to its outcome and records it.
-pub async fn process(
+pub(crate) async fn process(
     engine: &Engine,
     job: Job,
     control: &JobControl,
@@ -198,7 +198,7 @@ async fn after_panic(engine: &Engine, job: &Job, message: &str) -> Result<Outcom
 }
 
 /// What a panic said, when it said it with a string.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())

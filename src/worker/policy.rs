@@ -10,7 +10,7 @@ use crate::queue::state::UNKNOWN_ERROR_ATTEMPT_CAP;
 
 /// What to do with a job after a failure. Pure.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Fail,
     /// Counted: the next attempt waits this long.
     RetryAfter(Duration),
@@ -21,9 +21,9 @@ pub enum Decision {
 }
 
 /// After a transfer that made progress, try again this soon.
-pub const PROGRESS_REQUEUE_DELAY: Duration = Duration::from_secs(1);
+pub(crate) const PROGRESS_REQUEUE_DELAY: Duration = Duration::from_secs(1);
 
-pub fn decide(
+pub(crate) fn decide(
     class: ErrorClass,
     attempts_before: u32,
     policy: &RetryPolicy,
@@ -52,12 +52,12 @@ pub fn decide(
 
 /// Longest wait a CDN's `Retry-After` can impose: past it the signed URL has
 /// expired anyway, and the next attempt asks the API for a fresh one.
-pub const MAX_CDN_RETRY_AFTER: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_CDN_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// A CDN that said when to come back (`Retry-After` on a 429 or 503) is not
 /// asked again sooner, up to [`MAX_CDN_RETRY_AFTER`]; never sooner than the
 /// retry schedule says either.
-pub fn honour_retry_after(decision: Decision, retry_after: Option<Duration>) -> Decision {
+pub(crate) fn honour_retry_after(decision: Decision, retry_after: Option<Duration>) -> Decision {
     let Some(wait) = retry_after.map(|w| w.min(MAX_CDN_RETRY_AFTER)) else {
         return decision;
     };
@@ -69,7 +69,7 @@ pub fn honour_retry_after(decision: Decision, retry_after: Option<Duration>) -> 
 }
 
 /// How the worker classifies a download failure.
-pub fn classify_fetch(error: &FetchError) -> ErrorClass {
+pub(crate) fn classify_fetch(error: &FetchError) -> ErrorClass {
     match error {
         FetchError::SizeMismatch { .. }
         | FetchError::Oversized { .. }

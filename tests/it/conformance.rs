@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use minimax_dl::api::task::{
+use minimax_dl::ids::TaskApi;
+use minimax_dl::policy::{ApiError, ErrorClass, TaskStatus, parse_retrieve};
+use minimax_dl::policy::{
     Callback, parse_callback, parse_v1_query, parse_v2_list, parse_v2_query, v2_http_error,
 };
-use minimax_dl::api::{ApiError, ErrorClass, TaskStatus, parse_retrieve};
-use minimax_dl::ids::TaskApi;
 use serde_json::Value;
 
 /// One fixture, as stored: its provenance and the answer or delivery.
@@ -325,7 +325,7 @@ fn read(fixture: &Fixture, expected: &Meaning) -> Meaning {
     if status != 200 {
         let retry_after = fixture
             .header("retry-after")
-            .and_then(|v| minimax_dl::http::parse_retry_after(v, SystemTime::now()));
+            .and_then(|v| minimax_dl::policy::parse_retry_after(v, SystemTime::now()));
         let fallback = ApiError::Http {
             status,
             endpoint: endpoint.into(),

@@ -128,7 +128,7 @@ async fn a_disk_that_fills_mid_stream_stops_the_batch_with_exit_4_and_loses_noth
 
 /// Fills a tmpfs until `free` bytes are left.
 fn leave_free(disk: &SmallDisk, free: u64) {
-    let now = minimax_dl::fetch::file::available_space(&disk.path).unwrap();
+    let now = minimax_dl::parts::available_space(&disk.path).unwrap();
     let filler = vec![0u8; (now - free) as usize];
     std::fs::write(disk.path.join("filler"), filler).unwrap();
 }

@@ -89,7 +89,7 @@ fn assert_event(job: &Value, kind: &str, needle: &str) {
 fn partial_path(world: &World, id: i64) -> PathBuf {
     world
         .out
-        .join(minimax_dl::fetch::naming::PARTIAL_DIR)
+        .join(minimax_dl::policy::PARTIAL_DIR)
         .join(format!("{id}.part"))
 }
 
@@ -396,7 +396,7 @@ async fn a_missing_file_fails_with_2013_in_run_and_fetch() {
 /// [`fetch_makes_one_attempt_per_invocation`], two of them).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_code_is_retried_with_a_capped_budget() {
-    use minimax_dl::queue::state::UNKNOWN_ERROR_ATTEMPT_CAP as CAP;
+    use minimax_dl::queue::UNKNOWN_ERROR_ATTEMPT_CAP as CAP;
     let sim = support::sim(SimConfig {
         faults: Faults {
             api: vec![

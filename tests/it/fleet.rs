@@ -143,7 +143,7 @@ pub async fn a_rate_limit_answer_to_one_process_cools_every_process(world: World
     // Calls already past the gate when the answer came may still land in
     // the first moments; after that, nothing until the cooldown ends.
     let settled = limited + Duration::from_millis(500);
-    let cooled_to = limited + minimax_dl::gate::FIRST_COOLDOWN - Duration::from_millis(300);
+    let cooled_to = limited + minimax_dl::parts::FIRST_COOLDOWN - Duration::from_millis(300);
     let during = calls_between(&times, settled, cooled_to);
     assert_eq!(
         during, 0,

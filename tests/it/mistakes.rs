@@ -375,7 +375,7 @@ async fn a_batch_gives_up_on_an_api_it_cannot_connect_to_and_a_daemon_says_so() 
         unreachable_in_status(&world).await.pop()
     })
     .await;
-    let host = minimax_dl::worker::host_name();
+    let host = minimax_dl::parts::host_name();
     assert_eq!(shown["host"], host.as_str(), "{shown}");
     let message = shown["message"].as_str().unwrap_or_default();
     assert!(

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use minimax_dl::fetch::naming::PARTIAL_DIR;
+use minimax_dl::policy::PARTIAL_DIR;
 
 use crate::support::{self, World, assert_success, finish, signal, stderr, wait_for};
 

@@ -5,15 +5,15 @@
 use std::path::{Component, Path};
 use std::time::Duration;
 
-use minimax_dl::api::{ApiError, parse_retrieve};
-use minimax_dl::archive::template::{
+use minimax_dl::ids;
+use minimax_dl::parts::{FileConfig, Overrides, Settings};
+use minimax_dl::policy::{ApiError, parse_retrieve};
+use minimax_dl::policy::{Asked, Plan, ResponseHead, parse_content_range, plan_response};
+use minimax_dl::policy::{
     Fields, MAX_COLLISION, MAX_COMPONENTS, NAME_MAX, PathTemplate, SIDECAR_SUFFIX,
 };
-use minimax_dl::config::{FileConfig, Overrides, Settings};
-use minimax_dl::fetch::naming::{MAX_NAME_BYTES, final_name, final_path, sanitize_filename};
-use minimax_dl::fetch::range::{Asked, Plan, ResponseHead, parse_content_range, plan_response};
-use minimax_dl::fetch::url_policy::{MAX_REDIRECTS, UrlPolicy, host_matches};
-use minimax_dl::ids;
+use minimax_dl::policy::{MAX_NAME_BYTES, final_name, final_path, sanitize_filename};
+use minimax_dl::policy::{MAX_REDIRECTS, UrlPolicy, host_matches};
 use proptest::prelude::*;
 use reqwest::Url;
 
@@ -978,7 +978,7 @@ proptest! {
                 prop_assert_eq!(fetched.host_str(), url.host_str());
                 prop_assert_eq!(fetched.path(), url.path());
                 prop_assert_eq!(fetched.query(), url.query());
-                let loopback = minimax_dl::http::is_loopback_host(url.host_str().unwrap());
+                let loopback = minimax_dl::policy::is_loopback_host(url.host_str().unwrap());
                 let expected = if loopback { url.scheme() } else { "https" };
                 prop_assert_eq!(fetched.scheme(), expected);
             }
@@ -1027,7 +1027,7 @@ proptest! {
                 let last = chain.last().unwrap();
                 prop_assert!(!(last.scheme() == "https" && next.scheme() == "http"));
                 if next.scheme() == "http" {
-                    prop_assert!(minimax_dl::http::is_loopback_host(next.host_str().unwrap()));
+                    prop_assert!(minimax_dl::policy::is_loopback_host(next.host_str().unwrap()));
                 }
             }
             Err(refusal) => prop_assert!(!refusal.to_string().contains(SECRET_QUERY)),

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use minimax_dl::config::{RateSettings, RequestRate};
-use minimax_dl::gate::RateGate;
+use minimax_dl::parts::RateGate;
+use minimax_dl::parts::{RateSettings, RequestRate};
 use minimax_dl::queue::{DbLocation, Queue};
 use minimax_sim::{HiddenLimit, SimConfig};
 use tokio_util::sync::CancellationToken;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use minimax_dl::fetch::pieces::PieceMap;
+use minimax_dl::parts::PieceMap;
 use minimax_sim::{CdnFault, CdnFaultRule, Faults, SimConfig, Simulator};
 
 use crate::support::{self, World, assert_success, assert_verified, queue, wait_for};

@@ -216,9 +216,7 @@ pub fn small_files() -> SimConfig {
 
 /// sha256 of a file on disk, lower hex.
 pub fn sha256_of(path: &Path) -> String {
-    minimax_dl::fetch::file::hash_file(path)
-        .expect("hash file")
-        .1
+    minimax_dl::parts::hash_file(path).expect("hash file").1
 }
 
 /// Asserts a done job's file exists inside the archive and matches the

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use minimax_dl::api::task::{
+use minimax_dl::ids;
+use minimax_dl::policy::{ApiError, TaskStatus};
+use minimax_dl::policy::{
     Callback, MAX_CHALLENGE_CHARS, parse_callback, parse_v1_query, parse_v2_list, parse_v2_query,
     v2_http_error,
 };
-use minimax_dl::api::{ApiError, TaskStatus};
-use minimax_dl::ids;
-use minimax_dl::intake::policy::{MAX_POLL_INTERVAL, poll_interval};
+use minimax_dl::policy::{MAX_POLL_INTERVAL, poll_interval};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

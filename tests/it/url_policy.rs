@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::Response;
-use minimax_dl::fetch::naming::PARTIAL_DIR;
+use minimax_dl::policy::PARTIAL_DIR;
 use minimax_sim::{CdnFault, CdnFaultRule, Faults, SimConfig, Simulator};
 use serde_json::Value;
 

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 
 /// A key pair (and session token) found outside the environment.
-pub struct StaticKeys {
+pub(crate) struct StaticKeys {
     pub key_id: String,
     pub secret: SecretString,
     pub token: Option<SecretString>,
@@ -30,7 +30,7 @@ pub struct StaticKeys {
 
 /// Why the credentials could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum CredentialsError {
+pub(crate) enum CredentialsError {
     #[error("cannot read {what} {}: {source}", .path.display())]
     Read {
         what: &'static str,
@@ -49,7 +49,7 @@ pub enum CredentialsError {
 
 /// The keys of steps 2 and 3, when the environment holds none. `None`:
 /// leave it to the environment or to instance metadata.
-pub fn static_keys(
+pub(crate) fn static_keys(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<StaticKeys>, CredentialsError> {
     let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());

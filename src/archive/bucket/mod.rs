@@ -22,8 +22,8 @@
 //! [`BucketError`] whose [`BucketError::is_lasting`] says whether waiting
 //! can help.
 
-pub mod credentials;
-pub use crate::location::bucket as location;
+pub(crate) mod credentials;
+pub(crate) use crate::location::bucket as location;
 
 use std::os::unix::fs::FileExt;
 use std::path::Path as LocalPath;
@@ -43,7 +43,7 @@ use object_store::{
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
-pub use location::{BucketLocation, LocationError, names_object_store};
+pub(crate) use location::{BucketLocation, names_object_store};
 
 use super::fixity::Fixity;
 
@@ -51,10 +51,10 @@ use super::fixity::Fixity;
 /// size (S3 wants parts of at least 5 MiB, and at most 10,000 of them:
 /// 8 MiB parts carry files up to 78 GiB, beyond `max_file_bytes`' default
 /// the part size grows so the count stays under the limit).
-pub const PART_SIZE: u64 = 8 * 1024 * 1024;
+pub(crate) const PART_SIZE: u64 = 8 * 1024 * 1024;
 /// Parts in flight at once: the memory an upload holds is about this many
 /// parts.
-pub const PARALLEL_PARTS: usize = 4;
+pub(crate) const PARALLEL_PARTS: usize = 4;
 const MAX_PARTS: u64 = 10_000;
 
 /// The user metadata keys (sent as `x-amz-meta-…`).
@@ -63,7 +63,7 @@ const META_FILE_ID: &str = "file-id";
 
 /// How the archive bucket is reached.
 #[derive(Clone, Debug, Default)]
-pub struct BucketOptions {
+pub(crate) struct BucketOptions {
     /// Plain `http://` to an endpoint that is not on loopback
     /// (`archive_allow_http`); loopback is always allowed.
     pub allow_http: bool,
@@ -71,7 +71,7 @@ pub struct BucketOptions {
 
 /// What a HEAD of an object says.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObjectFacts {
+pub(crate) struct ObjectFacts {
     pub size: u64,
     pub sha256: Option<String>,
     pub file_id: Option<i64>,
@@ -82,13 +82,13 @@ pub struct ObjectFacts {
 /// An object just written: its ETag and version (when the bucket keeps
 /// versions).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stored {
+pub(crate) struct Stored {
     pub e_tag: Option<String>,
     pub version: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum BucketError {
+pub(crate) enum BucketError {
     #[error(
         "{store} refused the credentials: {detail}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or the systemd credentials)"
     )]
@@ -109,7 +109,7 @@ pub enum BucketError {
 impl BucketError {
     /// Waiting will not help (bad credentials, no bucket, a bad setting):
     /// the operator must act. Otherwise the store may come back.
-    pub fn is_lasting(&self) -> bool {
+    pub(crate) fn is_lasting(&self) -> bool {
         matches!(
             self,
             BucketError::Credentials { .. } | BucketError::NoBucket { .. } | BucketError::Config(_)
@@ -119,7 +119,7 @@ impl BucketError {
 
 /// The archive's bucket: one S3 client shared by every worker.
 #[derive(Debug)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     s3: Arc<AmazonS3>,
     location: BucketLocation,
     /// "s3://videos at http://127.0.0.1:8333", for messages.
@@ -130,7 +130,7 @@ pub struct Bucket {
 impl Bucket {
     /// A client for `location` with the credentials of the standard chain
     /// (see [`credentials`]) read through `env`.
-    pub fn connect(
+    pub(crate) fn connect(
         location: BucketLocation,
         env: &dyn Fn(&str) -> Option<String>,
         options: &BucketOptions,
@@ -143,6 +143,7 @@ impl Bucket {
         }
         let keys = credentials::static_keys(env).map_err(|e| BucketError::Config(e.to_string()))?;
         if let Some(keys) = keys {
+            tracing::debug!("{location}: credentials from {}", keys.origin);
             builder = builder
                 .with_access_key_id(keys.key_id)
                 .with_secret_access_key(keys.secret.expose_secret());
@@ -194,33 +195,33 @@ impl Bucket {
         })
     }
 
-    pub fn location(&self) -> &BucketLocation {
+    pub(crate) fn location(&self) -> &BucketLocation {
         &self.location
     }
 
     /// Calls retried after object_store's own retries gave up, since start.
-    pub fn retries(&self) -> u64 {
+    pub(crate) fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
     }
 
     /// The key of the file whose archive-relative path is `rel`.
-    pub fn key(&self, rel: &str) -> Path {
+    pub(crate) fn key(&self, rel: &str) -> Path {
         Path::from(self.location.key(rel))
     }
 
     /// `s3://BUCKET/KEY`: what the queue records as the file's place.
-    pub fn url_of(&self, key: &Path) -> String {
+    pub(crate) fn url_of(&self, key: &Path) -> String {
         self.location.url_of(key.as_ref())
     }
 
     /// The key a recorded `s3://` URL names in this bucket.
-    pub fn key_of(&self, url: &str) -> Option<Path> {
+    pub(crate) fn key_of(&self, url: &str) -> Option<Path> {
         self.location.key_of(url).map(Path::from)
     }
 
     /// Size, digest, file id, ETag and version of the object at `key`, or
     /// `None` when there is none.
-    pub async fn head(&self, key: &Path) -> Result<Option<ObjectFacts>, BucketError> {
+    pub(crate) async fn head(&self, key: &Path) -> Result<Option<ObjectFacts>, BucketError> {
         let options = || GetOptions {
             head: true,
             ..GetOptions::default()
@@ -246,7 +247,7 @@ impl Bucket {
     }
 
     /// Puts a small body (a sidecar, a file up to [`PART_SIZE`]) in one call.
-    pub async fn put(
+    pub(crate) async fn put(
         &self,
         key: &Path,
         body: Bytes,
@@ -272,7 +273,7 @@ impl Bucket {
 
     /// Starts a multipart upload whose object will carry `sha256`; the id
     /// must be recorded before the first part goes up.
-    pub async fn start_upload(
+    pub(crate) async fn start_upload(
         &self,
         key: &Path,
         sha256: &str,
@@ -290,7 +291,7 @@ impl Bucket {
     /// Sends `file` (`size` bytes) as the parts of upload `id`, at most
     /// [`PARALLEL_PARTS`] at a time, and completes it: only then does the
     /// object appear under `key`.
-    pub async fn send_parts(
+    pub(crate) async fn send_parts(
         &self,
         key: &Path,
         id: &str,
@@ -336,7 +337,7 @@ impl Bucket {
 
     /// Drops an unfinished multipart upload and its parts. One that is
     /// already gone (completed or aborted by someone else) is not an error.
-    pub async fn abort_upload(&self, key: &Path, id: &str) -> Result<(), BucketError> {
+    pub(crate) async fn abort_upload(&self, key: &Path, id: &str) -> Result<(), BucketError> {
         let id = id.to_string();
         match self.retrying(|| self.s3.abort_multipart(key, &id)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -346,7 +347,10 @@ impl Bucket {
 
     /// Reads the object at `key` back, hashing it as it streams: its size
     /// and sha256 (`verify`). `None`: no such object.
-    pub async fn read_digest(&self, key: &Path) -> Result<Option<(u64, String)>, BucketError> {
+    pub(crate) async fn read_digest(
+        &self,
+        key: &Path,
+    ) -> Result<Option<(u64, String)>, BucketError> {
         let got = match self.s3.get_opts(key, GetOptions::default()).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -364,7 +368,7 @@ impl Bucket {
 
     /// `verify` of one object: HEAD, then (unless `quick`) a read and hash
     /// of every byte. `quick` trusts the digest the object carries.
-    pub async fn check(&self, key: &Path, size: u64, sha256: &str, quick: bool) -> Fixity {
+    pub(crate) async fn check(&self, key: &Path, size: u64, sha256: &str, quick: bool) -> Fixity {
         let facts = match self.head(key).await {
             Ok(Some(facts)) => facts,
             Ok(None) => return Fixity::Missing,
@@ -392,22 +396,13 @@ impl Bucket {
     }
 
     /// Does the bucket answer, and take our credentials? One cheap LIST.
-    pub async fn probe(&self) -> Result<(), BucketError> {
+    pub(crate) async fn probe(&self) -> Result<(), BucketError> {
         let prefix =
             (!self.location.prefix.is_empty()).then(|| Path::from(self.location.prefix.as_str()));
         let mut listing = self.s3.list(prefix.as_ref());
         match listing.next().await {
             None | Some(Ok(_)) => Ok(()),
             Some(Err(e)) => Err(self.error(e)),
-        }
-    }
-
-    /// Deletes the object at `key` (absent is fine).
-    pub async fn delete(&self, key: &Path) -> Result<(), BucketError> {
-        use object_store::ObjectStoreExt;
-        match self.s3.delete(key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.error(e)),
         }
     }
 
@@ -488,7 +483,7 @@ fn attributes(sha256: &str, file_id: i64) -> Attributes {
 
 /// The part size for a file of `size` bytes: [`PART_SIZE`], doubled until
 /// the parts fit S3's 10,000.
-pub fn part_size_for(size: u64) -> u64 {
+pub(crate) fn part_size_for(size: u64) -> u64 {
     let mut part = PART_SIZE;
     while size.div_ceil(part) > MAX_PARTS {
         part *= 2;

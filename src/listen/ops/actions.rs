@@ -18,9 +18,9 @@ use crate::listen::guard;
 use crate::queue::VerbOutcome;
 
 /// The header the token travels in.
-pub const TOKEN_HEADER: &str = "x-minimax-dl-token";
+pub(crate) const TOKEN_HEADER: &str = "x-minimax-dl-token";
 
-pub async fn act(
+pub(crate) async fn act(
     State(ops): State<Ops>,
     Path((raw_id, action)): Path<(String, String)>,
     headers: HeaderMap,

@@ -33,11 +33,11 @@ const FAILED_SHOWN: usize = 20;
 /// most recent among the first this many (by file id).
 const FAILED_SCANNED: u64 = 10_000;
 
-pub async fn page() -> Response {
+pub(crate) async fn page() -> Response {
     with_type(PAGE, "text/html; charset=utf-8")
 }
 
-pub async fn asset(Path(name): Path<String>) -> Response {
+pub(crate) async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
         Some((_, content_type, body)) => with_type(body, content_type),
         None => problem(StatusCode::NOT_FOUND, "no such asset"),
@@ -49,7 +49,7 @@ fn with_type(body: &'static str, content_type: &'static str) -> Response {
 }
 
 /// Everything the page shows, in one answer.
-pub async fn state(State(ops): State<Ops>) -> Response {
+pub(crate) async fn state(State(ops): State<Ops>) -> Response {
     let reading = within(QueueReading::read(&ops.queue)).await;
     let failed = within(recent_failed(&ops.queue)).await.unwrap_or_default();
     let live = ops
@@ -73,7 +73,7 @@ pub async fn state(State(ops): State<Ops>) -> Response {
 }
 
 /// One job and its history: the page's search.
-pub async fn job(State(ops): State<Ops>, Path(raw): Path<String>) -> Response {
+pub(crate) async fn job(State(ops): State<Ops>, Path(raw): Path<String>) -> Response {
     let id = match file_id(&raw) {
         Ok(id) => id,
         Err(response) => return *response,

@@ -12,16 +12,16 @@ use super::{Opening, Ops, within};
 use crate::metrics::{CONTENT_TYPE, QueueReading};
 
 /// The heartbeat turns every second; this long without a turn is a stall.
-pub const STALLED_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const STALLED_AFTER: Duration = Duration::from_secs(10);
 
-pub async fn metrics(State(ops): State<Ops>) -> Response {
+pub(crate) async fn metrics(State(ops): State<Ops>) -> Response {
     let reading = within(QueueReading::read(&ops.queue)).await.ok();
     let text = ops.metrics.render(reading.as_ref());
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }
 
 /// Alive: the pool's heartbeat has turned within [`STALLED_AFTER`].
-pub async fn healthz(State(ops): State<Ops>) -> Response {
+pub(crate) async fn healthz(State(ops): State<Ops>) -> Response {
     let age = ops.metrics.heartbeat_age();
     let body = json!({
         "status": if age < STALLED_AFTER { "ok" } else { "stalled" },
@@ -37,7 +37,7 @@ pub async fn healthz(State(ops): State<Ops>) -> Response {
 
 /// Ready: the queue answers and the pool is not paused. Otherwise 503,
 /// with the reason (and a pause's message and next probe) as JSON.
-pub async fn readyz(State(ops): State<Ops>) -> Response {
+pub(crate) async fn readyz(State(ops): State<Ops>) -> Response {
     if let Err(message) = within(ops.queue.status()).await {
         let body = json!({ "ready": false, "reason": "queue", "message": message });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
@@ -53,7 +53,7 @@ pub async fn readyz(State(ops): State<Ops>) -> Response {
 
 /// `/metrics` while `run` waits for its database: Prometheus text with
 /// `minimax_dl_queue_up 0`, so the outage is a value a rule can alert on.
-pub async fn metrics_while_opening() -> Response {
+pub(crate) async fn metrics_while_opening() -> Response {
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         crate::metrics::Metrics::render_unopened(),
@@ -62,7 +62,7 @@ pub async fn metrics_while_opening() -> Response {
 }
 
 /// Alive while `run` waits for its database: the wait is the loop turning.
-pub async fn healthz_while_opening(State(opening): State<Opening>) -> Response {
+pub(crate) async fn healthz_while_opening(State(opening): State<Opening>) -> Response {
     let body = json!({
         "status": "starting",
         "message": format!("waiting for the queue database: {}", opening.why()),
@@ -71,7 +71,7 @@ pub async fn healthz_while_opening(State(opening): State<Opening>) -> Response {
 }
 
 /// Not ready while `run` waits for its database, with the reason.
-pub async fn not_ready_while_opening(State(opening): State<Opening>) -> Response {
+pub(crate) async fn not_ready_while_opening(State(opening): State<Opening>) -> Response {
     let body = json!({ "ready": false, "reason": "queue", "message": opening.why() });
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }

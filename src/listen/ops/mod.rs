@@ -30,7 +30,7 @@ const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the routes read and act on.
 #[derive(Clone)]
-pub struct Ops {
+pub(crate) struct Ops {
     /// The daemon's queue, for reads.
     pub queue: Queue,
     pub metrics: Metrics,
@@ -40,7 +40,7 @@ pub struct Ops {
 
 /// What the dashboard's actions need.
 #[derive(Clone)]
-pub struct Actions {
+pub(crate) struct Actions {
     /// A queue opened like the `retry` and `cancel` verbs open it (every
     /// commit on disk before the answer), not the pool's.
     pub queue: Queue,
@@ -48,7 +48,7 @@ pub struct Actions {
 }
 
 /// The routes, ready to be merged with other route sets and served.
-pub fn router(ops: Ops) -> Router {
+pub(crate) fn router(ops: Ops) -> Router {
     Router::new()
         .route("/metrics", get(health::metrics))
         .route("/healthz", get(health::healthz))
@@ -65,12 +65,12 @@ pub fn router(ops: Ops) -> Router {
 /// daemon started before its PostgreSQL server): the last reason it could
 /// not open it.
 #[derive(Clone, Default)]
-pub struct Opening {
+pub(crate) struct Opening {
     why: Arc<std::sync::Mutex<String>>,
 }
 
 impl Opening {
-    pub fn set(&self, why: String) {
+    pub(crate) fn set(&self, why: String) {
         *self.why.lock().unwrap_or_else(|p| p.into_inner()) = why;
     }
 
@@ -83,7 +83,7 @@ impl Opening {
 /// (`/healthz` 200) but not ready (`/readyz` 503, reason `queue`, as when
 /// a running daemon loses its database), `/metrics` Prometheus text saying
 /// the queue is down; anything else is 503 too.
-pub fn opening_router(opening: Opening) -> Router {
+pub(crate) fn opening_router(opening: Opening) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz_while_opening))
         .route("/readyz", get(health::not_ready_while_opening))

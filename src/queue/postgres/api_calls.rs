@@ -15,7 +15,7 @@ use crate::rate::{Change, RateEvent, RateState};
 impl PgStore {
     /// `None`: the call may go, and is counted. Otherwise when to ask
     /// again, on this host's clock (now plus the wait the database gave).
-    pub async fn reserve_api_call(
+    pub(crate) async fn reserve_api_call(
         &self,
         per_minute: u32,
         window: Duration,
@@ -31,7 +31,7 @@ impl PgStore {
         Ok(wait.map(|ms| now_millis().saturating_add(ms)))
     }
 
-    pub async fn api_calls_in_window(&self, window: Duration) -> Result<u64, QueueError> {
+    pub(crate) async fn api_calls_in_window(&self, window: Duration) -> Result<u64, QueueError> {
         let window_ms = window.as_millis().min(i64::MAX as u128) as i64;
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM api_calls WHERE at > mdl_now_ms() - $1::bigint",
@@ -58,7 +58,7 @@ const SELECT_RATE: &str =
     "SELECT per_minute, window_start, probing, decreases, last_decrease FROM api_rate";
 
 impl PgStore {
-    pub async fn rate_state(&self) -> Result<RateState, QueueError> {
+    pub(crate) async fn rate_state(&self) -> Result<RateState, QueueError> {
         let row = sqlx::query(SELECT_RATE).fetch_one(&self.pool).await?;
         Ok(rate_from_row(&row)?)
     }
@@ -66,7 +66,7 @@ impl PgStore {
     /// Reads the fleet's rate under `FOR UPDATE` (hosts apply events one
     /// at a time), then the database clock and the calls in the window,
     /// applies `event` and stores the result, in one transaction.
-    pub async fn move_rate(
+    pub(crate) async fn move_rate(
         &self,
         window: Duration,
         cooldown: Option<Duration>,

@@ -70,7 +70,7 @@ impl<'a> JobColumns<'a> {
 }
 
 impl PgStore {
-    pub async fn events_of(&self, ids: &[i64]) -> Result<Vec<(i64, JobEvent)>, QueueError> {
+    pub(crate) async fn events_of(&self, ids: &[i64]) -> Result<Vec<(i64, JobEvent)>, QueueError> {
         let rows = sqlx::query(
             "SELECT file_id, at, kind, attempt, message FROM job_events \
              WHERE file_id = ANY($1::bigint[]) ORDER BY file_id, id",
@@ -84,7 +84,7 @@ impl PgStore {
     }
 
     /// Ids already here are left alone, and so is their history.
-    pub async fn import(
+    pub(crate) async fn import(
         &self,
         jobs: &[Job],
         events: &[(i64, JobEvent)],

@@ -28,7 +28,7 @@ fn millis(d: Duration) -> i64 {
 }
 
 impl PgStore {
-    pub fn idle_poll_max(&self) -> Duration {
+    pub(crate) fn idle_poll_max(&self) -> Duration {
         IDLE_POLL_MAX
     }
 
@@ -38,7 +38,7 @@ impl PgStore {
     /// A lost connection returns at once too (notifications sent meanwhile
     /// are lost: look again); a listener that fails is dropped and the wait
     /// becomes a plain sleep until the next call subscribes anew.
-    pub async fn wait_for_work(&self, max: Duration) {
+    pub(crate) async fn wait_for_work(&self, max: Duration) {
         let mut listener = self.listener.lock().await;
         let Some(subscribed) = listener.as_mut() else {
             match tokio::time::timeout(max, self.listen()).await {
@@ -74,7 +74,7 @@ impl PgStore {
         Ok(listener)
     }
 
-    pub async fn pause_fleet(
+    pub(crate) async fn pause_fleet(
         &self,
         account: &str,
         message: &str,
@@ -103,7 +103,7 @@ impl PgStore {
         Ok(epoch)
     }
 
-    pub async fn record_host_pause(
+    pub(crate) async fn record_host_pause(
         &self,
         host: &str,
         message: &str,
@@ -127,7 +127,11 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn lift_host_pause(&self, host: &str, paused_by: &str) -> Result<(), QueueError> {
+    pub(crate) async fn lift_host_pause(
+        &self,
+        host: &str,
+        paused_by: &str,
+    ) -> Result<(), QueueError> {
         sqlx::query("DELETE FROM host_pauses WHERE host = $1::text AND paused_by = $2::text")
             .bind(host)
             .bind(paused_by)
@@ -136,7 +140,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn host_pauses(&self) -> Result<Vec<HostPause>, QueueError> {
+    pub(crate) async fn host_pauses(&self) -> Result<Vec<HostPause>, QueueError> {
         let rows = sqlx::query(
             "SELECT host, message, paused_by, mdl_now_ms() - paused_at AS lasted_ms \
              FROM host_pauses WHERE expires_at > mdl_now_ms() ORDER BY host",
@@ -150,7 +154,7 @@ impl PgStore {
     }
 
     /// The cooldown, and the account's pause (`""`: any account's newest).
-    pub async fn fleet_state(&self, account: &str) -> Result<FleetState, QueueError> {
+    pub(crate) async fn fleet_state(&self, account: &str) -> Result<FleetState, QueueError> {
         let row = sqlx::query(
             "SELECT p.account, p.pause_message, p.paused_at, p.paused_by, p.pause_epoch, \
                p.probe_at - mdl_now_ms() AS probe_in_ms, f.cooldown_until - mdl_now_ms() AS cooldown_ms \
@@ -164,7 +168,7 @@ impl PgStore {
         Ok(crate::queue::rows::fleet_from_row(&row)?)
     }
 
-    pub async fn take_probe_slot(
+    pub(crate) async fn take_probe_slot(
         &self,
         account: &str,
         next_probe_after: Duration,
@@ -186,7 +190,7 @@ impl PgStore {
 
     /// Lifting the pause makes the queued jobs claimable again: the waiting
     /// pools are woken as by an enqueue (the notification goes at commit).
-    pub async fn lift_pause(&self, account: &str, epoch: i64) -> Result<bool, QueueError> {
+    pub(crate) async fn lift_pause(&self, account: &str, epoch: i64) -> Result<bool, QueueError> {
         let mut tx = self.pool.begin().await?;
         let lifted = sqlx::query(
             "UPDATE account_pauses \
@@ -209,7 +213,7 @@ impl PgStore {
         Ok(lifted)
     }
 
-    pub async fn cool_fleet(&self, wait: Duration) -> Result<(), QueueError> {
+    pub(crate) async fn cool_fleet(&self, wait: Duration) -> Result<(), QueueError> {
         sqlx::query(
             "UPDATE fleet SET cooldown_until = greatest(cooldown_until, mdl_now_ms() + $1::bigint)",
         )
@@ -219,7 +223,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn claimable(&self) -> Result<Claimable, QueueError> {
+    pub(crate) async fn claimable(&self) -> Result<Claimable, QueueError> {
         let row = sqlx::query(
             "SELECT (SELECT coalesce(sum(jobs), 0)::bigint FROM job_counts WHERE state = 'queued') AS queued, \
                (SELECT count(*) FROM jobs \

@@ -77,7 +77,7 @@ fn with_event(update: &str, kind: &str, message: &str) -> String {
 }
 
 impl PgStore {
-    pub async fn claim_batch(
+    pub(crate) async fn claim_batch(
         &self,
         owner: &str,
         account: &str,
@@ -88,7 +88,7 @@ impl PgStore {
             .await
     }
 
-    pub async fn claim_id(
+    pub(crate) async fn claim_id(
         &self,
         file_id: i64,
         owner: &str,
@@ -127,7 +127,7 @@ impl PgStore {
         Ok(jobs)
     }
 
-    pub async fn expire_leases_of_dead_owners(
+    pub(crate) async fn expire_leases_of_dead_owners(
         &self,
         is_dead: impl Fn(&str) -> bool,
     ) -> Result<u64, QueueError> {
@@ -151,7 +151,7 @@ impl PgStore {
 
     /// One statement for every lease (arrays sorted by `file_id`): no
     /// history line, no counter row, and no indexed column touched.
-    pub async fn heartbeat(
+    pub(crate) async fn heartbeat(
         &self,
         leases: &[(i64, String)],
         lease: Duration,
@@ -195,7 +195,7 @@ impl PgStore {
         Ok(report)
     }
 
-    pub async fn checkpoint(
+    pub(crate) async fn checkpoint(
         &self,
         file_id: i64,
         owner: &str,
@@ -220,7 +220,7 @@ impl PgStore {
         lease_held(result.rows_affected(), file_id)
     }
 
-    pub async fn record_verified(
+    pub(crate) async fn record_verified(
         &self,
         file_id: i64,
         owner: &str,
@@ -247,7 +247,7 @@ impl PgStore {
         self.leased(file_id, query).await
     }
 
-    pub async fn clear_verified(
+    pub(crate) async fn clear_verified(
         &self,
         file_id: i64,
         owner: &str,
@@ -270,7 +270,7 @@ impl PgStore {
     /// Many completions in one UPDATE over arrays (sorted by `file_id`; the
     /// `done` lines come from a trigger). Returns the jobs whose lease was
     /// still held.
-    pub async fn complete_many(
+    pub(crate) async fn complete_many(
         &self,
         completions: &[Completion],
     ) -> Result<HashSet<i64>, QueueError> {
@@ -297,7 +297,7 @@ impl PgStore {
         Ok(done.into_iter().collect())
     }
 
-    pub async fn record_failure(
+    pub(crate) async fn record_failure(
         &self,
         file_id: i64,
         owner: &str,
@@ -333,7 +333,7 @@ impl PgStore {
         }
     }
 
-    pub async fn release(
+    pub(crate) async fn release(
         &self,
         file_id: i64,
         owner: &str,
@@ -358,7 +358,11 @@ impl PgStore {
         self.leased(file_id, query).await
     }
 
-    pub async fn confirm_cancelled(&self, file_id: i64, owner: &str) -> Result<(), QueueError> {
+    pub(crate) async fn confirm_cancelled(
+        &self,
+        file_id: i64,
+        owner: &str,
+    ) -> Result<(), QueueError> {
         let sql = with_event(
             "UPDATE jobs SET state = 'cancelled', cancel_requested = false, lease_owner = NULL, \
              lease_expires_at = NULL, updated_at = mdl_now_ms() \

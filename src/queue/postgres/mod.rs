@@ -25,7 +25,7 @@ mod api_calls;
 mod copy;
 mod fleet;
 mod lease;
-pub mod open;
+pub(crate) mod open;
 mod prune;
 mod reads;
 mod tasks;
@@ -54,7 +54,7 @@ const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owne
 static DEADLINE_MS: AtomicU64 = AtomicU64::new(10_000);
 
 /// Sets the deadline of every later connect and call (see [`DEADLINE_MS`]).
-pub fn set_deadline(deadline: Duration) {
+pub(crate) fn set_deadline(deadline: Duration) {
     let ms = deadline.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
     DEADLINE_MS.store(ms, Ordering::Relaxed);
 }
@@ -89,7 +89,7 @@ pub(crate) async fn within<T>(
 
 /// The queue in a PostgreSQL database. Cheap to clone (a pool inside).
 #[derive(Clone)]
-pub struct PgStore {
+pub(crate) struct PgStore {
     pool: PgPool,
     /// The URL without its password: all that is ever shown.
     location: String,
@@ -110,7 +110,7 @@ impl std::fmt::Debug for PgStore {
 }
 
 impl PgStore {
-    pub fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         &self.location
     }
 
@@ -123,7 +123,7 @@ impl PgStore {
         }
     }
 
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         // A wait in progress keeps its listener until it returns.
         if let Ok(mut listener) = self.listener.try_lock() {
             listener.take();

@@ -26,7 +26,7 @@ use crate::queue::{CommitSync, DbLocation, QueueError};
 /// and batched claims keep their number low, so four carry a pool of
 /// hundreds of downloads. A fleet of N hosts needs about 4·N connections
 /// (PostgreSQL's default `max_connections` is 100).
-pub const POOL_SIZE: u32 = 4;
+pub(crate) const POOL_SIZE: u32 = 4;
 
 /// A transaction left open this long by a process that stopped talking
 /// (killed mid-verb, a network cut) is ended by the server, releasing its
@@ -52,7 +52,7 @@ const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
 
 /// What a database holds, as far as opening it goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Contents {
+pub(crate) enum Contents {
     /// No tables in the current schema (or only an empty migrations table,
     /// left by a first migration that another process is still running or
     /// that failed).
@@ -66,7 +66,11 @@ pub enum Contents {
 
 /// Decides from the tables of the current schema and the applied
 /// migrations (version, checksum) what a database is, given ours. Pure.
-pub fn identify(tables: &[String], applied: &[(i64, Vec<u8>)], ours: &[(i64, &[u8])]) -> Contents {
+pub(crate) fn identify(
+    tables: &[String],
+    applied: &[(i64, Vec<u8>)],
+    ours: &[(i64, &[u8])],
+) -> Contents {
     let only_migrations = tables.iter().all(|t| t == "_sqlx_migrations");
     if only_migrations && applied.is_empty() {
         return Contents::Empty;
@@ -88,7 +92,10 @@ pub fn identify(tables: &[String], applied: &[(i64, Vec<u8>)], ours: &[(i64, &[u
 impl PgStore {
     /// Opens the queue for a verb that writes: creates the schema in an
     /// empty database, migrates an older one, refuses someone else's.
-    pub async fn open_with(location: &DbLocation, sync: CommitSync) -> Result<PgStore, QueueError> {
+    pub(crate) async fn open_with(
+        location: &DbLocation,
+        sync: CommitSync,
+    ) -> Result<PgStore, QueueError> {
         let display = location.redacted();
         let synchronous_commit = match sync {
             CommitSync::Full => "on",
@@ -102,7 +109,7 @@ impl PgStore {
     /// Opens an existing queue for a verb that writes but adds no work
     /// (`retry`, `cancel`, `prune`): a database without the schema is no
     /// queue, and is left as it is.
-    pub async fn open_existing(location: &DbLocation) -> Result<PgStore, QueueError> {
+    pub(crate) async fn open_existing(location: &DbLocation) -> Result<PgStore, QueueError> {
         let display = location.redacted();
         let options = connect_options(location, &display)?.options([("synchronous_commit", "on")]);
         open_checked(options.clone(), options, POOL_SIZE, Verb::Edits, display).await
@@ -112,7 +119,7 @@ impl PgStore {
     /// read-only transactions, nothing created. A queue whose schema is older
     /// than this build is upgraded first (the only write a reading verb
     /// makes, as on SQLite).
-    pub async fn open_read_only(location: &DbLocation) -> Result<PgStore, QueueError> {
+    pub(crate) async fn open_read_only(location: &DbLocation) -> Result<PgStore, QueueError> {
         let display = location.redacted();
         let options = connect_options(location, &display)?;
         let reading = options
@@ -124,7 +131,7 @@ impl PgStore {
 
 /// Whether the verb opening the queue writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verb {
+pub(crate) enum Verb {
     /// Adds work: creates the schema in an empty database.
     Writes,
     /// Changes an existing queue (`retry`, `cancel`, `prune`).
@@ -134,7 +141,7 @@ pub enum Verb {
 
 /// What an open does with what it found (pure): `Ok(true)` migrates first,
 /// `Ok(false)` uses the queue as it is.
-pub fn plan(contents: Contents, verb: Verb, display: &str) -> Result<bool, QueueError> {
+pub(crate) fn plan(contents: Contents, verb: Verb, display: &str) -> Result<bool, QueueError> {
     match (contents, verb) {
         (Contents::Foreign, _) => Err(QueueError::NotOurs {
             location: display.to_string(),

@@ -12,7 +12,7 @@ impl PgStore {
     /// the next `limit` ids after `after`, in key order; the delete takes
     /// those still done and old enough (a job requeued meanwhile stays), and
     /// their history goes with them (`ON DELETE CASCADE`).
-    pub async fn prune_done(
+    pub(crate) async fn prune_done(
         &self,
         done_before: Millis,
         after: Option<i64>,

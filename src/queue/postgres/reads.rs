@@ -7,7 +7,7 @@ impl PgStore {
     /// Up to `page` jobs after `after`, in `file_id` order. Two texts rather
     /// than one with `($1 IS NULL OR state = $1)`: a prepared statement is
     /// given a generic plan after five runs, and the OR form plans badly.
-    pub async fn list_page(
+    pub(crate) async fn list_page(
         &self,
         state: Option<JobState>,
         after: Option<i64>,
@@ -44,7 +44,7 @@ impl PgStore {
     }
 
     /// The shards summed: 80 rows, exact, one snapshot.
-    pub async fn status(&self) -> Result<StatusCounts, QueueError> {
+    pub(crate) async fn status(&self) -> Result<StatusCounts, QueueError> {
         let rows = sqlx::query(
             "SELECT state, sum(jobs)::bigint AS jobs, sum(bytes)::bigint AS bytes \
              FROM job_counts GROUP BY state",
@@ -54,7 +54,7 @@ impl PgStore {
         Ok(crate::queue::rows::counts_from_rows(&rows)?)
     }
 
-    pub async fn status_by_scan(&self) -> Result<StatusCounts, QueueError> {
+    pub(crate) async fn status_by_scan(&self) -> Result<StatusCounts, QueueError> {
         let rows = sqlx::query(
             "SELECT state, count(*) AS jobs, coalesce(sum(bytes_done), 0)::bigint AS bytes \
              FROM jobs GROUP BY state",
@@ -64,11 +64,11 @@ impl PgStore {
         Ok(crate::queue::rows::counts_from_rows(&rows)?)
     }
 
-    pub async fn get(&self, file_id: i64) -> Result<Option<Job>, QueueError> {
+    pub(crate) async fn get(&self, file_id: i64) -> Result<Option<Job>, QueueError> {
         Ok(fetch_job(&self.pool, file_id).await?)
     }
 
-    pub async fn events(&self, file_id: i64) -> Result<Vec<JobEvent>, QueueError> {
+    pub(crate) async fn events(&self, file_id: i64) -> Result<Vec<JobEvent>, QueueError> {
         let rows = sqlx::query(
             "SELECT at, kind, attempt, message FROM job_events WHERE file_id = $1::bigint ORDER BY id",
         )
@@ -82,7 +82,7 @@ impl PgStore {
 
     /// On this host's clock: how long the database says it is until the
     /// earliest queued job is due, added to this host's now.
-    pub async fn next_due(&self) -> Result<Option<Millis>, QueueError> {
+    pub(crate) async fn next_due(&self) -> Result<Option<Millis>, QueueError> {
         let wait: Option<i64> = sqlx::query_scalar(
             "SELECT min(next_attempt_at) - mdl_now_ms() FROM jobs WHERE state = 'queued'",
         )

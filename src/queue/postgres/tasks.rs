@@ -52,7 +52,7 @@ where
 }
 
 impl PgStore {
-    pub async fn enqueue_tasks(
+    pub(crate) async fn enqueue_tasks(
         &self,
         tasks: &[NewTask],
         deadline: Duration,
@@ -86,7 +86,7 @@ impl PgStore {
         Ok(report)
     }
 
-    pub async fn take_due_tasks(
+    pub(crate) async fn take_due_tasks(
         &self,
         limit: usize,
         slot: Duration,
@@ -107,7 +107,7 @@ impl PgStore {
         Ok(tasks)
     }
 
-    pub async fn record_poll(
+    pub(crate) async fn record_poll(
         &self,
         task_id: i64,
         record: &PollRecord<'_>,
@@ -171,7 +171,7 @@ impl PgStore {
         Ok(applied)
     }
 
-    pub async fn poll_task_now(&self, task_id: i64) -> Result<bool, QueueError> {
+    pub(crate) async fn poll_task_now(&self, task_id: i64) -> Result<bool, QueueError> {
         let updated = sqlx::query(
             "UPDATE tasks SET next_poll_at = mdl_now_ms() \
              WHERE task_id = $1::bigint AND state = 'generating' AND next_poll_at > mdl_now_ms()",
@@ -182,7 +182,10 @@ impl PgStore {
         Ok(updated.rows_affected() == 1)
     }
 
-    pub async fn cancel_tasks(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
+    pub(crate) async fn cancel_tasks(
+        &self,
+        ids: &[i64],
+    ) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
         self.task_verb(
             ids,
             cancel_task_verdict,
@@ -194,7 +197,7 @@ impl PgStore {
         .await
     }
 
-    pub async fn retry_tasks(
+    pub(crate) async fn retry_tasks(
         &self,
         ids: &[i64],
         deadline: Duration,
@@ -243,12 +246,12 @@ impl PgStore {
         Ok(outcomes)
     }
 
-    pub async fn get_task(&self, task_id: i64) -> Result<Option<Task>, QueueError> {
+    pub(crate) async fn get_task(&self, task_id: i64) -> Result<Option<Task>, QueueError> {
         Ok(fetch_task(&self.pool, task_id, false).await?)
     }
 
     /// Up to `page` tasks after `after`, in task id order.
-    pub async fn list_tasks_page(
+    pub(crate) async fn list_tasks_page(
         &self,
         state: Option<TaskState>,
         after: Option<i64>,
@@ -267,7 +270,7 @@ impl PgStore {
         tasks_from_rows(&rows)
     }
 
-    pub async fn task_counts(&self) -> Result<TaskCounts, QueueError> {
+    pub(crate) async fn task_counts(&self) -> Result<TaskCounts, QueueError> {
         let rows = sqlx::query(
             "SELECT state, count(*) AS n, COALESCE(sum(polls), 0)::bigint AS polls FROM tasks GROUP BY state",
         )
@@ -284,7 +287,7 @@ impl PgStore {
         Ok(counts)
     }
 
-    pub async fn next_task_poll(&self) -> Result<Option<Millis>, QueueError> {
+    pub(crate) async fn next_task_poll(&self) -> Result<Option<Millis>, QueueError> {
         // A wait on the database clock, turned into a time on this host's.
         let wait: Option<i64> = sqlx::query_scalar(
             "SELECT min(next_poll_at) - mdl_now_ms() FROM tasks WHERE state = 'generating'",
@@ -294,7 +297,7 @@ impl PgStore {
         Ok(wait.map(|ms| now_millis().saturating_add(ms)))
     }
 
-    pub async fn import_tasks(&self, tasks: &[Task]) -> Result<u64, QueueError> {
+    pub(crate) async fn import_tasks(&self, tasks: &[Task]) -> Result<u64, QueueError> {
         let mut tx = self.pool.begin().await?;
         let mut added = 0;
         for task in tasks {

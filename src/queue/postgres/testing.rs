@@ -7,7 +7,11 @@ use crate::queue::testing::{JobPatch, WriteLock};
 use crate::queue::{JobState, Millis, QueueError};
 
 impl PgStore {
-    pub async fn patch_job(&self, file_id: i64, patch: &JobPatch) -> Result<bool, QueueError> {
+    pub(crate) async fn patch_job(
+        &self,
+        file_id: i64,
+        patch: &JobPatch,
+    ) -> Result<bool, QueueError> {
         let (expected, source) = patch.expected.unzip();
         let (final_path, sha256) = patch.placed.clone().unzip();
         let texts = [
@@ -50,7 +54,7 @@ impl PgStore {
     }
 
     /// Into shard 0 (any shard would do: `status` sums them).
-    pub async fn inflate_count(&self, state: JobState, n: i64) -> Result<(), QueueError> {
+    pub(crate) async fn inflate_count(&self, state: JobState, n: i64) -> Result<(), QueueError> {
         sqlx::query(
             "UPDATE job_counts SET jobs = jobs + $1::bigint WHERE state = $2::text AND shard = 0",
         )
@@ -61,7 +65,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn record_api_calls(&self, at: Millis, n: u32) -> Result<(), QueueError> {
+    pub(crate) async fn record_api_calls(&self, at: Millis, n: u32) -> Result<(), QueueError> {
         sqlx::query(
             "INSERT INTO api_calls (at) SELECT $1::bigint FROM generate_series(1, $2::bigint)",
         )
@@ -74,7 +78,7 @@ impl PgStore {
 
     /// `EXCLUSIVE` lets reads through and stops every write to `jobs` (from
     /// this process or any other) until the transaction ends.
-    pub async fn hold_write_lock(&self) -> Result<WriteLock, QueueError> {
+    pub(crate) async fn hold_write_lock(&self) -> Result<WriteLock, QueueError> {
         let mut held = self.pool.begin().await?;
         sqlx::query("LOCK TABLE jobs IN EXCLUSIVE MODE")
             .execute(&mut *held)
@@ -84,7 +88,7 @@ impl PgStore {
 
     /// Redefines the two clock functions with an offset (an integer literal:
     /// nothing but digits and a sign reaches the SQL).
-    pub async fn offset_clock(&self, offset_ms: i64) -> Result<(), QueueError> {
+    pub(crate) async fn offset_clock(&self, offset_ms: i64) -> Result<(), QueueError> {
         for (function, source, volatility) in [
             ("mdl_now_ms", "now()", "STABLE"),
             ("mdl_clock_ms", "clock_timestamp()", "VOLATILE"),

@@ -12,7 +12,7 @@ const HELD: &str = "EXISTS (SELECT 1 FROM jobs WHERE file_id = $1::bigint AND st
      AND lease_owner = $2::text)";
 
 impl PgStore {
-    pub async fn record_upload(
+    pub(crate) async fn record_upload(
         &self,
         file_id: i64,
         owner: &str,
@@ -42,7 +42,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn record_uploaded(
+    pub(crate) async fn record_uploaded(
         &self,
         file_id: i64,
         owner: &str,
@@ -71,7 +71,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn upload(&self, file_id: i64) -> Result<Option<Upload>, QueueError> {
+    pub(crate) async fn upload(&self, file_id: i64) -> Result<Option<Upload>, QueueError> {
         let row = sqlx::query(
             "SELECT object_url, upload_id, etag, version FROM uploads WHERE file_id = $1::bigint",
         )

@@ -42,7 +42,7 @@ impl PgStore {
     /// One transaction; ids in key order (index pages filled in turn, not
     /// at random: twice as fast at a million). The statement trigger counts
     /// the new rows and wakes the fleet at commit.
-    pub async fn enqueue(&self, ids: &[i64]) -> Result<EnqueueReport, QueueError> {
+    pub(crate) async fn enqueue(&self, ids: &[i64]) -> Result<EnqueueReport, QueueError> {
         let mut sorted = ids.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
@@ -67,7 +67,7 @@ impl PgStore {
         })
     }
 
-    pub async fn retry(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
+    pub(crate) async fn retry(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
         let mut outcomes = Vec::with_capacity(ids.len());
         for &id in ids {
             let mut tx = self.pool.begin().await?;
@@ -87,7 +87,7 @@ impl PgStore {
         Ok(outcomes)
     }
 
-    pub async fn retry_all_failed(&self) -> Result<u64, QueueError> {
+    pub(crate) async fn retry_all_failed(&self) -> Result<u64, QueueError> {
         let result = sqlx::query(
             "WITH u AS ( \
                UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_at = mdl_now_ms(), \
@@ -102,7 +102,7 @@ impl PgStore {
         Ok(result.rows_affected())
     }
 
-    pub async fn cancel(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
+    pub(crate) async fn cancel(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
         let mut outcomes = Vec::with_capacity(ids.len());
         for &id in ids {
             let mut tx = self.pool.begin().await?;
@@ -128,7 +128,7 @@ impl PgStore {
 
     /// One statement: the update (only while done with this digest) and
     /// its history line.
-    pub async fn refetch(
+    pub(crate) async fn refetch(
         &self,
         file_id: i64,
         recorded_sha256: &str,
@@ -156,7 +156,12 @@ impl PgStore {
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn note(&self, file_id: i64, kind: &str, message: &str) -> Result<(), QueueError> {
+    pub(crate) async fn note(
+        &self,
+        file_id: i64,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), QueueError> {
         sqlx::query(
             "INSERT INTO job_events (file_id, at, kind, attempt, message) \
              VALUES ($1::bigint, mdl_now_ms(), $2::text, NULL, $3::text)",

@@ -11,7 +11,7 @@ use crate::queue::{Millis, QueueError, now_millis};
 use crate::rate::{Change, RateEvent, RateState};
 
 impl SqliteStore {
-    pub async fn reserve_api_call(
+    pub(crate) async fn reserve_api_call(
         &self,
         per_minute: u32,
         window: Duration,
@@ -48,7 +48,7 @@ impl SqliteStore {
         Ok(verdict)
     }
 
-    pub async fn api_calls_in_window(&self, window: Duration) -> Result<u64, QueueError> {
+    pub(crate) async fn api_calls_in_window(&self, window: Duration) -> Result<u64, QueueError> {
         let since = now_millis() - window.as_millis() as i64;
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM api_calls WHERE at > ?1")
             .bind(since)
@@ -73,14 +73,14 @@ const SELECT_RATE: &str =
     "SELECT per_minute, window_start, probing, decreases, last_decrease FROM api_rate WHERE id = 1";
 
 impl SqliteStore {
-    pub async fn rate_state(&self) -> Result<RateState, QueueError> {
+    pub(crate) async fn rate_state(&self) -> Result<RateState, QueueError> {
         let row = sqlx::query(SELECT_RATE).fetch_one(&self.pool).await?;
         Ok(rate_from_row(&row)?)
     }
 
     /// Reads the shared rate, applies `event` to it with the time and the
     /// calls in the window, and stores the result, in one transaction.
-    pub async fn move_rate(
+    pub(crate) async fn move_rate(
         &self,
         window: Duration,
         cooldown: Option<Duration>,

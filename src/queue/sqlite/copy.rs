@@ -12,7 +12,7 @@ use crate::queue::{Job, JobEvent, JobState, QueueError};
 const EVENTS_CHUNK: usize = 500;
 
 impl SqliteStore {
-    pub async fn events_of(&self, ids: &[i64]) -> Result<Vec<(i64, JobEvent)>, QueueError> {
+    pub(crate) async fn events_of(&self, ids: &[i64]) -> Result<Vec<(i64, JobEvent)>, QueueError> {
         let mut events = Vec::new();
         for chunk in ids.chunks(EVENTS_CHUNK) {
             let placeholders = vec!["?"; chunk.len()].join(",");
@@ -31,7 +31,7 @@ impl SqliteStore {
         Ok(events)
     }
 
-    pub async fn import(
+    pub(crate) async fn import(
         &self,
         jobs: &[Job],
         events: &[(i64, JobEvent)],

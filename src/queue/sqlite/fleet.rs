@@ -15,16 +15,16 @@ use crate::queue::{Claimable, FleetState, HostPause, QueueError, millis_after, n
 const IDLE_POLL_MAX: Duration = Duration::from_secs(1);
 
 impl SqliteStore {
-    pub fn idle_poll_max(&self) -> Duration {
+    pub(crate) fn idle_poll_max(&self) -> Duration {
         IDLE_POLL_MAX
     }
 
     /// SQLite has no notifications: the wait is the poll.
-    pub async fn wait_for_work(&self, max: Duration) {
+    pub(crate) async fn wait_for_work(&self, max: Duration) {
         tokio::time::sleep(max).await;
     }
 
-    pub async fn pause_fleet(
+    pub(crate) async fn pause_fleet(
         &self,
         account: &str,
         message: &str,
@@ -56,7 +56,7 @@ impl SqliteStore {
     }
 
     /// The cooldown, and the account's pause (`""`: any account's newest).
-    pub async fn fleet_state(&self, account: &str) -> Result<FleetState, QueueError> {
+    pub(crate) async fn fleet_state(&self, account: &str) -> Result<FleetState, QueueError> {
         let row = sqlx::query(
             "SELECT p.account, p.pause_message, p.paused_at, p.paused_by, p.pause_epoch, \
                p.probe_at - ?1 AS probe_in_ms, f.cooldown_until - ?1 AS cooldown_ms \
@@ -71,7 +71,7 @@ impl SqliteStore {
         Ok(crate::queue::rows::fleet_from_row(&row)?)
     }
 
-    pub async fn take_probe_slot(
+    pub(crate) async fn take_probe_slot(
         &self,
         account: &str,
         next_probe_after: Duration,
@@ -93,7 +93,7 @@ impl SqliteStore {
         Ok(epoch)
     }
 
-    pub async fn lift_pause(&self, account: &str, epoch: i64) -> Result<bool, QueueError> {
+    pub(crate) async fn lift_pause(&self, account: &str, epoch: i64) -> Result<bool, QueueError> {
         let lifted = sqlx::query(
             "UPDATE account_pauses \
              SET paused_at = NULL, pause_message = NULL, paused_by = NULL, probe_at = NULL \
@@ -107,7 +107,7 @@ impl SqliteStore {
         Ok(lifted == 1)
     }
 
-    pub async fn record_host_pause(
+    pub(crate) async fn record_host_pause(
         &self,
         host: &str,
         message: &str,
@@ -131,7 +131,11 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn lift_host_pause(&self, host: &str, paused_by: &str) -> Result<(), QueueError> {
+    pub(crate) async fn lift_host_pause(
+        &self,
+        host: &str,
+        paused_by: &str,
+    ) -> Result<(), QueueError> {
         sqlx::query("DELETE FROM host_pauses WHERE host = ?1 AND paused_by = ?2")
             .bind(host)
             .bind(paused_by)
@@ -140,7 +144,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn host_pauses(&self) -> Result<Vec<HostPause>, QueueError> {
+    pub(crate) async fn host_pauses(&self) -> Result<Vec<HostPause>, QueueError> {
         let rows = sqlx::query(
             "SELECT host, message, paused_by, ?1 - paused_at AS lasted_ms FROM host_pauses \
              WHERE expires_at > ?1 ORDER BY host",
@@ -154,7 +158,7 @@ impl SqliteStore {
             .collect::<Result<_, _>>()?)
     }
 
-    pub async fn cool_fleet(&self, wait: Duration) -> Result<(), QueueError> {
+    pub(crate) async fn cool_fleet(&self, wait: Duration) -> Result<(), QueueError> {
         sqlx::query("UPDATE fleet SET cooldown_until = max(cooldown_until, ?1) WHERE id = 1")
             .bind(millis_after(now_millis(), wait))
             .execute(&self.writer)
@@ -162,7 +166,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn claimable(&self) -> Result<Claimable, QueueError> {
+    pub(crate) async fn claimable(&self) -> Result<Claimable, QueueError> {
         let row = sqlx::query(
             "SELECT coalesce((SELECT jobs FROM job_counts WHERE state = 'queued'), 0) AS queued, \
                     (SELECT count(*) FROM jobs WHERE state = 'running' AND lease_expires_at < ?1) AS abandoned, \

@@ -29,7 +29,7 @@ enum Pick<'a> {
 }
 
 impl SqliteStore {
-    pub async fn claim_batch(
+    pub(crate) async fn claim_batch(
         &self,
         owner: &str,
         account: &str,
@@ -40,7 +40,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn claim_id(
+    pub(crate) async fn claim_id(
         &self,
         file_id: i64,
         owner: &str,
@@ -117,7 +117,7 @@ impl SqliteStore {
         Ok(jobs)
     }
 
-    pub async fn expire_leases_of_dead_owners(
+    pub(crate) async fn expire_leases_of_dead_owners(
         &self,
         is_dead: impl Fn(&str) -> bool,
     ) -> Result<u64, QueueError> {
@@ -138,7 +138,7 @@ impl SqliteStore {
         Ok(freed)
     }
 
-    pub async fn heartbeat(
+    pub(crate) async fn heartbeat(
         &self,
         leases: &[(i64, String)],
         lease: Duration,
@@ -168,7 +168,7 @@ impl SqliteStore {
         Ok(report)
     }
 
-    pub async fn checkpoint(
+    pub(crate) async fn checkpoint(
         &self,
         file_id: i64,
         owner: &str,
@@ -194,7 +194,7 @@ impl SqliteStore {
         lease_held(result.rows_affected(), file_id)
     }
 
-    pub async fn record_verified(
+    pub(crate) async fn record_verified(
         &self,
         file_id: i64,
         owner: &str,
@@ -226,7 +226,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn clear_verified(
+    pub(crate) async fn clear_verified(
         &self,
         file_id: i64,
         owner: &str,
@@ -247,7 +247,7 @@ impl SqliteStore {
     /// Many completions in one UPDATE (atomic on its own; the history lines
     /// come from a trigger, migration 0005). Returns the jobs whose lease was
     /// still held: the others were reclaimed or cancelled meanwhile.
-    pub async fn complete_many(
+    pub(crate) async fn complete_many(
         &self,
         completions: &[Completion],
     ) -> Result<HashSet<i64>, QueueError> {
@@ -271,7 +271,7 @@ impl SqliteStore {
         Ok(done.into_iter().collect())
     }
 
-    pub async fn record_failure(
+    pub(crate) async fn record_failure(
         &self,
         file_id: i64,
         owner: &str,
@@ -307,7 +307,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn release(
+    pub(crate) async fn release(
         &self,
         file_id: i64,
         owner: &str,
@@ -332,7 +332,11 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn confirm_cancelled(&self, file_id: i64, owner: &str) -> Result<(), QueueError> {
+    pub(crate) async fn confirm_cancelled(
+        &self,
+        file_id: i64,
+        owner: &str,
+    ) -> Result<(), QueueError> {
         let now = now_millis();
         let update = sqlx::query(
             "UPDATE jobs SET state = 'cancelled', cancel_requested = 0, lease_owner = NULL, \

@@ -25,7 +25,7 @@ const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owne
 
 /// The queue in one SQLite file. Cheap to clone (connection pools inside).
 #[derive(Clone, Debug)]
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     pool: SqlitePool,
     /// One connection for every write of this process: writers queue here,
     /// in order, instead of colliding on SQLite's lock and sleeping in its
@@ -43,11 +43,11 @@ impl SqliteStore {
         }
     }
 
-    pub fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         &self.location
     }
 
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.writer.close().await;
         self.pool.close().await;
     }

@@ -62,7 +62,7 @@ impl SqliteStore {
     /// Opens the queue for a verb that writes: creates the file (and its
     /// directory) when missing, refuses a file that is someone else's
     /// database or that we may not write, migrates and marks it.
-    pub async fn open_with(
+    pub(crate) async fn open_with(
         location: &DbLocation,
         sync: CommitSync,
     ) -> Result<SqliteStore, QueueError> {
@@ -115,7 +115,7 @@ impl SqliteStore {
 
     /// Opens an existing queue for a verb that writes but adds no work:
     /// a missing or empty file is no queue, and nothing is created.
-    pub async fn open_existing(location: &DbLocation) -> Result<SqliteStore, QueueError> {
+    pub(crate) async fn open_existing(location: &DbLocation) -> Result<SqliteStore, QueueError> {
         let path = location.sqlite_path();
         let display = path.display().to_string();
         if !exists(&path, &display)? || inspect(&path, &display).await?.contents == Contents::Empty
@@ -129,7 +129,7 @@ impl SqliteStore {
     /// SQLite's read-only mode, nothing created, nothing written. A queue
     /// whose schema is older than this build is upgraded first when we may
     /// write it (the only write a reading verb makes), else refused.
-    pub async fn open_read_only(location: &DbLocation) -> Result<SqliteStore, QueueError> {
+    pub(crate) async fn open_read_only(location: &DbLocation) -> Result<SqliteStore, QueueError> {
         let path = location.sqlite_path();
         let display = path.display().to_string();
         if !exists(&path, &display)? {

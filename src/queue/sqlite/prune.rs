@@ -10,7 +10,7 @@ impl SqliteStore {
     /// The candidates are read outside the write lock, in `file_id` order
     /// from `after` (so a whole prune reads the table once); the delete
     /// checks them again, so a job requeued in between stays.
-    pub async fn prune_done(
+    pub(crate) async fn prune_done(
         &self,
         done_before: Millis,
         after: Option<i64>,

@@ -7,7 +7,7 @@ use crate::queue::{Job, JobEvent, JobState, Millis, QueueError, StatusCounts};
 
 impl SqliteStore {
     /// Up to `page` jobs after `after`, in `file_id` order.
-    pub async fn list_page(
+    pub(crate) async fn list_page(
         &self,
         state: Option<JobState>,
         after: Option<i64>,
@@ -29,14 +29,14 @@ impl SqliteStore {
             .collect::<Result<Vec<_>, _>>()?)
     }
 
-    pub async fn status(&self) -> Result<StatusCounts, QueueError> {
+    pub(crate) async fn status(&self) -> Result<StatusCounts, QueueError> {
         let rows = sqlx::query("SELECT state, jobs, bytes FROM job_counts")
             .fetch_all(&self.pool)
             .await?;
         Ok(crate::queue::rows::counts_from_rows(&rows)?)
     }
 
-    pub async fn status_by_scan(&self) -> Result<StatusCounts, QueueError> {
+    pub(crate) async fn status_by_scan(&self) -> Result<StatusCounts, QueueError> {
         let rows = sqlx::query(
             "SELECT state, count(*) AS jobs, coalesce(sum(bytes_done), 0) AS bytes FROM jobs GROUP BY state",
         )
@@ -45,11 +45,11 @@ impl SqliteStore {
         Ok(crate::queue::rows::counts_from_rows(&rows)?)
     }
 
-    pub async fn get(&self, file_id: i64) -> Result<Option<Job>, QueueError> {
+    pub(crate) async fn get(&self, file_id: i64) -> Result<Option<Job>, QueueError> {
         Ok(fetch_job(&self.pool, file_id).await?)
     }
 
-    pub async fn events(&self, file_id: i64) -> Result<Vec<JobEvent>, QueueError> {
+    pub(crate) async fn events(&self, file_id: i64) -> Result<Vec<JobEvent>, QueueError> {
         let rows = sqlx::query(
             "SELECT at, kind, attempt, message FROM job_events WHERE file_id = ?1 ORDER BY id",
         )
@@ -61,7 +61,7 @@ impl SqliteStore {
             .collect()
     }
 
-    pub async fn next_due(&self) -> Result<Option<Millis>, QueueError> {
+    pub(crate) async fn next_due(&self) -> Result<Option<Millis>, QueueError> {
         let row = sqlx::query("SELECT min(next_attempt_at) AS t FROM jobs WHERE state = 'queued'")
             .fetch_one(&self.pool)
             .await?;

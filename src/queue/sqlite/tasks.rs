@@ -33,7 +33,7 @@ where
 }
 
 impl SqliteStore {
-    pub async fn enqueue_tasks(
+    pub(crate) async fn enqueue_tasks(
         &self,
         tasks: &[NewTask],
         deadline: Duration,
@@ -68,7 +68,7 @@ impl SqliteStore {
         Ok(report)
     }
 
-    pub async fn take_due_tasks(
+    pub(crate) async fn take_due_tasks(
         &self,
         limit: usize,
         slot: Duration,
@@ -94,7 +94,7 @@ impl SqliteStore {
         Ok(tasks)
     }
 
-    pub async fn record_poll(
+    pub(crate) async fn record_poll(
         &self,
         task_id: i64,
         record: &PollRecord<'_>,
@@ -152,7 +152,7 @@ impl SqliteStore {
         Ok(applied)
     }
 
-    pub async fn poll_task_now(&self, task_id: i64) -> Result<bool, QueueError> {
+    pub(crate) async fn poll_task_now(&self, task_id: i64) -> Result<bool, QueueError> {
         let updated = sqlx::query(
             "UPDATE tasks SET next_poll_at = ?1 WHERE task_id = ?2 AND state = 'generating' AND next_poll_at > ?1",
         )
@@ -163,7 +163,10 @@ impl SqliteStore {
         Ok(updated.rows_affected() == 1)
     }
 
-    pub async fn cancel_tasks(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
+    pub(crate) async fn cancel_tasks(
+        &self,
+        ids: &[i64],
+    ) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
         self.task_verb(ids, cancel_task_verdict, |tx, id, now| {
             Box::pin(async move {
                 sqlx::query(
@@ -180,7 +183,7 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn retry_tasks(
+    pub(crate) async fn retry_tasks(
         &self,
         ids: &[i64],
         deadline: Duration,
@@ -236,12 +239,12 @@ impl SqliteStore {
         Ok(outcomes)
     }
 
-    pub async fn get_task(&self, task_id: i64) -> Result<Option<Task>, QueueError> {
+    pub(crate) async fn get_task(&self, task_id: i64) -> Result<Option<Task>, QueueError> {
         Ok(fetch_task(&self.pool, task_id).await?)
     }
 
     /// Up to `page` tasks after `after`, in task id order.
-    pub async fn list_tasks_page(
+    pub(crate) async fn list_tasks_page(
         &self,
         state: Option<TaskState>,
         after: Option<i64>,
@@ -263,7 +266,7 @@ impl SqliteStore {
             .collect::<Result<Vec<_>, _>>()?)
     }
 
-    pub async fn task_counts(&self) -> Result<TaskCounts, QueueError> {
+    pub(crate) async fn task_counts(&self) -> Result<TaskCounts, QueueError> {
         let rows = sqlx::query(
             "SELECT state, count(*) AS n, COALESCE(sum(polls), 0) AS polls FROM tasks GROUP BY state",
         )
@@ -280,7 +283,7 @@ impl SqliteStore {
         Ok(counts)
     }
 
-    pub async fn import_tasks(&self, tasks: &[Task]) -> Result<u64, QueueError> {
+    pub(crate) async fn import_tasks(&self, tasks: &[Task]) -> Result<u64, QueueError> {
         let mut tx = self.write_tx().await?;
         let mut added = 0;
         for task in tasks {
@@ -308,7 +311,7 @@ impl SqliteStore {
         Ok(added)
     }
 
-    pub async fn next_task_poll(&self) -> Result<Option<Millis>, QueueError> {
+    pub(crate) async fn next_task_poll(&self) -> Result<Option<Millis>, QueueError> {
         let row =
             sqlx::query("SELECT min(next_poll_at) AS t FROM tasks WHERE state = 'generating'")
                 .fetch_one(&self.pool)

@@ -7,7 +7,11 @@ use crate::queue::testing::{JobPatch, WriteLock};
 use crate::queue::{JobState, Millis, QueueError};
 
 impl SqliteStore {
-    pub async fn patch_job(&self, file_id: i64, patch: &JobPatch) -> Result<bool, QueueError> {
+    pub(crate) async fn patch_job(
+        &self,
+        file_id: i64,
+        patch: &JobPatch,
+    ) -> Result<bool, QueueError> {
         let text = |v: &Option<String>| v.clone().map(Value::Text);
         let int = |v: Option<i64>| v.map(Value::Int);
         let (expected, source) = patch.expected.unzip();
@@ -41,7 +45,7 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn inflate_count(&self, state: JobState, n: i64) -> Result<(), QueueError> {
+    pub(crate) async fn inflate_count(&self, state: JobState, n: i64) -> Result<(), QueueError> {
         sqlx::query("UPDATE job_counts SET jobs = jobs + ?1 WHERE state = ?2")
             .bind(n)
             .bind(state.as_str())
@@ -50,7 +54,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn record_api_calls(&self, at: Millis, n: u32) -> Result<(), QueueError> {
+    pub(crate) async fn record_api_calls(&self, at: Millis, n: u32) -> Result<(), QueueError> {
         for _ in 0..n {
             sqlx::query("INSERT INTO api_calls (at) VALUES (?1)")
                 .bind(at)
@@ -62,12 +66,12 @@ impl SqliteStore {
 
     /// On a connection of the read pool, so this process's own writer
     /// waits at SQLite's lock like another process would.
-    pub async fn hold_write_lock(&self) -> Result<WriteLock, QueueError> {
+    pub(crate) async fn hold_write_lock(&self) -> Result<WriteLock, QueueError> {
         let held = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(WriteLock::sqlite(held))
     }
 
-    pub async fn remove_mark(&self) -> Result<(), QueueError> {
+    pub(crate) async fn remove_mark(&self) -> Result<(), QueueError> {
         sqlx::query("PRAGMA application_id = 0")
             .execute(&self.writer)
             .await?;

@@ -8,7 +8,7 @@ use crate::queue::error::lease_held;
 use crate::queue::{QueueError, Upload, now_millis};
 
 impl SqliteStore {
-    pub async fn record_upload(
+    pub(crate) async fn record_upload(
         &self,
         file_id: i64,
         owner: &str,
@@ -40,7 +40,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn record_uploaded(
+    pub(crate) async fn record_uploaded(
         &self,
         file_id: i64,
         owner: &str,
@@ -72,7 +72,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn upload(&self, file_id: i64) -> Result<Option<Upload>, QueueError> {
+    pub(crate) async fn upload(&self, file_id: i64) -> Result<Option<Upload>, QueueError> {
         let row = sqlx::query(
             "SELECT object_url, upload_id, etag, version FROM uploads WHERE file_id = ?1",
         )

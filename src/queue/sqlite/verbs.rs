@@ -10,7 +10,7 @@ use crate::queue::{EnqueueReport, QueueError, VerbOutcome, now_millis};
 const ENQUEUE_CHUNK: usize = 4000;
 
 impl SqliteStore {
-    pub async fn enqueue(&self, ids: &[i64]) -> Result<EnqueueReport, QueueError> {
+    pub(crate) async fn enqueue(&self, ids: &[i64]) -> Result<EnqueueReport, QueueError> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
         let mut added = 0u64;
@@ -44,7 +44,7 @@ impl SqliteStore {
         })
     }
 
-    pub async fn retry(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
+    pub(crate) async fn retry(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
         let mut outcomes = Vec::with_capacity(ids.len());
         for &id in ids {
             let mut tx = self.write_tx().await?;
@@ -65,7 +65,7 @@ impl SqliteStore {
         Ok(outcomes)
     }
 
-    pub async fn retry_all_failed(&self) -> Result<u64, QueueError> {
+    pub(crate) async fn retry_all_failed(&self) -> Result<u64, QueueError> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
         sqlx::query(
@@ -86,7 +86,7 @@ impl SqliteStore {
         Ok(result.rows_affected())
     }
 
-    pub async fn cancel(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
+    pub(crate) async fn cancel(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
         let mut outcomes = Vec::with_capacity(ids.len());
         for &id in ids {
             let now = now_millis();
@@ -133,7 +133,7 @@ impl SqliteStore {
         Ok(outcomes)
     }
 
-    pub async fn refetch(
+    pub(crate) async fn refetch(
         &self,
         file_id: i64,
         recorded_sha256: &str,
@@ -164,7 +164,12 @@ impl SqliteStore {
         Ok(applied)
     }
 
-    pub async fn note(&self, file_id: i64, kind: &str, message: &str) -> Result<(), QueueError> {
+    pub(crate) async fn note(
+        &self,
+        file_id: i64,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), QueueError> {
         let mut tx = self.write_tx().await?;
         insert_event(&mut tx, file_id, now_millis(), kind, None, Some(message)).await?;
         tx.commit().await?;
