@@ -54,6 +54,62 @@ const fn hook(name: &'static str, what: &'static str) -> EnvVar {
     }
 }
 
+/// Names under `MINIMAX_DL_` that belong to the test suite, the
+/// benchmarks and the scripts (`MINIMAX_DL_BIN`: the binary they run),
+/// never to the program: prefixes.
+const NOT_SETTINGS: &[&str] = &["MINIMAX_DL_TEST_", "MINIMAX_DL_BENCH_", "MINIMAX_DL_BIN"];
+
+/// A warning for each variable named like one of ours (`MINIMAX_DL_…`)
+/// that the program does not read. A typo such as `MINIMAX_DL_DB` would
+/// otherwise leave the default queue in force without a word. Names the
+/// closest variable it does read, when one is close.
+pub(crate) fn unknown_variables<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut unknown: Vec<&str> = names
+        .into_iter()
+        .filter(|name| name.starts_with("MINIMAX_DL_"))
+        .filter(|name| !NOT_SETTINGS.iter().any(|p| name.starts_with(p)))
+        .filter(|name| ENVIRONMENT.iter().all(|v| v.name != *name))
+        .collect();
+    unknown.sort_unstable();
+    unknown
+        .into_iter()
+        .map(|name| match closest_variable(name) {
+            Some(known) => format!(
+                "{name} is set but minimax-dl does not read it: did you mean {known}? (see --help, Environment)"
+            ),
+            None => format!(
+                "{name} is set but minimax-dl does not read it (the variables it reads are under --help, Environment)"
+            ),
+        })
+        .collect()
+}
+
+/// The variable `name` most likely meant: one whose suffix starts with
+/// `name`'s or is spelt nearly alike, or of which `name`'s suffix is an
+/// abbreviation (`DB` for `DATABASE`: its letters in order, the first
+/// first).
+fn closest_variable(name: &str) -> Option<&'static str> {
+    let suffix = |n: &str| n.strip_prefix("MINIMAX_DL_").unwrap_or(n).to_string();
+    let typed = suffix(name);
+    let abbreviates = |known: &str| {
+        let mut rest = known.chars();
+        typed.chars().next() == known.chars().next() && typed.chars().all(|c| rest.any(|k| k == c))
+    };
+    ENVIRONMENT
+        .iter()
+        .filter(|v| !v.test_hook)
+        .map(|v| (v.name, suffix(v.name)))
+        .map(|(known, s)| (known, strsim::jaro_winkler(&typed, &s), s))
+        .filter(|(_, score, s)| {
+            *score >= 0.85
+                || s.starts_with(typed.as_str())
+                || typed.starts_with(s.as_str())
+                || abbreviates(s)
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(known, _, _)| known)
+}
+
 /// Every environment variable the program reads, in one place: `--help`
 /// and the man page print it, and a test (tests/it/reference.rs) scans the
 /// source for environment reads and fails when one is missing here.
@@ -561,5 +617,64 @@ impl Default for SimArgs {
             list_page_max: 20,
             clock_offset_secs: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warned(names: &[&str]) -> Vec<String> {
+        unknown_variables(names.iter().copied())
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_named_with_the_one_meant() {
+        let cases = [
+            ("MINIMAX_DL_DB", "MINIMAX_DL_DATABASE"),
+            ("MINIMAX_DL_OUTPUT", "MINIMAX_DL_OUTPUT_DIR"),
+            ("MINIMAX_DL_CONCURENCY", "MINIMAX_DL_CONCURRENCY"),
+            (
+                "MINIMAX_DL_REQUEST_PER_MINUTE",
+                "MINIMAX_DL_REQUESTS_PER_MINUTE",
+            ),
+        ];
+        for (typed, meant) in cases {
+            let warnings = warned(&[typed]);
+            assert_eq!(warnings.len(), 1, "{typed}: {warnings:?}");
+            assert!(
+                warnings[0].starts_with(&format!(
+                    "{typed} is set but minimax-dl does not read it: did you mean {meant}?"
+                )),
+                "{typed}: {}",
+                warnings[0]
+            );
+        }
+    }
+
+    #[test]
+    fn a_variable_like_no_other_is_still_named() {
+        let warnings = warned(&["MINIMAX_DL_XYZZY"]);
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with(
+                "MINIMAX_DL_XYZZY is set but minimax-dl does not read it (the variables"
+            )
+        );
+    }
+
+    #[test]
+    fn known_variables_tests_benchmarks_and_other_programs_are_left_alone() {
+        let known: Vec<&str> = ENVIRONMENT.iter().map(|v| v.name).collect();
+        assert!(warned(&known).is_empty());
+        assert!(
+            warned(&[
+                "MINIMAX_DL_TEST_PG_URL",
+                "MINIMAX_DL_BENCH_PG_URL",
+                "MINIMAX_DL_BIN"
+            ])
+            .is_empty()
+        );
+        assert!(warned(&["MINIMAX_GROUP_ID", "PATH", "AWS_REGION"]).is_empty());
     }
 }

@@ -127,6 +127,12 @@ pub fn load_settings(
 ) -> Result<Settings, ConfigError> {
     let mut settings = Settings::load(overrides, env)?;
     path_template(&settings)?;
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .collect();
+    settings.warnings.extend(crate::cli::unknown_variables(
+        names.iter().map(String::as_str),
+    ));
     let hooks = TestHooks::installed();
     if let Some(window) = hooks.rate_window() {
         settings.rate.window = window;

@@ -7,7 +7,7 @@
 //! `chromium-driver`).
 //!
 //! The screenshot lands in `target/dashboard.png`; with
-//! `MINIMAX_DL_UPDATE_SCREENSHOT=1` also in `docs/dashboard.png`, the one
+//! `MINIMAX_DL_TEST_UPDATE_SCREENSHOT=1` also in `docs/dashboard.png`, the one
 //! the README shows.
 
 use std::path::{Path, PathBuf};
@@ -135,7 +135,7 @@ async fn click(page: &WebDriver, css: &str) {
 fn save_screenshot(png: &[u8]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::write(root.join("target").join("dashboard.png"), png).unwrap();
-    if std::env::var_os("MINIMAX_DL_UPDATE_SCREENSHOT").is_some() {
+    if std::env::var_os("MINIMAX_DL_TEST_UPDATE_SCREENSHOT").is_some() {
         std::fs::write(root.join("docs").join("dashboard.png"), png).unwrap();
     }
 }

@@ -402,3 +402,24 @@ async fn a_batch_gives_up_on_an_api_it_cannot_connect_to_and_a_daemon_says_so() 
         "a daemon that stopped takes its pause with it"
     );
 }
+
+/// A misspelt variable (`MINIMAX_DL_DB` for `MINIMAX_DL_DATABASE`) is
+/// named with the one meant, instead of leaving the default in force
+/// without a word; the verb still runs, on the queue it was given.
+#[tokio::test]
+async fn a_misspelt_variable_is_named_with_the_one_meant() {
+    let world = World::new();
+    let elsewhere = world.dir.path().join("elsewhere.db");
+    let world = world.env("MINIMAX_DL_DB", elsewhere.to_str().unwrap());
+    let out = world.run(&["enqueue", "7"]).await;
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "MINIMAX_DL_DB is set but minimax-dl does not read it: did you mean MINIMAX_DL_DATABASE?"
+        ),
+        "{err}"
+    );
+    assert!(!elsewhere.exists(), "the misspelt variable was obeyed");
+    assert_eq!(state_of(&world, 7).await, "queued");
+}
