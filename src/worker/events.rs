@@ -135,7 +135,40 @@ impl From<crate::gate::Hold> for HostProblem {
     }
 }
 
+/// Marks a recorded host pause that is an archive bucket's stop, not an
+/// API this host cannot reach (`host_pauses` holds one text a host).
+const ARCHIVE_PAUSE_MARK: &str = "archive bucket: ";
+
+/// What a recorded host pause (its text in the queue's `host_pauses`) is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostPauseKind {
+    ApiUnreachable,
+    Archive,
+}
+
+/// The kind of a recorded host pause and its message (pure; the inverse of
+/// [`HostProblem::host_pause_record`]).
+pub fn read_host_pause(recorded: &str) -> (HostPauseKind, &str) {
+    match recorded.strip_prefix(ARCHIVE_PAUSE_MARK) {
+        Some(message) => (HostPauseKind::Archive, message),
+        None => (HostPauseKind::ApiUnreachable, recorded),
+    }
+}
+
 impl HostProblem {
+    /// The text this host's pause leaves in the queue's `host_pauses`, so
+    /// that `status` on any host says why this one waits: only for the
+    /// problems another host may not share (an API it cannot reach, its
+    /// archive bucket); `None` for the rest (an account's pause is the
+    /// queue's fleet pause, a full disk shows in this host's own log).
+    pub fn host_pause_record(&self) -> Option<String> {
+        match self {
+            HostProblem::ApiUnreachable { message } => Some(message.clone()),
+            HostProblem::Archive { message, .. } => Some(format!("{ARCHIVE_PAUSE_MARK}{message}")),
+            HostProblem::Account { .. } | HostProblem::DiskFull { .. } => None,
+        }
+    }
+
     pub fn message(&self) -> &str {
         match self {
             HostProblem::Account { message, .. }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 pub use control::JobControl;
 pub use engine::Engine;
-pub use events::{HostProblem, Observer, Observers, Outcome};
+pub use events::{HostPauseKind, HostProblem, Observer, Observers, Outcome, read_host_pause};
 pub use identity::{host_name, owner_is_dead, parse_owner, worker_identity};
 pub use pipeline::{panic_message, process};
 pub use policy::{
