@@ -178,3 +178,34 @@ impl HostProblem {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_host_pause_reads_back_as_its_kind_and_message() {
+        let archive = HostProblem::Archive {
+            message: "s3://v at http://127.0.0.1:8333 has no such bucket".into(),
+            lasting: true,
+        };
+        let recorded = archive.host_pause_record().unwrap();
+        assert_eq!(
+            read_host_pause(&recorded),
+            (HostPauseKind::Archive, archive.message())
+        );
+        let api = HostProblem::ApiUnreachable {
+            message: "cannot connect to the MiniMax API".into(),
+        };
+        let recorded = api.host_pause_record().unwrap();
+        assert_eq!(
+            read_host_pause(&recorded),
+            (HostPauseKind::ApiUnreachable, api.message())
+        );
+        let disk = HostProblem::DiskFull {
+            message: "full".into(),
+            needed: 1,
+        };
+        assert_eq!(disk.host_pause_record(), None);
+    }
+}

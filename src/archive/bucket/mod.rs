@@ -699,6 +699,33 @@ mod tests {
     }
 
     #[test]
+    fn payloads_go_unsigned_only_where_tls_or_loopback_guards_them() {
+        assert!(transport_guards_bytes(None));
+        assert!(transport_guards_bytes(Some("https://oss-cn-hangzhou.aliyuncs.com")));
+        assert!(transport_guards_bytes(Some("http://127.0.0.1:8333")));
+        assert!(transport_guards_bytes(Some("http://localhost:9000")));
+        assert!(transport_guards_bytes(Some("http://[::1]:9000")));
+        assert!(!transport_guards_bytes(Some("http://store.example:8333")));
+        assert!(!transport_guards_bytes(Some("http://10.1.2.3:9000")));
+    }
+
+    #[test]
+    fn a_sent_part_gives_its_buffer_to_the_next() {
+        let buffers = PartBuffers::default();
+        let mut first = buffers.take();
+        first.resize(1 << 20, 7);
+        let at = first.as_ptr();
+        let body = Bytes::from(first);
+        let in_flight = body.clone();
+        buffers.give_back(body);
+        assert_eq!(buffers.take().capacity(), 0, "held elsewhere: not reused");
+        buffers.give_back(in_flight);
+        let again = buffers.take();
+        assert_eq!((again.as_ptr(), again.len()), (at, 1 << 20));
+        assert!(buffers.take().is_empty(), "one buffer, given once");
+    }
+
+    #[test]
     fn plain_http_is_for_loopback_unless_allowed() {
         let loc = BucketLocation::parse("s3://videos").unwrap();
         let env = |far: bool| {
