@@ -347,16 +347,32 @@ async fn a_missing_bucket_makes_a_daemon_wait_saying_why_until_the_bucket_is_mad
     std::fs::write(&world.config, "probe_interval_secs = 1\n").unwrap();
     enqueue(&world, &ids(1..=6)).await;
     let daemon = support::run_listening(&world, &[]).await;
-    let store_name = format!("s3://{MISSING} at {}", store.endpoint());
+    let store_name = format!("s3://{MISSING}/mm at {}", store.endpoint());
     let why = format!("{store_name} has no such bucket");
 
     let client = support::http();
-    let ready = wait_for(Duration::from_secs(60), "/readyz to say why", || async {
-        let answer = client.get(daemon.url("/readyz")).send().await.ok()?;
-        let body = answer.text().await.ok()?;
-        body.contains(&why).then_some(body)
+    let last = std::sync::Mutex::new(String::new());
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(answer) = client.get(daemon.url("/readyz")).send().await
+                && let Ok(body) = answer.text().await
+            {
+                if body.contains(&why) {
+                    return body;
+                }
+                *last.lock().unwrap() = body;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     })
     .await;
+    let ready = waited.unwrap_or_else(|_| {
+        panic!(
+            "/readyz did not say {why:?} in 60 s: {}\nthe daemon's log:\n{}",
+            last.lock().unwrap(),
+            daemon.log.lock().unwrap()
+        )
+    });
     assert!(ready.contains("\"ready\":false"), "{ready}");
     let state = daemon.text("/api/state").await;
     assert!(state.contains(&why), "dashboard state: {state}");

@@ -701,7 +701,9 @@ mod tests {
     #[test]
     fn payloads_go_unsigned_only_where_tls_or_loopback_guards_them() {
         assert!(transport_guards_bytes(None));
-        assert!(transport_guards_bytes(Some("https://oss-cn-hangzhou.aliyuncs.com")));
+        assert!(transport_guards_bytes(Some(
+            "https://oss-cn-hangzhou.aliyuncs.com"
+        )));
         assert!(transport_guards_bytes(Some("http://127.0.0.1:8333")));
         assert!(transport_guards_bytes(Some("http://localhost:9000")));
         assert!(transport_guards_bytes(Some("http://[::1]:9000")));
