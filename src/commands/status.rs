@@ -17,6 +17,7 @@ use crate::queue::{
 };
 use crate::rate::RateState;
 use crate::runtime::exit;
+use crate::worker::{HostPauseKind, read_host_pause};
 
 /// Everything `status` shows, read in one go.
 struct Overview {
@@ -111,14 +112,17 @@ pub(super) async fn report(queue: &Queue, rate: &RateSettings, as_json: bool) ->
         ));
     }
     for pause in &seen.host_pauses {
-        lines.push(format!(
-            "{:<10} host {} for {}: {} (seen by {}; only that host waits, and its daemon resumes by itself once a connection succeeds)",
-            "no api",
-            pause.host,
-            describe_delay(pause.lasted.as_millis() as i64),
-            pause.message,
-            pause.paused_by,
-        ));
+        let lasted = describe_delay(pause.lasted.as_millis() as i64);
+        lines.push(match read_host_pause(&pause.message) {
+            (HostPauseKind::ApiUnreachable, message) => format!(
+                "{:<10} host {} for {lasted}: {message} (seen by {}; only that host waits, and its daemon resumes by itself once a connection succeeds)",
+                "no api", pause.host, pause.paused_by,
+            ),
+            (HostPauseKind::Archive, message) => format!(
+                "{:<10} host {} for {lasted}: {message} (seen by {}; its jobs stay queued, and its daemon resumes by itself once a probe of the bucket succeeds)",
+                "no archive", pause.host, pause.paused_by,
+            ),
+        });
     }
     Ok(lines.join("\n"))
 }
@@ -181,15 +185,29 @@ fn as_json_line(seen: &Overview, gate: &GateLine, window: Duration) -> serde_jso
             "account": p.account,
             "probe_in_s": p.probe_in.as_secs_f64(),
         })),
-        "api_unreachable": seen.host_pauses.iter().map(|p| json!({
-            "host": p.host,
-            "message": p.message,
-            "paused_by": p.paused_by,
-            "lasted_s": p.lasted.as_secs_f64(),
-        })).collect::<Vec<_>>(),
+        "api_unreachable": host_pauses_json(&seen.host_pauses, HostPauseKind::ApiUnreachable),
+        "archive_stopped": host_pauses_json(&seen.host_pauses, HostPauseKind::Archive),
     });
     if let (Some(line), serde_json::Value::Object(extra)) = (line.as_object_mut(), extra) {
         line.extend(extra);
     }
     line
+}
+
+/// The recorded host pauses of one kind, for `status --json`.
+fn host_pauses_json(pauses: &[HostPause], kind: HostPauseKind) -> Vec<serde_json::Value> {
+    pauses
+        .iter()
+        .filter_map(|p| {
+            let (of_kind, message) = read_host_pause(&p.message);
+            (of_kind == kind).then(|| {
+                json!({
+                    "host": p.host,
+                    "message": message,
+                    "paused_by": p.paused_by,
+                    "lasted_s": p.lasted.as_secs_f64(),
+                })
+            })
+        })
+        .collect()
 }

@@ -250,18 +250,16 @@ impl Pool {
         self.engine.observer.paused(pause);
     }
 
-    /// Keeps this host's pause for an API it cannot connect to in the
-    /// queue, where `status` on any host shows it (no other host obeys
-    /// it): refreshed every [`HOST_PAUSE_REFRESH`] while it lasts, shown
+    /// Keeps this host's pause for an API it cannot connect to, or for an
+    /// archive bucket that cannot take files, in the queue, where `status`
+    /// on any host shows it (no other host obeys it): refreshed every [`HOST_PAUSE_REFRESH`] while it lasts, shown
     /// for [`HOST_PAUSE_SHOWN`] after each (a daemon that dies paused
     /// leaves no lasting mark), removed when it ends.
     async fn record_host_pause(&mut self) {
-        let message = match self.pause.as_ref().map(|p| &p.problem) {
-            Some(problem @ HostProblem::ApiUnreachable { .. }) => {
-                Some(problem.message().to_string())
-            }
-            _ => None,
-        };
+        let message = self
+            .pause
+            .as_ref()
+            .and_then(|p| p.problem.host_pause_record());
         let host = crate::worker::host_name();
         let me = self.engine.identity();
         let now = Instant::now();

@@ -18,6 +18,10 @@ pub enum LocationError {
         "{url:?} names an object store this build does not archive to; use a directory or s3://BUCKET/PREFIX (S3 and S3-compatible stores: OSS, R2, MinIO, SeaweedFS)"
     )]
     UnknownScheme { url: String },
+    #[error(
+        "{url:?} names {store}, which this build does not archive to yet: no test here runs a local {store} server to hold it to the guarantees of an s3:// archive; use a directory or s3://BUCKET/PREFIX"
+    )]
+    UntestedStore { url: String, store: &'static str },
     #[error("{url:?} names no bucket; write s3://BUCKET or s3://BUCKET/PREFIX")]
     NoBucket { url: String },
     #[error(
@@ -42,14 +46,27 @@ pub(crate) fn names_object_store(text: &str) -> bool {
     }
 }
 
+/// The store a URL names that object_store could reach but no test here
+/// covers (`gs://`, `az://` and their aliases), for a refusal that says so.
+fn untested_store(url: &str) -> Option<&'static str> {
+    let scheme = url.split_once("://")?.0.to_ascii_lowercase();
+    match scheme.as_str() {
+        "gs" | "gcs" => Some("Google Cloud Storage"),
+        "az" | "azure" | "abfs" | "abfss" | "adl" => Some("Azure Blob Storage"),
+        _ => None,
+    }
+}
+
 impl BucketLocation {
     /// `s3://BUCKET[/PREFIX[/]]`. Other schemes (`gs://`, `az://`, …) are
     /// refused: this build has no credentials chain for them and no test
     /// that covers them.
     pub fn parse(url: &str) -> Result<BucketLocation, LocationError> {
         let Some(rest) = url.strip_prefix("s3://") else {
-            return Err(LocationError::UnknownScheme {
-                url: url.to_string(),
+            let url = url.to_string();
+            return Err(match untested_store(&url) {
+                Some(store) => LocationError::UntestedStore { url, store },
+                None => LocationError::UnknownScheme { url },
             });
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -154,9 +171,13 @@ mod tests {
 
     #[test]
     fn bad_bucket_urls_say_what_is_wrong() {
-        let cases: [(&str, &str); 9] = [
-            ("gs://videos", "does not archive to"),
-            ("az://videos", "does not archive to"),
+        let cases: [(&str, &str); 10] = [
+            (
+                "gs://videos",
+                "names Google Cloud Storage, which this build",
+            ),
+            ("az://videos", "names Azure Blob Storage, which this build"),
+            ("ftp://videos", "names an object store this build does not"),
             ("s3://", "names no bucket"),
             ("s3:///prefix", "names no bucket"),
             ("s3://Videos", "not a valid bucket name"),

@@ -135,7 +135,40 @@ impl From<crate::gate::Hold> for HostProblem {
     }
 }
 
+/// Marks a recorded host pause that is an archive bucket's stop, not an
+/// API this host cannot reach (`host_pauses` holds one text a host).
+const ARCHIVE_PAUSE_MARK: &str = "archive bucket: ";
+
+/// What a recorded host pause (its text in the queue's `host_pauses`) is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HostPauseKind {
+    ApiUnreachable,
+    Archive,
+}
+
+/// The kind of a recorded host pause and its message (pure; the inverse of
+/// [`HostProblem::host_pause_record`]).
+pub(crate) fn read_host_pause(recorded: &str) -> (HostPauseKind, &str) {
+    match recorded.strip_prefix(ARCHIVE_PAUSE_MARK) {
+        Some(message) => (HostPauseKind::Archive, message),
+        None => (HostPauseKind::ApiUnreachable, recorded),
+    }
+}
+
 impl HostProblem {
+    /// The text this host's pause leaves in the queue's `host_pauses`, so
+    /// that `status` on any host says why this one waits: only for the
+    /// problems another host may not share (an API it cannot reach, its
+    /// archive bucket); `None` for the rest (an account's pause is the
+    /// queue's fleet pause, a full disk shows in this host's own log).
+    pub(crate) fn host_pause_record(&self) -> Option<String> {
+        match self {
+            HostProblem::ApiUnreachable { message } => Some(message.clone()),
+            HostProblem::Archive { message, .. } => Some(format!("{ARCHIVE_PAUSE_MARK}{message}")),
+            HostProblem::Account { .. } | HostProblem::DiskFull { .. } => None,
+        }
+    }
+
     pub(crate) fn message(&self) -> &str {
         match self {
             HostProblem::Account { message, .. }
@@ -143,5 +176,36 @@ impl HostProblem {
             | HostProblem::ApiUnreachable { message } => message,
             HostProblem::Archive { message, .. } => message,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_host_pause_reads_back_as_its_kind_and_message() {
+        let archive = HostProblem::Archive {
+            message: "s3://v at http://127.0.0.1:8333 has no such bucket".into(),
+            lasting: true,
+        };
+        let recorded = archive.host_pause_record().unwrap();
+        assert_eq!(
+            read_host_pause(&recorded),
+            (HostPauseKind::Archive, archive.message())
+        );
+        let api = HostProblem::ApiUnreachable {
+            message: "cannot connect to the MiniMax API".into(),
+        };
+        let recorded = api.host_pause_record().unwrap();
+        assert_eq!(
+            read_host_pause(&recorded),
+            (HostPauseKind::ApiUnreachable, api.message())
+        );
+        let disk = HostProblem::DiskFull {
+            message: "full".into(),
+            needed: 1,
+        };
+        assert_eq!(disk.host_pause_record(), None);
     }
 }

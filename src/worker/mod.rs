@@ -25,7 +25,9 @@ use std::time::Duration;
 
 pub(crate) use control::JobControl;
 pub(crate) use engine::Engine;
-pub(crate) use events::{HostProblem, Observer, Observers, Outcome};
+pub(crate) use events::{
+    HostPauseKind, HostProblem, Observer, Observers, Outcome, read_host_pause,
+};
 pub use identity::host_name;
 pub(crate) use identity::owner_is_dead;
 pub(crate) use pipeline::{panic_message, process};

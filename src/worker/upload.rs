@@ -66,7 +66,7 @@ pub(super) async fn finish(
     let key = match choose_key(engine, bucket, job, info, downloaded).await {
         Ok(Ok(key)) => key,
         Ok(Err(error)) => return retry_transient(engine, job, &error).await,
-        Err(e) => return stopped_by(engine, job, e).await,
+        Err(e) => return stopped_by(engine, bucket, job, e).await,
     };
     let url = bucket.url_of(&key);
     let record = VerifiedFile {
@@ -135,7 +135,7 @@ pub(super) async fn recover(
                     .await?;
                 return Ok(None);
             }
-            Err(e) => return stopped_by(engine, job, e).await.map(Some),
+            Err(e) => return stopped_by(engine, bucket, job, e).await.map(Some),
         }
     }
     let sidecar = staged_sidecar(engine, job.file_id);
@@ -154,7 +154,7 @@ async fn put_in_bucket(
     sidecar: Option<Vec<u8>>,
 ) -> Result<Outcome, QueueError> {
     if let Err(e) = upload(engine, bucket, job, target, sidecar).await? {
-        return stopped_by(engine, job, e).await;
+        return stopped_by(engine, bucket, job, e).await;
     }
     engine
         .queue
@@ -197,24 +197,12 @@ async fn upload(
         }
         info!("aborted multipart upload {id} left by an earlier attempt");
     }
-    match bucket.head(&target.key).await {
-        Ok(Some(facts)) if holds(&facts, target) => {
-            if recorded.is_none_or(|r| r.upload_id.is_some() || r.etag.is_none()) {
-                engine
-                    .queue
-                    .record_upload(job.file_id, owner, &target.url, None)
-                    .await?;
-                let (etag, version) = (facts.e_tag.as_deref(), facts.version.as_deref());
-                engine
-                    .queue
-                    .record_uploaded(job.file_id, owner, etag, version)
-                    .await?;
-            }
-            info!("the object is already in the bucket with this digest; not sent again");
-            return Ok(Ok(()));
+    if let Some(recorded) = recorded {
+        match already_there(engine, bucket, job, target, &recorded).await? {
+            Ok(true) => return Ok(Ok(())),
+            Ok(false) => {}
+            Err(e) => return Ok(Err(e)),
         }
-        Ok(_) => {}
-        Err(e) => return Ok(Err(e)),
     }
     if let Some(bytes) = sidecar
         && let Err(e) = put_sidecar(bucket, target, job.file_id, bytes).await
@@ -250,6 +238,40 @@ async fn upload(
         )
         .await?;
     Ok(Ok(()))
+}
+
+/// Is the object already complete under the key (an earlier attempt
+/// crashed after its upload)? Then its upload is recorded as done and it is
+/// not sent again. Asked only when an upload was recorded: the record is
+/// made before any byte of the file is sent, so without it there is no
+/// object of this job to find, and the HEAD (one request in three of a
+/// small file's) is saved.
+async fn already_there(
+    engine: &Engine,
+    bucket: &Bucket,
+    job: &Job,
+    target: &Target<'_>,
+    recorded: &Upload,
+) -> Result<Result<bool, BucketError>, QueueError> {
+    let facts = match bucket.head(&target.key).await {
+        Ok(Some(facts)) if holds(&facts, target) => facts,
+        Ok(_) => return Ok(Ok(false)),
+        Err(e) => return Ok(Err(e)),
+    };
+    if recorded.upload_id.is_some() || recorded.etag.is_none() {
+        let owner = lease_owner(job);
+        engine
+            .queue
+            .record_upload(job.file_id, owner, &target.url, None)
+            .await?;
+        let (etag, version) = (facts.e_tag.as_deref(), facts.version.as_deref());
+        engine
+            .queue
+            .record_uploaded(job.file_id, owner, etag, version)
+            .await?;
+    }
+    info!("the object is already in the bucket with this digest; not sent again");
+    Ok(Ok(true))
 }
 
 /// Step 3 for the file: one PUT up to [`PART_SIZE`], else a multipart
@@ -373,7 +395,13 @@ async fn choose_key(
 
 /// The bucket cannot take files now: the job goes back uncounted, its
 /// verified file and digest kept, and the pool pauses.
-async fn stopped_by(engine: &Engine, job: &Job, e: BucketError) -> Result<Outcome, QueueError> {
+async fn stopped_by(
+    engine: &Engine,
+    bucket: &Bucket,
+    job: &Job,
+    e: BucketError,
+) -> Result<Outcome, QueueError> {
+    let e = bucket.diagnose(e).await;
     let message = e.to_string();
     warn!("the archive bucket cannot take files: {message}");
     engine

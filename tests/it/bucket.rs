@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use minimax_sim::SimConfig;
 use serde_json::Value;
 
-use crate::s3_store::{S3Store, SECRET_KEY};
+use crate::s3_store::{S3Store, SECRET_KEY, WRITER_ACCESS_KEY, WRITER_SECRET_KEY};
 use crate::support::{
     self, World, assert_exit, assert_success, enqueue, finish, ids, signal, spawn, stderr, stdout,
     wait_for,
@@ -27,14 +27,24 @@ async fn store_with_bucket() -> Option<S3Store> {
 /// A done job's object: in the bucket under the prefix, with the
 /// simulator's bytes (read back through S3).
 async fn assert_object(store: &S3Store, sim: &minimax_sim::Simulator, job: &Value) {
+    assert_object_in(store, BUCKET, sim, job).await;
+}
+
+/// [`assert_object`] in `bucket`.
+async fn assert_object_in(
+    store: &S3Store,
+    bucket: &str,
+    sim: &minimax_sim::Simulator,
+    job: &Value,
+) {
     let id = job["file_id"].as_i64().unwrap();
     assert_eq!(job["state"], "done", "{job}");
     let url = job["path"].as_str().expect("a done job has a place");
     let key = url
-        .strip_prefix(&format!("s3://{BUCKET}/"))
-        .unwrap_or_else(|| panic!("{url} is not in s3://{BUCKET}/"));
+        .strip_prefix(&format!("s3://{bucket}/"))
+        .unwrap_or_else(|| panic!("{url} is not in s3://{bucket}/"));
     let (status, body) = store
-        .request("GET", &format!("/{BUCKET}/{key}"), "", b"")
+        .request("GET", &format!("/{bucket}/{key}"), "", b"")
         .await;
     assert_eq!(status, 200, "GET {url}");
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
@@ -200,6 +210,48 @@ async fn a_kill_during_an_upload_leaves_one_complete_object_and_no_open_upload()
     assert!(history.contains("uploaded to s3://videos/"), "{history}");
 }
 
+/// A crash between the upload and its HEAD: the next attempt finds the
+/// object complete with this digest (the upload was recorded before the
+/// first byte went up, so it looks) and does not send it again. A first
+/// attempt, with no upload recorded, sends without that HEAD.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_upload_costs_the_next_attempt_one_head_not_the_upload() {
+    let Some(store) = store_with_bucket().await else {
+        return;
+    };
+    let sim = support::sim(support::small_files()).await;
+    let world = store.world(World::new().with_sim(&sim), BUCKET, "crash");
+    enqueue(&world, &ids(1..=1)).await;
+    let crashed = world
+        .command()
+        .env("MINIMAX_DL_CRASH_AT", "after-upload")
+        .args(["run", "--exit-when-idle"])
+        .output()
+        .await
+        .expect("run minimax-dl");
+    assert!(
+        stderr(&crashed).contains("crashing at after-upload"),
+        "the crash point did not fire: {}",
+        stderr(&crashed)
+    );
+    assert!(
+        !stderr(&crashed).contains("not sent again"),
+        "{}",
+        stderr(&crashed)
+    );
+    assert_eq!(store.keys(BUCKET, "crash/").await.len(), 1);
+    let out = world.run(&["run", "--exit-when-idle"]).await;
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("already in the bucket with this digest; not sent again"),
+        "{}",
+        stderr(&out)
+    );
+    let job = world.job(1).await;
+    assert_object(&store, &sim, &job).await;
+    assert_eq!(store.keys(BUCKET, "crash/").await.len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_store_that_goes_away_makes_jobs_wait_and_the_batch_ends_when_it_returns() {
     let Some(mut store) = store_with_bucket().await else {
@@ -272,9 +324,107 @@ async fn bad_credentials_stop_the_batch_naming_the_store_and_never_print_the_sec
         Some(0),
         "{status}"
     );
-    // (A missing bucket is the same kind of stop, by `BucketError::is_lasting`;
-    // SeaweedFS cannot show it: it creates a missing bucket on the first
-    // write of an identity allowed to.)
+}
+
+/// A missing bucket is a storage-level stop like a full disk: a daemon
+/// keeps its jobs queued and fails none, says why naming the store
+/// (`status` from another process, `/readyz`, the dashboard), probes, and
+/// archives everything once the bucket is made. The identity may not make
+/// buckets (SeaweedFS makes a missing one on the first write of one that
+/// may), and the store answers its writes into the missing bucket with
+/// AccessDenied: the message must still say the bucket is missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_bucket_makes_a_daemon_wait_saying_why_until_the_bucket_is_made() {
+    let Some(store) = S3Store::start().await else {
+        return;
+    };
+    const MISSING: &str = "made-later";
+    let sim = support::sim(support::small_files()).await;
+    let world = store
+        .world(World::new().with_sim(&sim), MISSING, "mm")
+        .env("AWS_ACCESS_KEY_ID", WRITER_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", WRITER_SECRET_KEY);
+    std::fs::write(&world.config, "probe_interval_secs = 1\n").unwrap();
+    enqueue(&world, &ids(1..=6)).await;
+    let daemon = support::run_listening(&world, &[]).await;
+    let store_name = format!("s3://{MISSING}/mm at {}", store.endpoint());
+    let why = format!("{store_name} has no such bucket");
+
+    let client = support::http();
+    let last = std::sync::Mutex::new(String::new());
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(answer) = client.get(daemon.url("/readyz")).send().await
+                && let Ok(body) = answer.text().await
+            {
+                if body.contains(&why) {
+                    return body;
+                }
+                *last.lock().unwrap() = body;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let ready = waited.unwrap_or_else(|_| {
+        panic!(
+            "/readyz did not say {why:?} in 60 s: {}\nthe daemon's log:\n{}",
+            last.lock().unwrap(),
+            daemon.log.lock().unwrap()
+        )
+    });
+    assert!(ready.contains("\"ready\":false"), "{ready}");
+    let state = daemon.text("/api/state").await;
+    assert!(state.contains(&why), "dashboard state: {state}");
+    let shown = wait_for(Duration::from_secs(60), "status to say why", || async {
+        let status = world.status().await;
+        let stopped = status["archive_stopped"].as_array().cloned()?;
+        stopped.into_iter().next()
+    })
+    .await;
+    assert!(
+        shown["message"].as_str().is_some_and(|m| m.contains(&why)),
+        "{shown}"
+    );
+    let text = stdout(&world.run(&["status"]).await);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("no archive"))
+        .unwrap_or_else(|| panic!("no 'no archive' line:\n{text}"));
+    assert!(
+        line.contains(&why) && line.contains("resumes by itself"),
+        "{line}"
+    );
+    // Several probes later, still nothing failed or done.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = world.status().await;
+    assert_eq!(
+        (&status["queued"], &status["failed"], &status["done"]),
+        (
+            &serde_json::json!(6),
+            &serde_json::json!(0),
+            &serde_json::json!(0)
+        ),
+        "{status}"
+    );
+
+    store.create_bucket(MISSING).await;
+    let q = support::queue(&world).await;
+    wait_for(Duration::from_secs(120), "every file archived", || async {
+        (q.status().await.unwrap().done == 6).then_some(())
+    })
+    .await;
+    for job in &world.jobs().await {
+        assert_object_in(&store, MISSING, &sim, job).await;
+    }
+    assert_eq!(
+        store.keys(MISSING, "mm/").await.len(),
+        6,
+        "one object a file"
+    );
+    let status = world.status().await;
+    assert_eq!(status["archive_stopped"], serde_json::json!([]), "{status}");
+    assert_eq!(daemon.stop().await.code(), Some(0));
 }
 
 /// Three daemons on one PostgreSQL queue (as on three hosts, each with a

@@ -517,6 +517,7 @@ async fn status_counts_every_state_and_the_bytes() {
         "cooldown_s",
         "pause",
         "api_unreachable",
+        "archive_stopped",
         "tasks",
     ]
     .iter()

@@ -18,6 +18,11 @@ use super::support::{World, skip_or_fail};
 pub const ACCESS_KEY: &str = "minimaxdltest";
 pub const SECRET_KEY: &str = "minimax-dl-test-secret-4f1c2b";
 pub const REGION: &str = "us-east-1";
+/// A second identity that may read and write objects but not create
+/// buckets (no `Admin`): SeaweedFS makes a missing bucket on the first
+/// write of one that may, so only this one meets a missing bucket.
+pub const WRITER_ACCESS_KEY: &str = "minimaxdlwriter";
+pub const WRITER_SECRET_KEY: &str = "minimax-dl-test-writer-9a3e71";
 
 /// A running SeaweedFS with one identity (the keys above) and buckets made
 /// on demand.
@@ -125,7 +130,7 @@ impl S3Store {
         std::fs::write(
             &config,
             format!(
-                r#"{{"identities":[{{"name":"test","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#
+                r#"{{"identities":[{{"name":"test","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}},{{"name":"writer","credentials":[{{"accessKey":"{WRITER_ACCESS_KEY}","secretKey":"{WRITER_SECRET_KEY}"}}],"actions":["Read","List","Tagging","Write"]}}]}}"#
             ),
         )
         .unwrap();

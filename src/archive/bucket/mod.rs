@@ -172,6 +172,7 @@ impl Bucket {
         let s3 = builder
             .with_bucket_name(&location.bucket)
             .with_allow_http(plain_http)
+            .with_unsigned_payload(transport_guards_bytes(endpoint.as_deref()))
             .with_retry(RetryConfig {
                 backoff: BackoffConfig {
                     init_backoff: Duration::from_millis(100),
@@ -307,19 +308,27 @@ impl Bucket {
             })?,
         );
         let id = id.to_string();
+        let buffers = PartBuffers::default();
         let parts: Vec<PartId> = futures_util::stream::iter(0..count)
             .map(|index| {
-                let (file, id) = (file.clone(), id.clone());
+                let (file, id, buffers) = (file.clone(), id.clone(), &buffers);
                 async move {
                     let start = index * part_size;
                     let len = part_size.min(size - start);
-                    let body = read_part(file, start, len).await?;
-                    self.retrying(|| {
-                        self.s3
-                            .put_part(key, &id, index as usize, PutPayload::from(body.clone()))
-                    })
-                    .await
-                    .map_err(|e| self.error(e))
+                    let body = read_part(file, start, len, buffers.take()).await?;
+                    let sent = self
+                        .retrying(|| {
+                            self.s3.put_part(
+                                key,
+                                &id,
+                                index as usize,
+                                PutPayload::from(body.clone()),
+                            )
+                        })
+                        .await
+                        .map_err(|e| self.error(e));
+                    buffers.give_back(body);
+                    sent
                 }
             })
             .buffered(PARALLEL_PARTS)
@@ -403,6 +412,21 @@ impl Bucket {
         match listing.next().await {
             None | Some(Ok(_)) => Ok(()),
             Some(Err(e)) => Err(self.error(e)),
+        }
+    }
+
+    /// What a failure `e` means once a LIST has been asked too: some stores
+    /// answer a write into a bucket that does not exist with AccessDenied,
+    /// not NoSuchBucket (SeaweedFS does, to an identity that may not create
+    /// buckets), which reads as bad credentials and would send the operator
+    /// to the wrong setting.
+    pub(crate) async fn diagnose(&self, e: BucketError) -> BucketError {
+        if !matches!(e, BucketError::Credentials { .. }) {
+            return e;
+        }
+        match self.probe().await {
+            Err(missing @ BucketError::NoBucket { .. }) => missing,
+            _ => e,
         }
     }
 
@@ -491,9 +515,48 @@ pub(crate) fn part_size_for(size: u64) -> u64 {
     part
 }
 
-async fn read_part(file: Arc<std::fs::File>, start: u64, len: u64) -> Result<Bytes, BucketError> {
+/// The buffers of one multipart upload's parts, each used again once its
+/// part is sent: a fresh 8 MiB allocation a part costs 2,048 page faults
+/// and the zeroing of every page, for bytes that are about to be
+/// overwritten. No more of them exist than parts in flight
+/// ([`PARALLEL_PARTS`]), so the memory bound is unchanged; they are freed
+/// with the upload.
+#[derive(Default)]
+struct PartBuffers(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl PartBuffers {
+    /// A buffer from an earlier part, or a new empty one.
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .map(|mut free| free.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// The part is sent: its buffer is free again, unless something still
+    /// holds the bytes (then it is simply dropped when that lets go).
+    fn give_back(&self, body: Bytes) {
+        if let Ok(buffer) = body.try_into_mut()
+            && let Ok(mut free) = self.0.lock()
+        {
+            free.push(buffer.into());
+        }
+    }
+}
+
+/// Reads `len` bytes at `start` of `file` into `buffer` (positioned: parts
+/// in flight read the one file at once without sharing a cursor).
+async fn read_part(
+    file: Arc<std::fs::File>,
+    start: u64,
+    len: u64,
+    mut buffer: Vec<u8>,
+) -> Result<Bytes, BucketError> {
     let read = tokio::task::spawn_blocking(move || {
-        let mut buffer = vec![0u8; len as usize];
+        // Only a buffer's first use, or the last (shorter) part, resizes it.
+        buffer.resize(len as usize, 0);
         file.read_exact_at(&mut buffer, start).map(|()| buffer)
     })
     .await;
@@ -507,6 +570,23 @@ async fn read_part(file: Arc<std::fs::File>, start: u64, len: u64) -> Result<Byt
             path: "the verified file".to_string(),
             source: std::io::Error::other(e.to_string()),
         }),
+    }
+}
+
+/// Does the way to `endpoint` (`None`: AWS itself, over https) already
+/// guard the bytes of a request body, so that SigV4 need not sign each
+/// body's sha256 (`UNSIGNED-PAYLOAD`, as the AWS SDKs send over https)?
+/// Signing the payload hashes every byte a second time, after the sha256
+/// that verified the download, and costs the CPU the store needs too. TLS
+/// authenticates every byte; on loopback no network lies between. Plain
+/// http to another host (`archive_allow_http`) has nothing else, so there
+/// the body stays signed. (The HEAD after an upload confirms the object's
+/// size and the digest it carries, which we set: not the bytes.)
+fn transport_guards_bytes(endpoint: Option<&str>) -> bool {
+    match endpoint {
+        None => true,
+        Some(endpoint) if endpoint.starts_with("https://") => true,
+        Some(endpoint) => endpoint_is_loopback(endpoint),
     }
 }
 
@@ -611,6 +691,35 @@ mod tests {
             down.to_string().starts_with("s3://b did not answer"),
             "{down}"
         );
+    }
+
+    #[test]
+    fn payloads_go_unsigned_only_where_tls_or_loopback_guards_them() {
+        assert!(transport_guards_bytes(None));
+        assert!(transport_guards_bytes(Some(
+            "https://oss-cn-hangzhou.aliyuncs.com"
+        )));
+        assert!(transport_guards_bytes(Some("http://127.0.0.1:8333")));
+        assert!(transport_guards_bytes(Some("http://localhost:9000")));
+        assert!(transport_guards_bytes(Some("http://[::1]:9000")));
+        assert!(!transport_guards_bytes(Some("http://store.example:8333")));
+        assert!(!transport_guards_bytes(Some("http://10.1.2.3:9000")));
+    }
+
+    #[test]
+    fn a_sent_part_gives_its_buffer_to_the_next() {
+        let buffers = PartBuffers::default();
+        let mut first = buffers.take();
+        first.resize(1 << 20, 7);
+        let at = first.as_ptr();
+        let body = Bytes::from(first);
+        let in_flight = body.clone();
+        buffers.give_back(body);
+        assert_eq!(buffers.take().capacity(), 0, "held elsewhere: not reused");
+        buffers.give_back(in_flight);
+        let again = buffers.take();
+        assert_eq!((again.as_ptr(), again.len()), (at, 1 << 20));
+        assert!(buffers.take().is_empty(), "one buffer, given once");
     }
 
     #[test]
