@@ -422,7 +422,10 @@ mod tests {
             if i == 0 {
                 assert!(matches!(disk.phase, Phase::Inline { .. }));
                 disk.sync().await.unwrap();
-                assert!(matches!(disk.phase, Phase::Inline { .. }), "kept after an fsync");
+                assert!(
+                    matches!(disk.phase, Phase::Inline { .. }),
+                    "kept after an fsync"
+                );
             }
         }
         assert!(matches!(disk.phase, Phase::Threaded(_)));
