@@ -17,9 +17,13 @@
 #   --busy-ok         time even when the machine is busy (skip the wait for < 25% of a
 #                     core busy before each run); the figures are then only comparable
 #                     within the run
-#   --profile         where minimax-dl's time goes, cases 1-3 at full size: each
-#                     minimax-dl run is repeated under `perf stat`, `perf record -g`
-#                     and `strace -c`; peers do not run. Reports in benches/results/profile/.
+#   --profile         where minimax-dl's time goes: by default the 2,000-file batch of
+#                     case 2 alone (`--cases`/`--batches` choose others). Each minimax-dl
+#                     run is repeated under `perf stat`, `perf record` (DWARF call graphs)
+#                     and `strace -f -c`; peers do not run. Reports in
+#                     benches/results/profile/: top symbols (self and with callees),
+#                     threads, syscalls, and NAME.per-file.txt (CPU, context switches
+#                     and syscalls per file).
 #   --pg URL          also on PostgreSQL (the server URL names; its role needs CREATEDB):
 #                     case 2 runs minimax-dl on SQLite and on PostgreSQL side by side
 #                     ("minimax-dl postgres", a fresh database each run, dropped after),
@@ -62,7 +66,7 @@ while [ $# -gt 0 ]; do
     --pg) PG_URL=$2; shift ;;
     --batches) BATCHES_ARG=$2; shift ;;
     --busy-ok) BUSY_OK=1 ;;
-    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -74,7 +78,8 @@ unset MINIMAX_DL_BENCH_PG_URL
 MiB=$((1024 * 1024))
 if [ "$PROFILE" = 1 ]; then
   : "${REPS:=1}"
-  [ "$CASES" = "1 2 3 4 5" ] && CASES="1 2 3"
+  [ "$CASES" = "1 2 3 4 5" ] && CASES="2"
+  : "${BATCHES_ARG:=2000}"
 fi
 if [ "$MODE" = smoke ]; then
   : "${REPS:=1}"
@@ -466,7 +471,8 @@ run_mdl() {
 }
 
 # profile_mdl CASE TOOL IDSFILE API ... -- RUN_ARGS...: the same run three more
-# times, under perf stat, perf record and strace (each from a fresh queue).
+# times, under perf stat, perf record and strace (each from a fresh queue),
+# then the figures per file.
 profile_mdl() {
   local case=$1 tool=$2 idsf=$3 api=$4 w=$TMP/mdl n mib
   while [ "$1" != -- ]; do shift; done
@@ -486,17 +492,48 @@ profile_mdl() {
     case $how in
       stat) perf stat -o "$p/$name.perf-stat.txt" -e task-clock,context-switches,cpu-migrations,page-faults \
               -- "${MDL_ENV[@]}" "$BIN" --db "$w/q.db" --out "$w/out" "$@" > /dev/null 2>&1 || die "perf stat failed" ;;
-      record) perf record -q -g -F 499 -o "$TMP/perf.data" \
-                -- "${MDL_ENV[@]}" "$BIN" --db "$w/q.db" --out "$w/out" "$@" > /dev/null 2>&1 || die "perf record failed"
-              perf report -i "$TMP/perf.data" --no-children -g none --sort dso,sym --stdio 2> /dev/null \
-                | grep -E '^ +[0-9]' | head -40 > "$p/$name.perf-report.txt" || true
-              perf report -i "$TMP/perf.data" --no-children -g none --sort comm --stdio 2> /dev/null \
-                | grep -E '^ +[0-9]' > "$p/$name.perf-threads.txt" || true ;;
+      record) profile_record "$p/$name" "${MDL_ENV[@]}" "$BIN" --db "$w/q.db" --out "$w/out" "$@" ;;
       strace) strace -f -c -o "$p/$name.strace.txt" \
                 -- "${MDL_ENV[@]}" "$BIN" --db "$w/q.db" --out "$w/out" "$@" > /dev/null 2>&1 || die "strace failed" ;;
     esac
     echo "   profile ($how): $p/$name.*" >&2
   done
+  per_file_report "$p/$name" "$n" > "$p/$name.per-file.txt"
+}
+
+# profile_record PREFIX COMMAND...: perf record with DWARF call graphs (Rust
+# code keeps no frame pointers), reported three ways: symbols by their own
+# samples, symbols with their callees' (where our functions spend), threads.
+profile_record() {
+  local prefix=$1
+  shift
+  perf record -q --call-graph dwarf,16384 -F 199 -o "$TMP/perf.data" -- "$@" > /dev/null 2>&1 \
+    || die "perf record failed"
+  perf report -i "$TMP/perf.data" --no-children -g none --sort dso,sym --stdio 2> /dev/null \
+    | grep -E '^ +[0-9]' | head -50 > "$prefix.perf-report.txt" || true
+  perf report -i "$TMP/perf.data" --children -g none --sort sym --stdio 2> /dev/null \
+    | grep -E '^ +[0-9]' | grep -v '\[k\]' | head -80 > "$prefix.perf-children.txt" || true
+  perf report -i "$TMP/perf.data" --no-children -g none --sort comm --stdio 2> /dev/null \
+    | grep -E '^ +[0-9]' > "$prefix.perf-threads.txt" || true
+  rm -f "$TMP/perf.data"
+}
+
+# per_file_report PREFIX FILES: perf stat's and strace's counts divided by the
+# number of files (the figures to compare with a peer's, file for file).
+per_file_report() {
+  local prefix=$1 n=$2
+  echo "per file, over $n files (from $(basename "$prefix").perf-stat.txt and .strace.txt)"
+  awk -v n="$n" '
+    /msec task-clock/ { printf "%-22s %10.3f ms\n", "task-clock", $1 / n }
+    / context-switches / { gsub(",", "", $1); printf "%-22s %10.1f\n", "context switches", $1 / n }
+    / page-faults / { gsub(",", "", $1); printf "%-22s %10.1f\n", "page faults", $1 / n }
+    / seconds user/ { printf "%-22s %10.3f ms\n", "user CPU", $1 * 1000 / n }
+    / seconds sys/ { printf "%-22s %10.3f ms\n", "sys CPU", $1 * 1000 / n }' "$prefix.perf-stat.txt"
+  echo "syscalls per file (strace -f -c; the calls, not their time, are what strace does not distort):"
+  awk -v n="$n" '$1 ~ /^[0-9.]+$/ && NF >= 5 {
+      calls = $4; name = $NF
+      if (calls ~ /^[0-9]+$/) printf "%-22s %10.2f\n", name, calls / n }' "$prefix.strace.txt" \
+    | sort -k2 -nr | head -25
 }
 
 # run_peer CASE TOOL IDSFILE CONC REP VERIFY -- COMMAND (with @OUT@ for the output dir).

@@ -1,12 +1,23 @@
-//! The disk side of a single-stream download, on a thread of its own.
+//! The disk side of a single-stream download: the first few MiB on the
+//! download's own task, the rest on a thread of its own.
 //!
 //! The async task receives and hashes (the chunk is still in the CPU cache);
-//! this thread writes each chunk to the partial file straight from the
+//! the thread writes each chunk to the partial file straight from the
 //! network's buffer (no copy into a write buffer, no hop through
 //! `tokio::fs`). Writing into the page cache is the costliest step on the
 //! machines measured (BENCHMARKS.md), and receive + hash cost about as much:
 //! on two threads they overlap, which is what lets a verified, fsynced
 //! download outpace `curl`.
+//!
+//! That overlap pays only once a file is large. Each chunk handed to the
+//! thread costs two context switches, and the thread a spawn and a join;
+//! for a small file (a batch of 1 MiB files, BENCHMARKS.md "CPU per file")
+//! that was more than its write costs, and sixteen downloads at once
+//! overlap with each other anyway. So the first [`INLINE_BYTES`] are
+//! written where they arrive (a write into the page cache, a fraction of a
+//! millisecond a chunk), and only a file that grows past them moves to the
+//! thread. The fsyncs, which wait for the disk, always run off the async
+//! threads.
 //!
 //! Every few MiB the thread asks the kernel to start writing the new bytes
 //! back (`sync_file_range`, as RocksDB's `bytes_per_sync` does), so dirty
@@ -16,6 +27,7 @@
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -28,6 +40,10 @@ const IN_FLIGHT: usize = 4;
 
 /// Bytes written between two writeback kicks.
 const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
+
+/// Bytes written on the download's own task before the writes move to a
+/// thread (see the module's header).
+const INLINE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A disk operation that failed, and which one, for the error message.
 #[derive(Debug)]
@@ -56,6 +72,152 @@ enum Command {
 }
 
 pub(crate) struct DiskWriter {
+    phase: Phase,
+}
+
+enum Phase {
+    /// Small so far: written on the caller's task, at `position`.
+    Inline { file: File, position: u64 },
+    /// Large: written by a thread of its own.
+    Threaded(Threaded),
+    /// Closed, or lost to an fsync cut short.
+    Closed,
+}
+
+impl DiskWriter {
+    /// Appends to `file` from `position` on.
+    pub(crate) fn start(file: File, position: u64) -> DiskWriter {
+        let phase = if position >= INLINE_BYTES {
+            Phase::Threaded(Threaded::start(file, position))
+        } else {
+            Phase::Inline { file, position }
+        };
+        DiskWriter { phase }
+    }
+
+    /// Queues a chunk (or, while the file is small, writes it); chunks are
+    /// written in order.
+    pub(crate) async fn write(&mut self, chunk: Bytes) -> Result<(), DiskError> {
+        match &mut self.phase {
+            Phase::Inline { file, position } => {
+                if let Err(source) = file.write_all_at(&chunk, *position) {
+                    self.phase = Phase::Closed;
+                    return Err(DiskError {
+                        operation: "write",
+                        source,
+                    });
+                }
+                *position += chunk.len() as u64;
+                if *position >= INLINE_BYTES
+                    && let Phase::Inline { file, position } =
+                        std::mem::replace(&mut self.phase, Phase::Closed)
+                {
+                    self.phase = Phase::Threaded(Threaded::start(file, position));
+                }
+                Ok(())
+            }
+            Phase::Threaded(thread) => thread.send(Command::Data(chunk)).await,
+            Phase::Closed => Err(closed()),
+        }
+    }
+
+    /// Returns once everything queued is written (not yet durable).
+    pub(crate) async fn flush(&mut self) -> Result<(), DiskError> {
+        match &mut self.phase {
+            Phase::Inline { .. } => Ok(()),
+            Phase::Threaded(thread) => thread.barrier(Durability::Written).await,
+            Phase::Closed => Err(closed()),
+        }
+    }
+
+    /// Returns once everything queued is on disk (`fdatasync`).
+    pub(crate) async fn sync(&mut self) -> Result<(), DiskError> {
+        match &mut self.phase {
+            Phase::Inline { .. } => self.sync_inline(Durability::Data).await,
+            Phase::Threaded(thread) => thread.barrier(Durability::Data).await,
+            Phase::Closed => Err(closed()),
+        }
+    }
+
+    /// Throws away everything written.
+    pub(crate) async fn restart(&mut self) -> Result<(), DiskError> {
+        match &mut self.phase {
+            Phase::Inline { file, position } => {
+                file.set_len(0).map_err(|source| DiskError {
+                    operation: "truncate",
+                    source,
+                })?;
+                *position = 0;
+                Ok(())
+            }
+            Phase::Threaded(thread) => {
+                let (reply, done) = oneshot::channel();
+                thread.send(Command::Restart(reply)).await?;
+                thread.wait(done).await
+            }
+            Phase::Closed => Err(closed()),
+        }
+    }
+
+    /// Makes the file fully durable (`fsync`) and stops the thread.
+    pub(crate) async fn finish(&mut self) -> Result<(), DiskError> {
+        match &mut self.phase {
+            Phase::Inline { .. } => self.sync_inline(Durability::All).await?,
+            Phase::Threaded(thread) => thread.barrier(Durability::All).await?,
+            Phase::Closed => return Err(closed()),
+        }
+        self.close().await
+    }
+
+    /// Stops the thread and waits for it, so no queued write can land after
+    /// the caller moves on (and perhaps reopens the file). A second close
+    /// is an error.
+    pub(crate) async fn close(&mut self) -> Result<(), DiskError> {
+        match std::mem::replace(&mut self.phase, Phase::Closed) {
+            Phase::Inline { .. } => Ok(()),
+            Phase::Threaded(mut thread) => thread.close().await,
+            Phase::Closed => Err(closed()),
+        }
+    }
+
+    /// An fsync of a file still written inline, on a blocking thread: it
+    /// waits for the disk.
+    async fn sync_inline(&mut self, durability: Durability) -> Result<(), DiskError> {
+        let Phase::Inline { file, position } = std::mem::replace(&mut self.phase, Phase::Closed)
+        else {
+            return Err(closed());
+        };
+        let synced = tokio::task::spawn_blocking(move || {
+            let synced = match durability {
+                Durability::All => file.sync_all(),
+                Durability::Data | Durability::Written => file.sync_data(),
+            };
+            (file, synced)
+        })
+        .await;
+        match synced {
+            Ok((file, Ok(()))) => {
+                self.phase = Phase::Inline { file, position };
+                Ok(())
+            }
+            Ok((_, Err(source))) => Err(DiskError {
+                operation: "fsync",
+                source,
+            }),
+            Err(e) => Err(thread_died(e)),
+        }
+    }
+}
+
+fn closed() -> DiskError {
+    DiskError {
+        operation: "write",
+        source: io::Error::other("the disk writer was already closed"),
+    }
+}
+
+/// The writes of a large file, on a thread of its own.
+struct Threaded {
     sender: Option<mpsc::Sender<Command>>,
     thread: Option<tokio::task::JoinHandle<Result<(), DiskError>>>,
     /// Set when the writer is dropped without `close`: the thread then
@@ -63,65 +225,31 @@ pub(crate) struct DiskWriter {
     abandoned: Arc<AtomicBool>,
 }
 
-impl Drop for DiskWriter {
+impl Drop for Threaded {
     fn drop(&mut self) {
         self.abandoned.store(true, Ordering::SeqCst);
     }
 }
 
-impl DiskWriter {
-    /// Appends to `file` from `position` on.
-    pub(crate) fn start(file: File, position: u64) -> DiskWriter {
+impl Threaded {
+    fn start(file: File, position: u64) -> Threaded {
         let (sender, receiver) = mpsc::channel(IN_FLIGHT);
         let abandoned = Arc::new(AtomicBool::new(false));
         let stop = abandoned.clone();
         let thread =
             tokio::task::spawn_blocking(move || write_loop(file, position, receiver, &stop));
-        DiskWriter {
+        Threaded {
             sender: Some(sender),
             thread: Some(thread),
             abandoned,
         }
     }
 
-    /// Queues a chunk; chunks are written in order.
-    pub(crate) async fn write(&mut self, chunk: Bytes) -> Result<(), DiskError> {
-        self.send(Command::Data(chunk)).await
-    }
-
-    /// Returns once everything queued is written (not yet durable).
-    pub(crate) async fn flush(&mut self) -> Result<(), DiskError> {
-        self.barrier(Durability::Written).await
-    }
-
-    /// Returns once everything queued is on disk (`fdatasync`).
-    pub(crate) async fn sync(&mut self) -> Result<(), DiskError> {
-        self.barrier(Durability::Data).await
-    }
-
-    /// Throws away everything written.
-    pub(crate) async fn restart(&mut self) -> Result<(), DiskError> {
-        let (reply, done) = oneshot::channel();
-        self.send(Command::Restart(reply)).await?;
-        self.wait(done).await
-    }
-
-    /// Makes the file fully durable (`fsync`) and stops the thread.
-    pub(crate) async fn finish(&mut self) -> Result<(), DiskError> {
-        self.barrier(Durability::All).await?;
-        self.close().await
-    }
-
-    /// Stops the thread and waits for it, so no queued write can land after
-    /// the caller moves on (and perhaps reopens the file). Idempotent.
-    pub(crate) async fn close(&mut self) -> Result<(), DiskError> {
+    async fn close(&mut self) -> Result<(), DiskError> {
         self.sender = None;
         match self.thread.take() {
             Some(thread) => thread.await.unwrap_or_else(|e| Err(thread_died(e))),
-            None => Err(DiskError {
-                operation: "write",
-                source: io::Error::other("the disk writer was already closed"),
-            }),
+            None => Err(closed()),
         }
     }
 
@@ -283,15 +411,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_file_that_grows_past_the_inline_bytes_moves_to_the_thread_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("partial");
+        let mut disk = DiskWriter::start(open(&path), 0);
+        let chunk: Vec<u8> = (0..=250u8).cycle().take(300_000).collect();
+        let chunks = INLINE_BYTES / chunk.len() as u64 + 3;
+        for i in 0..chunks {
+            disk.write(Bytes::from(chunk.clone())).await.unwrap();
+            if i == 0 {
+                assert!(matches!(disk.phase, Phase::Inline { .. }));
+                disk.sync().await.unwrap();
+                assert!(
+                    matches!(disk.phase, Phase::Inline { .. }),
+                    "kept after an fsync"
+                );
+            }
+        }
+        assert!(matches!(disk.phase, Phase::Threaded(_)));
+        disk.finish().await.unwrap();
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(written.len() as u64, chunks * chunk.len() as u64);
+        assert!(written.chunks(chunk.len()).all(|c| c == chunk.as_slice()));
+        assert!(disk.close().await.is_err(), "finish closed it");
+    }
+
+    #[tokio::test]
     async fn a_failed_write_is_reported_with_its_operation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("partial");
         std::fs::write(&path, b"").unwrap();
         // Read-only: every write fails with EBADF.
-        let read_only = File::open(&path).unwrap();
-        let mut disk = DiskWriter::start(read_only, 0);
-        // The first write is only queued; the error shows at the next
+        // Small: the write itself fails.
+        let mut disk = DiskWriter::start(File::open(&path).unwrap(), 0);
+        let error = disk.write(Bytes::from_static(b"x")).await.unwrap_err();
+        assert_eq!(error.operation, "write");
+        assert_eq!(error.source.raw_os_error(), Some(libc::EBADF));
+        // Large: the write is only queued; the error shows at the next
         // interaction with the thread.
+        let mut disk = DiskWriter::start(File::open(&path).unwrap(), INLINE_BYTES);
         let _ = disk.write(Bytes::from_static(b"x")).await;
         let error = disk.flush().await.unwrap_err();
         assert_eq!(error.operation, "write");

@@ -306,38 +306,38 @@ impl SingleStream<'_> {
 }
 
 /// Opens the partial file for one stream, cut to `bytes_done`, with the
-/// sha256 of the bytes it keeps, re-read from disk.
+/// sha256 of the bytes it keeps, re-read from disk: one trip to a blocking
+/// thread for all of it (a download's open is on the path of every file).
 async fn open_for_stream(
     partial: &Path,
     state: &mut Resume,
 ) -> Result<(std::fs::File, Sha256), FetchError> {
-    let file = tokio::fs::OpenOptions::new()
+    if state.bytes_done == 0 {
+        state.validator = None;
+        state.total = None;
+    }
+    let (path, keep) = (partial.to_path_buf(), state.bytes_done);
+    tokio::task::spawn_blocking(move || open_cut_and_hash(&path, keep))
+        .await
+        .map_err(|e| FetchError::Network(format!("opening task failed: {e}")))?
+}
+
+fn open_cut_and_hash(partial: &Path, keep: u64) -> Result<(std::fs::File, Sha256), FetchError> {
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(partial)
-        .await
         .map_err(|e| FetchError::io(format!("cannot open {}", partial.display()), e))?;
-    if state.bytes_done == 0 {
-        state.validator = None;
-        state.total = None;
-    }
-    file.set_len(state.bytes_done)
-        .await
+    file.set_len(keep)
         .map_err(|e| FetchError::io(format!("cannot truncate {}", partial.display()), e))?;
     let mut hasher = Sha256::new();
-    if state.bytes_done > 0 {
-        let (path, len) = (partial.to_path_buf(), state.bytes_done);
-        hasher = tokio::task::spawn_blocking(move || {
-            let mut h = Sha256::new();
-            file::hash_prefix(&path, len, &mut h).map(|_| h)
-        })
-        .await
-        .map_err(|e| FetchError::Network(format!("hashing task failed: {e}")))?
-        .map_err(|e| FetchError::io(format!("cannot re-read {}", partial.display()), e))?;
+    if keep > 0 {
+        file::hash_prefix(partial, keep, &mut hasher)
+            .map_err(|e| FetchError::io(format!("cannot re-read {}", partial.display()), e))?;
     }
-    Ok((file.into_std().await, hasher))
+    Ok((file, hasher))
 }
 
 /// The size of a fully received file against the size it must have: the
