@@ -33,13 +33,14 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Queue {
-    /// The file is verified and in place: the job is done.
+    /// The file is verified and in place: the job is done (see
+    /// [`Lease::complete`](super::Lease::complete), the only caller).
     ///
     /// Concurrent calls share one statement (group commit, the way LevelDB
     /// batches concurrent writers): the caller that finds the committer free
     /// commits every completion waiting, and the others find theirs already
     /// done. Each still returns only once its own completion is committed.
-    pub async fn complete(
+    pub(super) async fn complete(
         &self,
         file_id: i64,
         owner: &str,

@@ -26,6 +26,7 @@ mod store;
 pub mod copy;
 mod error;
 mod group_commit;
+mod lease;
 mod migrations;
 mod postgres;
 mod rows;
@@ -41,6 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::QueueError;
+pub use lease::{Lease, Leased};
 pub use postgres::set_deadline as set_database_deadline;
 pub use sqlite::open;
 pub use state::{CancelVerdict, JobState, RetryPolicy, RetryVerdict};
@@ -48,8 +50,9 @@ pub use task::{NewTask, PollRecord, Task, TaskCounts, TaskEnqueueReport, TaskRes
 use types::failure_message;
 pub use types::{
     Claimable, CommitSync, DbLocation, EnqueueReport, FleetPause, FleetState, Heartbeat, HostPause,
-    Job, JobEvent, Millis, PruneBatch, StatusCounts, Upload, VerbOutcome, VerifiedFile,
-    describe_delay, millis_after, now_millis, owner_host,
+    Job, JobEvent, Millis, ProbeWhen, PruneBatch, RecordedPath, ReleaseReason, StatusCounts,
+    StoredObject, Upload, VerbOutcome, VerifiedFile, describe_delay, millis_after, now_millis,
+    owner_host,
 };
 
 use crate::partial::{ExpectedSize, Resume};
@@ -214,9 +217,17 @@ impl Queue {
         owner: &str,
         lease: Duration,
         limit: usize,
-    ) -> Result<Vec<Job>, QueueError> {
+    ) -> Result<Vec<Leased>, QueueError> {
         let account = self.account();
-        on_store_within!(self, s => s.claim_batch(owner, &account, lease, limit).await)
+        let jobs = on_store_within!(self, s => s.claim_batch(owner, &account, lease, limit).await)?;
+        Ok(self.leased(jobs, owner))
+    }
+
+    /// Claimed `jobs` with their leases, held by `owner`.
+    fn leased(&self, jobs: Vec<Job>, owner: &str) -> Vec<Leased> {
+        jobs.into_iter()
+            .map(|job| Leased::claimed(self, job, owner))
+            .collect()
     }
 
     /// An account-level answer (1004, 1008, ...): no process of this
@@ -240,16 +251,16 @@ impl Queue {
     }
 
     /// Takes the next probe of this account's pause if it is due (or at
-    /// once with `even_if_early`), moving the one after to
+    /// once, with [`ProbeWhen::Now`]), moving the one after to
     /// `next_probe_after` from now: one prober at a time, fleet wide.
     /// Returns the epoch of the pause to probe.
     pub async fn take_probe_slot(
         &self,
         next_probe_after: Duration,
-        even_if_early: bool,
+        when: ProbeWhen,
     ) -> Result<Option<i64>, QueueError> {
         let account = self.account();
-        on_store_within!(self, s => s.take_probe_slot(&account, next_probe_after, even_if_early).await)
+        on_store_within!(self, s => s.take_probe_slot(&account, next_probe_after, when).await)
     }
 
     /// A probe of this account's pause `epoch` succeeded: lifts it, unless
@@ -271,7 +282,7 @@ impl Queue {
     /// Leases the next due job to `owner`: a queued job whose time has come,
     /// or a running job whose worker stopped renewing its lease. Atomic
     /// across processes: the write lock is held from the choice to the update.
-    pub async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Job>, QueueError> {
+    pub async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Leased>, QueueError> {
         Ok(self.claim_batch(owner, lease, 1).await?.pop())
     }
 
@@ -322,6 +333,18 @@ impl Queue {
         on_store!(self, s => s.wait_for_work(max).await)
     }
 
+    /// Claims one particular job now (`fetch ID`), even if its retry time
+    /// has not come: a user asked for it.
+    pub async fn claim_id(
+        &self,
+        file_id: i64,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Leased>, QueueError> {
+        let job = on_store_within!(self, s => s.claim_id(file_id, owner, lease).await)?;
+        Ok(job.map(|job| Leased::claimed(self, job, owner)))
+    }
+
     /// [`Queue::list_stream`], collected.
     pub async fn list(
         &self,
@@ -369,10 +392,10 @@ impl Queue {
         /// back to `queued` for a fresh download (attempts reset, digest and
         /// progress forgotten, the reason as its last error and in its
         /// history). Applies only while the job is done with this digest.
-        /// The recorded path is kept, so the new copy replaces the changed
-        /// one, unless `forget_path` (a missing file has no claim on its name
-        /// any more: the template chooses again). Returns whether it applied.
-        pub async fn refetch(&self, file_id: i64, recorded_sha256: &str, forget_path: bool,
+        /// `path` says whether the recorded path is kept, so the new copy
+        /// replaces the changed one, or forgotten (a missing file has no
+        /// claim on its name any more). Returns whether it applied.
+        pub async fn refetch(&self, file_id: i64, recorded_sha256: &str, path: RecordedPath,
             reason: &str) -> Result<bool, QueueError>;
 
         /// `prune`: deletes up to `limit` done jobs last changed before
@@ -388,11 +411,6 @@ impl Queue {
 
         // ---- the lease protocol ----
 
-        /// Claims one particular job now (`fetch ID`), even if its retry time
-        /// has not come: a user asked for it.
-        pub async fn claim_id(&self, file_id: i64, owner: &str, lease: Duration)
-            -> Result<Option<Job>, QueueError>;
-
         /// Expires at once the leases of owners `is_dead` says are gone (a
         /// daemon killed on this host), so its jobs resume without waiting out
         /// the lease. Returns how many jobs were freed.
@@ -405,54 +423,8 @@ impl Queue {
         pub async fn heartbeat(&self, leases: &[(i64, String)], lease: Duration)
             -> Result<Heartbeat, QueueError>;
 
-        // ---- a lease holder's writes: each fails with `LeaseLost` once the
-        // lease is gone ----
-
-        /// Records durable progress of the partial file, and the size it will
-        /// be checked against when one is known.
-        pub async fn checkpoint(&self, file_id: i64, owner: &str, progress: &Resume,
-            expected: Option<ExpectedSize>) -> Result<(), QueueError>;
-
-        /// Records the verified size and digest of the complete partial file,
-        /// and where it goes. Written before the rename, so a crash after it can
-        /// finish the job by re-hashing instead of re-downloading, and never
-        /// accepts other bytes.
-        pub async fn record_verified(&self, file_id: i64, owner: &str,
-            verified: &VerifiedFile<'_>) -> Result<(), QueueError>;
-
-        /// Forgets a recorded digest whose file is gone or no longer matches.
-        pub async fn clear_verified(&self, file_id: i64, owner: &str, why: &str)
-            -> Result<(), QueueError>;
-
-        /// A failure that counts against the job's attempts. With `retry_at` the
-        /// job waits in `queued` until then; without, it ends `failed`.
-        pub async fn record_failure(&self, file_id: i64, owner: &str, error: &str,
-            retry_at: Option<Millis>) -> Result<(), QueueError>;
-
-        /// Gives a job back to the queue without counting an attempt: shutdown,
-        /// rate limits, account-level pauses, a full disk, or a transfer that made
-        /// progress before failing. Partial bytes stay.
-        pub async fn release(&self, file_id: i64, owner: &str, reason: &str,
-            not_before: Millis, set_last_error: bool) -> Result<(), QueueError>;
-
-        /// Records where a job's file goes in a bucket archive, and the
-        /// multipart upload started for it (`None`: a single PUT, or none in
-        /// flight): before the first part is sent, so a crash leaves an id
-        /// the next worker aborts.
-        pub async fn record_upload(&self, file_id: i64, owner: &str, object_url: &str,
-            upload_id: Option<&str>) -> Result<(), QueueError>;
-
-        /// The object is complete: no upload in flight any more, and what
-        /// the store said of it (history line `uploaded`).
-        pub async fn record_uploaded(&self, file_id: i64, owner: &str, etag: Option<&str>,
-            version: Option<&str>) -> Result<(), QueueError>;
-
         /// What the queue knows of a job's object in a bucket archive.
         pub async fn upload(&self, file_id: i64) -> Result<Option<Upload>, QueueError>;
-
-        /// The worker stopped a job whose cancellation was requested.
-        pub async fn confirm_cancelled(&self, file_id: i64, owner: &str)
-            -> Result<(), QueueError>;
 
         // ---- reads ----
 
