@@ -84,7 +84,7 @@ impl Queue {
         let (firsts, repeats): (Vec<_>, Vec<_>) =
             batch.into_iter().partition(|(c, _)| seen.insert(c.file_id));
         let (completions, replies): (Vec<Completion>, Vec<_>) = firsts.into_iter().unzip();
-        match on_store_within!(self, s => s.complete_many(&completions).await) {
+        match on_store_within!(self, s => Store::complete_many(s, &completions).await) {
             Ok(done) => {
                 for (completion, reply) in completions.iter().zip(replies) {
                     let held = u64::from(done.contains(&completion.file_id));
@@ -109,8 +109,7 @@ impl Queue {
     }
 
     async fn complete_alone(&self, completion: &Completion) -> Result<(), QueueError> {
-        let done =
-            on_store_within!(self, s => s.complete_many(std::slice::from_ref(completion)).await)?;
+        let done = on_store_within!(self, s => Store::complete_many(s, std::slice::from_ref(completion)).await)?;
         lease_held(
             u64::from(done.contains(&completion.file_id)),
             completion.file_id,

@@ -87,7 +87,7 @@ impl Lease {
         expected: Option<ExpectedSize>,
     ) -> Result<(), QueueError> {
         let (id, owner) = (self.file_id, &*self.owner);
-        on_store_within!(self.queue, s => s.checkpoint(id, owner, progress, expected).await)
+        on_store_within!(self.queue, s => Store::checkpoint(s, id, owner, progress, expected).await)
     }
 
     /// Records the verified size and digest of the complete partial file,
@@ -96,13 +96,13 @@ impl Lease {
     /// accepts other bytes.
     pub async fn record_verified(&self, verified: &VerifiedFile<'_>) -> Result<(), QueueError> {
         let (id, owner) = (self.file_id, &*self.owner);
-        on_store_within!(self.queue, s => s.record_verified(id, owner, verified).await)
+        on_store_within!(self.queue, s => Store::record_verified(s, id, owner, verified).await)
     }
 
     /// Forgets a recorded digest whose file is gone or no longer matches.
     pub async fn clear_verified(&self, why: &str) -> Result<(), QueueError> {
         let (id, owner) = (self.file_id, &*self.owner);
-        on_store_within!(self.queue, s => s.clear_verified(id, owner, why).await)
+        on_store_within!(self.queue, s => Store::clear_verified(s, id, owner, why).await)
     }
 
     /// A failure that counts against the job's attempts. With `retry_at` the
@@ -114,7 +114,7 @@ impl Lease {
         retry_at: Option<Millis>,
     ) -> Result<(), QueueError> {
         let (id, owner) = (self.file_id, &*self.owner);
-        on_store_within!(self.queue, s => s.record_failure(id, owner, error, retry_at).await)
+        on_store_within!(self.queue, s => Store::record_failure(s, id, owner, error, retry_at).await)
     }
 
     /// Gives the job back to the queue, due at `not_before`, without
@@ -128,7 +128,7 @@ impl Lease {
         reason_kept: ReleaseReason,
     ) -> Result<(), QueueError> {
         let (id, owner) = (self.file_id, &*self.owner);
-        on_store_within!(self.queue, s => s.release(id, owner, reason, not_before, reason_kept).await)
+        on_store_within!(self.queue, s => Store::release(s, id, owner, reason, not_before, reason_kept).await)
     }
 
     /// Records where the job's file goes in a bucket archive, and the
@@ -141,21 +141,21 @@ impl Lease {
         upload_id: Option<&str>,
     ) -> Result<(), QueueError> {
         let (id, owner) = (self.file_id, &*self.owner);
-        on_store_within!(self.queue, s => s.record_upload(id, owner, object_url, upload_id).await)
+        on_store_within!(self.queue, s => Store::record_upload(s, id, owner, object_url, upload_id).await)
     }
 
     /// The object is complete: no upload in flight any more, and what
     /// the store said of it (history line `uploaded`).
     pub async fn record_uploaded(&self, stored: StoredObject<'_>) -> Result<(), QueueError> {
         let (id, owner) = (self.file_id, &*self.owner);
-        on_store_within!(self.queue, s => s.record_uploaded(id, owner, stored).await)
+        on_store_within!(self.queue, s => Store::record_uploaded(s, id, owner, stored).await)
     }
 
     /// The worker stopped a job whose cancellation was requested. The lease
     /// ends.
     pub async fn confirm_cancelled(&self) -> Result<(), QueueError> {
         let (id, owner) = (self.file_id, &*self.owner);
-        on_store_within!(self.queue, s => s.confirm_cancelled(id, owner).await)
+        on_store_within!(self.queue, s => Store::confirm_cancelled(s, id, owner).await)
     }
 
     /// The file is verified and in place at `final_path`: the job is done,
