@@ -21,7 +21,7 @@ use crate::gate::{GateError, Hold};
 use crate::ids::TaskApi;
 use crate::partial::ExpectedSize;
 use crate::queue::{
-    Lease, Leased, QueueError, ReleaseReason, VerifiedFile, millis_after, now_millis,
+    Job, Lease, Leased, QueueError, ReleaseReason, VerifiedFile, millis_after, now_millis,
 };
 
 /// Fresh download URLs asked for within one claim before giving up on it.
@@ -400,7 +400,7 @@ async fn finish(
 /// The sidecar of a verified file, when sidecars are on.
 pub(super) fn sidecar_bytes(
     engine: &Engine,
-    job: &Leased,
+    job: &Job,
     info: &FileInfo,
     verified: &Verified,
     downloaded: std::time::SystemTime,
@@ -423,7 +423,7 @@ pub(super) fn sidecar_bytes(
 
 /// The values a path template names, for a file downloaded at `downloaded`.
 pub(super) fn template_fields<'a>(
-    job: &Leased,
+    job: &Job,
     task_id: Option<&'a str>,
     info: &'a FileInfo,
     downloaded: std::time::SystemTime,
@@ -459,7 +459,7 @@ pub(super) async fn changed_since_verified(partial: &Path, size: u64) -> Option<
 /// template's, moved on past names that belong to other files.
 async fn reserve(
     engine: &Engine,
-    job: &Leased,
+    job: &Job,
     info: &FileInfo,
     verified: &Verified,
 ) -> Result<PathBuf, String> {

@@ -37,7 +37,7 @@ use crate::archive::bucket::{Bucket, BucketError, ObjectFacts, PART_SIZE, Stored
 use crate::archive::template::{MAX_COLLISION, SIDECAR_SUFFIX};
 use crate::fetch::{Verified, file, naming};
 use crate::queue::{
-    Leased, QueueError, ReleaseReason, StoredObject, Upload, VerifiedFile, now_millis,
+    Job, Leased, QueueError, ReleaseReason, StoredObject, Upload, VerifiedFile, now_millis,
 };
 
 /// A verified local file and the object it becomes.
@@ -324,7 +324,7 @@ fn describe(facts: Option<&ObjectFacts>) -> String {
 async fn choose_key(
     engine: &Engine,
     bucket: &Bucket,
-    job: &Leased,
+    job: &Job,
     info: &FileInfo,
     downloaded: std::time::SystemTime,
 ) -> Result<Result<Key, String>, BucketError> {
