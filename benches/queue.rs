@@ -241,7 +241,7 @@ async fn cycles(queue: &Queue, tasks: usize, limit: usize, full: bool) -> (usize
                 if full {
                     worker_writes(&queue, id, &owner, &path).await;
                 }
-                retry!(queue.complete(id, &owner, &path));
+                retry!(queue.lease_of(id, &owner).complete(&path));
             }
         }));
     }
@@ -288,7 +288,11 @@ async fn pool_shaped(queue: &Queue, workers: usize, full: bool) -> (usize, Durat
                 if full {
                     worker_writes(&queue, id, &owner, &path).await;
                 }
-                queue.complete(id, &owner, &path).await.expect("complete");
+                queue
+                    .lease_of(id, &owner)
+                    .complete(&path)
+                    .await
+                    .expect("complete");
                 drop(permit);
             });
         }
@@ -313,7 +317,8 @@ async fn worker_writes(queue: &Queue, id: i64, owner: &str, path: &Path) {
         final_path: path,
     };
     queue
-        .record_verified(id, owner, &verified)
+        .lease_of(id, owner)
+        .record_verified(&verified)
         .await
         .expect("verified");
 }
@@ -725,7 +730,8 @@ async fn claims_on_big_queue(queue: &Queue, report: &Report, sizes: &Sizes) {
             .expect("a job");
         times.push(start.elapsed().as_secs_f64() * 1000.0);
         queue
-            .complete(job.file_id, "bench:0:1:00000000", Path::new("/nonexistent"))
+            .lease_of(job.file_id, "bench:0:1:00000000")
+            .complete(Path::new("/nonexistent"))
             .await
             .expect("complete");
     }

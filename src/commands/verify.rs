@@ -15,7 +15,7 @@ use crate::archive::bucket::{Bucket, BucketLocation, BucketOptions, names_object
 use crate::archive::fixity::{self, Fixity};
 use crate::config::Settings;
 use crate::progress::Tally;
-use crate::queue::{Job, JobState, Queue, QueueError};
+use crate::queue::{Job, JobState, Queue, QueueError, RecordedPath};
 use crate::runtime::exit;
 use crate::say;
 
@@ -232,20 +232,20 @@ async fn check_object(url: &str, size: u64, sha256: &str, how: &How) -> Fixity {
 /// it did (a job changed meanwhile is left alone).
 async fn repair(queue: &Queue, job: &Job, fixity: &Fixity) -> Result<bool, QueueError> {
     let path = job.final_path.as_deref().unwrap_or("its path");
-    let (reason, forget_path) = match fixity {
+    let (reason, recorded_path) = match fixity {
         Fixity::Missing => (
             format!("verify: {path} is missing; downloading again"),
-            true,
+            RecordedPath::Forget,
         ),
         Fixity::Changed(what) => (
             format!("verify: {path} changed ({what}); downloading again"),
-            false,
+            RecordedPath::Keep,
         ),
         Fixity::Ok | Fixity::Unreadable(_) => return Ok(false),
     };
     let sha256 = job.sha256.as_deref().unwrap_or_default();
     queue
-        .refetch(job.file_id, sha256, forget_path, &reason)
+        .refetch(job.file_id, sha256, recorded_path, &reason)
         .await
 }
 

@@ -15,7 +15,7 @@ use super::probe::probe;
 use super::running::RunningDownloads;
 use super::{CLAIM_BATCH_MAX, CLAIM_LINGER, IDLE_POLL_MIN, Reload, RunEnd, RunOptions};
 use crate::gate::Hold;
-use crate::queue::{FleetPause, QueueError, now_millis};
+use crate::queue::{FleetPause, ProbeWhen, QueueError, now_millis};
 use crate::worker::{Engine, HostProblem, LEASE, Outcome};
 
 /// A pool-wide pause: its cause, when to probe whether it is gone, and
@@ -417,7 +417,19 @@ impl Pool {
         }
         let interval = self.options.probe_interval;
         if let Scope::Fleet(_) = pause.scope {
-            match self.engine.queue.take_probe_slot(interval, early).await {
+            match self
+                .engine
+                .queue
+                .take_probe_slot(
+                    interval,
+                    if early {
+                        ProbeWhen::Now
+                    } else {
+                        ProbeWhen::IfDue
+                    },
+                )
+                .await
+            {
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     // Another process probes this time.
@@ -531,8 +543,7 @@ impl Pool {
         self.idle = IDLE_POLL_MIN;
         self.downloads.stop_previous(&claimed).await;
         for (job, permit) in claimed.into_iter().zip(permits) {
-            self.downloads
-                .spawn(job, &owner, &self.shutdown, Some(permit));
+            self.downloads.spawn(job, &self.shutdown, Some(permit));
         }
         Turn::Again
     }

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::heartbeat::heartbeat;
-use crate::queue::{Job, QueueError};
+use crate::queue::{Leased, QueueError};
 use crate::worker::{self, Engine, JobControl, Outcome};
 
 /// Jobs this process is working: their lease owner name and stop signals.
@@ -114,7 +114,7 @@ impl RunningDownloads {
     /// This process may have just reclaimed jobs whose lease it lost
     /// (heartbeats failed for a whole lease): stop the old workers, all at
     /// once, before new ones touch the same partial files.
-    pub(crate) async fn stop_previous(&self, claimed: &[Job]) {
+    pub(crate) async fn stop_previous(&self, claimed: &[Leased]) {
         futures_util::future::join_all(
             claimed
                 .iter()
@@ -123,22 +123,22 @@ impl RunningDownloads {
         .await;
     }
 
-    /// Works `job` under `owner`'s lease in a worker of its own; `permit`
-    /// goes back once its outcome is reported.
+    /// Works `job` under its lease in a worker of its own; `permit` goes
+    /// back once its outcome is reported.
     pub(crate) fn spawn(
         &self,
-        job: Job,
-        owner: &str,
+        job: Leased,
         shutdown: &CancellationToken,
         permit: Option<OwnedSemaphorePermit>,
     ) {
         let control = JobControl::new(shutdown);
+        let owner = job.lease.owner().to_string();
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(job.file_id, (owner.to_string(), control.clone()));
         let (engine, running) = (self.engine.clone(), self.running.clone());
-        let (done_tx, owner) = (self.done_tx.clone(), owner.to_string());
+        let done_tx = self.done_tx.clone();
         self.tracker.spawn(async move {
             let file_id = job.file_id;
             let outcome = worker::process(&engine, job, &control).await;

@@ -47,7 +47,7 @@ async fn work(
                 continue;
             }
         };
-        downloads.spawn(job, &owner, shutdown, None);
+        downloads.spawn(job, shutdown, None);
         let (_, outcome) = tokio::select! {
             biased;
             report = downloads.next_report() => report,

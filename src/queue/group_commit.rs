@@ -33,13 +33,14 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Queue {
-    /// The file is verified and in place: the job is done.
+    /// The file is verified and in place: the job is done (see
+    /// [`Lease::complete`](super::Lease::complete), the only caller).
     ///
     /// Concurrent calls share one statement (group commit, the way LevelDB
     /// batches concurrent writers): the caller that finds the committer free
     /// commits every completion waiting, and the others find theirs already
     /// done. Each still returns only once its own completion is committed.
-    pub async fn complete(
+    pub(super) async fn complete(
         &self,
         file_id: i64,
         owner: &str,
@@ -83,7 +84,7 @@ impl Queue {
         let (firsts, repeats): (Vec<_>, Vec<_>) =
             batch.into_iter().partition(|(c, _)| seen.insert(c.file_id));
         let (completions, replies): (Vec<Completion>, Vec<_>) = firsts.into_iter().unzip();
-        match on_store_within!(self, s => s.complete_many(&completions).await) {
+        match on_store_within!(self, s => Store::complete_many(s, &completions).await) {
             Ok(done) => {
                 for (completion, reply) in completions.iter().zip(replies) {
                     let held = u64::from(done.contains(&completion.file_id));
@@ -108,8 +109,7 @@ impl Queue {
     }
 
     async fn complete_alone(&self, completion: &Completion) -> Result<(), QueueError> {
-        let done =
-            on_store_within!(self, s => s.complete_many(std::slice::from_ref(completion)).await)?;
+        let done = on_store_within!(self, s => Store::complete_many(s, std::slice::from_ref(completion)).await)?;
         lease_held(
             u64::from(done.contains(&completion.file_id)),
             completion.file_id,

@@ -1,12 +1,20 @@
 //! The durable job queue. [`Queue`] is the front type every caller uses: its
-//! method list is the interface. Behind it a [`store`] holds the jobs (a
+//! method list is the interface. Behind it a store holds the jobs (a
 //! SQLite file, in `sqlite/`, or a PostgreSQL database shared by a fleet of
 //! hosts, in `postgres/`); every state change is one short transaction there,
 //! and the rules deciding which change is allowed live in [`state`] (pure),
 //! the store only applies them with compare-and-set updates so two processes
 //! never race.
 //!
-//! - `types.rs`: jobs, events, counts and the other plain types; `rows.rs`
+//! - `store.rs`: the `Store` trait, the contract both backends implement,
+//!   written once as a list (with the `Queue` methods that only hand their
+//!   call on), and the enum `Backend` that dispatches to one statically.
+//! - `lease.rs`: a claim returns each job as [`Leased`], the job with its
+//!   [`Lease`]; a lease holder's writes (checkpoint, digest, upload,
+//!   outcome) are methods of the `Lease`, so only the holder writes.
+//! - `types.rs`: jobs, events, counts and the other plain types (with the
+//!   enums and parameter structs the interface takes instead of bools);
+//!   `rows.rs`
 //!   decodes jobs and counts from either store's rows.
 //! - `group_commit.rs`: completions made at the same moment share a statement.
 //! - `sqlite/`: `open.rs` (what a file holds and how it may be opened),
@@ -26,6 +34,7 @@ mod store;
 pub(crate) mod copy;
 mod error;
 mod group_commit;
+mod lease;
 mod migrations;
 mod postgres;
 mod rows;
@@ -41,6 +50,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::QueueError;
+pub use lease::{Lease, Leased};
 pub(crate) use postgres::set_deadline as set_database_deadline;
 pub use sqlite::open;
 pub(crate) use state::RetryPolicy;
@@ -49,7 +59,8 @@ pub use task::{NewTask, PollRecord, Task, TaskCounts, TaskEnqueueReport, TaskRes
 use types::failure_message;
 pub use types::{
     Claimable, CommitSync, DbLocation, EnqueueReport, FleetPause, FleetState, Heartbeat, HostPause,
-    Job, JobEvent, Millis, PruneBatch, StatusCounts, Upload, VerbOutcome, VerifiedFile, now_millis,
+    Job, JobEvent, Millis, ProbeWhen, PruneBatch, RecordedPath, ReleaseReason, StatusCounts,
+    StoredObject, Upload, VerbOutcome, VerifiedFile, now_millis,
 };
 pub(crate) use types::{describe_delay, millis_after, owner_host};
 
@@ -57,7 +68,7 @@ use crate::partial::{ExpectedSize, Resume};
 use group_commit::CompletionBatch;
 use postgres::PgStore;
 use sqlite::SqliteStore;
-use store::Store;
+use store::{Backend, Store};
 
 /// Refuses a location that can never hold a queue (an unknown scheme, an
 /// in-memory database) before anything is opened or created.
@@ -74,7 +85,7 @@ fn check_location(location: &DbLocation) -> Result<(), QueueError> {
 /// The queue. Cheap to clone (connection pools inside).
 #[derive(Clone, Debug)]
 pub struct Queue {
-    store: Store,
+    store: Backend,
     completions: Arc<CompletionBatch>,
     /// The account this process works for (see [`Queue::set_account`]),
     /// shared by every clone: a reload with a new key moves them all.
@@ -120,7 +131,7 @@ where
 }
 
 impl Queue {
-    fn new(store: Store) -> Queue {
+    fn new(store: Backend) -> Queue {
         Queue {
             store,
             completions: Arc::default(),
@@ -151,9 +162,9 @@ impl Queue {
     pub async fn open_with(location: &DbLocation, sync: CommitSync) -> Result<Queue, QueueError> {
         check_location(location)?;
         let store = if location.is_postgres() {
-            Store::Postgres(PgStore::open_with(location, sync).await?)
+            Backend::Postgres(PgStore::open_with(location, sync).await?)
         } else {
-            Store::Sqlite(SqliteStore::open_with(location, sync).await?)
+            Backend::Sqlite(SqliteStore::open_with(location, sync).await?)
         };
         Ok(Queue::new(store))
     }
@@ -164,9 +175,9 @@ impl Queue {
     pub async fn open_read_only(location: &DbLocation) -> Result<Queue, QueueError> {
         check_location(location)?;
         let store = if location.is_postgres() {
-            Store::Postgres(PgStore::open_read_only(location).await?)
+            Backend::Postgres(PgStore::open_read_only(location).await?)
         } else {
-            Store::Sqlite(SqliteStore::open_read_only(location).await?)
+            Backend::Sqlite(SqliteStore::open_read_only(location).await?)
         };
         Ok(Queue::new(store))
     }
@@ -178,9 +189,9 @@ impl Queue {
     pub async fn open_existing(location: &DbLocation) -> Result<Queue, QueueError> {
         check_location(location)?;
         let store = if location.is_postgres() {
-            Store::Postgres(PgStore::open_existing(location).await?)
+            Backend::Postgres(PgStore::open_existing(location).await?)
         } else {
-            Store::Sqlite(SqliteStore::open_existing(location).await?)
+            Backend::Sqlite(SqliteStore::open_existing(location).await?)
         };
         Ok(Queue::new(store))
     }
@@ -215,9 +226,17 @@ impl Queue {
         owner: &str,
         lease: Duration,
         limit: usize,
-    ) -> Result<Vec<Job>, QueueError> {
+    ) -> Result<Vec<Leased>, QueueError> {
         let account = self.account();
-        on_store_within!(self, s => s.claim_batch(owner, &account, lease, limit).await)
+        let jobs = on_store_within!(self, s => Store::claim_batch(s, owner, &account, lease, limit).await)?;
+        Ok(self.leased(jobs, owner))
+    }
+
+    /// Claimed `jobs` with their leases, held by `owner`.
+    fn leased(&self, jobs: Vec<Job>, owner: &str) -> Vec<Leased> {
+        jobs.into_iter()
+            .map(|job| Leased::claimed(self, job, owner))
+            .collect()
     }
 
     /// An account-level answer (1004, 1008, ...): no process of this
@@ -230,49 +249,49 @@ impl Queue {
         first_probe_after: Duration,
     ) -> Result<i64, QueueError> {
         let account = self.account();
-        on_store_within!(self, s => s.pause_fleet(&account, message, paused_by, first_probe_after).await)
+        on_store_within!(self, s => Store::pause_fleet(s, &account, message, paused_by, first_probe_after).await)
     }
 
     /// The shared cooldown, and this account's pause (any account's newest,
     /// when no account is set).
     pub async fn fleet_state(&self) -> Result<FleetState, QueueError> {
         let account = self.account();
-        on_store_within!(self, s => s.fleet_state(&account).await)
+        on_store_within!(self, s => Store::fleet_state(s, &account).await)
     }
 
     /// Takes the next probe of this account's pause if it is due (or at
-    /// once with `even_if_early`), moving the one after to
+    /// once, with [`ProbeWhen::Now`]), moving the one after to
     /// `next_probe_after` from now: one prober at a time, fleet wide.
     /// Returns the epoch of the pause to probe.
     pub async fn take_probe_slot(
         &self,
         next_probe_after: Duration,
-        even_if_early: bool,
+        when: ProbeWhen,
     ) -> Result<Option<i64>, QueueError> {
         let account = self.account();
-        on_store_within!(self, s => s.take_probe_slot(&account, next_probe_after, even_if_early).await)
+        on_store_within!(self, s => Store::take_probe_slot(s, &account, next_probe_after, when).await)
     }
 
     /// A probe of this account's pause `epoch` succeeded: lifts it, unless
     /// a newer pause replaced it meanwhile. Returns whether it lifted one.
     pub async fn lift_pause(&self, epoch: i64) -> Result<bool, QueueError> {
         let account = self.account();
-        on_store_within!(self, s => s.lift_pause(&account, epoch).await)
+        on_store_within!(self, s => Store::lift_pause(s, &account, epoch).await)
     }
 
     /// The location as it may be shown (a PostgreSQL URL without its password).
     pub fn location(&self) -> &str {
-        on_store!(self, s => s.location())
+        on_store!(self, s => Store::location(s))
     }
 
     pub async fn close(&self) {
-        on_store!(self, s => s.close().await)
+        on_store!(self, s => Store::close(s).await)
     }
 
     /// Leases the next due job to `owner`: a queued job whose time has come,
     /// or a running job whose worker stopped renewing its lease. Atomic
     /// across processes: the write lock is held from the choice to the update.
-    pub async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Job>, QueueError> {
+    pub async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Leased>, QueueError> {
         Ok(self.claim_batch(owner, lease, 1).await?.pop())
     }
 
@@ -289,7 +308,7 @@ impl Queue {
             limit,
             |job: &Job| job.file_id,
             move |after, page| async move {
-                on_store_within!(self, s => s.list_page(state, after, page).await)
+                on_store_within!(self, s => Store::list_page(s, state, after, page).await)
             },
         )
     }
@@ -304,7 +323,7 @@ impl Queue {
             limit,
             |task: &Task| task.task_id,
             move |after, page| async move {
-                on_store_within!(self, s => s.list_tasks_page(state, after, page).await)
+                on_store_within!(self, s => Store::list_tasks_page(s, state, after, page).await)
             },
         )
     }
@@ -313,14 +332,26 @@ impl Queue {
     /// job enqueued by another process starts within about this long even
     /// if no wake-up reaches the pool.
     pub fn idle_poll_max(&self) -> Duration {
-        on_store!(self, s => s.idle_poll_max())
+        on_store!(self, s => Store::idle_poll_max(s))
     }
 
     /// Waits up to `max` for new work: a job enqueued, retried or given
     /// back by any process (a NOTIFY on PostgreSQL; SQLite has no such
     /// signal, so there it simply waits).
     pub async fn wait_for_work(&self, max: Duration) {
-        on_store!(self, s => s.wait_for_work(max).await)
+        on_store!(self, s => Store::wait_for_work(s, max).await)
+    }
+
+    /// Claims one particular job now (`fetch ID`), even if its retry time
+    /// has not come: a user asked for it.
+    pub async fn claim_id(
+        &self,
+        file_id: i64,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Leased>, QueueError> {
+        let job = on_store_within!(self, s => Store::claim_id(s, file_id, owner, lease).await)?;
+        Ok(job.map(|job| Leased::claimed(self, job, owner)))
     }
 
     /// [`Queue::list_stream`], collected.
@@ -331,243 +362,5 @@ impl Queue {
     ) -> Result<Vec<Job>, QueueError> {
         use futures_util::TryStreamExt;
         self.list_stream(state, limit).try_collect().await
-    }
-
-    // The rest of the interface is the store's own, method for method.
-    // `complete` (group commit) is in `group_commit.rs`.
-    delegate_to_store! {
-        // ---- a host's own pauses, for `status` ----
-
-        /// Records (or refreshes) `host`'s own pause, shown by `status` for
-        /// `valid_for` unless refreshed again: a pause no other host obeys.
-        /// A pause in force keeps the time it began.
-        pub async fn record_host_pause(&self, host: &str, message: &str, paused_by: &str,
-            valid_for: Duration) -> Result<(), QueueError>;
-
-        /// `host`'s pause is over (only the one `paused_by` recorded).
-        pub async fn lift_host_pause(&self, host: &str, paused_by: &str) -> Result<(), QueueError>;
-
-        /// The hosts' own pauses in force, by host.
-        pub async fn host_pauses(&self) -> Result<Vec<HostPause>, QueueError>;
-
-        // ---- user verbs ----
-
-        /// Adds ids not yet in the queue; ids already present are counted as
-        /// skipped. All or nothing: one transaction for the whole call.
-        pub async fn enqueue(&self, ids: &[i64]) -> Result<EnqueueReport, QueueError>;
-
-        /// `retry`: failed or cancelled jobs back to `queued`, attempts reset.
-        pub async fn retry(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError>;
-
-        /// `retry --all-failed`: returns how many jobs went back to the queue.
-        pub async fn retry_all_failed(&self) -> Result<u64, QueueError>;
-
-        /// `cancel`: queued jobs (and running ones whose worker died) are
-        /// cancelled at once; a live worker is asked to stop.
-        pub async fn cancel(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError>;
-
-        /// `verify --requeue`: a done job whose file is missing or changed goes
-        /// back to `queued` for a fresh download (attempts reset, digest and
-        /// progress forgotten, the reason as its last error and in its
-        /// history). Applies only while the job is done with this digest.
-        /// The recorded path is kept, so the new copy replaces the changed
-        /// one, unless `forget_path` (a missing file has no claim on its name
-        /// any more: the template chooses again). Returns whether it applied.
-        pub async fn refetch(&self, file_id: i64, recorded_sha256: &str, forget_path: bool,
-            reason: &str) -> Result<bool, QueueError>;
-
-        /// `prune`: deletes up to `limit` done jobs last changed before
-        /// `done_before`, with their history, among ids after `after`, in
-        /// one short transaction. Files are never touched. Call again with
-        /// the returned `last` until it is `None`.
-        pub async fn prune_done(&self, done_before: Millis, after: Option<i64>, limit: u32)
-            -> Result<PruneBatch, QueueError>;
-
-        /// Appends a note to a job's history without changing its state.
-        pub async fn note(&self, file_id: i64, kind: &str, message: &str)
-            -> Result<(), QueueError>;
-
-        // ---- the lease protocol ----
-
-        /// Claims one particular job now (`fetch ID`), even if its retry time
-        /// has not come: a user asked for it.
-        pub async fn claim_id(&self, file_id: i64, owner: &str, lease: Duration)
-            -> Result<Option<Job>, QueueError>;
-
-        /// Expires at once the leases of owners `is_dead` says are gone (a
-        /// daemon killed on this host), so its jobs resume without waiting out
-        /// the lease. Returns how many jobs were freed.
-        pub async fn expire_leases_of_dead_owners(&self, is_dead: impl Fn(&str) -> bool)
-            -> Result<u64, QueueError>;
-
-        /// Extends the leases this worker pool holds, one `(file_id, owner)` per
-        /// running job. Reports the jobs whose lease is gone (another worker
-        /// took them: their task must stop) and those a user asked to cancel.
-        pub async fn heartbeat(&self, leases: &[(i64, String)], lease: Duration)
-            -> Result<Heartbeat, QueueError>;
-
-        // ---- a lease holder's writes: each fails with `LeaseLost` once the
-        // lease is gone ----
-
-        /// Records durable progress of the partial file, and the size it will
-        /// be checked against when one is known.
-        pub async fn checkpoint(&self, file_id: i64, owner: &str, progress: &Resume,
-            expected: Option<ExpectedSize>) -> Result<(), QueueError>;
-
-        /// Records the verified size and digest of the complete partial file,
-        /// and where it goes. Written before the rename, so a crash after it can
-        /// finish the job by re-hashing instead of re-downloading, and never
-        /// accepts other bytes.
-        pub async fn record_verified(&self, file_id: i64, owner: &str,
-            verified: &VerifiedFile<'_>) -> Result<(), QueueError>;
-
-        /// Forgets a recorded digest whose file is gone or no longer matches.
-        pub async fn clear_verified(&self, file_id: i64, owner: &str, why: &str)
-            -> Result<(), QueueError>;
-
-        /// A failure that counts against the job's attempts. With `retry_at` the
-        /// job waits in `queued` until then; without, it ends `failed`.
-        pub async fn record_failure(&self, file_id: i64, owner: &str, error: &str,
-            retry_at: Option<Millis>) -> Result<(), QueueError>;
-
-        /// Gives a job back to the queue without counting an attempt: shutdown,
-        /// rate limits, account-level pauses, a full disk, or a transfer that made
-        /// progress before failing. Partial bytes stay.
-        pub async fn release(&self, file_id: i64, owner: &str, reason: &str,
-            not_before: Millis, set_last_error: bool) -> Result<(), QueueError>;
-
-        /// Records where a job's file goes in a bucket archive, and the
-        /// multipart upload started for it (`None`: a single PUT, or none in
-        /// flight): before the first part is sent, so a crash leaves an id
-        /// the next worker aborts.
-        pub async fn record_upload(&self, file_id: i64, owner: &str, object_url: &str,
-            upload_id: Option<&str>) -> Result<(), QueueError>;
-
-        /// The object is complete: no upload in flight any more, and what
-        /// the store said of it (history line `uploaded`).
-        pub async fn record_uploaded(&self, file_id: i64, owner: &str, etag: Option<&str>,
-            version: Option<&str>) -> Result<(), QueueError>;
-
-        /// What the queue knows of a job's object in a bucket archive.
-        pub async fn upload(&self, file_id: i64) -> Result<Option<Upload>, QueueError>;
-
-        /// The worker stopped a job whose cancellation was requested.
-        pub async fn confirm_cancelled(&self, file_id: i64, owner: &str)
-            -> Result<(), QueueError>;
-
-        // ---- reads ----
-
-        /// Counts per state from `job_counts` (kept by triggers): constant time
-        /// however long the queue.
-        pub async fn status(&self) -> Result<StatusCounts, QueueError>;
-
-        /// The same counts computed from the jobs themselves (a full scan), to
-        /// check `status` against.
-        pub async fn status_by_scan(&self) -> Result<StatusCounts, QueueError>;
-
-        pub async fn get(&self, file_id: i64) -> Result<Option<Job>, QueueError>;
-
-        pub async fn events(&self, file_id: i64) -> Result<Vec<JobEvent>, QueueError>;
-
-        /// When the earliest queued job becomes due (None when nothing is
-        /// queued), so an idle worker can sleep until then.
-        pub async fn next_due(&self) -> Result<Option<Millis>, QueueError>;
-
-        // ---- `db copy` ----
-
-        /// The history of these jobs, oldest first per job.
-        pub async fn events_of(&self, ids: &[i64]) -> Result<Vec<(i64, JobEvent)>, QueueError>;
-
-        /// Takes in jobs copied from another queue as they are (state,
-        /// attempts, schedule, lease, digest) with their history, in one
-        /// transaction. Ids already here are left alone. Returns how many
-        /// jobs were added.
-        pub async fn import(&self, jobs: &[Job], events: &[(i64, JobEvent)])
-            -> Result<u64, QueueError>;
-
-        // ---- the API-call window ----
-
-        /// Counts one API call against the cap of `per_minute` calls in any
-        /// `window`, if the cap allows it now. Returns `None` when the call may
-        /// go, or when the oldest call in the window leaves it.
-        pub async fn reserve_api_call(&self, per_minute: u32, window: Duration)
-            -> Result<Option<Millis>, QueueError>;
-
-        /// API calls counted in the last `window`, by every process: how
-        /// much of the cap is in use (`status`).
-        pub async fn api_calls_in_window(&self, window: Duration) -> Result<u64, QueueError>;
-
-        /// The fleet's adaptive rate as stored (`status`, the dashboard).
-        pub async fn rate_state(&self) -> Result<crate::rate::RateState, QueueError>;
-
-        /// Applies `event` to the fleet's adaptive rate on the store's
-        /// clock, with the calls every process made in the last `window`,
-        /// and stores the result; with `cooldown`, also cools the fleet as
-        /// [`Queue::cool_fleet`] does, in the same transaction. Events from
-        /// every process are applied one at a time.
-        pub async fn move_rate(&self, window: Duration, cooldown: Option<Duration>,
-            event: crate::rate::RateEvent)
-            -> Result<(crate::rate::RateState, crate::rate::Change), QueueError>;
-
-        // ---- the fleet: what every process sharing the queue obeys ----
-
-        /// The API said "too many": no process calls it for `wait` (a longer
-        /// cooldown already set stands). [`Queue::reserve_api_call`] answers
-        /// with the cooldown's end until then.
-        pub async fn cool_fleet(&self, wait: Duration) -> Result<(), QueueError>;
-
-        /// What `run --exit-when-idle` checks before exiting: queued jobs (due
-        /// or not), abandoned leases anywhere, and generating tasks. Jobs
-        /// running under a live lease belong to their process, on this host
-        /// or another.
-        pub async fn claimable(&self) -> Result<Claimable, QueueError>;
-
-        // ---- generation tasks ----
-
-        /// Adds tasks not yet in the queue, each generating (due for a poll
-        /// now) with a deadline `deadline` from now; tasks already there are
-        /// counted as known. A task given with its result (a callback, the
-        /// task list) and still generating becomes its job at once. All or
-        /// nothing: one transaction for the whole call.
-        pub async fn enqueue_tasks(&self, tasks: &[NewTask], deadline: Duration)
-            -> Result<TaskEnqueueReport, QueueError>;
-
-        /// Takes up to `limit` generating tasks whose poll is due, moving
-        /// their next poll `slot` on: another process polls them only if
-        /// this one has not recorded its poll by then.
-        pub async fn take_due_tasks(&self, limit: usize, slot: Duration)
-            -> Result<Vec<Task>, QueueError>;
-
-        /// Records what a poll of a generating task found; a finished task
-        /// becomes its job (queued, linked to the task) in the same
-        /// transaction. Returns false when the task was not generating any
-        /// more (cancelled meanwhile, or finished by a callback).
-        pub async fn record_poll(&self, task_id: i64, record: &PollRecord<'_>)
-            -> Result<bool, QueueError>;
-
-        /// Makes a generating task due for a poll now (a callback said it
-        /// moved). Returns whether it was waiting.
-        pub async fn poll_task_now(&self, task_id: i64) -> Result<bool, QueueError>;
-
-        /// `cancel` of generating tasks: no more polls.
-        pub async fn cancel_tasks(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError>;
-
-        /// `retry` of failed or cancelled tasks: generating again, due now,
-        /// with a new deadline `deadline` from now.
-        pub async fn retry_tasks(&self, ids: &[i64], deadline: Duration)
-            -> Result<Vec<(i64, VerbOutcome)>, QueueError>;
-
-        pub async fn get_task(&self, task_id: i64) -> Result<Option<Task>, QueueError>;
-
-        /// Tasks per state (a scan of the tasks' state index).
-        pub async fn task_counts(&self) -> Result<TaskCounts, QueueError>;
-
-        /// When the earliest generating task is due for a poll.
-        pub async fn next_task_poll(&self) -> Result<Option<Millis>, QueueError>;
-
-        /// `db copy`: takes in tasks copied from another queue as they are
-        /// (state, polls, schedule, deadline, result), in one transaction.
-        /// Ids already here are left alone. Returns how many were added.
-        pub async fn import_tasks(&self, tasks: &[Task]) -> Result<u64, QueueError>;
     }
 }

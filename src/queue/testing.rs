@@ -3,7 +3,7 @@
 //! by an earlier run). Typed, so tests need not know the schema; every
 //! store implements them. Nothing here runs outside tests and benchmarks.
 
-use super::store::Store;
+use super::store::Backend;
 use super::{JobState, Millis, Queue, QueueError};
 use crate::partial::SizeSource;
 
@@ -91,8 +91,8 @@ impl WriteLock {
 /// an error says so.
 pub async fn remove_sqlite_mark(queue: &Queue) -> Result<(), QueueError> {
     match &queue.store {
-        Store::Sqlite(s) => s.remove_mark().await,
-        Store::Postgres(_) => Err(QueueError::Unsupported {
+        Backend::Sqlite(s) => s.remove_mark().await,
+        Backend::Postgres(_) => Err(QueueError::Unsupported {
             what: "removing the SQLite mark",
         }),
     }
@@ -104,8 +104,8 @@ pub async fn remove_sqlite_mark(queue: &Queue) -> Result<(), QueueError> {
 /// every connection. SQLite has no clock of its own: an error says so.
 pub async fn offset_database_clock(queue: &Queue, offset_ms: i64) -> Result<(), QueueError> {
     match &queue.store {
-        Store::Postgres(s) => s.offset_clock(offset_ms).await,
-        Store::Sqlite(_) => Err(QueueError::Unsupported {
+        Backend::Postgres(s) => s.offset_clock(offset_ms).await,
+        Backend::Sqlite(_) => Err(QueueError::Unsupported {
             what: "moving the database clock",
         }),
     }

@@ -197,6 +197,62 @@ impl VerifiedFile<'_> {
     }
 }
 
+/// What becomes of the reason a job is given back to the queue for
+/// (`release`), besides its line in the job's history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseReason {
+    /// Also the job's `last_error` (`status`, `show`): something went wrong
+    /// that does not count as an attempt (a rate limit, a full disk).
+    AsLastError,
+    /// Only the history line: nothing is wrong with the job (a shutdown),
+    /// and the last error it had stands.
+    HistoryOnly,
+}
+
+impl ReleaseReason {
+    pub(crate) fn sets_last_error(self) -> bool {
+        self == ReleaseReason::AsLastError
+    }
+}
+
+/// What `refetch` does with the path a done job recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordedPath {
+    /// The file changed: the new copy replaces it, under the same name.
+    Keep,
+    /// The file is missing: it has no claim on its name any more, and the
+    /// path template chooses again.
+    Forget,
+}
+
+impl RecordedPath {
+    pub(crate) fn forgotten(self) -> bool {
+        self == RecordedPath::Forget
+    }
+}
+
+/// When `take_probe_slot` may take the next probe of a pause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeWhen {
+    /// Only once its probe time has come.
+    IfDue,
+    /// Now, early or not (the operator asked for a probe).
+    Now,
+}
+
+impl ProbeWhen {
+    pub(crate) fn even_if_early(self) -> bool {
+        self == ProbeWhen::Now
+    }
+}
+
+/// What the store said of a completed object (`record_uploaded`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoredObject<'a> {
+    pub etag: Option<&'a str>,
+    pub version: Option<&'a str>,
+}
+
 /// A job's object in a bucket archive, as the queue recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upload {
@@ -211,12 +267,12 @@ pub struct Upload {
 
 impl Upload {
     /// The history line of a completed upload.
-    pub(crate) fn stored_message(url: &str, etag: Option<&str>, version: Option<&str>) -> String {
+    pub(crate) fn stored_message(url: &str, stored: StoredObject<'_>) -> String {
         let mut message = format!("uploaded to {url}");
-        if let Some(etag) = etag {
+        if let Some(etag) = stored.etag {
             message.push_str(&format!("; ETag {etag}"));
         }
-        if let Some(version) = version {
+        if let Some(version) = stored.version {
             message.push_str(&format!("; version {version}"));
         }
         message

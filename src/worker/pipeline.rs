@@ -20,15 +20,12 @@ use crate::fetch::{
 use crate::gate::{GateError, Hold};
 use crate::ids::TaskApi;
 use crate::partial::ExpectedSize;
-use crate::queue::{Job, QueueError, VerifiedFile, millis_after, now_millis};
+use crate::queue::{
+    Job, Lease, Leased, QueueError, ReleaseReason, VerifiedFile, millis_after, now_millis,
+};
 
 /// Fresh download URLs asked for within one claim before giving up on it.
 const URL_REFRESHES: u32 = 3;
-
-/// The owner name under which this worker holds `job`'s lease.
-pub(super) fn lease_owner(job: &Job) -> &str {
-    job.lease_owner.as_deref().unwrap_or_default()
-}
 
 /// A uniform draw in [0, 1) for retry jitter.
 fn jitter_unit() -> f64 {
@@ -40,7 +37,7 @@ fn jitter_unit() -> f64 {
 
 struct JobSink<'a> {
     engine: &'a Engine,
-    owner: &'a str,
+    lease: &'a Lease,
     file_id: i64,
     api_size: Option<u64>,
     /// Since when the queue database has not answered this job's
@@ -94,12 +91,7 @@ impl ProgressSink for JobSink<'_> {
                 .size_known(self.file_id, expected.bytes);
         }
         let began = std::time::Instant::now();
-        let mut call = std::pin::pin!(self.engine.queue.checkpoint(
-            self.file_id,
-            self.owner,
-            state,
-            expected
-        ));
+        let mut call = std::pin::pin!(self.lease.checkpoint(state, expected));
         let silent = self.unanswered_since().is_some() || self.engine.queue_silent();
         let recorded = if silent {
             match tokio::time::timeout(OUTAGE_PATIENCE, call.as_mut()).await {
@@ -151,10 +143,30 @@ enum Failure {
     Held(Hold),
 }
 
+/// Why a step of the pipeline did not get its result: the job's own
+/// failure, settled by [`settle`], or the queue's error, which ends the
+/// job's turn as it is (a lost lease, a database that does not answer).
+enum StepError {
+    Failed(Failure),
+    Queue(QueueError),
+}
+
+impl From<Failure> for StepError {
+    fn from(failure: Failure) -> StepError {
+        StepError::Failed(failure)
+    }
+}
+
+impl From<QueueError> for StepError {
+    fn from(error: QueueError) -> StepError {
+        StepError::Queue(error)
+    }
+}
+
 /// Works one claimed job to its outcome and records it.
 pub(crate) async fn process(
     engine: &Engine,
-    job: Job,
+    job: Leased,
     control: &JobControl,
 ) -> Result<Outcome, QueueError> {
     use futures_util::FutureExt;
@@ -188,7 +200,7 @@ pub(crate) async fn process(
 /// panic hook): the job is not left under a lease that its heartbeat
 /// would keep renewing, it is retried later like any transient failure,
 /// and after its attempts it fails with the panic's message.
-async fn after_panic(engine: &Engine, job: &Job, message: &str) -> Result<Outcome, QueueError> {
+async fn after_panic(engine: &Engine, job: &Leased, message: &str) -> Result<Outcome, QueueError> {
     let error = format!(
         "internal error (a bug in minimax-dl {}; please report it): {message}",
         env!("CARGO_PKG_VERSION")
@@ -208,7 +220,7 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 async fn process_inner(
     engine: &Engine,
-    job: Job,
+    job: Leased,
     control: &JobControl,
 ) -> Result<Outcome, QueueError> {
     engine.observer.started(job.file_id, job.bytes_done);
@@ -224,14 +236,15 @@ async fn process_inner(
     let partial = naming::partial_path(&engine.output_dir, job.file_id);
     let mut resume = job.resume();
     let started_at = resume.bytes_done;
-    match fetch_with_fresh_urls(engine, &job, &partial, &mut resume, control).await? {
+    match fetch_with_fresh_urls(engine, &job, &partial, &mut resume, control).await {
         Ok((verified, info)) => match &engine.bucket {
             Some(bucket) => {
                 super::upload::finish(engine, bucket, &job, &partial, &info, verified).await
             }
             None => finish(engine, &job, &partial, &info, verified).await,
         },
-        Err(failure) => {
+        Err(StepError::Queue(e)) => Err(e),
+        Err(StepError::Failed(failure)) => {
             let progressed = made_progress(started_at, resume.bytes_done);
             settle(engine, &job, &partial, failure, progressed, control).await
         }
@@ -246,17 +259,14 @@ type Fetched = (Verified, FileInfo);
 /// progress.
 async fn fetch_with_fresh_urls(
     engine: &Engine,
-    job: &Job,
+    job: &Leased,
     partial: &Path,
     resume: &mut Resume,
     control: &JobControl,
-) -> Result<Result<Fetched, Failure>, QueueError> {
+) -> Result<Fetched, StepError> {
     let mut refusals = 0u32;
     loop {
-        let info = match resolve(engine, job, control).await? {
-            Ok(info) => info,
-            Err(failure) => return Ok(Err(failure)),
-        };
+        let info = resolve(engine, job, control).await?;
         let download = Download {
             file_id: job.file_id,
             url: &info.download_url,
@@ -267,7 +277,7 @@ async fn fetch_with_fresh_urls(
         let before = resume.bytes_done;
         let sink = JobSink {
             engine,
-            owner: lease_owner(job),
+            lease: &job.lease,
             file_id: job.file_id,
             api_size: info.bytes,
             unanswered_since: std::sync::Mutex::default(),
@@ -277,7 +287,7 @@ async fn fetch_with_fresh_urls(
             .download(&download, resume, &sink, &control.cancel)
             .await
         {
-            Ok(verified) => return Ok(Ok((verified, info))),
+            Ok(verified) => return Ok((verified, info)),
             Err(e @ (FetchError::UrlRejected { .. } | FetchError::UrlExpired)) => {
                 // A URL that brought bytes before it ran out was not
                 // refused: with a short lifetime every large file needs
@@ -288,12 +298,12 @@ async fn fetch_with_fresh_urls(
                     refusals + 1
                 };
                 if refusals >= URL_REFRESHES {
-                    return Ok(Err(Failure::UrlRefused(e.to_string())));
+                    return Err(Failure::UrlRefused(e.to_string()).into());
                 }
                 info!("{e}; asking the API for a fresh one");
             }
-            Err(FetchError::Cancelled) => return Ok(Err(Failure::Stopped)),
-            Err(e) => return Ok(Err(Failure::Fetch(e))),
+            Err(FetchError::Cancelled) => return Err(Failure::Stopped.into()),
+            Err(e) => return Err(Failure::Fetch(e).into()),
         }
     }
 }
@@ -302,15 +312,15 @@ async fn fetch_with_fresh_urls(
 /// v2 task's job: the task's fresh URL).
 async fn resolve(
     engine: &Engine,
-    job: &Job,
+    job: &Leased,
     control: &JobControl,
-) -> Result<Result<FileInfo, Failure>, QueueError> {
+) -> Result<FileInfo, StepError> {
     let file_id = job.file_id;
     match engine.gate.acquire(&control.cancel).await {
         Ok(()) => {}
-        Err(GateError::Cancelled) => return Ok(Err(Failure::Stopped)),
-        Err(GateError::Held(hold)) => return Ok(Err(Failure::Held(hold))),
-        Err(GateError::Queue(e)) => return Err(e),
+        Err(GateError::Cancelled) => return Err(Failure::Stopped.into()),
+        Err(GateError::Held(hold)) => return Err(Failure::Held(hold).into()),
+        Err(GateError::Queue(e)) => return Err(e.into()),
     }
     let api = engine.api();
     let call = async {
@@ -320,21 +330,21 @@ async fn resolve(
         }
     };
     let retrieved = tokio::select! {
-        _ = control.cancel.cancelled() => return Ok(Err(Failure::Stopped)),
+        _ = control.cancel.cancelled() => return Err(Failure::Stopped.into()),
         r = call => r,
     };
     engine.observer.api_called(retrieved.as_ref().map(|_| ()));
     match retrieved {
         Ok(info) => {
             engine.gate.succeeded();
-            Ok(Ok(info))
+            Ok(info)
         }
         Err(e) => {
             warn!(
                 trace_id = e.trace_id().unwrap_or(""),
                 "retrieve failed: {e}"
             );
-            Ok(Err(Failure::Api(e)))
+            Err(Failure::Api(e).into())
         }
     }
 }
@@ -345,12 +355,11 @@ async fn resolve(
 /// (`archive::place` says what each crash leaves).
 async fn finish(
     engine: &Engine,
-    job: &Job,
+    job: &Leased,
     partial: &Path,
     info: &FileInfo,
     verified: Verified,
 ) -> Result<Outcome, QueueError> {
-    let owner = lease_owner(job);
     if let Some(error) = changed_since_verified(partial, verified.size).await {
         return retry_transient(engine, job, &error).await;
     }
@@ -367,19 +376,13 @@ async fn finish(
         filename: info.filename.as_deref(),
         final_path,
     };
-    engine
-        .queue
-        .record_verified(job.file_id, owner, &record)
-        .await?;
+    job.lease.record_verified(&record).await?;
     engine.hooks.crash_point("after-verified");
     if let Err(error) = place(engine, job.file_id, partial, final_path).await {
         return retry_transient(engine, job, &error).await;
     }
     engine.hooks.crash_point("after-rename");
-    engine
-        .queue
-        .complete(job.file_id, owner, final_path)
-        .await?;
+    job.lease.complete(final_path).await?;
     info!(
         size = verified.size,
         sha256 = %verified.sha256,
@@ -501,7 +504,7 @@ async fn place(
 /// file): counted and retried on the schedule like a network error.
 pub(super) async fn retry_transient(
     engine: &Engine,
-    job: &Job,
+    job: &Leased,
     error: &str,
 ) -> Result<Outcome, QueueError> {
     settle_error(engine, job, error, ErrorClass::Transient, false, None).await
@@ -509,7 +512,7 @@ pub(super) async fn retry_transient(
 
 /// A previous worker recorded a verified digest and then stopped. Finish
 /// its work if the bytes on disk still match; otherwise start over.
-async fn recover_verified(engine: &Engine, job: &Job) -> Result<Option<Outcome>, QueueError> {
+async fn recover_verified(engine: &Engine, job: &Leased) -> Result<Option<Outcome>, QueueError> {
     let (Some(sha), Some(size)) = (job.sha256.clone(), job.bytes_expected) else {
         return Ok(None);
     };
@@ -539,10 +542,7 @@ async fn recover_verified(engine: &Engine, job: &Job) -> Result<Option<Outcome>,
             let error = format!("cannot move the verified file to {}", final_path.display());
             return retry_transient(engine, job, &error).await.map(Some);
         }
-        engine
-            .queue
-            .complete(job.file_id, lease_owner(job), final_path)
-            .await?;
+        job.lease.complete(final_path).await?;
         engine
             .queue
             .note(
@@ -559,13 +559,8 @@ async fn recover_verified(engine: &Engine, job: &Job) -> Result<Option<Outcome>,
         }));
     }
     let _ = std::fs::remove_file(&partial);
-    engine
-        .queue
-        .clear_verified(
-            job.file_id,
-            lease_owner(job),
-            "the recorded verified file is missing or changed; downloading again",
-        )
+    job.lease
+        .clear_verified("the recorded verified file is missing or changed; downloading again")
         .await?;
     Ok(None)
 }
@@ -574,25 +569,23 @@ async fn recover_verified(engine: &Engine, job: &Job) -> Result<Option<Outcome>,
 /// failure weighed by [`settle_error`].
 async fn settle(
     engine: &Engine,
-    job: &Job,
+    job: &Leased,
     partial: &Path,
     failure: Failure,
     progressed: bool,
     control: &JobControl,
 ) -> Result<Outcome, QueueError> {
-    let owner = lease_owner(job);
     if control.lease_lost.load(Ordering::SeqCst) {
         return Ok(Outcome::LeaseLost);
     }
     let (class, error, cdn_retry_after) = match failure {
-        Failure::Stopped => return stopped(engine, job, control).await,
+        Failure::Stopped => return stopped(job, control).await,
         Failure::Held(hold) => {
             // The job's last error says why it waits, as for the worker
             // that met the answer.
             let reason = format!("paused before its API call: {}", hold.message);
-            engine
-                .queue
-                .release(job.file_id, owner, &reason, now_millis(), true)
+            job.lease
+                .release(&reason, now_millis(), ReleaseReason::AsLastError)
                 .await?;
             return Ok(Outcome::Paused(hold.into()));
         }
@@ -606,9 +599,8 @@ async fn settle(
             detail: message,
             needed,
         }) => {
-            engine
-                .queue
-                .release(job.file_id, owner, &message, now_millis(), true)
+            job.lease
+                .release(&message, now_millis(), ReleaseReason::AsLastError)
                 .await?;
             return Ok(Outcome::Paused(HostProblem::DiskFull { message, needed }));
         }
@@ -625,20 +617,16 @@ async fn settle(
 
 /// A stop: a user's cancel is confirmed; a shutdown hands the job back
 /// uncounted, its partial bytes kept.
-async fn stopped(engine: &Engine, job: &Job, control: &JobControl) -> Result<Outcome, QueueError> {
-    let owner = lease_owner(job);
+async fn stopped(job: &Leased, control: &JobControl) -> Result<Outcome, QueueError> {
     if control.user_cancelled.load(Ordering::SeqCst) {
-        engine.queue.confirm_cancelled(job.file_id, owner).await?;
+        job.lease.confirm_cancelled().await?;
         return Ok(Outcome::Cancelled);
     }
-    engine
-        .queue
+    job.lease
         .release(
-            job.file_id,
-            owner,
             "stopped by shutdown; partial bytes kept",
             now_millis(),
-            false,
+            ReleaseReason::HistoryOnly,
         )
         .await?;
     Ok(Outcome::Stopped)
@@ -671,13 +659,12 @@ async fn weigh_api(engine: &Engine, e: ApiError) -> (ErrorClass, String, Option<
 
 async fn settle_error(
     engine: &Engine,
-    job: &Job,
+    job: &Leased,
     error: &str,
     class: ErrorClass,
     progressed: bool,
     retry_after: Option<Duration>,
 ) -> Result<Outcome, QueueError> {
-    let owner = lease_owner(job);
     let cooldown = engine.gate.cooldown_remaining().unwrap_or(Duration::ZERO);
     let now = now_millis();
     let decision = decide(
@@ -690,19 +677,15 @@ async fn settle_error(
     );
     match honour_retry_after(decision, retry_after) {
         Decision::Fail => {
-            engine
-                .queue
-                .record_failure(job.file_id, owner, error, None)
-                .await?;
+            job.lease.record_failure(error, None).await?;
             warn!("failed: {error}");
             Ok(Outcome::Failed {
                 error: error.to_string(),
             })
         }
         Decision::RetryAfter(delay) => {
-            engine
-                .queue
-                .record_failure(job.file_id, owner, error, Some(millis_after(now, delay)))
+            job.lease
+                .record_failure(error, Some(millis_after(now, delay)))
                 .await?;
             warn!(
                 "attempt {} failed, retrying in {}s: {error}",
@@ -715,9 +698,8 @@ async fn settle_error(
             })
         }
         Decision::Requeue(after) => {
-            engine
-                .queue
-                .release(job.file_id, owner, error, millis_after(now, after), true)
+            job.lease
+                .release(error, millis_after(now, after), ReleaseReason::AsLastError)
                 .await?;
             Ok(Outcome::Requeued {
                 reason: error.to_string(),
@@ -734,9 +716,8 @@ async fn settle_error(
                 pause,
             };
             engine.gate.hold(hold.clone());
-            engine
-                .queue
-                .release(job.file_id, owner, error, now, true)
+            job.lease
+                .release(error, now, ReleaseReason::AsLastError)
                 .await?;
             Ok(Outcome::Paused(match class {
                 ErrorClass::Unreachable => HostProblem::ApiUnreachable {

@@ -30,15 +30,15 @@ use object_store::path::Path as Key;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::pipeline::{
-    changed_since_verified, lease_owner, retry_transient, sidecar_bytes, template_fields,
-};
+use super::pipeline::{changed_since_verified, retry_transient, sidecar_bytes, template_fields};
 use super::{Engine, HostProblem, Outcome};
 use crate::api::FileInfo;
 use crate::archive::bucket::{Bucket, BucketError, ObjectFacts, PART_SIZE, Stored};
 use crate::archive::template::{MAX_COLLISION, SIDECAR_SUFFIX};
 use crate::fetch::{Verified, file, naming};
-use crate::queue::{Job, QueueError, Upload, VerifiedFile, now_millis};
+use crate::queue::{
+    Job, Leased, QueueError, ReleaseReason, StoredObject, Upload, VerifiedFile, now_millis,
+};
 
 /// A verified local file and the object it becomes.
 struct Target<'a> {
@@ -53,7 +53,7 @@ struct Target<'a> {
 pub(super) async fn finish(
     engine: &Engine,
     bucket: &Bucket,
-    job: &Job,
+    job: &Leased,
     partial: &Path,
     info: &FileInfo,
     verified: Verified,
@@ -66,7 +66,7 @@ pub(super) async fn finish(
     let key = match choose_key(engine, bucket, job, info, downloaded).await {
         Ok(Ok(key)) => key,
         Ok(Err(error)) => return retry_transient(engine, job, &error).await,
-        Err(e) => return stopped_by(engine, bucket, job, e).await,
+        Err(e) => return stopped_by(bucket, job, e).await,
     };
     let url = bucket.url_of(&key);
     let record = VerifiedFile {
@@ -76,10 +76,7 @@ pub(super) async fn finish(
         filename: info.filename.as_deref(),
         final_path: Path::new(&url),
     };
-    engine
-        .queue
-        .record_verified(job.file_id, lease_owner(job), &record)
-        .await?;
+    job.lease.record_verified(&record).await?;
     engine.hooks.crash_point("after-verified");
     let target = Target {
         key,
@@ -98,7 +95,7 @@ pub(super) async fn finish(
 pub(super) async fn recover(
     engine: &Engine,
     bucket: &Bucket,
-    job: &Job,
+    job: &Leased,
 ) -> Result<Option<Outcome>, QueueError> {
     let (Some(sha256), Some(size)) = (job.sha256.as_deref(), job.bytes_expected) else {
         return Ok(None);
@@ -125,17 +122,14 @@ pub(super) async fn recover(
             Ok(Some(facts)) if holds(&facts, &target) => {}
             Ok(_) => {
                 let _ = std::fs::remove_file(&partial);
-                engine
-                    .queue
+                job.lease
                     .clear_verified(
-                        job.file_id,
-                        lease_owner(job),
                         "neither the verified file nor its object is there; downloading again",
                     )
                     .await?;
                 return Ok(None);
             }
-            Err(e) => return stopped_by(engine, bucket, job, e).await.map(Some),
+            Err(e) => return stopped_by(bucket, job, e).await.map(Some),
         }
     }
     let sidecar = staged_sidecar(engine, job.file_id);
@@ -149,17 +143,16 @@ pub(super) async fn recover(
 async fn put_in_bucket(
     engine: &Engine,
     bucket: &Bucket,
-    job: &Job,
+    job: &Leased,
     target: &Target<'_>,
     sidecar: Option<Vec<u8>>,
 ) -> Result<Outcome, QueueError> {
-    if let Err(e) = upload(engine, bucket, job, target, sidecar).await? {
-        return stopped_by(engine, bucket, job, e).await;
+    match upload(engine, bucket, job, target, sidecar).await {
+        Ok(()) => {}
+        Err(UploadError::Bucket(e)) => return stopped_by(bucket, job, e).await,
+        Err(UploadError::Queue(e)) => return Err(e),
     }
-    engine
-        .queue
-        .complete(job.file_id, lease_owner(job), Path::new(&target.url))
-        .await?;
+    job.lease.complete(Path::new(&target.url)).await?;
     let _ = std::fs::remove_file(target.local);
     let _ = std::fs::remove_file(naming::pending_sidecar_path(
         &engine.output_dir,
@@ -173,15 +166,35 @@ async fn put_in_bucket(
     })
 }
 
+/// Why an upload step did not finish: the bucket cannot take the file now
+/// (the job goes back, see [`stopped_by`]), or the queue refused a record
+/// (a lost lease, a database that does not answer), which ends the job's
+/// turn as it is.
+enum UploadError {
+    Bucket(BucketError),
+    Queue(QueueError),
+}
+
+impl From<BucketError> for UploadError {
+    fn from(error: BucketError) -> UploadError {
+        UploadError::Bucket(error)
+    }
+}
+
+impl From<QueueError> for UploadError {
+    fn from(error: QueueError) -> UploadError {
+        UploadError::Queue(error)
+    }
+}
+
 /// Steps 2–4, each skipped when an earlier attempt already did it.
 async fn upload(
     engine: &Engine,
     bucket: &Bucket,
-    job: &Job,
+    job: &Leased,
     target: &Target<'_>,
     sidecar: Option<Vec<u8>>,
-) -> Result<Result<(), BucketError>, QueueError> {
-    let owner = lease_owner(job);
+) -> Result<(), UploadError> {
     let recorded = engine.queue.upload(job.file_id).await?;
     if let Some(Upload {
         upload_id: Some(id),
@@ -192,52 +205,40 @@ async fn upload(
         let key = bucket
             .key_of(object_url)
             .unwrap_or_else(|| target.key.clone());
-        if let Err(e) = bucket.abort_upload(&key, id).await {
-            return Ok(Err(e));
-        }
+        bucket.abort_upload(&key, id).await?;
         info!("aborted multipart upload {id} left by an earlier attempt");
     }
-    if let Some(recorded) = recorded {
-        match already_there(engine, bucket, job, target, &recorded).await? {
-            Ok(true) => return Ok(Ok(())),
-            Ok(false) => {}
-            Err(e) => return Ok(Err(e)),
-        }
-    }
-    if let Some(bytes) = sidecar
-        && let Err(e) = put_sidecar(bucket, target, job.file_id, bytes).await
+    if let Some(recorded) = recorded
+        && already_there(bucket, job, target, &recorded).await?
     {
-        return Ok(Err(e));
+        return Ok(());
     }
-    let stored = match send(engine, bucket, job, target).await? {
-        Ok(stored) => stored,
-        Err(e) => return Ok(Err(e)),
-    };
+    if let Some(bytes) = sidecar {
+        put_sidecar(bucket, target, job.file_id, bytes).await?;
+    }
+    let stored = send(engine, bucket, job, target).await?;
     engine.hooks.crash_point("after-upload");
-    match bucket.head(&target.key).await {
-        Ok(Some(facts)) if holds(&facts, target) => {}
-        Ok(other) => {
-            return Ok(Err(BucketError::Unreachable {
+    match bucket.head(&target.key).await? {
+        Some(facts) if holds(&facts, target) => {}
+        other => {
+            return Err(BucketError::Unreachable {
                 store: bucket.location().to_string(),
                 detail: format!(
                     "{} was uploaded but a HEAD finds {}",
                     target.url,
                     describe(other.as_ref())
                 ),
-            }));
+            }
+            .into());
         }
-        Err(e) => return Ok(Err(e)),
     }
-    engine
-        .queue
-        .record_uploaded(
-            job.file_id,
-            owner,
-            stored.e_tag.as_deref(),
-            stored.version.as_deref(),
-        )
+    job.lease
+        .record_uploaded(StoredObject {
+            etag: stored.e_tag.as_deref(),
+            version: stored.version.as_deref(),
+        })
         .await?;
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// Is the object already complete under the key (an earlier attempt
@@ -247,31 +248,26 @@ async fn upload(
 /// object of this job to find, and the HEAD (one request in three of a
 /// small file's) is saved.
 async fn already_there(
-    engine: &Engine,
     bucket: &Bucket,
-    job: &Job,
+    job: &Leased,
     target: &Target<'_>,
     recorded: &Upload,
-) -> Result<Result<bool, BucketError>, QueueError> {
-    let facts = match bucket.head(&target.key).await {
-        Ok(Some(facts)) if holds(&facts, target) => facts,
-        Ok(_) => return Ok(Ok(false)),
-        Err(e) => return Ok(Err(e)),
+) -> Result<bool, UploadError> {
+    let facts = match bucket.head(&target.key).await? {
+        Some(facts) if holds(&facts, target) => facts,
+        _ => return Ok(false),
     };
     if recorded.upload_id.is_some() || recorded.etag.is_none() {
-        let owner = lease_owner(job);
-        engine
-            .queue
-            .record_upload(job.file_id, owner, &target.url, None)
-            .await?;
-        let (etag, version) = (facts.e_tag.as_deref(), facts.version.as_deref());
-        engine
-            .queue
-            .record_uploaded(job.file_id, owner, etag, version)
+        job.lease.record_upload(&target.url, None).await?;
+        job.lease
+            .record_uploaded(StoredObject {
+                etag: facts.e_tag.as_deref(),
+                version: facts.version.as_deref(),
+            })
             .await?;
     }
     info!("the object is already in the bucket with this digest; not sent again");
-    Ok(Ok(true))
+    Ok(true)
 }
 
 /// Step 3 for the file: one PUT up to [`PART_SIZE`], else a multipart
@@ -279,43 +275,29 @@ async fn already_there(
 async fn send(
     engine: &Engine,
     bucket: &Bucket,
-    job: &Job,
+    job: &Leased,
     target: &Target<'_>,
-) -> Result<Result<Stored, BucketError>, QueueError> {
-    let owner = lease_owner(job);
+) -> Result<Stored, UploadError> {
     if target.size <= PART_SIZE {
-        engine
-            .queue
-            .record_upload(job.file_id, owner, &target.url, None)
-            .await?;
-        let body = match tokio::fs::read(target.local).await {
-            Ok(body) => body,
-            Err(source) => {
-                return Ok(Err(BucketError::Local {
-                    path: target.local.display().to_string(),
-                    source,
-                }));
-            }
-        };
+        job.lease.record_upload(&target.url, None).await?;
+        let body = tokio::fs::read(target.local)
+            .await
+            .map_err(|source| BucketError::Local {
+                path: target.local.display().to_string(),
+                source,
+            })?;
         return Ok(bucket
             .put(&target.key, body.into(), target.sha256, job.file_id)
-            .await);
+            .await?);
     }
-    let id = match bucket
+    let id = bucket
         .start_upload(&target.key, target.sha256, job.file_id)
-        .await
-    {
-        Ok(id) => id,
-        Err(e) => return Ok(Err(e)),
-    };
-    engine
-        .queue
-        .record_upload(job.file_id, owner, &target.url, Some(&id))
         .await?;
+    job.lease.record_upload(&target.url, Some(&id)).await?;
     engine.hooks.crash_point("after-upload-started");
     Ok(bucket
         .send_parts(&target.key, &id, target.local, target.size)
-        .await)
+        .await?)
 }
 
 async fn put_sidecar(
@@ -395,18 +377,12 @@ async fn choose_key(
 
 /// The bucket cannot take files now: the job goes back uncounted, its
 /// verified file and digest kept, and the pool pauses.
-async fn stopped_by(
-    engine: &Engine,
-    bucket: &Bucket,
-    job: &Job,
-    e: BucketError,
-) -> Result<Outcome, QueueError> {
+async fn stopped_by(bucket: &Bucket, job: &Leased, e: BucketError) -> Result<Outcome, QueueError> {
     let e = bucket.diagnose(e).await;
     let message = e.to_string();
     warn!("the archive bucket cannot take files: {message}");
-    engine
-        .queue
-        .release(job.file_id, lease_owner(job), &message, now_millis(), true)
+    job.lease
+        .release(&message, now_millis(), ReleaseReason::AsLastError)
         .await?;
     Ok(Outcome::Paused(HostProblem::Archive {
         message,

@@ -14,8 +14,8 @@ use std::time::Duration;
 use minimax_dl::ids::TaskApi;
 use minimax_dl::partial::{Resume, SizeSource};
 use minimax_dl::queue::{
-    DbLocation, JobState, NewTask, PollRecord, Queue, QueueError, TaskResult, TaskState,
-    VerbOutcome, VerifiedFile, now_millis,
+    DbLocation, JobState, NewTask, PollRecord, ProbeWhen, Queue, QueueError, RecordedPath,
+    ReleaseReason, TaskResult, TaskState, VerbOutcome, VerifiedFile, now_millis,
 };
 
 use crate::support::PgTestDb;
@@ -125,7 +125,7 @@ async fn enqueue_is_idempotent(queue: Queue) {
     let job = queue.get(2).await.unwrap().unwrap();
     assert_eq!(
         (job.state, job.lease_owner),
-        (JobState::Running, claimed.lease_owner)
+        (JobState::Running, claimed.job.lease_owner)
     );
     let counts = queue.status().await.unwrap();
     assert_eq!((counts.queued, counts.running), (3, 1));
@@ -196,18 +196,25 @@ async fn an_expired_lease_is_reclaimed_and_its_old_holder_refused(queue: Queue) 
     // Every write of the old holder is refused; the new one's are taken.
     let resume = job.resume();
     assert!(matches!(
-        queue.checkpoint(1, "old", &resume, None).await,
+        queue.lease_of(1, "old").checkpoint(&resume, None).await,
         Err(QueueError::LeaseLost(1))
     ));
     assert!(matches!(
-        queue.release(1, "old", "stop", now_millis(), false).await,
+        queue
+            .lease_of(1, "old")
+            .release("stop", now_millis(), ReleaseReason::HistoryOnly)
+            .await,
         Err(QueueError::LeaseLost(1))
     ));
     assert!(matches!(
-        queue.record_failure(1, "old", "boom", None).await,
+        queue.lease_of(1, "old").record_failure("boom", None).await,
         Err(QueueError::LeaseLost(1))
     ));
-    queue.checkpoint(1, "new", &resume, None).await.unwrap();
+    queue
+        .lease_of(1, "new")
+        .checkpoint(&resume, None)
+        .await
+        .unwrap();
     // A live lease is not taken.
     assert!(queue.claim("third", LEASE).await.unwrap().is_none());
     assert!(queue.claim_id(1, "third", LEASE).await.unwrap().is_none());
@@ -275,7 +282,7 @@ async fn a_heartbeat_renews_held_leases_and_reports_lost_and_cancelled_ones(queu
     assert_eq!(asked, [(3, VerbOutcome::Requested)]);
     let beat = queue.heartbeat(&held, LEASE).await.unwrap();
     assert_eq!((beat.lost, beat.cancel), (vec![2], vec![3]));
-    queue.confirm_cancelled(3, "pool").await.unwrap();
+    queue.lease_of(3, "pool").confirm_cancelled().await.unwrap();
     assert_eq!(
         queue.get(3).await.unwrap().unwrap().state,
         JobState::Cancelled
@@ -363,7 +370,10 @@ async fn concurrent_completions_commit_together_and_each_learns_its_own_fate(que
         };
         tasks.push(tokio::spawn(async move {
             let path = PathBuf::from(format!("/archive/{}.mp4", job.file_id));
-            (job.file_id, queue.complete(job.file_id, owner, &path).await)
+            (
+                job.file_id,
+                queue.lease_of(job.file_id, owner).complete(&path).await,
+            )
         }));
     }
     for task in tasks {
@@ -393,7 +403,8 @@ async fn concurrent_completions_commit_together_and_each_learns_its_own_fate(que
     // Completing again is refused: the lease is gone with the job done.
     assert!(matches!(
         queue
-            .complete(3, "w:0:1:1", Path::new("/archive/3.mp4"))
+            .lease_of(3, "w:0:1:1")
+            .complete(Path::new("/archive/3.mp4"))
             .await,
         Err(QueueError::LeaseLost(3))
     ));
@@ -409,10 +420,8 @@ async fn a_stale_completion_in_the_same_batch_is_refused_not_told_of_the_other(q
     // Polled together, the two land in one batch: the first takes the
     // committer and yields, the second joins the waiting list.
     let path = Path::new("/archive/1.mp4");
-    let (current, stale) = tokio::join!(
-        queue.complete(1, "new", path),
-        queue.complete(1, "stale", path),
-    );
+    let (new, old) = (queue.lease_of(1, "new"), queue.lease_of(1, "stale"));
+    let (current, stale) = tokio::join!(new.complete(path), old.complete(path));
     current.unwrap();
     assert!(matches!(stale, Err(QueueError::LeaseLost(1))), "{stale:?}");
     let lines = event_lines(&queue, 1).await;
@@ -433,22 +442,33 @@ async fn kept_counts_match_a_scan_through_every_transition(queue: Queue) {
     check(&queue).await;
     let mut resume = queue.get(1).await.unwrap().unwrap().resume();
     resume.bytes_done = 100;
-    queue.checkpoint(1, "w", &resume, None).await.unwrap();
     queue
-        .complete(2, "w", Path::new("/archive/2"))
-        .await
-        .unwrap();
-    queue.record_failure(3, "w", "gone", None).await.unwrap();
-    queue
-        .record_failure(4, "w", "later", Some(now_millis() + 60_000))
+        .lease_of(1, "w")
+        .checkpoint(&resume, None)
         .await
         .unwrap();
     queue
-        .release(5, "w", "shutdown", now_millis(), false)
+        .lease_of(2, "w")
+        .complete(Path::new("/archive/2"))
+        .await
+        .unwrap();
+    queue
+        .lease_of(3, "w")
+        .record_failure("gone", None)
+        .await
+        .unwrap();
+    queue
+        .lease_of(4, "w")
+        .record_failure("later", Some(now_millis() + 60_000))
+        .await
+        .unwrap();
+    queue
+        .lease_of(5, "w")
+        .release("shutdown", now_millis(), ReleaseReason::HistoryOnly)
         .await
         .unwrap();
     queue.cancel(&[6, 7]).await.unwrap();
-    queue.confirm_cancelled(6, "w").await.unwrap();
+    queue.lease_of(6, "w").confirm_cancelled().await.unwrap();
     let counts = check(&queue).await;
     assert_eq!(
         (
@@ -500,7 +520,11 @@ async fn the_api_call_window_caps_calls_and_says_when_the_next_may_go(queue: Que
 async fn retry_applies_to_failed_and_cancelled_jobs_only(queue: Queue) {
     queue.enqueue(&[1, 2, 3, 4]).await.unwrap();
     queue.claim_id(1, "w", LEASE).await.unwrap().unwrap();
-    queue.record_failure(1, "w", "boom", None).await.unwrap();
+    queue
+        .lease_of(1, "w")
+        .record_failure("boom", None)
+        .await
+        .unwrap();
     queue.cancel(&[2]).await.unwrap();
     queue.claim_id(3, "w", LEASE).await.unwrap().unwrap();
     let outcomes = queue.retry(&[1, 2, 3, 4, 99]).await.unwrap();
@@ -522,7 +546,11 @@ async fn retry_applies_to_failed_and_cancelled_jobs_only(queue: Queue) {
     );
     assert_eq!(event_lines(&queue, 1).await.last().unwrap().0, "retried");
     queue.claim_id(4, "w", LEASE).await.unwrap().unwrap();
-    queue.record_failure(4, "w", "boom", None).await.unwrap();
+    queue
+        .lease_of(4, "w")
+        .record_failure("boom", None)
+        .await
+        .unwrap();
     assert_eq!(queue.retry_all_failed().await.unwrap(), 1);
     assert_eq!(queue.get(4).await.unwrap().unwrap().state, JobState::Queued);
 }
@@ -537,7 +565,8 @@ async fn cancel_acts_by_state_and_lease(queue: Queue) {
         .unwrap();
     queue.claim_id(4, "w", LEASE).await.unwrap().unwrap();
     queue
-        .complete(4, "w", Path::new("/archive/4"))
+        .lease_of(4, "w")
+        .complete(Path::new("/archive/4"))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -587,7 +616,8 @@ async fn a_claim_by_another_host_starts_from_its_own_partial_file(queue: Queue) 
     let job = queue.claim_id(1, "a:0:1:t1", LEASE).await.unwrap().unwrap();
     assert_eq!(job.file_host.as_deref(), Some("a"));
     queue
-        .checkpoint(1, "a:0:1:t1", &progress, None)
+        .lease_of(1, "a:0:1:t1")
+        .checkpoint(&progress, None)
         .await
         .unwrap();
     let drop_lease = async |owner: &'static str| {
@@ -612,14 +642,14 @@ async fn a_claim_by_another_host_starts_from_its_own_partial_file(queue: Queue) 
     assert_eq!(
         (
             other.bytes_done,
-            other.validator,
-            other.pieces,
-            other.boot_id,
-            other.sha256
+            other.job.validator,
+            other.job.pieces,
+            other.job.boot_id,
+            other.job.sha256
         ),
         (0, None, None, None, None)
     );
-    assert_eq!(other.file_host.as_deref(), Some("b"));
+    assert_eq!(other.job.file_host.as_deref(), Some("b"));
     assert_eq!(queue.get(1).await.unwrap().unwrap().bytes_done, 0);
     assert_eq!(
         queue.status().await.unwrap(),
@@ -629,14 +659,16 @@ async fn a_claim_by_another_host_starts_from_its_own_partial_file(queue: Queue) 
     // A claim by id resets in the same way; the done job names its host.
     queue.claim_id(2, "a:0:1:t1", LEASE).await.unwrap().unwrap();
     queue
-        .checkpoint(2, "a:0:1:t1", &progress, None)
+        .lease_of(2, "a:0:1:t1")
+        .checkpoint(&progress, None)
         .await
         .unwrap();
     drop_lease("a:0:1:t1").await;
     let by_id = queue.claim_id(2, "b:0:1:t1", LEASE).await.unwrap().unwrap();
-    assert_eq!((by_id.bytes_done, by_id.validator), (0, None));
+    assert_eq!((by_id.bytes_done, by_id.job.validator), (0, None));
     queue
-        .complete(2, "b:0:1:t1", Path::new("/archive/2.mp4"))
+        .lease_of(2, "b:0:1:t1")
+        .complete(Path::new("/archive/2.mp4"))
         .await
         .unwrap();
     let done = queue.get(2).await.unwrap().unwrap();
@@ -694,7 +726,10 @@ async fn a_paused_queue_claims_nothing_until_a_probe_of_that_pause_lifts_it(queu
 
 async fn one_process_at_a_time_takes_the_probe(queue: Queue) {
     assert_eq!(
-        queue.take_probe_slot(LEASE, false).await.unwrap(),
+        queue
+            .take_probe_slot(LEASE, ProbeWhen::IfDue)
+            .await
+            .unwrap(),
         None,
         "no pause, nothing to probe"
     );
@@ -704,7 +739,10 @@ async fn one_process_at_a_time_takes_the_probe(queue: Queue) {
     let paused = std::time::Instant::now();
     let epoch = queue.pause_fleet("1008", "a", pause).await.unwrap();
     assert_eq!(
-        queue.take_probe_slot(LEASE, false).await.unwrap(),
+        queue
+            .take_probe_slot(LEASE, ProbeWhen::IfDue)
+            .await
+            .unwrap(),
         None,
         "not yet due"
     );
@@ -713,11 +751,11 @@ async fn one_process_at_a_time_takes_the_probe(queue: Queue) {
     tokio::time::sleep_until((paused + pause + Duration::from_millis(200)).into()).await;
     let next = Duration::from_secs(60);
     assert_eq!(
-        queue.take_probe_slot(next, false).await.unwrap(),
+        queue.take_probe_slot(next, ProbeWhen::IfDue).await.unwrap(),
         Some(epoch)
     );
     assert_eq!(
-        queue.take_probe_slot(next, false).await.unwrap(),
+        queue.take_probe_slot(next, ProbeWhen::IfDue).await.unwrap(),
         None,
         "the slot moved a minute on: the next process waits"
     );
@@ -725,7 +763,7 @@ async fn one_process_at_a_time_takes_the_probe(queue: Queue) {
     assert!(probe_in > Duration::from_secs(50), "{probe_in:?}");
     // A process that starts while paused probes at once.
     assert_eq!(
-        queue.take_probe_slot(next, true).await.unwrap(),
+        queue.take_probe_slot(next, ProbeWhen::Now).await.unwrap(),
         Some(epoch)
     );
 }
@@ -894,8 +932,12 @@ async fn finish_job(queue: &Queue, id: i64, sha256: &str) {
         filename: Some("a.mp4"),
         final_path: &path,
     };
-    queue.record_verified(id, "w", &verified).await.unwrap();
-    queue.complete(id, "w", &path).await.unwrap();
+    queue
+        .lease_of(id, "w")
+        .record_verified(&verified)
+        .await
+        .unwrap();
+    queue.lease_of(id, "w").complete(&path).await.unwrap();
 }
 
 async fn refetch_requeues_a_done_job_with_that_digest_only(queue: Queue) {
@@ -904,14 +946,29 @@ async fn refetch_requeues_a_done_job_with_that_digest_only(queue: Queue) {
     finish_job(&queue, 2, "bb").await;
     // Another digest (the job was downloaded again meanwhile), another
     // state, an unknown id: nothing changes.
-    assert!(!queue.refetch(1, "zz", false, "why").await.unwrap());
-    assert!(!queue.refetch(3, "aa", false, "why").await.unwrap());
-    assert!(!queue.refetch(99, "aa", false, "why").await.unwrap());
+    assert!(
+        !queue
+            .refetch(1, "zz", RecordedPath::Keep, "why")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !queue
+            .refetch(3, "aa", RecordedPath::Keep, "why")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !queue
+            .refetch(99, "aa", RecordedPath::Keep, "why")
+            .await
+            .unwrap()
+    );
     assert_eq!(queue.get(1).await.unwrap().unwrap().state, JobState::Done);
 
     assert!(
         queue
-            .refetch(1, "aa", false, "verify: changed")
+            .refetch(1, "aa", RecordedPath::Keep, "verify: changed")
             .await
             .unwrap()
     );
@@ -926,11 +983,16 @@ async fn refetch_requeues_a_done_job_with_that_digest_only(queue: Queue) {
         &("refetch".to_string(), None, "verify: changed".to_string())
     );
     // Applied once: the job is no longer done.
-    assert!(!queue.refetch(1, "aa", false, "again").await.unwrap());
+    assert!(
+        !queue
+            .refetch(1, "aa", RecordedPath::Keep, "again")
+            .await
+            .unwrap()
+    );
 
     assert!(
         queue
-            .refetch(2, "bb", true, "verify: missing")
+            .refetch(2, "bb", RecordedPath::Forget, "verify: missing")
             .await
             .unwrap()
     );
@@ -953,7 +1015,11 @@ async fn prune_deletes_old_done_jobs_and_their_history_in_batches(queue: Queue) 
         finish_job(&queue, id, "aa").await;
     }
     queue.claim_id(3, "w", LEASE).await.unwrap().unwrap();
-    queue.record_failure(3, "w", "gone", None).await.unwrap();
+    queue
+        .lease_of(3, "w")
+        .record_failure("gone", None)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     let cutoff = now_millis();
     // PostgreSQL turns the cutoff into an age on its own clock, so the
@@ -1290,7 +1356,7 @@ mod postgres_fleet {
     use std::time::Duration;
 
     use minimax_dl::queue::testing;
-    use minimax_dl::queue::{Queue, VerbOutcome, now_millis};
+    use minimax_dl::queue::{Queue, ReleaseReason, VerbOutcome, now_millis};
 
     use crate::support::PgTestDb;
 
@@ -1380,7 +1446,8 @@ mod postgres_fleet {
         // as this host's time, it would wait an hour).
         queue.claim_id(2, "a:0:1:t", LEASE).await.unwrap().unwrap();
         queue
-            .release(2, "a:0:1:t", "shutdown", now_millis(), false)
+            .lease_of(2, "a:0:1:t")
+            .release("shutdown", now_millis(), ReleaseReason::HistoryOnly)
             .await
             .unwrap();
         let again = queue.claim("b:0:1:t", LEASE).await.unwrap().unwrap();
@@ -1420,7 +1487,8 @@ mod postgres_fleet {
         let epoch = user.pause_fleet("1008", "b:0:1:t", LEASE).await.unwrap();
         tokio::join!(bounded("a release", pool.wait_for_work(never)), async {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            pool.release(1, "a:0:1:t", "shutdown", now_millis(), false)
+            pool.lease_of(1, "a:0:1:t")
+                .release("shutdown", now_millis(), ReleaseReason::HistoryOnly)
                 .await
                 .unwrap()
         });

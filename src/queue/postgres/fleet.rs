@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 use super::PgStore;
-use crate::queue::{Claimable, FleetState, HostPause, QueueError};
+use crate::queue::{Claimable, FleetState, HostPause, ProbeWhen, QueueError};
 
 /// The channel the triggers notify when jobs become claimable.
 const JOBS_CHANNEL: &str = "minimax_dl_jobs";
@@ -172,7 +172,7 @@ impl PgStore {
         &self,
         account: &str,
         next_probe_after: Duration,
-        even_if_early: bool,
+        when: ProbeWhen,
     ) -> Result<Option<i64>, QueueError> {
         let epoch = sqlx::query_scalar(
             "UPDATE account_pauses SET probe_at = mdl_now_ms() + $1::bigint \
@@ -181,7 +181,7 @@ impl PgStore {
              RETURNING pause_epoch",
         )
         .bind(millis(next_probe_after))
-        .bind(even_if_early)
+        .bind(when.even_if_early())
         .bind(account)
         .fetch_optional(&self.pool)
         .await?;

@@ -17,7 +17,9 @@ use super::{JOB_COLUMNS, PgStore, delay_until, jobs_from_rows, retry_conflicts};
 use crate::partial::{ExpectedSize, Resume};
 use crate::queue::error::lease_held;
 use crate::queue::group_commit::Completion;
-use crate::queue::{Heartbeat, Job, Millis, QueueError, VerifiedFile, failure_message, owner_host};
+use crate::queue::{
+    Heartbeat, Job, Millis, QueueError, ReleaseReason, VerifiedFile, failure_message, owner_host,
+};
 
 /// A claim's new values: the lease, and the partial-file columns reset when
 /// the claimer is another host than the one holding the partial file
@@ -339,7 +341,7 @@ impl PgStore {
         owner: &str,
         reason: &str,
         not_before: Millis,
-        set_last_error: bool,
+        reason_kept: ReleaseReason,
     ) -> Result<(), QueueError> {
         let sql = with_event(
             "UPDATE jobs SET state = 'queued', next_attempt_at = mdl_now_ms() + $4::bigint, \
@@ -354,7 +356,7 @@ impl PgStore {
             .bind(owner)
             .bind(reason)
             .bind(delay_until(not_before))
-            .bind(set_last_error);
+            .bind(reason_kept.sets_last_error());
         self.leased(file_id, query).await
     }
 

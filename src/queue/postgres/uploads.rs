@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::PgStore;
 use crate::queue::error::lease_held;
-use crate::queue::{QueueError, Upload};
+use crate::queue::{QueueError, StoredObject, Upload};
 
 /// The lease check every write here makes: the job is running under `$2`.
 const HELD: &str = "EXISTS (SELECT 1 FROM jobs WHERE file_id = $1::bigint AND state = 'running' \
@@ -46,8 +46,7 @@ impl PgStore {
         &self,
         file_id: i64,
         owner: &str,
-        etag: Option<&str>,
-        version: Option<&str>,
+        stored: StoredObject<'_>,
     ) -> Result<(), QueueError> {
         let mut tx = self.pool.begin().await?;
         let sql = format!(
@@ -57,15 +56,15 @@ impl PgStore {
         let written = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(file_id)
             .bind(owner)
-            .bind(etag)
-            .bind(version)
+            .bind(stored.etag)
+            .bind(stored.version)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = written else {
             return Err(QueueError::LeaseLost(file_id));
         };
         let url: String = row.try_get("object_url")?;
-        let message = Upload::stored_message(&url, etag, version);
+        let message = Upload::stored_message(&url, stored);
         insert_event(&mut tx, file_id, "uploaded", &message).await?;
         tx.commit().await?;
         Ok(())

@@ -8,7 +8,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::PgStore;
 use crate::queue::state::{self, CancelVerdict, JobState, RetryVerdict};
-use crate::queue::{EnqueueReport, QueueError, VerbOutcome};
+use crate::queue::{EnqueueReport, QueueError, RecordedPath, VerbOutcome};
 
 /// Ids per INSERT when enqueueing. An array is one parameter whatever its
 /// length: the chunk only bounds one message (400 KB).
@@ -132,7 +132,7 @@ impl PgStore {
         &self,
         file_id: i64,
         recorded_sha256: &str,
-        forget_path: bool,
+        path: RecordedPath,
         reason: &str,
     ) -> Result<bool, QueueError> {
         let result = sqlx::query(
@@ -149,7 +149,7 @@ impl PgStore {
         )
         .bind(file_id)
         .bind(recorded_sha256)
-        .bind(forget_path)
+        .bind(path.forgotten())
         .bind(reason)
         .execute(&self.pool)
         .await?;

@@ -7,7 +7,9 @@ use std::time::Duration;
 use sqlx::Row;
 
 use super::SqliteStore;
-use crate::queue::{Claimable, FleetState, HostPause, QueueError, millis_after, now_millis};
+use crate::queue::{
+    Claimable, FleetState, HostPause, ProbeWhen, QueueError, millis_after, now_millis,
+};
 
 /// An idle pool's longest wait between looks at a SQLite queue: nothing
 /// tells it of an enqueue by another process, so it polls (a claim
@@ -75,7 +77,7 @@ impl SqliteStore {
         &self,
         account: &str,
         next_probe_after: Duration,
-        even_if_early: bool,
+        when: ProbeWhen,
     ) -> Result<Option<i64>, QueueError> {
         let now = now_millis();
         let epoch = sqlx::query_scalar(
@@ -86,7 +88,7 @@ impl SqliteStore {
         )
         .bind(millis_after(now, next_probe_after))
         .bind(now)
-        .bind(even_if_early)
+        .bind(when.even_if_early())
         .bind(account)
         .fetch_optional(&self.writer)
         .await?;

@@ -12,8 +12,8 @@ use crate::partial::{ExpectedSize, Resume};
 use crate::queue::error::lease_held;
 use crate::queue::group_commit::Completion;
 use crate::queue::{
-    Heartbeat, Job, Millis, QueueError, VerifiedFile, failure_message, millis_after, now_millis,
-    owner_host,
+    Heartbeat, Job, Millis, QueueError, ReleaseReason, VerifiedFile, failure_message, millis_after,
+    now_millis, owner_host,
 };
 
 /// The job's partial file is on another host than the claimer (`?5`).
@@ -313,7 +313,7 @@ impl SqliteStore {
         owner: &str,
         reason: &str,
         not_before: Millis,
-        set_last_error: bool,
+        reason_kept: ReleaseReason,
     ) -> Result<(), QueueError> {
         let now = now_millis();
         let update = sqlx::query(
@@ -323,7 +323,7 @@ impl SqliteStore {
              WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
         )
         .bind(not_before)
-        .bind(set_last_error)
+        .bind(reason_kept.sets_last_error())
         .bind(reason)
         .bind(now)
         .bind(file_id)

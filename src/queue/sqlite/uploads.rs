@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::{SqliteStore, insert_event};
 use crate::queue::error::lease_held;
-use crate::queue::{QueueError, Upload, now_millis};
+use crate::queue::{QueueError, StoredObject, Upload, now_millis};
 
 impl SqliteStore {
     pub(crate) async fn record_upload(
@@ -44,8 +44,7 @@ impl SqliteStore {
         &self,
         file_id: i64,
         owner: &str,
-        etag: Option<&str>,
-        version: Option<&str>,
+        stored: StoredObject<'_>,
     ) -> Result<(), QueueError> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
@@ -56,8 +55,8 @@ impl SqliteStore {
              RETURNING object_url",
         )
         .bind(file_id)
-        .bind(etag)
-        .bind(version)
+        .bind(stored.etag)
+        .bind(stored.version)
         .bind(now)
         .bind(owner)
         .fetch_optional(&mut *tx)
@@ -66,7 +65,7 @@ impl SqliteStore {
             return Err(QueueError::LeaseLost(file_id));
         };
         let url: String = row.try_get("object_url")?;
-        let message = Upload::stored_message(&url, etag, version);
+        let message = Upload::stored_message(&url, stored);
         insert_event(&mut tx, file_id, now, "uploaded", None, Some(&message)).await?;
         tx.commit().await?;
         Ok(())

@@ -4,7 +4,7 @@ use sqlx::{Sqlite, Transaction};
 
 use super::{SqliteStore, fetch_job, insert_event};
 use crate::queue::state::{self, CancelVerdict, JobState, RetryVerdict};
-use crate::queue::{EnqueueReport, QueueError, VerbOutcome, now_millis};
+use crate::queue::{EnqueueReport, QueueError, RecordedPath, VerbOutcome, now_millis};
 
 /// Rows per INSERT when enqueueing: SQLite allows 32766 bound variables.
 const ENQUEUE_CHUNK: usize = 4000;
@@ -137,7 +137,7 @@ impl SqliteStore {
         &self,
         file_id: i64,
         recorded_sha256: &str,
-        forget_path: bool,
+        path: RecordedPath,
         reason: &str,
     ) -> Result<bool, QueueError> {
         let now = now_millis();
@@ -151,7 +151,7 @@ impl SqliteStore {
         )
         .bind(now)
         .bind(reason)
-        .bind(forget_path)
+        .bind(path.forgotten())
         .bind(file_id)
         .bind(recorded_sha256)
         .execute(&mut *tx)
