@@ -177,6 +177,28 @@ where
 /// may simply run again. Two statements of one process that lock several
 /// jobs (a heartbeat and a group commit) can lock them in different orders,
 /// each following its own plan; PostgreSQL breaks the cycle by failing one.
+/// Appends a line to a job's history, on the database clock.
+async fn insert_event<'e, E>(
+    executor: E,
+    file_id: i64,
+    kind: &str,
+    message: &str,
+) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    sqlx::query(
+        "INSERT INTO job_events (file_id, at, kind, attempt, message) \
+         VALUES ($1::bigint, mdl_now_ms(), $2::text, NULL, $3::text)",
+    )
+    .bind(file_id)
+    .bind(kind)
+    .bind(message)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 fn is_retryable(e: &sqlx::Error) -> bool {
     let code = e.as_database_error().and_then(|d| d.code());
     matches!(code.as_deref(), Some("40P01" | "40001"))

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::PgStore;
+use super::{PgStore, insert_event};
 use crate::queue::error::lease_held;
 use crate::queue::{QueueError, StoredObject, Upload};
 
@@ -36,7 +36,7 @@ impl PgStore {
         lease_held(written.rows_affected(), file_id)?;
         if let Some(id) = upload_id {
             let message = format!("multipart upload {id} started to {object_url}");
-            insert_event(&mut tx, file_id, "upload", &message).await?;
+            insert_event(&mut *tx, file_id, "upload", &message).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -65,7 +65,7 @@ impl PgStore {
         };
         let url: String = row.try_get("object_url")?;
         let message = Upload::stored_message(&url, stored);
-        insert_event(&mut tx, file_id, "uploaded", &message).await?;
+        insert_event(&mut *tx, file_id, "uploaded", &message).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -81,22 +81,4 @@ impl PgStore {
             .map(|row| crate::queue::rows::upload_from_row(&row))
             .transpose()?)
     }
-}
-
-async fn insert_event(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    file_id: i64,
-    kind: &str,
-    message: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO job_events (file_id, at, kind, attempt, message) \
-         VALUES ($1::bigint, mdl_now_ms(), $2::text, NULL, $3::text)",
-    )
-    .bind(file_id)
-    .bind(kind)
-    .bind(message)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

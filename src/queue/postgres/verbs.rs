@@ -162,16 +162,7 @@ impl PgStore {
         kind: &str,
         message: &str,
     ) -> Result<(), QueueError> {
-        sqlx::query(
-            "INSERT INTO job_events (file_id, at, kind, attempt, message) \
-             VALUES ($1::bigint, mdl_now_ms(), $2::text, NULL, $3::text)",
-        )
-        .bind(file_id)
-        .bind(kind)
-        .bind(message)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        Ok(super::insert_event(&self.pool, file_id, kind, message).await?)
     }
 }
 
