@@ -39,8 +39,10 @@ pub(super) struct Segmented<'a> {
     pub segments: u32,
 }
 
-/// Bytes buffered per connection before a positioned write.
-const PIECE_WRITE_BUFFER: usize = 1024 * 1024;
+/// Bytes buffered per connection before a positioned write: the buffer is
+/// allocated once and never grows (see [`write_before_appending`]), so a
+/// split download holds `segments` of these.
+const PIECE_WRITE_BUFFER: usize = 512 * 1024;
 /// Failed requests in a row on one connection before the download gives up.
 const CONNECTION_FAILURES: u32 = 3;
 
@@ -431,6 +433,14 @@ async fn open_sized(partial: &Path, total: u64) -> Result<Arc<std::fs::File>, Fe
     Ok(Arc::new(file))
 }
 
+/// Whether the buffered bytes go to disk before `incoming` more are
+/// appended: when they would not fit. Appending first (and writing once
+/// full) made the vector double its capacity on nearly every piece: a
+/// split download held twice the buffers it meant to.
+fn write_before_appending(buffered: usize, incoming: usize, capacity: usize) -> bool {
+    buffered > 0 && buffered + incoming > capacity
+}
+
 /// When the partial file was last fsynced, and how many piece bytes were
 /// complete then.
 struct Synced {
@@ -643,14 +653,14 @@ impl Connection {
                             "the CDN sent more bytes than asked for".into(),
                         ));
                     }
-                    buffer.extend_from_slice(&chunk);
-                    self.transferred
-                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    if buffer.len() >= PIECE_WRITE_BUFFER {
+                    if write_before_appending(buffer.len(), chunk.len(), buffer.capacity()) {
                         let len = buffer.len() as u64;
                         buffer = self.write(buffer, written).await?;
                         written += len;
                     }
+                    buffer.extend_from_slice(&chunk);
+                    self.transferred
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 }
                 Some(Some(Err(e))) => return Err(PieceError::Retry(describe_reqwest(&e))),
                 Some(None) => break,
@@ -683,5 +693,42 @@ impl Connection {
         result
             .map_err(|e| PieceError::Fatal(FetchError::io("cannot write the partial file", e)))?;
         Ok(buffer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Buffers chunks of the given sizes the way `receive_piece` does and
+    /// returns the largest capacity the buffer reached and the bytes written.
+    fn buffer_through(chunks: &[usize]) -> (usize, usize) {
+        let mut buffer = Vec::with_capacity(PIECE_WRITE_BUFFER);
+        let (mut largest, mut written) = (buffer.capacity(), 0);
+        for &len in chunks {
+            if write_before_appending(buffer.len(), len, buffer.capacity()) {
+                written += buffer.len();
+                buffer.clear();
+            }
+            buffer.extend_from_slice(&vec![7u8; len]);
+            largest = largest.max(buffer.capacity());
+        }
+        (largest, written + buffer.len())
+    }
+
+    #[test]
+    fn the_piece_buffer_never_grows_past_its_first_allocation() {
+        // hyper hands over chunks of uneven sizes, up to its ~400 KiB read buffer.
+        let chunks: Vec<usize> = (0..400).map(|i| 1 + (i * 7919) % (400 * 1024)).collect();
+        let (largest, written) = buffer_through(&chunks);
+        assert_eq!(largest, PIECE_WRITE_BUFFER);
+        assert_eq!(written, chunks.iter().sum::<usize>(), "every byte is written once");
+    }
+
+    #[test]
+    fn a_chunk_larger_than_the_buffer_is_taken_whole_when_nothing_waits() {
+        assert!(!write_before_appending(0, PIECE_WRITE_BUFFER * 2, PIECE_WRITE_BUFFER));
+        assert!(write_before_appending(1, PIECE_WRITE_BUFFER, PIECE_WRITE_BUFFER));
+        assert!(!write_before_appending(1, PIECE_WRITE_BUFFER - 1, PIECE_WRITE_BUFFER));
     }
 }
