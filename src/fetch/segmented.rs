@@ -722,13 +722,29 @@ mod tests {
         let chunks: Vec<usize> = (0..400).map(|i| 1 + (i * 7919) % (400 * 1024)).collect();
         let (largest, written) = buffer_through(&chunks);
         assert_eq!(largest, PIECE_WRITE_BUFFER);
-        assert_eq!(written, chunks.iter().sum::<usize>(), "every byte is written once");
+        assert_eq!(
+            written,
+            chunks.iter().sum::<usize>(),
+            "every byte is written once"
+        );
     }
 
     #[test]
     fn a_chunk_larger_than_the_buffer_is_taken_whole_when_nothing_waits() {
-        assert!(!write_before_appending(0, PIECE_WRITE_BUFFER * 2, PIECE_WRITE_BUFFER));
-        assert!(write_before_appending(1, PIECE_WRITE_BUFFER, PIECE_WRITE_BUFFER));
-        assert!(!write_before_appending(1, PIECE_WRITE_BUFFER - 1, PIECE_WRITE_BUFFER));
+        assert!(!write_before_appending(
+            0,
+            PIECE_WRITE_BUFFER * 2,
+            PIECE_WRITE_BUFFER
+        ));
+        assert!(write_before_appending(
+            1,
+            PIECE_WRITE_BUFFER,
+            PIECE_WRITE_BUFFER
+        ));
+        assert!(!write_before_appending(
+            1,
+            PIECE_WRITE_BUFFER - 1,
+            PIECE_WRITE_BUFFER
+        ));
     }
 }

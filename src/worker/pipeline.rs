@@ -360,10 +360,7 @@ async fn finish(
     info: &FileInfo,
     verified: Verified,
 ) -> Result<Outcome, QueueError> {
-    if let Some(error) = changed_since_verified(partial, verified.size).await {
-        return retry_transient(engine, job, &error).await;
-    }
-    let final_path = match reserve(engine, job, info, &verified).await {
+    let final_path = match reserve(engine, job, partial, info, &verified).await {
         Ok(path) => path,
         Err(error) => return retry_transient(engine, job, &error).await,
     };
@@ -443,23 +440,36 @@ pub(super) fn template_fields<'a>(
 /// The bytes on disk must still be the ones hashed: what is wrong when
 /// they are not (the partial file is then removed).
 pub(super) async fn changed_since_verified(partial: &Path, size: u64) -> Option<String> {
-    let on_disk = tokio::fs::metadata(partial).await.map(|m| m.len()).ok();
+    let partial = partial.to_path_buf();
+    tokio::task::spawn_blocking(move || changed_on_disk(&partial, size))
+        .await
+        .unwrap_or_else(|e| Some(format!("checking the verified file failed: {e}")))
+}
+
+/// [`changed_since_verified`] on the calling thread, for a caller already
+/// off the async threads.
+fn changed_on_disk(partial: &Path, size: u64) -> Option<String> {
+    let on_disk = std::fs::metadata(partial).map(|m| m.len()).ok();
     if on_disk == Some(size) {
         return None;
     }
-    let _ = tokio::fs::remove_file(partial).await;
+    let _ = std::fs::remove_file(partial);
     Some(format!(
         "the partial file changed after it was verified ({} bytes on disk, {size} verified)",
         on_disk.map_or("no".to_string(), |n| n.to_string()),
     ))
 }
 
-/// Stages the sidecar (when sidecars are on), then chooses and reserves
+/// Checks the verified bytes are still on disk ([`changed_since_verified`]),
+/// stages the sidecar (when sidecars are on), then chooses and reserves
 /// the file's path: the one recorded by an earlier attempt, else the
-/// template's, moved on past names that belong to other files.
+/// template's, moved on past names that belong to other files. One trip
+/// to a blocking thread for all three: a batch of small files pays these
+/// trips once a file.
 async fn reserve(
     engine: &Engine,
     job: &Job,
+    partial: &Path,
     info: &FileInfo,
     verified: &Verified,
 ) -> Result<PathBuf, String> {
@@ -467,18 +477,30 @@ async fn reserve(
     let staged = sidecar_bytes(engine, job, info, verified, downloaded);
     let archive = engine.archive.clone();
     let recorded = job.final_path.as_ref().map(PathBuf::from);
-    let (job, info) = (job.clone(), info.clone());
+    let (job, info, partial, size) = (
+        job.clone(),
+        info.clone(),
+        partial.to_path_buf(),
+        verified.size,
+    );
     let chosen = tokio::task::spawn_blocking(move || {
+        if let Some(changed) = changed_on_disk(&partial, size) {
+            return Err(changed);
+        }
         if let Some(bytes) = staged {
-            archive.stage_sidecar(job.file_id, &bytes)?;
+            archive
+                .stage_sidecar(job.file_id, &bytes)
+                .map_err(|e| e.to_string())?;
         }
         let task_id = job.task_id.map(|t| t.to_string());
         let fields = template_fields(&job, task_id.as_deref(), &info, downloaded);
-        archive.reserve(&fields, recorded.as_deref())
+        archive
+            .reserve(&fields, recorded.as_deref())
+            .map_err(|e| e.to_string())
     })
     .await;
     match chosen {
-        Ok(result) => result.map_err(|e| e.to_string()),
+        Ok(result) => result,
         Err(e) => Err(format!("choosing the file's path failed: {e}")),
     }
 }
@@ -739,5 +761,18 @@ mod tests {
             let u = jitter_unit();
             assert!((0.0..1.0).contains(&u));
         }
+    }
+
+    #[test]
+    fn a_verified_file_that_changed_on_disk_is_removed_and_said_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let partial = dir.path().join("7.part");
+        std::fs::write(&partial, b"0123456789").unwrap();
+        assert_eq!(changed_on_disk(&partial, 10), None, "the verified size is on disk");
+        let why = changed_on_disk(&partial, 12).expect("two bytes short");
+        assert!(why.contains("10 bytes on disk, 12 verified"), "{why}");
+        assert!(!partial.exists(), "the file that changed is removed");
+        let why = changed_on_disk(&partial, 12).expect("gone");
+        assert!(why.contains("no bytes on disk"), "{why}");
     }
 }
