@@ -39,8 +39,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgRow};
-use sqlx::{Postgres, Row};
+use sqlx::{Postgres, Row, Transaction};
 
+use crate::queue::orchestrate::Dialect;
 use crate::queue::{Job, JobEvent, Millis, QueueError, now_millis};
 
 const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owner, lease_expires_at, \
@@ -129,6 +130,30 @@ impl PgStore {
             listener.take();
         }
         self.pool.close().await;
+    }
+}
+
+/// A transaction of the pool; its statements' clock is `mdl_now_ms()`.
+pub(crate) type PgTx = Transaction<'static, Postgres>;
+
+impl Dialect for PgStore {
+    type Tx = PgTx;
+
+    async fn begin(&self) -> Result<PgTx, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    async fn commit(tx: PgTx) -> Result<(), sqlx::Error> {
+        tx.commit().await
+    }
+
+    async fn insert_event(
+        tx: &mut PgTx,
+        file_id: i64,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), sqlx::Error> {
+        insert_event(&mut **tx, file_id, kind, message).await
     }
 }
 
