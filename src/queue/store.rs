@@ -16,7 +16,10 @@
 //! becomes a `Queue` method of the same name and documentation, calling
 //! the store under the statement deadline), and the store's own methods,
 //! which `Queue` and [`Lease`](super::Lease) wrap (a claim's lease, the
-//! account a pause belongs to, paging, the group commit).
+//! account a pause belongs to, paging, the group commit). Each part has a
+//! `written once` section: those methods are the functions of the same
+//! name in `orchestrate/`, one body for both backends over the statements
+//! each supplies; the others are each backend's own.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -309,6 +312,8 @@ store_contract! {
 
     }
     offered by Queue, written once {
+    // ---- decided in `orchestrate/`: the heartbeat, verbs, the rate, tasks ----
+
     /// Extends the leases this worker pool holds, one `(file_id, owner)` per
     /// running job. Reports the jobs whose lease is gone (another worker
     /// took them: their task must stop) and those a user asked to cancel.
@@ -413,6 +418,8 @@ store_contract! {
             -> Result<Vec<Task>, QueueError>;
     }
     wrapped by Queue and Lease, written once {
+        // ---- decided in `orchestrate/`: a lease holder's writes ----
+
         /// The verified size, digest and destination, with history line
         /// `verified`.
         async fn record_verified(&self, file_id: i64, owner: &str,

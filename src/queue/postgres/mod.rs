@@ -15,6 +15,12 @@
 //!   kept by statement-level triggers, so no completion waits on a single
 //!   counter row; `status` sums 80 rows and is exact.
 //!
+//! The decisions of most writes are `orchestrate/`'s, written once for
+//! both stores; this store supplies its transaction (`PgTx`, whose clock is
+//! `mdl_now_ms()`) and the statements, and keeps its single-statement CTEs
+//! where one round trip matters (claims, completions, a lease holder's
+//! write with its history line).
+//!
 //! `open.rs` (URLs, redaction, what a database may be opened as, the pool),
 //! `lease.rs` (claims, heartbeats, every write by a lease holder),
 //! `verbs.rs` (enqueue, retry, cancel, refetch), `reads.rs`, `api_calls.rs`,

@@ -1,5 +1,8 @@
 //! The SQLite store: one file, WAL, a pool for reads and one connection for
-//! every write of this process.
+//! every write of this process. The decisions of most writes are
+//! `orchestrate/`'s, written once for both stores; this store supplies its
+//! transaction (`SqliteTx`: under the write lock, with this host's time
+//! taken once) and the statements.
 
 mod api_calls;
 mod copy;
