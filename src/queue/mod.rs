@@ -36,6 +36,7 @@ mod error;
 mod group_commit;
 mod lease;
 mod migrations;
+mod orchestrate;
 mod postgres;
 mod rows;
 mod sqlite;

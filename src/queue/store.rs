@@ -16,7 +16,10 @@
 //! becomes a `Queue` method of the same name and documentation, calling
 //! the store under the statement deadline), and the store's own methods,
 //! which `Queue` and [`Lease`](super::Lease) wrap (a claim's lease, the
-//! account a pause belongs to, paging, the group commit).
+//! account a pause belongs to, paging, the group commit). Each part has a
+//! `written once` section: those methods are the functions of the same
+//! name in `orchestrate/`, one body for both backends over the statements
+//! each supplies; the others are each backend's own.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -66,18 +69,28 @@ macro_rules! on_store_within {
 }
 
 /// Writes the [`Store`] trait from the list of its methods, its
-/// implementation by each backend (each method the backend's own of that
-/// name: an inherent method wins over the trait's in a path), and the
-/// `Queue` methods that only hand their call to the store.
+/// implementation by each backend, and the `Queue` methods that only hand
+/// their call to the store. A method of a `written once` section is the
+/// function of that name in `orchestrate/`, generic over the backend's
+/// statements; any other is the backend's own method of that name (an
+/// inherent method wins over the trait's in a path).
 macro_rules! store_contract {
     (
         offered by Queue {
             $($(#[$q_attr:meta])* pub async fn $q_name:ident(&self $(, $q_arg:ident: $q_ty:ty)* $(,)?)
                 -> $q_ret:ty;)*
         }
+        offered by Queue, written once {
+            $($(#[$qo_attr:meta])* pub async fn $qo_name:ident(&self $(, $qo_arg:ident: $qo_ty:ty)* $(,)?)
+                -> $qo_ret:ty;)*
+        }
         wrapped by Queue and Lease {
             $($(#[$s_attr:meta])* async fn $s_name:ident(&self $(, $s_arg:ident: $s_ty:ty)* $(,)?)
                 -> $s_ret:ty;)*
+        }
+        wrapped by Queue and Lease, written once {
+            $($(#[$so_attr:meta])* async fn $so_name:ident(&self $(, $so_arg:ident: $so_ty:ty)* $(,)?)
+                -> $so_ret:ty;)*
         }
     ) => {
         /// The contract every backend keeps (see the module header). Every
@@ -97,14 +110,20 @@ macro_rules! store_contract {
             fn close(&self) -> impl Future<Output = ()> + Send;
             $($(#[$q_attr])* fn $q_name(&self $(, $q_arg: $q_ty)*)
                 -> impl Future<Output = $q_ret> + Send;)*
+            $($(#[$qo_attr])* fn $qo_name(&self $(, $qo_arg: $qo_ty)*)
+                -> impl Future<Output = $qo_ret> + Send;)*
             $($(#[$s_attr])* fn $s_name(&self $(, $s_arg: $s_ty)*)
                 -> impl Future<Output = $s_ret> + Send;)*
+            $($(#[$so_attr])* fn $so_name(&self $(, $so_arg: $so_ty)*)
+                -> impl Future<Output = $so_ret> + Send;)*
         }
 
         store_contract!(@implement SqliteStore;
-            $($q_name($($q_arg: $q_ty),*) -> $q_ret;)* $($s_name($($s_arg: $s_ty),*) -> $s_ret;)*);
+            own { $($q_name($($q_arg: $q_ty),*) -> $q_ret;)* $($s_name($($s_arg: $s_ty),*) -> $s_ret;)* }
+            once { $($qo_name($($qo_arg: $qo_ty),*) -> $qo_ret;)* $($so_name($($so_arg: $so_ty),*) -> $so_ret;)* });
         store_contract!(@implement PgStore;
-            $($q_name($($q_arg: $q_ty),*) -> $q_ret;)* $($s_name($($s_arg: $s_ty),*) -> $s_ret;)*);
+            own { $($q_name($($q_arg: $q_ty),*) -> $q_ret;)* $($s_name($($s_arg: $s_ty),*) -> $s_ret;)* }
+            once { $($qo_name($($qo_arg: $qo_ty),*) -> $qo_ret;)* $($so_name($($so_arg: $so_ty),*) -> $so_ret;)* });
 
         impl Queue {
             $(
@@ -113,9 +132,17 @@ macro_rules! store_contract {
                     on_store_within!(self, s => Store::$q_name(s $(, $q_arg)*).await)
                 }
             )*
+            $(
+                $(#[$qo_attr])*
+                pub async fn $qo_name(&self $(, $qo_arg: $qo_ty)*) -> $qo_ret {
+                    on_store_within!(self, s => Store::$qo_name(s $(, $qo_arg)*).await)
+                }
+            )*
         }
     };
-    (@implement $backend:ident; $($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+    (@implement $backend:ident;
+        own { $($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)* }
+        once { $($o_name:ident($($o_arg:ident: $o_ty:ty),*) -> $o_ret:ty;)* }) => {
         impl Store for $backend {
             fn location(&self) -> &str {
                 $backend::location(self)
@@ -132,6 +159,11 @@ macro_rules! store_contract {
             $(
                 fn $name(&self $(, $arg: $ty)*) -> impl Future<Output = $ret> + Send {
                     $backend::$name(self $(, $arg)*)
+                }
+            )*
+            $(
+                fn $o_name(&self $(, $o_arg: $o_ty)*) -> impl Future<Output = $o_ret> + Send {
+                    super::orchestrate::$o_name(self $(, $o_arg)*)
                 }
             )*
         }
@@ -160,15 +192,8 @@ store_contract! {
     /// skipped. All or nothing: one transaction for the whole call.
     pub async fn enqueue(&self, ids: &[i64]) -> Result<EnqueueReport, QueueError>;
 
-    /// `retry`: failed or cancelled jobs back to `queued`, attempts reset.
-    pub async fn retry(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError>;
-
     /// `retry --all-failed`: returns how many jobs went back to the queue.
     pub async fn retry_all_failed(&self) -> Result<u64, QueueError>;
-
-    /// `cancel`: queued jobs (and running ones whose worker died) are
-    /// cancelled at once; a live worker is asked to stop.
-    pub async fn cancel(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError>;
 
     /// `verify --requeue`: a done job whose file is missing or changed goes
     /// back to `queued` for a fresh download (attempts reset, digest and
@@ -198,12 +223,6 @@ store_contract! {
     /// the lease. Returns how many jobs were freed.
     pub async fn expire_leases_of_dead_owners(&self, is_dead: impl Fn(&str) -> bool + Send + Sync)
         -> Result<u64, QueueError>;
-
-    /// Extends the leases this worker pool holds, one `(file_id, owner)` per
-    /// running job. Reports the jobs whose lease is gone (another worker
-    /// took them: their task must stop) and those a user asked to cancel.
-    pub async fn heartbeat(&self, leases: &[(i64, String)], lease: Duration)
-        -> Result<Heartbeat, QueueError>;
 
     /// What the queue knows of a job's object in a bucket archive.
     pub async fn upload(&self, file_id: i64) -> Result<Option<Upload>, QueueError>;
@@ -253,15 +272,6 @@ store_contract! {
     /// The fleet's adaptive rate as stored (`status`, the dashboard).
     pub async fn rate_state(&self) -> Result<crate::rate::RateState, QueueError>;
 
-    /// Applies `event` to the fleet's adaptive rate on the store's
-    /// clock, with the calls every process made in the last `window`,
-    /// and stores the result; with `cooldown`, also cools the fleet as
-    /// [`Queue::cool_fleet`] does, in the same transaction. Events from
-    /// every process are applied one at a time.
-    pub async fn move_rate(&self, window: Duration, cooldown: Option<Duration>,
-        event: crate::rate::RateEvent)
-        -> Result<(crate::rate::RateState, crate::rate::Change), QueueError>;
-
     // ---- the fleet: what every process sharing the queue obeys ----
 
     /// The API said "too many": no process calls it for `wait` (a longer
@@ -277,38 +287,15 @@ store_contract! {
 
     // ---- generation tasks ----
 
-    /// Adds tasks not yet in the queue, each generating (due for a poll
-    /// now) with a deadline `deadline` from now; tasks already there are
-    /// counted as known. A task given with its result (a callback, the
-    /// task list) and still generating becomes its job at once. All or
-    /// nothing: one transaction for the whole call.
-    pub async fn enqueue_tasks(&self, tasks: &[NewTask], deadline: Duration)
-        -> Result<TaskEnqueueReport, QueueError>;
-
     /// Takes up to `limit` generating tasks whose poll is due, moving
     /// their next poll `slot` on: another process polls them only if
     /// this one has not recorded its poll by then.
     pub async fn take_due_tasks(&self, limit: usize, slot: Duration)
         -> Result<Vec<Task>, QueueError>;
 
-    /// Records what a poll of a generating task found; a finished task
-    /// becomes its job (queued, linked to the task) in the same
-    /// transaction. Returns false when the task was not generating any
-    /// more (cancelled meanwhile, or finished by a callback).
-    pub async fn record_poll(&self, task_id: i64, record: &PollRecord<'_>)
-        -> Result<bool, QueueError>;
-
     /// Makes a generating task due for a poll now (a callback said it
     /// moved). Returns whether it was waiting.
     pub async fn poll_task_now(&self, task_id: i64) -> Result<bool, QueueError>;
-
-    /// `cancel` of generating tasks: no more polls.
-    pub async fn cancel_tasks(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError>;
-
-    /// `retry` of failed or cancelled tasks: generating again, due now,
-    /// with a new deadline `deadline` from now.
-    pub async fn retry_tasks(&self, ids: &[i64], deadline: Duration)
-        -> Result<Vec<(i64, VerbOutcome)>, QueueError>;
 
     pub async fn get_task(&self, task_id: i64) -> Result<Option<Task>, QueueError>;
 
@@ -322,6 +309,56 @@ store_contract! {
     /// (state, polls, schedule, deadline, result), in one transaction.
     /// Ids already here are left alone. Returns how many were added.
     pub async fn import_tasks(&self, tasks: &[Task]) -> Result<u64, QueueError>;
+
+    }
+    offered by Queue, written once {
+    // ---- decided in `orchestrate/`: the heartbeat, verbs, the rate, tasks ----
+
+    /// Extends the leases this worker pool holds, one `(file_id, owner)` per
+    /// running job. Reports the jobs whose lease is gone (another worker
+    /// took them: their task must stop) and those a user asked to cancel.
+    pub async fn heartbeat(&self, leases: &[(i64, String)], lease: Duration)
+        -> Result<Heartbeat, QueueError>;
+
+    /// Applies `event` to the fleet's adaptive rate on the store's
+    /// clock, with the calls every process made in the last `window`,
+    /// and stores the result; with `cooldown`, also cools the fleet as
+    /// [`Queue::cool_fleet`] does, in the same transaction. Events from
+    /// every process are applied one at a time.
+    pub async fn move_rate(&self, window: Duration, cooldown: Option<Duration>,
+        event: crate::rate::RateEvent)
+        -> Result<(crate::rate::RateState, crate::rate::Change), QueueError>;
+
+    /// `retry`: failed or cancelled jobs back to `queued`, attempts reset.
+    pub async fn retry(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError>;
+
+    /// `cancel`: queued jobs (and running ones whose worker died) are
+    /// cancelled at once; a live worker is asked to stop.
+    pub async fn cancel(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError>;
+
+    /// Adds tasks not yet in the queue, each generating (due for a poll
+    /// now) with a deadline `deadline` from now; tasks already there are
+    /// counted as known. A task given with its result (a callback, the
+    /// task list) and still generating becomes its job at once. All or
+    /// nothing: one transaction for the whole call.
+    pub async fn enqueue_tasks(&self, tasks: &[NewTask], deadline: Duration)
+        -> Result<TaskEnqueueReport, QueueError>;
+
+    /// Records what a poll of a generating task found; a finished task
+    /// becomes its job (queued, linked to the task) in the same
+    /// transaction. Returns false when the task was not generating any
+    /// more (cancelled meanwhile, or finished by a callback).
+    pub async fn record_poll(&self, task_id: i64, record: &PollRecord<'_>)
+        -> Result<bool, QueueError>;
+
+    /// `cancel` of generating tasks: no more polls.
+    pub async fn cancel_tasks(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError>;
+
+    /// `retry` of failed or cancelled tasks: generating again, due now,
+    /// with a new deadline `deadline` from now.
+    pub async fn retry_tasks(&self, ids: &[i64], deadline: Duration)
+        -> Result<Vec<(i64, VerbOutcome)>, QueueError>;
+
     }
     wrapped by Queue and Lease {
         // ---- claims: `Queue` hands each job out with its `Lease` ----
@@ -344,39 +381,6 @@ store_contract! {
         /// checked against when one is known.
         async fn checkpoint(&self, file_id: i64, owner: &str, progress: &Resume,
             expected: Option<ExpectedSize>) -> Result<(), QueueError>;
-
-        /// The verified size, digest and destination, with history line
-        /// `verified`.
-        async fn record_verified(&self, file_id: i64, owner: &str,
-            verified: &VerifiedFile<'_>) -> Result<(), QueueError>;
-
-        /// Forgets the digest and the progress, with history line
-        /// `restarted` saying `why`.
-        async fn clear_verified(&self, file_id: i64, owner: &str, why: &str)
-            -> Result<(), QueueError>;
-
-        /// A counted failure: `queued` until `retry_at`, or `failed`
-        /// without; the lease ends; history line `retry_scheduled` or
-        /// `failed` with the attempt.
-        async fn record_failure(&self, file_id: i64, owner: &str, error: &str,
-            retry_at: Option<Millis>) -> Result<(), QueueError>;
-
-        /// Back to `queued`, due at `not_before`, uncounted; the lease ends;
-        /// history line `released`, and `last_error` as `reason_kept` says.
-        async fn release(&self, file_id: i64, owner: &str, reason: &str,
-            not_before: Millis, reason_kept: ReleaseReason) -> Result<(), QueueError>;
-
-        /// Where the job's object goes and the multipart upload in flight.
-        async fn record_upload(&self, file_id: i64, owner: &str, object_url: &str,
-            upload_id: Option<&str>) -> Result<(), QueueError>;
-
-        /// The object is complete: no upload in flight, what the bucket
-        /// said of it, history line `uploaded`.
-        async fn record_uploaded(&self, file_id: i64, owner: &str, stored: StoredObject<'_>)
-            -> Result<(), QueueError>;
-
-        /// `cancelled`, as its user asked; the lease ends.
-        async fn confirm_cancelled(&self, file_id: i64, owner: &str) -> Result<(), QueueError>;
 
         /// Many completions in one statement (the group commit): each
         /// `done` at its path if its owner still held the lease. Returns
@@ -412,5 +416,42 @@ store_contract! {
         /// Up to `page` tasks after `after` in task id order.
         async fn list_tasks_page(&self, state: Option<TaskState>, after: Option<i64>, page: u64)
             -> Result<Vec<Task>, QueueError>;
+    }
+    wrapped by Queue and Lease, written once {
+        // ---- decided in `orchestrate/`: a lease holder's writes ----
+
+        /// The verified size, digest and destination, with history line
+        /// `verified`.
+        async fn record_verified(&self, file_id: i64, owner: &str,
+            verified: &VerifiedFile<'_>) -> Result<(), QueueError>;
+
+        /// Forgets the digest and the progress, with history line
+        /// `restarted` saying `why`.
+        async fn clear_verified(&self, file_id: i64, owner: &str, why: &str)
+            -> Result<(), QueueError>;
+
+        /// A counted failure: `queued` until `retry_at`, or `failed`
+        /// without; the lease ends; history line `retry_scheduled` or
+        /// `failed` with the attempt.
+        async fn record_failure(&self, file_id: i64, owner: &str, error: &str,
+            retry_at: Option<Millis>) -> Result<(), QueueError>;
+
+        /// Back to `queued`, due at `not_before`, uncounted; the lease ends;
+        /// history line `released`, and `last_error` as `reason_kept` says.
+        async fn release(&self, file_id: i64, owner: &str, reason: &str,
+            not_before: Millis, reason_kept: ReleaseReason) -> Result<(), QueueError>;
+
+        /// `cancelled`, as its user asked; the lease ends.
+        async fn confirm_cancelled(&self, file_id: i64, owner: &str) -> Result<(), QueueError>;
+
+        /// Where the job's object goes and the multipart upload in flight.
+        async fn record_upload(&self, file_id: i64, owner: &str, object_url: &str,
+            upload_id: Option<&str>) -> Result<(), QueueError>;
+
+        /// The object is complete: no upload in flight, what the bucket
+        /// said of it, history line `uploaded`.
+        async fn record_uploaded(&self, file_id: i64, owner: &str, stored: StoredObject<'_>)
+            -> Result<(), QueueError>;
+
     }
 }

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::PgStore;
+use super::{PgStore, PgTx};
+use crate::queue::orchestrate::RateStatements;
 use crate::queue::{Millis, QueueError, now_millis};
-use crate::rate::{Change, RateEvent, RateState};
+use crate::rate::RateState;
 
 impl PgStore {
     /// `None`: the call may go, and is counted. Otherwise when to ask
@@ -62,54 +63,56 @@ impl PgStore {
         let row = sqlx::query(SELECT_RATE).fetch_one(&self.pool).await?;
         Ok(rate_from_row(&row)?)
     }
+}
 
-    /// Reads the fleet's rate under `FOR UPDATE` (hosts apply events one
-    /// at a time), then the database clock and the calls in the window,
-    /// applies `event` and stores the result, in one transaction.
-    pub(crate) async fn move_rate(
-        &self,
-        window: Duration,
-        cooldown: Option<Duration>,
-        event: RateEvent,
-    ) -> Result<(RateState, Change), QueueError> {
-        let window_ms = window.as_millis().min(i64::MAX as u128) as i64;
-        let mut tx = self.pool.begin().await?;
-        if let Some(wait) = cooldown {
-            sqlx::query(
-                "UPDATE fleet SET cooldown_until = greatest(cooldown_until, mdl_clock_ms() + $1::bigint)",
-            )
-            .bind(wait.as_millis().min(i64::MAX as u128) as i64)
-            .execute(&mut *tx)
-            .await?;
-        }
+/// The rate row read `FOR UPDATE` (hosts apply events one at a time); the
+/// time is the database clock read after the lock is granted
+/// (`mdl_clock_ms()`, not the transaction's start).
+impl RateStatements for PgStore {
+    async fn cool_fleet_in(tx: &mut PgTx, wait: Duration) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE fleet SET cooldown_until = greatest(cooldown_until, mdl_clock_ms() + $1::bigint)",
+        )
+        .bind(wait.as_millis().min(i64::MAX as u128) as i64)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn rate_for_update(tx: &mut PgTx) -> Result<RateState, sqlx::Error> {
         let locked = sqlx::query(
             "SELECT per_minute, window_start, probing, decreases, last_decrease FROM api_rate FOR UPDATE",
         );
-        let before = rate_from_row(&locked.fetch_one(&mut *tx).await?)?;
+        rate_from_row(&locked.fetch_one(&mut **tx).await?)
+    }
+
+    async fn clock_and_calls(
+        tx: &mut PgTx,
+        window: Duration,
+    ) -> Result<(Millis, u64), sqlx::Error> {
         let row = sqlx::query(
             "SELECT t AS now, (SELECT count(*) FROM api_calls WHERE at > t - $1::bigint) AS calls \
              FROM (SELECT mdl_clock_ms() AS t) AS clock",
         )
-        .bind(window_ms)
-        .fetch_one(&mut *tx)
+        .bind(window.as_millis().min(i64::MAX as u128) as i64)
+        .fetch_one(&mut **tx)
         .await?;
-        let now: i64 = row.try_get("now")?;
         let calls: i64 = row.try_get("calls")?;
-        let (after, change) = event.apply(before, now, calls.max(0) as u64);
-        if after != before {
-            sqlx::query(
-                "UPDATE api_rate SET per_minute = $1, window_start = $2, probing = $3, \
-                   decreases = $4, last_decrease = $5",
-            )
-            .bind(after.per_minute)
-            .bind(after.window_start)
-            .bind(after.probing)
-            .bind(after.decreases.min(i64::MAX as u64) as i64)
-            .bind(after.last_decrease)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok((after, change))
+        Ok((row.try_get("now")?, calls.max(0) as u64))
+    }
+
+    async fn store_rate(tx: &mut PgTx, rate: &RateState) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE api_rate SET per_minute = $1, window_start = $2, probing = $3, \
+               decreases = $4, last_decrease = $5",
+        )
+        .bind(rate.per_minute)
+        .bind(rate.window_start)
+        .bind(rate.probing)
+        .bind(rate.decreases.min(i64::MAX as u64) as i64)
+        .bind(rate.last_decrease)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 }

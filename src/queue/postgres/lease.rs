@@ -7,19 +7,15 @@
 //! held.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 use std::time::Duration;
-
-use sqlx::Row;
-use sqlx::postgres::PgArguments;
-use sqlx::query::Query;
 
 use super::{JOB_COLUMNS, PgStore, delay_until, jobs_from_rows, retry_conflicts};
 use crate::partial::{ExpectedSize, Resume};
 use crate::queue::error::lease_held;
 use crate::queue::group_commit::Completion;
-use crate::queue::{
-    Heartbeat, Job, Millis, QueueError, ReleaseReason, VerifiedFile, failure_message, owner_host,
-};
+use crate::queue::orchestrate::{Failure, LeaseStatements, LeasedWrite};
+use crate::queue::{Job, QueueError, owner_host};
 
 /// A claim's new values: the lease, and the partial-file columns reset when
 /// the claimer is another host than the one holding the partial file
@@ -67,16 +63,6 @@ const CLAIM_ONE: &str = "UPDATE jobs SET {SET} \
      WHERE file_id = $3::bigint \
        AND (state = 'queued' OR (state = 'running' AND lease_expires_at < mdl_now_ms())) \
      RETURNING {COLUMNS}";
-
-/// Appends the history line of a lease holder's update (`u`, which returns
-/// `file_id` and `updated_at`); `$K` and `$M` are the kind and message.
-fn with_event(update: &str, kind: &str, message: &str) -> String {
-    format!(
-        "WITH u AS ({update} RETURNING file_id, updated_at) \
-         INSERT INTO job_events (file_id, at, kind, attempt, message) \
-         SELECT file_id, updated_at, {kind}, NULL, {message} FROM u"
-    )
-}
 
 impl PgStore {
     pub(crate) async fn claim_batch(
@@ -151,52 +137,6 @@ impl PgStore {
         Ok(result.rows_affected())
     }
 
-    /// One statement for every lease (arrays sorted by `file_id`): no
-    /// history line, no counter row, and no indexed column touched.
-    pub(crate) async fn heartbeat(
-        &self,
-        leases: &[(i64, String)],
-        lease: Duration,
-    ) -> Result<Heartbeat, QueueError> {
-        let mut sorted: Vec<&(i64, String)> = leases.iter().collect();
-        sorted.sort_by_key(|(id, _)| *id);
-        let ids: Vec<i64> = sorted.iter().map(|(id, _)| *id).collect();
-        let owners: Vec<&str> = sorted.iter().map(|(_, o)| o.as_str()).collect();
-        let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
-        let rows = retry_conflicts(|| {
-            sqlx::query(
-                "UPDATE jobs SET lease_expires_at = mdl_now_ms() + $3::bigint \
-                 FROM unnest($1::bigint[], $2::text[]) AS l(file_id, owner) \
-                 WHERE jobs.file_id = l.file_id AND jobs.state = 'running' AND jobs.lease_owner = l.owner \
-                 RETURNING jobs.file_id, jobs.cancel_requested",
-            )
-            .bind(&ids)
-            .bind(&owners)
-            .bind(lease_ms)
-            .fetch_all(&self.pool)
-        })
-        .await?;
-        let mut renewed = HashSet::new();
-        let mut asked = HashSet::new();
-        for row in &rows {
-            let file_id: i64 = row.try_get("file_id")?;
-            renewed.insert(file_id);
-            if row.try_get::<bool, _>("cancel_requested")? {
-                asked.insert(file_id);
-            }
-        }
-        // In the order the caller gave, as SQLite reports them.
-        let mut report = Heartbeat::default();
-        for (file_id, _) in leases {
-            if !renewed.contains(file_id) {
-                report.lost.push(*file_id);
-            } else if asked.contains(file_id) {
-                report.cancel.push(*file_id);
-            }
-        }
-        Ok(report)
-    }
-
     pub(crate) async fn checkpoint(
         &self,
         file_id: i64,
@@ -220,53 +160,6 @@ impl PgStore {
         .execute(&self.pool)
         .await?;
         lease_held(result.rows_affected(), file_id)
-    }
-
-    pub(crate) async fn record_verified(
-        &self,
-        file_id: i64,
-        owner: &str,
-        verified: &VerifiedFile<'_>,
-    ) -> Result<(), QueueError> {
-        let message = verified.history_message();
-        let sql = with_event(
-            "UPDATE jobs SET bytes_done = $3::bigint, bytes_expected = $3::bigint, size_source = $4::text, \
-             sha256 = $5::text, pieces = NULL, filename = $6::text, final_path = $7::text, \
-             updated_at = mdl_now_ms() \
-             WHERE file_id = $1::bigint AND state = 'running' AND lease_owner = $2::text",
-            "'verified'",
-            "$8::text",
-        );
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(file_id)
-            .bind(owner)
-            .bind(verified.size as i64)
-            .bind(verified.size_source.as_str())
-            .bind(verified.sha256)
-            .bind(verified.filename)
-            .bind(verified.final_path.to_string_lossy().into_owned())
-            .bind(message);
-        self.leased(file_id, query).await
-    }
-
-    pub(crate) async fn clear_verified(
-        &self,
-        file_id: i64,
-        owner: &str,
-        why: &str,
-    ) -> Result<(), QueueError> {
-        let sql = with_event(
-            "UPDATE jobs SET sha256 = NULL, bytes_done = 0, validator = NULL, pieces = NULL, \
-             updated_at = mdl_now_ms() \
-             WHERE file_id = $1::bigint AND state = 'running' AND lease_owner = $2::text",
-            "'restarted'",
-            "$3::text",
-        );
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(file_id)
-            .bind(owner)
-            .bind(why);
-        self.leased(file_id, query).await
     }
 
     /// Many completions in one UPDATE over arrays (sorted by `file_id`; the
@@ -298,95 +191,145 @@ impl PgStore {
         .await?;
         Ok(done.into_iter().collect())
     }
+}
 
-    pub(crate) async fn record_failure(
+/// Each write one statement: the update and, through a data-modifying CTE,
+/// its history line, inserted exactly when the lease was held.
+impl LeaseStatements for PgStore {
+    async fn write_leased(
         &self,
         file_id: i64,
         owner: &str,
-        error: &str,
-        retry_at: Option<Millis>,
-    ) -> Result<(), QueueError> {
-        let delay = retry_at.map(delay_until);
-        let message = failure_message(error, delay);
+        write: LeasedWrite<'_>,
+        kind: &str,
+        message: &str,
+    ) -> Result<u64, sqlx::Error> {
+        let query = sqlx::query(sqlx::AssertSqlSafe(leased_statement(write)))
+            .bind(file_id)
+            .bind(owner)
+            .bind(kind)
+            .bind(message);
+        let query = match write {
+            LeasedWrite::Verified(verified) => query
+                .bind(verified.size as i64)
+                .bind(verified.size_source.as_str())
+                .bind(verified.sha256)
+                .bind(verified.filename)
+                .bind(verified.final_path.to_string_lossy().into_owned()),
+            LeasedWrite::Released {
+                not_before,
+                reason_kept,
+                ..
+            } => query
+                .bind(delay_until(not_before))
+                .bind(reason_kept.sets_last_error()),
+            LeasedWrite::Cleared | LeasedWrite::Cancelled => query,
+        };
+        Ok(query.execute(&self.pool).await?.rows_affected())
+    }
+
+    async fn write_failure(
+        &self,
+        file_id: i64,
+        owner: &str,
+        failure: &Failure<'_>,
+    ) -> Result<bool, sqlx::Error> {
         let row = sqlx::query(
             "WITH u AS ( \
-               UPDATE jobs SET \
-                 state = CASE WHEN $4::bigint IS NULL THEN 'failed' ELSE 'queued' END, \
-                 attempts = attempts + 1, next_attempt_at = mdl_now_ms() + coalesce($4::bigint, 0), \
+               UPDATE jobs SET state = $4::text, attempts = attempts + 1, \
+                 next_attempt_at = mdl_now_ms() + coalesce($5::bigint, 0), \
                  last_error = $3::text, lease_owner = NULL, lease_expires_at = NULL, \
                  updated_at = mdl_now_ms() \
                WHERE file_id = $1::bigint AND state = 'running' AND lease_owner = $2::text \
-               RETURNING file_id, state, attempts, updated_at) \
+               RETURNING file_id, attempts, updated_at) \
              INSERT INTO job_events (file_id, at, kind, attempt, message) \
-             SELECT file_id, updated_at, \
-               CASE WHEN state = 'queued' THEN 'retry_scheduled' ELSE 'failed' END, attempts, $5::text \
-             FROM u RETURNING attempt",
+             SELECT file_id, updated_at, $6::text, attempts, $7::text FROM u RETURNING attempt",
         )
         .bind(file_id)
         .bind(owner)
-        .bind(error)
-        .bind(delay)
-        .bind(message)
+        .bind(failure.error)
+        .bind(failure.state.as_str())
+        .bind(failure.retry_in)
+        .bind(failure.kind)
+        .bind(&failure.message)
         .fetch_optional(&self.pool)
         .await?;
-        match row {
-            Some(_) => Ok(()),
-            None => Err(QueueError::LeaseLost(file_id)),
-        }
+        Ok(row.is_some())
     }
 
-    pub(crate) async fn release(
+    /// One statement for every lease (arrays sorted by `file_id`): no
+    /// history line, no counter row, and no indexed column touched.
+    async fn renew_leases(
         &self,
-        file_id: i64,
-        owner: &str,
-        reason: &str,
-        not_before: Millis,
-        reason_kept: ReleaseReason,
-    ) -> Result<(), QueueError> {
-        let sql = with_event(
-            "UPDATE jobs SET state = 'queued', next_attempt_at = mdl_now_ms() + $4::bigint, \
-             last_error = CASE WHEN $5::boolean THEN $3::text ELSE last_error END, \
-             lease_owner = NULL, lease_expires_at = NULL, updated_at = mdl_now_ms() \
-             WHERE file_id = $1::bigint AND state = 'running' AND lease_owner = $2::text",
-            "'released'",
-            "$3::text",
-        );
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(file_id)
-            .bind(owner)
-            .bind(reason)
-            .bind(delay_until(not_before))
-            .bind(reason_kept.sets_last_error());
-        self.leased(file_id, query).await
+        leases: &[(i64, String)],
+        lease: Duration,
+    ) -> Result<Vec<(i64, bool)>, sqlx::Error> {
+        let mut sorted: Vec<&(i64, String)> = leases.iter().collect();
+        sorted.sort_by_key(|(id, _)| *id);
+        let ids: Vec<i64> = sorted.iter().map(|(id, _)| *id).collect();
+        let owners: Vec<&str> = sorted.iter().map(|(_, o)| o.as_str()).collect();
+        let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
+        retry_conflicts(|| {
+            sqlx::query_as(
+                "UPDATE jobs SET lease_expires_at = mdl_now_ms() + $3::bigint \
+                 FROM unnest($1::bigint[], $2::text[]) AS l(file_id, owner) \
+                 WHERE jobs.file_id = l.file_id AND jobs.state = 'running' AND jobs.lease_owner = l.owner \
+                 RETURNING jobs.file_id, jobs.cancel_requested",
+            )
+            .bind(&ids)
+            .bind(&owners)
+            .bind(lease_ms)
+            .fetch_all(&self.pool)
+        })
+        .await
     }
+}
 
-    pub(crate) async fn confirm_cancelled(
-        &self,
-        file_id: i64,
-        owner: &str,
-    ) -> Result<(), QueueError> {
-        let sql = with_event(
+/// The statement of a lease holder's write: its update, matching only while
+/// the lease is held (`$1` the job, `$2` the owner), and its history line
+/// (`$3` the kind, `$4` the message) in a data-modifying CTE. Made once a
+/// kind of write.
+fn leased_statement(write: LeasedWrite<'_>) -> &'static str {
+    fn with_event(update: &str) -> String {
+        format!(
+            "WITH u AS ({update} \
+               WHERE file_id = $1::bigint AND state = 'running' AND lease_owner = $2::text \
+               RETURNING file_id, updated_at) \
+             INSERT INTO job_events (file_id, at, kind, attempt, message) \
+             SELECT file_id, updated_at, $3::text, NULL, $4::text FROM u"
+        )
+    }
+    static VERIFIED: LazyLock<String> = LazyLock::new(|| {
+        with_event(
+            "UPDATE jobs SET bytes_done = $5::bigint, bytes_expected = $5::bigint, \
+             size_source = $6::text, sha256 = $7::text, pieces = NULL, filename = $8::text, \
+             final_path = $9::text, updated_at = mdl_now_ms()",
+        )
+    });
+    static CLEARED: LazyLock<String> = LazyLock::new(|| {
+        with_event(
+            "UPDATE jobs SET sha256 = NULL, bytes_done = 0, validator = NULL, pieces = NULL, \
+             updated_at = mdl_now_ms()",
+        )
+    });
+    static RELEASED: LazyLock<String> = LazyLock::new(|| {
+        with_event(
+            "UPDATE jobs SET state = 'queued', next_attempt_at = mdl_now_ms() + $5::bigint, \
+             last_error = CASE WHEN $6::boolean THEN $4::text ELSE last_error END, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = mdl_now_ms()",
+        )
+    });
+    static CANCELLED: LazyLock<String> = LazyLock::new(|| {
+        with_event(
             "UPDATE jobs SET state = 'cancelled', cancel_requested = false, lease_owner = NULL, \
-             lease_expires_at = NULL, updated_at = mdl_now_ms() \
-             WHERE file_id = $1::bigint AND state = 'running' AND lease_owner = $2::text",
-            "'cancelled'",
-            "'stopped by its worker'",
-        );
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(file_id)
-            .bind(owner);
-        self.leased(file_id, query).await
-    }
-
-    /// Runs a lease holder's update-and-history statement: one history line
-    /// inserted means the lease was held.
-    async fn leased(
-        &self,
-        file_id: i64,
-        query: Query<'_, sqlx::Postgres, PgArguments>,
-    ) -> Result<(), QueueError> {
-        let result = query.execute(&self.pool).await?;
-        lease_held(result.rows_affected(), file_id)
+             lease_expires_at = NULL, updated_at = mdl_now_ms()",
+        )
+    });
+    match write {
+        LeasedWrite::Verified(_) => &VERIFIED,
+        LeasedWrite::Cleared => &CLEARED,
+        LeasedWrite::Released { .. } => &RELEASED,
+        LeasedWrite::Cancelled => &CANCELLED,
     }
 }
 

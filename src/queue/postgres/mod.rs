@@ -15,6 +15,12 @@
 //!   kept by statement-level triggers, so no completion waits on a single
 //!   counter row; `status` sums 80 rows and is exact.
 //!
+//! The decisions of most writes are `orchestrate/`'s, written once for
+//! both stores; this store supplies its transaction (`PgTx`, whose clock is
+//! `mdl_now_ms()`) and the statements, and keeps its single-statement CTEs
+//! where one round trip matters (claims, completions, a lease holder's
+//! write with its history line).
+//!
 //! `open.rs` (URLs, redaction, what a database may be opened as, the pool),
 //! `lease.rs` (claims, heartbeats, every write by a lease holder),
 //! `verbs.rs` (enqueue, retry, cancel, refetch), `reads.rs`, `api_calls.rs`,
@@ -39,8 +45,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgRow};
-use sqlx::{Postgres, Row};
+use sqlx::{Postgres, Row, Transaction};
 
+use crate::queue::orchestrate::Dialect;
 use crate::queue::{Job, JobEvent, Millis, QueueError, now_millis};
 
 const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owner, lease_expires_at, \
@@ -129,6 +136,30 @@ impl PgStore {
             listener.take();
         }
         self.pool.close().await;
+    }
+}
+
+/// A transaction of the pool; its statements' clock is `mdl_now_ms()`.
+pub(crate) type PgTx = Transaction<'static, Postgres>;
+
+impl Dialect for PgStore {
+    type Tx = PgTx;
+
+    async fn begin(&self) -> Result<PgTx, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    async fn commit(tx: PgTx) -> Result<(), sqlx::Error> {
+        tx.commit().await
+    }
+
+    async fn insert_event(
+        tx: &mut PgTx,
+        file_id: i64,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), sqlx::Error> {
+        insert_event(&mut **tx, file_id, kind, message).await
     }
 }
 

@@ -1,22 +1,20 @@
-//! Generation tasks on PostgreSQL, as `sqlite/tasks.rs`: times on the
-//! database clock, due tasks taken with `FOR UPDATE SKIP LOCKED` (hosts
-//! polling at once take disjoint tasks without waiting on each other), and
-//! a finished task handed over as its job in the transaction that marks it
-//! done (the jobs insert trigger counts the job and wakes the fleet).
+//! Generation tasks on PostgreSQL: the statements of the tasks' writes
+//! (the order and the decisions are `orchestrate/tasks.rs`'s), times on the
+//! database clock, a task read for a write under a row lock; due tasks
+//! taken with `FOR UPDATE SKIP LOCKED` (hosts polling at once take disjoint
+//! tasks without waiting on each other); the reads.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Row};
 
-use super::PgStore;
+use super::{PgStore, PgTx};
+use crate::queue::orchestrate::TaskStatements;
 use crate::queue::rows::TASK_COLUMNS;
-use crate::queue::task::{
-    NewTask, PollRecord, Task, TaskCounts, TaskEnqueueReport, TaskResult, TaskState,
-    cancel_task_verdict, existing_job, from_task_message, retry_task_verdict,
-};
-use crate::queue::{Millis, QueueError, VerbOutcome, now_millis};
+use crate::queue::task::{NewTask, Task, TaskCounts, TaskState};
+use crate::queue::{Millis, QueueError, now_millis};
 
 fn millis(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
@@ -52,40 +50,6 @@ where
 }
 
 impl PgStore {
-    pub(crate) async fn enqueue_tasks(
-        &self,
-        tasks: &[NewTask],
-        deadline: Duration,
-    ) -> Result<TaskEnqueueReport, QueueError> {
-        let mut report = TaskEnqueueReport::default();
-        let mut tx = self.pool.begin().await?;
-        for task in tasks {
-            let added = sqlx::query(
-                "INSERT INTO tasks (task_id, api, state, next_poll_at, deadline_at) \
-                 VALUES ($1::bigint, $2::text, 'generating', mdl_now_ms(), mdl_now_ms() + $3::bigint) \
-                 ON CONFLICT (task_id) DO NOTHING",
-            )
-            .bind(task.task_id)
-            .bind(task.api.as_str())
-            .bind(millis(deadline))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if added == 1 {
-                report.added += 1;
-            } else {
-                report.known += 1;
-            }
-            if let Some(result) = task.result
-                && hand_over(&mut tx, task.task_id, result).await?
-            {
-                report.handed_over += 1;
-            }
-        }
-        tx.commit().await?;
-        Ok(report)
-    }
-
     pub(crate) async fn take_due_tasks(
         &self,
         limit: usize,
@@ -107,70 +71,6 @@ impl PgStore {
         Ok(tasks)
     }
 
-    pub(crate) async fn record_poll(
-        &self,
-        task_id: i64,
-        record: &PollRecord<'_>,
-    ) -> Result<bool, QueueError> {
-        let mut tx = self.pool.begin().await?;
-        let applied = match *record {
-            PollRecord::Pending {
-                minimax_status,
-                error,
-                next_in,
-            } => {
-                sqlx::query(
-                    "UPDATE tasks SET polls = polls + 1, next_poll_at = mdl_now_ms() + $1::bigint, \
-                 minimax_status = coalesce($2::text, minimax_status), last_error = $3::text, \
-                 updated_at = mdl_now_ms() WHERE task_id = $4::bigint AND state = 'generating'",
-                )
-                .bind(millis(next_in))
-                .bind(minimax_status)
-                .bind(error)
-                .bind(task_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1
-            }
-            PollRecord::Released { next_in } => {
-                sqlx::query(
-                    "UPDATE tasks SET next_poll_at = mdl_now_ms() + $1::bigint \
-                 WHERE task_id = $2::bigint AND state = 'generating'",
-                )
-                .bind(millis(next_in))
-                .bind(task_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1
-            }
-            PollRecord::Finished(result) => {
-                sqlx::query(
-                    "UPDATE tasks SET polls = polls + 1 WHERE task_id = $1::bigint AND state = 'generating'",
-                )
-                .bind(task_id)
-                .execute(&mut *tx)
-                .await?;
-                hand_over(&mut tx, task_id, result).await?
-            }
-            PollRecord::Failed { reason } => {
-                sqlx::query(
-                    "UPDATE tasks SET state = 'failed', polls = polls + 1, last_error = $1::text, \
-                 updated_at = mdl_now_ms() WHERE task_id = $2::bigint AND state = 'generating'",
-                )
-                .bind(reason)
-                .bind(task_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1
-            }
-        };
-        tx.commit().await?;
-        Ok(applied)
-    }
-
     pub(crate) async fn poll_task_now(&self, task_id: i64) -> Result<bool, QueueError> {
         let updated = sqlx::query(
             "UPDATE tasks SET next_poll_at = mdl_now_ms() \
@@ -180,70 +80,6 @@ impl PgStore {
         .execute(&self.pool)
         .await?;
         Ok(updated.rows_affected() == 1)
-    }
-
-    pub(crate) async fn cancel_tasks(
-        &self,
-        ids: &[i64],
-    ) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
-        self.task_verb(
-            ids,
-            cancel_task_verdict,
-            "UPDATE tasks SET state = 'cancelled', last_error = 'cancelled by the user', \
-             updated_at = mdl_now_ms() WHERE task_id = $1::bigint AND state = 'generating' \
-             AND $2::bigint IS NOT NULL",
-            0,
-        )
-        .await
-    }
-
-    pub(crate) async fn retry_tasks(
-        &self,
-        ids: &[i64],
-        deadline: Duration,
-    ) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
-        self.task_verb(
-            ids,
-            retry_task_verdict,
-            "UPDATE tasks SET state = 'generating', next_poll_at = mdl_now_ms(), \
-             deadline_at = mdl_now_ms() + $2::bigint, last_error = NULL, updated_at = mdl_now_ms() \
-             WHERE task_id = $1::bigint AND state IN ('failed', 'cancelled')",
-            millis(deadline),
-        )
-        .await
-    }
-
-    /// A user verb on tasks, one transaction per id under a row lock:
-    /// `verdict` says whether it applies, `update` (`$1` the id, `$2`
-    /// `arg`) changes the row.
-    async fn task_verb(
-        &self,
-        ids: &[i64],
-        verdict: fn(TaskState) -> Result<(), &'static str>,
-        update: &'static str,
-        arg: i64,
-    ) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
-        let mut outcomes = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let mut tx = self.pool.begin().await?;
-            let outcome = match fetch_task(&mut *tx, id, true).await? {
-                None => VerbOutcome::Unknown,
-                Some(task) => match verdict(task.state) {
-                    Err(why) => VerbOutcome::Refused(why.to_string()),
-                    Ok(()) => {
-                        sqlx::query(update)
-                            .bind(id)
-                            .bind(arg)
-                            .execute(&mut *tx)
-                            .await?;
-                        VerbOutcome::Applied
-                    }
-                },
-            };
-            tx.commit().await?;
-            outcomes.push((id, outcome));
-        }
-        Ok(outcomes)
     }
 
     pub(crate) async fn get_task(&self, task_id: i64) -> Result<Option<Task>, QueueError> {
@@ -328,68 +164,117 @@ impl PgStore {
     }
 }
 
-/// A generating task finished with `result`: it becomes the job its
-/// result names, in the caller's transaction (see `sqlite/tasks.rs`).
-/// Returns whether the task was handed over.
-async fn hand_over(
-    tx: &mut Transaction<'static, Postgres>,
-    task_id: i64,
-    result: TaskResult,
-) -> Result<bool, sqlx::Error> {
-    let Some(task) = fetch_task(&mut **tx, task_id, true).await? else {
-        return Ok(false);
-    };
-    if task.state != TaskState::Generating {
-        return Ok(false);
+impl TaskStatements for PgStore {
+    async fn insert_task(
+        tx: &mut PgTx,
+        task: &NewTask,
+        deadline: Duration,
+    ) -> Result<bool, sqlx::Error> {
+        let added = sqlx::query(
+            "INSERT INTO tasks (task_id, api, state, next_poll_at, deadline_at) \
+             VALUES ($1::bigint, $2::text, 'generating', mdl_now_ms(), mdl_now_ms() + $3::bigint) \
+             ON CONFLICT (task_id) DO NOTHING",
+        )
+        .bind(task.task_id)
+        .bind(task.api.as_str())
+        .bind(millis(deadline))
+        .execute(&mut **tx)
+        .await?;
+        Ok(added.rows_affected() == 1)
     }
-    let job_id = result.job_id(task_id);
-    let message = from_task_message(&task);
-    let added = sqlx::query(
-        "WITH i AS ( \
-           INSERT INTO jobs (file_id, state, next_attempt_at, created_at, updated_at, task_id, task_api) \
-           VALUES ($1::bigint, 'queued', mdl_now_ms(), mdl_now_ms(), mdl_now_ms(), $2::bigint, $3::text) \
-           ON CONFLICT (file_id) DO NOTHING RETURNING file_id, created_at) \
-         INSERT INTO job_events (file_id, at, kind, attempt, message) \
-         SELECT file_id, created_at, 'from_task', NULL, $4::text FROM i",
-    )
-    .bind(job_id)
-    .bind(task_id)
-    .bind(task.api.as_str())
-    .bind(&message)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    let note = if added == 1 {
-        None
-    } else {
-        link_existing(tx, job_id, task_id, result).await?
-    };
-    sqlx::query(
-        "UPDATE tasks SET state = 'done', file_id = $1::bigint, last_error = $2::text, \
-         updated_at = mdl_now_ms() WHERE task_id = $3::bigint",
-    )
-    .bind(job_id)
-    .bind(note)
-    .bind(task_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(true)
-}
 
-/// The result's job was in the queue already (see `sqlite/tasks.rs`).
-async fn link_existing(
-    tx: &mut Transaction<'static, Postgres>,
-    job_id: i64,
-    task_id: i64,
-    result: TaskResult,
-) -> Result<Option<String>, sqlx::Error> {
-    let linked: Option<Option<i64>> =
+    async fn task_for_update(tx: &mut PgTx, task_id: i64) -> Result<Option<Task>, sqlx::Error> {
+        fetch_task(&mut **tx, task_id, true).await
+    }
+
+    async fn record_pending(
+        tx: &mut PgTx,
+        task_id: i64,
+        minimax_status: Option<&str>,
+        error: Option<&str>,
+        next_in: Duration,
+    ) -> Result<bool, sqlx::Error> {
+        let updated = sqlx::query(
+            "UPDATE tasks SET polls = polls + 1, next_poll_at = mdl_now_ms() + $1::bigint, \
+             minimax_status = coalesce($2::text, minimax_status), last_error = $3::text, \
+             updated_at = mdl_now_ms() WHERE task_id = $4::bigint AND state = 'generating'",
+        )
+        .bind(millis(next_in))
+        .bind(minimax_status)
+        .bind(error)
+        .bind(task_id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn put_back(tx: &mut PgTx, task_id: i64, next_in: Duration) -> Result<bool, sqlx::Error> {
+        let updated = sqlx::query(
+            "UPDATE tasks SET next_poll_at = mdl_now_ms() + $1::bigint \
+             WHERE task_id = $2::bigint AND state = 'generating'",
+        )
+        .bind(millis(next_in))
+        .bind(task_id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn count_poll(tx: &mut PgTx, task_id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE tasks SET polls = polls + 1 WHERE task_id = $1::bigint AND state = 'generating'",
+        )
+        .bind(task_id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn fail_task(tx: &mut PgTx, task_id: i64, reason: &str) -> Result<bool, sqlx::Error> {
+        let updated = sqlx::query(
+            "UPDATE tasks SET state = 'failed', polls = polls + 1, last_error = $1::text, \
+             updated_at = mdl_now_ms() WHERE task_id = $2::bigint AND state = 'generating'",
+        )
+        .bind(reason)
+        .bind(task_id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// One statement: the insert and its history line (the jobs insert
+    /// trigger counts the job and wakes the fleet).
+    async fn insert_task_job(
+        tx: &mut PgTx,
+        job_id: i64,
+        task: &Task,
+        message: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let added = sqlx::query(
+            "WITH i AS ( \
+               INSERT INTO jobs (file_id, state, next_attempt_at, created_at, updated_at, task_id, task_api) \
+               VALUES ($1::bigint, 'queued', mdl_now_ms(), mdl_now_ms(), mdl_now_ms(), $2::bigint, $3::text) \
+               ON CONFLICT (file_id) DO NOTHING RETURNING file_id, created_at) \
+             INSERT INTO job_events (file_id, at, kind, attempt, message) \
+             SELECT file_id, created_at, 'from_task', NULL, $4::text FROM i",
+        )
+        .bind(job_id)
+        .bind(task.task_id)
+        .bind(task.api.as_str())
+        .bind(message)
+        .execute(&mut **tx)
+        .await?;
+        Ok(added.rows_affected() == 1)
+    }
+
+    async fn job_task(tx: &mut PgTx, job_id: i64) -> Result<Option<Option<i64>>, sqlx::Error> {
         sqlx::query_scalar("SELECT task_id FROM jobs WHERE file_id = $1::bigint")
             .bind(job_id)
             .fetch_optional(&mut **tx)
-            .await?;
-    let (link, note) = existing_job(job_id, task_id, result, linked.flatten());
-    if link {
+            .await
+    }
+
+    async fn link_job(tx: &mut PgTx, job_id: i64, task_id: i64) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE jobs SET task_id = $1::bigint, task_api = 'v1' \
              WHERE file_id = $2::bigint AND task_id IS NULL",
@@ -398,6 +283,52 @@ async fn link_existing(
         .bind(job_id)
         .execute(&mut **tx)
         .await?;
+        Ok(())
     }
-    Ok(note)
+
+    async fn finish_task(
+        tx: &mut PgTx,
+        task_id: i64,
+        job_id: i64,
+        note: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE tasks SET state = 'done', file_id = $1::bigint, last_error = $2::text, \
+             updated_at = mdl_now_ms() WHERE task_id = $3::bigint",
+        )
+        .bind(job_id)
+        .bind(note)
+        .bind(task_id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn cancel_task(tx: &mut PgTx, task_id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE tasks SET state = 'cancelled', last_error = 'cancelled by the user', \
+             updated_at = mdl_now_ms() WHERE task_id = $1::bigint AND state = 'generating'",
+        )
+        .bind(task_id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn regenerate_task(
+        tx: &mut PgTx,
+        task_id: i64,
+        deadline: Duration,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE tasks SET state = 'generating', next_poll_at = mdl_now_ms(), \
+             deadline_at = mdl_now_ms() + $2::bigint, last_error = NULL, updated_at = mdl_now_ms() \
+             WHERE task_id = $1::bigint AND state IN ('failed', 'cancelled')",
+        )
+        .bind(task_id)
+        .bind(millis(deadline))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
 }

@@ -1,25 +1,23 @@
-//! A job's object in a bucket archive (migration 0006): the multipart
-//! upload in flight, and what the store said of the finished object.
+//! A job's object in a bucket archive (migration 0006): the statements of
+//! the lease holder's upload records (`orchestrate/uploads.rs` runs them),
+//! on the database clock, and the record read back.
 
-use sqlx::Row;
-
-use super::{PgStore, insert_event};
-use crate::queue::error::lease_held;
+use super::{PgStore, PgTx};
+use crate::queue::orchestrate::UploadStatements;
 use crate::queue::{QueueError, StoredObject, Upload};
 
 /// The lease check every write here makes: the job is running under `$2`.
 const HELD: &str = "EXISTS (SELECT 1 FROM jobs WHERE file_id = $1::bigint AND state = 'running' \
      AND lease_owner = $2::text)";
 
-impl PgStore {
-    pub(crate) async fn record_upload(
-        &self,
+impl UploadStatements for PgStore {
+    async fn write_upload(
+        tx: &mut PgTx,
         file_id: i64,
         owner: &str,
         object_url: &str,
         upload_id: Option<&str>,
-    ) -> Result<(), QueueError> {
-        let mut tx = self.pool.begin().await?;
+    ) -> Result<u64, sqlx::Error> {
         let sql = format!(
             "INSERT INTO uploads (file_id, object_url, upload_id, etag, version, updated_at) \
              SELECT $1::bigint, $3::text, $4::text, NULL, NULL, mdl_now_ms() WHERE {HELD} \
@@ -31,45 +29,32 @@ impl PgStore {
             .bind(owner)
             .bind(object_url)
             .bind(upload_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        lease_held(written.rows_affected(), file_id)?;
-        if let Some(id) = upload_id {
-            let message = format!("multipart upload {id} started to {object_url}");
-            insert_event(&mut *tx, file_id, "upload", &message).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        Ok(written.rows_affected())
     }
 
-    pub(crate) async fn record_uploaded(
-        &self,
+    async fn write_uploaded(
+        tx: &mut PgTx,
         file_id: i64,
         owner: &str,
         stored: StoredObject<'_>,
-    ) -> Result<(), QueueError> {
-        let mut tx = self.pool.begin().await?;
+    ) -> Result<Option<String>, sqlx::Error> {
         let sql = format!(
             "UPDATE uploads SET upload_id = NULL, etag = $3::text, version = $4::text, \
              updated_at = mdl_now_ms() WHERE file_id = $1::bigint AND {HELD} RETURNING object_url"
         );
-        let written = sqlx::query(sqlx::AssertSqlSafe(sql))
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(file_id)
             .bind(owner)
             .bind(stored.etag)
             .bind(stored.version)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = written else {
-            return Err(QueueError::LeaseLost(file_id));
-        };
-        let url: String = row.try_get("object_url")?;
-        let message = Upload::stored_message(&url, stored);
-        insert_event(&mut *tx, file_id, "uploaded", &message).await?;
-        tx.commit().await?;
-        Ok(())
+            .fetch_optional(&mut **tx)
+            .await
     }
+}
 
+impl PgStore {
     pub(crate) async fn upload(&self, file_id: i64) -> Result<Option<Upload>, QueueError> {
         let row = sqlx::query(
             "SELECT object_url, upload_id, etag, version FROM uploads WHERE file_id = $1::bigint",

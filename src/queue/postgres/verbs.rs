@@ -1,14 +1,16 @@
-//! The user verbs on PostgreSQL: enqueue, retry, cancel, notes. Retry and
-//! cancel read each row under a row lock and judge a lease on the database
-//! clock; the verdicts are `state.rs`'s, as on SQLite.
+//! The user verbs on PostgreSQL: enqueue, refetch, notes, and the
+//! statements of retry and cancel (whose verdicts `orchestrate/verbs.rs`
+//! applies): each row read under a row lock, a lease judged on the
+//! database clock, each write one statement with its history line.
 
 use std::str::FromStr;
 
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 
-use super::PgStore;
-use crate::queue::state::{self, CancelVerdict, JobState, RetryVerdict};
-use crate::queue::{EnqueueReport, QueueError, RecordedPath, VerbOutcome};
+use super::{PgStore, PgTx};
+use crate::queue::orchestrate::VerbStatements;
+use crate::queue::state::JobState;
+use crate::queue::{EnqueueReport, QueueError, RecordedPath};
 
 /// Ids per INSERT when enqueueing. An array is one parameter whatever its
 /// length: the chunk only bounds one message (400 KB).
@@ -67,26 +69,6 @@ impl PgStore {
         })
     }
 
-    pub(crate) async fn retry(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
-        let mut outcomes = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let mut tx = self.pool.begin().await?;
-            let outcome = match lock_for_verb(&mut tx, id).await? {
-                None => VerbOutcome::Unknown,
-                Some((from, _)) => match state::retry_verdict(from) {
-                    RetryVerdict::Refuse(why) => VerbOutcome::Refused(why.to_string()),
-                    RetryVerdict::Requeue => {
-                        apply(&mut tx, REQUEUE, id, from).await?;
-                        VerbOutcome::Applied
-                    }
-                },
-            };
-            tx.commit().await?;
-            outcomes.push((id, outcome));
-        }
-        Ok(outcomes)
-    }
-
     pub(crate) async fn retry_all_failed(&self) -> Result<u64, QueueError> {
         let result = sqlx::query(
             "WITH u AS ( \
@@ -100,30 +82,6 @@ impl PgStore {
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected())
-    }
-
-    pub(crate) async fn cancel(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
-        let mut outcomes = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let mut tx = self.pool.begin().await?;
-            let outcome = match lock_for_verb(&mut tx, id).await? {
-                None => VerbOutcome::Unknown,
-                Some((from, lease_live)) => match state::cancel_verdict(from, lease_live) {
-                    CancelVerdict::Refuse(why) => VerbOutcome::Refused(why.to_string()),
-                    CancelVerdict::CancelNow => {
-                        apply(&mut tx, CANCEL_NOW, id, from).await?;
-                        VerbOutcome::Applied
-                    }
-                    CancelVerdict::AskWorker => {
-                        apply(&mut tx, ASK_WORKER, id, from).await?;
-                        VerbOutcome::Requested
-                    }
-                },
-            };
-            tx.commit().await?;
-            outcomes.push((id, outcome));
-        }
-        Ok(outcomes)
     }
 
     /// One statement: the update (only while done with this digest) and
@@ -166,33 +124,49 @@ impl PgStore {
     }
 }
 
-/// A job's state and whether its lease is live on the database clock, read
-/// under a row lock held until the verb's transaction ends. `None`: no such job.
-async fn lock_for_verb(
-    tx: &mut Transaction<'static, Postgres>,
-    file_id: i64,
-) -> Result<Option<(JobState, bool)>, QueueError> {
-    let row = sqlx::query(
-        "SELECT state, coalesce(lease_expires_at > mdl_now_ms(), false) AS lease_live \
-         FROM jobs WHERE file_id = $1::bigint FOR UPDATE",
-    )
-    .bind(file_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let state: String = row.try_get("state")?;
-    let state = JobState::from_str(&state).map_err(|e| sqlx::Error::Decode(e.into()))?;
-    Ok(Some((state, row.try_get("lease_live")?)))
+impl VerbStatements for PgStore {
+    /// Under a row lock held until the verb's transaction ends; the lease
+    /// judged on the database clock.
+    async fn job_for_verb(
+        tx: &mut PgTx,
+        file_id: i64,
+    ) -> Result<Option<(JobState, bool)>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT state, coalesce(lease_expires_at > mdl_now_ms(), false) AS lease_live \
+             FROM jobs WHERE file_id = $1::bigint FOR UPDATE",
+        )
+        .bind(file_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let state: String = row.try_get("state")?;
+        let state = JobState::from_str(&state).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        Ok(Some((state, row.try_get("lease_live")?)))
+    }
+
+    async fn requeue(tx: &mut PgTx, file_id: i64, from: JobState) -> Result<(), sqlx::Error> {
+        apply(tx, REQUEUE, file_id, from).await
+    }
+
+    async fn cancel_now(tx: &mut PgTx, file_id: i64, from: JobState) -> Result<(), sqlx::Error> {
+        apply(tx, CANCEL_NOW, file_id, from).await
+    }
+
+    async fn ask_worker(tx: &mut PgTx, file_id: i64) -> Result<(), sqlx::Error> {
+        apply(tx, ASK_WORKER, file_id, JobState::Running).await
+    }
 }
 
+/// Runs one of the verbs' update-and-history statements (`$1` the job,
+/// `$2` the state the verb read).
 async fn apply(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut PgTx,
     statement: &'static str,
     file_id: i64,
     from: JobState,
-) -> Result<(), QueueError> {
+) -> Result<(), sqlx::Error> {
     sqlx::query(statement)
         .bind(file_id)
         .bind(from.as_str())

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::SqliteStore;
-use crate::queue::{Millis, QueueError, now_millis};
-use crate::rate::{Change, RateEvent, RateState};
+use super::{SqliteStore, SqliteTx};
+use crate::queue::orchestrate::RateStatements;
+use crate::queue::{Millis, QueueError, millis_after, now_millis};
+use crate::rate::RateState;
 
 /// Calls older than the window are deleted at every this many calls
 /// counted, not at each: every reader counts only the window's calls, and
@@ -112,43 +113,46 @@ impl SqliteStore {
         let row = sqlx::query(SELECT_RATE).fetch_one(&self.pool).await?;
         Ok(rate_from_row(&row)?)
     }
+}
 
-    /// Reads the shared rate, applies `event` to it with the time and the
-    /// calls in the window, and stores the result, in one transaction.
-    pub(crate) async fn move_rate(
-        &self,
+/// SQLite's write lock, taken when the transaction began, serialises the
+/// processes' events; the time is the transaction's.
+impl RateStatements for SqliteStore {
+    async fn cool_fleet_in(tx: &mut SqliteTx, wait: Duration) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE fleet SET cooldown_until = max(cooldown_until, ?1) WHERE id = 1")
+            .bind(millis_after(tx.now, wait))
+            .execute(&mut *tx.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn rate_for_update(tx: &mut SqliteTx) -> Result<RateState, sqlx::Error> {
+        rate_from_row(&sqlx::query(SELECT_RATE).fetch_one(&mut *tx.tx).await?)
+    }
+
+    async fn clock_and_calls(
+        tx: &mut SqliteTx,
         window: Duration,
-        cooldown: Option<Duration>,
-        event: RateEvent,
-    ) -> Result<(RateState, Change), QueueError> {
-        let now = now_millis();
-        let mut tx = self.write_tx().await?;
-        if let Some(wait) = cooldown {
-            sqlx::query("UPDATE fleet SET cooldown_until = max(cooldown_until, ?1) WHERE id = 1")
-                .bind(crate::queue::millis_after(now, wait))
-                .execute(&mut *tx)
-                .await?;
-        }
-        let before = rate_from_row(&sqlx::query(SELECT_RATE).fetch_one(&mut *tx).await?)?;
+    ) -> Result<(Millis, u64), sqlx::Error> {
         let calls: i64 = sqlx::query_scalar("SELECT count(*) FROM api_calls WHERE at > ?1")
-            .bind(now - window.as_millis() as i64)
-            .fetch_one(&mut *tx)
+            .bind(tx.now - window.as_millis() as i64)
+            .fetch_one(&mut *tx.tx)
             .await?;
-        let (after, change) = event.apply(before, now, calls.max(0) as u64);
-        if after != before {
-            sqlx::query(
-                "UPDATE api_rate SET per_minute = ?1, window_start = ?2, probing = ?3, \
-                   decreases = ?4, last_decrease = ?5 WHERE id = 1",
-            )
-            .bind(after.per_minute)
-            .bind(after.window_start)
-            .bind(after.probing)
-            .bind(after.decreases.min(i64::MAX as u64) as i64)
-            .bind(after.last_decrease)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok((after, change))
+        Ok((tx.now, calls.max(0) as u64))
+    }
+
+    async fn store_rate(tx: &mut SqliteTx, rate: &RateState) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE api_rate SET per_minute = ?1, window_start = ?2, probing = ?3, \
+               decreases = ?4, last_decrease = ?5 WHERE id = 1",
+        )
+        .bind(rate.per_minute)
+        .bind(rate.window_start)
+        .bind(rate.probing)
+        .bind(rate.decreases.min(i64::MAX as u64) as i64)
+        .bind(rate.last_decrease)
+        .execute(&mut *tx.tx)
+        .await?;
+        Ok(())
     }
 }

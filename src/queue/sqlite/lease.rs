@@ -1,20 +1,17 @@
-//! The lease protocol on SQLite: claims, heartbeats, and every worker write,
-//! each matching only while its owner holds the lease.
+//! The lease protocol on SQLite: claims, and the statements of heartbeats
+//! and every worker write (what they record and whether the lease held is
+//! `orchestrate/lease.rs`'s), each matching only while its owner holds the
+//! lease.
 
 use std::collections::HashSet;
 use std::time::Duration;
-
-use sqlx::Row;
-use sqlx::Sqlite;
 
 use super::{JOB_COLUMNS, SqliteStore, insert_event, job_from_row};
 use crate::partial::{ExpectedSize, Resume};
 use crate::queue::error::lease_held;
 use crate::queue::group_commit::Completion;
-use crate::queue::{
-    Heartbeat, Job, Millis, QueueError, ReleaseReason, VerifiedFile, failure_message, millis_after,
-    now_millis, owner_host,
-};
+use crate::queue::orchestrate::{Dialect, Failure, LeaseStatements, LeasedWrite};
+use crate::queue::{Job, QueueError, millis_after, now_millis, owner_host};
 
 /// The job's partial file is on another host than the claimer (`?5`).
 const OTHER_HOST: &str = "(file_host IS NOT NULL AND file_host <> ?5)";
@@ -138,36 +135,6 @@ impl SqliteStore {
         Ok(freed)
     }
 
-    pub(crate) async fn heartbeat(
-        &self,
-        leases: &[(i64, String)],
-        lease: Duration,
-    ) -> Result<Heartbeat, QueueError> {
-        let until = millis_after(now_millis(), lease);
-        let mut report = Heartbeat::default();
-        let mut tx = self.write_tx().await?;
-        for (file_id, owner) in leases {
-            let row = sqlx::query(
-                "UPDATE jobs SET lease_expires_at = ?1 WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3 \
-                 RETURNING cancel_requested",
-            )
-            .bind(until)
-            .bind(file_id)
-            .bind(owner)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match row {
-                None => report.lost.push(*file_id),
-                Some(row) if row.try_get::<i64, _>("cancel_requested")? != 0 => {
-                    report.cancel.push(*file_id)
-                }
-                Some(_) => {}
-            }
-        }
-        tx.commit().await?;
-        Ok(report)
-    }
-
     pub(crate) async fn checkpoint(
         &self,
         file_id: i64,
@@ -192,56 +159,6 @@ impl SqliteStore {
         .execute(&self.writer)
         .await?;
         lease_held(result.rows_affected(), file_id)
-    }
-
-    pub(crate) async fn record_verified(
-        &self,
-        file_id: i64,
-        owner: &str,
-        verified: &VerifiedFile<'_>,
-    ) -> Result<(), QueueError> {
-        let now = now_millis();
-        let VerifiedFile {
-            size,
-            size_source,
-            sha256,
-            filename,
-            final_path,
-        } = *verified;
-        let update = sqlx::query(
-            "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?1, size_source = ?2, sha256 = ?3, pieces = NULL, \
-             filename = ?7, final_path = ?8, updated_at = ?4 \
-             WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
-        )
-        .bind(size as i64)
-        .bind(size_source.as_str())
-        .bind(sha256)
-        .bind(now)
-        .bind(file_id)
-        .bind(owner)
-        .bind(filename)
-        .bind(final_path.to_string_lossy().into_owned());
-        let message = verified.history_message();
-        self.leased_transition(file_id, now, update, "verified", &message)
-            .await
-    }
-
-    pub(crate) async fn clear_verified(
-        &self,
-        file_id: i64,
-        owner: &str,
-        why: &str,
-    ) -> Result<(), QueueError> {
-        let now = now_millis();
-        let update = sqlx::query(
-            "UPDATE jobs SET sha256 = NULL, bytes_done = 0, validator = NULL, pieces = NULL, updated_at = ?1 \
-             WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3",
-        )
-        .bind(now)
-        .bind(file_id)
-        .bind(owner);
-        self.leased_transition(file_id, now, update, "restarted", why)
-            .await
     }
 
     /// Many completions in one UPDATE (atomic on its own; the history lines
@@ -270,101 +187,137 @@ impl SqliteStore {
         .await?;
         Ok(done.into_iter().collect())
     }
+}
 
-    pub(crate) async fn record_failure(
+impl LeaseStatements for SqliteStore {
+    /// The update and its history line in one write transaction.
+    async fn write_leased(
         &self,
         file_id: i64,
         owner: &str,
-        error: &str,
-        retry_at: Option<Millis>,
-    ) -> Result<(), QueueError> {
-        let now = now_millis();
-        let mut tx = self.write_tx().await?;
-        let (state, next, kind) = match retry_at {
-            Some(at) => ("queued", at, "retry_scheduled"),
-            None => ("failed", now, "failed"),
+        write: LeasedWrite<'_>,
+        kind: &str,
+        message: &str,
+    ) -> Result<u64, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let now = tx.now;
+        let update = match write {
+            LeasedWrite::Verified(verified) => sqlx::query(
+                "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?1, size_source = ?2, sha256 = ?3, \
+                 pieces = NULL, filename = ?7, final_path = ?8, updated_at = ?4 \
+                 WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
+            )
+            .bind(verified.size as i64)
+            .bind(verified.size_source.as_str())
+            .bind(verified.sha256)
+            .bind(now)
+            .bind(file_id)
+            .bind(owner)
+            .bind(verified.filename)
+            .bind(verified.final_path.to_string_lossy().into_owned()),
+            LeasedWrite::Cleared => sqlx::query(
+                "UPDATE jobs SET sha256 = NULL, bytes_done = 0, validator = NULL, pieces = NULL, \
+                 updated_at = ?1 WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3",
+            )
+            .bind(now)
+            .bind(file_id)
+            .bind(owner),
+            LeasedWrite::Released {
+                reason,
+                not_before,
+                reason_kept,
+            } => sqlx::query(
+                "UPDATE jobs SET state = 'queued', next_attempt_at = ?1, \
+                 last_error = CASE WHEN ?2 THEN ?3 ELSE last_error END, \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?4 \
+                 WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
+            )
+            .bind(not_before)
+            .bind(reason_kept.sets_last_error())
+            .bind(reason)
+            .bind(now)
+            .bind(file_id)
+            .bind(owner),
+            LeasedWrite::Cancelled => sqlx::query(
+                "UPDATE jobs SET state = 'cancelled', cancel_requested = 0, lease_owner = NULL, \
+                 lease_expires_at = NULL, updated_at = ?1 \
+                 WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3",
+            )
+            .bind(now)
+            .bind(file_id)
+            .bind(owner),
         };
-        let row = sqlx::query(
+        let written = update.execute(&mut *tx.tx).await?.rows_affected();
+        if written == 1 {
+            insert_event(&mut tx.tx, file_id, now, kind, None, Some(message)).await?;
+        }
+        tx.tx.commit().await?;
+        Ok(written)
+    }
+
+    async fn write_failure(
+        &self,
+        file_id: i64,
+        owner: &str,
+        failure: &Failure<'_>,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let now = tx.now;
+        let attempts: Option<i64> = sqlx::query_scalar(
             "UPDATE jobs SET state = ?1, attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, \
              lease_owner = NULL, lease_expires_at = NULL, updated_at = ?4 \
              WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6 RETURNING attempts",
         )
-        .bind(state)
-        .bind(next)
-        .bind(error)
+        .bind(failure.state.as_str())
+        .bind(failure.retry_at.unwrap_or(now))
+        .bind(failure.error)
         .bind(now)
         .bind(file_id)
         .bind(owner)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *tx.tx)
         .await?;
-        let Some(row) = row else {
-            return Err(QueueError::LeaseLost(file_id));
+        let Some(attempt) = attempts else {
+            return Ok(false);
         };
-        let attempt = row.try_get::<i64, _>("attempts")? as u32;
-        let message = failure_message(error, retry_at.map(|at| at - now));
-        insert_event(&mut tx, file_id, now, kind, Some(attempt), Some(&message)).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub(crate) async fn release(
-        &self,
-        file_id: i64,
-        owner: &str,
-        reason: &str,
-        not_before: Millis,
-        reason_kept: ReleaseReason,
-    ) -> Result<(), QueueError> {
-        let now = now_millis();
-        let update = sqlx::query(
-            "UPDATE jobs SET state = 'queued', next_attempt_at = ?1, \
-             last_error = CASE WHEN ?2 THEN ?3 ELSE last_error END, \
-             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?4 \
-             WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
+        let attempt = Some(attempt.max(0) as u32);
+        insert_event(
+            &mut tx.tx,
+            file_id,
+            now,
+            failure.kind,
+            attempt,
+            Some(&failure.message),
         )
-        .bind(not_before)
-        .bind(reason_kept.sets_last_error())
-        .bind(reason)
-        .bind(now)
-        .bind(file_id)
-        .bind(owner);
-        self.leased_transition(file_id, now, update, "released", reason)
-            .await
+        .await?;
+        tx.tx.commit().await?;
+        Ok(true)
     }
 
-    pub(crate) async fn confirm_cancelled(
+    /// One update a lease, in one write transaction.
+    async fn renew_leases(
         &self,
-        file_id: i64,
-        owner: &str,
-    ) -> Result<(), QueueError> {
-        let now = now_millis();
-        let update = sqlx::query(
-            "UPDATE jobs SET state = 'cancelled', cancel_requested = 0, lease_owner = NULL, \
-             lease_expires_at = NULL, updated_at = ?1 \
-             WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3",
-        )
-        .bind(now)
-        .bind(file_id)
-        .bind(owner);
-        self.leased_transition(file_id, now, update, "cancelled", "stopped by its worker")
-            .await
-    }
-
-    /// Runs a worker's update (which must match only while `owner` holds the
-    /// lease) and appends its history line, in one transaction.
-    async fn leased_transition(
-        &self,
-        file_id: i64,
-        now: Millis,
-        update: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
-        kind: &str,
-        message: &str,
-    ) -> Result<(), QueueError> {
-        let mut tx = self.write_tx().await?;
-        let result = update.execute(&mut *tx).await?;
-        lease_held(result.rows_affected(), file_id)?;
-        insert_event(&mut tx, file_id, now, kind, None, Some(message)).await?;
-        tx.commit().await?;
-        Ok(())
+        leases: &[(i64, String)],
+        lease: Duration,
+    ) -> Result<Vec<(i64, bool)>, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let until = millis_after(tx.now, lease);
+        let mut renewed = Vec::with_capacity(leases.len());
+        for (file_id, owner) in leases {
+            let cancel: Option<i64> = sqlx::query_scalar(
+                "UPDATE jobs SET lease_expires_at = ?1 \
+                 WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3 \
+                 RETURNING cancel_requested",
+            )
+            .bind(until)
+            .bind(file_id)
+            .bind(owner)
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+            if let Some(cancel) = cancel {
+                renewed.push((*file_id, cancel != 0));
+            }
+        }
+        tx.tx.commit().await?;
+        Ok(renewed)
     }
 }

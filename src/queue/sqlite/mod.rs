@@ -1,5 +1,8 @@
 //! The SQLite store: one file, WAL, a pool for reads and one connection for
-//! every write of this process.
+//! every write of this process. The decisions of most writes are
+//! `orchestrate/`'s, written once for both stores; this store supplies its
+//! transaction (`SqliteTx`: under the write lock, with this host's time
+//! taken once) and the statements.
 
 mod api_calls;
 mod copy;
@@ -17,7 +20,8 @@ mod verbs;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
 
-use crate::queue::{Job, JobEvent, Millis};
+use crate::queue::orchestrate::Dialect;
+use crate::queue::{Job, JobEvent, Millis, now_millis};
 
 const JOB_COLUMNS: &str = "file_id, state, attempts, next_attempt_at, lease_owner, lease_expires_at, \
      cancel_requested, bytes_expected, size_source, bytes_done, validator, pieces, boot_id, filename, final_path, \
@@ -56,6 +60,38 @@ impl SqliteStore {
     /// read-then-write never fails on a stale snapshot.
     async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.writer.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+/// A write transaction and the time it began: the time every statement in
+/// it writes (this host's clock; SQLite has none of its own).
+pub(crate) struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
+    now: Millis,
+}
+
+impl Dialect for SqliteStore {
+    type Tx = SqliteTx;
+
+    async fn begin(&self) -> Result<SqliteTx, sqlx::Error> {
+        let tx = self.write_tx().await?;
+        Ok(SqliteTx {
+            tx,
+            now: now_millis(),
+        })
+    }
+
+    async fn commit(tx: SqliteTx) -> Result<(), sqlx::Error> {
+        tx.tx.commit().await
+    }
+
+    async fn insert_event(
+        tx: &mut SqliteTx,
+        file_id: i64,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), sqlx::Error> {
+        insert_event(&mut tx.tx, file_id, tx.now, kind, None, Some(message)).await
     }
 }
 

@@ -1,22 +1,19 @@
-//! A job's object in a bucket archive (migration 0013): the multipart
-//! upload in flight, and what the store said of the finished object.
+//! A job's object in a bucket archive (migration 0013): the statements of
+//! the lease holder's upload records (`orchestrate/uploads.rs` runs them),
+//! and the record read back.
 
-use sqlx::Row;
+use super::{SqliteStore, SqliteTx};
+use crate::queue::orchestrate::UploadStatements;
+use crate::queue::{QueueError, StoredObject, Upload};
 
-use super::{SqliteStore, insert_event};
-use crate::queue::error::lease_held;
-use crate::queue::{QueueError, StoredObject, Upload, now_millis};
-
-impl SqliteStore {
-    pub(crate) async fn record_upload(
-        &self,
+impl UploadStatements for SqliteStore {
+    async fn write_upload(
+        tx: &mut SqliteTx,
         file_id: i64,
         owner: &str,
         object_url: &str,
         upload_id: Option<&str>,
-    ) -> Result<(), QueueError> {
-        let now = now_millis();
-        let mut tx = self.write_tx().await?;
+    ) -> Result<u64, sqlx::Error> {
         let written = sqlx::query(
             "INSERT INTO uploads (file_id, object_url, upload_id, etag, version, updated_at) \
              SELECT ?1, ?2, ?3, NULL, NULL, ?4 WHERE EXISTS \
@@ -27,28 +24,20 @@ impl SqliteStore {
         .bind(file_id)
         .bind(object_url)
         .bind(upload_id)
-        .bind(now)
+        .bind(tx.now)
         .bind(owner)
-        .execute(&mut *tx)
+        .execute(&mut *tx.tx)
         .await?;
-        lease_held(written.rows_affected(), file_id)?;
-        if let Some(id) = upload_id {
-            let message = format!("multipart upload {id} started to {object_url}");
-            insert_event(&mut tx, file_id, now, "upload", None, Some(&message)).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        Ok(written.rows_affected())
     }
 
-    pub(crate) async fn record_uploaded(
-        &self,
+    async fn write_uploaded(
+        tx: &mut SqliteTx,
         file_id: i64,
         owner: &str,
         stored: StoredObject<'_>,
-    ) -> Result<(), QueueError> {
-        let now = now_millis();
-        let mut tx = self.write_tx().await?;
-        let written = sqlx::query(
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar(
             "UPDATE uploads SET upload_id = NULL, etag = ?2, version = ?3, updated_at = ?4 \
              WHERE file_id = ?1 AND EXISTS \
                (SELECT 1 FROM jobs WHERE file_id = ?1 AND state = 'running' AND lease_owner = ?5) \
@@ -57,20 +46,14 @@ impl SqliteStore {
         .bind(file_id)
         .bind(stored.etag)
         .bind(stored.version)
-        .bind(now)
+        .bind(tx.now)
         .bind(owner)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = written else {
-            return Err(QueueError::LeaseLost(file_id));
-        };
-        let url: String = row.try_get("object_url")?;
-        let message = Upload::stored_message(&url, stored);
-        insert_event(&mut tx, file_id, now, "uploaded", None, Some(&message)).await?;
-        tx.commit().await?;
-        Ok(())
+        .fetch_optional(&mut *tx.tx)
+        .await
     }
+}
 
+impl SqliteStore {
     pub(crate) async fn upload(&self, file_id: i64) -> Result<Option<Upload>, QueueError> {
         let row = sqlx::query(
             "SELECT object_url, upload_id, etag, version FROM uploads WHERE file_id = ?1",

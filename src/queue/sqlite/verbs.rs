@@ -1,10 +1,10 @@
-//! The user verbs on SQLite: enqueue, retry, cancel, notes.
+//! The user verbs on SQLite: enqueue, refetch, notes, and the statements
+//! of retry and cancel (whose verdicts `orchestrate/verbs.rs` applies).
 
-use sqlx::{Sqlite, Transaction};
-
-use super::{SqliteStore, fetch_job, insert_event};
-use crate::queue::state::{self, CancelVerdict, JobState, RetryVerdict};
-use crate::queue::{EnqueueReport, QueueError, RecordedPath, VerbOutcome, now_millis};
+use super::{SqliteStore, SqliteTx, fetch_job, insert_event};
+use crate::queue::orchestrate::{Dialect, VerbStatements};
+use crate::queue::state::JobState;
+use crate::queue::{EnqueueReport, QueueError, RecordedPath, now_millis};
 
 /// Rows per INSERT when enqueueing: SQLite allows 32766 bound variables.
 const ENQUEUE_CHUNK: usize = 4000;
@@ -44,27 +44,6 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) async fn retry(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
-        let mut outcomes = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let mut tx = self.write_tx().await?;
-            let Some(job) = fetch_job(&mut *tx, id).await? else {
-                outcomes.push((id, VerbOutcome::Unknown));
-                continue;
-            };
-            let outcome = match state::retry_verdict(job.state) {
-                RetryVerdict::Refuse(why) => VerbOutcome::Refused(why.to_string()),
-                RetryVerdict::Requeue => {
-                    requeue_for_retry(&mut tx, id, job.state).await?;
-                    VerbOutcome::Applied
-                }
-            };
-            tx.commit().await?;
-            outcomes.push((id, outcome));
-        }
-        Ok(outcomes)
-    }
-
     pub(crate) async fn retry_all_failed(&self) -> Result<u64, QueueError> {
         let now = now_millis();
         let mut tx = self.write_tx().await?;
@@ -84,53 +63,6 @@ impl SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(result.rows_affected())
-    }
-
-    pub(crate) async fn cancel(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError> {
-        let mut outcomes = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let now = now_millis();
-            let mut tx = self.write_tx().await?;
-            let Some(job) = fetch_job(&mut *tx, id).await? else {
-                outcomes.push((id, VerbOutcome::Unknown));
-                continue;
-            };
-            let verdict = state::cancel_verdict(job.state, job.lease_live(now));
-            let (update, kind, message, outcome) = match verdict {
-                CancelVerdict::Refuse(why) => {
-                    tx.commit().await?;
-                    outcomes.push((id, VerbOutcome::Refused(why.to_string())));
-                    continue;
-                }
-                CancelVerdict::CancelNow => (
-                    sqlx::query(
-                        "UPDATE jobs SET state = 'cancelled', cancel_requested = 0, lease_owner = NULL, \
-                         lease_expires_at = NULL, updated_at = ?1 WHERE file_id = ?2 AND state = ?3",
-                    )
-                    .bind(now)
-                    .bind(id)
-                    .bind(job.state.as_str()),
-                    "cancelled",
-                    "cancelled by the user",
-                    VerbOutcome::Applied,
-                ),
-                CancelVerdict::AskWorker => (
-                    sqlx::query(
-                        "UPDATE jobs SET cancel_requested = 1, updated_at = ?1 WHERE file_id = ?2 AND state = 'running'",
-                    )
-                    .bind(now)
-                    .bind(id),
-                    "cancel_requested",
-                    "asked its worker to stop",
-                    VerbOutcome::Requested,
-                ),
-            };
-            update.execute(&mut *tx).await?;
-            insert_event(&mut tx, id, now, kind, None, Some(message)).await?;
-            tx.commit().await?;
-            outcomes.push((id, outcome));
-        }
-        Ok(outcomes)
     }
 
     pub(crate) async fn refetch(
@@ -193,30 +125,61 @@ fn number_placeholders(sql: &str, rows: usize) -> String {
     out
 }
 
-async fn requeue_for_retry(
-    tx: &mut Transaction<'static, Sqlite>,
-    file_id: i64,
-    from: JobState,
-) -> Result<(), sqlx::Error> {
-    let now = now_millis();
-    sqlx::query(
-        "UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_at = ?1, last_error = NULL, \
-         cancel_requested = 0, updated_at = ?1 WHERE file_id = ?2 AND state = ?3",
-    )
-    .bind(now)
-    .bind(file_id)
-    .bind(from.as_str())
-    .execute(&mut **tx)
-    .await?;
-    insert_event(
-        tx,
-        file_id,
-        now,
-        "retried",
-        None,
-        Some("retry requested by the user: attempts reset"),
-    )
-    .await
+impl VerbStatements for SqliteStore {
+    async fn job_for_verb(
+        tx: &mut SqliteTx,
+        file_id: i64,
+    ) -> Result<Option<(JobState, bool)>, sqlx::Error> {
+        let job = fetch_job(&mut *tx.tx, file_id).await?;
+        Ok(job.map(|job| (job.state, job.lease_live(tx.now))))
+    }
+
+    async fn requeue(tx: &mut SqliteTx, file_id: i64, from: JobState) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_at = ?1, last_error = NULL, \
+             cancel_requested = 0, updated_at = ?1 WHERE file_id = ?2 AND state = ?3",
+        )
+        .bind(tx.now)
+        .bind(file_id)
+        .bind(from.as_str())
+        .execute(&mut *tx.tx)
+        .await?;
+        SqliteStore::insert_event(
+            tx,
+            file_id,
+            "retried",
+            "retry requested by the user: attempts reset",
+        )
+        .await
+    }
+
+    async fn cancel_now(
+        tx: &mut SqliteTx,
+        file_id: i64,
+        from: JobState,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', cancel_requested = 0, lease_owner = NULL, \
+             lease_expires_at = NULL, updated_at = ?1 WHERE file_id = ?2 AND state = ?3",
+        )
+        .bind(tx.now)
+        .bind(file_id)
+        .bind(from.as_str())
+        .execute(&mut *tx.tx)
+        .await?;
+        SqliteStore::insert_event(tx, file_id, "cancelled", "cancelled by the user").await
+    }
+
+    async fn ask_worker(tx: &mut SqliteTx, file_id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE jobs SET cancel_requested = 1, updated_at = ?1 WHERE file_id = ?2 AND state = 'running'",
+        )
+        .bind(tx.now)
+        .bind(file_id)
+        .execute(&mut *tx.tx)
+        .await?;
+        SqliteStore::insert_event(tx, file_id, "cancel_requested", "asked its worker to stop").await
+    }
 }
 
 #[cfg(test)]
