@@ -200,7 +200,7 @@ pub(crate) fn engine(
         observer,
     )
     .with_naming(path_template(settings)?, settings.sidecar)
-    .with_bucket(bucket(settings)?)
+    .with_bucket(bucket(settings)?, settings.concurrency)
     .with_hooks(hooks))
 }
 

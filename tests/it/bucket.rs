@@ -252,6 +252,44 @@ async fn a_crash_after_the_upload_costs_the_next_attempt_one_head_not_the_upload
     assert_eq!(store.keys(BUCKET, "crash/").await.len(), 1);
 }
 
+/// A job's verified file goes up in the upload stage, not in its download
+/// slot: with one slot, the second job is claimed and downloaded while the
+/// first one's upload is still under way. The store is frozen, so no
+/// upload can end before both jobs have recorded theirs (the record comes
+/// after the download, the verification and the entry into the stage).
+#[tokio::test(flavor = "multi_thread")]
+async fn with_one_download_slot_the_next_file_downloads_while_the_first_uploads() {
+    let Some(store) = store_with_bucket().await else {
+        return;
+    };
+    let sim = support::sim(support::small_files()).await;
+    let world = store.world(World::new().with_sim(&sim), BUCKET, "stage");
+    std::fs::write(&world.config, "probe_interval_secs = 1\n").unwrap();
+    enqueue(&world, &ids(1..=2)).await;
+    let q = support::queue(&world).await;
+    store.freeze();
+    let child = spawn(&world, &["run", "--exit-when-idle", "--concurrency", "1"]);
+    wait_for(
+        Duration::from_secs(60),
+        "both jobs uploading at once with one download slot",
+        || async {
+            let first = q.upload(1).await.unwrap();
+            let second = q.upload(2).await.unwrap();
+            (first.is_some() && second.is_some()).then_some(())
+        },
+    )
+    .await;
+    let during = q.status().await.unwrap();
+    assert_eq!(during.done, 0, "no upload ended while the store was frozen");
+    store.thaw();
+    let out = finish(child, Duration::from_secs(120)).await;
+    assert_success(&out);
+    for job in &world.jobs().await {
+        assert_object(&store, &sim, job).await;
+    }
+    assert_eq!(store.keys(BUCKET, "stage/").await.len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_store_that_goes_away_makes_jobs_wait_and_the_batch_ends_when_it_returns() {
     let Some(mut store) = store_with_bucket().await else {
