@@ -187,6 +187,7 @@ pub(crate) fn engine(
     .map_err(SetupError::Http)?
     .with_segments(settings.segments)
     .with_max_file_bytes(settings.max_file_bytes)
+    .with_verified_sync(settings.bucket.is_none())
     .with_hooks(&hooks);
     std::fs::create_dir_all(&settings.output_dir)
         .map_err(|e| SetupError::OutputDir(settings.output_dir.clone(), e))?;
@@ -200,7 +201,7 @@ pub(crate) fn engine(
         observer,
     )
     .with_naming(path_template(settings)?, settings.sidecar)
-    .with_bucket(bucket(settings)?)
+    .with_bucket(bucket(settings)?, settings.concurrency)
     .with_hooks(hooks))
 }
 

@@ -124,14 +124,15 @@ impl RunningDownloads {
     }
 
     /// Works `job` under its lease in a worker of its own; `permit` goes
-    /// back once its outcome is reported.
+    /// back once its outcome is reported, or earlier, when the job's file
+    /// enters the upload stage (see `worker::upload`).
     pub(crate) fn spawn(
         &self,
         job: Leased,
         shutdown: &CancellationToken,
         permit: Option<OwnedSemaphorePermit>,
     ) {
-        let control = JobControl::new(shutdown);
+        let control = JobControl::new(shutdown, permit);
         let owner = job.lease.owner().to_string();
         self.running
             .lock()
@@ -147,10 +148,11 @@ impl RunningDownloads {
                 map.remove(&file_id);
             }
             drop(map);
-            // Outcome first, then the permit: the claim loop must
-            // see a pause (or fetch's result) before it can claim again.
+            // Outcome first, then the permit (unless the job gave it back
+            // for its upload): the claim loop must see a pause (or fetch's
+            // result) before it can claim again with this permit.
             let _ = done_tx.send((file_id, outcome));
-            drop(permit);
+            control.give_back_download_slot();
         });
     }
 

@@ -169,6 +169,18 @@ impl DiskWriter {
         self.close().await
     }
 
+    /// Hands every byte to the kernel (no `fsync`: they may be lost to a
+    /// power cut, not to a crash of this process) and stops the thread.
+    pub(crate) async fn finish_unsynced(&mut self) -> Result<(), DiskError> {
+        match &mut self.phase {
+            // Inline writes are in the kernel as they return.
+            Phase::Inline { .. } => {}
+            Phase::Threaded(thread) => thread.barrier(Durability::Written).await?,
+            Phase::Closed => return Err(closed()),
+        }
+        self.close().await
+    }
+
     /// Stops the thread and waits for it, so no queued write can land after
     /// the caller moves on (and perhaps reopens the file). A second close
     /// is an error.

@@ -46,7 +46,8 @@ pub(crate) use crate::partial::{Resume, SizeSource};
 pub(crate) use client::made_progress;
 pub(crate) use error::{CheckpointError, FetchError};
 
-/// A verified, fsynced partial file ready to be placed.
+/// A verified partial file ready to be placed: fsynced, unless the
+/// fetcher was told otherwise ([`Fetcher::with_verified_sync`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Verified {
     pub size: u64,
@@ -100,6 +101,8 @@ pub(crate) struct Fetcher {
     segments: u32,
     /// This boot's id, recorded with every checkpoint (see [`resume`]).
     boot_id: Option<String>,
+    /// Whether a verified file is fsynced before it is handed over.
+    sync_verified: bool,
 }
 
 impl Fetcher {
@@ -116,6 +119,7 @@ impl Fetcher {
             max_file_bytes: range::DEFAULT_MAX_FILE_BYTES,
             segments: 1,
             boot_id: resume::boot_id(None),
+            sync_verified: true,
         })
     }
 
@@ -125,6 +129,19 @@ impl Fetcher {
         if let Some(file) = hooks.boot_id_file() {
             self.boot_id = resume::boot_id(Some(file));
         }
+        self
+    }
+
+    /// Whether a single-stream download fsyncs the verified file before
+    /// handing it over (`true` unless told). Off for a bucket archive:
+    /// there the staging copy only waits to be read back for its upload
+    /// (from the page cache), and whoever finds it after a restart hashes
+    /// it again before sending it (`worker::upload::recover`), so a power
+    /// cut that ate unsynced bytes costs a download, never a wrong object.
+    /// The fsync was the download's last wait, on the critical path of
+    /// every upload. Checkpoints still fsync what they record.
+    pub(crate) fn with_verified_sync(mut self, sync: bool) -> Fetcher {
+        self.sync_verified = sync;
         self
     }
 
@@ -180,6 +197,7 @@ impl Fetcher {
         let stream = SingleStream {
             client: &self.client,
             max_file_bytes: self.max_file_bytes,
+            sync_verified: self.sync_verified,
         };
         stream.download(job, state, sink, cancel).await
     }

@@ -22,6 +22,8 @@ use crate::partial::ExpectedSize;
 pub(super) struct SingleStream<'a> {
     pub client: &'a Client,
     pub max_file_bytes: u64,
+    /// fsync the verified file (see [`super::Fetcher::with_verified_sync`]).
+    pub sync_verified: bool,
 }
 
 enum RequestOutcome {
@@ -55,7 +57,7 @@ impl SingleStream<'_> {
                 return Err(error);
             }
         };
-        let sha256 = transfer.finish().await?;
+        let sha256 = transfer.finish(self.sync_verified).await?;
         Ok(Verified {
             size,
             sha256,
@@ -473,9 +475,15 @@ impl<'a, S: ProgressSink> Transfer<'a, S> {
         Ok(())
     }
 
-    /// fsyncs the verified file; its sha256.
-    async fn finish(&mut self) -> Result<String, FetchError> {
-        self.disk.finish().await.map_err(|e| self.disk_error(e))?;
+    /// fsyncs the verified file (unless not `sync`: then every byte is
+    /// only in the kernel); its sha256.
+    async fn finish(&mut self, sync: bool) -> Result<String, FetchError> {
+        let finished = if sync {
+            self.disk.finish().await
+        } else {
+            self.disk.finish_unsynced().await
+        };
+        finished.map_err(|e| self.disk_error(e))?;
         Ok(hex::encode(std::mem::take(&mut self.hasher).finalize()))
     }
 

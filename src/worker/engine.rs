@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use super::events::Observer;
 use super::identity::worker_identity;
 use crate::api::ApiClient;
@@ -14,6 +16,9 @@ use crate::fetch::Fetcher;
 use crate::gate::RateGate;
 use crate::queue::{Queue, RetryPolicy};
 use crate::test_hooks::TestHooks;
+
+/// The upload stage's places at a low `concurrency`.
+pub(crate) const UPLOAD_STAGE_MIN: usize = 16;
 
 /// Everything workers share. Cheap to clone (handles inside).
 #[derive(Clone)]
@@ -28,6 +33,11 @@ pub(crate) struct Engine {
     /// The archive's bucket when `output_dir` is `s3://…`; `output_dir`
     /// is then the staging directory files wait in before they go up.
     pub bucket: Option<Arc<Bucket>>,
+    /// The places of the upload stage: a job whose verified file goes up
+    /// to the bucket takes one, and gives its download slot back (see
+    /// `worker::upload`), so jobs in flight are at most the pool's
+    /// `concurrency` downloads plus these.
+    pub upload_stage: Arc<Semaphore>,
     pub policy: RetryPolicy,
     /// This process's part of every `lease_owner` it writes: host, pid
     /// namespace, pid and a random tag; [`Engine::next_owner`] adds a
@@ -62,6 +72,7 @@ impl Engine {
             archive: Arc::new(Archive::new(output_dir.clone())),
             output_dir,
             bucket: None,
+            upload_stage: Arc::new(Semaphore::new(UPLOAD_STAGE_MIN)),
             policy,
             owner_prefix: worker_identity(),
             claims: Arc::default(),
@@ -91,9 +102,15 @@ impl Engine {
         self
     }
 
-    /// Archives to `bucket` instead of `output_dir`.
-    pub(crate) fn with_bucket(mut self, bucket: Option<Arc<Bucket>>) -> Engine {
+    /// Archives to `bucket` instead of `output_dir`, with an upload stage
+    /// of `max(concurrency, UPLOAD_STAGE_MIN)` places: as many uploads as
+    /// downloads at least, and enough that small files, each a few MiB of
+    /// the shared buffer budget (`archive::bucket::UPLOAD_BUFFER_BUDGET`),
+    /// go up many at a time at a low `concurrency`.
+    pub(crate) fn with_bucket(mut self, bucket: Option<Arc<Bucket>>, concurrency: u32) -> Engine {
         self.bucket = bucket;
+        let places = (concurrency as usize).max(UPLOAD_STAGE_MIN);
+        self.upload_stage = Arc::new(Semaphore::new(places));
         self
     }
 

@@ -226,7 +226,7 @@ async fn process_inner(
     engine.observer.started(job.file_id, job.bytes_done);
     if job.sha256.is_some() {
         let recovered = match &engine.bucket {
-            Some(bucket) => super::upload::recover(engine, bucket, &job).await?,
+            Some(bucket) => super::upload::recover(engine, bucket, &job, control).await?,
             None => recover_verified(engine, &job).await?,
         };
         if let Some(outcome) = recovered {
@@ -239,7 +239,8 @@ async fn process_inner(
     match fetch_with_fresh_urls(engine, &job, &partial, &mut resume, control).await {
         Ok((verified, info)) => match &engine.bucket {
             Some(bucket) => {
-                super::upload::finish(engine, bucket, &job, &partial, &info, verified).await
+                let local = (partial.as_path(), &info);
+                super::upload::finish(engine, bucket, &job, control, local, verified).await
             }
             None => finish(engine, &job, &partial, &info, verified).await,
         },
@@ -639,7 +640,7 @@ async fn settle(
 
 /// A stop: a user's cancel is confirmed; a shutdown hands the job back
 /// uncounted, its partial bytes kept.
-async fn stopped(job: &Leased, control: &JobControl) -> Result<Outcome, QueueError> {
+pub(super) async fn stopped(job: &Leased, control: &JobControl) -> Result<Outcome, QueueError> {
     if control.user_cancelled.load(Ordering::SeqCst) {
         job.lease.confirm_cancelled().await?;
         return Ok(Outcome::Cancelled);

@@ -20,6 +20,16 @@
 //!    already there with this digest is not sent again.
 //! 5. `done`, then the local copy is removed.
 //!
+//! Steps 2–5 run in the upload stage: before them the job takes a place
+//! there (`Engine::upload_stage`) and gives the pool its download slot
+//! back, so the next job downloads while this one uploads. A job waiting
+//! for a place keeps its slot (what is in flight stays bounded: the pool's
+//! downloads plus the stage's places); one stopped while it waits leaves
+//! its digest recorded and its verified file staged, as after step 1.
+//! The bodies in flight share one buffer budget (`Bucket::put_file`,
+//! `Bucket::send_parts`). An upload under way is not cut short by a
+//! shutdown: it finishes, as a rename into a directory would.
+//!
 //! A bucket that does not answer, or refuses us, stops the pool like a
 //! full disk (`HostProblem::Archive`): the job goes back to the queue
 //! uncounted, its verified file kept.
@@ -28,10 +38,11 @@ use std::path::{Path, PathBuf};
 
 use object_store::path::Path as Key;
 use sha2::{Digest, Sha256};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
 use super::pipeline::{changed_since_verified, retry_transient, sidecar_bytes, template_fields};
-use super::{Engine, HostProblem, Outcome};
+use super::{Engine, HostProblem, JobControl, Outcome};
 use crate::api::FileInfo;
 use crate::archive::bucket::{Bucket, BucketError, ObjectFacts, PART_SIZE, Stored};
 use crate::archive::template::{MAX_COLLISION, SIDECAR_SUFFIX};
@@ -54,8 +65,8 @@ pub(super) async fn finish(
     engine: &Engine,
     bucket: &Bucket,
     job: &Leased,
-    partial: &Path,
-    info: &FileInfo,
+    control: &JobControl,
+    (partial, info): (&Path, &FileInfo),
     verified: Verified,
 ) -> Result<Outcome, QueueError> {
     if let Some(error) = changed_since_verified(partial, verified.size).await {
@@ -85,7 +96,7 @@ pub(super) async fn finish(
         size: verified.size,
         sha256: &verified.sha256,
     };
-    put_in_bucket(engine, bucket, job, &target, sidecar).await
+    put_in_bucket(engine, bucket, job, control, &target, sidecar).await
 }
 
 /// A job whose digest an earlier worker recorded: its object may already
@@ -96,6 +107,7 @@ pub(super) async fn recover(
     engine: &Engine,
     bucket: &Bucket,
     job: &Leased,
+    control: &JobControl,
 ) -> Result<Option<Outcome>, QueueError> {
     let (Some(sha256), Some(size)) = (job.sha256.as_deref(), job.bytes_expected) else {
         return Ok(None);
@@ -133,20 +145,24 @@ pub(super) async fn recover(
         }
     }
     let sidecar = staged_sidecar(engine, job.file_id);
-    put_in_bucket(engine, bucket, job, &target, sidecar)
+    put_in_bucket(engine, bucket, job, control, &target, sidecar)
         .await
         .map(Some)
 }
 
-/// Steps 2–5: the object up and confirmed, the job done, the local copy
-/// gone.
+/// Steps 2–5, in the upload stage: the object up and confirmed, the job
+/// done, the local copy gone.
 async fn put_in_bucket(
     engine: &Engine,
     bucket: &Bucket,
     job: &Leased,
+    control: &JobControl,
     target: &Target<'_>,
     sidecar: Option<Vec<u8>>,
 ) -> Result<Outcome, QueueError> {
+    let Some(_place) = enter_upload_stage(engine, control).await else {
+        return stopped_waiting(job, control).await;
+    };
     match upload(engine, bucket, job, target, sidecar).await {
         Ok(()) => {}
         Err(UploadError::Bucket(e)) => return stopped_by(bucket, job, e).await,
@@ -164,6 +180,30 @@ async fn put_in_bucket(
         size: target.size,
         sha256: target.sha256.to_string(),
     })
+}
+
+/// Takes a place in the upload stage (at once when one is free, else
+/// when an upload ends), then gives the job's download slot back to the
+/// pool. `None`: the job was stopped while it waited.
+async fn enter_upload_stage(engine: &Engine, control: &JobControl) -> Option<OwnedSemaphorePermit> {
+    let place = match engine.upload_stage.clone().try_acquire_owned() {
+        Ok(place) => place,
+        Err(_) => tokio::select! {
+            _ = control.cancel.cancelled() => return None,
+            place = engine.upload_stage.clone().acquire_owned() => place.ok()?,
+        },
+    };
+    control.give_back_download_slot();
+    Some(place)
+}
+
+/// Stopped while waiting for the upload stage: the digest stays recorded
+/// and the verified file staged, for whoever works the job next.
+async fn stopped_waiting(job: &Leased, control: &JobControl) -> Result<Outcome, QueueError> {
+    if control.lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(Outcome::LeaseLost);
+    }
+    super::pipeline::stopped(job, control).await
 }
 
 /// Why an upload step did not finish: the bucket cannot take the file now
@@ -280,14 +320,14 @@ async fn send(
 ) -> Result<Stored, UploadError> {
     if target.size <= PART_SIZE {
         job.lease.record_upload(&target.url, None).await?;
-        let body = tokio::fs::read(target.local)
-            .await
-            .map_err(|source| BucketError::Local {
-                path: target.local.display().to_string(),
-                source,
-            })?;
         return Ok(bucket
-            .put(&target.key, body.into(), target.sha256, job.file_id)
+            .put_file(
+                &target.key,
+                target.local,
+                target.size,
+                target.sha256,
+                job.file_id,
+            )
             .await?);
     }
     let id = bucket

@@ -252,6 +252,91 @@ async fn a_crash_after_the_upload_costs_the_next_attempt_one_head_not_the_upload
     assert_eq!(store.keys(BUCKET, "crash/").await.len(), 1);
 }
 
+/// A job's verified file goes up in the upload stage, not in its download
+/// slot: with one slot, the second job is claimed and downloaded while the
+/// first one's upload is still under way. The store is frozen, so no
+/// upload can end before both jobs have recorded theirs (the record comes
+/// after the download, the verification and the entry into the stage).
+#[tokio::test(flavor = "multi_thread")]
+async fn with_one_download_slot_the_next_file_downloads_while_the_first_uploads() {
+    let Some(store) = store_with_bucket().await else {
+        return;
+    };
+    let sim = support::sim(support::small_files()).await;
+    let world = store.world(World::new().with_sim(&sim), BUCKET, "stage");
+    std::fs::write(&world.config, "probe_interval_secs = 1\n").unwrap();
+    enqueue(&world, &ids(1..=2)).await;
+    let q = support::queue(&world).await;
+    store.freeze();
+    let child = spawn(&world, &["run", "--exit-when-idle", "--concurrency", "1"]);
+    wait_for(
+        Duration::from_secs(60),
+        "both jobs uploading at once with one download slot",
+        || async {
+            let first = q.upload(1).await.unwrap();
+            let second = q.upload(2).await.unwrap();
+            (first.is_some() && second.is_some()).then_some(())
+        },
+    )
+    .await;
+    let during = q.status().await.unwrap();
+    assert_eq!(during.done, 0, "no upload ended while the store was frozen");
+    store.thaw();
+    let out = finish(child, Duration::from_secs(120)).await;
+    assert_success(&out);
+    for job in &world.jobs().await {
+        assert_object(&store, &sim, job).await;
+    }
+    assert_eq!(store.keys(BUCKET, "stage/").await.len(), 2);
+}
+
+/// A bucket archive's staging copy is not fsynced after its download (it
+/// only waits to be read back for its upload), so a power cut may leave it
+/// wrong under the digest recorded for it. The next run, on another boot,
+/// hashes it before sending anything, finds it changed, and downloads the
+/// file again: the object gets the right bytes, never what was on disk.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_staging_copy_spoiled_by_a_power_cut_is_downloaded_again_not_uploaded() {
+    let Some(store) = store_with_bucket().await else {
+        return;
+    };
+    let sim = support::sim(support::small_files()).await;
+    let world = World::new();
+    let boot_id = world.path("boot_id");
+    std::fs::write(&boot_id, "boot-one\n").unwrap();
+    let world = store
+        .world(world.with_sim(&sim), BUCKET, "power")
+        .env("MINIMAX_DL_BOOT_ID_FILE", boot_id.to_str().unwrap());
+    enqueue(&world, &ids(1..=1)).await;
+    let crashed = world
+        .command()
+        .env("MINIMAX_DL_CRASH_AT", "after-verified")
+        .args(["run", "--exit-when-idle"])
+        .output()
+        .await
+        .expect("run minimax-dl");
+    assert!(
+        stderr(&crashed).contains("crashing at after-verified"),
+        "the crash point did not fire: {}",
+        stderr(&crashed)
+    );
+    let staged = support::files_under(&world.dir.path().join("staging"));
+    assert_eq!(staged.len(), 1, "the verified copy waits: {staged:?}");
+    // What a power cut leaves of pages never written back: zeros.
+    let len = std::fs::metadata(&staged[0]).unwrap().len();
+    std::fs::write(&staged[0], vec![0u8; len as usize]).unwrap();
+    std::fs::write(&boot_id, "boot-two\n").unwrap();
+    let out = world.run(&["run", "--exit-when-idle"]).await;
+    assert_success(&out);
+    let job = world.job(1).await;
+    assert!(
+        job.to_string().contains("downloading again"),
+        "the history says why: {job}"
+    );
+    assert_object(&store, &sim, &job).await;
+    assert_eq!(store.keys(BUCKET, "power/").await.len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_store_that_goes_away_makes_jobs_wait_and_the_batch_ends_when_it_returns() {
     let Some(mut store) = store_with_bucket().await else {

@@ -172,6 +172,22 @@ impl S3Store {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections are accepted by the
+    /// kernel, and no request is answered until [`S3Store::thaw`].
+    pub fn freeze(&self) {
+        self.send_signal("-STOP");
+    }
+
+    /// Lets a frozen server answer again (SIGCONT).
+    pub fn thaw(&self) {
+        self.send_signal("-CONT");
+    }
+
+    fn send_signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the store is running");
+        crate::support::signal(child.id(), signal);
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports[3])
     }

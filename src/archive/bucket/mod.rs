@@ -42,6 +42,7 @@ use object_store::{
 };
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub(crate) use location::{BucketLocation, names_object_store};
 
@@ -52,9 +53,16 @@ use super::fixity::Fixity;
 /// 8 MiB parts carry files up to 78 GiB, beyond `max_file_bytes`' default
 /// the part size grows so the count stays under the limit).
 pub(crate) const PART_SIZE: u64 = 8 * 1024 * 1024;
-/// Parts in flight at once: the memory an upload holds is about this many
-/// parts.
+/// Parts in flight at once in one upload, at most (the shared
+/// [`UPLOAD_BUFFER_BUDGET`] may allow fewer).
 pub(crate) const PARALLEL_PARTS: usize = 4;
+/// The bytes of upload bodies a process holds at once, shared by all its
+/// uploads: a single PUT takes its file's size of it, a multipart part in
+/// flight its part size. Many small files go up side by side while one
+/// large file keeps to about this much whatever its size (the README's
+/// "about 32 MiB"); the upload stage's job count bounds leases and the
+/// staging disk, this bounds memory.
+pub(crate) const UPLOAD_BUFFER_BUDGET: u64 = 32 * 1024 * 1024;
 const MAX_PARTS: u64 = 10_000;
 
 /// The user metadata keys (sent as `x-amz-meta-…`).
@@ -125,6 +133,9 @@ pub(crate) struct Bucket {
     /// "s3://videos at http://127.0.0.1:8333", for messages.
     name: String,
     retries: AtomicU64,
+    /// [`UPLOAD_BUFFER_BUDGET`] in bytes: taken before a body is read,
+    /// given back once it is sent.
+    buffer_budget: Arc<Semaphore>,
 }
 
 impl Bucket {
@@ -193,6 +204,7 @@ impl Bucket {
             location,
             name,
             retries: AtomicU64::new(0),
+            buffer_budget: Arc::new(Semaphore::new(UPLOAD_BUFFER_BUDGET as usize)),
         })
     }
 
@@ -272,6 +284,39 @@ impl Bucket {
         })
     }
 
+    /// Puts the local file `file` (`size` bytes, at most [`PART_SIZE`]) in
+    /// one call, once the buffer budget has room for its body.
+    pub(crate) async fn put_file(
+        &self,
+        key: &Path,
+        file: &LocalPath,
+        size: u64,
+        sha256: &str,
+        file_id: i64,
+    ) -> Result<Stored, BucketError> {
+        let _room = self.buffer_room(size).await;
+        let body = tokio::fs::read(file)
+            .await
+            .map_err(|source| BucketError::Local {
+                path: file.display().to_string(),
+                source,
+            })?;
+        self.put(key, body.into(), sha256, file_id).await
+    }
+
+    /// Room for a body of `len` bytes in the process's buffer budget
+    /// (all of it for a body larger than the budget), held until the
+    /// permit is dropped. (`None` only if the budget were closed, which
+    /// nothing does.)
+    async fn buffer_room(&self, len: u64) -> BufferRoom {
+        let bytes = len.clamp(1, UPLOAD_BUFFER_BUDGET) as u32;
+        self.buffer_budget
+            .clone()
+            .acquire_many_owned(bytes)
+            .await
+            .ok()
+    }
+
     /// Starts a multipart upload whose object will carry `sha256`; the id
     /// must be recorded before the first part goes up.
     pub(crate) async fn start_upload(
@@ -315,7 +360,11 @@ impl Bucket {
                 async move {
                     let start = index * part_size;
                     let len = part_size.min(size - start);
-                    let body = read_part(file, start, len, buffers.take()).await?;
+                    let (buffer, room) = match buffers.take() {
+                        Some(taken) => taken,
+                        None => (Vec::new(), self.buffer_room(part_size).await),
+                    };
+                    let body = read_part(file, start, len, buffer).await?;
                     let sent = self
                         .retrying(|| {
                             self.s3.put_part(
@@ -327,7 +376,7 @@ impl Bucket {
                         })
                         .await
                         .map_err(|e| self.error(e));
-                    buffers.give_back(body);
+                    buffers.give_back(body, room);
                     sent
                 }
             })
@@ -515,33 +564,33 @@ pub(crate) fn part_size_for(size: u64) -> u64 {
     part
 }
 
+/// Room taken in the process's [`UPLOAD_BUFFER_BUDGET`].
+type BufferRoom = Option<OwnedSemaphorePermit>;
+
 /// The buffers of one multipart upload's parts, each used again once its
-/// part is sent: a fresh 8 MiB allocation a part costs 2,048 page faults
-/// and the zeroing of every page, for bytes that are about to be
-/// overwritten. No more of them exist than parts in flight
-/// ([`PARALLEL_PARTS`]), so the memory bound is unchanged; they are freed
-/// with the upload.
+/// part is sent, with the room it holds in the buffer budget: a fresh
+/// 8 MiB allocation a part costs 2,048 page faults and the zeroing of
+/// every page, for bytes that are about to be overwritten. No more of them
+/// exist than parts in flight ([`PARALLEL_PARTS`], fewer when the budget
+/// is shared), so the memory bound is the budget; they are freed, and
+/// their room given back, with the upload.
 #[derive(Default)]
-struct PartBuffers(std::sync::Mutex<Vec<Vec<u8>>>);
+struct PartBuffers(std::sync::Mutex<Vec<(Vec<u8>, BufferRoom)>>);
 
 impl PartBuffers {
-    /// A buffer from an earlier part, or a new empty one.
-    fn take(&self) -> Vec<u8> {
-        self.0
-            .lock()
-            .map(|mut free| free.pop())
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+    /// A buffer from an earlier part and its room, if one is free.
+    fn take(&self) -> Option<(Vec<u8>, BufferRoom)> {
+        self.0.lock().ok().and_then(|mut free| free.pop())
     }
 
     /// The part is sent: its buffer is free again, unless something still
-    /// holds the bytes (then it is simply dropped when that lets go).
-    fn give_back(&self, body: Bytes) {
+    /// holds the bytes (then it is simply dropped when that lets go, and
+    /// its room given back now).
+    fn give_back(&self, body: Bytes, room: BufferRoom) {
         if let Ok(buffer) = body.try_into_mut()
             && let Ok(mut free) = self.0.lock()
         {
-            free.push(buffer.into());
+            free.push((buffer.into(), room));
         }
     }
 }
@@ -707,19 +756,26 @@ mod tests {
     }
 
     #[test]
-    fn a_sent_part_gives_its_buffer_to_the_next() {
+    fn a_sent_part_gives_its_buffer_and_its_room_to_the_next() {
+        let budget = Arc::new(Semaphore::new(4 << 20));
+        let room = || budget.clone().try_acquire_many_owned(1 << 20).ok();
         let buffers = PartBuffers::default();
-        let mut first = buffers.take();
-        first.resize(1 << 20, 7);
+        assert!(buffers.take().is_none(), "none before the first part");
+        let first = vec![7u8; 1 << 20];
         let at = first.as_ptr();
         let body = Bytes::from(first);
         let in_flight = body.clone();
-        buffers.give_back(body);
-        assert_eq!(buffers.take().capacity(), 0, "held elsewhere: not reused");
-        buffers.give_back(in_flight);
-        let again = buffers.take();
+        buffers.give_back(body, room());
+        assert!(buffers.take().is_none(), "held elsewhere: not reused");
+        assert_eq!(budget.available_permits(), 4 << 20, "its room given back");
+        buffers.give_back(in_flight, room());
+        let (again, kept) = buffers.take().expect("the sent part's buffer");
         assert_eq!((again.as_ptr(), again.len()), (at, 1 << 20));
-        assert!(buffers.take().is_empty(), "one buffer, given once");
+        assert!(kept.is_some(), "with its room");
+        assert_eq!(budget.available_permits(), 3 << 20);
+        assert!(buffers.take().is_none(), "one buffer, given once");
+        drop(kept);
+        assert_eq!(budget.available_permits(), 4 << 20);
     }
 
     #[test]
