@@ -1,11 +1,13 @@
 //! Decoding what both stores return in the same shape: a job row, a
-//! history line, a table of counts and the fleet row. Only `attempts` and `cancel_requested` differ in type
+//! history line, a table of counts and the fleet row; and binding what both
+//! write in the same shape (a copied task). Only `attempts` and `cancel_requested` differ in type
 //! (SQLite: integers; PostgreSQL: `integer` and `boolean`, which sqlx will
 //! not decode as `i64`), so each store decodes those two and hands them in.
 
 use std::str::FromStr;
 
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use sqlx::query::Query;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
 
 use std::time::Duration;
 
@@ -89,9 +91,36 @@ where
     })
 }
 
-/// The columns [`task_from_row`] reads.
+/// The columns [`task_from_row`] reads and [`bind_task`] binds, in order.
 pub(super) const TASK_COLUMNS: &str = "task_id, api, state, polls, next_poll_at, deadline_at, \
      minimax_status, file_id, last_error, created_at, updated_at";
+
+/// Binds a task's values in the order of `TASK_COLUMNS` (a task copied as
+/// it is: one list for both stores, which spell the placeholders).
+pub(super) fn bind_task<'q, DB>(
+    query: Query<'q, DB, DB::Arguments>,
+    task: &Task,
+) -> Query<'q, DB, DB::Arguments>
+where
+    DB: Database,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+    Option<i64>: for<'t> Encode<'t, DB> + Type<DB>,
+    for<'s> &'s str: Encode<'s, DB> + Type<DB>,
+    for<'s> Option<&'s str>: Encode<'s, DB> + Type<DB>,
+{
+    query
+        .bind(task.task_id)
+        .bind(task.api.as_str())
+        .bind(task.state.as_str())
+        .bind(i64::from(task.polls))
+        .bind(task.next_poll_at)
+        .bind(task.deadline_at)
+        .bind(task.minimax_status.as_deref())
+        .bind(task.file_id)
+        .bind(task.last_error.as_deref())
+        .bind(task.created_at)
+        .bind(task.updated_at)
+}
 
 /// Rows of `(state, jobs, bytes)` into counts (a state with no row, or
 /// NULL sums, counts nothing).

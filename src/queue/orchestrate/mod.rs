@@ -32,7 +32,7 @@ pub(super) use lease::{
 pub(crate) use rate::RateStatements;
 pub(super) use rate::move_rate;
 pub(crate) use tasks::TaskStatements;
-pub(super) use tasks::{cancel_tasks, enqueue_tasks, record_poll, retry_tasks};
+pub(super) use tasks::{cancel_tasks, enqueue_tasks, import_tasks, record_poll, retry_tasks};
 pub(crate) use uploads::UploadStatements;
 pub(super) use uploads::{record_upload, record_uploaded};
 pub(crate) use verbs::VerbStatements;

@@ -12,7 +12,7 @@ use sqlx::{Postgres, Row};
 
 use super::{PgStore, PgTx};
 use crate::queue::orchestrate::TaskStatements;
-use crate::queue::rows::TASK_COLUMNS;
+use crate::queue::rows::{TASK_COLUMNS, bind_task};
 use crate::queue::task::{NewTask, Task, TaskCounts, TaskState};
 use crate::queue::{Millis, QueueError, now_millis};
 
@@ -132,36 +132,6 @@ impl PgStore {
         .await?;
         Ok(wait.map(|ms| now_millis().saturating_add(ms)))
     }
-
-    pub(crate) async fn import_tasks(&self, tasks: &[Task]) -> Result<u64, QueueError> {
-        let mut tx = self.pool.begin().await?;
-        let mut added = 0;
-        for task in tasks {
-            added += sqlx::query(
-                "INSERT INTO tasks (task_id, api, state, polls, next_poll_at, deadline_at, \
-                   minimax_status, file_id, last_error, created_at, updated_at) \
-                 VALUES ($1::bigint, $2::text, $3::text, $4::bigint, $5::bigint, $6::bigint, \
-                   $7::text, $8::bigint, $9::text, $10::bigint, $11::bigint) \
-                 ON CONFLICT (task_id) DO NOTHING",
-            )
-            .bind(task.task_id)
-            .bind(task.api.as_str())
-            .bind(task.state.as_str())
-            .bind(i64::from(task.polls))
-            .bind(task.next_poll_at)
-            .bind(task.deadline_at)
-            .bind(&task.minimax_status)
-            .bind(task.file_id)
-            .bind(&task.last_error)
-            .bind(task.created_at)
-            .bind(task.updated_at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(added)
-    }
 }
 
 impl TaskStatements for PgStore {
@@ -181,6 +151,17 @@ impl TaskStatements for PgStore {
         .execute(&mut **tx)
         .await?;
         Ok(added.rows_affected() == 1)
+    }
+
+    async fn insert_copied_task(tx: &mut PgTx, task: &Task) -> Result<bool, sqlx::Error> {
+        let sql = format!(
+            "INSERT INTO tasks ({TASK_COLUMNS}) \
+             VALUES ($1::bigint, $2::text, $3::text, $4::bigint, $5::bigint, $6::bigint, \
+               $7::text, $8::bigint, $9::text, $10::bigint, $11::bigint) \
+             ON CONFLICT (task_id) DO NOTHING"
+        );
+        let query = bind_task(sqlx::query(sqlx::AssertSqlSafe(sql)), task);
+        Ok(query.execute(&mut **tx).await?.rows_affected() == 1)
     }
 
     async fn task_for_update(tx: &mut PgTx, task_id: i64) -> Result<Option<Task>, sqlx::Error> {
