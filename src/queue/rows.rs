@@ -1,6 +1,6 @@
 //! Decoding what both stores return in the same shape: a job row, a
 //! history line, a table of counts and the fleet row; and binding what both
-//! write in the same shape (a copied task). Only `attempts` and `cancel_requested` differ in type
+//! write in the same shape (a copied task, a verified file). Only `attempts` and `cancel_requested` differ in type
 //! (SQLite: integers; PostgreSQL: `integer` and `boolean`, which sqlx will
 //! not decode as `i64`), so each store decodes those two and hands them in.
 
@@ -11,7 +11,9 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
 
 use std::time::Duration;
 
-use super::{FleetPause, FleetState, Job, JobEvent, JobState, StatusCounts, Task, TaskState};
+use super::{
+    FleetPause, FleetState, Job, JobEvent, JobState, StatusCounts, Task, TaskState, VerifiedFile,
+};
 use crate::ids::TaskApi;
 use crate::partial::SizeSource;
 
@@ -122,6 +124,28 @@ where
         .bind(task.updated_at)
 }
 
+/// Binds a verified file's values in the order both stores' statement of
+/// it takes them: size (as `bytes_done` and `bytes_expected`), its source,
+/// the digest, the API's filename, the destination.
+pub(super) fn bind_verified<'q, DB>(
+    query: Query<'q, DB, DB::Arguments>,
+    verified: &VerifiedFile<'_>,
+) -> Query<'q, DB, DB::Arguments>
+where
+    DB: Database,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    for<'s> &'s str: Encode<'s, DB> + Type<DB>,
+    for<'s> Option<&'s str>: Encode<'s, DB> + Type<DB>,
+{
+    query
+        .bind(verified.size as i64)
+        .bind(verified.size_source.as_str())
+        .bind(verified.sha256)
+        .bind(verified.filename)
+        .bind(verified.final_path.to_string_lossy().into_owned())
+}
+
 /// Rows of `(state, jobs, bytes)` into counts (a state with no row, or
 /// NULL sums, counts nothing).
 pub(super) fn counts_from_rows<'r, R>(rows: &'r [R]) -> Result<StatusCounts, sqlx::Error>
@@ -196,6 +220,21 @@ where
     Ok(FleetState {
         pause,
         cooldown: left("cooldown_ms")?,
+    })
+}
+
+/// What `--exit-when-idle` counts (columns `queued, abandoned, generating`).
+pub(super) fn claimable_from_row<'r, R>(row: &'r R) -> Result<super::Claimable, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let count = |name: &'static str| row.try_get::<i64, _>(name).map(|n| n.max(0) as u64);
+    Ok(super::Claimable {
+        queued: count("queued")?,
+        abandoned: count("abandoned")?,
+        generating: count("generating")?,
     })
 }
 

@@ -170,6 +170,18 @@ fn delay_until(at: Millis) -> i64 {
     at.saturating_sub(now_millis()).max(0)
 }
 
+/// A duration as the milliseconds the database adds to its clock (a
+/// `bigint`; one too long for it is the longest it holds).
+fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+/// A wait the database computed on its clock, as a time on this host's:
+/// now plus the wait.
+fn after_wait(wait: Option<i64>) -> Option<Millis> {
+    wait.map(|ms| now_millis().saturating_add(ms))
+}
+
 /// Decoding is strict on PostgreSQL: `attempts` is `integer` (i32) and
 /// `cancel_requested` is `boolean`.
 fn job_from_row(row: &PgRow) -> Result<Job, sqlx::Error> {

@@ -10,15 +10,11 @@ use std::time::Duration;
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row};
 
-use super::{PgStore, PgTx};
+use super::{PgStore, PgTx, after_wait, millis};
 use crate::queue::orchestrate::TaskStatements;
 use crate::queue::rows::{TASK_COLUMNS, bind_task};
 use crate::queue::task::{NewTask, Task, TaskCounts, TaskState};
-use crate::queue::{Millis, QueueError, now_millis};
-
-fn millis(d: Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
-}
+use crate::queue::{Millis, QueueError};
 
 fn tasks_from_rows(rows: &[PgRow]) -> Result<Vec<Task>, QueueError> {
     Ok(rows
@@ -130,7 +126,7 @@ impl PgStore {
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(wait.map(|ms| now_millis().saturating_add(ms)))
+        Ok(after_wait(wait))
     }
 }
 
