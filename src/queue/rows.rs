@@ -12,7 +12,8 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
 use std::time::Duration;
 
 use super::{
-    FleetPause, FleetState, Job, JobEvent, JobState, StatusCounts, Task, TaskState, VerifiedFile,
+    FleetPause, FleetState, Job, JobEvent, JobState, StatusCounts, Task, TaskCounts, TaskState,
+    VerifiedFile,
 };
 use crate::ids::TaskApi;
 use crate::partial::SizeSource;
@@ -168,6 +169,26 @@ where
             Ok(JobState::Cancelled) => counts.cancelled = n,
             Err(_) => {}
         }
+    }
+    Ok(counts)
+}
+
+/// Rows of `(state, n, polls)` into the tasks' counts (a state this
+/// version does not know counts only its polls).
+pub(super) fn task_counts_from_rows<'r, R>(rows: &'r [R]) -> Result<TaskCounts, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut counts = TaskCounts::default();
+    for row in rows {
+        let state: String = row.try_get("state")?;
+        if let Ok(state) = TaskState::from_str(&state) {
+            counts.set(state, row.try_get::<i64, _>("n")?.max(0) as u64);
+        }
+        counts.polls += row.try_get::<i64, _>("polls")?.max(0) as u64;
     }
     Ok(counts)
 }

@@ -211,7 +211,7 @@ impl LeaseStatements for PgStore {
             .bind(kind)
             .bind(message);
         let query = match write {
-            LeasedWrite::Verified(verified) => bind_verified(query, &verified),
+            LeasedWrite::Verified(verified) => bind_verified(query, verified),
             LeasedWrite::Released {
                 not_before,
                 reason_kept,

@@ -216,10 +216,6 @@ where
     row.as_ref().map(job_from_row).transpose()
 }
 
-/// Deadlocks and serialisation failures: the statement was rolled back and
-/// may simply run again. Two statements of one process that lock several
-/// jobs (a heartbeat and a group commit) can lock them in different orders,
-/// each following its own plan; PostgreSQL breaks the cycle by failing one.
 /// Appends a line to a job's history, on the database clock.
 async fn insert_event<'e, E>(
     executor: E,
@@ -242,6 +238,10 @@ where
     Ok(())
 }
 
+/// Deadlocks and serialisation failures: the statement was rolled back and
+/// may simply run again. Two statements of one process that lock several
+/// jobs (a heartbeat and a group commit) can lock them in different orders,
+/// each following its own plan; PostgreSQL breaks the cycle by failing one.
 fn is_retryable(e: &sqlx::Error) -> bool {
     let code = e.as_database_error().and_then(|d| d.code());
     matches!(code.as_deref(), Some("40P01" | "40001"))

@@ -4,11 +4,10 @@
 //! taken with `FOR UPDATE SKIP LOCKED` (hosts polling at once take disjoint
 //! tasks without waiting on each other); the reads.
 
-use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Postgres;
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row};
 
 use super::{PgStore, PgTx, after_wait, millis};
 use crate::queue::orchestrate::TaskStatements;
@@ -108,15 +107,7 @@ impl PgStore {
         )
             .fetch_all(&self.pool)
             .await?;
-        let mut counts = TaskCounts::default();
-        for row in rows {
-            let state: String = row.try_get("state")?;
-            if let Ok(state) = TaskState::from_str(&state) {
-                counts.set(state, row.try_get::<i64, _>("n")?.max(0) as u64);
-            }
-            counts.polls += row.try_get::<i64, _>("polls")?.max(0) as u64;
-        }
-        Ok(counts)
+        Ok(crate::queue::rows::task_counts_from_rows(&rows)?)
     }
 
     pub(crate) async fn next_task_poll(&self) -> Result<Option<Millis>, QueueError> {

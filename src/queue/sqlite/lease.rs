@@ -209,7 +209,7 @@ impl LeaseStatements for SqliteStore {
                      pieces = NULL, filename = ?4, final_path = ?5, updated_at = ?6 \
                      WHERE file_id = ?7 AND state = 'running' AND lease_owner = ?8",
                 ),
-                &verified,
+                verified,
             )
             .bind(now)
             .bind(file_id)

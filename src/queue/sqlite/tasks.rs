@@ -2,7 +2,6 @@
 //! order and the decisions are `orchestrate/tasks.rs`'s), taking due
 //! polls, the reads.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::SqliteRow;
@@ -101,15 +100,7 @@ impl SqliteStore {
         )
             .fetch_all(&self.pool)
             .await?;
-        let mut counts = TaskCounts::default();
-        for row in rows {
-            let state: String = row.try_get("state")?;
-            if let Ok(state) = TaskState::from_str(&state) {
-                counts.set(state, row.try_get::<i64, _>("n")?.max(0) as u64);
-            }
-            counts.polls += row.try_get::<i64, _>("polls")?.max(0) as u64;
-        }
-        Ok(counts)
+        Ok(crate::queue::rows::task_counts_from_rows(&rows)?)
     }
 
     pub(crate) async fn next_task_poll(&self) -> Result<Option<Millis>, QueueError> {
