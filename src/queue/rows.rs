@@ -1,15 +1,20 @@
 //! Decoding what both stores return in the same shape: a job row, a
-//! history line, a table of counts and the fleet row. Only `attempts` and `cancel_requested` differ in type
+//! history line, a table of counts and the fleet row; and binding what both
+//! write in the same shape (a copied task, a verified file). Only `attempts` and `cancel_requested` differ in type
 //! (SQLite: integers; PostgreSQL: `integer` and `boolean`, which sqlx will
 //! not decode as `i64`), so each store decodes those two and hands them in.
 
 use std::str::FromStr;
 
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use sqlx::query::Query;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
 
 use std::time::Duration;
 
-use super::{FleetPause, FleetState, Job, JobEvent, JobState, StatusCounts, Task, TaskState};
+use super::{
+    FleetPause, FleetState, Job, JobEvent, JobState, StatusCounts, Task, TaskCounts, TaskState,
+    VerifiedFile,
+};
 use crate::ids::TaskApi;
 use crate::partial::SizeSource;
 
@@ -89,9 +94,58 @@ where
     })
 }
 
-/// The columns [`task_from_row`] reads.
+/// The columns [`task_from_row`] reads and [`bind_task`] binds, in order.
 pub(super) const TASK_COLUMNS: &str = "task_id, api, state, polls, next_poll_at, deadline_at, \
      minimax_status, file_id, last_error, created_at, updated_at";
+
+/// Binds a task's values in the order of `TASK_COLUMNS` (a task copied as
+/// it is: one list for both stores, which spell the placeholders).
+pub(super) fn bind_task<'q, DB>(
+    query: Query<'q, DB, DB::Arguments>,
+    task: &Task,
+) -> Query<'q, DB, DB::Arguments>
+where
+    DB: Database,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+    Option<i64>: for<'t> Encode<'t, DB> + Type<DB>,
+    for<'s> &'s str: Encode<'s, DB> + Type<DB>,
+    for<'s> Option<&'s str>: Encode<'s, DB> + Type<DB>,
+{
+    query
+        .bind(task.task_id)
+        .bind(task.api.as_str())
+        .bind(task.state.as_str())
+        .bind(i64::from(task.polls))
+        .bind(task.next_poll_at)
+        .bind(task.deadline_at)
+        .bind(task.minimax_status.as_deref())
+        .bind(task.file_id)
+        .bind(task.last_error.as_deref())
+        .bind(task.created_at)
+        .bind(task.updated_at)
+}
+
+/// Binds a verified file's values in the order both stores' statement of
+/// it takes them: size (as `bytes_done` and `bytes_expected`), its source,
+/// the digest, the API's filename, the destination.
+pub(super) fn bind_verified<'q, DB>(
+    query: Query<'q, DB, DB::Arguments>,
+    verified: &VerifiedFile<'_>,
+) -> Query<'q, DB, DB::Arguments>
+where
+    DB: Database,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    for<'s> &'s str: Encode<'s, DB> + Type<DB>,
+    for<'s> Option<&'s str>: Encode<'s, DB> + Type<DB>,
+{
+    query
+        .bind(verified.size as i64)
+        .bind(verified.size_source.as_str())
+        .bind(verified.sha256)
+        .bind(verified.filename)
+        .bind(verified.final_path.to_string_lossy().into_owned())
+}
 
 /// Rows of `(state, jobs, bytes)` into counts (a state with no row, or
 /// NULL sums, counts nothing).
@@ -115,6 +169,26 @@ where
             Ok(JobState::Cancelled) => counts.cancelled = n,
             Err(_) => {}
         }
+    }
+    Ok(counts)
+}
+
+/// Rows of `(state, n, polls)` into the tasks' counts (a state this
+/// version does not know counts only its polls).
+pub(super) fn task_counts_from_rows<'r, R>(rows: &'r [R]) -> Result<TaskCounts, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut counts = TaskCounts::default();
+    for row in rows {
+        let state: String = row.try_get("state")?;
+        if let Ok(state) = TaskState::from_str(&state) {
+            counts.set(state, row.try_get::<i64, _>("n")?.max(0) as u64);
+        }
+        counts.polls += row.try_get::<i64, _>("polls")?.max(0) as u64;
     }
     Ok(counts)
 }
@@ -167,6 +241,21 @@ where
     Ok(FleetState {
         pause,
         cooldown: left("cooldown_ms")?,
+    })
+}
+
+/// What `--exit-when-idle` counts (columns `queued, abandoned, generating`).
+pub(super) fn claimable_from_row<'r, R>(row: &'r R) -> Result<super::Claimable, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let count = |name: &'static str| row.try_get::<i64, _>(name).map(|n| n.max(0) as u64);
+    Ok(super::Claimable {
+        queued: count("queued")?,
+        abandoned: count("abandoned")?,
+        generating: count("generating")?,
     })
 }
 

@@ -305,11 +305,6 @@ store_contract! {
     /// When the earliest generating task is due for a poll.
     pub async fn next_task_poll(&self) -> Result<Option<Millis>, QueueError>;
 
-    /// `db copy`: takes in tasks copied from another queue as they are
-    /// (state, polls, schedule, deadline, result), in one transaction.
-    /// Ids already here are left alone. Returns how many were added.
-    pub async fn import_tasks(&self, tasks: &[Task]) -> Result<u64, QueueError>;
-
     }
     offered by Queue, written once {
     // ---- decided in `orchestrate/`: the heartbeat, verbs, the rate, tasks ----
@@ -350,6 +345,11 @@ store_contract! {
     /// more (cancelled meanwhile, or finished by a callback).
     pub async fn record_poll(&self, task_id: i64, record: &PollRecord<'_>)
         -> Result<bool, QueueError>;
+
+    /// `db copy`: takes in tasks copied from another queue as they are
+    /// (state, polls, schedule, deadline, result), in one transaction.
+    /// Ids already here are left alone. Returns how many were added.
+    pub async fn import_tasks(&self, tasks: &[Task]) -> Result<u64, QueueError>;
 
     /// `cancel` of generating tasks: no more polls.
     pub async fn cancel_tasks(&self, ids: &[i64]) -> Result<Vec<(i64, VerbOutcome)>, QueueError>;

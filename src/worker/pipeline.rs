@@ -769,7 +769,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let partial = dir.path().join("7.part");
         std::fs::write(&partial, b"0123456789").unwrap();
-        assert_eq!(changed_on_disk(&partial, 10), None, "the verified size is on disk");
+        assert_eq!(
+            changed_on_disk(&partial, 10),
+            None,
+            "the verified size is on disk"
+        );
         let why = changed_on_disk(&partial, 12).expect("two bytes short");
         assert!(why.contains("10 bytes on disk, 12 verified"), "{why}");
         assert!(!partial.exists(), "the file that changed is removed");

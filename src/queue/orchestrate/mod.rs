@@ -12,7 +12,11 @@
 //! (the claims, the group commit, a lease holder's write and its history
 //! line in one round trip), its array-batched heartbeat and enqueue, the
 //! API-call window behind an advisory lock, waiting for work on `LISTEN`;
-//! and statements that run alone, whose text is all there is to them.
+//! and statements that run alone, whose text is all there is to them. The
+//! account pauses are such statements: a pause in force keeping its cause
+//! and probe time, one prober taking the slot, are each one upsert or
+//! compare-and-set, atomic on its own; written here as a read and then a
+//! write, they would need a lock on a row that may not exist yet.
 //!
 //! `store.rs` makes the methods written here the [`Store`](super::store::Store)
 //! methods of both backends (the `once` entries of its list).
@@ -32,7 +36,7 @@ pub(super) use lease::{
 pub(crate) use rate::RateStatements;
 pub(super) use rate::move_rate;
 pub(crate) use tasks::TaskStatements;
-pub(super) use tasks::{cancel_tasks, enqueue_tasks, record_poll, retry_tasks};
+pub(super) use tasks::{cancel_tasks, enqueue_tasks, import_tasks, record_poll, retry_tasks};
 pub(crate) use uploads::UploadStatements;
 pub(super) use uploads::{record_upload, record_uploaded};
 pub(crate) use verbs::VerbStatements;

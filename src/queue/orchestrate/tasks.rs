@@ -1,4 +1,4 @@
-//! Generation tasks: adding them, recording a poll, handing a finished task
+//! Generation tasks: adding them (and taking in copied ones), recording a poll, handing a finished task
 //! over as its job (in the transaction that marks it done), the user verbs.
 
 use std::future::Future;
@@ -18,6 +18,13 @@ pub(crate) trait TaskStatements: Dialect {
         tx: &mut Self::Tx,
         task: &NewTask,
         deadline: Duration,
+    ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
+
+    /// Inserts a task copied from another queue as it is (`db copy`),
+    /// unless its id is known.
+    fn insert_copied_task(
+        tx: &mut Self::Tx,
+        task: &Task,
     ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
 
     /// The task, locked for the transaction where the backend locks rows.
@@ -121,6 +128,19 @@ pub(in crate::queue) async fn enqueue_tasks<S: TaskStatements>(
     }
     S::commit(tx).await?;
     Ok(report)
+}
+
+pub(in crate::queue) async fn import_tasks<S: TaskStatements>(
+    store: &S,
+    tasks: &[Task],
+) -> Result<u64, QueueError> {
+    let mut added = 0;
+    let mut tx = store.begin().await?;
+    for task in tasks {
+        added += u64::from(S::insert_copied_task(&mut tx, task).await?);
+    }
+    S::commit(tx).await?;
+    Ok(added)
 }
 
 pub(in crate::queue) async fn record_poll<S: TaskStatements>(

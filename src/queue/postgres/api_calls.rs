@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{PgStore, PgTx};
+use super::{PgStore, PgTx, after_wait, millis};
 use crate::queue::orchestrate::RateStatements;
-use crate::queue::{Millis, QueueError, now_millis};
+use crate::queue::{Millis, QueueError};
 use crate::rate::RateState;
 
 impl PgStore {
@@ -22,18 +22,18 @@ impl PgStore {
         window: Duration,
     ) -> Result<Option<Millis>, QueueError> {
         let per_minute = i32::try_from(per_minute).unwrap_or(i32::MAX);
-        let window_ms = window.as_millis().min(i64::MAX as u128) as i64;
+        let window_ms = millis(window);
         let wait: Option<i64> =
             sqlx::query_scalar("SELECT mdl_reserve_api_call($1::integer, $2::bigint)")
                 .bind(per_minute)
                 .bind(window_ms)
                 .fetch_one(&self.pool)
                 .await?;
-        Ok(wait.map(|ms| now_millis().saturating_add(ms)))
+        Ok(after_wait(wait))
     }
 
     pub(crate) async fn api_calls_in_window(&self, window: Duration) -> Result<u64, QueueError> {
-        let window_ms = window.as_millis().min(i64::MAX as u128) as i64;
+        let window_ms = millis(window);
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM api_calls WHERE at > mdl_now_ms() - $1::bigint",
         )
@@ -73,7 +73,7 @@ impl RateStatements for PgStore {
         sqlx::query(
             "UPDATE fleet SET cooldown_until = greatest(cooldown_until, mdl_clock_ms() + $1::bigint)",
         )
-        .bind(wait.as_millis().min(i64::MAX as u128) as i64)
+        .bind(millis(wait))
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -94,7 +94,7 @@ impl RateStatements for PgStore {
             "SELECT t AS now, (SELECT count(*) FROM api_calls WHERE at > t - $1::bigint) AS calls \
              FROM (SELECT mdl_clock_ms() AS t) AS clock",
         )
-        .bind(window.as_millis().min(i64::MAX as u128) as i64)
+        .bind(millis(window))
         .fetch_one(&mut **tx)
         .await?;
         let calls: i64 = row.try_get("calls")?;

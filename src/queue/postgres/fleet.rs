@@ -7,10 +7,9 @@
 
 use std::time::Duration;
 
-use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
-use super::PgStore;
+use super::{PgStore, millis};
 use crate::queue::{Claimable, FleetState, HostPause, ProbeWhen, QueueError};
 
 /// The channel the triggers notify when jobs become claimable.
@@ -22,10 +21,6 @@ const JOBS_CHANNEL: &str = "minimax_dl_jobs";
 /// running out on a dead host costs: a dead host's jobs are taken up within
 /// the lease (30 s) plus this.
 const IDLE_POLL_MAX: Duration = Duration::from_secs(5);
-
-fn millis(d: Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
-}
 
 impl PgStore {
     pub(crate) fn idle_poll_max(&self) -> Duration {
@@ -232,10 +227,6 @@ impl PgStore {
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(Claimable {
-            queued: row.try_get::<i64, _>("queued")?.max(0) as u64,
-            abandoned: row.try_get::<i64, _>("abandoned")?.max(0) as u64,
-            generating: row.try_get::<i64, _>("generating")?.max(0) as u64,
-        })
+        Ok(crate::queue::rows::claimable_from_row(&row)?)
     }
 }

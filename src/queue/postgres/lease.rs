@@ -10,11 +10,12 @@ use std::collections::HashSet;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use super::{JOB_COLUMNS, PgStore, delay_until, jobs_from_rows, retry_conflicts};
+use super::{JOB_COLUMNS, PgStore, delay_until, jobs_from_rows, millis, retry_conflicts};
 use crate::partial::{ExpectedSize, Resume};
 use crate::queue::error::lease_held;
 use crate::queue::group_commit::Completion;
 use crate::queue::orchestrate::{Failure, LeaseStatements, LeasedWrite};
+use crate::queue::rows::bind_verified;
 use crate::queue::{Job, QueueError, owner_host};
 
 /// A claim's new values: the lease, and the partial-file columns reset when
@@ -101,7 +102,7 @@ impl PgStore {
             .replace("{COLUMNS}", &returning_columns());
         let query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner)
-            .bind(lease.as_millis().min(i64::MAX as u128) as i64)
+            .bind(millis(lease))
             .bind(parameter)
             .bind(owner_host(owner));
         let query = match account {
@@ -210,12 +211,7 @@ impl LeaseStatements for PgStore {
             .bind(kind)
             .bind(message);
         let query = match write {
-            LeasedWrite::Verified(verified) => query
-                .bind(verified.size as i64)
-                .bind(verified.size_source.as_str())
-                .bind(verified.sha256)
-                .bind(verified.filename)
-                .bind(verified.final_path.to_string_lossy().into_owned()),
+            LeasedWrite::Verified(verified) => bind_verified(query, verified),
             LeasedWrite::Released {
                 not_before,
                 reason_kept,
@@ -268,7 +264,7 @@ impl LeaseStatements for PgStore {
         sorted.sort_by_key(|(id, _)| *id);
         let ids: Vec<i64> = sorted.iter().map(|(id, _)| *id).collect();
         let owners: Vec<&str> = sorted.iter().map(|(_, o)| o.as_str()).collect();
-        let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
+        let lease_ms = millis(lease);
         retry_conflicts(|| {
             sqlx::query_as(
                 "UPDATE jobs SET lease_expires_at = mdl_now_ms() + $3::bigint \

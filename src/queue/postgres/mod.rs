@@ -170,6 +170,18 @@ fn delay_until(at: Millis) -> i64 {
     at.saturating_sub(now_millis()).max(0)
 }
 
+/// A duration as the milliseconds the database adds to its clock (a
+/// `bigint`; one too long for it is the longest it holds).
+fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+/// A wait the database computed on its clock, as a time on this host's:
+/// now plus the wait.
+fn after_wait(wait: Option<i64>) -> Option<Millis> {
+    wait.map(|ms| now_millis().saturating_add(ms))
+}
+
 /// Decoding is strict on PostgreSQL: `attempts` is `integer` (i32) and
 /// `cancel_requested` is `boolean`.
 fn job_from_row(row: &PgRow) -> Result<Job, sqlx::Error> {
@@ -204,10 +216,6 @@ where
     row.as_ref().map(job_from_row).transpose()
 }
 
-/// Deadlocks and serialisation failures: the statement was rolled back and
-/// may simply run again. Two statements of one process that lock several
-/// jobs (a heartbeat and a group commit) can lock them in different orders,
-/// each following its own plan; PostgreSQL breaks the cycle by failing one.
 /// Appends a line to a job's history, on the database clock.
 async fn insert_event<'e, E>(
     executor: E,
@@ -230,6 +238,10 @@ where
     Ok(())
 }
 
+/// Deadlocks and serialisation failures: the statement was rolled back and
+/// may simply run again. Two statements of one process that lock several
+/// jobs (a heartbeat and a group commit) can lock them in different orders,
+/// each following its own plan; PostgreSQL breaks the cycle by failing one.
 fn is_retryable(e: &sqlx::Error) -> bool {
     let code = e.as_database_error().and_then(|d| d.code());
     matches!(code.as_deref(), Some("40P01" | "40001"))

@@ -1,7 +1,7 @@
 //! Reads on PostgreSQL: counts, lists, one job, its history, the next due time.
 
-use super::{JOB_COLUMNS, PgStore, fetch_job, jobs_from_rows};
-use crate::queue::{Job, JobEvent, JobState, Millis, QueueError, StatusCounts, now_millis};
+use super::{JOB_COLUMNS, PgStore, after_wait, fetch_job, jobs_from_rows};
+use crate::queue::{Job, JobEvent, JobState, Millis, QueueError, StatusCounts};
 
 impl PgStore {
     /// Up to `page` jobs after `after`, in `file_id` order. Two texts rather
@@ -88,6 +88,6 @@ impl PgStore {
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(wait.map(|ms| now_millis().saturating_add(ms)))
+        Ok(after_wait(wait))
     }
 }

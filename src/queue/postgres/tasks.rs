@@ -4,21 +4,16 @@
 //! taken with `FOR UPDATE SKIP LOCKED` (hosts polling at once take disjoint
 //! tasks without waiting on each other); the reads.
 
-use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Postgres;
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row};
 
-use super::{PgStore, PgTx};
+use super::{PgStore, PgTx, after_wait, millis};
 use crate::queue::orchestrate::TaskStatements;
-use crate::queue::rows::TASK_COLUMNS;
+use crate::queue::rows::{TASK_COLUMNS, bind_task};
 use crate::queue::task::{NewTask, Task, TaskCounts, TaskState};
-use crate::queue::{Millis, QueueError, now_millis};
-
-fn millis(d: Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
-}
+use crate::queue::{Millis, QueueError};
 
 fn tasks_from_rows(rows: &[PgRow]) -> Result<Vec<Task>, QueueError> {
     Ok(rows
@@ -112,15 +107,7 @@ impl PgStore {
         )
             .fetch_all(&self.pool)
             .await?;
-        let mut counts = TaskCounts::default();
-        for row in rows {
-            let state: String = row.try_get("state")?;
-            if let Ok(state) = TaskState::from_str(&state) {
-                counts.set(state, row.try_get::<i64, _>("n")?.max(0) as u64);
-            }
-            counts.polls += row.try_get::<i64, _>("polls")?.max(0) as u64;
-        }
-        Ok(counts)
+        Ok(crate::queue::rows::task_counts_from_rows(&rows)?)
     }
 
     pub(crate) async fn next_task_poll(&self) -> Result<Option<Millis>, QueueError> {
@@ -130,37 +117,7 @@ impl PgStore {
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(wait.map(|ms| now_millis().saturating_add(ms)))
-    }
-
-    pub(crate) async fn import_tasks(&self, tasks: &[Task]) -> Result<u64, QueueError> {
-        let mut tx = self.pool.begin().await?;
-        let mut added = 0;
-        for task in tasks {
-            added += sqlx::query(
-                "INSERT INTO tasks (task_id, api, state, polls, next_poll_at, deadline_at, \
-                   minimax_status, file_id, last_error, created_at, updated_at) \
-                 VALUES ($1::bigint, $2::text, $3::text, $4::bigint, $5::bigint, $6::bigint, \
-                   $7::text, $8::bigint, $9::text, $10::bigint, $11::bigint) \
-                 ON CONFLICT (task_id) DO NOTHING",
-            )
-            .bind(task.task_id)
-            .bind(task.api.as_str())
-            .bind(task.state.as_str())
-            .bind(i64::from(task.polls))
-            .bind(task.next_poll_at)
-            .bind(task.deadline_at)
-            .bind(&task.minimax_status)
-            .bind(task.file_id)
-            .bind(&task.last_error)
-            .bind(task.created_at)
-            .bind(task.updated_at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(added)
+        Ok(after_wait(wait))
     }
 }
 
@@ -181,6 +138,17 @@ impl TaskStatements for PgStore {
         .execute(&mut **tx)
         .await?;
         Ok(added.rows_affected() == 1)
+    }
+
+    async fn insert_copied_task(tx: &mut PgTx, task: &Task) -> Result<bool, sqlx::Error> {
+        let sql = format!(
+            "INSERT INTO tasks ({TASK_COLUMNS}) \
+             VALUES ($1::bigint, $2::text, $3::text, $4::bigint, $5::bigint, $6::bigint, \
+               $7::text, $8::bigint, $9::text, $10::bigint, $11::bigint) \
+             ON CONFLICT (task_id) DO NOTHING"
+        );
+        let query = bind_task(sqlx::query(sqlx::AssertSqlSafe(sql)), task);
+        Ok(query.execute(&mut **tx).await?.rows_affected() == 1)
     }
 
     async fn task_for_update(tx: &mut PgTx, task_id: i64) -> Result<Option<Task>, sqlx::Error> {

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use sqlx::Row;
-
 use super::SqliteStore;
 use crate::queue::{
     Claimable, FleetState, HostPause, ProbeWhen, QueueError, millis_after, now_millis,
@@ -177,10 +175,6 @@ impl SqliteStore {
         .bind(now_millis())
         .fetch_one(&self.pool)
         .await?;
-        Ok(Claimable {
-            queued: row.try_get::<i64, _>("queued")?.max(0) as u64,
-            abandoned: row.try_get::<i64, _>("abandoned")?.max(0) as u64,
-            generating: row.try_get::<i64, _>("generating")?.max(0) as u64,
-        })
+        Ok(crate::queue::rows::claimable_from_row(&row)?)
     }
 }

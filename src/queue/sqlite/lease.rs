@@ -11,6 +11,7 @@ use crate::partial::{ExpectedSize, Resume};
 use crate::queue::error::lease_held;
 use crate::queue::group_commit::Completion;
 use crate::queue::orchestrate::{Dialect, Failure, LeaseStatements, LeasedWrite};
+use crate::queue::rows::bind_verified;
 use crate::queue::{Job, QueueError, millis_after, now_millis, owner_host};
 
 /// The job's partial file is on another host than the claimer (`?5`).
@@ -202,19 +203,17 @@ impl LeaseStatements for SqliteStore {
         let mut tx = self.begin().await?;
         let now = tx.now;
         let update = match write {
-            LeasedWrite::Verified(verified) => sqlx::query(
-                "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?1, size_source = ?2, sha256 = ?3, \
-                 pieces = NULL, filename = ?7, final_path = ?8, updated_at = ?4 \
-                 WHERE file_id = ?5 AND state = 'running' AND lease_owner = ?6",
+            LeasedWrite::Verified(verified) => bind_verified(
+                sqlx::query(
+                    "UPDATE jobs SET bytes_done = ?1, bytes_expected = ?1, size_source = ?2, sha256 = ?3, \
+                     pieces = NULL, filename = ?4, final_path = ?5, updated_at = ?6 \
+                     WHERE file_id = ?7 AND state = 'running' AND lease_owner = ?8",
+                ),
+                verified,
             )
-            .bind(verified.size as i64)
-            .bind(verified.size_source.as_str())
-            .bind(verified.sha256)
             .bind(now)
             .bind(file_id)
-            .bind(owner)
-            .bind(verified.filename)
-            .bind(verified.final_path.to_string_lossy().into_owned()),
+            .bind(owner),
             LeasedWrite::Cleared => sqlx::query(
                 "UPDATE jobs SET sha256 = NULL, bytes_done = 0, validator = NULL, pieces = NULL, \
                  updated_at = ?1 WHERE file_id = ?2 AND state = 'running' AND lease_owner = ?3",

@@ -2,7 +2,6 @@
 //! order and the decisions are `orchestrate/tasks.rs`'s), taking due
 //! polls, the reads.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::SqliteRow;
@@ -10,7 +9,7 @@ use sqlx::{Row, Sqlite};
 
 use super::{SqliteStore, SqliteTx, insert_event};
 use crate::queue::orchestrate::TaskStatements;
-use crate::queue::rows::TASK_COLUMNS;
+use crate::queue::rows::{TASK_COLUMNS, bind_task};
 use crate::queue::task::{NewTask, Task, TaskCounts, TaskState};
 use crate::queue::{Millis, QueueError, millis_after, now_millis};
 
@@ -101,43 +100,7 @@ impl SqliteStore {
         )
             .fetch_all(&self.pool)
             .await?;
-        let mut counts = TaskCounts::default();
-        for row in rows {
-            let state: String = row.try_get("state")?;
-            if let Ok(state) = TaskState::from_str(&state) {
-                counts.set(state, row.try_get::<i64, _>("n")?.max(0) as u64);
-            }
-            counts.polls += row.try_get::<i64, _>("polls")?.max(0) as u64;
-        }
-        Ok(counts)
-    }
-
-    pub(crate) async fn import_tasks(&self, tasks: &[Task]) -> Result<u64, QueueError> {
-        let mut tx = self.write_tx().await?;
-        let mut added = 0;
-        for task in tasks {
-            added += sqlx::query(
-                "INSERT INTO tasks (task_id, api, state, polls, next_poll_at, deadline_at, \
-                   minimax_status, file_id, last_error, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (task_id) DO NOTHING",
-            )
-            .bind(task.task_id)
-            .bind(task.api.as_str())
-            .bind(task.state.as_str())
-            .bind(i64::from(task.polls))
-            .bind(task.next_poll_at)
-            .bind(task.deadline_at)
-            .bind(&task.minimax_status)
-            .bind(task.file_id)
-            .bind(&task.last_error)
-            .bind(task.created_at)
-            .bind(task.updated_at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(added)
+        Ok(crate::queue::rows::task_counts_from_rows(&rows)?)
     }
 
     pub(crate) async fn next_task_poll(&self) -> Result<Option<Millis>, QueueError> {
@@ -166,6 +129,15 @@ impl TaskStatements for SqliteStore {
         .execute(&mut *tx.tx)
         .await?;
         Ok(added.rows_affected() == 1)
+    }
+
+    async fn insert_copied_task(tx: &mut SqliteTx, task: &Task) -> Result<bool, sqlx::Error> {
+        let sql = format!(
+            "INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+             ON CONFLICT (task_id) DO NOTHING"
+        );
+        let query = bind_task(sqlx::query(sqlx::AssertSqlSafe(sql)), task);
+        Ok(query.execute(&mut *tx.tx).await?.rows_affected() == 1)
     }
 
     /// SQLite's write lock, taken when the transaction began, is the lock.
