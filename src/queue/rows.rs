@@ -17,6 +17,7 @@ use super::{
 };
 use crate::ids::TaskApi;
 use crate::partial::SizeSource;
+use crate::rate::RateState;
 
 /// A job from a row with the columns of `JOB_COLUMNS`.
 pub(super) fn job_from_row<'r, R>(
@@ -287,5 +288,25 @@ where
         upload_id: row.try_get("upload_id")?,
         etag: row.try_get("etag")?,
         version: row.try_get("version")?,
+    })
+}
+
+/// The shared rate row (`api_rate`'s columns per_minute, window_start,
+/// probing, decreases, last_decrease). `probing` is a boolean on
+/// PostgreSQL and an integer on SQLite: each store decodes it and hands
+/// it in.
+pub(super) fn rate_from_row<'r, R>(row: &'r R, probing: bool) -> Result<RateState, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    f64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(RateState {
+        per_minute: row.try_get("per_minute")?,
+        window_start: row.try_get("window_start")?,
+        probing,
+        decreases: row.try_get::<i64, _>("decreases")?.max(0) as u64,
+        last_decrease: row.try_get("last_decrease")?,
     })
 }

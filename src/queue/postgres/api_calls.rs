@@ -46,13 +46,7 @@ impl PgStore {
 
 /// The stored [`RateState`] in the row of `api_rate` (migration 0004).
 fn rate_from_row(row: &sqlx::postgres::PgRow) -> Result<RateState, sqlx::Error> {
-    Ok(RateState {
-        per_minute: row.try_get("per_minute")?,
-        window_start: row.try_get("window_start")?,
-        probing: row.try_get("probing")?,
-        decreases: row.try_get::<i64, _>("decreases")?.max(0) as u64,
-        last_decrease: row.try_get("last_decrease")?,
-    })
+    crate::queue::rows::rate_from_row(row, row.try_get("probing")?)
 }
 
 const SELECT_RATE: &str =
