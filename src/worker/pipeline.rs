@@ -638,9 +638,13 @@ async fn settle(
     settle_error(engine, job, &error, class, progressed, cdn_retry_after).await
 }
 
-/// A stop: a user's cancel is confirmed; a shutdown hands the job back
-/// uncounted, its partial bytes kept.
+/// A stop: a lost lease writes nothing more; a user's cancel is
+/// confirmed; a shutdown hands the job back uncounted, its partial bytes
+/// kept.
 pub(super) async fn stopped(job: &Leased, control: &JobControl) -> Result<Outcome, QueueError> {
+    if control.lease_lost.load(Ordering::SeqCst) {
+        return Ok(Outcome::LeaseLost);
+    }
     if control.user_cancelled.load(Ordering::SeqCst) {
         job.lease.confirm_cancelled().await?;
         return Ok(Outcome::Cancelled);

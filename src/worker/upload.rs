@@ -161,7 +161,9 @@ async fn put_in_bucket(
     sidecar: Option<Vec<u8>>,
 ) -> Result<Outcome, QueueError> {
     let Some(_place) = enter_upload_stage(engine, control).await else {
-        return stopped_waiting(job, control).await;
+        // Stopped while waiting: the digest stays recorded and the
+        // verified file staged, for whoever works the job next.
+        return super::pipeline::stopped(job, control).await;
     };
     match upload(engine, bucket, job, target, sidecar).await {
         Ok(()) => {}
@@ -186,24 +188,14 @@ async fn put_in_bucket(
 /// when an upload ends), then gives the job's download slot back to the
 /// pool. `None`: the job was stopped while it waited.
 async fn enter_upload_stage(engine: &Engine, control: &JobControl) -> Option<OwnedSemaphorePermit> {
-    let place = match engine.upload_stage.clone().try_acquire_owned() {
-        Ok(place) => place,
-        Err(_) => tokio::select! {
-            _ = control.cancel.cancelled() => return None,
-            place = engine.upload_stage.clone().acquire_owned() => place.ok()?,
-        },
+    // A free place is taken even when the stop has come: `biased` polls it first.
+    let place = tokio::select! {
+        biased;
+        place = engine.upload_stage.clone().acquire_owned() => place.ok()?,
+        _ = control.cancel.cancelled() => return None,
     };
     control.give_back_download_slot();
     Some(place)
-}
-
-/// Stopped while waiting for the upload stage: the digest stays recorded
-/// and the verified file staged, for whoever works the job next.
-async fn stopped_waiting(job: &Leased, control: &JobControl) -> Result<Outcome, QueueError> {
-    if control.lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
-        return Ok(Outcome::LeaseLost);
-    }
-    super::pipeline::stopped(job, control).await
 }
 
 /// Why an upload step did not finish: the bucket cannot take the file now
