@@ -8,7 +8,8 @@
 #   benches/bucket.sh --smoke      tiny sizes (1 × 32 MiB, 20 × 2 MiB), one repetition
 #
 # Per case and repetition, each tool once, in an order reversed every other
-# repetition:
+# repetition, each run that writes to the store on a fresh, empty store
+# (started anew, one object written and deleted first):
 #   minimax-dl → s3     the whole job: resolve through the simulator's API,
 #                       download from its CDN (loopback), verify, upload, HEAD
 #   minimax-dl → dir    the same job into a local directory (what the upload adds
@@ -146,8 +147,8 @@ cp "$BIN" "$TMP/bin/minimax-dl"   # a rebuild during the run must not swap binar
 BIN=$TMP/bin/minimax-dl
 cleanup() {
   local rc=$?
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}" ${WEED_PID:-}; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}" ${WEED_PID:-}; do wait "$pid" 2>/dev/null || true; done
   if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "work directory kept: $TMP" >&2; else rm -rf "$TMP"; fi
   exit "$rc"
 }
@@ -159,7 +160,7 @@ if [ -z "$RESULTS" ]; then
 fi
 mkdir -p "$RESULTS"
 RUNS=$RESULTS/runs.csv
-echo "case,tool,files,file_bytes,rep,wall_s,user_s,sys_s,max_rss_kib,machine_cpu_s" > "$RUNS"
+echo "case,tool,files,file_bytes,rep,wall_s,user_s,sys_s,max_rss_kib,machine_cpu_s,store_cpu_s,sim_cpu_s" > "$RUNS"
 : > "$TMP/config.toml"   # an empty config file: no host settings leak in
 
 {
@@ -183,16 +184,9 @@ cat "$RESULTS/machine.txt" >&2
 
 # --- SeaweedFS: the store ----------------------------------------------------------
 W_MASTER=$(free_port 10000); W_VOLUME=$(free_port 10000); W_FILER=$(free_port 10000); W_S3=$(free_port 10000)
-mkdir -p "$TMP/weed/data"
-cat > "$TMP/weed/s3.json" <<EOF
+cat > "$TMP/weed-s3.json" <<EOF
 {"identities":[{"name":"bench","credentials":[{"accessKey":"$ACCESS_KEY","secretKey":"$SECRET_KEY"}],"actions":["Admin","Read","List","Tagging","Write"]}]}
 EOF
-"$WEED" server -dir="$TMP/weed/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-  -master.port="$W_MASTER" -volume.port="$W_VOLUME" -filer.port="$W_FILER" \
-  -s3 -s3.port="$W_S3" -s3.config="$TMP/weed/s3.json" -s3.port.iceberg=0 -s3.port.lance=0 \
-  -master.volumeSizeLimitMB=1024 -volume.max=64 -volume.preStopSeconds=0 \
-  > "$TMP/logs/weed.log" 2>&1 &
-PIDS+=($!)
 # Only this store's settings: nothing of the host's AWS setup leaks in (a
 # custom CA bundle, for one, makes rclone refuse to start; the endpoint is
 # plain http on loopback anyway).
@@ -207,14 +201,43 @@ export RCLONE_CONFIG=$TMP/rclone.conf RCLONE_CONFIG_STORE_TYPE=s3 RCLONE_CONFIG_
   RCLONE_CONFIG_STORE_ACCESS_KEY_ID=$ACCESS_KEY RCLONE_CONFIG_STORE_SECRET_ACCESS_KEY=$SECRET_KEY \
   RCLONE_CONFIG_STORE_ENDPOINT=$AWS_ENDPOINT_URL RCLONE_CONFIG_STORE_REGION=us-east-1
 : > "$RCLONE_CONFIG"
-made=0
-for _ in $(seq 300); do
-  if curl -s -o /dev/null "$AWS_ENDPOINT_URL" && "$AWS" s3 mb "s3://$BUCKET" > "$TMP/logs/mb.log" 2>&1; then
-    made=1; break
+
+# fresh_store: a new, empty store (the one before stopped, its data gone),
+# with the bucket made and one object written and deleted. Every timed run
+# gets its own: SeaweedFS's CPU for the same upload grew by half over a run
+# of the benchmark (9 -> 15 s for the batch, deleted objects vacuumed or
+# not), which charged the history of the earlier runs to whichever tool
+# came later. The first write creates the volumes (seconds, here): the
+# warm-up object takes that out of the timed run.
+WEED_PID=
+fresh_store() {
+  if [ -n "$WEED_PID" ]; then
+    kill "$WEED_PID" 2>/dev/null || true
+    wait "$WEED_PID" 2>/dev/null || true
   fi
-  sleep 0.3
-done
-[ "$made" = 1 ] || { tail -30 "$TMP/logs/weed.log" >&2; cat "$TMP/logs/mb.log" >&2; die "SeaweedFS did not start, or the bucket could not be made" 2; }
+  rm -rf "$TMP/weed"
+  mkdir -p "$TMP/weed/data"
+  "$WEED" server -dir="$TMP/weed/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -master.port="$W_MASTER" -volume.port="$W_VOLUME" -filer.port="$W_FILER" \
+    -s3 -s3.port="$W_S3" -s3.config="$TMP/weed-s3.json" -s3.port.iceberg=0 -s3.port.lance=0 \
+    -master.volumeSizeLimitMB=1024 -volume.max=64 -volume.preStopSeconds=0 \
+    >> "$TMP/logs/weed.log" 2>&1 &
+  WEED_PID=$!
+  local made=0
+  for _ in $(seq 300); do
+    if curl -s -o /dev/null "$AWS_ENDPOINT_URL" && "$AWS" s3 mb "s3://$BUCKET" > "$TMP/logs/mb.log" 2>&1; then
+      made=1; break
+    fi
+    sleep 0.3
+  done
+  [ "$made" = 1 ] || { tail -30 "$TMP/logs/weed.log" >&2; cat "$TMP/logs/mb.log" >&2; die "SeaweedFS did not start, or the bucket could not be made" 2; }
+  head -c $((1024 * 1024)) /dev/urandom > "$TMP/warm-up"
+  "$AWS" s3 cp --only-show-errors "$TMP/warm-up" "s3://$BUCKET/warm-up" > "$TMP/logs/warm-up.log" 2>&1 \
+    && "$AWS" s3 rm --only-show-errors "s3://$BUCKET/warm-up" >> "$TMP/logs/warm-up.log" 2>&1 \
+    || { cat "$TMP/logs/warm-up.log" >&2; die "the store did not take a first object" 2; }
+  rm -f "$TMP/warm-up"
+}
+fresh_store
 log "SeaweedFS S3 on $AWS_ENDPOINT_URL, bucket $BUCKET"
 
 # --- helpers --------------------------------------------------------------------
@@ -226,12 +249,20 @@ measure() {
   sync
   [ "$MODE" = smoke ] || sleep "$SETTLE_SECS"
   wait_quiet 6
+  # The store's and the simulator's CPU meanwhile: on two cores they share
+  # the machine with the tool, so where its CPU goes decides the wall time.
+  local store0 sim0 store1 sim1 hz
+  store0=$(proc_ticks "$WEED_PID"); sim0=$(proc_ticks "$SIM_PID")
   timed_run "$logf" "$tool in case $case" -- "$@"
-  local wall=$TIMED_WALL user=$TIMED_USER sys=$TIMED_SYS rss=$TIMED_RSS machine=$TIMED_MACHINE
-  echo "$case,$tool,$files,$bytes,$rep,$wall,$user,$sys,$rss,$machine" >> "$RUNS"
-  printf '   %-6s %-16s rep %s  %8.2f s  cpu %6.2f s  rss %6.1f MiB  machine cpu %6.2f s\n' \
+  store1=$(proc_ticks "$WEED_PID"); sim1=$(proc_ticks "$SIM_PID")
+  hz=$(getconf CLK_TCK)
+  local wall=$TIMED_WALL user=$TIMED_USER sys=$TIMED_SYS rss=$TIMED_RSS machine=$TIMED_MACHINE store sim
+  store=$(awk -v t="$((store1 - store0))" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')
+  sim=$(awk -v t="$((sim1 - sim0))" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')
+  echo "$case,$tool,$files,$bytes,$rep,$wall,$user,$sys,$rss,$machine,$store,$sim" >> "$RUNS"
+  printf '   %-6s %-16s rep %s  %8.2f s  cpu %6.2f s  rss %6.1f MiB  machine cpu %6.2f s  store %6.2f s  sim %5.2f s\n' \
     "$case" "$tool" "$rep" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" \
-    "$(awk -v r="$rss" 'BEGIN { print r / 1024 }')" "$machine" >&2
+    "$(awk -v r="$rss" 'BEGIN { print r / 1024 }')" "$machine" "$store" "$sim" >&2
 }
 
 mdl() {
@@ -271,7 +302,8 @@ run_case() {
   api=$(free_port); cdn=$(free_port)
   "$BIN" sim --listen "127.0.0.1:$api" --cdn-listen "127.0.0.1:$cdn" --file-size "$size" \
     > "$TMP/logs/sim-$case.log" 2>&1 &
-  PIDS+=($!)
+  SIM_PID=$!
+  PIDS+=($SIM_PID)
   for _ in $(seq 200); do
     grep -q '^minimax-dl simulator:' "$TMP/logs/sim-$case.log" 2>/dev/null && break
     sleep 0.05
@@ -302,6 +334,7 @@ run_case() {
     for t in "${order[@]}"; do
       case $t in
         mdl-s3)
+          fresh_store
           run_mdl "$case" "minimax-dl → s3" "$rep" "s3://$BUCKET/mdl-$case-$rep" "$conc"
           if [ "${BENCH_INJECT_FAULT:-}" = corrupt-metadata ]; then
             # Test of the harness itself: the check must catch an object
@@ -317,6 +350,7 @@ run_case() {
             || die "minimax-dl's local files differ from the sources"
           rm -rf "$TMP/run" ;;
         rclone)
+          fresh_store
           warm_sources
           cmd=(rclone copy --transfers "$PEER_CONC" --s3-upload-concurrency "$PEER_CONC" --s3-chunk-size 8M
                "$SRC" "store:$BUCKET/rclone-$case-$rep")
@@ -324,11 +358,13 @@ run_case() {
           measure "$case" "rclone copy" "$n" "$size" "$rep" -- "${cmd[@]}"
           check peer "rclone-$case-$rep" ;;
         aws)
+          fresh_store
           warm_sources
           measure "$case" "aws s3 cp" "$n" "$size" "$rep" -- \
             "$AWS" s3 cp --recursive --only-show-errors "$SRC" "s3://$BUCKET/aws-$case-$rep/"
           check peer "aws-$case-$rep" ;;
         aws4)
+          fresh_store
           warm_sources
           measure "$case" "aws s3 cp -c4 (variant)" "$n" "$size" "$rep" -- \
             env AWS_CONFIG_FILE="$TMP/aws-config-4" \
@@ -338,8 +374,6 @@ run_case() {
     done
   done
   rm -rf "$SRC"
-  # Reclaim the deleted objects' space before the next case.
-  echo "volume.vacuum -garbageThreshold 0.0001" | "$WEED" shell -master="127.0.0.1:$W_MASTER" > "$TMP/logs/vacuum-$case.log" 2>&1 || true
 }
 
 BENCH_START=$SECONDS
@@ -364,13 +398,14 @@ awk -F, -v MiB="$MiB" '
     k = $1 SUBSEP $2
     if (!(k in walls)) { order[++nk] = k; files[k] = $3; bytes[k] = $4 }
     walls[k] = walls[k] " " $6; cpus[k] = cpus[k] " " ($7 + $8); mach[k] = mach[k] " " $10
+    stores[k] = stores[k] " " ($11 == "" ? 0 : $11); sims[k] = sims[k] " " ($12 == "" ? 0 : $12)
     if ($9 > rss[k]) rss[k] = $9
     if (!(($1) in seen)) { seen[$1] = 1; cases[++nc] = $1 }
     w[$1, $2, $5] = $6; reps[$1] = ($5 > reps[$1] ? $5 : reps[$1])
   }
   END {
-    print "| case | tool | files × size | wall s, median (min–max) | MiB/s | CPU s | machine CPU s | peak RSS MiB | ratio to faster peer |"
-    print "|---|---|---|---|---|---|---|---|---|"
+    print "| case | tool | files × size | wall s, median (min–max) | MiB/s | CPU s | store CPU s | simulator CPU s | machine CPU s | peak RSS MiB | ratio to faster peer |"
+    print "|---|---|---|---|---|---|---|---|---|---|---|"
     for (c = 1; c <= nc; c++) {
       best = ""
       for (i = 1; i <= nk; i++) {
@@ -388,9 +423,9 @@ awk -F, -v MiB="$MiB" '
         name = p[2] ~ /^minimax-dl/ ? "**" p[2] "**" : p[2]
         ratio = best == "" ? "" : sprintf("%.2f×", m / best)
         if (p[2] == "minimax-dl → s3") ratio = "**" ratio "**"
-        printf "| %s | %s | %d × %s | %.2f (%.2f–%.2f) | %.0f | %.2f | %.2f | %.1f | %s |\n", \
+        printf "| %s | %s | %d × %s | %.2f (%.2f–%.2f) | %.0f | %.2f | %.2f | %.2f | %.2f | %.1f | %s |\n", \
           p[1], name, files[k], size(bytes[k]), m, lo, hi, files[k] * bytes[k] / MiB / m, \
-          median(cpus[k]), median(mach[k]), rss[k] / 1024, ratio
+          median(cpus[k]), median(stores[k]), median(sims[k]), median(mach[k]), rss[k] / 1024, ratio
       }
     }
     print ""

@@ -26,6 +26,17 @@ free_port() {
 # Busy CPU time of the whole machine so far, in ticks (all cores).
 busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 
+# proc_ticks PID...: CPU time (user + system, ticks) the processes have used
+# so far, their reaped children included; 0 for one that is gone.
+proc_ticks() {
+  local total=0 pid t
+  for pid in "$@"; do
+    t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+
 # wait_quiet [TRIES]: waits (TRIES rounds of 5 s, default 24: two minutes)
 # until the machine is quiet, since other work running during a timed run
 # would be charged to whichever tool is being timed. Not in smoke mode

@@ -80,9 +80,14 @@ pub(crate) async fn run(
         }
         _ => None,
     };
+    // With a bucket archive, `output_dir` is only where files wait to go up.
+    let archive = match &settings.bucket {
+        Some(bucket) => format!("{bucket} (staging in {})", settings.output_dir.display()),
+        None => settings.output_dir.display().to_string(),
+    };
     info!(
         database = queue.location(),
-        output_dir = %settings.output_dir.display(),
+        archive = %archive,
         concurrency = settings.concurrency,
         requests_per_minute = %settings.rate.requests,
         "minimax-dl running"
