@@ -15,8 +15,8 @@
 #   minimax-dl → dir    the same job into a local directory (what the upload adds
 #                       is the difference)
 #   rclone copy         the same bytes from local disk (--transfers 4
-#                       --s3-upload-concurrency 4 --s3-chunk-size 8M: minimax-dl's
-#                       4 workers, 4 parts in flight, 8 MiB parts)
+#                       --s3-upload-concurrency 6 --s3-chunk-size 5M: minimax-dl's
+#                       4 workers, 6 parts in flight, 5 MiB parts)
 #   aws s3 cp           the same bytes from local disk, --recursive, the CLI's
 #                       defaults (8 MiB parts, 10 requests in flight)
 #
@@ -80,7 +80,9 @@ else
   BIG_SIZE=$((1024 * MiB)); BATCH_FILES=500
 fi
 BATCH_SIZE=$((2 * MiB))
-PEER_CONC=4          # rclone --transfers and --s3-upload-concurrency
+PEER_CONC=4          # rclone --transfers (minimax-dl's workers)
+PEER_PARTS=6         # rclone --s3-upload-concurrency (minimax-dl's parts in flight)
+PEER_CHUNK=5M        # rclone --s3-chunk-size (minimax-dl's part size)
 SETTLE_SECS=3
 BUCKET=bench
 ACCESS_KEY=minimaxdlbench
@@ -352,7 +354,7 @@ run_case() {
         rclone)
           fresh_store
           warm_sources
-          cmd=(rclone copy --transfers "$PEER_CONC" --s3-upload-concurrency "$PEER_CONC" --s3-chunk-size 8M
+          cmd=(rclone copy --transfers "$PEER_CONC" --s3-upload-concurrency "$PEER_PARTS" --s3-chunk-size "$PEER_CHUNK"
                "$SRC" "store:$BUCKET/rclone-$case-$rep")
           [ "${BENCH_INJECT_FAULT:-}" = fail-peer ] && cmd=(false)
           measure "$case" "rclone copy" "$n" "$size" "$rep" -- "${cmd[@]}"

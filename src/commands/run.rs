@@ -80,14 +80,9 @@ pub(crate) async fn run(
         }
         _ => None,
     };
-    // With a bucket archive, `output_dir` is only where files wait to go up.
-    let archive = match &settings.bucket {
-        Some(bucket) => format!("{bucket} (staging in {})", settings.output_dir.display()),
-        None => settings.output_dir.display().to_string(),
-    };
     info!(
         database = queue.location(),
-        archive = %archive,
+        archive = %archive_description(&settings),
         concurrency = settings.concurrency,
         requests_per_minute = %settings.rate.requests,
         "minimax-dl running"
@@ -107,6 +102,15 @@ pub(crate) async fn run(
         let _ = server.await;
     }
     exit_after(end, &queue, &interrupt, exit_when_idle).await
+}
+
+/// Where verified files end up, for the start-up line: with a bucket
+/// archive, `output_dir` is only where files wait to go up.
+fn archive_description(settings: &Settings) -> String {
+    match &settings.bucket {
+        Some(bucket) => format!("{bucket} (staging in {})", settings.output_dir.display()),
+        None => settings.output_dir.display().to_string(),
+    }
 }
 
 /// What hears this run: log lines, and the metrics when it serves them.

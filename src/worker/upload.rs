@@ -44,7 +44,7 @@ use tracing::{info, warn};
 use super::pipeline::{changed_since_verified, retry_transient, sidecar_bytes, template_fields};
 use super::{Engine, HostProblem, JobControl, Outcome};
 use crate::api::FileInfo;
-use crate::archive::bucket::{Bucket, BucketError, ObjectFacts, PART_SIZE, Stored};
+use crate::archive::bucket::{Bucket, BucketError, ObjectFacts, SINGLE_PUT_MAX, Stored};
 use crate::archive::template::{MAX_COLLISION, SIDECAR_SUFFIX};
 use crate::fetch::{Verified, file, naming};
 use crate::queue::{
@@ -315,7 +315,7 @@ async fn already_there(
     Ok(true)
 }
 
-/// Step 3 for the file: one PUT up to [`PART_SIZE`], else a multipart
+/// Step 3 for the file: one PUT up to [`SINGLE_PUT_MAX`], else a multipart
 /// upload whose id is in the queue before its first part goes up.
 async fn send(
     engine: &Engine,
@@ -323,7 +323,7 @@ async fn send(
     job: &Leased,
     target: &Target<'_>,
 ) -> Result<Stored, UploadError> {
-    if target.size <= PART_SIZE {
+    if target.size <= SINGLE_PUT_MAX {
         job.lease.record_upload(&target.url, None).await?;
         return Ok(bucket
             .put_file(
