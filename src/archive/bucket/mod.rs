@@ -73,6 +73,16 @@ pub(crate) const PARALLEL_PARTS: usize = 6;
 pub(crate) const UPLOAD_BUFFER_BUDGET: u64 = 32 * 1024 * 1024;
 const MAX_PARTS: u64 = 10_000;
 
+// What the sizes above must keep, checked when the crate builds: S3's
+// smallest part, and a whole upload's parts in flight (or one PUT) within
+// the buffer budget.
+const _: () = {
+    assert!(PART_SIZE >= 5 * 1024 * 1024);
+    assert!(PART_SIZE <= SINGLE_PUT_MAX);
+    assert!(PARALLEL_PARTS as u64 * PART_SIZE <= UPLOAD_BUFFER_BUDGET);
+    assert!(SINGLE_PUT_MAX <= UPLOAD_BUFFER_BUDGET);
+};
+
 /// The user metadata keys (sent as `x-amz-meta-…`).
 const META_SHA256: &str = "sha256";
 const META_FILE_ID: &str = "file-id";
@@ -711,15 +721,6 @@ mod tests {
         assert_eq!(part_size_for(PART_SIZE * MAX_PARTS + 1), PART_SIZE * 2);
         let huge = 64u64 << 30 << 4; // 1 TiB
         assert!(huge.div_ceil(part_size_for(huge)) <= MAX_PARTS);
-    }
-
-    #[test]
-    fn a_whole_upload_s_parts_in_flight_fit_the_buffer_budget() {
-        const S3_SMALLEST_PART: u64 = 5 * 1024 * 1024;
-        assert!(PART_SIZE >= S3_SMALLEST_PART);
-        assert!(PART_SIZE <= SINGLE_PUT_MAX, "a file sent in parts has two");
-        assert!(PARALLEL_PARTS as u64 * PART_SIZE <= UPLOAD_BUFFER_BUDGET);
-        assert!(SINGLE_PUT_MAX <= UPLOAD_BUFFER_BUDGET);
     }
 
     #[test]
