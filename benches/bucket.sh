@@ -65,7 +65,8 @@ while [ $# -gt 0 ]; do
     --busy-ok) BUSY_OK=1 ;;
     --mdl-concurrency) MDL_CONC=$2; shift ;;
     --variants) VARIANTS=1 ;;
-    -h|--help) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    # The header comment, however long it grows.
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bucket.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

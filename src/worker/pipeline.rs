@@ -581,7 +581,7 @@ async fn recover_verified(engine: &Engine, job: &Leased) -> Result<Option<Outcom
             sha256: sha,
         }));
     }
-    let _ = std::fs::remove_file(&partial);
+    file::remove_quietly(vec![partial]).await;
     job.lease
         .clear_verified("the recorded verified file is missing or changed; downloading again")
         .await?;

@@ -133,7 +133,7 @@ pub(super) async fn recover(
         match bucket.head(&target.key).await {
             Ok(Some(facts)) if holds(&facts, &target) => {}
             Ok(_) => {
-                let _ = std::fs::remove_file(&partial);
+                file::remove_quietly(vec![partial.clone()]).await;
                 job.lease
                     .clear_verified(
                         "neither the verified file nor its object is there; downloading again",
@@ -171,7 +171,7 @@ async fn put_in_bucket(
         Err(UploadError::Queue(e)) => return Err(e),
     }
     job.lease.complete(Path::new(&target.url)).await?;
-    remove_staged([
+    file::remove_quietly(vec![
         target.local.to_path_buf(),
         naming::pending_sidecar_path(&engine.output_dir, job.file_id),
     ])
@@ -182,19 +182,6 @@ async fn put_in_bucket(
         size: target.size,
         sha256: target.sha256.to_string(),
     })
-}
-
-/// Removes the staged copies of a job that is done, on the blocking pool:
-/// unlinking a large file frees every page it holds in the page cache
-/// (0.3 s for 1 GiB here), which must not stall an async thread and the
-/// downloads and uploads it drives. One already gone is not an error.
-async fn remove_staged<const N: usize>(paths: [PathBuf; N]) {
-    let _ = tokio::task::spawn_blocking(move || {
-        for path in paths {
-            let _ = std::fs::remove_file(path);
-        }
-    })
-    .await;
 }
 
 /// Takes a place in the upload stage (at once when one is free, else
