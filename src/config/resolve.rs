@@ -21,7 +21,7 @@ use super::{
 use crate::http::{MAINLAND_API_BASE, normalise_allowed_host, parse_api_base};
 use crate::ids::{TaskApi, quoted};
 use crate::location::db::check_location;
-use crate::location::{BucketLocation, DbLocation, names_object_store};
+use crate::location::{BucketLocation, DbLocation, mistyped_store_url, names_object_store};
 use crate::rate::DEFAULT_CEILING;
 use crate::retry::RetryPolicy;
 
@@ -391,6 +391,14 @@ fn resolve_archive(
         (None, None, None) => return Ok((absolute(&data_dir(src)?.join("files")), None)),
     };
     let text = chosen.to_string_lossy();
+    if let Some(meant) = mistyped_store_url(&text) {
+        return Err(ConfigError::Invalid {
+            origin,
+            message: format!(
+                "{text:?} is not a bucket URL: write {meant} (or ./{text} for a local directory)"
+            ),
+        });
+    }
     if !names_object_store(&text) {
         return Ok((absolute(&chosen), None));
     }

@@ -46,6 +46,25 @@ pub(crate) fn names_object_store(text: &str) -> bool {
     }
 }
 
+/// The bucket URL a text almost is (`s3:/videos`, `S3:videos`, `gs:/b`):
+/// an object store's scheme and a colon, without the `://`. Taken as a
+/// path it would quietly become a local directory named `s3:`; `None`
+/// for anything else (write `./s3:videos` for such a directory).
+pub(crate) fn mistyped_store_url(text: &str) -> Option<String> {
+    const SCHEMES: &[&str] = &[
+        "s3", "s3a", "gs", "gcs", "az", "azure", "abfs", "abfss", "oss", "r2",
+    ];
+    let (scheme, rest) = text.split_once(':')?;
+    if rest.starts_with("//") || !SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
+        return None;
+    }
+    Some(format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        rest.trim_start_matches('/')
+    ))
+}
+
 /// The store a URL names that object_store could reach but no test here
 /// covers (`gs://`, `az://` and their aliases), for a refusal that says so.
 fn untested_store(url: &str) -> Option<&'static str> {
@@ -213,5 +232,22 @@ mod tests {
         assert!(!names_object_store("/srv/videos"));
         assert!(!names_object_store("videos/s3:/x"));
         assert!(!names_object_store("./a://b"));
+    }
+
+    #[test]
+    fn a_bucket_url_short_of_its_slashes_is_caught_with_the_url_meant() {
+        assert_eq!(
+            mistyped_store_url("s3:/videos/x").as_deref(),
+            Some("s3://videos/x")
+        );
+        assert_eq!(
+            mistyped_store_url("S3:videos").as_deref(),
+            Some("s3://videos")
+        );
+        assert_eq!(mistyped_store_url("gs:/b").as_deref(), Some("gs://b"));
+        assert_eq!(mistyped_store_url("s3://videos"), None);
+        assert_eq!(mistyped_store_url("/srv/s3:/x"), None);
+        assert_eq!(mistyped_store_url("./s3:videos"), None);
+        assert_eq!(mistyped_store_url("videos"), None);
     }
 }

@@ -6,5 +6,5 @@
 pub(crate) mod bucket;
 pub(crate) mod db;
 
-pub(crate) use bucket::{BucketLocation, names_object_store};
+pub(crate) use bucket::{BucketLocation, mistyped_store_url, names_object_store};
 pub use db::DbLocation;

@@ -214,6 +214,19 @@ async fn unknown_schemes_are_refused_and_nothing_is_created() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_url_short_of_a_slash_is_refused_with_the_url_meant() {
+    let world = World::new();
+    let before = tree(world.dir.path());
+    let mut cmd = world.command_archiving_to(Path::new("s3:/videos/minimax"));
+    cmd.current_dir(world.dir.path()).args(["enqueue", "5"]);
+    let out = support::run_bounded(&mut cmd, Duration::from_secs(60)).await;
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("s3://videos/minimax"), "{err}");
+    assert_eq!(tree(world.dir.path()), before, "something was created");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_age_needs_a_unit() {
     let sim = support::sim(support::small_files()).await;
     let world = World::new().with_sim(&sim);
