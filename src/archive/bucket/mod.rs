@@ -72,6 +72,9 @@ pub(crate) const PARALLEL_PARTS: usize = 6;
 /// staging disk, this bounds memory.
 pub(crate) const UPLOAD_BUFFER_BUDGET: u64 = 32 * 1024 * 1024;
 const MAX_PARTS: u64 = 10_000;
+/// The bytes of single-PUT bodies kept between files for the next one
+/// ([`SpareBodies`]), beyond the budget: one largest body's worth.
+pub(crate) const SPARE_BODIES_MAX: u64 = SINGLE_PUT_MAX;
 
 // What the sizes above must keep, checked when the crate builds: S3's
 // smallest part, and a whole upload's parts in flight (or one PUT) within
@@ -154,6 +157,7 @@ pub(crate) struct Bucket {
     /// [`UPLOAD_BUFFER_BUDGET`] in bytes: taken before a body is read,
     /// given back once it is sent.
     buffer_budget: Arc<Semaphore>,
+    spare_bodies: SpareBodies,
 }
 
 impl Bucket {
@@ -223,6 +227,7 @@ impl Bucket {
             name,
             retries: AtomicU64::new(0),
             buffer_budget: Arc::new(Semaphore::new(UPLOAD_BUFFER_BUDGET as usize)),
+            spare_bodies: SpareBodies::default(),
         })
     }
 
@@ -313,13 +318,17 @@ impl Bucket {
         file_id: i64,
     ) -> Result<Stored, BucketError> {
         let _room = self.buffer_room(size).await;
-        let body = tokio::fs::read(file)
-            .await
-            .map_err(|source| BucketError::Local {
-                path: file.display().to_string(),
-                source,
-            })?;
-        self.put(key, body.into(), sha256, file_id).await
+        let buffer = self.spare_bodies.take();
+        let path = file.to_path_buf();
+        let read = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path)?;
+            read_into(&file, 0, size, buffer)
+        })
+        .await;
+        let body = local_read(read, file)?;
+        let stored = self.put(key, body.clone(), sha256, file_id).await;
+        self.spare_bodies.give_back(body);
+        stored
     }
 
     /// Room for a body of `len` bytes in the process's buffer budget
@@ -619,24 +628,74 @@ async fn read_part(
     file: Arc<std::fs::File>,
     start: u64,
     len: u64,
-    mut buffer: Vec<u8>,
+    buffer: Vec<u8>,
 ) -> Result<Bytes, BucketError> {
-    let read = tokio::task::spawn_blocking(move || {
-        // Only a buffer's first use, or the last (shorter) part, resizes it.
-        buffer.resize(len as usize, 0);
-        file.read_exact_at(&mut buffer, start).map(|()| buffer)
-    })
-    .await;
+    let read = tokio::task::spawn_blocking(move || read_into(&file, start, len, buffer)).await;
+    local_read(read, LocalPath::new("the verified file"))
+}
+
+/// Reads `len` bytes at `start` of `file` into `buffer`, reused: only a
+/// buffer's first use, or a shorter read after a longer one, resizes it.
+fn read_into(
+    file: &std::fs::File,
+    start: u64,
+    len: u64,
+    mut buffer: Vec<u8>,
+) -> std::io::Result<Vec<u8>> {
+    buffer.resize(len as usize, 0);
+    file.read_exact_at(&mut buffer, start).map(|()| buffer)
+}
+
+/// The outcome of a read on the blocking pool, as a body or the error
+/// naming `path`.
+fn local_read(
+    read: Result<std::io::Result<Vec<u8>>, tokio::task::JoinError>,
+    path: &LocalPath,
+) -> Result<Bytes, BucketError> {
+    let local = |source| BucketError::Local {
+        path: path.display().to_string(),
+        source,
+    };
     match read {
         Ok(Ok(buffer)) => Ok(Bytes::from(buffer)),
-        Ok(Err(source)) => Err(BucketError::Local {
-            path: "the verified file".to_string(),
-            source,
-        }),
-        Err(e) => Err(BucketError::Local {
-            path: "the verified file".to_string(),
-            source: std::io::Error::other(e.to_string()),
-        }),
+        Ok(Err(source)) => Err(local(source)),
+        Err(e) => Err(local(std::io::Error::other(e.to_string()))),
+    }
+}
+
+/// Single-PUT bodies kept after their file went up, for the next file: a
+/// fresh 2 MiB allocation costs 512 page faults and the zeroing of every
+/// page for bytes about to be overwritten, about a tenth of a batch's CPU
+/// (measured with `perf`, BENCHMARKS.md). Spares hold no room in the
+/// buffer budget (so they can never starve an upload waiting for room);
+/// instead at most [`SPARE_BODIES_MAX`] bytes of them are kept, and the
+/// rest freed.
+#[derive(Debug, Default)]
+struct SpareBodies(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl SpareBodies {
+    /// A spare, or a new empty buffer.
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut spares| spares.pop())
+            .unwrap_or_default()
+    }
+
+    /// Keeps `body` for the next file, if nothing else still holds its
+    /// bytes and the spares have room for it.
+    fn give_back(&self, body: Bytes) {
+        let Ok(buffer) = body.try_into_mut() else {
+            return;
+        };
+        let buffer = Vec::from(buffer);
+        if let Ok(mut spares) = self.0.lock() {
+            let kept: usize = spares.iter().map(Vec::capacity).sum();
+            if (kept + buffer.capacity()) as u64 <= SPARE_BODIES_MAX {
+                spares.push(buffer);
+            }
+        }
     }
 }
 
@@ -794,6 +853,42 @@ mod tests {
         assert!(buffers.take().is_none(), "one buffer, given once");
         drop(kept);
         assert_eq!(budget.available_permits(), 4 << 20);
+    }
+
+    #[test]
+    fn a_sent_body_is_kept_for_the_next_file_within_the_spares_limit() {
+        let spares = SpareBodies::default();
+        assert_eq!(
+            spares.take().capacity(),
+            0,
+            "nothing kept before the first file"
+        );
+        let first = Bytes::from(vec![1u8; 2 << 20]);
+        let at = first.as_ptr();
+        let in_flight = first.clone();
+        spares.give_back(first);
+        assert_eq!(
+            spares.take().capacity(),
+            0,
+            "still held elsewhere: not kept"
+        );
+        spares.give_back(in_flight);
+        let again = spares.take();
+        assert_eq!(
+            (again.as_ptr(), again.len()),
+            (at, 2 << 20),
+            "the same buffer"
+        );
+        // Bodies past SPARE_BODIES_MAX are freed, not kept.
+        let each = (SPARE_BODIES_MAX / 3) as usize;
+        for _ in 0..4 {
+            spares.give_back(Bytes::from(vec![0u8; each]));
+        }
+        let mut kept = 0;
+        while spares.take().capacity() > 0 {
+            kept += 1;
+        }
+        assert_eq!(kept, 3);
     }
 
     #[test]
