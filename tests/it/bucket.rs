@@ -122,6 +122,55 @@ async fn two_hundred_files_go_up_verify_reads_them_back_and_requeue_repairs_a_ch
     assert_eq!(stdout(&out).matches("s3://videos/mm/2026/").count(), 200);
 }
 
+/// Sidecars go up as objects beside their files, and each object carries
+/// the content type its name says (a video served from the bucket plays in
+/// a browser). A subtitle file is in the test because the store would not
+/// type it by itself (it does `.mp4` and `.json` from its own table).
+#[tokio::test(flavor = "multi_thread")]
+async fn sidecars_go_up_beside_their_files_and_objects_carry_their_content_types() {
+    let Some(store) = store_with_bucket().await else {
+        return;
+    };
+    let sim = support::sim(SimConfig {
+        default_file_size: 64 * 1024,
+        faults: minimax_sim::Faults {
+            filenames: [(3, "captions.srt".to_string())].into(),
+            ..minimax_sim::Faults::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    let world = store.world(World::new().with_sim(&sim), BUCKET, "typed");
+    std::fs::write(&world.config, "sidecar = true\n").expect("write config");
+    enqueue(&world, &ids(1..=3)).await;
+    assert_success(&world.run(&["run", "--exit-when-idle"]).await);
+    let mut keys = store.keys(BUCKET, "typed/").await;
+    keys.sort();
+    assert_eq!(keys.len(), 6, "three files and their sidecars: {keys:?}");
+    for job in world.jobs().await {
+        assert_object(&store, &sim, &job).await;
+        let url = job["path"].as_str().unwrap();
+        let key = url.strip_prefix("s3://videos/").unwrap().to_string();
+        let expected = if key.ends_with(".srt") {
+            "application/x-subrip"
+        } else {
+            "video/mp4"
+        };
+        let (content_type, _) = store.get_typed(BUCKET, &key).await;
+        assert_eq!(content_type.as_deref(), Some(expected), "{key}");
+        let (content_type, body) = store.get_typed(BUCKET, &format!("{key}.json")).await;
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/json"),
+            "{key}.json"
+        );
+        let sidecar: Value = serde_json::from_slice(&body).expect("the sidecar is JSON");
+        assert_eq!(sidecar["file_id"], job["file_id"], "{sidecar}");
+        assert_eq!(sidecar["sha256"], job["sha256"], "{sidecar}");
+    }
+    assert!(keys.iter().any(|k| k.ends_with("captions.srt")), "{keys:?}");
+}
+
 /// Peak resident memory of a running process, from /proc (kB).
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

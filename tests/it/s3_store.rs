@@ -295,6 +295,26 @@ impl S3Store {
         (status, response.bytes().await.unwrap().to_vec())
     }
 
+    /// The `Content-Type` the store answers a GET of `key` in `bucket`
+    /// with, and the body.
+    pub async fn get_typed(&self, bucket: &str, key: &str) -> (Option<String>, Vec<u8>) {
+        let request = sign(
+            &self.endpoint(),
+            "GET",
+            &format!("/{bucket}/{key}"),
+            "",
+            b"",
+        );
+        let response = request.send().await.expect("S3 request");
+        assert_eq!(response.status().as_u16(), 200, "GET /{bucket}/{key}");
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        (content_type, response.bytes().await.unwrap().to_vec())
+    }
+
     /// Multipart uploads still open in `bucket`, by key (S3's
     /// ListMultipartUploads).
     pub async fn open_uploads(&self, bucket: &str) -> Vec<String> {

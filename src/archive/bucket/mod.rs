@@ -291,7 +291,7 @@ impl Bucket {
         file_id: i64,
     ) -> Result<Stored, BucketError> {
         let options = || PutOptions {
-            attributes: attributes(sha256, file_id),
+            attributes: attributes(key, sha256, file_id),
             ..PutOptions::default()
         };
         let put = self
@@ -353,7 +353,7 @@ impl Bucket {
         file_id: i64,
     ) -> Result<String, BucketError> {
         let options = || PutMultipartOptions {
-            attributes: attributes(sha256, file_id),
+            attributes: attributes(key, sha256, file_id),
             ..PutMultipartOptions::default()
         };
         self.retrying(|| self.s3.create_multipart_opts(key, options()))
@@ -568,8 +568,13 @@ fn aws_settings(env: &dyn Fn(&str) -> Option<String>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn attributes(sha256: &str, file_id: i64) -> Attributes {
+/// What an object under `key` carries beside its bytes: its digest and
+/// file id, and the content type its name says.
+fn attributes(key: &Path, sha256: &str, file_id: i64) -> Attributes {
     let mut attributes = Attributes::new();
+    if let Some(content_type) = content_type_of(key.as_ref()) {
+        attributes.insert(Attribute::ContentType, content_type.into());
+    }
     attributes.insert(
         Attribute::Metadata(META_SHA256.into()),
         sha256.to_string().into(),
@@ -579,6 +584,37 @@ fn attributes(sha256: &str, file_id: i64) -> Attributes {
         file_id.to_string().into(),
     );
     attributes
+}
+
+/// The `Content-Type` for an object named `key`, from its extension, for
+/// the kinds of file MiniMax makes and our sidecars: a video served from
+/// the bucket (a presigned URL, a CDN in front) then plays in a browser
+/// instead of downloading as `binary/octet-stream`, as after `aws s3 cp`.
+/// Other names get none, and the store's default.
+fn content_type_of(key: &str) -> Option<&'static str> {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let (_, extension) = name.rsplit_once('.')?;
+    Some(match extension.to_ascii_lowercase().as_str() {
+        "mp4" => "video/mp4",
+        "mov" => "video/quicktime",
+        "webm" => "video/webm",
+        "mkv" => "video/x-matroska",
+        "mp3" => "audio/mpeg",
+        "wav" => "audio/wav",
+        "flac" => "audio/flac",
+        "m4a" => "audio/mp4",
+        "ogg" => "audio/ogg",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        "json" => "application/json",
+        "jsonl" => "application/jsonl",
+        "txt" => "text/plain; charset=utf-8",
+        "srt" => "application/x-subrip",
+        "vtt" => "text/vtt",
+        _ => return None,
+    })
 }
 
 /// The part size for a file of `size` bytes: [`PART_SIZE`], doubled until
@@ -889,6 +925,21 @@ mod tests {
             kept += 1;
         }
         assert_eq!(kept, 3);
+    }
+
+    #[test]
+    fn an_object_gets_the_content_type_its_name_says() {
+        assert_eq!(content_type_of("mm/2026/1-output.mp4"), Some("video/mp4"));
+        assert_eq!(content_type_of("mm/1-OUTPUT.MP4"), Some("video/mp4"));
+        assert_eq!(
+            content_type_of("mm/1-output.mp4.json"),
+            Some("application/json")
+        );
+        assert_eq!(content_type_of("speech.mp3"), Some("audio/mpeg"));
+        assert_eq!(content_type_of("cover.jpeg"), Some("image/jpeg"));
+        assert_eq!(content_type_of("mm/no-extension"), None);
+        assert_eq!(content_type_of("v1.2/clip"), None, "a dot in a folder");
+        assert_eq!(content_type_of("clip.xyz"), None);
     }
 
     #[test]
