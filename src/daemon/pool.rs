@@ -16,7 +16,7 @@ use super::running::RunningDownloads;
 use super::{CLAIM_BATCH_MAX, CLAIM_LINGER, IDLE_POLL_MIN, Reload, RunEnd, RunOptions};
 use crate::gate::Hold;
 use crate::queue::{FleetPause, ProbeWhen, QueueError, now_millis};
-use crate::worker::{Engine, HostProblem, LEASE, Outcome};
+use crate::worker::{Engine, HostProblem, LEASE, Outcome, resize_permits};
 
 /// A pool-wide pause: its cause, when to probe whether it is gone, and
 /// whether the other processes sharing the queue obey it too.
@@ -374,20 +374,11 @@ impl Pool {
         true
     }
 
+    /// The download slots, and the upload stage beside them, become
+    /// `wanted` (see [`resize_permits`]).
     fn resize(&mut self, wanted: u32) {
-        if wanted > self.concurrency {
-            self.permits
-                .add_permits((wanted - self.concurrency) as usize);
-        } else if wanted < self.concurrency {
-            // Take the surplus permits out of circulation as running jobs return them.
-            let surplus = self.concurrency - wanted;
-            let permits = self.permits.clone();
-            tokio::spawn(async move {
-                if let Ok(taken) = permits.acquire_many_owned(surplus).await {
-                    taken.forget();
-                }
-            });
-        }
+        resize_permits(&self.permits, self.concurrency as usize, wanted as usize);
+        self.engine.resize_upload_stage(self.concurrency, wanted);
         self.concurrency = wanted;
     }
 

@@ -20,6 +20,31 @@ use crate::test_hooks::TestHooks;
 /// The upload stage's places at a low `concurrency`.
 pub(crate) const UPLOAD_STAGE_MIN: usize = 16;
 
+/// The upload stage's places beside a pool of `concurrency` downloads: as
+/// many uploads as downloads at least, and enough that small files, each a
+/// few MiB of the shared buffer budget
+/// (`archive::bucket::UPLOAD_BUFFER_BUDGET`), go up many at a time at a
+/// low `concurrency`.
+pub(crate) fn upload_stage_places(concurrency: u32) -> usize {
+    (concurrency as usize).max(UPLOAD_STAGE_MIN)
+}
+
+/// Changes `permits` from `from` places to `to`: at once when it grows;
+/// when it shrinks, the surplus is taken out of circulation as jobs give
+/// their places back, so no job under way is cut short.
+pub(crate) fn resize_permits(permits: &Arc<Semaphore>, from: usize, to: usize) {
+    if to > from {
+        permits.add_permits(to - from);
+    } else if to < from {
+        let (permits, surplus) = (permits.clone(), (from - to) as u32);
+        tokio::spawn(async move {
+            if let Ok(taken) = permits.acquire_many_owned(surplus).await {
+                taken.forget();
+            }
+        });
+    }
+}
+
 /// Everything workers share. Cheap to clone (handles inside).
 #[derive(Clone)]
 pub(crate) struct Engine {
@@ -103,15 +128,21 @@ impl Engine {
     }
 
     /// Archives to `bucket` instead of `output_dir`, with an upload stage
-    /// of `max(concurrency, UPLOAD_STAGE_MIN)` places: as many uploads as
-    /// downloads at least, and enough that small files, each a few MiB of
-    /// the shared buffer budget (`archive::bucket::UPLOAD_BUFFER_BUDGET`),
-    /// go up many at a time at a low `concurrency`.
+    /// of [`upload_stage_places`] for `concurrency`.
     pub(crate) fn with_bucket(mut self, bucket: Option<Arc<Bucket>>, concurrency: u32) -> Engine {
         self.bucket = bucket;
-        let places = (concurrency as usize).max(UPLOAD_STAGE_MIN);
-        self.upload_stage = Arc::new(Semaphore::new(places));
+        self.upload_stage = Arc::new(Semaphore::new(upload_stage_places(concurrency)));
         self
+    }
+
+    /// A reload changed the pool's `concurrency` from `from` to `to`: the
+    /// upload stage follows it, as the downloads do.
+    pub(crate) fn resize_upload_stage(&self, from: u32, to: u32) {
+        resize_permits(
+            &self.upload_stage,
+            upload_stage_places(from),
+            upload_stage_places(to),
+        );
     }
 
     /// This process's name in the queue (`host:pidns:pid:tag`): who paused
@@ -160,5 +191,53 @@ impl Engine {
     pub(crate) fn replace_api(&self, api: ApiClient) {
         self.queue.set_account(&api.account());
         *self.api.write().unwrap_or_else(|p| p.into_inner()) = api;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits (yielding to the spawned shrink) until `permits` has `want`
+    /// free places.
+    async fn settles_at(permits: &Semaphore, want: usize) -> bool {
+        for _ in 0..1000 {
+            if permits.available_permits() == want {
+                return true;
+            }
+            tokio::task::yield_now().await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn places_grow_at_once_and_shrink_as_jobs_give_them_back() {
+        let permits = Arc::new(Semaphore::new(4));
+        resize_permits(&permits, 4, 6);
+        assert_eq!(permits.available_permits(), 6);
+        let held = permits.clone().acquire_many_owned(5).await.unwrap();
+        resize_permits(&permits, 6, 2);
+        assert!(
+            settles_at(&permits, 1).await,
+            "one free while five are held"
+        );
+        drop(held);
+        assert!(
+            settles_at(&permits, 2).await,
+            "four of the five returned are taken out: {}",
+            permits.available_permits()
+        );
+        resize_permits(&permits, 2, 2);
+        assert!(settles_at(&permits, 2).await);
+    }
+
+    #[test]
+    fn the_upload_stage_has_as_many_places_as_downloads_and_never_fewer_than_its_floor() {
+        assert_eq!(upload_stage_places(1), UPLOAD_STAGE_MIN);
+        assert_eq!(
+            upload_stage_places(UPLOAD_STAGE_MIN as u32),
+            UPLOAD_STAGE_MIN
+        );
+        assert_eq!(upload_stage_places(40), 40);
     }
 }

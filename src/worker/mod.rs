@@ -24,7 +24,7 @@ mod upload;
 use std::time::Duration;
 
 pub(crate) use control::JobControl;
-pub(crate) use engine::Engine;
+pub(crate) use engine::{Engine, resize_permits};
 pub(crate) use events::{
     HostPauseKind, HostProblem, Observer, Observers, Outcome, read_host_pause,
 };
