@@ -361,21 +361,21 @@ impl Bucket {
             .map_err(|e| self.error(e))
     }
 
-    /// Sends `file` (`size` bytes) as the parts of upload `id`, at most
+    /// Sends the file at `path` (`size` bytes) as the parts of upload `id`, at most
     /// [`PARALLEL_PARTS`] at a time, and completes it: only then does the
     /// object appear under `key`.
     pub(crate) async fn send_parts(
         &self,
         key: &Path,
         id: &str,
-        file: &LocalPath,
+        path: &LocalPath,
         size: u64,
     ) -> Result<Stored, BucketError> {
         let part_size = part_size_for(size);
         let count = size.div_ceil(part_size).max(1);
         let file = Arc::new(
-            std::fs::File::open(file).map_err(|source| BucketError::Local {
-                path: file.display().to_string(),
+            std::fs::File::open(path).map_err(|source| BucketError::Local {
+                path: path.display().to_string(),
                 source,
             })?,
         );
@@ -391,7 +391,7 @@ impl Bucket {
                         Some(taken) => taken,
                         None => (Vec::new(), self.buffer_room(part_size).await),
                     };
-                    let body = read_part(file, start, len, buffer).await?;
+                    let body = read_part(file, path, start, len, buffer).await?;
                     let sent = self
                         .retrying(|| {
                             self.s3.put_part(
@@ -662,12 +662,13 @@ impl PartBuffers {
 /// in flight read the one file at once without sharing a cursor).
 async fn read_part(
     file: Arc<std::fs::File>,
+    path: &LocalPath,
     start: u64,
     len: u64,
     buffer: Vec<u8>,
 ) -> Result<Bytes, BucketError> {
     let read = tokio::task::spawn_blocking(move || read_into(&file, start, len, buffer)).await;
-    local_read(read, LocalPath::new("the verified file"))
+    local_read(read, path)
 }
 
 /// Reads `len` bytes at `start` of `file` into `buffer`, reused: only a
