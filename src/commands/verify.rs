@@ -53,6 +53,13 @@ pub(crate) async fn verify(
         quick,
         requeue,
     };
+    if let Some(bucket) = &how.bucket {
+        // A store we cannot reach or that refuses us would make every object
+        // "unreadable", each after its own retries: say so once instead.
+        if let Err(e) = bucket.probe().await {
+            anyhow::bail!("cannot verify the archive: {e}");
+        }
+    }
     let counts = check_all(&queue, jobs, &how, &tally).await;
     tally.finish();
     let counts = counts?;

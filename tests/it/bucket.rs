@@ -460,6 +460,37 @@ async fn bad_credentials_stop_the_batch_naming_the_store_and_never_print_the_sec
     );
 }
 
+/// `verify` against a store that refuses the credentials says so once,
+/// naming the store, instead of calling every object unreadable.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_with_bad_credentials_says_so_once_instead_of_calling_every_object_unreadable() {
+    let Some(store) = store_with_bucket().await else {
+        return;
+    };
+    let sim = support::sim(support::small_files()).await;
+    let mut world = store.world(World::new().with_sim(&sim), BUCKET, "");
+    enqueue(&world, &ids(1..=3)).await;
+    assert_success(&world.run(&["run", "--exit-when-idle"]).await);
+    let wrong_secret = "wrong-secret-5c0d9e41";
+    world
+        .extra_env
+        .push(("AWS_SECRET_ACCESS_KEY".into(), wrong_secret.into()));
+    let out = world.run(&["verify", "--all", "--quick"]).await;
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("cannot verify the archive"), "{text}");
+    assert!(text.contains("refused the credentials"), "{text}");
+    assert!(
+        text.contains(&format!("s3://{BUCKET} at {}", store.endpoint())),
+        "{text}"
+    );
+    assert!(!text.contains("unreadable"), "{text}");
+    assert!(
+        !text.contains(wrong_secret),
+        "the secret was printed: {text}"
+    );
+}
+
 /// A missing bucket is a storage-level stop like a full disk: a daemon
 /// keeps its jobs queued and fails none, says why naming the store
 /// (`status` from another process, `/readyz`, the dashboard), probes, and

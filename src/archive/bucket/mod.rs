@@ -769,11 +769,28 @@ fn endpoint_is_loopback(endpoint: &str) -> bool {
 
 /// Worth a second try: the store answered 5xx, or not at all.
 fn is_transient(e: &object_store::Error) -> bool {
-    matches!(e, object_store::Error::Generic { .. }) && !no_such_bucket(e)
+    matches!(e, object_store::Error::Generic { .. })
+        && !no_such_bucket(e)
+        && !refused_credentials(e)
 }
 
 fn no_such_bucket(e: &object_store::Error) -> bool {
     e.to_string().contains("NoSuchBucket")
+}
+
+/// The store refused who we are, in an error object_store leaves generic
+/// (a failed LIST, for one, carries the store's 403 only as text).
+fn refused_credentials(e: &object_store::Error) -> bool {
+    let text = e.to_string();
+    [
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "AccessDenied",
+        "InvalidToken",
+        "ExpiredToken",
+    ]
+    .iter()
+    .any(|code| text.contains(code))
 }
 
 /// What a failed call means to the archive (pure; the message names the
@@ -789,6 +806,10 @@ fn classify(store: &str, e: object_store::Error) -> BucketError {
             }
         }
         ref e if no_such_bucket(e) => BucketError::NoBucket { store },
+        ref e if refused_credentials(e) => BucketError::Credentials {
+            store,
+            detail: short(&e.to_string()),
+        },
         E::NotFound { .. } => BucketError::NoBucket { store },
         e => BucketError::Unreachable {
             store,
@@ -941,6 +962,30 @@ mod tests {
         assert_eq!(content_type_of("mm/no-extension"), None);
         assert_eq!(content_type_of("v1.2/clip"), None, "a dot in a folder");
         assert_eq!(content_type_of("clip.xyz"), None);
+    }
+
+    #[test]
+    fn a_refusal_left_generic_is_still_a_credentials_stop_and_not_retried() {
+        let refused = || object_store::Error::Generic {
+            store: "S3",
+            source:
+                "Error performing list request: 403 Forbidden: <Code>SignatureDoesNotMatch</Code>"
+                    .into(),
+        };
+        assert!(!is_transient(&refused()));
+        assert!(matches!(
+            classify("s3://videos", refused()),
+            BucketError::Credentials { .. }
+        ));
+        let dropped = object_store::Error::Generic {
+            store: "S3",
+            source: "connection reset by peer".into(),
+        };
+        assert!(is_transient(&dropped));
+        assert!(matches!(
+            classify("s3://videos", dropped),
+            BucketError::Unreachable { .. }
+        ));
     }
 
     #[test]
